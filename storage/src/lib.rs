@@ -1,1 +1,37 @@
-//! placeholder
+//! Storage engine of one tenant database: in-memory tables and indexes,
+//! serializable transactions, a durable commit log, snapshots and recovery.
+//!
+//! Owns: everything a database keeps and how it survives a crash.
+//! Does not own: WebAssembly, clients, or who owns a database; those live in
+//! tenant-host and control-plane. Rows are sats `AlgebraicValue`s typed by a
+//! table's `ProductType`, so module-defined types map one to one.
+//!
+//! Start with [`Database::open`] (or [`Database::in_memory`]), then
+//! [`Database::begin`] → [`MutTx`] → [`MutTx::commit`] → [`TxDelta`], and
+//! [`Database::wait_durable`]. Design notes: docs/design/commitlog.md and
+//! docs/design/snapshot.md.
+//!
+//! Invariant: a transaction reported durable survives any crash; nothing of a
+//! transaction that was not committed is ever visible after recovery.
+
+pub mod clock;
+pub mod commitlog;
+mod db;
+pub mod error;
+mod record;
+pub mod schema;
+pub mod snapshot;
+mod state;
+mod table;
+mod tx;
+pub mod value;
+
+pub use db::{Database, DbOptions, DbStorage, ReadTx, RecoveryReport};
+pub use error::{CommitError, OpenError, SchemaError, TxError};
+pub use schema::{IndexAlgorithm, IndexDef, SequenceDef, TableDef, TableSchema, UniqueConstraintDef};
+pub use state::{RowsRef, State};
+pub use tx::{InsertOutcome, MutTx, TableDelta, TxDelta};
+pub use value::{IndexRange, Row};
+
+pub use orrery_api::TxOffset;
+pub use spacetimedb_primitives::{ColId, IndexId, TableId};

@@ -1,0 +1,336 @@
+//! A database: state behind one write lock, its commit log and its snapshots.
+//!
+//! Owns: opening (newest valid snapshot, then replay of the log after it), the
+//! commit path (append under the write lock, so log order is commit order),
+//! the sticky refusal of writes after a log failure or a panic, and taking
+//! snapshots (copy under the lock, encode and write outside it).
+//! Does not own: the byte formats (`storage::record`, `storage::commitlog`,
+//! `storage::snapshot`) or what a transaction may do (`storage::tx`).
+//!
+//! Invariant: `State::next_offset` equals the commit log's next offset, and a
+//! snapshot is published only for an offset that is already durable.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+
+use orrery_api::TxOffset;
+
+use crate::clock::{Clock, SystemClock};
+use crate::commitlog::{self, CommitLog, CommitLogOptions, FileSegmentStore, SegmentStore};
+use crate::error::{CommitError, OpenError};
+use crate::record;
+use crate::snapshot::{BlobStore, DirBlobStore, SnapshotError, SnapshotPart, SnapshotRepo, SnapshotWritten};
+use crate::state::State;
+use crate::tx::MutTx;
+use crate::value::Row;
+
+/// Tunables of one database. Defaults come from `orrery_api::limits`.
+#[derive(Clone, Debug)]
+pub struct DbOptions {
+    pub segment_bytes_max: u64,
+    pub snapshot_retain: usize,
+    /// Sequence values reserved per commit-log entry (gaps after a restart are at most this).
+    pub sequence_reserve_step: i128,
+    /// Test-only: the commit log skips its fsync but still reports durability.
+    /// A deliberate bug that the crash test must catch; never set it otherwise.
+    pub skip_fsync_canary: bool,
+}
+
+impl Default for DbOptions {
+    fn default() -> DbOptions {
+        DbOptions {
+            segment_bytes_max: orrery_api::limits::COMMITLOG_SEGMENT_BYTES_DEFAULT,
+            snapshot_retain: orrery_api::limits::SNAPSHOT_RETAIN_DEFAULT,
+            sequence_reserve_step: 4096,
+            skip_fsync_canary: false,
+        }
+    }
+}
+
+/// Where a database keeps its bytes.
+#[derive(Clone)]
+pub struct DbStorage {
+    pub segments: Arc<dyn SegmentStore>,
+    pub snapshots: Option<Arc<dyn BlobStore>>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl DbStorage {
+    /// The local layout: `dir/log/` for segments and `dir/snapshots/` for snapshots.
+    pub fn dir(dir: &Path) -> std::io::Result<DbStorage> {
+        Ok(DbStorage {
+            segments: Arc::new(FileSegmentStore::open(dir.join("log"))?),
+            snapshots: Some(Arc::new(DirBlobStore::open(dir.join("snapshots"))?)),
+            clock: Arc::new(SystemClock),
+        })
+    }
+}
+
+/// What opening a database found and did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RecoveryReport {
+    /// The snapshot recovery started from.
+    pub snapshot_offset: Option<TxOffset>,
+    /// Newer snapshots that were unusable, newest first, with the reason.
+    pub snapshots_skipped: Vec<(TxOffset, String)>,
+    pub rows_from_snapshot: u64,
+    pub records_replayed: u64,
+    /// Offset of the last transaction in the recovered state.
+    pub last_offset: Option<TxOffset>,
+}
+
+/// A database handle; cheap to clone and share between threads.
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<DbInner>,
+}
+
+pub(crate) struct DbInner {
+    state: RwLock<State>,
+    log: Option<CommitLog>,
+    snapshots: Option<SnapshotRepo>,
+    pub(crate) options: DbOptions,
+    poisoned: AtomicBool,
+    log_failed: Mutex<Option<String>>,
+    snapshot_running: Mutex<()>,
+}
+
+/// A read-only view of the committed state; writers wait while it is held.
+pub struct ReadTx<'db>(RwLockReadGuard<'db, State>);
+
+impl std::ops::Deref for ReadTx<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+impl Database {
+    /// A database without durability: commits get offsets but nothing is written.
+    pub fn in_memory(options: DbOptions) -> Database {
+        Database::from_parts(State::empty(), None, None, options)
+    }
+
+    /// Opens (recovers) a database: the newest snapshot that verifies and
+    /// decodes, then every commit-log record after it.
+    pub fn open(storage: DbStorage, options: DbOptions) -> Result<(Database, RecoveryReport), OpenError> {
+        let mut report = RecoveryReport::default();
+        let repo = storage.snapshots.map(|store| SnapshotRepo::new(store, storage.clock.clone()));
+        let mut state = State::empty();
+        if let Some(repo) = &repo {
+            for offset in repo.list()? {
+                match repo.read(offset).map_err(|e| e.to_string()).and_then(|snapshot| state_from_snapshot(&snapshot)) {
+                    Ok((restored, rows)) => {
+                        state = restored;
+                        state.next_offset = offset.next();
+                        report.snapshot_offset = Some(offset);
+                        report.rows_from_snapshot = rows;
+                        break;
+                    }
+                    Err(reason) => report.snapshots_skipped.push((offset, reason)),
+                }
+            }
+        }
+        let log_options = CommitLogOptions {
+            segment_bytes_max: options.segment_bytes_max,
+            start_offset: state.next_offset,
+            skip_fsync_canary: options.skip_fsync_canary,
+            ..CommitLogOptions::default()
+        };
+        let log = CommitLog::open(storage.segments, log_options)?;
+        let needed = state.next_offset;
+        let mut replay_error = None;
+        let replayed = log.replay(needed, |offset, payload| {
+            if offset != state.next_offset {
+                replay_error = Some(OpenError::Gap { needed: state.next_offset.0, log_start: offset.0 });
+                return Err(());
+            }
+            state.tx_counter += 1;
+            let tx_no = state.tx_counter;
+            if let Err(reason) = record::apply_tx(&mut state, payload, tx_no) {
+                replay_error = Some(OpenError::Record { offset: offset.0, reason });
+                return Err(());
+            }
+            state.next_offset = offset.next();
+            report.records_replayed += 1;
+            Ok(())
+        });
+        if let Some(error) = replay_error {
+            return Err(error);
+        }
+        replayed.map_err(|e| OpenError::Record { offset: needed.0, reason: e.to_string() })?;
+        if let Some(log_next) = log.next_offset() {
+            if log_next != state.next_offset {
+                return Err(OpenError::Gap { needed: state.next_offset.0, log_start: log_next.0 });
+            }
+        }
+        report.last_offset = state.last_offset();
+        Ok((Database::from_parts(state, Some(log), repo, options), report))
+    }
+
+    fn from_parts(state: State, log: Option<CommitLog>, snapshots: Option<SnapshotRepo>, options: DbOptions) -> Database {
+        Database {
+            inner: Arc::new(DbInner {
+                state: RwLock::new(state),
+                log,
+                snapshots,
+                options,
+                poisoned: AtomicBool::new(false),
+                log_failed: Mutex::new(None),
+                snapshot_running: Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Starts the one write transaction; waits while another runs.
+    pub fn begin(&self) -> Result<MutTx<'_>, CommitError> {
+        self.inner.check_writable()?;
+        let state = self.inner.state.write().map_err(|_| CommitError::Poisoned)?;
+        Ok(MutTx::new(state, &self.inner))
+    }
+
+    /// A consistent read of the committed state.
+    pub fn read(&self) -> Result<ReadTx<'_>, CommitError> {
+        if self.inner.poisoned.load(Ordering::Acquire) {
+            return Err(CommitError::Poisoned);
+        }
+        self.inner.state.read().map(ReadTx).map_err(|_| CommitError::Poisoned)
+    }
+
+    /// Highest offset known durable (everything below it is durable too).
+    /// For an in-memory database every commit counts as durable.
+    pub fn durable_offset(&self) -> Option<TxOffset> {
+        match &self.inner.log {
+            Some(log) => log.durable_offset(),
+            None => self.inner.state.read().ok().and_then(|state| state.last_offset()),
+        }
+    }
+
+    /// Blocks until `offset` is durable, or fails if the log failed first.
+    pub fn wait_durable(&self, offset: TxOffset) -> Result<(), commitlog::DurabilityError> {
+        match &self.inner.log {
+            Some(log) => log.wait_durable(offset),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until everything committed so far is durable.
+    pub fn flush(&self) -> Result<Option<TxOffset>, commitlog::DurabilityError> {
+        match &self.inner.log {
+            Some(log) => log.flush(),
+            None => Ok(self.durable_offset()),
+        }
+    }
+
+    /// The commit log, for shipping sealed segments and for tests.
+    pub fn commit_log(&self) -> Option<&CommitLog> {
+        self.inner.log.as_ref()
+    }
+
+    /// Takes a snapshot of the committed state: copies row handles under the
+    /// read lock (writers wait only for that copy), waits until the snapshot's
+    /// offset is durable, then encodes and writes outside any lock, keeps the
+    /// newest `snapshot_retain` snapshots and drops log segments that no kept
+    /// snapshot needs. Returns `None` if nothing was ever committed.
+    pub fn take_snapshot(&self) -> Result<Option<SnapshotWritten>, SnapshotError> {
+        let Some(repo) = &self.inner.snapshots else { return Ok(None) };
+        let _one_at_a_time = self.inner.snapshot_running.lock().unwrap_or_else(|e| e.into_inner());
+        let (offset, meta, tables) = {
+            let Ok(state) = self.inner.state.read() else { return Ok(None) };
+            let Some(offset) = state.last_offset() else { return Ok(None) };
+            let tables: Vec<_> = state
+                .tables
+                .values()
+                .map(|table| {
+                    let reserved: Vec<i128> = table.sequences.iter().map(|s| s.reserved_upto).collect();
+                    let rows: Vec<Row> = table.rows().map(|(_, row)| row.clone()).collect();
+                    (table.schema.clone(), reserved, rows)
+                })
+                .collect();
+            (offset, record::encode_meta(&state), tables)
+        };
+        if let Some(log) = &self.inner.log {
+            log.wait_durable(offset).map_err(|e| SnapshotError::NotDurable { offset, reason: e.to_string() })?;
+        }
+        let mut parts = Vec::with_capacity(tables.len() + 1);
+        parts.push(SnapshotPart { name: "meta".into(), bytes: meta, row_count: 0 });
+        for (schema, reserved, mut rows) in tables {
+            let row_count = rows.len() as u64;
+            let bytes = record::encode_table_part(&schema, &reserved, &mut rows);
+            parts.push(SnapshotPart { name: format!("table-{:010}", schema.table_id.0), bytes, row_count });
+        }
+        let written = repo.write(offset, &parts)?;
+        repo.retain(self.inner.options.snapshot_retain)?;
+        if let (Some(log), Some(oldest)) = (&self.inner.log, repo.list()?.last()) {
+            // Replay from the oldest kept snapshot needs every record after it.
+            log.remove_segments_below(oldest.next()).map_err(|e| SnapshotError::NotDurable { offset, reason: e.to_string() })?;
+        }
+        Ok(Some(written))
+    }
+}
+
+impl DbInner {
+    fn check_writable(&self) -> Result<(), CommitError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(CommitError::Poisoned);
+        }
+        if let Some(reason) = self.log_failed.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            return Err(CommitError::LogFailed(reason.clone()));
+        }
+        if let Some(log) = &self.log {
+            if let Some(failure) = log.failure() {
+                return Err(CommitError::LogFailed(failure.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends a transaction's record while the caller holds the write lock.
+    pub(crate) fn append(&self, state: &mut State, payload: Vec<u8>) -> Result<TxOffset, CommitError> {
+        let offset = match &self.log {
+            None => state.next_offset,
+            Some(log) => match log.append(payload) {
+                Ok(offset) => offset,
+                Err(error) => {
+                    let reason = error.to_string();
+                    *self.log_failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.clone());
+                    return Err(CommitError::LogFailed(reason));
+                }
+            },
+        };
+        assert_eq!(offset, state.next_offset, "commit-log offsets follow the state's");
+        state.next_offset = offset.next();
+        Ok(offset)
+    }
+
+    pub(crate) fn poison(&self) {
+        self.poisoned.store(true, Ordering::Release);
+    }
+}
+
+/// Rebuilds the state from a snapshot's parts; returns it and its row count.
+fn state_from_snapshot(snapshot: &crate::snapshot::Snapshot) -> Result<(State, u64), String> {
+    let mut state = State::empty();
+    let mut rows = 0;
+    let mut meta = None;
+    for part in &snapshot.parts {
+        if part.name == "meta" {
+            meta = Some(record::decode_meta(&part.bytes)?);
+            continue;
+        }
+        let table = record::decode_table_part(&part.bytes).map_err(|e| format!("part `{}`: {e}", part.name))?;
+        if table.len() as u64 != part.row_count {
+            return Err(format!("part `{}` holds {} rows, manifest says {}", part.name, table.len(), part.row_count));
+        }
+        rows += part.row_count;
+        if state.tables.contains_key(&table.schema.table_id) || state.table_names.contains_key(&table.schema.name) {
+            return Err(format!("table `{}` appears twice", table.schema.name));
+        }
+        state.add_table(table);
+    }
+    let (next_table_id, next_index_id) = meta.ok_or("snapshot has no meta part")?;
+    state.next_table_id = state.next_table_id.max(next_table_id);
+    state.next_index_id = state.next_index_id.max(next_index_id);
+    Ok((state, rows))
+}
