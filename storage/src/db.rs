@@ -18,9 +18,9 @@ use orrery_api::TxOffset;
 
 use crate::clock::{Clock, SystemClock};
 use crate::commitlog::{self, CommitLog, CommitLogOptions, FileSegmentStore, SegmentStore};
-use crate::error::{CommitError, OpenError};
+use crate::error::{CommitError, OpenError, TakeSnapshotError};
 use crate::record;
-use crate::snapshot::{BlobStore, DirBlobStore, SnapshotError, SnapshotPart, SnapshotRepo, SnapshotWritten};
+use crate::snapshot::{BlobStore, DirBlobStore, SnapshotPart, SnapshotRepo, SnapshotWritten};
 use crate::state::State;
 use crate::tx::MutTx;
 use crate::value::Row;
@@ -59,9 +59,12 @@ pub struct DbStorage {
 impl DbStorage {
     /// The local layout: `dir/log/` for segments and `dir/snapshots/` for snapshots.
     pub fn dir(dir: &Path) -> std::io::Result<DbStorage> {
+        let snapshots = DirBlobStore::open(dir.join("snapshots"))?;
+        // Temp files of a put that a crash interrupted are garbage.
+        snapshots.remove_temp_files()?;
         Ok(DbStorage {
             segments: Arc::new(FileSegmentStore::open(dir.join("log"))?),
-            snapshots: Some(Arc::new(DirBlobStore::open(dir.join("snapshots"))?)),
+            snapshots: Some(Arc::new(snapshots)),
             clock: Arc::new(SystemClock),
         })
     }
@@ -140,30 +143,28 @@ impl Database {
         };
         let log = CommitLog::open(storage.segments, log_options)?;
         let needed = state.next_offset;
-        let mut replay_error = None;
         let replayed = log.replay(needed, |offset, payload| {
             if offset != state.next_offset {
-                replay_error = Some(OpenError::Gap { needed: state.next_offset.0, log_start: offset.0 });
-                return Err(());
+                return Err(OpenError::Gap { needed: state.next_offset.0, log_start: offset.0 });
             }
             state.tx_counter += 1;
             let tx_no = state.tx_counter;
-            if let Err(reason) = record::apply_tx(&mut state, payload, tx_no) {
-                replay_error = Some(OpenError::Record { offset: offset.0, reason });
-                return Err(());
-            }
+            record::apply_tx(&mut state, payload, tx_no).map_err(|reason| OpenError::Record { offset: offset.0, reason })?;
             state.next_offset = offset.next();
             report.records_replayed += 1;
             Ok(())
         });
-        if let Some(error) = replay_error {
-            return Err(error);
-        }
-        replayed.map_err(|e| OpenError::Record { offset: needed.0, reason: e.to_string() })?;
-        if let Some(log_next) = log.next_offset() {
-            if log_next != state.next_offset {
-                return Err(OpenError::Gap { needed: state.next_offset.0, log_start: log_next.0 });
+        match replayed {
+            Ok(()) => {}
+            Err(commitlog::ReplayError::Callback { error, .. }) => return Err(error),
+            Err(commitlog::ReplayError::NotRetained { first_retained, .. }) => {
+                return Err(OpenError::Gap { needed: needed.0, log_start: first_retained.0 })
             }
+            Err(other) => return Err(OpenError::Record { offset: needed.0, reason: other.to_string() }),
+        }
+        let log_next = log.open_report().next_offset;
+        if log_next != state.next_offset {
+            return Err(OpenError::Gap { needed: state.next_offset.0, log_start: log_next.0 });
         }
         report.last_offset = state.last_offset();
         Ok((Database::from_parts(state, Some(log), repo, options), report))
@@ -233,7 +234,7 @@ impl Database {
     /// offset is durable, then encodes and writes outside any lock, keeps the
     /// newest `snapshot_retain` snapshots and drops log segments that no kept
     /// snapshot needs. Returns `None` if nothing was ever committed.
-    pub fn take_snapshot(&self) -> Result<Option<SnapshotWritten>, SnapshotError> {
+    pub fn take_snapshot(&self) -> Result<Option<SnapshotWritten>, TakeSnapshotError> {
         let Some(repo) = &self.inner.snapshots else { return Ok(None) };
         let _one_at_a_time = self.inner.snapshot_running.lock().unwrap_or_else(|e| e.into_inner());
         let (offset, meta, tables) = {
@@ -251,7 +252,7 @@ impl Database {
             (offset, record::encode_meta(&state), tables)
         };
         if let Some(log) = &self.inner.log {
-            log.wait_durable(offset).map_err(|e| SnapshotError::NotDurable { offset, reason: e.to_string() })?;
+            log.wait_durable(offset).map_err(|e| TakeSnapshotError::NotDurable { offset: offset.0, reason: e.to_string() })?;
         }
         let mut parts = Vec::with_capacity(tables.len() + 1);
         parts.push(SnapshotPart { name: "meta".into(), bytes: meta, row_count: 0 });
@@ -260,11 +261,12 @@ impl Database {
             let bytes = record::encode_table_part(&schema, &reserved, &mut rows);
             parts.push(SnapshotPart { name: format!("table-{:010}", schema.table_id.0), bytes, row_count });
         }
-        let written = repo.write(offset, &parts)?;
+        let refs: Vec<_> = parts.iter().map(SnapshotPart::as_part_ref).collect();
+        let written = repo.write(offset, &refs)?;
         repo.retain(self.inner.options.snapshot_retain)?;
         if let (Some(log), Some(oldest)) = (&self.inner.log, repo.list()?.last()) {
             // Replay from the oldest kept snapshot needs every record after it.
-            log.remove_segments_below(oldest.next()).map_err(|e| SnapshotError::NotDurable { offset, reason: e.to_string() })?;
+            log.remove_segments_below(oldest.next()).map_err(|e| TakeSnapshotError::Log(e.to_string()))?;
         }
         Ok(Some(written))
     }

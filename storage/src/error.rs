@@ -1,6 +1,6 @@
 //! Typed errors of the storage engine, one enum per family of operations.
 //!
-//! Owns: [`SchemaError`], [`TxError`], [`CommitError`], [`OpenError`].
+//! Owns: [`SchemaError`], [`TxError`], [`CommitError`], [`OpenError`], [`TakeSnapshotError`].
 //! Each variant carries the names and ids needed to debug it; none wraps an
 //! opaque catch-all. The commit-log and snapshot modules define their own.
 
@@ -73,4 +73,15 @@ pub enum OpenError {
     Gap { needed: u64, log_start: u64 },
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Why a snapshot could not be taken. The database keeps serving either way.
+#[derive(Debug, thiserror::Error)]
+pub enum TakeSnapshotError {
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::SnapshotError),
+    #[error("offset {offset} never became durable: {reason}")]
+    NotDurable { offset: u64, reason: String },
+    #[error("dropping old commit-log segments: {0}")]
+    Log(String),
 }

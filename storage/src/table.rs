@@ -170,8 +170,14 @@ impl Table {
         row
     }
 
-    /// Makes slots freed by the finished transaction reusable.
+    /// Makes slots freed by the finished transaction reusable. A rollback may
+    /// have put rows back into some of them; those stay taken.
     pub(crate) fn end_tx(&mut self) {
+        let slots = &self.slots;
+        self.pending_free.retain(|row_id| slots[*row_id as usize].row.is_none());
+        // A slot emptied, refilled by a rollback and emptied again is listed twice.
+        self.pending_free.sort_unstable();
+        self.pending_free.dedup();
         self.free.append(&mut self.pending_free);
     }
 }

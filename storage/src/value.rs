@@ -163,7 +163,7 @@ pub fn project_key(row: &[AlgebraicValue], columns: &[ColId]) -> AlgebraicValue 
 pub fn key_type(schema: &TableSchema, columns: &[ColId]) -> AlgebraicType {
     match columns {
         [col] => schema.column_type(*col).clone(),
-        cols => AlgebraicType::product(cols.iter().map(|c| schema.column_type(*c).clone()).collect::<Vec<_>>()),
+        cols => AlgebraicType::Product(cols.iter().map(|c| spacetimedb_sats::ProductTypeElement::new(schema.column_type(*c).clone(), None)).collect()),
     }
 }
 

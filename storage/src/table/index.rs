@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
-use spacetimedb_primitives::{ColId, IndexId};
+use spacetimedb_primitives::ColId;
 use spacetimedb_sats::AlgebraicValue;
 
 use super::RowId;
@@ -18,7 +18,6 @@ use crate::schema::{IndexAlgorithm, IndexSchema};
 
 #[derive(Clone)]
 pub(crate) struct Index {
-    pub(crate) index_id: IndexId,
     pub(crate) name: String,
     pub(crate) algorithm: IndexAlgorithm,
     pub(crate) columns: Vec<ColId>,
@@ -36,7 +35,6 @@ impl Index {
     pub(crate) fn new(schema: &IndexSchema) -> Index {
         let map = if schema.unique.is_some() { IndexMap::Unique(BTreeMap::new()) } else { IndexMap::Multi(BTreeSet::new()) };
         Index {
-            index_id: schema.index_id,
             name: schema.name.clone(),
             algorithm: schema.algorithm,
             columns: schema.columns.clone(),
