@@ -46,7 +46,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock reading `micros` until changed.
     pub fn new(micros: i64) -> Self {
-        Self { micros: Arc::new(AtomicI64::new(micros)) }
+        Self {
+            micros: Arc::new(AtomicI64::new(micros)),
+        }
     }
 
     /// Sets the time seen by this clock and all its clones.

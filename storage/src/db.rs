@@ -117,13 +117,22 @@ impl Database {
 
     /// Opens (recovers) a database: the newest snapshot that verifies and
     /// decodes, then every commit-log record after it.
-    pub fn open(storage: DbStorage, options: DbOptions) -> Result<(Database, RecoveryReport), OpenError> {
+    pub fn open(
+        storage: DbStorage,
+        options: DbOptions,
+    ) -> Result<(Database, RecoveryReport), OpenError> {
         let mut report = RecoveryReport::default();
-        let repo = storage.snapshots.map(|store| SnapshotRepo::new(store, storage.clock.clone()));
+        let repo = storage
+            .snapshots
+            .map(|store| SnapshotRepo::new(store, storage.clock.clone()));
         let mut state = State::empty();
         if let Some(repo) = &repo {
             for offset in repo.list()? {
-                match repo.read(offset).map_err(|e| e.to_string()).and_then(|snapshot| state_from_snapshot(&snapshot)) {
+                match repo
+                    .read(offset)
+                    .map_err(|e| e.to_string())
+                    .and_then(|snapshot| state_from_snapshot(&snapshot))
+                {
                     Ok((restored, rows)) => {
                         state = restored;
                         state.next_offset = offset.next();
@@ -145,11 +154,17 @@ impl Database {
         let needed = state.next_offset;
         let replayed = log.replay(needed, |offset, payload| {
             if offset != state.next_offset {
-                return Err(OpenError::Gap { needed: state.next_offset.0, log_start: offset.0 });
+                return Err(OpenError::Gap {
+                    needed: state.next_offset.0,
+                    log_start: offset.0,
+                });
             }
             state.tx_counter += 1;
             let tx_no = state.tx_counter;
-            record::apply_tx(&mut state, payload, tx_no).map_err(|reason| OpenError::Record { offset: offset.0, reason })?;
+            record::apply_tx(&mut state, payload, tx_no).map_err(|reason| OpenError::Record {
+                offset: offset.0,
+                reason,
+            })?;
             state.next_offset = offset.next();
             report.records_replayed += 1;
             Ok(())
@@ -158,19 +173,38 @@ impl Database {
             Ok(()) => {}
             Err(commitlog::ReplayError::Callback { error, .. }) => return Err(error),
             Err(commitlog::ReplayError::NotRetained { first_retained, .. }) => {
-                return Err(OpenError::Gap { needed: needed.0, log_start: first_retained.0 })
+                return Err(OpenError::Gap {
+                    needed: needed.0,
+                    log_start: first_retained.0,
+                })
             }
-            Err(other) => return Err(OpenError::Record { offset: needed.0, reason: other.to_string() }),
+            Err(other) => {
+                return Err(OpenError::Record {
+                    offset: needed.0,
+                    reason: other.to_string(),
+                })
+            }
         }
         let log_next = log.open_report().next_offset;
         if log_next != state.next_offset {
-            return Err(OpenError::Gap { needed: state.next_offset.0, log_start: log_next.0 });
+            return Err(OpenError::Gap {
+                needed: state.next_offset.0,
+                log_start: log_next.0,
+            });
         }
         report.last_offset = state.last_offset();
-        Ok((Database::from_parts(state, Some(log), repo, options), report))
+        Ok((
+            Database::from_parts(state, Some(log), repo, options),
+            report,
+        ))
     }
 
-    fn from_parts(state: State, log: Option<CommitLog>, snapshots: Option<SnapshotRepo>, options: DbOptions) -> Database {
+    fn from_parts(
+        state: State,
+        log: Option<CommitLog>,
+        snapshots: Option<SnapshotRepo>,
+        options: DbOptions,
+    ) -> Database {
         Database {
             inner: Arc::new(DbInner {
                 state: RwLock::new(state),
@@ -187,7 +221,11 @@ impl Database {
     /// Starts the one write transaction; waits while another runs.
     pub fn begin(&self) -> Result<MutTx<'_>, CommitError> {
         self.inner.check_writable()?;
-        let state = self.inner.state.write().map_err(|_| CommitError::Poisoned)?;
+        let state = self
+            .inner
+            .state
+            .write()
+            .map_err(|_| CommitError::Poisoned)?;
         Ok(MutTx::new(state, &self.inner))
     }
 
@@ -196,7 +234,11 @@ impl Database {
         if self.inner.poisoned.load(Ordering::Acquire) {
             return Err(CommitError::Poisoned);
         }
-        self.inner.state.read().map(ReadTx).map_err(|_| CommitError::Poisoned)
+        self.inner
+            .state
+            .read()
+            .map(ReadTx)
+            .map_err(|_| CommitError::Poisoned)
     }
 
     /// Highest offset known durable (everything below it is durable too).
@@ -204,7 +246,12 @@ impl Database {
     pub fn durable_offset(&self) -> Option<TxOffset> {
         match &self.inner.log {
             Some(log) => log.durable_offset(),
-            None => self.inner.state.read().ok().and_then(|state| state.last_offset()),
+            None => self
+                .inner
+                .state
+                .read()
+                .ok()
+                .and_then(|state| state.last_offset()),
         }
     }
 
@@ -235,16 +282,27 @@ impl Database {
     /// newest `snapshot_retain` snapshots and drops log segments that no kept
     /// snapshot needs. Returns `None` if nothing was ever committed.
     pub fn take_snapshot(&self) -> Result<Option<SnapshotWritten>, TakeSnapshotError> {
-        let Some(repo) = &self.inner.snapshots else { return Ok(None) };
-        let _one_at_a_time = self.inner.snapshot_running.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(repo) = &self.inner.snapshots else {
+            return Ok(None);
+        };
+        let _one_at_a_time = self
+            .inner
+            .snapshot_running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let (offset, meta, tables) = {
-            let Ok(state) = self.inner.state.read() else { return Ok(None) };
-            let Some(offset) = state.last_offset() else { return Ok(None) };
+            let Ok(state) = self.inner.state.read() else {
+                return Ok(None);
+            };
+            let Some(offset) = state.last_offset() else {
+                return Ok(None);
+            };
             let tables: Vec<_> = state
                 .tables
                 .values()
                 .map(|table| {
-                    let reserved: Vec<i128> = table.sequences.iter().map(|s| s.reserved_upto).collect();
+                    let reserved: Vec<i128> =
+                        table.sequences.iter().map(|s| s.reserved_upto).collect();
                     let rows: Vec<Row> = table.rows().map(|(_, row)| row.clone()).collect();
                     (table.schema.clone(), reserved, rows)
                 })
@@ -252,21 +310,34 @@ impl Database {
             (offset, record::encode_meta(&state), tables)
         };
         if let Some(log) = &self.inner.log {
-            log.wait_durable(offset).map_err(|e| TakeSnapshotError::NotDurable { offset: offset.0, reason: e.to_string() })?;
+            log.wait_durable(offset)
+                .map_err(|e| TakeSnapshotError::NotDurable {
+                    offset: offset.0,
+                    reason: e.to_string(),
+                })?;
         }
         let mut parts = Vec::with_capacity(tables.len() + 1);
-        parts.push(SnapshotPart { name: "meta".into(), bytes: meta, row_count: 0 });
+        parts.push(SnapshotPart {
+            name: "meta".into(),
+            bytes: meta,
+            row_count: 0,
+        });
         for (schema, reserved, mut rows) in tables {
             let row_count = rows.len() as u64;
             let bytes = record::encode_table_part(&schema, &reserved, &mut rows);
-            parts.push(SnapshotPart { name: format!("table-{:010}", schema.table_id.0), bytes, row_count });
+            parts.push(SnapshotPart {
+                name: format!("table-{:010}", schema.table_id.0),
+                bytes,
+                row_count,
+            });
         }
         let refs: Vec<_> = parts.iter().map(SnapshotPart::as_part_ref).collect();
         let written = repo.write(offset, &refs)?;
         repo.retain(self.inner.options.snapshot_retain)?;
         if let (Some(log), Some(oldest)) = (&self.inner.log, repo.list()?.last()) {
             // Replay from the oldest kept snapshot needs every record after it.
-            log.remove_segments_below(oldest.next()).map_err(|e| TakeSnapshotError::Log(e.to_string()))?;
+            log.remove_segments_below(oldest.next())
+                .map_err(|e| TakeSnapshotError::Log(e.to_string()))?;
         }
         Ok(Some(written))
     }
@@ -277,7 +348,12 @@ impl DbInner {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(CommitError::Poisoned);
         }
-        if let Some(reason) = self.log_failed.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(reason) = self
+            .log_failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             return Err(CommitError::LogFailed(reason.clone()));
         }
         if let Some(log) = &self.log {
@@ -289,19 +365,27 @@ impl DbInner {
     }
 
     /// Appends a transaction's record while the caller holds the write lock.
-    pub(crate) fn append(&self, state: &mut State, payload: Vec<u8>) -> Result<TxOffset, CommitError> {
+    pub(crate) fn append(
+        &self,
+        state: &mut State,
+        payload: Vec<u8>,
+    ) -> Result<TxOffset, CommitError> {
         let offset = match &self.log {
             None => state.next_offset,
             Some(log) => match log.append(payload) {
                 Ok(offset) => offset,
                 Err(error) => {
                     let reason = error.to_string();
-                    *self.log_failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.clone());
+                    *self.log_failed.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(reason.clone());
                     return Err(CommitError::LogFailed(reason));
                 }
             },
         };
-        assert_eq!(offset, state.next_offset, "commit-log offsets follow the state's");
+        assert_eq!(
+            offset, state.next_offset,
+            "commit-log offsets follow the state's"
+        );
         state.next_offset = offset.next();
         Ok(offset)
     }
@@ -321,12 +405,20 @@ fn state_from_snapshot(snapshot: &crate::snapshot::Snapshot) -> Result<(State, u
             meta = Some(record::decode_meta(&part.bytes)?);
             continue;
         }
-        let table = record::decode_table_part(&part.bytes).map_err(|e| format!("part `{}`: {e}", part.name))?;
+        let table = record::decode_table_part(&part.bytes)
+            .map_err(|e| format!("part `{}`: {e}", part.name))?;
         if table.len() as u64 != part.row_count {
-            return Err(format!("part `{}` holds {} rows, manifest says {}", part.name, table.len(), part.row_count));
+            return Err(format!(
+                "part `{}` holds {} rows, manifest says {}",
+                part.name,
+                table.len(),
+                part.row_count
+            ));
         }
         rows += part.row_count;
-        if state.tables.contains_key(&table.schema.table_id) || state.table_names.contains_key(&table.schema.name) {
+        if state.tables.contains_key(&table.schema.table_id)
+            || state.table_names.contains_key(&table.schema.name)
+        {
             return Err(format!("table `{}` appears twice", table.schema.name));
         }
         state.add_table(table);

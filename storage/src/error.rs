@@ -34,10 +34,20 @@ pub enum TxError {
     Decode { what: &'static str, reason: String },
     #[error("row does not match table `{table}`: {reason}")]
     RowType { table: String, reason: String },
-    #[error("unique constraint `{constraint}` on table `{table}` violated: a row with key {key} exists")]
-    UniqueViolation { table: String, constraint: String, key: String },
+    #[error(
+        "unique constraint `{constraint}` on table `{table}` violated: a row with key {key} exists"
+    )]
+    UniqueViolation {
+        table: String,
+        constraint: String,
+        key: String,
+    },
     #[error("sequence `{sequence}` of table `{table}` is exhausted (maximum {max})")]
-    AutoIncOverflow { table: String, sequence: String, max: i128 },
+    AutoIncOverflow {
+        table: String,
+        sequence: String,
+        max: i128,
+    },
     #[error("index `{index}` is not unique")]
     IndexNotUnique { index: String },
     #[error("table `{table}` has no row with that key in index `{index}`")]

@@ -28,7 +28,9 @@ pub mod value;
 
 pub use db::{Database, DbOptions, DbStorage, ReadTx, RecoveryReport};
 pub use error::{CommitError, OpenError, SchemaError, TakeSnapshotError, TxError};
-pub use schema::{IndexAlgorithm, IndexDef, SequenceDef, TableDef, TableSchema, UniqueConstraintDef};
+pub use schema::{
+    IndexAlgorithm, IndexDef, SequenceDef, TableDef, TableSchema, UniqueConstraintDef,
+};
 pub use state::{RowsRef, State};
 pub use tx::{InsertOutcome, MutTx, TableDelta, TxDelta};
 pub use value::{IndexRange, Row};

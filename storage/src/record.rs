@@ -16,7 +16,9 @@ use spacetimedb_primitives::{ColId, IndexId, TableId};
 use spacetimedb_sats::buffer::BufReader;
 use spacetimedb_sats::{ProductType, ProductValue};
 
-use crate::schema::{IndexAlgorithm, IndexSchema, SequenceSchema, TableSchema, UniqueConstraintDef};
+use crate::schema::{
+    IndexAlgorithm, IndexSchema, SequenceSchema, TableSchema, UniqueConstraintDef,
+};
 use crate::state::State;
 use crate::table::Table;
 use crate::tx::{SequenceReservation, TxDelta};
@@ -39,7 +41,11 @@ pub(crate) fn encode_tx(delta: &TxDelta, reservations: &[SequenceReservation]) -
     out.push(TX_FORMAT_VERSION);
     let entries = delta.created_tables.len()
         + reservations.len()
-        + delta.tables.iter().map(|t| (!t.deletes.is_empty()) as usize + (!t.inserts.is_empty()) as usize).sum::<usize>()
+        + delta
+            .tables
+            .iter()
+            .map(|t| (!t.deletes.is_empty()) as usize + (!t.inserts.is_empty()) as usize)
+            .sum::<usize>()
         + delta.dropped_tables.len();
     put_u32(&mut out, entries as u32);
     for schema in &delta.created_tables {
@@ -53,7 +59,10 @@ pub(crate) fn encode_tx(delta: &TxDelta, reservations: &[SequenceReservation]) -
         out.extend_from_slice(&reservation.reserved_upto.to_le_bytes());
     }
     for table in &delta.tables {
-        for (kind, rows) in [(ENTRY_DELETES, &table.deletes), (ENTRY_INSERTS, &table.inserts)] {
+        for (kind, rows) in [
+            (ENTRY_DELETES, &table.deletes),
+            (ENTRY_INSERTS, &table.inserts),
+        ] {
             if rows.is_empty() {
                 continue;
             }
@@ -85,21 +94,33 @@ pub(crate) fn apply_tx(state: &mut State, bytes: &[u8], tx_no: u64) -> Result<()
         match get_u8(&mut reader)? {
             ENTRY_CREATE_TABLE => {
                 let schema = decode_schema(&mut reader)?;
-                if state.tables.contains_key(&schema.table_id) || state.table_names.contains_key(&schema.name) {
-                    return Err(format!("table `{}` ({}) created twice", schema.name, schema.table_id));
+                if state.tables.contains_key(&schema.table_id)
+                    || state.table_names.contains_key(&schema.name)
+                {
+                    return Err(format!(
+                        "table `{}` ({}) created twice",
+                        schema.name, schema.table_id
+                    ));
                 }
                 state.add_table(Table::new(Arc::new(schema)));
             }
             ENTRY_DROP_TABLE => {
                 let table_id = TableId(get_u32(&mut reader)?);
-                state.remove_table(table_id).ok_or_else(|| format!("drop of absent table {table_id}"))?;
+                state
+                    .remove_table(table_id)
+                    .ok_or_else(|| format!("drop of absent table {table_id}"))?;
             }
             ENTRY_SEQUENCE_RESERVE => {
                 let table_id = TableId(get_u32(&mut reader)?);
                 let sequence = get_u16(&mut reader)? as usize;
                 let upto = get_i128(&mut reader)?;
                 let table = state.table_mut(table_id).map_err(|e| e.to_string())?;
-                let max = table.schema.sequences.get(sequence).ok_or_else(|| format!("table {table_id} has no sequence {sequence}"))?.max_value;
+                let max = table
+                    .schema
+                    .sequences
+                    .get(sequence)
+                    .ok_or_else(|| format!("table {table_id} has no sequence {sequence}"))?
+                    .max_value;
                 let counter = &mut table.sequences[sequence];
                 counter.reserved_upto = counter.reserved_upto.max(upto);
                 counter.next = Some(counter.reserved_upto).filter(|next| *next <= max);
@@ -110,14 +131,22 @@ pub(crate) fn apply_tx(state: &mut State, bytes: &[u8], tx_no: u64) -> Result<()
                 let table = state.table_mut(table_id).map_err(|e| e.to_string())?;
                 let schema = table.schema.clone();
                 for _ in 0..count {
-                    let row = ProductValue::decode(&schema.columns, &mut reader).map_err(|e| format!("row of `{}`: {e}", schema.name))?;
+                    let row = ProductValue::decode(&schema.columns, &mut reader)
+                        .map_err(|e| format!("row of `{}`: {e}", schema.name))?;
                     let row = value::row_from_product(row);
                     if kind == ENTRY_DELETES {
-                        let row_id = table.find_same(&row).ok_or_else(|| format!("delete of a row absent from `{}`", schema.name))?;
+                        let row_id = table.find_same(&row).ok_or_else(|| {
+                            format!("delete of a row absent from `{}`", schema.name)
+                        })?;
                         table.remove(row_id);
                     } else {
-                        if table.find_same(&row).is_some() || table.unique_conflict(&row, None).is_some() {
-                            return Err(format!("insert into `{}` conflicts with a present row", schema.name));
+                        if table.find_same(&row).is_some()
+                            || table.unique_conflict(&row, None).is_some()
+                        {
+                            return Err(format!(
+                                "insert into `{}` conflicts with a present row",
+                                schema.name
+                            ));
                         }
                         table.insert(row, tx_no);
                     }
@@ -140,7 +169,11 @@ pub(crate) fn apply_tx(state: &mut State, bytes: &[u8], tx_no: u64) -> Result<()
 
 /// One table's contents for a snapshot: schema, sequence reservations, rows
 /// sorted by value so that equal tables give equal bytes (and deduplicate).
-pub(crate) fn encode_table_part(schema: &TableSchema, reserved: &[i128], rows: &mut [Row]) -> Vec<u8> {
+pub(crate) fn encode_table_part(
+    schema: &TableSchema,
+    reserved: &[i128],
+    rows: &mut [Row],
+) -> Vec<u8> {
     rows.sort_unstable();
     let mut out = Vec::with_capacity(64 + rows.len() * 16);
     out.push(TABLE_PART_VERSION);
@@ -167,7 +200,10 @@ pub(crate) fn decode_table_part(bytes: &[u8]) -> Result<Table, String> {
     let mut table = Table::new(schema.clone());
     let reservations = get_u32(&mut reader)? as usize;
     if reservations != schema.sequences.len() {
-        return Err(format!("{reservations} sequence states for {} sequences", schema.sequences.len()));
+        return Err(format!(
+            "{reservations} sequence states for {} sequences",
+            schema.sequences.len()
+        ));
     }
     for (position, sequence) in schema.sequences.iter().enumerate() {
         let upto = get_i128(&mut reader)?;
@@ -176,10 +212,14 @@ pub(crate) fn decode_table_part(bytes: &[u8]) -> Result<Table, String> {
     }
     let rows = get_u64(&mut reader)?;
     for _ in 0..rows {
-        let row = ProductValue::decode(&schema.columns, &mut reader).map_err(|e| format!("row of `{}`: {e}", schema.name))?;
+        let row = ProductValue::decode(&schema.columns, &mut reader)
+            .map_err(|e| format!("row of `{}`: {e}", schema.name))?;
         let row = value::row_from_product(row);
         if table.find_same(&row).is_some() || table.unique_conflict(&row, None).is_some() {
-            return Err(format!("snapshot of `{}` holds conflicting rows", schema.name));
+            return Err(format!(
+                "snapshot of `{}` holds conflicting rows",
+                schema.name
+            ));
         }
         table.insert(row, 0);
     }
@@ -229,7 +269,12 @@ fn encode_schema(schema: &TableSchema, out: &mut Vec<u8>) {
     for sequence in &schema.sequences {
         put_str(out, &sequence.name);
         put_u16(out, sequence.column.0);
-        for n in [sequence.start, sequence.min_value, sequence.max_value, sequence.increment] {
+        for n in [
+            sequence.start,
+            sequence.min_value,
+            sequence.max_value,
+            sequence.increment,
+        ] {
             out.extend_from_slice(&n.to_le_bytes());
         }
     }
@@ -241,7 +286,8 @@ fn decode_schema(reader: &mut &[u8]) -> Result<TableSchema, String> {
     let table_id = TableId(get_u32(reader)?);
     let name = get_str(reader)?;
     let mut columns_bytes = get_bytes(reader)?;
-    let columns = ProductType::decode(&mut columns_bytes).map_err(|e| format!("column types of `{name}`: {e}"))?;
+    let columns = ProductType::decode(&mut columns_bytes)
+        .map_err(|e| format!("column types of `{name}`: {e}"))?;
     let column_count = columns.elements.len();
     let col = |c: u16| -> Result<ColId, String> {
         if (c as usize) < column_count {
@@ -264,18 +310,33 @@ fn decode_schema(reader: &mut &[u8]) -> Result<TableSchema, String> {
             2 => IndexAlgorithm::Direct,
             other => return Err(format!("unknown index algorithm {other}")),
         };
-        let columns = get_cols(reader)?.into_iter().map(|c| col(c.0)).collect::<Result<Vec<_>, _>>()?;
+        let columns = get_cols(reader)?
+            .into_iter()
+            .map(|c| col(c.0))
+            .collect::<Result<Vec<_>, _>>()?;
         let unique = match get_u8(reader)? {
             0 => None,
             _ => Some(get_str(reader)?),
         };
-        indexes.push(IndexSchema { index_id, name: index_name, algorithm, columns, unique });
+        indexes.push(IndexSchema {
+            index_id,
+            name: index_name,
+            algorithm,
+            columns,
+            unique,
+        });
     }
     let mut unique_constraints = Vec::new();
     for _ in 0..get_count(reader)? {
         let constraint_name = get_str(reader)?;
-        let columns = get_cols(reader)?.into_iter().map(|c| col(c.0)).collect::<Result<Vec<_>, _>>()?;
-        unique_constraints.push(UniqueConstraintDef { name: constraint_name, columns });
+        let columns = get_cols(reader)?
+            .into_iter()
+            .map(|c| col(c.0))
+            .collect::<Result<Vec<_>, _>>()?;
+        unique_constraints.push(UniqueConstraintDef {
+            name: constraint_name,
+            columns,
+        });
     }
     let mut sequences = Vec::new();
     for _ in 0..get_count(reader)? {
@@ -285,11 +346,28 @@ fn decode_schema(reader: &mut &[u8]) -> Result<TableSchema, String> {
         let min_value = get_i128(reader)?;
         let max_value = get_i128(reader)?;
         let increment = get_i128(reader)?;
-        sequences.push(SequenceSchema { name: sequence_name, column, start, min_value, max_value, increment });
+        sequences.push(SequenceSchema {
+            name: sequence_name,
+            column,
+            start,
+            min_value,
+            max_value,
+            increment,
+        });
     }
     let public = get_u8(reader)? != 0;
     let is_event = get_u8(reader)? != 0;
-    Ok(TableSchema { table_id, name, columns, primary_key, indexes, unique_constraints, sequences, public, is_event })
+    Ok(TableSchema {
+        table_id,
+        name,
+        columns,
+        primary_key,
+        indexes,
+        unique_constraints,
+        sequences,
+        public,
+        is_event,
+    })
 }
 
 fn put_u16(out: &mut Vec<u8>, n: u16) {
@@ -302,7 +380,10 @@ fn put_u64(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(&n.to_le_bytes());
 }
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_u32(out, u32::try_from(bytes.len()).expect("schema parts are far below 4 GiB"));
+    put_u32(
+        out,
+        u32::try_from(bytes.len()).expect("schema parts are far below 4 GiB"),
+    );
     out.extend_from_slice(bytes);
 }
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -344,7 +425,10 @@ fn get_count(reader: &mut &[u8]) -> Result<u32, String> {
 fn get_bytes<'a>(reader: &mut &'a [u8]) -> Result<&'a [u8], String> {
     let len = get_u32(reader)? as usize;
     if len > reader.len() {
-        return Err(format!("length {len} exceeds the {} bytes left", reader.len()));
+        return Err(format!(
+            "length {len} exceeds the {} bytes left",
+            reader.len()
+        ));
     }
     let (bytes, rest) = reader.split_at(len);
     *reader = rest;

@@ -105,11 +105,17 @@ impl TableSchema {
 
     /// Column name, for error messages and clients.
     pub fn column_name(&self, col: ColId) -> &str {
-        self.columns.elements[col.idx()].name.as_deref().unwrap_or("?")
+        self.columns.elements[col.idx()]
+            .name
+            .as_deref()
+            .unwrap_or("?")
     }
 
     pub fn index(&self, index_id: IndexId) -> Option<(usize, &IndexSchema)> {
-        self.indexes.iter().enumerate().find(|(_, index)| index.index_id == index_id)
+        self.indexes
+            .iter()
+            .enumerate()
+            .find(|(_, index)| index.index_id == index_id)
     }
 }
 
@@ -117,15 +123,25 @@ impl TableDef {
     /// Validates the definition and assigns index ids starting at `first_index_id`.
     /// A unique constraint without an index of the same columns gets a B-tree
     /// index named after the constraint, so every constraint is enforced by one index.
-    pub fn validate(self, table_id: TableId, first_index_id: IndexId) -> Result<TableSchema, SchemaError> {
+    pub fn validate(
+        self,
+        table_id: TableId,
+        first_index_id: IndexId,
+    ) -> Result<TableSchema, SchemaError> {
         let table = self.name.clone();
-        let err = |reason: String| SchemaError::Invalid { table: table.clone(), reason };
+        let err = |reason: String| SchemaError::Invalid {
+            table: table.clone(),
+            reason,
+        };
         if self.name.is_empty() {
             return Err(err("table name is empty".into()));
         }
         let column_count = self.columns.elements.len();
         if column_count > u16::MAX as usize {
-            return Err(err(format!("{column_count} columns; at most {} allowed", u16::MAX)));
+            return Err(err(format!(
+                "{column_count} columns; at most {} allowed",
+                u16::MAX
+            )));
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, element) in self.columns.elements.iter().enumerate() {
@@ -136,7 +152,9 @@ impl TableDef {
                 return Err(err(format!("column name `{name}` appears twice")));
             }
             if let Some(path) = unresolved_ref(&element.algebraic_type) {
-                return Err(err(format!("column `{name}` has an unresolved type reference {path}")));
+                return Err(err(format!(
+                    "column `{name}` has an unresolved type reference {path}"
+                )));
             }
         }
         let check_cols = |what: &str, cols: &[ColId]| -> Result<(), SchemaError> {
@@ -146,7 +164,10 @@ impl TableDef {
             let mut seen = std::collections::BTreeSet::new();
             for col in cols {
                 if col.idx() >= column_count {
-                    return Err(err(format!("{what} names column {} but the table has {column_count}", col.0)));
+                    return Err(err(format!(
+                        "{what} names column {} but the table has {column_count}",
+                        col.0
+                    )));
                 }
                 if !seen.insert(*col) {
                     return Err(err(format!("{what} names column {} twice", col.0)));
@@ -160,14 +181,24 @@ impl TableDef {
         for (i, def) in self.indexes.into_iter().enumerate() {
             check_cols(&format!("index `{}`", def.name), &def.columns)?;
             if def.name.is_empty() || !names.insert(def.name.clone()) {
-                return Err(err(format!("index name `{}` is empty or not unique", def.name)));
+                return Err(err(format!(
+                    "index name `{}` is empty or not unique",
+                    def.name
+                )));
             }
             if def.algorithm == IndexAlgorithm::Direct {
                 if def.columns.len() != 1 {
-                    return Err(err(format!("direct index `{}` must have exactly one column", def.name)));
+                    return Err(err(format!(
+                        "direct index `{}` must have exactly one column",
+                        def.name
+                    )));
                 }
-                if !is_unsigned_integer(&self.columns.elements[def.columns[0].idx()].algebraic_type) {
-                    return Err(err(format!("direct index `{}` needs an unsigned integer column", def.name)));
+                if !is_unsigned_integer(&self.columns.elements[def.columns[0].idx()].algebraic_type)
+                {
+                    return Err(err(format!(
+                        "direct index `{}` needs an unsigned integer column",
+                        def.name
+                    )));
                 }
             }
             let index_id = IndexId(first_index_id.0 + i as u32);
@@ -182,11 +213,19 @@ impl TableDef {
 
         let mut constraint_names = std::collections::BTreeSet::new();
         for constraint in &self.unique_constraints {
-            check_cols(&format!("unique constraint `{}`", constraint.name), &constraint.columns)?;
+            check_cols(
+                &format!("unique constraint `{}`", constraint.name),
+                &constraint.columns,
+            )?;
             if constraint.name.is_empty() || !constraint_names.insert(constraint.name.clone()) {
-                return Err(err(format!("constraint name `{}` is empty or not unique", constraint.name)));
+                return Err(err(format!(
+                    "constraint name `{}` is empty or not unique",
+                    constraint.name
+                )));
             }
-            let served = indexes.iter_mut().find(|index| index.columns == constraint.columns && index.unique.is_none());
+            let served = indexes
+                .iter_mut()
+                .find(|index| index.columns == constraint.columns && index.unique.is_none());
             match served {
                 Some(index) => index.unique = Some(constraint.name.clone()),
                 None => {
@@ -206,12 +245,19 @@ impl TableDef {
             }
         }
         if indexes.len() > orrery_api::limits::INDEXES_PER_TABLE_MAX as usize {
-            return Err(err(format!("{} indexes; at most {}", indexes.len(), orrery_api::limits::INDEXES_PER_TABLE_MAX)));
+            return Err(err(format!(
+                "{} indexes; at most {}",
+                indexes.len(),
+                orrery_api::limits::INDEXES_PER_TABLE_MAX
+            )));
         }
         if let Some(pk) = self.primary_key {
             check_cols("primary key", &[pk])?;
             if !self.unique_constraints.iter().any(|c| c.columns == [pk]) {
-                return Err(err(format!("primary key column {} has no unique constraint", pk.0)));
+                return Err(err(format!(
+                    "primary key column {} has no unique constraint",
+                    pk.0
+                )));
             }
         }
 
@@ -224,10 +270,16 @@ impl TableDef {
             }
             let ty = &self.columns.elements[def.column.idx()].algebraic_type;
             let Some((type_min, type_max)) = integer_range(ty) else {
-                return Err(err(format!("sequence `{}` is on a non-integer column", def.name)));
+                return Err(err(format!(
+                    "sequence `{}` is on a non-integer column",
+                    def.name
+                )));
             };
             if def.increment <= 0 {
-                return Err(err(format!("sequence `{}`: increment {} is not supported (must be positive)", def.name, def.increment)));
+                return Err(err(format!(
+                    "sequence `{}`: increment {} is not supported (must be positive)",
+                    def.name, def.increment
+                )));
             }
             let min_value = def.min_value.unwrap_or(1).max(type_min);
             let max_value = def.max_value.unwrap_or(i128::MAX).min(type_max);
@@ -240,7 +292,10 @@ impl TableDef {
             }
             // Zero means "generate", so a sequence must never hand out zero.
             if min_value <= 0 && max_value >= 0 {
-                return Err(err(format!("sequence `{}`: its range [{min_value}, {max_value}] contains 0", def.name)));
+                return Err(err(format!(
+                    "sequence `{}`: its range [{min_value}, {max_value}] contains 0",
+                    def.name
+                )));
             }
             sequences.push(SequenceSchema {
                 name: def.name,
@@ -286,7 +341,12 @@ pub(crate) fn integer_range(ty: &AlgebraicType) -> Option<(i128, i128)> {
 fn is_unsigned_integer(ty: &AlgebraicType) -> bool {
     matches!(
         ty,
-        AlgebraicType::U8 | AlgebraicType::U16 | AlgebraicType::U32 | AlgebraicType::U64 | AlgebraicType::U128 | AlgebraicType::U256
+        AlgebraicType::U8
+            | AlgebraicType::U16
+            | AlgebraicType::U32
+            | AlgebraicType::U64
+            | AlgebraicType::U128
+            | AlgebraicType::U256
     )
 }
 
@@ -294,8 +354,14 @@ fn is_unsigned_integer(ty: &AlgebraicType) -> bool {
 fn unresolved_ref(ty: &AlgebraicType) -> Option<String> {
     match ty {
         AlgebraicType::Ref(r) => Some(format!("Ref({})", r.0)),
-        AlgebraicType::Sum(sum) => sum.variants.iter().find_map(|v| unresolved_ref(&v.algebraic_type)),
-        AlgebraicType::Product(product) => product.elements.iter().find_map(|e| unresolved_ref(&e.algebraic_type)),
+        AlgebraicType::Sum(sum) => sum
+            .variants
+            .iter()
+            .find_map(|v| unresolved_ref(&v.algebraic_type)),
+        AlgebraicType::Product(product) => product
+            .elements
+            .iter()
+            .find_map(|e| unresolved_ref(&e.algebraic_type)),
         AlgebraicType::Array(array) => unresolved_ref(&array.elem_ty),
         _ => None,
     }

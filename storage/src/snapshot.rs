@@ -40,7 +40,7 @@ pub use error::{ManifestError, SnapshotError};
 pub use manifest::{Manifest, ManifestPart, ObjectHash};
 pub use memory::MemoryBlobStore;
 pub use repo::{
-    manifest_key, object_key, parse_manifest_key, Recovered, RetainReport, Snapshot,
-    SnapshotPart, SnapshotPartRef, SnapshotRepo, SnapshotWritten,
+    manifest_key, object_key, parse_manifest_key, Recovered, RetainReport, Snapshot, SnapshotPart,
+    SnapshotPartRef, SnapshotRepo, SnapshotWritten,
 };
 pub use unreliable::Unreliable;

@@ -42,7 +42,11 @@ pub type RowsRef<'a> = Box<dyn Iterator<Item = &'a Row> + 'a>;
 
 impl State {
     pub(crate) fn empty() -> State {
-        State { next_table_id: 1, next_index_id: 1, ..State::default() }
+        State {
+            next_table_id: 1,
+            next_index_id: 1,
+            ..State::default()
+        }
     }
 
     /// The offset of the last committed transaction, if any.
@@ -68,7 +72,10 @@ impl State {
     }
 
     /// The table that owns `index_id` and the index's schema.
-    pub fn index_schema(&self, index_id: IndexId) -> Result<(&Arc<TableSchema>, &crate::schema::IndexSchema), TxError> {
+    pub fn index_schema(
+        &self,
+        index_id: IndexId,
+    ) -> Result<(&Arc<TableSchema>, &crate::schema::IndexSchema), TxError> {
         let (table, position) = self.index(index_id)?;
         Ok((&table.schema, &table.schema.indexes[position]))
     }
@@ -83,13 +90,21 @@ impl State {
     }
 
     /// Rows whose key in `index_id` equals `key` (a `Product` for multi-column indexes).
-    pub fn index_point(&self, index_id: IndexId, key: &AlgebraicValue) -> Result<RowsRef<'_>, TxError> {
+    pub fn index_point(
+        &self,
+        index_id: IndexId,
+        key: &AlgebraicValue,
+    ) -> Result<RowsRef<'_>, TxError> {
         let (table, position) = self.index(index_id)?;
         Ok(rows_of(table, table.indexes[position].point(key)))
     }
 
     /// Rows within an ABI-shaped range (`prefix`, then bounds on the next column).
-    pub fn index_range(&self, index_id: IndexId, range: &IndexRange) -> Result<RowsRef<'_>, TxError> {
+    pub fn index_range(
+        &self,
+        index_id: IndexId,
+        range: &IndexRange,
+    ) -> Result<RowsRef<'_>, TxError> {
         let (table, position) = self.index(index_id)?;
         let index = &table.indexes[position];
         check_range_allowed(index, range)?;
@@ -100,7 +115,11 @@ impl State {
     }
 
     /// Decodes a point key sent by a module and scans for it.
-    pub fn index_point_bsatn(&self, index_id: IndexId, point: &[u8]) -> Result<RowsRef<'_>, TxError> {
+    pub fn index_point_bsatn(
+        &self,
+        index_id: IndexId,
+        point: &[u8],
+    ) -> Result<RowsRef<'_>, TxError> {
         let key = self.decode_point(index_id, point)?;
         self.index_point(index_id, &key)
     }
@@ -123,40 +142,74 @@ impl State {
         value::decode_point(&table.schema, &table.indexes[position].columns, point)
     }
 
-    pub fn decode_range(&self, index_id: IndexId, prefix: &[u8], prefix_elems: usize, rstart: &[u8], rend: &[u8]) -> Result<IndexRange, TxError> {
+    pub fn decode_range(
+        &self,
+        index_id: IndexId,
+        prefix: &[u8],
+        prefix_elems: usize,
+        rstart: &[u8],
+        rend: &[u8],
+    ) -> Result<IndexRange, TxError> {
         let (table, position) = self.index(index_id)?;
         let index = &table.indexes[position];
         if index.algorithm == IndexAlgorithm::Hash {
-            return Err(TxError::WrongIndexAlgorithm { index: index.name.clone() });
+            return Err(TxError::WrongIndexAlgorithm {
+                index: index.name.clone(),
+            });
         }
-        value::decode_range(&table.schema, &index.columns, prefix, prefix_elems, rstart, rend)
+        value::decode_range(
+            &table.schema,
+            &index.columns,
+            prefix,
+            prefix_elems,
+            rstart,
+            rend,
+        )
     }
 
     pub(crate) fn table(&self, table_id: TableId) -> Result<&Table, TxError> {
-        self.tables.get(&table_id).ok_or(TxError::NoSuchTable(table_id))
+        self.tables
+            .get(&table_id)
+            .ok_or(TxError::NoSuchTable(table_id))
     }
 
     pub(crate) fn table_mut(&mut self, table_id: TableId) -> Result<&mut Table, TxError> {
-        self.tables.get_mut(&table_id).ok_or(TxError::NoSuchTable(table_id))
+        self.tables
+            .get_mut(&table_id)
+            .ok_or(TxError::NoSuchTable(table_id))
     }
 
     pub(crate) fn index(&self, index_id: IndexId) -> Result<(&Table, usize), TxError> {
-        let (table_id, position) = *self.index_owner.get(&index_id).ok_or(TxError::NoSuchIndex(index_id))?;
-        Ok((self.tables.get(&table_id).expect("index_owner names present tables"), position))
+        let (table_id, position) = *self
+            .index_owner
+            .get(&index_id)
+            .ok_or(TxError::NoSuchIndex(index_id))?;
+        Ok((
+            self.tables
+                .get(&table_id)
+                .expect("index_owner names present tables"),
+            position,
+        ))
     }
 
     /// Registers a table (already validated) under its id and names.
     pub(crate) fn add_table(&mut self, table: Table) {
         let schema = table.schema.clone();
         for (position, index) in schema.indexes.iter().enumerate() {
-            self.index_owner.insert(index.index_id, (schema.table_id, position));
+            self.index_owner
+                .insert(index.index_id, (schema.table_id, position));
             self.index_names.insert(index.name.clone(), index.index_id);
             self.next_index_id = self.next_index_id.max(index.index_id.0 + 1);
         }
-        self.table_names.insert(schema.name.clone(), schema.table_id);
+        self.table_names
+            .insert(schema.name.clone(), schema.table_id);
         self.next_table_id = self.next_table_id.max(schema.table_id.0 + 1);
         let previous = self.tables.insert(schema.table_id, table);
-        assert!(previous.is_none(), "table id {} registered twice", schema.table_id);
+        assert!(
+            previous.is_none(),
+            "table id {} registered twice",
+            schema.table_id
+        );
     }
 
     /// Unregisters a table and returns it whole.
@@ -178,12 +231,18 @@ fn rows_of<'a>(table: &'a Table, ids: Box<dyn Iterator<Item = RowId> + 'a>) -> R
 /// Hash indexes serve points only; the prefix must leave a bound column.
 fn check_range_allowed(index: &Index, range: &IndexRange) -> Result<(), TxError> {
     if index.algorithm == IndexAlgorithm::Hash {
-        return Err(TxError::WrongIndexAlgorithm { index: index.name.clone() });
+        return Err(TxError::WrongIndexAlgorithm {
+            index: index.name.clone(),
+        });
     }
     if range.prefix.len() >= index.columns.len() {
         return Err(TxError::Decode {
             what: "range prefix",
-            reason: format!("{} prefix values for an index of {} columns", range.prefix.len(), index.columns.len()),
+            reason: format!(
+                "{} prefix values for an index of {} columns",
+                range.prefix.len(),
+                index.columns.len()
+            ),
         });
     }
     Ok(())

@@ -66,9 +66,21 @@ impl Table {
         let sequences = schema
             .sequences
             .iter()
-            .map(|seq| SequenceState { next: Some(seq.start), reserved_upto: seq.start })
+            .map(|seq| SequenceState {
+                next: Some(seq.start),
+                reserved_upto: seq.start,
+            })
             .collect();
-        Table { schema, slots: Vec::new(), free: Vec::new(), pending_free: Vec::new(), len: 0, indexes, row_set, sequences }
+        Table {
+            schema,
+            slots: Vec::new(),
+            free: Vec::new(),
+            pending_free: Vec::new(),
+            len: 0,
+            indexes,
+            row_set,
+            sequences,
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -76,7 +88,9 @@ impl Table {
     }
 
     pub(crate) fn get(&self, row_id: RowId) -> Option<&Row> {
-        self.slots.get(row_id as usize).and_then(|slot| slot.row.as_ref())
+        self.slots
+            .get(row_id as usize)
+            .and_then(|slot| slot.row.as_ref())
     }
 
     pub(crate) fn inserted_by(&self, row_id: RowId) -> u64 {
@@ -84,7 +98,10 @@ impl Table {
     }
 
     pub(crate) fn rows(&self) -> impl Iterator<Item = (RowId, &Row)> + '_ {
-        self.slots.iter().enumerate().filter_map(|(i, slot)| slot.row.as_ref().map(|row| (i as RowId, row)))
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, slot)| slot.row.as_ref().map(|row| (i as RowId, row)))
     }
 
     /// The row equal to `row` (all columns), if present.
@@ -92,10 +109,15 @@ impl Table {
         if let Some(index) = self.indexes.iter().find(|index| index.is_unique()) {
             let key = project_key(row, &index.columns);
             let row_id = index.get_unique(&key)?;
-            let existing = self.get(row_id).expect("index entries point at occupied slots");
+            let existing = self
+                .get(row_id)
+                .expect("index entries point at occupied slots");
             return (**existing == *row).then_some(row_id);
         }
-        let set = self.row_set.as_ref().expect("tables without a unique index keep a row set");
+        let set = self
+            .row_set
+            .as_ref()
+            .expect("tables without a unique index keep a row set");
         set.get(&row_hash(row))?
             .iter()
             .copied()
@@ -104,14 +126,22 @@ impl Table {
 
     /// The first unique index that already holds `row`'s key in a row other than
     /// `ignoring`, with that key.
-    pub(crate) fn unique_conflict(&self, row: &[AlgebraicValue], ignoring: Option<RowId>) -> Option<(usize, AlgebraicValue)> {
-        self.indexes.iter().enumerate().filter(|(_, index)| index.is_unique()).find_map(|(i, index)| {
-            let key = project_key(row, &index.columns);
-            match index.get_unique(&key) {
-                Some(existing) if Some(existing) != ignoring => Some((i, key)),
-                _ => None,
-            }
-        })
+    pub(crate) fn unique_conflict(
+        &self,
+        row: &[AlgebraicValue],
+        ignoring: Option<RowId>,
+    ) -> Option<(usize, AlgebraicValue)> {
+        self.indexes
+            .iter()
+            .enumerate()
+            .filter(|(_, index)| index.is_unique())
+            .find_map(|(i, index)| {
+                let key = project_key(row, &index.columns);
+                match index.get_unique(&key) {
+                    Some(existing) if Some(existing) != ignoring => Some((i, key)),
+                    _ => None,
+                }
+            })
     }
 
     /// Puts `row` into a free slot and every index. The caller has checked uniqueness.
@@ -119,8 +149,12 @@ impl Table {
         let row_id = match self.free.pop() {
             Some(row_id) => row_id,
             None => {
-                let row_id = RowId::try_from(self.slots.len()).expect("a table holds fewer than 2^32 rows");
-                self.slots.push(Slot { row: None, inserted_by: 0 });
+                let row_id =
+                    RowId::try_from(self.slots.len()).expect("a table holds fewer than 2^32 rows");
+                self.slots.push(Slot {
+                    row: None,
+                    inserted_by: 0,
+                });
                 row_id
             }
         };
@@ -130,7 +164,10 @@ impl Table {
 
     /// Puts `row` back into the slot it was deleted from (undo of a delete).
     pub(crate) fn restore(&mut self, row_id: RowId, row: Row, inserted_by: u64) {
-        assert!(self.slots[row_id as usize].row.is_none(), "restoring into an occupied slot");
+        assert!(
+            self.slots[row_id as usize].row.is_none(),
+            "restoring into an occupied slot"
+        );
         self.place(row_id, row, inserted_by);
     }
 
@@ -151,15 +188,25 @@ impl Table {
     /// Removes the row in `row_id` from the slab and every index. The slot is
     /// reusable only after [`Table::end_tx`].
     pub(crate) fn remove(&mut self, row_id: RowId) -> Row {
-        let row = self.slots[row_id as usize].row.take().expect("removing an occupied slot");
+        let row = self.slots[row_id as usize]
+            .row
+            .take()
+            .expect("removing an occupied slot");
         for index in &mut self.indexes {
             let removed = index.remove(&project_key(&row, &index.columns), row_id);
-            assert!(removed, "index `{}` lacked an entry for a present row", index.name);
+            assert!(
+                removed,
+                "index `{}` lacked an entry for a present row",
+                index.name
+            );
         }
         if let Some(set) = &mut self.row_set {
             let hash = row_hash(&row);
             let ids = set.get_mut(&hash).expect("row set holds every present row");
-            let at = ids.iter().position(|id| *id == row_id).expect("row set holds every present row");
+            let at = ids
+                .iter()
+                .position(|id| *id == row_id)
+                .expect("row set holds every present row");
             ids.swap_remove(at);
             if ids.is_empty() {
                 set.remove(&hash);
@@ -174,7 +221,8 @@ impl Table {
     /// have put rows back into some of them; those stay taken.
     pub(crate) fn end_tx(&mut self) {
         let slots = &self.slots;
-        self.pending_free.retain(|row_id| slots[*row_id as usize].row.is_none());
+        self.pending_free
+            .retain(|row_id| slots[*row_id as usize].row.is_none());
         // A slot emptied, refilled by a rollback and emptied again is listed twice.
         self.pending_free.sort_unstable();
         self.pending_free.dedup();

@@ -91,10 +91,22 @@ pub(crate) struct SequenceReservation {
 }
 
 enum Undo {
-    Insert { table_id: TableId, row_id: RowId },
-    Delete { table_id: TableId, row_id: RowId, row: Row, inserted_by: u64 },
-    CreateTable { table_id: TableId },
-    DropTable { table: Box<Table> },
+    Insert {
+        table_id: TableId,
+        row_id: RowId,
+    },
+    Delete {
+        table_id: TableId,
+        row_id: RowId,
+        row: Row,
+        inserted_by: u64,
+    },
+    CreateTable {
+        table_id: TableId,
+    },
+    DropTable {
+        table: Box<Table>,
+    },
 }
 
 /// A write transaction. Reads see its own writes. Dropping it without
@@ -120,7 +132,15 @@ impl<'db> MutTx<'db> {
     pub(crate) fn new(mut state: RwLockWriteGuard<'db, State>, db: &'db DbInner) -> MutTx<'db> {
         state.tx_counter += 1;
         let tx_no = state.tx_counter;
-        MutTx { state, db, tx_no, undo: Vec::new(), touched: SmallVec::new(), reservations: Vec::new(), done: false }
+        MutTx {
+            state,
+            db,
+            tx_no,
+            undo: Vec::new(),
+            touched: SmallVec::new(),
+            reservations: Vec::new(),
+            done: false,
+        }
     }
 
     /// Creates a table; ids of the table and its indexes are assigned here.
@@ -130,14 +150,24 @@ impl<'db> MutTx<'db> {
             return Err(SchemaError::TableExists { name: def.name }.into());
         }
         if self.state.tables.len() >= orrery_api::limits::TABLES_PER_DATABASE_MAX as usize {
-            return Err(SchemaError::TooManyTables { max: orrery_api::limits::TABLES_PER_DATABASE_MAX }.into());
+            return Err(SchemaError::TooManyTables {
+                max: orrery_api::limits::TABLES_PER_DATABASE_MAX,
+            }
+            .into());
         }
         let table_id = TableId(self.state.next_table_id);
         let schema = def.validate(table_id, IndexId(self.state.next_index_id))?;
-        if let Some(index) = schema.indexes.iter().find(|index| self.state.index_names.contains_key(&index.name)) {
+        if let Some(index) = schema
+            .indexes
+            .iter()
+            .find(|index| self.state.index_names.contains_key(&index.name))
+        {
             return Err(SchemaError::Invalid {
                 table: schema.name.clone(),
-                reason: format!("index name `{}` is already used by another table", index.name),
+                reason: format!(
+                    "index name `{}` is already used by another table",
+                    index.name
+                ),
             }
             .into());
         }
@@ -148,18 +178,31 @@ impl<'db> MutTx<'db> {
 
     /// Drops a table and all its rows.
     pub fn drop_table(&mut self, table_id: TableId) -> Result<(), TxError> {
-        let table = self.state.remove_table(table_id).ok_or(TxError::NoSuchTable(table_id))?;
-        self.undo.push(Undo::DropTable { table: Box::new(table) });
+        let table = self
+            .state
+            .remove_table(table_id)
+            .ok_or(TxError::NoSuchTable(table_id))?;
+        self.undo.push(Undo::DropTable {
+            table: Box::new(table),
+        });
         Ok(())
     }
 
     /// Inserts a row given as values; see [`MutTx::insert_row`].
-    pub fn insert(&mut self, table_id: TableId, row: ProductValue) -> Result<InsertOutcome, TxError> {
+    pub fn insert(
+        &mut self,
+        table_id: TableId,
+        row: ProductValue,
+    ) -> Result<InsertOutcome, TxError> {
         self.insert_row(table_id, row.elements.into_vec())
     }
 
     /// Decodes a row sent by a module (BSATN at the table's type) and inserts it.
-    pub fn insert_bsatn(&mut self, table_id: TableId, bytes: &[u8]) -> Result<InsertOutcome, TxError> {
+    pub fn insert_bsatn(
+        &mut self,
+        table_id: TableId,
+        bytes: &[u8],
+    ) -> Result<InsertOutcome, TxError> {
         let row = value::decode_row(self.state.schema(table_id)?, bytes)?;
         self.insert_row(table_id, row.to_vec())
     }
@@ -167,14 +210,22 @@ impl<'db> MutTx<'db> {
     /// Inserts a row: fills zero auto-increment columns from their sequences,
     /// then adds the row unless an identical one exists (set semantics), failing
     /// with [`TxError::UniqueViolation`] if another row holds one of its unique keys.
-    pub fn insert_row(&mut self, table_id: TableId, mut values: Vec<AlgebraicValue>) -> Result<InsertOutcome, TxError> {
+    pub fn insert_row(
+        &mut self,
+        table_id: TableId,
+        mut values: Vec<AlgebraicValue>,
+    ) -> Result<InsertOutcome, TxError> {
         check_row(&self.state.table(table_id)?.schema, &values)?;
         let generated = self.fill_sequences(table_id, &mut values)?;
         let row: Row = Arc::from(values);
         let table = self.state.table(table_id)?;
         if let Some(existing) = table.find_same(&row) {
             let row = table.get(existing).expect("found rows are present").clone();
-            return Ok(InsertOutcome { row, generated, inserted: false });
+            return Ok(InsertOutcome {
+                row,
+                generated,
+                inserted: false,
+            });
         }
         if let Some((position, key)) = table.unique_conflict(&row, None) {
             return Err(unique_violation(table, position, &key));
@@ -183,30 +234,55 @@ impl<'db> MutTx<'db> {
         let row_id = self.state.table_mut(table_id)?.insert(row.clone(), tx_no);
         self.undo.push(Undo::Insert { table_id, row_id });
         self.touch(table_id);
-        Ok(InsertOutcome { row, generated, inserted: true })
+        Ok(InsertOutcome {
+            row,
+            generated,
+            inserted: true,
+        })
     }
 
     /// Replaces the row whose key in the unique index `index_id` equals the new
     /// row's key. Fails with [`TxError::NoSuchRow`] if there is none.
-    pub fn update(&mut self, table_id: TableId, index_id: IndexId, row: ProductValue) -> Result<InsertOutcome, TxError> {
+    pub fn update(
+        &mut self,
+        table_id: TableId,
+        index_id: IndexId,
+        row: ProductValue,
+    ) -> Result<InsertOutcome, TxError> {
         self.update_row(table_id, index_id, row.elements.into_vec())
     }
 
     /// Decodes a row sent by a module and updates through `index_id`.
-    pub fn update_bsatn(&mut self, table_id: TableId, index_id: IndexId, bytes: &[u8]) -> Result<InsertOutcome, TxError> {
+    pub fn update_bsatn(
+        &mut self,
+        table_id: TableId,
+        index_id: IndexId,
+        bytes: &[u8],
+    ) -> Result<InsertOutcome, TxError> {
         let row = value::decode_row(self.state.schema(table_id)?, bytes)?;
         self.update_row(table_id, index_id, row.to_vec())
     }
 
-    pub fn update_row(&mut self, table_id: TableId, index_id: IndexId, mut values: Vec<AlgebraicValue>) -> Result<InsertOutcome, TxError> {
-        let (owner, position) = *self.state.index_owner.get(&index_id).ok_or(TxError::NoSuchIndex(index_id))?;
+    pub fn update_row(
+        &mut self,
+        table_id: TableId,
+        index_id: IndexId,
+        mut values: Vec<AlgebraicValue>,
+    ) -> Result<InsertOutcome, TxError> {
+        let (owner, position) = *self
+            .state
+            .index_owner
+            .get(&index_id)
+            .ok_or(TxError::NoSuchIndex(index_id))?;
         if owner != table_id {
             return Err(TxError::NoSuchIndex(index_id));
         }
         {
             let table = self.state.table(table_id)?;
             if !table.indexes[position].is_unique() {
-                return Err(TxError::IndexNotUnique { index: table.indexes[position].name.clone() });
+                return Err(TxError::IndexNotUnique {
+                    index: table.indexes[position].name.clone(),
+                });
             }
             check_row(&table.schema, &values)?;
         }
@@ -216,11 +292,18 @@ impl<'db> MutTx<'db> {
         let index = &table.indexes[position];
         let key = project_key(&row, &index.columns);
         let Some(old_id) = index.get_unique(&key) else {
-            return Err(TxError::NoSuchRow { table: table.schema.name.clone(), index: index.name.clone() });
+            return Err(TxError::NoSuchRow {
+                table: table.schema.name.clone(),
+                index: index.name.clone(),
+            });
         };
         let old = table.get(old_id).expect("index entries point at rows");
         if **old == *row {
-            return Ok(InsertOutcome { row: old.clone(), generated, inserted: false });
+            return Ok(InsertOutcome {
+                row: old.clone(),
+                generated,
+                inserted: false,
+            });
         }
         if let Some((position, key)) = table.unique_conflict(&row, Some(old_id)) {
             return Err(unique_violation(table, position, &key));
@@ -229,11 +312,19 @@ impl<'db> MutTx<'db> {
         let tx_no = self.tx_no;
         let row_id = self.state.table_mut(table_id)?.insert(row.clone(), tx_no);
         self.undo.push(Undo::Insert { table_id, row_id });
-        Ok(InsertOutcome { row, generated, inserted: true })
+        Ok(InsertOutcome {
+            row,
+            generated,
+            inserted: true,
+        })
     }
 
     /// Deletes the row equal to `row`; false if absent.
-    pub fn delete_row(&mut self, table_id: TableId, row: &[AlgebraicValue]) -> Result<bool, TxError> {
+    pub fn delete_row(
+        &mut self,
+        table_id: TableId,
+        row: &[AlgebraicValue],
+    ) -> Result<bool, TxError> {
         match self.state.table(table_id)?.find_same(row) {
             Some(row_id) => {
                 self.remove(table_id, row_id);
@@ -249,14 +340,25 @@ impl<'db> MutTx<'db> {
         use spacetimedb_sats::buffer::BufReader;
         let schema = self.state.schema(table_id)?.clone();
         let mut reader = bytes;
-        let count = reader.get_u32().map_err(|e| TxError::Decode { what: "row array", reason: e.to_string() })?;
+        let count = reader.get_u32().map_err(|e| TxError::Decode {
+            what: "row array",
+            reason: e.to_string(),
+        })?;
         let mut rows = Vec::with_capacity((count as usize).min(reader.len()));
         for _ in 0..count {
-            let row = ProductValue::decode(&schema.columns, &mut reader).map_err(|e| TxError::Decode { what: "row array", reason: e.to_string() })?;
+            let row = ProductValue::decode(&schema.columns, &mut reader).map_err(|e| {
+                TxError::Decode {
+                    what: "row array",
+                    reason: e.to_string(),
+                }
+            })?;
             rows.push(row);
         }
         if !reader.is_empty() {
-            return Err(TxError::Decode { what: "row array", reason: format!("{} trailing bytes", reader.len()) });
+            return Err(TxError::Decode {
+                what: "row array",
+                reason: format!("{} trailing bytes", reader.len()),
+            });
         }
         let mut deleted = 0;
         for row in rows {
@@ -266,36 +368,65 @@ impl<'db> MutTx<'db> {
     }
 
     /// Deletes the rows whose key in `index_id` equals `key`.
-    pub fn delete_by_point(&mut self, index_id: IndexId, key: &AlgebraicValue) -> Result<u32, TxError> {
+    pub fn delete_by_point(
+        &mut self,
+        index_id: IndexId,
+        key: &AlgebraicValue,
+    ) -> Result<u32, TxError> {
         let (table, position) = self.state.index(index_id)?;
         let table_id = table.schema.table_id;
         let ids: Vec<RowId> = table.indexes[position].point(key).collect();
         self.remove_all(table_id, ids)
     }
 
-    pub fn delete_by_point_bsatn(&mut self, index_id: IndexId, point: &[u8]) -> Result<u32, TxError> {
+    pub fn delete_by_point_bsatn(
+        &mut self,
+        index_id: IndexId,
+        point: &[u8],
+    ) -> Result<u32, TxError> {
         let key = self.state.decode_point(index_id, point)?;
         self.delete_by_point(index_id, &key)
     }
 
     /// Deletes exactly the rows [`State::index_range`] would return.
-    pub fn delete_by_range(&mut self, index_id: IndexId, range: &IndexRange) -> Result<u32, TxError> {
+    pub fn delete_by_range(
+        &mut self,
+        index_id: IndexId,
+        range: &IndexRange,
+    ) -> Result<u32, TxError> {
         let (table, _) = self.state.index(index_id)?;
         let table_id = table.schema.table_id;
         let rows: Vec<Row> = self.state.index_range(index_id, range)?.cloned().collect();
         let table = self.state.table(table_id)?;
-        let ids = rows.iter().map(|row| table.find_same(row).expect("scanned rows are present")).collect();
+        let ids = rows
+            .iter()
+            .map(|row| table.find_same(row).expect("scanned rows are present"))
+            .collect();
         self.remove_all(table_id, ids)
     }
 
-    pub fn delete_by_range_bsatn(&mut self, index_id: IndexId, prefix: &[u8], prefix_elems: usize, rstart: &[u8], rend: &[u8]) -> Result<u32, TxError> {
-        let range = self.state.decode_range(index_id, prefix, prefix_elems, rstart, rend)?;
+    pub fn delete_by_range_bsatn(
+        &mut self,
+        index_id: IndexId,
+        prefix: &[u8],
+        prefix_elems: usize,
+        rstart: &[u8],
+        rend: &[u8],
+    ) -> Result<u32, TxError> {
+        let range = self
+            .state
+            .decode_range(index_id, prefix, prefix_elems, rstart, rend)?;
         self.delete_by_range(index_id, &range)
     }
 
     /// Deletes every row of the table; returns how many.
     pub fn clear(&mut self, table_id: TableId) -> Result<u64, TxError> {
-        let ids: Vec<RowId> = self.state.table(table_id)?.rows().map(|(id, _)| id).collect();
+        let ids: Vec<RowId> = self
+            .state
+            .table(table_id)?
+            .rows()
+            .map(|(id, _)| id)
+            .collect();
         Ok(self.remove_all(table_id, ids)? as u64)
     }
 
@@ -309,7 +440,8 @@ impl<'db> MutTx<'db> {
     /// returns the delta. Durability is separate: wait on [`crate::Database::wait_durable`].
     pub fn commit(mut self) -> Result<TxDelta, CommitError> {
         let mut delta = self.delta();
-        let payload = (!delta.is_empty() || !self.reservations.is_empty()).then(|| crate::record::encode_tx(&delta, &self.reservations));
+        let payload = (!delta.is_empty() || !self.reservations.is_empty())
+            .then(|| crate::record::encode_tx(&delta, &self.reservations));
         if let Some(payload) = payload {
             match self.db.append(&mut self.state, payload) {
                 Ok(offset) => delta.offset = Some(offset),
@@ -336,13 +468,26 @@ impl<'db> MutTx<'db> {
         while let Some(undo) = self.undo.pop() {
             match undo {
                 Undo::Insert { table_id, row_id } => {
-                    self.state.table_mut(table_id).expect("undo entries name present tables").remove(row_id);
+                    self.state
+                        .table_mut(table_id)
+                        .expect("undo entries name present tables")
+                        .remove(row_id);
                 }
-                Undo::Delete { table_id, row_id, row, inserted_by } => {
-                    self.state.table_mut(table_id).expect("undo entries name present tables").restore(row_id, row, inserted_by);
+                Undo::Delete {
+                    table_id,
+                    row_id,
+                    row,
+                    inserted_by,
+                } => {
+                    self.state
+                        .table_mut(table_id)
+                        .expect("undo entries name present tables")
+                        .restore(row_id, row, inserted_by);
                 }
                 Undo::CreateTable { table_id } => {
-                    self.state.remove_table(table_id).expect("undo of a create finds the table");
+                    self.state
+                        .remove_table(table_id)
+                        .expect("undo of a create finds the table");
                 }
                 Undo::DropTable { table } => self.state.add_table(*table),
             }
@@ -368,19 +513,27 @@ impl<'db> MutTx<'db> {
     /// append can still roll back.
     fn delta(&self) -> TxDelta {
         let mut delta = TxDelta::default();
-        let mut per_table: std::collections::BTreeMap<TableId, (Vec<Row>, Vec<Row>)> = Default::default();
+        let mut per_table: std::collections::BTreeMap<TableId, (Vec<Row>, Vec<Row>)> =
+            Default::default();
         let mut created = Vec::new();
         for undo in &self.undo {
             match undo {
                 Undo::Insert { table_id, row_id } => {
-                    let Ok(table) = self.state.table(*table_id) else { continue };
+                    let Ok(table) = self.state.table(*table_id) else {
+                        continue;
+                    };
                     if let Some(row) = table.get(*row_id) {
                         if table.inserted_by(*row_id) == self.tx_no {
                             per_table.entry(*table_id).or_default().0.push(row.clone());
                         }
                     }
                 }
-                Undo::Delete { table_id, row, inserted_by, .. } => {
+                Undo::Delete {
+                    table_id,
+                    row,
+                    inserted_by,
+                    ..
+                } => {
                     if *inserted_by != self.tx_no {
                         per_table.entry(*table_id).or_default().1.push(row.clone());
                     }
@@ -403,12 +556,19 @@ impl<'db> MutTx<'db> {
             }
         }
         for (table_id, (mut inserts, mut deletes)) in per_table {
-            let Ok(table) = self.state.table(table_id) else { continue };
+            let Ok(table) = self.state.table(table_id) else {
+                continue;
+            };
             cancel_restored(&mut inserts, &mut deletes);
             if inserts.is_empty() && deletes.is_empty() {
                 continue;
             }
-            delta.tables.push(TableDelta { table_id, schema: table.schema.clone(), inserts, deletes });
+            delta.tables.push(TableDelta {
+                table_id,
+                schema: table.schema.clone(),
+                inserts,
+                deletes,
+            });
         }
         delta
     }
@@ -420,10 +580,18 @@ impl<'db> MutTx<'db> {
     }
 
     fn remove(&mut self, table_id: TableId, row_id: RowId) {
-        let table = self.state.table_mut(table_id).expect("caller checked the table");
+        let table = self
+            .state
+            .table_mut(table_id)
+            .expect("caller checked the table");
         let inserted_by = table.inserted_by(row_id);
         let row = table.remove(row_id);
-        self.undo.push(Undo::Delete { table_id, row_id, row, inserted_by });
+        self.undo.push(Undo::Delete {
+            table_id,
+            row_id,
+            row,
+            inserted_by,
+        });
         self.touch(table_id);
     }
 
@@ -436,7 +604,11 @@ impl<'db> MutTx<'db> {
     }
 
     /// Replaces zeros in auto-increment columns with sequence values.
-    fn fill_sequences(&mut self, table_id: TableId, values: &mut [AlgebraicValue]) -> Result<SmallVec<[ColId; 2]>, TxError> {
+    fn fill_sequences(
+        &mut self,
+        table_id: TableId,
+        values: &mut [AlgebraicValue],
+    ) -> Result<SmallVec<[ColId; 2]>, TxError> {
         let step = self.db.options.sequence_reserve_step;
         let table = self.state.table_mut(table_id)?;
         let mut generated = SmallVec::new();
@@ -454,12 +626,21 @@ impl<'db> MutTx<'db> {
                 });
             };
             if next >= state.reserved_upto {
-                let upto = next.saturating_add(sequence.increment.saturating_mul(step)).min(sequence.max_value.saturating_add(1));
+                let upto = next
+                    .saturating_add(sequence.increment.saturating_mul(step))
+                    .min(sequence.max_value.saturating_add(1));
                 state.reserved_upto = upto.max(next.saturating_add(1));
-                self.reservations.push(SequenceReservation { table_id, sequence: position as u16, reserved_upto: state.reserved_upto });
+                self.reservations.push(SequenceReservation {
+                    table_id,
+                    sequence: position as u16,
+                    reserved_upto: state.reserved_upto,
+                });
             }
             state.next = next.checked_add(sequence.increment);
-            values[col.idx()] = value::integer_of_type(&table.schema.columns.elements[col.idx()].algebraic_type, next);
+            values[col.idx()] = value::integer_of_type(
+                &table.schema.columns.elements[col.idx()].algebraic_type,
+                next,
+            );
             generated.push(col);
         }
         Ok(generated)
@@ -484,7 +665,10 @@ impl Drop for MutTx<'_> {
 fn unique_violation(table: &Table, position: usize, key: &AlgebraicValue) -> TxError {
     TxError::UniqueViolation {
         table: table.schema.name.clone(),
-        constraint: table.schema.indexes[position].unique.clone().expect("only unique indexes conflict"),
+        constraint: table.schema.indexes[position]
+            .unique
+            .clone()
+            .expect("only unique indexes conflict"),
         key: display_value(key),
     }
 }
@@ -495,7 +679,8 @@ fn cancel_restored(inserts: &mut Vec<Row>, deletes: &mut Vec<Row>) {
     if inserts.is_empty() || deletes.is_empty() {
         return;
     }
-    let mut deleted: HashMap<Row, usize, BuildHasherDefault<std::hash::DefaultHasher>> = HashMap::default();
+    let mut deleted: HashMap<Row, usize, BuildHasherDefault<std::hash::DefaultHasher>> =
+        HashMap::default();
     for (i, row) in deletes.iter().enumerate() {
         deleted.insert(row.clone(), i);
     }

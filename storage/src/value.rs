@@ -29,41 +29,62 @@ pub fn row_from_product(value: ProductValue) -> Row {
 
 /// Converts a [`Row`] back into a sats `ProductValue`.
 pub fn row_to_product(row: &Row) -> ProductValue {
-    ProductValue { elements: row.iter().cloned().collect() }
+    ProductValue {
+        elements: row.iter().cloned().collect(),
+    }
 }
 
 /// Appends the BSATN encoding of `row` (its columns back to back) to `out`.
 pub fn encode_row(row: &[AlgebraicValue], out: &mut Vec<u8>) {
     for value in row {
-        spacetimedb_sats::bsatn::to_writer(out, value).expect("encoding a type-checked row into a Vec cannot fail");
+        spacetimedb_sats::bsatn::to_writer(out, value)
+            .expect("encoding a type-checked row into a Vec cannot fail");
     }
 }
 
 /// Decodes exactly one row of `schema` from `bytes` (no trailing bytes).
 pub fn decode_row(schema: &TableSchema, bytes: &[u8]) -> Result<Row, TxError> {
     let mut reader = bytes;
-    let value = ProductValue::decode(&schema.columns, &mut reader).map_err(|e| TxError::Decode {
-        what: "row",
-        reason: e.to_string(),
-    })?;
+    let value =
+        ProductValue::decode(&schema.columns, &mut reader).map_err(|e| TxError::Decode {
+            what: "row",
+            reason: e.to_string(),
+        })?;
     if !reader.is_empty() {
-        return Err(TxError::Decode { what: "row", reason: format!("{} trailing bytes", reader.len()) });
+        return Err(TxError::Decode {
+            what: "row",
+            reason: format!("{} trailing bytes", reader.len()),
+        });
     }
     Ok(row_from_product(value))
 }
 
 /// Decodes exactly one value of type `ty`.
-fn decode_exact(ty: &AlgebraicType, bytes: &[u8], what: &'static str) -> Result<AlgebraicValue, TxError> {
+fn decode_exact(
+    ty: &AlgebraicType,
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<AlgebraicValue, TxError> {
     let mut reader = bytes;
     let value = decode_one(ty, &mut reader, what)?;
     if !reader.is_empty() {
-        return Err(TxError::Decode { what, reason: format!("{} trailing bytes", reader.len()) });
+        return Err(TxError::Decode {
+            what,
+            reason: format!("{} trailing bytes", reader.len()),
+        });
     }
     Ok(value)
 }
 
-fn decode_one(ty: &AlgebraicType, reader: &mut &[u8], what: &'static str) -> Result<AlgebraicValue, TxError> {
-    AlgebraicValue::decode(ty, reader).map_err(|e| TxError::Decode { what, reason: e.to_string() })
+fn decode_one(
+    ty: &AlgebraicType,
+    reader: &mut &[u8],
+    what: &'static str,
+) -> Result<AlgebraicValue, TxError> {
+    AlgebraicValue::decode(ty, reader).map_err(|e| TxError::Decode {
+        what,
+        reason: e.to_string(),
+    })
 }
 
 /// Checks that `row` has the column types of `schema`.
@@ -79,7 +100,11 @@ pub fn check_row(schema: &TableSchema, row: &[AlgebraicValue]) -> Result<(), TxE
         if !value_has_type(value, &column.algebraic_type) {
             return Err(TxError::RowType {
                 table: schema.name.clone(),
-                reason: format!("column {i} (`{}`) does not hold a {:?}", schema.column_name(ColId(i as u16)), column.algebraic_type),
+                reason: format!(
+                    "column {i} (`{}`) does not hold a {:?}",
+                    schema.column_name(ColId(i as u16)),
+                    column.algebraic_type
+                ),
             });
         }
     }
@@ -97,7 +122,11 @@ pub fn value_has_type(value: &AlgebraicValue, ty: &AlgebraicType) -> bool {
             .is_some_and(|variant| value_has_type(&sum.value, &variant.algebraic_type)),
         (V::Product(product), T::Product(product_ty)) => {
             product.elements.len() == product_ty.elements.len()
-                && product.elements.iter().zip(product_ty.elements.iter()).all(|(v, e)| value_has_type(v, &e.algebraic_type))
+                && product
+                    .elements
+                    .iter()
+                    .zip(product_ty.elements.iter())
+                    .all(|(v, e)| value_has_type(v, &e.algebraic_type))
         }
         (V::Array(array), T::Array(array_ty)) => array_has_type(array, &array_ty.elem_ty),
         (V::Bool(_), T::Bool)
@@ -127,9 +156,15 @@ fn array_has_type(array: &ArrayValue, elem: &AlgebraicType) -> bool {
         return true;
     }
     match (array, elem) {
-        (A::Sum(values), T::Sum(_)) => values.iter().all(|v| value_has_type(&AlgebraicValue::Sum(v.clone()), elem)),
-        (A::Product(values), T::Product(_)) => values.iter().all(|v| value_has_type(&AlgebraicValue::Product(v.clone()), elem)),
-        (A::Array(values), T::Array(inner)) => values.iter().all(|v| array_has_type(v, &inner.elem_ty)),
+        (A::Sum(values), T::Sum(_)) => values
+            .iter()
+            .all(|v| value_has_type(&AlgebraicValue::Sum(v.clone()), elem)),
+        (A::Product(values), T::Product(_)) => values
+            .iter()
+            .all(|v| value_has_type(&AlgebraicValue::Product(v.clone()), elem)),
+        (A::Array(values), T::Array(inner)) => {
+            values.iter().all(|v| array_has_type(v, &inner.elem_ty))
+        }
         (A::Bool(_), T::Bool)
         | (A::I8(_), T::I8)
         | (A::U8(_), T::U8)
@@ -155,7 +190,11 @@ fn array_has_type(array: &ArrayValue, elem: &AlgebraicType) -> bool {
 pub fn project_key(row: &[AlgebraicValue], columns: &[ColId]) -> AlgebraicValue {
     match columns {
         [col] => row[col.idx()].clone(),
-        cols => AlgebraicValue::product(cols.iter().map(|c| row[c.idx()].clone()).collect::<Vec<_>>()),
+        cols => AlgebraicValue::product(
+            cols.iter()
+                .map(|c| row[c.idx()].clone())
+                .collect::<Vec<_>>(),
+        ),
     }
 }
 
@@ -163,22 +202,39 @@ pub fn project_key(row: &[AlgebraicValue], columns: &[ColId]) -> AlgebraicValue 
 pub fn key_type(schema: &TableSchema, columns: &[ColId]) -> AlgebraicType {
     match columns {
         [col] => schema.column_type(*col).clone(),
-        cols => AlgebraicType::Product(cols.iter().map(|c| spacetimedb_sats::ProductTypeElement::new(schema.column_type(*c).clone(), None)).collect()),
+        cols => AlgebraicType::Product(
+            cols.iter()
+                .map(|c| {
+                    spacetimedb_sats::ProductTypeElement::new(schema.column_type(*c).clone(), None)
+                })
+                .collect(),
+        ),
     }
 }
 
 /// Decodes a point key as the ABI sends it: the key columns' BSATN back to back.
-pub fn decode_point(schema: &TableSchema, columns: &[ColId], bytes: &[u8]) -> Result<AlgebraicValue, TxError> {
+pub fn decode_point(
+    schema: &TableSchema,
+    columns: &[ColId],
+    bytes: &[u8],
+) -> Result<AlgebraicValue, TxError> {
     match columns {
         [col] => decode_exact(schema.column_type(*col), bytes, "index key"),
         cols => {
             let mut reader = bytes;
             let mut values = Vec::with_capacity(cols.len());
             for col in cols {
-                values.push(decode_one(schema.column_type(*col), &mut reader, "index key")?);
+                values.push(decode_one(
+                    schema.column_type(*col),
+                    &mut reader,
+                    "index key",
+                )?);
             }
             if !reader.is_empty() {
-                return Err(TxError::Decode { what: "index key", reason: format!("{} trailing bytes", reader.len()) });
+                return Err(TxError::Decode {
+                    what: "index key",
+                    reason: format!("{} trailing bytes", reader.len()),
+                });
             }
             Ok(AlgebraicValue::product(values))
         }
@@ -207,16 +263,26 @@ pub fn decode_range(
     if prefix_elems >= columns.len() {
         return Err(TxError::Decode {
             what: "range prefix",
-            reason: format!("{prefix_elems} prefix values for an index of {} columns", columns.len()),
+            reason: format!(
+                "{prefix_elems} prefix values for an index of {} columns",
+                columns.len()
+            ),
         });
     }
     let mut reader = if prefix_elems == 0 { &[][..] } else { prefix };
     let mut values = Vec::with_capacity(prefix_elems);
     for col in &columns[..prefix_elems] {
-        values.push(decode_one(schema.column_type(*col), &mut reader, "range prefix")?);
+        values.push(decode_one(
+            schema.column_type(*col),
+            &mut reader,
+            "range prefix",
+        )?);
     }
     if !reader.is_empty() {
-        return Err(TxError::Decode { what: "range prefix", reason: format!("{} trailing bytes", reader.len()) });
+        return Err(TxError::Decode {
+            what: "range prefix",
+            reason: format!("{} trailing bytes", reader.len()),
+        });
     }
     let bound_ty = schema.column_type(columns[prefix_elems]);
     Ok(IndexRange {
@@ -229,15 +295,26 @@ pub fn decode_range(
 /// `Bound<T>` in BSATN is the sum `[included: T, excluded: T, unbounded: ()]`.
 fn decode_bound(ty: &AlgebraicType, bytes: &[u8]) -> Result<Bound<AlgebraicValue>, TxError> {
     let mut reader = bytes;
-    let tag = reader.get_u8().map_err(|e| TxError::Decode { what: "range bound", reason: e.to_string() })?;
+    let tag = reader.get_u8().map_err(|e| TxError::Decode {
+        what: "range bound",
+        reason: e.to_string(),
+    })?;
     let bound = match tag {
         0 => Bound::Included(decode_one(ty, &mut reader, "range bound")?),
         1 => Bound::Excluded(decode_one(ty, &mut reader, "range bound")?),
         2 => Bound::Unbounded,
-        tag => return Err(TxError::Decode { what: "range bound", reason: format!("unknown Bound tag {tag}") }),
+        tag => {
+            return Err(TxError::Decode {
+                what: "range bound",
+                reason: format!("unknown Bound tag {tag}"),
+            })
+        }
     };
     if !reader.is_empty() {
-        return Err(TxError::Decode { what: "range bound", reason: format!("{} trailing bytes", reader.len()) });
+        return Err(TxError::Decode {
+            what: "range bound",
+            reason: format!("{} trailing bytes", reader.len()),
+        });
     }
     Ok(bound)
 }
@@ -246,8 +323,14 @@ fn decode_bound(ty: &AlgebraicType, bytes: &[u8]) -> Result<Bound<AlgebraicValue
 /// columns. Free trailing columns are filled with the `Min`/`Max` sentinels
 /// of `AlgebraicValue`, which sort below/above every real value. Returns
 /// `None` when the range is empty (B-tree ranges must not be inverted).
-pub fn key_bounds(range: &IndexRange, arity: usize) -> Option<(Bound<AlgebraicValue>, Bound<AlgebraicValue>)> {
-    assert!(range.prefix.len() < arity, "prefix must leave the bound column");
+pub fn key_bounds(
+    range: &IndexRange,
+    arity: usize,
+) -> Option<(Bound<AlgebraicValue>, Bound<AlgebraicValue>)> {
+    assert!(
+        range.prefix.len() < arity,
+        "prefix must leave the bound column"
+    );
     if arity == 1 {
         let bounds = (range.start.clone(), range.end.clone());
         return (!bounds_empty(&bounds.0, &bounds.1)).then_some(bounds);
@@ -286,7 +369,9 @@ pub fn key_bounds(range: &IndexRange, arity: usize) -> Option<(Bound<AlgebraicVa
 fn bounds_empty(start: &Bound<AlgebraicValue>, end: &Bound<AlgebraicValue>) -> bool {
     match (start, end) {
         (Bound::Included(a), Bound::Included(b)) => a > b,
-        (Bound::Included(a), Bound::Excluded(b)) | (Bound::Excluded(a), Bound::Included(b)) | (Bound::Excluded(a), Bound::Excluded(b)) => a >= b,
+        (Bound::Included(a), Bound::Excluded(b))
+        | (Bound::Excluded(a), Bound::Included(b))
+        | (Bound::Excluded(a), Bound::Excluded(b)) => a >= b,
         _ => false,
     }
 }
@@ -324,9 +409,13 @@ pub(crate) fn integer_of_type(ty: &AlgebraicType, n: i128) -> AlgebraicValue {
         AlgebraicType::I64 => AlgebraicValue::I64(n.try_into().expect(narrow)),
         AlgebraicType::U64 => AlgebraicValue::U64(n.try_into().expect(narrow)),
         AlgebraicType::I128 => AlgebraicValue::I128(spacetimedb_sats::algebraic_value::Packed(n)),
-        AlgebraicType::U128 => AlgebraicValue::U128(spacetimedb_sats::algebraic_value::Packed(n.try_into().expect(narrow))),
+        AlgebraicType::U128 => AlgebraicValue::U128(spacetimedb_sats::algebraic_value::Packed(
+            n.try_into().expect(narrow),
+        )),
         AlgebraicType::I256 => AlgebraicValue::I256(Box::new(i256::from(n))),
-        AlgebraicType::U256 => AlgebraicValue::U256(Box::new(u256::from(u128::try_from(n).expect(narrow)))),
+        AlgebraicType::U256 => {
+            AlgebraicValue::U256(Box::new(u256::from(u128::try_from(n).expect(narrow))))
+        }
         other => panic!("sequence on non-integer column type {other:?} passed schema validation"),
     }
 }

@@ -41,7 +41,10 @@ pub const KEY_BYTES_MAX: usize = 512;
 /// Checks the key rules shared by all stores; see the module invariant.
 pub fn validate_key(key: &str) -> io::Result<()> {
     let bad = |why: &str| {
-        Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid blob key {key:?}: {why}")))
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid blob key {key:?}: {why}"),
+        ))
     };
     if key.is_empty() {
         return bad("empty");
@@ -88,10 +91,26 @@ mod tests {
     // Protects: keys that could escape the store root or collide with temp files are refused.
     #[test]
     fn key_rules() {
-        for good in ["a", "objects/abc", "snapshots/00000000000000000001.manifest", "a/b/c"] {
+        for good in [
+            "a",
+            "objects/abc",
+            "snapshots/00000000000000000001.manifest",
+            "a/b/c",
+        ] {
             assert!(validate_key(good).is_ok(), "{good}");
         }
-        for bad in ["", "/abs", "a//b", "a/", "../x", "a/../b", "a/./b", ".tmp", "a/.hidden", "a\\b"] {
+        for bad in [
+            "",
+            "/abs",
+            "a//b",
+            "a/",
+            "../x",
+            "a/../b",
+            "a/./b",
+            ".tmp",
+            "a/.hidden",
+            "a\\b",
+        ] {
             assert!(validate_key(bad).is_err(), "{bad}");
         }
         assert!(validate_prefix("").is_ok());

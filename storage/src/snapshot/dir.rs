@@ -86,7 +86,9 @@ fn ensure_dir(root: &Path, dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    let parent = dir.parent().expect("a key directory always has a parent under the root");
+    let parent = dir
+        .parent()
+        .expect("a key directory always has a parent under the root");
     if parent != root {
         ensure_dir(root, parent)?;
     }
@@ -101,9 +103,14 @@ fn ensure_dir(root: &Path, dir: &Path) -> io::Result<()> {
 impl BlobStore for DirBlobStore {
     fn put(&self, key: &str, bytes: &[u8]) -> io::Result<()> {
         let path = self.path_of(key)?;
-        let dir = path.parent().expect("a validated key has a parent directory").to_path_buf();
+        let dir = path
+            .parent()
+            .expect("a validated key has a parent directory")
+            .to_path_buf();
         ensure_dir(&self.root, &dir)?;
-        let file_name = path.file_name().expect("a validated key ends in a file name");
+        let file_name = path
+            .file_name()
+            .expect("a validated key ends in a file name");
         let temp = dir.join(format!(
             "{TEMP_PREFIX}{}.{}.{}",
             file_name.to_string_lossy(),
@@ -111,7 +118,10 @@ impl BlobStore for DirBlobStore {
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         let result = (|| {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&temp)?;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)?;
             f.write_all(bytes)?;
             // Data must be durable before the rename makes it visible, or a
             // crash could expose a complete-looking but empty file.
@@ -168,7 +178,11 @@ impl BlobStore for DirBlobStore {
                 if name.starts_with('.') {
                     continue; // temp files and anything else outside the key space
                 }
-                let key = if key_prefix.is_empty() { name } else { format!("{key_prefix}/{name}") };
+                let key = if key_prefix.is_empty() {
+                    name
+                } else {
+                    format!("{key_prefix}/{name}")
+                };
                 let ty = entry.file_type()?;
                 if ty.is_dir() {
                     // Only descend where keys below could still match the prefix.
@@ -187,7 +201,10 @@ impl BlobStore for DirBlobStore {
     fn delete(&self, key: &str) -> io::Result<()> {
         let path = self.path_of(key)?;
         match fs::remove_file(&path) {
-            Ok(()) => sync_dir(path.parent().expect("a validated key has a parent directory")),
+            Ok(()) => sync_dir(
+                path.parent()
+                    .expect("a validated key has a parent directory"),
+            ),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         }
@@ -242,8 +259,21 @@ mod tests {
     fn rejects_bad_keys() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let s = DirBlobStore::open(tmp.path().join("store")).expect("open");
-        for bad in ["../escape", "/etc/passwd", "a//b", "a/", "", "a/../../b", ".tmp.x", "a/./b"] {
-            assert_eq!(s.put(bad, b"x").expect_err(bad).kind(), io::ErrorKind::InvalidInput, "{bad}");
+        for bad in [
+            "../escape",
+            "/etc/passwd",
+            "a//b",
+            "a/",
+            "",
+            "a/../../b",
+            ".tmp.x",
+            "a/./b",
+        ] {
+            assert_eq!(
+                s.put(bad, b"x").expect_err(bad).kind(),
+                io::ErrorKind::InvalidInput,
+                "{bad}"
+            );
             assert!(s.get(bad).is_err(), "{bad}");
             assert!(s.exists(bad).is_err(), "{bad}");
             assert!(s.delete(bad).is_err(), "{bad}");

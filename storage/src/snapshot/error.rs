@@ -30,14 +30,24 @@ pub enum SnapshotError {
 
     /// A part name is empty or longer than [`super::manifest::NAME_BYTES_MAX`].
     #[error("snapshot {offset}: invalid part name {name:?}: {reason}")]
-    InvalidPartName { offset: TxOffset, name: String, reason: &'static str },
+    InvalidPartName {
+        offset: TxOffset,
+        name: String,
+        reason: &'static str,
+    },
 
     /// More parts or metadata than the manifest format can describe.
     #[error("snapshot {offset}: {what} is too large ({len})")]
-    TooLarge { offset: TxOffset, what: &'static str, len: u64 },
+    TooLarge {
+        offset: TxOffset,
+        what: &'static str,
+        len: u64,
+    },
 
     /// A different snapshot is already published at this offset.
-    #[error("snapshot {offset}: a manifest with different contents is already published at {key:?}")]
+    #[error(
+        "snapshot {offset}: a manifest with different contents is already published at {key:?}"
+    )]
     Conflict { offset: TxOffset, key: String },
 
     /// No manifest exists for this offset (never written, or retired by retention).
@@ -46,11 +56,19 @@ pub enum SnapshotError {
 
     /// The manifest exists but its bytes were rejected.
     #[error("snapshot {offset}: corrupt manifest {key:?}: {reason}")]
-    CorruptManifest { offset: TxOffset, key: String, reason: ManifestError },
+    CorruptManifest {
+        offset: TxOffset,
+        key: String,
+        reason: ManifestError,
+    },
 
     /// An object referenced by the manifest is absent.
     #[error("snapshot {offset}: part {name:?} is missing its object {key:?}")]
-    MissingObject { offset: TxOffset, name: String, key: String },
+    MissingObject {
+        offset: TxOffset,
+        name: String,
+        key: String,
+    },
 
     /// An object's bytes do not match the hash or length in the manifest.
     #[error(
@@ -96,11 +114,21 @@ pub enum ManifestError {
     #[error("bad magic {found:02x?}")]
     BadMagic { found: [u8; 8] },
     #[error("checksum mismatch: stored {stored}, computed {computed}")]
-    Checksum { stored: ObjectHash, computed: ObjectHash },
+    Checksum {
+        stored: ObjectHash,
+        computed: ObjectHash,
+    },
     #[error("unsupported format version {found}")]
     UnsupportedVersion { found: u32 },
-    #[error("field {field} at byte {at} runs past the end ({needed} bytes needed, {remaining} left)")]
-    Truncated { field: &'static str, at: usize, needed: u64, remaining: usize },
+    #[error(
+        "field {field} at byte {at} runs past the end ({needed} bytes needed, {remaining} left)"
+    )]
+    Truncated {
+        field: &'static str,
+        at: usize,
+        needed: u64,
+        remaining: usize,
+    },
     #[error("{count} unexpected bytes after the last part")]
     TrailingBytes { count: usize },
     #[error("part {index}: name is not UTF-8")]
@@ -110,5 +138,8 @@ pub enum ManifestError {
     #[error("part name {name:?} appears twice")]
     DuplicateName { name: String },
     #[error("manifest records offset {recorded} but is stored under offset {key_offset}")]
-    OffsetMismatch { recorded: TxOffset, key_offset: TxOffset },
+    OffsetMismatch {
+        recorded: TxOffset,
+        key_offset: TxOffset,
+    },
 }

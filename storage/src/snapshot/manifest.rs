@@ -59,10 +59,16 @@ impl ObjectHash {
 
     /// Parses exactly 64 lowercase hex digits (the only form this crate writes).
     pub fn from_hex(s: &str) -> Option<Self> {
-        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() != 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return None;
         }
-        blake3::Hash::from_hex(s).ok().map(|h| ObjectHash(*h.as_bytes()))
+        blake3::Hash::from_hex(s)
+            .ok()
+            .map(|h| ObjectHash(*h.as_bytes()))
     }
 }
 
@@ -111,8 +117,10 @@ impl Manifest {
     /// than `u32::MAX` parts or metadata bytes: callers validate these first,
     /// so reaching here with them is a bug.
     pub fn encode(&self) -> Vec<u8> {
-        let part_count = u32::try_from(self.parts.len()).expect("part count validated by the caller");
-        let metadata_len = u32::try_from(self.metadata.len()).expect("metadata length validated by the caller");
+        let part_count =
+            u32::try_from(self.parts.len()).expect("part count validated by the caller");
+        let metadata_len =
+            u32::try_from(self.metadata.len()).expect("metadata length validated by the caller");
         let names: usize = self.parts.iter().map(|p| p.name.len()).sum();
         let mut out = Vec::with_capacity(
             MIN_ENCODED_LEN + self.metadata.len() + self.parts.len() * (MIN_PART_LEN - 1) + names,
@@ -145,7 +153,10 @@ impl Manifest {
     /// a [`ManifestError`], and nothing is allocated beyond `bytes.len()`.
     pub fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         if bytes.len() < MIN_ENCODED_LEN {
-            return Err(ManifestError::TooShort { len: bytes.len(), min: MIN_ENCODED_LEN });
+            return Err(ManifestError::TooShort {
+                len: bytes.len(),
+                min: MIN_ENCODED_LEN,
+            });
         }
         let mut magic = [0u8; 8];
         magic.copy_from_slice(&bytes[..8]);
@@ -167,7 +178,10 @@ impl Manifest {
 
         // The checksum proves the bytes are what some writer produced, not that
         // the writer was correct, so parsing stays fully defensive.
-        let mut r = Reader { bytes: body, at: 12 };
+        let mut r = Reader {
+            bytes: body,
+            at: 12,
+        };
         let offset = TxOffset(r.u64("tx_offset")?);
         let created_at_micros = r.u64("created_at_micros")? as i64;
         let part_count = r.u32("part_count")?;
@@ -191,12 +205,24 @@ impl Manifest {
             if !seen.insert(name.clone()) {
                 return Err(ManifestError::DuplicateName { name });
             }
-            parts.push(ManifestPart { name, hash, len, row_count });
+            parts.push(ManifestPart {
+                name,
+                hash,
+                len,
+                row_count,
+            });
         }
         if r.remaining() != 0 {
-            return Err(ManifestError::TrailingBytes { count: r.remaining() });
+            return Err(ManifestError::TrailingBytes {
+                count: r.remaining(),
+            });
         }
-        Ok(Manifest { offset, created_at_micros, metadata, parts })
+        Ok(Manifest {
+            offset,
+            created_at_micros,
+            metadata,
+            parts,
+        })
     }
 }
 
@@ -214,7 +240,12 @@ impl<'a> Reader<'a> {
     fn take(&mut self, field: &'static str, n: u64) -> Result<&'a [u8], ManifestError> {
         let remaining = self.remaining();
         if n > remaining as u64 {
-            return Err(ManifestError::Truncated { field, at: self.at, needed: n, remaining });
+            return Err(ManifestError::Truncated {
+                field,
+                at: self.at,
+                needed: n,
+                remaining,
+            });
         }
         let n = n as usize;
         let s = &self.bytes[self.at..self.at + n];
@@ -223,15 +254,21 @@ impl<'a> Reader<'a> {
     }
 
     fn u16(&mut self, field: &'static str) -> Result<u16, ManifestError> {
-        Ok(u16::from_le_bytes(self.take(field, 2)?.try_into().expect("2-byte slice")))
+        Ok(u16::from_le_bytes(
+            self.take(field, 2)?.try_into().expect("2-byte slice"),
+        ))
     }
 
     fn u32(&mut self, field: &'static str) -> Result<u32, ManifestError> {
-        Ok(u32::from_le_bytes(self.take(field, 4)?.try_into().expect("4-byte slice")))
+        Ok(u32::from_le_bytes(
+            self.take(field, 4)?.try_into().expect("4-byte slice"),
+        ))
     }
 
     fn u64(&mut self, field: &'static str) -> Result<u64, ManifestError> {
-        Ok(u64::from_le_bytes(self.take(field, 8)?.try_into().expect("8-byte slice")))
+        Ok(u64::from_le_bytes(
+            self.take(field, 8)?.try_into().expect("8-byte slice"),
+        ))
     }
 }
 
@@ -246,8 +283,18 @@ mod tests {
             created_at_micros: -7,
             metadata: b"schema v3".to_vec(),
             parts: vec![
-                ManifestPart { name: "users".into(), hash: ObjectHash::of(b"u"), len: 1, row_count: 9 },
-                ManifestPart { name: "métadonnées".into(), hash: ObjectHash::of(b""), len: 0, row_count: 0 },
+                ManifestPart {
+                    name: "users".into(),
+                    hash: ObjectHash::of(b"u"),
+                    len: 1,
+                    row_count: 9,
+                },
+                ManifestPart {
+                    name: "métadonnées".into(),
+                    hash: ObjectHash::of(b""),
+                    len: 0,
+                    row_count: 0,
+                },
             ],
         }
     }
@@ -262,7 +309,12 @@ mod tests {
     // Protects: the exact v1 header layout (field order and little-endian encoding).
     #[test]
     fn header_layout_is_stable() {
-        let m = Manifest { offset: TxOffset(0x0102), created_at_micros: 3, metadata: vec![], parts: vec![] };
+        let m = Manifest {
+            offset: TxOffset(0x0102),
+            created_at_micros: 3,
+            metadata: vec![],
+            parts: vec![],
+        };
         let b = m.encode();
         assert_eq!(b.len(), MIN_ENCODED_LEN);
         assert_eq!(&b[..8], b"ORRYSNAP");
@@ -302,19 +354,31 @@ mod tests {
         body.truncate(body.len() - CHECKSUM_LEN);
         let mut huge_parts = body.clone();
         huge_parts[28..32].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(Manifest::decode(&reseal(huge_parts)), Err(ManifestError::Truncated { .. })));
+        assert!(matches!(
+            Manifest::decode(&reseal(huge_parts)),
+            Err(ManifestError::Truncated { .. })
+        ));
         let mut huge_meta = body.clone();
         huge_meta[32..36].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(
             Manifest::decode(&reseal(huge_meta)),
-            Err(ManifestError::Truncated { field: "metadata", .. })
+            Err(ManifestError::Truncated {
+                field: "metadata",
+                ..
+            })
         ));
         let mut trailing = body.clone();
         trailing.push(0);
-        assert_eq!(Manifest::decode(&reseal(trailing)), Err(ManifestError::TrailingBytes { count: 1 }));
+        assert_eq!(
+            Manifest::decode(&reseal(trailing)),
+            Err(ManifestError::TrailingBytes { count: 1 })
+        );
         let mut future = body;
         future[8] = 2;
-        assert_eq!(Manifest::decode(&reseal(future)), Err(ManifestError::UnsupportedVersion { found: 2 }));
+        assert_eq!(
+            Manifest::decode(&reseal(future)),
+            Err(ManifestError::UnsupportedVersion { found: 2 })
+        );
     }
 
     // Protects: hashes print and parse as the lowercase hex used in object keys.

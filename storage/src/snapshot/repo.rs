@@ -52,7 +52,9 @@ pub fn manifest_key(offset: TxOffset) -> String {
 /// The offset named by a manifest key, or `None` for any other key (temp
 /// files, stray uploads, a different padding).
 pub fn parse_manifest_key(key: &str) -> Option<TxOffset> {
-    let digits = key.strip_prefix(SNAPSHOTS_PREFIX)?.strip_suffix(MANIFEST_SUFFIX)?;
+    let digits = key
+        .strip_prefix(SNAPSHOTS_PREFIX)?
+        .strip_suffix(MANIFEST_SUFFIX)?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -71,7 +73,11 @@ pub struct SnapshotPart {
 impl SnapshotPart {
     /// Borrows this part for [`SnapshotRepo::write`].
     pub fn as_part_ref(&self) -> SnapshotPartRef<'_> {
-        SnapshotPartRef { name: &self.name, bytes: &self.bytes, row_count: self.row_count }
+        SnapshotPartRef {
+            name: &self.name,
+            bytes: &self.bytes,
+            row_count: self.row_count,
+        }
     }
 }
 
@@ -154,12 +160,19 @@ impl std::fmt::Debug for SnapshotRepo {
 }
 
 fn io_err(key: &str) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
-    move |source| SnapshotError::Io { key: key.to_owned(), source }
+    move |source| SnapshotError::Io {
+        key: key.to_owned(),
+        source,
+    }
 }
 
 impl SnapshotRepo {
     pub fn new(store: Arc<dyn BlobStore>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock, writer: Mutex::new(()) }
+        Self {
+            store,
+            clock,
+            writer: Mutex::new(()),
+        }
     }
 
     /// The underlying store.
@@ -199,10 +212,18 @@ impl SnapshotRepo {
         metadata: &[u8],
     ) -> Result<SnapshotWritten, SnapshotError> {
         if u32::try_from(parts.len()).is_err() {
-            return Err(SnapshotError::TooLarge { offset, what: "part count", len: parts.len() as u64 });
+            return Err(SnapshotError::TooLarge {
+                offset,
+                what: "part count",
+                len: parts.len() as u64,
+            });
         }
         if u32::try_from(metadata.len()).is_err() {
-            return Err(SnapshotError::TooLarge { offset, what: "metadata", len: metadata.len() as u64 });
+            return Err(SnapshotError::TooLarge {
+                offset,
+                what: "metadata",
+                len: metadata.len() as u64,
+            });
         }
         let mut names = HashSet::with_capacity(parts.len());
         for p in parts {
@@ -214,10 +235,17 @@ impl SnapshotRepo {
                 None
             };
             if let Some(reason) = reason {
-                return Err(SnapshotError::InvalidPartName { offset, name: p.name.to_owned(), reason });
+                return Err(SnapshotError::InvalidPartName {
+                    offset,
+                    name: p.name.to_owned(),
+                    reason,
+                });
             }
             if !names.insert(p.name) {
-                return Err(SnapshotError::DuplicatePartName { offset, name: p.name.to_owned() });
+                return Err(SnapshotError::DuplicatePartName {
+                    offset,
+                    name: p.name.to_owned(),
+                });
             }
         }
 
@@ -269,26 +297,44 @@ impl SnapshotRepo {
                 bytes_written += entry.len;
             }
         }
-        assert_eq!(objects_written + objects_reused, seen.len(), "every distinct object accounted for");
+        assert_eq!(
+            objects_written + objects_reused,
+            seen.len(),
+            "every distinct object accounted for"
+        );
 
         if !already_published {
             let encoded = manifest.encode();
             // Cheap relative to the upload, and a mismatch here would publish a
             // snapshot that can never be read: keep it on in release.
-            assert_eq!(Manifest::decode(&encoded).as_ref(), Ok(&manifest), "manifest round trip");
+            assert_eq!(
+                Manifest::decode(&encoded).as_ref(),
+                Ok(&manifest),
+                "manifest round trip"
+            );
             // The manifest goes last: only now does the snapshot exist.
             self.store.put(&key, &encoded).map_err(io_err(&key))?;
             bytes_written += encoded.len() as u64;
         }
 
-        Ok(SnapshotWritten { offset, objects_written, objects_reused, bytes_written, already_published })
+        Ok(SnapshotWritten {
+            offset,
+            objects_written,
+            objects_reused,
+            bytes_written,
+            already_published,
+        })
     }
 
     /// Offsets of all published manifests, newest first. Keys under
     /// `snapshots/` that are not manifest names are ignored. Does not verify.
     pub fn list(&self) -> Result<Vec<TxOffset>, SnapshotError> {
-        let keys = self.store.list(SNAPSHOTS_PREFIX).map_err(io_err(SNAPSHOTS_PREFIX))?;
-        let mut offsets: Vec<TxOffset> = keys.iter().filter_map(|k| parse_manifest_key(k)).collect();
+        let keys = self
+            .store
+            .list(SNAPSHOTS_PREFIX)
+            .map_err(io_err(SNAPSHOTS_PREFIX))?;
+        let mut offsets: Vec<TxOffset> =
+            keys.iter().filter_map(|k| parse_manifest_key(k)).collect();
         offsets.sort_unstable_by(|a, b| b.cmp(a));
         Ok(offsets)
     }
@@ -302,11 +348,24 @@ impl SnapshotRepo {
         };
         let manifest = match Manifest::decode(&bytes) {
             Ok(m) => m,
-            Err(reason) => return Err(SnapshotError::CorruptManifest { offset, key, reason }),
+            Err(reason) => {
+                return Err(SnapshotError::CorruptManifest {
+                    offset,
+                    key,
+                    reason,
+                })
+            }
         };
         if manifest.offset != offset {
-            let reason = ManifestError::OffsetMismatch { recorded: manifest.offset, key_offset: offset };
-            return Err(SnapshotError::CorruptManifest { offset, key, reason });
+            let reason = ManifestError::OffsetMismatch {
+                recorded: manifest.offset,
+                key_offset: offset,
+            };
+            return Err(SnapshotError::CorruptManifest {
+                offset,
+                key,
+                reason,
+            });
         }
         Ok(manifest)
     }
@@ -321,7 +380,11 @@ impl SnapshotRepo {
         for entry in manifest.parts {
             if let Some(&i) = fetched.get(&entry.hash) {
                 let bytes = parts[i].bytes.clone();
-                parts.push(SnapshotPart { name: entry.name, bytes, row_count: entry.row_count });
+                parts.push(SnapshotPart {
+                    name: entry.name,
+                    bytes,
+                    row_count: entry.row_count,
+                });
                 continue;
             }
             let okey = object_key(&entry.hash);
@@ -332,7 +395,11 @@ impl SnapshotRepo {
                 if !self.store.exists(&mkey).map_err(io_err(&mkey))? {
                     return Err(SnapshotError::NotFound { offset, key: mkey });
                 }
-                return Err(SnapshotError::MissingObject { offset, name: entry.name, key: okey });
+                return Err(SnapshotError::MissingObject {
+                    offset,
+                    name: entry.name,
+                    key: okey,
+                });
             };
             let actual = ObjectHash::of(&bytes);
             if actual != entry.hash || bytes.len() as u64 != entry.len {
@@ -347,7 +414,11 @@ impl SnapshotRepo {
                 });
             }
             fetched.insert(entry.hash, parts.len());
-            parts.push(SnapshotPart { name: entry.name, bytes, row_count: entry.row_count });
+            parts.push(SnapshotPart {
+                name: entry.name,
+                bytes,
+                row_count: entry.row_count,
+            });
         }
         Ok(Snapshot {
             offset,
@@ -361,19 +432,30 @@ impl SnapshotRepo {
     /// fully verifies. Damaged snapshots are skipped and reported so recovery
     /// can fall back to an older one; a store I/O error is returned instead,
     /// since falling back on a transient outage would discard good progress.
-    pub fn read_newest_valid(&self, at_or_below: Option<TxOffset>) -> Result<Recovered, SnapshotError> {
+    pub fn read_newest_valid(
+        &self,
+        at_or_below: Option<TxOffset>,
+    ) -> Result<Recovered, SnapshotError> {
         let mut skipped = Vec::new();
         for offset in self.list()? {
             if at_or_below.is_some_and(|max| offset > max) {
                 continue;
             }
             match self.read(offset) {
-                Ok(snapshot) => return Ok(Recovered { snapshot: Some(snapshot), skipped }),
+                Ok(snapshot) => {
+                    return Ok(Recovered {
+                        snapshot: Some(snapshot),
+                        skipped,
+                    })
+                }
                 Err(e) if e.snapshot_unusable() => skipped.push((offset, e)),
                 Err(e) => return Err(e),
             }
         }
-        Ok(Recovered { snapshot: None, skipped })
+        Ok(Recovered {
+            snapshot: None,
+            skipped,
+        })
     }
 
     /// Keeps the newest `keep` snapshots whose manifests verify and deletes the
@@ -449,12 +531,21 @@ impl SnapshotRepo {
                 Err(e) => return Err(e),
             }
         }
-        let live: HashSet<String> =
-            referenced_by.values().flat_map(|m| m.parts.iter().map(|p| object_key(&p.hash))).collect();
+        let live: HashSet<String> = referenced_by
+            .values()
+            .flat_map(|m| m.parts.iter().map(|p| object_key(&p.hash)))
+            .collect();
 
-        for key in self.store.list(OBJECTS_PREFIX).map_err(io_err(OBJECTS_PREFIX))? {
+        for key in self
+            .store
+            .list(OBJECTS_PREFIX)
+            .map_err(io_err(OBJECTS_PREFIX))?
+        {
             // Keys that are not ours (not a hash) are left alone.
-            let ours = key.strip_prefix(OBJECTS_PREFIX).and_then(ObjectHash::from_hex).is_some();
+            let ours = key
+                .strip_prefix(OBJECTS_PREFIX)
+                .and_then(ObjectHash::from_hex)
+                .is_some();
             if ours && !live.contains(&key) {
                 self.store.delete(&key).map_err(io_err(&key))?;
                 report.objects_deleted += 1;
@@ -472,7 +563,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn part(name: &str, bytes: &[u8], rows: u64) -> SnapshotPart {
-        SnapshotPart { name: name.to_owned(), bytes: bytes.to_vec(), row_count: rows }
+        SnapshotPart {
+            name: name.to_owned(),
+            bytes: bytes.to_vec(),
+            row_count: rows,
+        }
     }
 
     fn refs(parts: &[SnapshotPart]) -> Vec<SnapshotPartRef<'_>> {
@@ -485,7 +580,11 @@ mod tests {
     }
 
     fn three_tables() -> Vec<SnapshotPart> {
-        vec![part("meta", b"schema", 0), part("users", b"alice,bob", 2), part("orders", &[7; 1000], 50)]
+        vec![
+            part("meta", b"schema", 0),
+            part("users", b"alice,bob", 2),
+            part("orders", &[7; 1000], 50),
+        ]
     }
 
     fn object_count(store: &dyn BlobStore) -> usize {
@@ -499,8 +598,13 @@ mod tests {
         let (repo, clock) = repo_over(Arc::new(store.clone()));
         let parts = three_tables();
         clock.set(123_456);
-        let w = repo.write_with_metadata(TxOffset(10), &refs(&parts), b"engine v1").expect("write");
-        assert_eq!((w.objects_written, w.objects_reused, w.already_published), (3, 0, false));
+        let w = repo
+            .write_with_metadata(TxOffset(10), &refs(&parts), b"engine v1")
+            .expect("write");
+        assert_eq!(
+            (w.objects_written, w.objects_reused, w.already_published),
+            (3, 0, false)
+        );
         assert!(w.bytes_written > 1006);
         assert_eq!(repo.list().expect("list"), vec![TxOffset(10)]);
         let s = repo.read(TxOffset(10)).expect("read");
@@ -508,7 +612,13 @@ mod tests {
         assert_eq!(s.created_at_micros, 123_456);
         assert_eq!(s.metadata, b"engine v1");
         assert_eq!(s.parts, parts);
-        assert!(matches!(repo.read(TxOffset(11)), Err(SnapshotError::NotFound { offset: TxOffset(11), .. })));
+        assert!(matches!(
+            repo.read(TxOffset(11)),
+            Err(SnapshotError::NotFound {
+                offset: TxOffset(11),
+                ..
+            })
+        ));
     }
 
     // Protects: round trip on disk, including through a freshly opened store (durable layout).
@@ -519,13 +629,23 @@ mod tests {
         {
             let (repo, _) = repo_over(Arc::new(DirBlobStore::open(tmp.path()).expect("open")));
             repo.write(TxOffset(1), &refs(&parts)).expect("write");
-            repo.write(TxOffset(u64::MAX), &refs(&parts[..1])).expect("write max offset");
+            repo.write(TxOffset(u64::MAX), &refs(&parts[..1]))
+                .expect("write max offset");
         }
         let (repo, _) = repo_over(Arc::new(DirBlobStore::open(tmp.path()).expect("reopen")));
-        assert_eq!(repo.list().expect("list"), vec![TxOffset(u64::MAX), TxOffset(1)]);
+        assert_eq!(
+            repo.list().expect("list"),
+            vec![TxOffset(u64::MAX), TxOffset(1)]
+        );
         assert_eq!(repo.read(TxOffset(1)).expect("read").parts, parts);
-        assert_eq!(repo.read(TxOffset(u64::MAX)).expect("read").parts, parts[..1]);
-        assert!(tmp.path().join("snapshots/00000000000000000001.manifest").is_file());
+        assert_eq!(
+            repo.read(TxOffset(u64::MAX)).expect("read").parts,
+            parts[..1]
+        );
+        assert!(tmp
+            .path()
+            .join("snapshots/00000000000000000001.manifest")
+            .is_file());
     }
 
     // Protects: unchanged parts are not uploaded again; one changed table = one new object.
@@ -560,8 +680,19 @@ mod tests {
         let bad = object_key(&ObjectHash::of(&parts[2].bytes));
         store.flip_bit(&bad, 3);
         match repo.read(TxOffset(9)) {
-            Err(SnapshotError::CorruptObject { offset, name, key, expected, actual, expected_len, actual_len }) => {
-                assert_eq!((offset, name.as_str(), key.as_str()), (TxOffset(9), "orders", bad.as_str()));
+            Err(SnapshotError::CorruptObject {
+                offset,
+                name,
+                key,
+                expected,
+                actual,
+                expected_len,
+                actual_len,
+            }) => {
+                assert_eq!(
+                    (offset, name.as_str(), key.as_str()),
+                    (TxOffset(9), "orders", bad.as_str())
+                );
                 assert_eq!(expected, ObjectHash::of(&parts[2].bytes));
                 assert_ne!(actual, expected);
                 assert_eq!((expected_len, actual_len), (1000, 1000));
@@ -571,7 +702,10 @@ mod tests {
         let r = repo.read_newest_valid(None).expect("recover");
         assert_eq!(r.snapshot.expect("older snapshot").offset, TxOffset(5));
         assert_eq!(r.skipped.len(), 1);
-        assert!(matches!(r.skipped[0], (TxOffset(9), SnapshotError::CorruptObject { .. })));
+        assert!(matches!(
+            r.skipped[0],
+            (TxOffset(9), SnapshotError::CorruptObject { .. })
+        ));
     }
 
     // Protects: damage made by overwriting stored bytes (truncation) or deleting an
@@ -580,19 +714,37 @@ mod tests {
     fn overwritten_and_missing_objects_detected() {
         let store = MemoryBlobStore::new();
         let (repo, _) = repo_over(Arc::new(store.clone()));
-        repo.write(TxOffset(1), &refs(&[part("t", b"one", 1)])).expect("write");
-        repo.write(TxOffset(2), &refs(&[part("t", b"two", 1)])).expect("write");
-        repo.write(TxOffset(3), &refs(&[part("t", b"three", 1)])).expect("write");
+        repo.write(TxOffset(1), &refs(&[part("t", b"one", 1)]))
+            .expect("write");
+        repo.write(TxOffset(2), &refs(&[part("t", b"two", 1)]))
+            .expect("write");
+        repo.write(TxOffset(3), &refs(&[part("t", b"three", 1)]))
+            .expect("write");
         store.overwrite_raw(&object_key(&ObjectHash::of(b"three")), b"thr".to_vec());
         assert!(matches!(
             repo.read(TxOffset(3)),
-            Err(SnapshotError::CorruptObject { expected_len: 5, actual_len: 3, .. })
+            Err(SnapshotError::CorruptObject {
+                expected_len: 5,
+                actual_len: 3,
+                ..
+            })
         ));
-        store.delete(&object_key(&ObjectHash::of(b"two"))).expect("delete");
-        assert!(matches!(repo.read(TxOffset(2)), Err(SnapshotError::MissingObject { offset: TxOffset(2), .. })));
+        store
+            .delete(&object_key(&ObjectHash::of(b"two")))
+            .expect("delete");
+        assert!(matches!(
+            repo.read(TxOffset(2)),
+            Err(SnapshotError::MissingObject {
+                offset: TxOffset(2),
+                ..
+            })
+        ));
         let r = repo.read_newest_valid(None).expect("recover");
         assert_eq!(r.snapshot.expect("snapshot 1").parts[0].bytes, b"one");
-        assert_eq!(r.skipped.iter().map(|s| s.0).collect::<Vec<_>>(), vec![TxOffset(3), TxOffset(2)]);
+        assert_eq!(
+            r.skipped.iter().map(|s| s.0).collect::<Vec<_>>(),
+            vec![TxOffset(3), TxOffset(2)]
+        );
         let r = repo.read_newest_valid(Some(TxOffset(0))).expect("recover");
         assert!(r.snapshot.is_none() && r.skipped.is_empty());
     }
@@ -604,13 +756,21 @@ mod tests {
         let store = Arc::new(Unreliable::new(MemoryBlobStore::new()));
         let (repo, _) = repo_over(store.clone());
         for i in 1..=4 {
-            repo.write(TxOffset(i), &refs(&[part("t", &[i as u8], i)])).expect("write");
+            repo.write(TxOffset(i), &refs(&[part("t", &[i as u8], i)]))
+                .expect("write");
         }
         store.flip_bit(&manifest_key(TxOffset(4)), 100);
         store.truncate(&manifest_key(TxOffset(3)), 40);
         // A manifest copied under another offset's key verifies but lies about its place.
-        let m1 = store.inner().get(&manifest_key(TxOffset(1))).expect("get").expect("present");
-        store.inner().put(&manifest_key(TxOffset(2)), &m1).expect("put");
+        let m1 = store
+            .inner()
+            .get(&manifest_key(TxOffset(1)))
+            .expect("get")
+            .expect("present");
+        store
+            .inner()
+            .put(&manifest_key(TxOffset(2)), &m1)
+            .expect("put");
         let r = repo.read_newest_valid(None).expect("recover");
         assert_eq!(r.snapshot.expect("snapshot 1").offset, TxOffset(1));
         let reasons: Vec<_> = r
@@ -625,8 +785,17 @@ mod tests {
             })
             .collect();
         assert!(matches!(reasons[0], ManifestError::Checksum { .. }));
-        assert!(matches!(reasons[1], ManifestError::TooShort { len: 40, .. }));
-        assert_eq!(reasons[2], ManifestError::OffsetMismatch { recorded: TxOffset(1), key_offset: TxOffset(2) });
+        assert!(matches!(
+            reasons[1],
+            ManifestError::TooShort { len: 40, .. }
+        ));
+        assert_eq!(
+            reasons[2],
+            ManifestError::OffsetMismatch {
+                recorded: TxOffset(1),
+                key_offset: TxOffset(2)
+            }
+        );
         store.truncate(&manifest_key(TxOffset(1)), 0);
         let r = repo.read_newest_valid(None).expect("recover");
         assert!(r.snapshot.is_none());
@@ -638,10 +807,15 @@ mod tests {
     fn io_error_is_not_skipped() {
         let store = Arc::new(Unreliable::new(MemoryBlobStore::new()));
         let (repo, _) = repo_over(store.clone());
-        repo.write(TxOffset(1), &refs(&[part("t", b"a", 1)])).expect("write");
-        repo.write(TxOffset(2), &refs(&[part("t", b"b", 1)])).expect("write");
+        repo.write(TxOffset(1), &refs(&[part("t", b"a", 1)]))
+            .expect("write");
+        repo.write(TxOffset(2), &refs(&[part("t", b"b", 1)]))
+            .expect("write");
         store.fail_get(&manifest_key(TxOffset(2)));
-        assert!(matches!(repo.read_newest_valid(None), Err(SnapshotError::Io { .. })));
+        assert!(matches!(
+            repo.read_newest_valid(None),
+            Err(SnapshotError::Io { .. })
+        ));
     }
 
     // Protects: a put failing midway publishes nothing, the previous snapshot stays
@@ -655,14 +829,27 @@ mod tests {
         let new = three_tables();
         store.fail_nth_put(2); // second object of the new snapshot
         let err = repo.write(TxOffset(2), &refs(&new)).expect_err("must fail");
-        assert!(matches!(&err, SnapshotError::Io { key, .. } if key.starts_with(OBJECTS_PREFIX)), "{err}");
+        assert!(
+            matches!(&err, SnapshotError::Io { key, .. } if key.starts_with(OBJECTS_PREFIX)),
+            "{err}"
+        );
         assert_eq!(repo.list().expect("list"), vec![TxOffset(1)]);
         assert_eq!(repo.read(TxOffset(1)).expect("old readable").parts, old);
-        assert_eq!(repo.read_newest_valid(None).expect("recover").snapshot.expect("old").offset, TxOffset(1));
+        assert_eq!(
+            repo.read_newest_valid(None)
+                .expect("recover")
+                .snapshot
+                .expect("old")
+                .offset,
+            TxOffset(1)
+        );
         // Now fail the manifest put itself (objects 2 and 3 are new, the first exists).
         store.fail_nth_put(3);
         let err = repo.write(TxOffset(2), &refs(&new)).expect_err("must fail");
-        assert!(matches!(&err, SnapshotError::Io { key, .. } if key == &manifest_key(TxOffset(2))), "{err}");
+        assert!(
+            matches!(&err, SnapshotError::Io { key, .. } if key == &manifest_key(TxOffset(2))),
+            "{err}"
+        );
         assert_eq!(repo.list().expect("list"), vec![TxOffset(1)]);
         let w = repo.write(TxOffset(2), &refs(&new)).expect("retry");
         assert_eq!((w.objects_written, w.objects_reused), (0, 3));
@@ -681,11 +868,20 @@ mod tests {
         let w = repo.write(TxOffset(4), &refs(&parts)).expect("same again");
         assert!(w.already_published);
         assert_eq!((w.objects_written, w.bytes_written), (0, 0));
-        assert_eq!(repo.read(TxOffset(4)).expect("read").created_at_micros, 1_000, "not rewritten");
+        assert_eq!(
+            repo.read(TxOffset(4)).expect("read").created_at_micros,
+            1_000,
+            "not rewritten"
+        );
         let other = vec![part("meta", b"different", 0)];
-        assert!(matches!(repo.write(TxOffset(4), &refs(&other)), Err(SnapshotError::Conflict { .. })));
+        assert!(matches!(
+            repo.write(TxOffset(4), &refs(&other)),
+            Err(SnapshotError::Conflict { .. })
+        ));
         store.overwrite_raw(&manifest_key(TxOffset(4)), b"garbage".to_vec());
-        let w = repo.write(TxOffset(4), &refs(&other)).expect("replaces corrupt manifest");
+        let w = repo
+            .write(TxOffset(4), &refs(&other))
+            .expect("replaces corrupt manifest");
         assert!(!w.already_published);
         assert_eq!(repo.read(TxOffset(4)).expect("read").parts, other);
     }
@@ -701,9 +897,15 @@ mod tests {
             Err(SnapshotError::DuplicatePartName { offset: TxOffset(1), ref name }) if name == "t"
         ));
         let empty = vec![part("", b"1", 1)];
-        assert!(matches!(repo.write(TxOffset(1), &refs(&empty)), Err(SnapshotError::InvalidPartName { .. })));
+        assert!(matches!(
+            repo.write(TxOffset(1), &refs(&empty)),
+            Err(SnapshotError::InvalidPartName { .. })
+        ));
         let long = vec![part(&"x".repeat(NAME_BYTES_MAX + 1), b"1", 1)];
-        assert!(matches!(repo.write(TxOffset(1), &refs(&long)), Err(SnapshotError::InvalidPartName { .. })));
+        assert!(matches!(
+            repo.write(TxOffset(1), &refs(&long)),
+            Err(SnapshotError::InvalidPartName { .. })
+        ));
         assert!(store.is_empty());
         // Zero parts is a valid (if odd) snapshot.
         repo.write(TxOffset(1), &[]).expect("empty snapshot");
@@ -717,8 +919,13 @@ mod tests {
         let (repo, _) = repo_over(Arc::new(store.clone()));
         repo.write(TxOffset(2), &[]).expect("write");
         repo.write(TxOffset(10), &[]).expect("write");
-        for stray in ["snapshots/2.manifest", "snapshots/00000000000000000003.manifest.tmp", "snapshots/readme",
-                      "snapshots/0000000000000000000x.manifest", "snapshots/99999999999999999999.manifest"] {
+        for stray in [
+            "snapshots/2.manifest",
+            "snapshots/00000000000000000003.manifest.tmp",
+            "snapshots/readme",
+            "snapshots/0000000000000000000x.manifest",
+            "snapshots/99999999999999999999.manifest",
+        ] {
             store.put(stray, b"x").expect("put");
         }
         assert_eq!(repo.list().expect("list"), vec![TxOffset(10), TxOffset(2)]);
@@ -732,20 +939,33 @@ mod tests {
         let (repo, _) = repo_over(Arc::new(store.clone()));
         let shared = part("meta", b"shared schema", 0);
         for i in 1..=5u8 {
-            repo.write(TxOffset(u64::from(i)), &refs(&[shared.clone(), part("t", &[i; 10], 1)])).expect("write");
+            repo.write(
+                TxOffset(u64::from(i)),
+                &refs(&[shared.clone(), part("t", &[i; 10], 1)]),
+            )
+            .expect("write");
         }
         store.put("objects/not-a-hash", b"x").expect("put");
         assert_eq!(object_count(&store), 7);
-        assert!(matches!(repo.retain(0), Err(SnapshotError::RetainNothing { keep: 0 })));
+        assert!(matches!(
+            repo.retain(0),
+            Err(SnapshotError::RetainNothing { keep: 0 })
+        ));
         let r = repo.retain(2).expect("retain");
         assert_eq!(r.kept, vec![TxOffset(5), TxOffset(4)]);
-        assert_eq!(r.manifests_deleted, vec![TxOffset(1), TxOffset(2), TxOffset(3)]);
+        assert_eq!(
+            r.manifests_deleted,
+            vec![TxOffset(1), TxOffset(2), TxOffset(3)]
+        );
         assert_eq!(r.objects_deleted, 3);
         assert!(!r.sweep_skipped && r.unreadable.is_empty());
         assert_eq!(repo.list().expect("list"), vec![TxOffset(5), TxOffset(4)]);
         assert_eq!(object_count(&store), 4); // shared, t4, t5, the stray
         for o in [4, 5] {
-            assert_eq!(repo.read(TxOffset(o)).expect("kept readable").parts[0], shared);
+            assert_eq!(
+                repo.read(TxOffset(o)).expect("kept readable").parts[0],
+                shared
+            );
         }
         // Idempotent.
         let r = repo.retain(2).expect("retain again");
@@ -754,7 +974,12 @@ mod tests {
         let store_u = Arc::new(Unreliable::new(store.clone()));
         let (repo_u, _) = repo_over(store_u.clone());
         store_u.fail_nth_put(2);
-        assert!(repo_u.write(TxOffset(6), &refs(&[part("t", b"orphan", 1), part("u", b"x", 1)])).is_err());
+        assert!(repo_u
+            .write(
+                TxOffset(6),
+                &refs(&[part("t", b"orphan", 1), part("u", b"x", 1)])
+            )
+            .is_err());
         assert_eq!(repo_u.retain(2).expect("retain").objects_deleted, 1);
     }
 
@@ -766,7 +991,8 @@ mod tests {
         let store = Arc::new(Unreliable::new(MemoryBlobStore::new()));
         let (repo, _) = repo_over(store.clone());
         for i in 1..=4u8 {
-            repo.write(TxOffset(u64::from(i)), &refs(&[part("t", &[i], 1)])).expect("write");
+            repo.write(TxOffset(u64::from(i)), &refs(&[part("t", &[i], 1)]))
+                .expect("write");
         }
         store.flip_bit(&manifest_key(TxOffset(4)), 0);
         let r = repo.retain(2).expect("retain");
@@ -776,7 +1002,10 @@ mod tests {
         assert!(r.sweep_skipped);
         assert_eq!(object_count(store.inner()), 4, "nothing swept");
         store.clear();
-        assert_eq!(repo.read(TxOffset(4)).expect("transient damage gone").parts[0].bytes, vec![4]);
+        assert_eq!(
+            repo.read(TxOffset(4)).expect("transient damage gone").parts[0].bytes,
+            vec![4]
+        );
         let r = repo.retain(2).expect("retain");
         assert_eq!(r.manifests_deleted, vec![TxOffset(2)]);
         assert_eq!(r.objects_deleted, 2);

@@ -41,7 +41,10 @@ pub struct Unreliable<B: BlobStore> {
 
 impl<B: BlobStore> Unreliable<B> {
     pub fn new(inner: B) -> Self {
-        Self { inner, plan: Mutex::new(Plan::default()) }
+        Self {
+            inner,
+            plan: Mutex::new(Plan::default()),
+        }
     }
 
     /// The wrapped store, to inspect or seed it behind the faults.
@@ -82,7 +85,10 @@ impl<B: BlobStore> Unreliable<B> {
     pub fn clear(&self) {
         let mut p = self.plan();
         let seen = p.puts_seen;
-        *p = Plan { puts_seen: seen, ..Plan::default() };
+        *p = Plan {
+            puts_seen: seen,
+            ..Plan::default()
+        };
     }
 
     /// Number of `put` calls seen so far.
@@ -108,12 +114,18 @@ impl<B: BlobStore> BlobStore for Unreliable<B> {
     fn get(&self, key: &str) -> io::Result<Option<Vec<u8>>> {
         let (flip, trunc, fail) = {
             let p = self.plan();
-            (p.flips.get(key).copied(), p.truncations.get(key).copied(), p.failing_gets.contains(key))
+            (
+                p.flips.get(key).copied(),
+                p.truncations.get(key).copied(),
+                p.failing_gets.contains(key),
+            )
         };
         if fail {
             return Err(io::Error::other(format!("injected failure of get {key:?}")));
         }
-        let Some(mut value) = self.inner.get(key)? else { return Ok(None) };
+        let Some(mut value) = self.inner.get(key)? else {
+            return Ok(None);
+        };
         if let Some(len) = trunc {
             value.truncate(len);
         }
@@ -152,7 +164,10 @@ mod tests {
         u.fail_nth_put(2);
         u.put("a", b"\x00\x00").expect("first put passes");
         assert!(u.put("b", b"x").is_err());
-        assert!(!u.exists("b").expect("exists"), "failed put must not be applied");
+        assert!(
+            !u.exists("b").expect("exists"),
+            "failed put must not be applied"
+        );
         u.put("b", b"x").expect("third put passes");
         u.flip_bit("a", 9);
         assert_eq!(u.get("a").expect("get"), Some(vec![0, 2]));

@@ -33,7 +33,11 @@ enum IndexMap {
 
 impl Index {
     pub(crate) fn new(schema: &IndexSchema) -> Index {
-        let map = if schema.unique.is_some() { IndexMap::Unique(BTreeMap::new()) } else { IndexMap::Multi(BTreeSet::new()) };
+        let map = if schema.unique.is_some() {
+            IndexMap::Unique(BTreeMap::new())
+        } else {
+            IndexMap::Multi(BTreeSet::new())
+        };
         Index {
             name: schema.name.clone(),
             algorithm: schema.algorithm,
@@ -57,7 +61,11 @@ impl Index {
         match &mut self.map {
             IndexMap::Unique(map) => {
                 let previous = map.insert(key, row_id);
-                assert!(previous.is_none(), "unique index `{}` got a second row for a key", self.name);
+                assert!(
+                    previous.is_none(),
+                    "unique index `{}` got a second row for a key",
+                    self.name
+                );
             }
             IndexMap::Multi(set) => {
                 let fresh = set.insert((key, row_id));
@@ -85,15 +93,22 @@ impl Index {
         match &self.map {
             IndexMap::Unique(map) => Box::new(map.get(key).copied().into_iter()),
             IndexMap::Multi(set) => Box::new(
-                set.range((Bound::Included((key.clone(), RowId::MIN)), Bound::Included((key.clone(), RowId::MAX))))
-                    .map(|(_, row_id)| *row_id),
+                set.range((
+                    Bound::Included((key.clone(), RowId::MIN)),
+                    Bound::Included((key.clone(), RowId::MAX)),
+                ))
+                .map(|(_, row_id)| *row_id),
             ),
         }
     }
 
     /// Row ids whose key lies within the bounds, in key order. The bounds
     /// must not be inverted (see `value::key_bounds`).
-    pub(crate) fn range(&self, start: Bound<AlgebraicValue>, end: Bound<AlgebraicValue>) -> Box<dyn Iterator<Item = RowId> + '_> {
+    pub(crate) fn range(
+        &self,
+        start: Bound<AlgebraicValue>,
+        end: Bound<AlgebraicValue>,
+    ) -> Box<dyn Iterator<Item = RowId> + '_> {
         match &self.map {
             IndexMap::Unique(map) => Box::new(map.range((start, end)).map(|(_, row_id)| *row_id)),
             IndexMap::Multi(set) => {

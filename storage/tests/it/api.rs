@@ -6,39 +6,91 @@
 use std::ops::Bound;
 
 use spacetimedb_sats::{AlgebraicType, AlgebraicValue, ProductType};
-use storage::{ColId, CommitError, Database, DbOptions, IndexAlgorithm, IndexDef, IndexRange, MutTx, SequenceDef, TableDef, TableId, TxError, UniqueConstraintDef};
+use storage::{
+    ColId, CommitError, Database, DbOptions, IndexAlgorithm, IndexDef, IndexRange, MutTx,
+    SequenceDef, TableDef, TableId, TxError, UniqueConstraintDef,
+};
 
 fn person_def() -> TableDef {
     TableDef {
         name: "person".into(),
-        columns: ProductType::from([("id", AlgebraicType::U64), ("name", AlgebraicType::String), ("age", AlgebraicType::U8)]),
+        columns: ProductType::from([
+            ("id", AlgebraicType::U64),
+            ("name", AlgebraicType::String),
+            ("age", AlgebraicType::U8),
+        ]),
         primary_key: Some(ColId(0)),
         indexes: vec![
-            IndexDef { name: "person_id_idx_btree".into(), algorithm: IndexAlgorithm::BTree, columns: vec![ColId(0)] },
-            IndexDef { name: "person_name_idx_btree".into(), algorithm: IndexAlgorithm::BTree, columns: vec![ColId(1)] },
-            IndexDef { name: "person_age_name_idx_btree".into(), algorithm: IndexAlgorithm::BTree, columns: vec![ColId(2), ColId(1)] },
-            IndexDef { name: "person_age_idx_btree".into(), algorithm: IndexAlgorithm::BTree, columns: vec![ColId(2)] },
-            IndexDef { name: "person_age_idx_hash".into(), algorithm: IndexAlgorithm::Hash, columns: vec![ColId(2)] },
+            IndexDef {
+                name: "person_id_idx_btree".into(),
+                algorithm: IndexAlgorithm::BTree,
+                columns: vec![ColId(0)],
+            },
+            IndexDef {
+                name: "person_name_idx_btree".into(),
+                algorithm: IndexAlgorithm::BTree,
+                columns: vec![ColId(1)],
+            },
+            IndexDef {
+                name: "person_age_name_idx_btree".into(),
+                algorithm: IndexAlgorithm::BTree,
+                columns: vec![ColId(2), ColId(1)],
+            },
+            IndexDef {
+                name: "person_age_idx_btree".into(),
+                algorithm: IndexAlgorithm::BTree,
+                columns: vec![ColId(2)],
+            },
+            IndexDef {
+                name: "person_age_idx_hash".into(),
+                algorithm: IndexAlgorithm::Hash,
+                columns: vec![ColId(2)],
+            },
         ],
         unique_constraints: vec![
-            UniqueConstraintDef { name: "person_id_key".into(), columns: vec![ColId(0)] },
-            UniqueConstraintDef { name: "person_name_key".into(), columns: vec![ColId(1)] },
+            UniqueConstraintDef {
+                name: "person_id_key".into(),
+                columns: vec![ColId(0)],
+            },
+            UniqueConstraintDef {
+                name: "person_name_key".into(),
+                columns: vec![ColId(1)],
+            },
         ],
-        sequences: vec![SequenceDef { name: "person_id_seq".into(), column: ColId(0), start: None, min_value: None, max_value: None, increment: 1 }],
+        sequences: vec![SequenceDef {
+            name: "person_id_seq".into(),
+            column: ColId(0),
+            start: None,
+            min_value: None,
+            max_value: None,
+            increment: 1,
+        }],
         public: true,
         is_event: false,
     }
 }
 
 fn person(id: u64, name: &str, age: u8) -> Vec<AlgebraicValue> {
-    vec![AlgebraicValue::U64(id), AlgebraicValue::String(name.into()), AlgebraicValue::U8(age)]
+    vec![
+        AlgebraicValue::U64(id),
+        AlgebraicValue::String(name.into()),
+        AlgebraicValue::U8(age),
+    ]
 }
 
 fn setup() -> (Database, TableId) {
     let db = Database::in_memory(DbOptions::default());
     let mut tx = db.begin().unwrap();
     let table = tx.create_table(person_def()).unwrap();
-    for (name, age) in [("alice", 30), ("bob", 30), ("carol", 18), ("dave", 65), ("erin", 200), ("a", 30), ("m", 30)] {
+    for (name, age) in [
+        ("alice", 30),
+        ("bob", 30),
+        ("carol", 18),
+        ("dave", 65),
+        ("erin", 200),
+        ("a", 30),
+        ("m", 30),
+    ] {
         tx.insert_row(table, person(0, name, age)).unwrap();
     }
     tx.commit().unwrap();
@@ -56,7 +108,14 @@ fn names(rows: storage::RowsRef<'_>) -> Vec<String> {
     names
 }
 
-fn range_bytes(tx: &MutTx<'_>, index: &str, prefix: &[u8], elems: usize, start: &[u8], end: &[u8]) -> Vec<String> {
+fn range_bytes(
+    tx: &MutTx<'_>,
+    index: &str,
+    prefix: &[u8],
+    elems: usize,
+    start: &[u8],
+    end: &[u8],
+) -> Vec<String> {
     let id = tx.index_id_from_name(index).unwrap();
     names(tx.index_range_bsatn(id, prefix, elems, start, end).unwrap())
 }
@@ -67,29 +126,86 @@ fn abi_byte_examples_select_the_right_rows() {
     let mut tx = db.begin().unwrap();
     let age = tx.index_id_from_name("person_age_idx_btree").unwrap();
     // age().filter(30u8): point 1e
-    assert_eq!(names(tx.index_point_bsatn(age, &[0x1e]).unwrap()), ["a", "alice", "bob", "m"]);
+    assert_eq!(
+        names(tx.index_point_bsatn(age, &[0x1e]).unwrap()),
+        ["a", "alice", "bob", "m"]
+    );
     // age().filter(18u8..=65u8): rstart 00 12, rend 00 41
-    assert_eq!(range_bytes(&tx, "person_age_idx_btree", &[], 0, &[0x00, 0x12], &[0x00, 0x41]), ["a", "alice", "bob", "carol", "dave", "m"]);
+    assert_eq!(
+        range_bytes(
+            &tx,
+            "person_age_idx_btree",
+            &[],
+            0,
+            &[0x00, 0x12],
+            &[0x00, 0x41]
+        ),
+        ["a", "alice", "bob", "carol", "dave", "m"]
+    );
     // by_age_and_name().filter((30u8, "bob")): point 1e 03000000 626f62
     let by_age_name = tx.index_id_from_name("person_age_name_idx_btree").unwrap();
-    assert_eq!(names(tx.index_point_bsatn(by_age_name, &[0x1e, 3, 0, 0, 0, b'b', b'o', b'b']).unwrap()), ["bob"]);
+    assert_eq!(
+        names(
+            tx.index_point_bsatn(by_age_name, &[0x1e, 3, 0, 0, 0, b'b', b'o', b'b'])
+                .unwrap()
+        ),
+        ["bob"]
+    );
     // by_age_and_name().filter((30u8, "a".."m")): prefix 1e (1), rstart 00 "a", rend 01 "m"
     assert_eq!(
-        range_bytes(&tx, "person_age_name_idx_btree", &[0x1e], 1, &[0x00, 1, 0, 0, 0, b'a'], &[0x01, 1, 0, 0, 0, b'm']),
+        range_bytes(
+            &tx,
+            "person_age_name_idx_btree",
+            &[0x1e],
+            1,
+            &[0x00, 1, 0, 0, 0, b'a'],
+            &[0x01, 1, 0, 0, 0, b'm']
+        ),
         ["a", "alice", "bob"]
     );
     // by_age_and_name().filter(20u8..): empty prefix, rstart 00 14, rend 02
-    assert_eq!(range_bytes(&tx, "person_age_name_idx_btree", &[], 0, &[0x00, 0x14], &[0x02]), ["a", "alice", "bob", "dave", "erin", "m"]);
+    assert_eq!(
+        range_bytes(
+            &tx,
+            "person_age_name_idx_btree",
+            &[],
+            0,
+            &[0x00, 0x14],
+            &[0x02]
+        ),
+        ["a", "alice", "bob", "dave", "erin", "m"]
+    );
     // name().find("x") is a point on a unique index; "alice" exists.
     let name = tx.index_id_from_name("person_name_idx_btree").unwrap();
-    assert_eq!(names(tx.index_point_bsatn(name, &[5, 0, 0, 0, b'a', b'l', b'i', b'c', b'e']).unwrap()), ["alice"]);
+    assert_eq!(
+        names(
+            tx.index_point_bsatn(name, &[5, 0, 0, 0, b'a', b'l', b'i', b'c', b'e'])
+                .unwrap()
+        ),
+        ["alice"]
+    );
     // Ordering is by value: 200 > 65 although 0xc8 < 0x41 is false bytewise for LE u16s, etc.
-    assert_eq!(range_bytes(&tx, "person_age_idx_btree", &[], 0, &[0x01, 0x41], &[0x02]), ["erin"]);
+    assert_eq!(
+        range_bytes(&tx, "person_age_idx_btree", &[], 0, &[0x01, 0x41], &[0x02]),
+        ["erin"]
+    );
     // age().delete(..10u8): rstart 02, rend 01 0a — nobody is under 10.
-    assert_eq!(tx.delete_by_range_bsatn(age, &[], 0, &[0x02], &[0x01, 0x0a]).unwrap(), 0);
+    assert_eq!(
+        tx.delete_by_range_bsatn(age, &[], 0, &[0x02], &[0x01, 0x0a])
+            .unwrap(),
+        0
+    );
     // by_age_and_name().delete(200u8): both bounds 00 c8.
-    assert_eq!(tx.delete_by_range_bsatn(by_age_name, &[], 0, &[0x00, 0xc8], &[0x00, 0xc8]).unwrap(), 1);
-    assert_eq!(tx.row_count(tx.table_id_from_name("person").unwrap()).unwrap(), 6);
+    assert_eq!(
+        tx.delete_by_range_bsatn(by_age_name, &[], 0, &[0x00, 0xc8], &[0x00, 0xc8])
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        tx.row_count(tx.table_id_from_name("person").unwrap())
+            .unwrap(),
+        6
+    );
 }
 
 #[test]
@@ -97,23 +213,56 @@ fn bad_abi_bytes_are_typed_errors() {
     let (db, table) = setup();
     let mut tx = db.begin().unwrap();
     let age = tx.index_id_from_name("person_age_idx_btree").unwrap();
-    let decode = |r: Result<storage::RowsRef<'_>, TxError>| matches!(r.err(), Some(TxError::Decode { .. }));
-    assert!(decode(tx.index_point_bsatn(age, &[0x1e, 0x00])), "trailing byte");
+    let decode =
+        |r: Result<storage::RowsRef<'_>, TxError>| matches!(r.err(), Some(TxError::Decode { .. }));
+    assert!(
+        decode(tx.index_point_bsatn(age, &[0x1e, 0x00])),
+        "trailing byte"
+    );
     assert!(decode(tx.index_point_bsatn(age, &[])), "short key");
-    assert!(decode(tx.index_range_bsatn(age, &[], 0, &[0x03, 0x01], &[0x02])), "unknown Bound tag");
-    assert!(decode(tx.index_range_bsatn(age, &[0x01], 1, &[0x02], &[0x02])), "prefix as long as the key");
+    assert!(
+        decode(tx.index_range_bsatn(age, &[], 0, &[0x03, 0x01], &[0x02])),
+        "unknown Bound tag"
+    );
+    assert!(
+        decode(tx.index_range_bsatn(age, &[0x01], 1, &[0x02], &[0x02])),
+        "prefix as long as the key"
+    );
     let hash = tx.index_id_from_name("person_age_idx_hash").unwrap();
-    assert!(matches!(tx.index_range_bsatn(hash, &[], 0, &[0x02], &[0x02]).err(), Some(TxError::WrongIndexAlgorithm { .. })));
-    assert!(matches!(tx.index_point_bsatn(storage::IndexId(999), &[0]).err(), Some(TxError::NoSuchIndex(_))));
+    assert!(matches!(
+        tx.index_range_bsatn(hash, &[], 0, &[0x02], &[0x02]).err(),
+        Some(TxError::WrongIndexAlgorithm { .. })
+    ));
+    assert!(matches!(
+        tx.index_point_bsatn(storage::IndexId(999), &[0]).err(),
+        Some(TxError::NoSuchIndex(_))
+    ));
     // A row whose string is not UTF-8, and a row with trailing bytes.
     let bad_utf8 = [1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0xff, 7];
-    assert!(matches!(tx.insert_bsatn(table, &bad_utf8), Err(TxError::Decode { .. })));
+    assert!(matches!(
+        tx.insert_bsatn(table, &bad_utf8),
+        Err(TxError::Decode { .. })
+    ));
     let trailing = [1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, b'z', 7, 9];
-    assert!(matches!(tx.insert_bsatn(table, &trailing), Err(TxError::Decode { .. })));
+    assert!(matches!(
+        tx.insert_bsatn(table, &trailing),
+        Err(TxError::Decode { .. })
+    ));
     // A row of the wrong shape given as values.
-    let wrong = vec![AlgebraicValue::U64(1), AlgebraicValue::U8(3), AlgebraicValue::U8(3)];
-    assert!(matches!(tx.insert_row(table, wrong), Err(TxError::RowType { .. })));
-    assert_eq!(tx.row_count(table).unwrap(), 7, "failed operations left no trace");
+    let wrong = vec![
+        AlgebraicValue::U64(1),
+        AlgebraicValue::U8(3),
+        AlgebraicValue::U8(3),
+    ];
+    assert!(matches!(
+        tx.insert_row(table, wrong),
+        Err(TxError::RowType { .. })
+    ));
+    assert_eq!(
+        tx.row_count(table).unwrap(),
+        7,
+        "failed operations left no trace"
+    );
 }
 
 #[test]
@@ -131,7 +280,10 @@ fn unique_violation_names_the_constraint_and_leaves_no_trace() {
     let row = tx.scan(table).unwrap().next().unwrap().to_vec();
     let outcome = tx.insert_row(table, row).unwrap();
     assert!(!outcome.inserted);
-    assert!(tx.commit().unwrap().tables.is_empty(), "a no-op insert produces no delta");
+    assert!(
+        tx.commit().unwrap().tables.is_empty(),
+        "a no-op insert produces no delta"
+    );
 }
 
 #[test]
@@ -140,12 +292,22 @@ fn sequences_write_back_never_repeat_and_overflow() {
     let mut tx = db.begin().unwrap();
     let mut def = person_def();
     def.name = "tiny".into();
-    def.columns = ProductType::from([("id", AlgebraicType::U8), ("name", AlgebraicType::String), ("age", AlgebraicType::U8)]);
+    def.columns = ProductType::from([
+        ("id", AlgebraicType::U8),
+        ("name", AlgebraicType::String),
+        ("age", AlgebraicType::U8),
+    ]);
     for index in &mut def.indexes {
         index.name = index.name.replace("person", "tiny");
     }
     let table = tx.create_table(def).unwrap();
-    let tiny = |id: u8, name: &str| vec![AlgebraicValue::U8(id), AlgebraicValue::String(name.into()), AlgebraicValue::U8(1)];
+    let tiny = |id: u8, name: &str| {
+        vec![
+            AlgebraicValue::U8(id),
+            AlgebraicValue::String(name.into()),
+            AlgebraicValue::U8(1),
+        ]
+    };
     let first = tx.insert_row(table, tiny(0, "x")).unwrap();
     assert_eq!(first.row[0], AlgebraicValue::U8(1));
     assert_eq!(first.generated.as_slice(), [ColId(0)]);
@@ -156,10 +318,16 @@ fn sequences_write_back_never_repeat_and_overflow() {
     tx.commit().unwrap();
     // A rolled-back transaction's values are not handed out again.
     let mut tx = db.begin().unwrap();
-    assert_eq!(tx.insert_row(table, tiny(0, "z")).unwrap().row[0], AlgebraicValue::U8(2));
+    assert_eq!(
+        tx.insert_row(table, tiny(0, "z")).unwrap().row[0],
+        AlgebraicValue::U8(2)
+    );
     tx.rollback();
     let mut tx = db.begin().unwrap();
-    assert_eq!(tx.insert_row(table, tiny(0, "z")).unwrap().row[0], AlgebraicValue::U8(3));
+    assert_eq!(
+        tx.insert_row(table, tiny(0, "z")).unwrap().row[0],
+        AlgebraicValue::U8(3)
+    );
     // Run the u8 sequence out: 100 is taken (a generated 100 collides), then overflow.
     let mut overflow = None;
     for i in 0..300 {
@@ -171,7 +339,10 @@ fn sequences_write_back_never_repeat_and_overflow() {
             }
         }
     }
-    assert!(matches!(overflow, Some(TxError::AutoIncOverflow { max: 255, .. })), "{overflow:?}");
+    assert!(
+        matches!(overflow, Some(TxError::AutoIncOverflow { max: 255, .. })),
+        "{overflow:?}"
+    );
 }
 
 #[test]
@@ -193,14 +364,36 @@ fn update_replaces_by_unique_key() {
     let mut tx = db.begin().unwrap();
     let pk = tx.index_id_from_name("person_id_idx_btree").unwrap();
     let name_idx = tx.index_id_from_name("person_name_idx_btree").unwrap();
-    let alice = tx.index_point(name_idx, &AlgebraicValue::String("alice".into())).unwrap().next().unwrap().clone();
-    let AlgebraicValue::U64(id) = alice[0] else { panic!() };
+    let alice = tx
+        .index_point(name_idx, &AlgebraicValue::String("alice".into()))
+        .unwrap()
+        .next()
+        .unwrap()
+        .clone();
+    let AlgebraicValue::U64(id) = alice[0] else {
+        panic!()
+    };
     tx.update_row(table, pk, person(id, "alice", 31)).unwrap();
-    assert!(matches!(tx.update_row(table, pk, person(9999, "zed", 1)), Err(TxError::NoSuchRow { .. })));
-    assert!(matches!(tx.update_row(table, pk, person(id, "bob", 1)), Err(TxError::UniqueViolation { .. })));
-    assert!(matches!(tx.update_row(table, name_idx, person(id, "alice", 1)), Ok(_)), "update through another unique index");
+    assert!(matches!(
+        tx.update_row(table, pk, person(9999, "zed", 1)),
+        Err(TxError::NoSuchRow { .. })
+    ));
+    assert!(matches!(
+        tx.update_row(table, pk, person(id, "bob", 1)),
+        Err(TxError::UniqueViolation { .. })
+    ));
+    assert!(
+        matches!(
+            tx.update_row(table, name_idx, person(id, "alice", 1)),
+            Ok(_)
+        ),
+        "update through another unique index"
+    );
     let age_idx = tx.index_id_from_name("person_age_idx_btree").unwrap();
-    assert!(matches!(tx.update_row(table, age_idx, person(id, "alice", 1)), Err(TxError::IndexNotUnique { .. })));
+    assert!(matches!(
+        tx.update_row(table, age_idx, person(id, "alice", 1)),
+        Err(TxError::IndexNotUnique { .. })
+    ));
     let delta = tx.commit().unwrap();
     // One row changed: the committed alice deleted, the final alice inserted.
     assert_eq!(delta.tables[0].deletes.len(), 1);
@@ -212,15 +405,27 @@ fn update_replaces_by_unique_key() {
 fn delta_is_in_operation_order_and_cancels_restored_rows() {
     let (db, table) = setup();
     let mut tx = db.begin().unwrap();
-    let carol = tx.scan(table).unwrap().find(|r| r[1] == AlgebraicValue::String("carol".into())).unwrap().to_vec();
+    let carol = tx
+        .scan(table)
+        .unwrap()
+        .find(|r| r[1] == AlgebraicValue::String("carol".into()))
+        .unwrap()
+        .to_vec();
     assert!(tx.delete_row(table, &carol).unwrap());
     tx.insert_row(table, carol.clone()).unwrap();
     for name in ["z3", "z1", "z2"] {
         tx.insert_row(table, person(0, name, 5)).unwrap();
     }
     let delta = tx.commit().unwrap();
-    let inserted: Vec<_> = delta.tables[0].inserts.iter().map(|r| r[1].clone()).collect();
-    assert_eq!(inserted, ["z3", "z1", "z2"].map(|n| AlgebraicValue::String(n.into())));
+    let inserted: Vec<_> = delta.tables[0]
+        .inserts
+        .iter()
+        .map(|r| r[1].clone())
+        .collect();
+    assert_eq!(
+        inserted,
+        ["z3", "z1", "z2"].map(|n| AlgebraicValue::String(n.into()))
+    );
     assert!(delta.tables[0].deletes.is_empty());
 }
 
@@ -232,15 +437,61 @@ fn range_by_values_handles_every_bound_kind() {
     let s = |x: &str| AlgebraicValue::String(x.into());
     let range = |prefix: Vec<AlgebraicValue>, start, end| IndexRange { prefix, start, end };
     let cases = [
-        (range(vec![AlgebraicValue::U8(30)], Bound::Excluded(s("a")), Bound::Excluded(s("m"))), vec!["alice", "bob"]),
-        (range(vec![AlgebraicValue::U8(30)], Bound::Included(s("a")), Bound::Included(s("m"))), vec!["a", "alice", "bob", "m"]),
-        (range(vec![AlgebraicValue::U8(30)], Bound::Unbounded, Bound::Excluded(s("b"))), vec!["a", "alice"]),
-        (range(vec![], Bound::Excluded(AlgebraicValue::U8(30)), Bound::Unbounded), vec!["dave", "erin"]),
-        (range(vec![], Bound::Excluded(AlgebraicValue::U8(30)), Bound::Excluded(AlgebraicValue::U8(30))), vec![]),
-        (range(vec![], Bound::Included(AlgebraicValue::U8(65)), Bound::Included(AlgebraicValue::U8(18))), vec![]),
+        (
+            range(
+                vec![AlgebraicValue::U8(30)],
+                Bound::Excluded(s("a")),
+                Bound::Excluded(s("m")),
+            ),
+            vec!["alice", "bob"],
+        ),
+        (
+            range(
+                vec![AlgebraicValue::U8(30)],
+                Bound::Included(s("a")),
+                Bound::Included(s("m")),
+            ),
+            vec!["a", "alice", "bob", "m"],
+        ),
+        (
+            range(
+                vec![AlgebraicValue::U8(30)],
+                Bound::Unbounded,
+                Bound::Excluded(s("b")),
+            ),
+            vec!["a", "alice"],
+        ),
+        (
+            range(
+                vec![],
+                Bound::Excluded(AlgebraicValue::U8(30)),
+                Bound::Unbounded,
+            ),
+            vec!["dave", "erin"],
+        ),
+        (
+            range(
+                vec![],
+                Bound::Excluded(AlgebraicValue::U8(30)),
+                Bound::Excluded(AlgebraicValue::U8(30)),
+            ),
+            vec![],
+        ),
+        (
+            range(
+                vec![],
+                Bound::Included(AlgebraicValue::U8(65)),
+                Bound::Included(AlgebraicValue::U8(18)),
+            ),
+            vec![],
+        ),
     ];
     for (range, expected) in cases {
-        assert_eq!(names(tx.index_range(by_age_name, &range).unwrap()), expected, "{range:?}");
+        assert_eq!(
+            names(tx.index_range(by_age_name, &range).unwrap()),
+            expected,
+            "{range:?}"
+        );
     }
 }
 
@@ -274,5 +525,8 @@ fn invalid_schemas_are_refused_with_reasons() {
     let err = tx.create_table(bad_col).unwrap_err().to_string();
     assert!(err.contains("column 7"), "{err}");
     tx.create_table(person_def()).unwrap();
-    assert!(matches!(tx.create_table(person_def()), Err(TxError::Schema(storage::SchemaError::TableExists { .. }))));
+    assert!(matches!(
+        tx.create_table(person_def()),
+        Err(TxError::Schema(storage::SchemaError::TableExists { .. }))
+    ));
 }

@@ -24,7 +24,10 @@ use spacetimedb_sats::{AlgebraicType, AlgebraicValue, ProductType};
 use storage::clock::SystemClock;
 use storage::commitlog::FileSegmentStore;
 use storage::snapshot::DirBlobStore;
-use storage::{ColId, Database, DbOptions, DbStorage, IndexAlgorithm, IndexDef, TableDef, TxOffset, UniqueConstraintDef};
+use storage::{
+    ColId, Database, DbOptions, DbStorage, IndexAlgorithm, IndexDef, TableDef, TxOffset,
+    UniqueConstraintDef,
+};
 
 const CHILD_DIR: &str = "ORRERY_CRASH_CHILD_DIR";
 const CHILD_SEED: &str = "ORRERY_CRASH_CHILD_SEED";
@@ -54,7 +57,10 @@ fn workload_tx(seed: u64, offset: u64) -> Vec<KvOp> {
         r = splitmix(r);
         let k = r % KEYS;
         if j == 0 || r % 3 != 0 {
-            ops.push(KvOp::Upsert { k, v: offset * 16 + j });
+            ops.push(KvOp::Upsert {
+                k,
+                v: offset * 16 + j,
+            });
         } else {
             ops.push(KvOp::Delete { k });
         }
@@ -65,13 +71,28 @@ fn workload_tx(seed: u64, offset: u64) -> Vec<KvOp> {
 fn kv_def() -> TableDef {
     TableDef {
         name: "kv".into(),
-        columns: ProductType::from([("k", AlgebraicType::U64), ("v", AlgebraicType::U64), ("w", AlgebraicType::String)]),
+        columns: ProductType::from([
+            ("k", AlgebraicType::U64),
+            ("v", AlgebraicType::U64),
+            ("w", AlgebraicType::String),
+        ]),
         primary_key: Some(ColId(0)),
         indexes: vec![
-            IndexDef { name: "kv_k_idx_btree".into(), algorithm: IndexAlgorithm::BTree, columns: vec![ColId(0)] },
-            IndexDef { name: "kv_v_idx_btree".into(), algorithm: IndexAlgorithm::BTree, columns: vec![ColId(1)] },
+            IndexDef {
+                name: "kv_k_idx_btree".into(),
+                algorithm: IndexAlgorithm::BTree,
+                columns: vec![ColId(0)],
+            },
+            IndexDef {
+                name: "kv_v_idx_btree".into(),
+                algorithm: IndexAlgorithm::BTree,
+                columns: vec![ColId(1)],
+            },
         ],
-        unique_constraints: vec![UniqueConstraintDef { name: "kv_k_key".into(), columns: vec![ColId(0)] }],
+        unique_constraints: vec![UniqueConstraintDef {
+            name: "kv_k_key".into(),
+            columns: vec![ColId(0)],
+        }],
         sequences: vec![],
         public: true,
         is_event: false,
@@ -79,7 +100,11 @@ fn kv_def() -> TableDef {
 }
 
 fn row(k: u64, v: u64) -> Vec<AlgebraicValue> {
-    vec![AlgebraicValue::U64(k), AlgebraicValue::U64(v), AlgebraicValue::String(format!("value-{v}").into())]
+    vec![
+        AlgebraicValue::U64(k),
+        AlgebraicValue::U64(v),
+        AlgebraicValue::String(format!("value-{v}").into()),
+    ]
 }
 
 fn model_at(seed: u64, last: Option<TxOffset>) -> BTreeMap<u64, u64> {
@@ -102,7 +127,11 @@ fn model_at(seed: u64, last: Option<TxOffset>) -> BTreeMap<u64, u64> {
 
 fn storage_at(dir: &Path, lose_unsynced: bool) -> DbStorage {
     DbStorage {
-        segments: Arc::new(FileSegmentStore::open(dir.join("log")).unwrap().lose_unsynced_on_crash(lose_unsynced)),
+        segments: Arc::new(
+            FileSegmentStore::open(dir.join("log"))
+                .unwrap()
+                .lose_unsynced_on_crash(lose_unsynced),
+        ),
         snapshots: Some(Arc::new(DirBlobStore::open(dir.join("snapshots")).unwrap())),
         clock: Arc::new(SystemClock),
     }
@@ -110,20 +139,31 @@ fn storage_at(dir: &Path, lose_unsynced: bool) -> DbStorage {
 
 fn options(canary: bool) -> DbOptions {
     // Small segments so rotation happens under the knife too.
-    DbOptions { segment_bytes_max: 16 * 1024, skip_fsync_canary: canary, snapshot_retain: 2, ..DbOptions::default() }
+    DbOptions {
+        segment_bytes_max: 16 * 1024,
+        skip_fsync_canary: canary,
+        snapshot_retain: 2,
+        ..DbOptions::default()
+    }
 }
 
 /// The child: recover, then write until killed, reporting durable offsets.
 #[test]
 fn crash_child() {
-    let Ok(dir) = std::env::var(CHILD_DIR) else { return };
+    let Ok(dir) = std::env::var(CHILD_DIR) else {
+        return;
+    };
     let seed: u64 = std::env::var(CHILD_SEED).unwrap().parse().unwrap();
     let lose_unsynced = std::env::var(CHILD_LOSE_UNSYNCED).is_ok();
     let canary = std::env::var(CHILD_CANARY).is_ok();
-    let (db, _report) = Database::open(storage_at(Path::new(&dir), lose_unsynced), options(canary)).unwrap();
+    let (db, _report) =
+        Database::open(storage_at(Path::new(&dir), lose_unsynced), options(canary)).unwrap();
     let (kv, pk) = {
         let read = db.read().unwrap();
-        (read.table_id_from_name("kv"), read.index_id_from_name("kv_k_idx_btree"))
+        (
+            read.table_id_from_name("kv"),
+            read.index_id_from_name("kv_k_idx_btree"),
+        )
     };
     let (kv, pk) = match (kv, pk) {
         (Some(kv), Some(pk)) => (kv, pk),
@@ -132,7 +172,13 @@ fn crash_child() {
             let kv = tx.create_table(kv_def()).unwrap();
             let delta = tx.commit().unwrap();
             assert_eq!(delta.offset, Some(TxOffset(0)));
-            (kv, db.read().unwrap().index_id_from_name("kv_k_idx_btree").unwrap())
+            (
+                kv,
+                db.read()
+                    .unwrap()
+                    .index_id_from_name("kv_k_idx_btree")
+                    .unwrap(),
+            )
         }
     };
     let mut next = db.read().unwrap().last_offset().map_or(0, |o| o.0 + 1);
@@ -173,6 +219,10 @@ fn crash_child() {
 
 /// How a run of crash rounds went wrong.
 #[derive(Debug)]
+#[allow(
+    dead_code,
+    reason = "the messages are read through Debug in failure reports"
+)]
 enum Failure {
     /// Durability or atomicity was broken: what the test exists to catch.
     Violation(String),
@@ -191,7 +241,12 @@ fn crash_rounds(kills: u64, canary: bool, seed: u64) -> Result<u64, Failure> {
         let lose_unsynced = round % 2 == 0;
         let mut command = Command::new(&exe);
         command
-            .args(["--exact", "crash::crash_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash::crash_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_DIR, dir.path())
             .env(CHILD_SEED, seed.to_string())
             .stdout(Stdio::piped())
@@ -213,14 +268,17 @@ fn crash_rounds(kills: u64, canary: bool, seed: u64) -> Result<u64, Failure> {
                     let Ok(line) = line else { break };
                     // libtest prints "test crash::crash_child ... " before the first line.
                     if let Some(at) = line.find("durable ") {
-                        durable_seen.fetch_max(line[at + 8..].trim().parse().unwrap(), Ordering::SeqCst);
+                        durable_seen
+                            .fetch_max(line[at + 8..].trim().parse().unwrap(), Ordering::SeqCst);
                     } else if line.contains("ready ") {
                         let _ = ready_tx.send(());
                     }
                 }
             })
         };
-        ready_rx.recv_timeout(Duration::from_secs(30)).map_err(|_| Failure::Harness(format!("round {round}: child never became ready")))?;
+        ready_rx
+            .recv_timeout(Duration::from_secs(30))
+            .map_err(|_| Failure::Harness(format!("round {round}: child never became ready")))?;
         rng = splitmix(rng);
         std::thread::sleep(Duration::from_micros(1_000 + rng % 40_000));
         child.kill().unwrap();
@@ -240,19 +298,29 @@ fn crash_rounds(kills: u64, canary: bool, seed: u64) -> Result<u64, Failure> {
         let mut got = BTreeMap::new();
         if let Some(kv) = read.table_id_from_name("kv") {
             for row in read.scan(kv).unwrap() {
-                let (AlgebraicValue::U64(k), AlgebraicValue::U64(v), AlgebraicValue::String(w)) = (&row[0], &row[1], &row[2]) else {
-                    return Err(Failure::Violation(format!("round {round}: malformed row {row:?}")));
+                let (AlgebraicValue::U64(k), AlgebraicValue::U64(v), AlgebraicValue::String(w)) =
+                    (&row[0], &row[1], &row[2])
+                else {
+                    return Err(Failure::Violation(format!(
+                        "round {round}: malformed row {row:?}"
+                    )));
                 };
                 if **w != *format!("value-{v}") {
-                    return Err(Failure::Violation(format!("round {round}: row {k} has mismatched payload {w}")));
+                    return Err(Failure::Violation(format!(
+                        "round {round}: row {k} has mismatched payload {w}"
+                    )));
                 }
                 got.insert(*k, *v);
             }
         } else if last.is_some() {
-            return Err(Failure::Violation(format!("round {round}: table missing at offset {last:?}")));
+            return Err(Failure::Violation(format!(
+                "round {round}: table missing at offset {last:?}"
+            )));
         }
         if got != expected {
-            return Err(Failure::Violation(format!("round {round}: state at offset {last:?} differs from the model")));
+            return Err(Failure::Violation(format!(
+                "round {round}: state at offset {last:?} differs from the model"
+            )));
         }
         if last < last_recovered {
             return Err(Failure::Violation(format!("round {round}: recovered offset went backwards from {last_recovered:?} to {last:?}")));
@@ -263,9 +331,15 @@ fn crash_rounds(kills: u64, canary: bool, seed: u64) -> Result<u64, Failure> {
 }
 
 fn seed() -> u64 {
-    std::env::var("ORRERY_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    })
+    std::env::var("ORRERY_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
 }
 
 #[test]
@@ -273,12 +347,18 @@ fn sigkill_loses_nothing_durable() {
     if std::env::var(CHILD_DIR).is_ok() {
         return;
     }
-    let kills = std::env::var("ORRERY_CRASH_KILLS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let kills = std::env::var("ORRERY_CRASH_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
     let seed = seed();
     match crash_rounds(kills, false, seed) {
         Ok(last) => {
             eprintln!("seed {seed}: {kills} kill points, recovered through offset {last}");
-            assert!(last > kills, "the writer made too little progress ({last} transactions) to test anything");
+            assert!(
+                last > kills,
+                "the writer made too little progress ({last} transactions) to test anything"
+            );
         }
         Err(failure) => panic!("seed {seed}: {failure:?}"),
     }

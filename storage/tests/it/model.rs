@@ -11,7 +11,10 @@ use std::ops::Bound;
 
 use proptest::prelude::*;
 use spacetimedb_sats::{AlgebraicType, AlgebraicValue, ProductType};
-use storage::{ColId, Database, DbOptions, IndexAlgorithm, IndexDef, IndexId, IndexRange, SequenceDef, TableDef, TableId, TxError, UniqueConstraintDef};
+use storage::{
+    ColId, Database, DbOptions, IndexAlgorithm, IndexDef, IndexId, IndexRange, SequenceDef,
+    TableDef, TableId, TxError, UniqueConstraintDef,
+};
 
 type Row = Vec<AlgebraicValue>;
 
@@ -38,8 +41,19 @@ fn defs() -> Vec<TableDef> {
             index("people_slot_idx_direct", IndexAlgorithm::Direct, &[4]),
             index("people_age_score_idx_btree", IndexAlgorithm::BTree, &[1, 3]),
         ],
-        unique_constraints: vec![unique("people_id_key", &[0]), unique("people_name_key", &[2]), unique("people_slot_key", &[4])],
-        sequences: vec![SequenceDef { name: "people_id_seq".into(), column: ColId(0), start: None, min_value: None, max_value: None, increment: 1 }],
+        unique_constraints: vec![
+            unique("people_id_key", &[0]),
+            unique("people_name_key", &[2]),
+            unique("people_slot_key", &[4]),
+        ],
+        sequences: vec![SequenceDef {
+            name: "people_id_seq".into(),
+            column: ColId(0),
+            start: None,
+            min_value: None,
+            max_value: None,
+            increment: 1,
+        }],
         public: true,
         is_event: false,
     };
@@ -47,7 +61,10 @@ fn defs() -> Vec<TableDef> {
         name: "tags".into(),
         columns: ProductType::from([("x", AlgebraicType::U8), ("y", AlgebraicType::String)]),
         primary_key: None,
-        indexes: vec![index("tags_x_y_idx_btree", IndexAlgorithm::BTree, &[0, 1]), index("tags_y_idx_hash", IndexAlgorithm::Hash, &[1])],
+        indexes: vec![
+            index("tags_x_y_idx_btree", IndexAlgorithm::BTree, &[0, 1]),
+            index("tags_y_idx_hash", IndexAlgorithm::Hash, &[1]),
+        ],
         unique_constraints: vec![],
         sequences: vec![],
         public: false,
@@ -57,11 +74,18 @@ fn defs() -> Vec<TableDef> {
 }
 
 fn index(name: &str, algorithm: IndexAlgorithm, cols: &[u16]) -> IndexDef {
-    IndexDef { name: name.into(), algorithm, columns: cols.iter().map(|c| ColId(*c)).collect() }
+    IndexDef {
+        name: name.into(),
+        algorithm,
+        columns: cols.iter().map(|c| ColId(*c)).collect(),
+    }
 }
 
 fn unique(name: &str, cols: &[u16]) -> UniqueConstraintDef {
-    UniqueConstraintDef { name: name.into(), columns: cols.iter().map(|c| ColId(*c)).collect() }
+    UniqueConstraintDef {
+        name: name.into(),
+        columns: cols.iter().map(|c| ColId(*c)).collect(),
+    }
 }
 
 /// Index columns per table, in the order of `defs` (constraint indexes reuse these).
@@ -73,9 +97,16 @@ fn index_cols(table: usize) -> Vec<(&'static str, Vec<usize>, IndexAlgorithm)> {
             ("people_name_idx_btree", vec![2], IndexAlgorithm::BTree),
             ("people_score_idx_hash", vec![3], IndexAlgorithm::Hash),
             ("people_slot_idx_direct", vec![4], IndexAlgorithm::Direct),
-            ("people_age_score_idx_btree", vec![1, 3], IndexAlgorithm::BTree),
+            (
+                "people_age_score_idx_btree",
+                vec![1, 3],
+                IndexAlgorithm::BTree,
+            ),
         ],
-        _ => vec![("tags_x_y_idx_btree", vec![0, 1], IndexAlgorithm::BTree), ("tags_y_idx_hash", vec![1], IndexAlgorithm::Hash)],
+        _ => vec![
+            ("tags_x_y_idx_btree", vec![0, 1], IndexAlgorithm::BTree),
+            ("tags_y_idx_hash", vec![1], IndexAlgorithm::Hash),
+        ],
     }
 }
 
@@ -102,14 +133,40 @@ fn columns(table: usize) -> usize {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Insert { table: usize, seeds: Vec<u8> },
-    DeleteRow { table: usize, seeds: Vec<u8> },
-    DeletePoint { table: usize, index: usize, seeds: Vec<u8> },
-    DeleteRange { table: usize, index: usize, range: RangeSeed },
-    Scan { table: usize, index: usize, range: RangeSeed },
-    Point { table: usize, index: usize, seeds: Vec<u8> },
-    Update { seeds: Vec<u8> },
-    Clear { table: usize },
+    Insert {
+        table: usize,
+        seeds: Vec<u8>,
+    },
+    DeleteRow {
+        table: usize,
+        seeds: Vec<u8>,
+    },
+    DeletePoint {
+        table: usize,
+        index: usize,
+        seeds: Vec<u8>,
+    },
+    DeleteRange {
+        table: usize,
+        index: usize,
+        range: RangeSeed,
+    },
+    Scan {
+        table: usize,
+        index: usize,
+        range: RangeSeed,
+    },
+    Point {
+        table: usize,
+        index: usize,
+        seeds: Vec<u8>,
+    },
+    Update {
+        seeds: Vec<u8>,
+    },
+    Clear {
+        table: usize,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -122,8 +179,18 @@ struct RangeSeed {
 
 fn op() -> impl Strategy<Value = Op> {
     let seeds = prop::collection::vec(any::<u8>(), 5);
-    let range = (0usize..2, prop::collection::vec(any::<u8>(), 2), (0u8..3, any::<u8>()), (0u8..3, any::<u8>()))
-        .prop_map(|(prefix, values, start, end)| RangeSeed { prefix, values, start, end });
+    let range = (
+        0usize..2,
+        prop::collection::vec(any::<u8>(), 2),
+        (0u8..3, any::<u8>()),
+        (0u8..3, any::<u8>()),
+    )
+        .prop_map(|(prefix, values, start, end)| RangeSeed {
+            prefix,
+            values,
+            start,
+            end,
+        });
     prop_oneof![
         4 => (0usize..2, seeds.clone()).prop_map(|(table, seeds)| Op::Insert { table, seeds }),
         1 => (0usize..2, seeds.clone()).prop_map(|(table, seeds)| Op::DeleteRow { table, seeds }),
@@ -152,14 +219,18 @@ impl Model {
     }
 
     fn conflicts(&self, table: usize, row: &Row, ignoring: Option<&Row>) -> bool {
-        Model::unique_cols(table)
-            .into_iter()
-            .any(|col| self.tables[table].iter().any(|r| Some(r) != ignoring && r[col] == row[col]))
+        Model::unique_cols(table).into_iter().any(|col| {
+            self.tables[table]
+                .iter()
+                .any(|r| Some(r) != ignoring && r[col] == row[col])
+        })
     }
 }
 
 fn make_row(table: usize, seeds: &[u8]) -> Row {
-    (0..columns(table)).map(|col| column_value(table, col, seeds[col])).collect()
+    (0..columns(table))
+        .map(|col| column_value(table, col, seeds[col]))
+        .collect()
 }
 
 fn key_of(row: &Row, cols: &[usize]) -> AlgebraicValue {
@@ -177,7 +248,11 @@ fn bound(table: usize, col: usize, (kind, n): (u8, u8)) -> Bound<AlgebraicValue>
     }
 }
 
-fn in_bound(value: &AlgebraicValue, start: &Bound<AlgebraicValue>, end: &Bound<AlgebraicValue>) -> bool {
+fn in_bound(
+    value: &AlgebraicValue,
+    start: &Bound<AlgebraicValue>,
+    end: &Bound<AlgebraicValue>,
+) -> bool {
     let above = match start {
         Bound::Included(s) => value >= s,
         Bound::Excluded(s) => value > s,
@@ -216,11 +291,13 @@ impl Harness {
     fn new() -> Harness {
         let db = Database::in_memory(DbOptions::default());
         let mut tx = db.begin().unwrap();
-        let table_ids = defs().into_iter().map(|def| tx.create_table(def).unwrap()).collect();
+        let table_ids = defs()
+            .into_iter()
+            .map(|def| tx.create_table(def).unwrap())
+            .collect();
         tx.commit().unwrap();
         Harness { db, table_ids }
     }
-
 }
 
 fn sorted(rows: impl Iterator<Item = Vec<AlgebraicValue>>) -> Vec<Row> {
@@ -231,7 +308,10 @@ fn sorted(rows: impl Iterator<Item = Vec<AlgebraicValue>>) -> Vec<Row> {
 
 fn run(txs: Vec<(Vec<Op>, bool)>) -> Result<(), TestCaseError> {
     let h = Harness::new();
-    let mut model = Model { next_id: 1, ..Model::default() };
+    let mut model = Model {
+        next_id: 1,
+        ..Model::default()
+    };
     for (ops, commit) in txs {
         let before = model.clone();
         let mut tx = h.db.begin().unwrap();
@@ -241,13 +321,30 @@ fn run(txs: Vec<(Vec<Op>, bool)>) -> Result<(), TestCaseError> {
         if commit {
             let delta = tx.commit().unwrap();
             for table in 0..2 {
-                let expected_ins: BTreeSet<&Row> = model.tables[table].difference(&before.tables[table]).collect();
-                let expected_del: BTreeSet<&Row> = before.tables[table].difference(&model.tables[table]).collect();
-                let got = delta.tables.iter().find(|t| t.table_id == h.table_ids[table]);
-                let got_ins: BTreeSet<Row> = got.map(|t| t.inserts.iter().map(|r| r.to_vec()).collect()).unwrap_or_default();
-                let got_del: BTreeSet<Row> = got.map(|t| t.deletes.iter().map(|r| r.to_vec()).collect()).unwrap_or_default();
-                prop_assert_eq!(got_ins, expected_ins.into_iter().cloned().collect::<BTreeSet<_>>());
-                prop_assert_eq!(got_del, expected_del.into_iter().cloned().collect::<BTreeSet<_>>());
+                let expected_ins: BTreeSet<&Row> = model.tables[table]
+                    .difference(&before.tables[table])
+                    .collect();
+                let expected_del: BTreeSet<&Row> = before.tables[table]
+                    .difference(&model.tables[table])
+                    .collect();
+                let got = delta
+                    .tables
+                    .iter()
+                    .find(|t| t.table_id == h.table_ids[table]);
+                let got_ins: BTreeSet<Row> = got
+                    .map(|t| t.inserts.iter().map(|r| r.to_vec()).collect())
+                    .unwrap_or_default();
+                let got_del: BTreeSet<Row> = got
+                    .map(|t| t.deletes.iter().map(|r| r.to_vec()).collect())
+                    .unwrap_or_default();
+                prop_assert_eq!(
+                    got_ins,
+                    expected_ins.into_iter().cloned().collect::<BTreeSet<_>>()
+                );
+                prop_assert_eq!(
+                    got_del,
+                    expected_del.into_iter().cloned().collect::<BTreeSet<_>>()
+                );
             }
         } else {
             tx.rollback();
@@ -260,13 +357,21 @@ fn run(txs: Vec<(Vec<Op>, bool)>) -> Result<(), TestCaseError> {
         for table in 0..2 {
             let got = sorted(read.scan(h.table_ids[table]).unwrap().map(|r| r.to_vec()));
             prop_assert_eq!(got, model.tables[table].iter().cloned().collect::<Vec<_>>());
-            prop_assert_eq!(read.row_count(h.table_ids[table]).unwrap(), model.tables[table].len() as u64);
+            prop_assert_eq!(
+                read.row_count(h.table_ids[table]).unwrap(),
+                model.tables[table].len() as u64
+            );
         }
     }
     Ok(())
 }
 
-fn apply(h: &Harness, tx: &mut storage::MutTx<'_>, model: &mut Model, op: Op) -> Result<(), TestCaseError> {
+fn apply(
+    h: &Harness,
+    tx: &mut storage::MutTx<'_>,
+    model: &mut Model,
+    op: Op,
+) -> Result<(), TestCaseError> {
     match op {
         Op::Insert { table, seeds } => {
             let mut row = make_row(table, &seeds);
@@ -283,13 +388,20 @@ fn apply(h: &Harness, tx: &mut storage::MutTx<'_>, model: &mut Model, op: Op) ->
                     prop_assert_eq!(outcome.inserted, !duplicate);
                     prop_assert_eq!(outcome.generated.len(), generate as usize);
                     if generate {
-                        prop_assert_eq!(outcome.generated_bsatn(), spacetimedb_sats::bsatn::to_vec(&row[0]).unwrap());
+                        prop_assert_eq!(
+                            outcome.generated_bsatn(),
+                            spacetimedb_sats::bsatn::to_vec(&row[0]).unwrap()
+                        );
                     }
                     prop_assert!(duplicate || !model.conflicts(table, &row, None));
                     model.tables[table].insert(row);
                 }
                 Err(TxError::UniqueViolation { constraint, .. }) => {
-                    prop_assert!(!duplicate && model.conflicts(table, &row, None), "spurious violation of {}", constraint);
+                    prop_assert!(
+                        !duplicate && model.conflicts(table, &row, None),
+                        "spurious violation of {}",
+                        constraint
+                    );
                 }
                 Err(other) => prop_assert!(false, "insert failed: {other}"),
             }
@@ -299,33 +411,67 @@ fn apply(h: &Harness, tx: &mut storage::MutTx<'_>, model: &mut Model, op: Op) ->
             let deleted = tx.delete_row(h.table_ids[table], &row).unwrap();
             prop_assert_eq!(deleted, model.tables[table].remove(&row));
         }
-        Op::DeletePoint { table, index, seeds } => {
+        Op::DeletePoint {
+            table,
+            index,
+            seeds,
+        } => {
             let indexes = index_cols(table);
             let (name, cols, _) = &indexes[index % indexes.len()];
             let key = key_of(&make_row(table, &seeds), cols);
-            let count = tx.delete_by_point(tx.index_id_from_name(name).unwrap(), &key).unwrap();
+            let count = tx
+                .delete_by_point(tx.index_id_from_name(name).unwrap(), &key)
+                .unwrap();
             let before = model.tables[table].len();
             model.tables[table].retain(|r| key_of(r, cols) != key);
             prop_assert_eq!(count as usize, before - model.tables[table].len());
         }
-        Op::Point { table, index, seeds } => {
+        Op::Point {
+            table,
+            index,
+            seeds,
+        } => {
             let indexes = index_cols(table);
             let (name, cols, _) = &indexes[index % indexes.len()];
             let key = key_of(&make_row(table, &seeds), cols);
-            let got = sorted(tx.index_point(tx.index_id_from_name(name).unwrap(), &key).unwrap().map(|r| r.to_vec()));
-            let expected: Vec<Row> = model.tables[table].iter().filter(|r| key_of(r, cols) == key).cloned().collect();
+            let got = sorted(
+                tx.index_point(tx.index_id_from_name(name).unwrap(), &key)
+                    .unwrap()
+                    .map(|r| r.to_vec()),
+            );
+            let expected: Vec<Row> = model.tables[table]
+                .iter()
+                .filter(|r| key_of(r, cols) == key)
+                .cloned()
+                .collect();
             prop_assert_eq!(got, expected);
             // The ABI form: the key columns' BSATN back to back.
             let mut bytes = Vec::new();
             for col in cols {
-                bytes.extend(spacetimedb_sats::bsatn::to_vec(&make_row(table, &seeds)[*col]).unwrap());
+                bytes.extend(
+                    spacetimedb_sats::bsatn::to_vec(&make_row(table, &seeds)[*col]).unwrap(),
+                );
             }
-            let got_bytes = sorted(tx.index_point_bsatn(tx.index_id_from_name(name).unwrap(), &bytes).unwrap().map(|r| r.to_vec()));
-            let expected: Vec<Row> = model.tables[table].iter().filter(|r| key_of(r, cols) == key).cloned().collect();
+            let got_bytes = sorted(
+                tx.index_point_bsatn(tx.index_id_from_name(name).unwrap(), &bytes)
+                    .unwrap()
+                    .map(|r| r.to_vec()),
+            );
+            let expected: Vec<Row> = model.tables[table]
+                .iter()
+                .filter(|r| key_of(r, cols) == key)
+                .cloned()
+                .collect();
             prop_assert_eq!(got_bytes, expected);
         }
-        Op::Scan { table, index, range } => {
-            let Some((index_id, cols, range, bytes)) = make_range(tx, table, index, &range) else { return Ok(()) };
+        Op::Scan {
+            table,
+            index,
+            range,
+        } => {
+            let Some((index_id, cols, range, bytes)) = make_range(tx, table, index, &range) else {
+                return Ok(());
+            };
             let hash = index_cols(table)[index % index_cols(table).len()].2 == IndexAlgorithm::Hash;
             match tx.index_range(index_id, &range) {
                 Err(TxError::WrongIndexAlgorithm { .. }) => prop_assert!(hash),
@@ -335,17 +481,34 @@ fn apply(h: &Harness, tx: &mut storage::MutTx<'_>, model: &mut Model, op: Op) ->
                     let rows: Vec<Row> = rows.map(|r| r.to_vec()).collect();
                     // Rows come in key order.
                     let keys: Vec<AlgebraicValue> = rows.iter().map(|r| key_of(r, &cols)).collect();
-                    prop_assert!(keys.windows(2).all(|w| w[0] <= w[1]), "range scan out of key order");
-                    let expected: Vec<Row> = model.tables[table].iter().filter(|r| matches(r, &cols, &range)).cloned().collect();
+                    prop_assert!(
+                        keys.windows(2).all(|w| w[0] <= w[1]),
+                        "range scan out of key order"
+                    );
+                    let expected: Vec<Row> = model.tables[table]
+                        .iter()
+                        .filter(|r| matches(r, &cols, &range))
+                        .cloned()
+                        .collect();
                     prop_assert_eq!(sorted(rows.into_iter()), expected.clone());
                     let (prefix, elems, start, end) = bytes;
-                    let got_bytes = sorted(tx.index_range_bsatn(index_id, &prefix, elems, &start, &end).unwrap().map(|r| r.to_vec()));
+                    let got_bytes = sorted(
+                        tx.index_range_bsatn(index_id, &prefix, elems, &start, &end)
+                            .unwrap()
+                            .map(|r| r.to_vec()),
+                    );
                     prop_assert_eq!(got_bytes, expected);
                 }
             }
         }
-        Op::DeleteRange { table, index, range } => {
-            let Some((index_id, cols, range, _)) = make_range(tx, table, index, &range) else { return Ok(()) };
+        Op::DeleteRange {
+            table,
+            index,
+            range,
+        } => {
+            let Some((index_id, cols, range, _)) = make_range(tx, table, index, &range) else {
+                return Ok(());
+            };
             match tx.delete_by_range(index_id, &range) {
                 Err(TxError::WrongIndexAlgorithm { .. }) => {}
                 Err(other) => prop_assert!(false, "delete range failed: {other}"),
@@ -372,7 +535,9 @@ fn apply(h: &Harness, tx: &mut storage::MutTx<'_>, model: &mut Model, op: Op) ->
                     model.tables[0].remove(&old);
                     model.tables[0].insert(row);
                 }
-                (Err(TxError::UniqueViolation { .. }), Some(old)) => prop_assert!(model.conflicts(0, &row, Some(&old))),
+                (Err(TxError::UniqueViolation { .. }), Some(old)) => {
+                    prop_assert!(model.conflicts(0, &row, Some(&old)))
+                }
                 (result, old) => prop_assert!(false, "update {row:?} over {old:?}: {result:?}"),
             }
         }
@@ -387,24 +552,41 @@ fn apply(h: &Harness, tx: &mut storage::MutTx<'_>, model: &mut Model, op: Op) ->
 
 type RangeBytes = (Vec<u8>, usize, Vec<u8>, Vec<u8>);
 
-fn make_range(tx: &storage::MutTx<'_>, table: usize, index: usize, seed: &RangeSeed) -> Option<(IndexId, Vec<usize>, IndexRange, RangeBytes)> {
+fn make_range(
+    tx: &storage::MutTx<'_>,
+    table: usize,
+    index: usize,
+    seed: &RangeSeed,
+) -> Option<(IndexId, Vec<usize>, IndexRange, RangeBytes)> {
     let indexes = index_cols(table);
     let (name, cols, _) = indexes[index % indexes.len()].clone();
     let prefix_len = seed.prefix.min(cols.len() - 1);
-    let prefix: Vec<AlgebraicValue> = (0..prefix_len).map(|i| column_value(table, cols[i], seed.values[i])).collect();
+    let prefix: Vec<AlgebraicValue> = (0..prefix_len)
+        .map(|i| column_value(table, cols[i], seed.values[i]))
+        .collect();
     let col = cols[prefix_len];
-    let range = IndexRange { prefix: prefix.clone(), start: bound(table, col, seed.start), end: bound(table, col, seed.end) };
+    let range = IndexRange {
+        prefix: prefix.clone(),
+        start: bound(table, col, seed.start),
+        end: bound(table, col, seed.end),
+    };
     let mut prefix_bytes = Vec::new();
     for v in &prefix {
         prefix_bytes.extend(spacetimedb_sats::bsatn::to_vec(v).unwrap());
     }
-    let bytes = (prefix_bytes, prefix_len, encode_bound(&range.start), encode_bound(&range.end));
+    let bytes = (
+        prefix_bytes,
+        prefix_len,
+        encode_bound(&range.start),
+        encode_bound(&range.end),
+    );
     Some((tx.index_id_from_name(name).unwrap(), cols, range, bytes))
 }
 
 fn matches(row: &Row, cols: &[usize], range: &IndexRange) -> bool {
     let k = range.prefix.len();
-    (0..k).all(|i| row[cols[i]] == range.prefix[i]) && in_bound(&row[cols[k]], &range.start, &range.end)
+    (0..k).all(|i| row[cols[i]] == range.prefix[i])
+        && in_bound(&row[cols[k]], &range.start, &range.end)
 }
 
 proptest! {
