@@ -229,7 +229,9 @@ impl Database {
         Ok(MutTx::new(state, &self.inner))
     }
 
-    /// A consistent read of the committed state.
+    /// A consistent read of the committed state. Inside a write transaction,
+    /// read through the [`MutTx`] instead (it derefs to [`State`]): calling this
+    /// on a thread that holds a `MutTx` of the same database would wait forever.
     pub fn read(&self) -> Result<ReadTx<'_>, CommitError> {
         if self.inner.poisoned.load(Ordering::Acquire) {
             return Err(CommitError::Poisoned);
