@@ -392,6 +392,10 @@ impl DbInner {
         Ok(offset)
     }
 
+    pub(crate) fn has_log(&self) -> bool {
+        self.log.is_some()
+    }
+
     pub(crate) fn poison(&self) {
         self.poisoned.store(true, Ordering::Release);
     }

@@ -20,7 +20,7 @@ use crate::schema::{
     IndexAlgorithm, IndexSchema, SequenceSchema, TableSchema, UniqueConstraintDef,
 };
 use crate::state::State;
-use crate::table::Table;
+use crate::table::{SequenceState, Table};
 use crate::tx::{SequenceReservation, TxDelta};
 use crate::value::{self, Row};
 
@@ -140,9 +140,7 @@ pub(crate) fn apply_tx(state: &mut State, bytes: &[u8], tx_no: u64) -> Result<()
                         })?;
                         table.remove(row_id);
                     } else {
-                        if table.find_same(&row).is_some()
-                            || table.unique_conflict(&row, None).is_some()
-                        {
+                        if table.check_insert(&row) != Ok(None) {
                             return Err(format!(
                                 "insert into `{}` conflicts with a present row",
                                 schema.name
@@ -197,7 +195,6 @@ pub(crate) fn decode_table_part(bytes: &[u8]) -> Result<Table, String> {
         return Err(format!("unknown table part version {version}"));
     }
     let schema = Arc::new(decode_schema(&mut reader)?);
-    let mut table = Table::new(schema.clone());
     let reservations = get_u32(&mut reader)? as usize;
     if reservations != schema.sequences.len() {
         return Err(format!(
@@ -205,28 +202,29 @@ pub(crate) fn decode_table_part(bytes: &[u8]) -> Result<Table, String> {
             schema.sequences.len()
         ));
     }
-    for (position, sequence) in schema.sequences.iter().enumerate() {
+    let mut sequences = Vec::with_capacity(reservations);
+    for sequence in &schema.sequences {
         let upto = get_i128(&mut reader)?;
-        table.sequences[position].reserved_upto = upto;
-        table.sequences[position].next = Some(upto).filter(|next| *next <= sequence.max_value);
+        let next = Some(upto).filter(|next| *next <= sequence.max_value);
+        sequences.push(SequenceState {
+            next,
+            reserved_upto: upto,
+        });
     }
-    let rows = get_u64(&mut reader)?;
-    for _ in 0..rows {
+    let count = get_u64(&mut reader)?;
+    // Never preallocate more than the bytes left could hold.
+    let mut rows = Vec::with_capacity((count as usize).min(reader.len()));
+    for _ in 0..count {
         let row = ProductValue::decode(&schema.columns, &mut reader)
             .map_err(|e| format!("row of `{}`: {e}", schema.name))?;
-        let row = value::row_from_product(row);
-        if table.find_same(&row).is_some() || table.unique_conflict(&row, None).is_some() {
-            return Err(format!(
-                "snapshot of `{}` holds conflicting rows",
-                schema.name
-            ));
-        }
-        table.insert(row, 0);
+        rows.push(value::row_from_product(row));
     }
     if !reader.is_empty() {
         return Err(format!("{} trailing bytes", reader.len()));
     }
-    table.end_tx();
+    let mut table = Table::load(schema.clone(), rows)
+        .map_err(|e| format!("snapshot of `{}`: {e}", schema.name))?;
+    table.sequences = sequences;
     Ok(table)
 }
 

@@ -17,8 +17,8 @@ use spacetimedb_sats::AlgebraicValue;
 
 use crate::error::TxError;
 use crate::schema::{IndexAlgorithm, TableSchema};
-use crate::table::index::Index;
-use crate::table::{RowId, Table};
+use crate::table::index::{Index, RowIds};
+use crate::table::Table;
 use crate::value::{self, IndexRange, Row};
 
 /// All tables of a database plus the counters that name new things.
@@ -112,6 +112,25 @@ impl State {
             Some((start, end)) => rows_of(table, index.range(start, end)),
             None => Box::new(std::iter::empty()),
         })
+    }
+
+    /// The row whose key in the unique index `index_id` equals `key`, without
+    /// allocating: for hot paths such as primary-key lookups.
+    pub fn find_unique(
+        &self,
+        index_id: IndexId,
+        key: &AlgebraicValue,
+    ) -> Result<Option<&Row>, TxError> {
+        let (table, position) = self.index(index_id)?;
+        let index = &table.indexes[position];
+        if !index.is_unique() {
+            return Err(TxError::IndexNotUnique {
+                index: index.name.clone(),
+            });
+        }
+        Ok(index
+            .get_unique(key)
+            .map(|id| table.get(id).expect("index entries point at rows")))
     }
 
     /// Decodes a point key sent by a module and scans for it.
@@ -224,7 +243,7 @@ impl State {
     }
 }
 
-fn rows_of<'a>(table: &'a Table, ids: Box<dyn Iterator<Item = RowId> + 'a>) -> RowsRef<'a> {
+fn rows_of<'a>(table: &'a Table, ids: RowIds<'a>) -> RowsRef<'a> {
     Box::new(ids.map(move |id| table.get(id).expect("index entries point at rows")))
 }
 

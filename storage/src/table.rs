@@ -61,7 +61,11 @@ pub(crate) struct Table {
 
 impl Table {
     pub(crate) fn new(schema: Arc<TableSchema>) -> Table {
-        let indexes = schema.indexes.iter().map(Index::new).collect::<Vec<_>>();
+        let indexes = schema
+            .indexes
+            .iter()
+            .map(|index| Index::new(&schema, index))
+            .collect::<Vec<_>>();
         let row_set = (!indexes.iter().any(Index::is_unique)).then(HashMap::default);
         let sequences = schema
             .sequences
@@ -81,6 +85,48 @@ impl Table {
             row_set,
             sequences,
         }
+    }
+
+    /// A table holding `rows`, with its indexes built in bulk. Fails, naming
+    /// the problem, if two rows are identical or share a unique key.
+    pub(crate) fn load(schema: Arc<TableSchema>, rows: Vec<Row>) -> Result<Table, String> {
+        let mut table = Table::new(schema);
+        let count = RowId::try_from(rows.len()).map_err(|_| "more than 2^32 rows".to_string())?;
+        for (position, index) in table.indexes.iter_mut().enumerate() {
+            let entries = rows
+                .iter()
+                .zip(0..count)
+                .map(|(row, id)| (project_key(row, &index.columns), id))
+                .collect();
+            index.build(entries).map_err(|key| {
+                let constraint = table.schema.indexes[position]
+                    .unique
+                    .clone()
+                    .unwrap_or_default();
+                format!(
+                    "two rows share key {} of unique constraint `{constraint}`",
+                    crate::value::display_value(&key)
+                )
+            })?;
+        }
+        if let Some(set) = &mut table.row_set {
+            for (row, id) in rows.iter().zip(0..count) {
+                let ids = set.entry(row_hash(row)).or_default();
+                if ids.iter().any(|other| rows[*other as usize] == *row) {
+                    return Err("two identical rows".into());
+                }
+                ids.push(id);
+            }
+        }
+        table.len = rows.len();
+        table.slots = rows
+            .into_iter()
+            .map(|row| Slot {
+                row: Some(row),
+                inserted_by: 0,
+            })
+            .collect();
+        Ok(table)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -122,6 +168,42 @@ impl Table {
             .iter()
             .copied()
             .find(|row_id| self.get(*row_id).is_some_and(|existing| **existing == *row))
+    }
+
+    /// One probe per unique index before an insert: `Ok(Some(id))` if an
+    /// identical row is present (set semantics), `Err((index, key))` if another
+    /// row holds one of `row`'s unique keys, `Ok(None)` if `row` may be inserted.
+    pub(crate) fn check_insert(
+        &self,
+        row: &[AlgebraicValue],
+    ) -> Result<Option<RowId>, (usize, AlgebraicValue)> {
+        let mut uniques = self
+            .indexes
+            .iter()
+            .enumerate()
+            .filter(|(_, index)| index.is_unique());
+        let Some((first, index)) = uniques.next() else {
+            return Ok(self.find_same(row));
+        };
+        let key = project_key(row, &index.columns);
+        if let Some(existing) = index.get_unique(&key) {
+            // Identical rows share every key, so the first unique index decides.
+            let present = self
+                .get(existing)
+                .expect("index entries point at occupied slots");
+            return if **present == *row {
+                Ok(Some(existing))
+            } else {
+                Err((first, key))
+            };
+        }
+        for (i, index) in uniques {
+            let key = project_key(row, &index.columns);
+            if index.get_unique(&key).is_some() {
+                return Err((i, key));
+            }
+        }
+        Ok(None)
     }
 
     /// The first unique index that already holds `row`'s key in a row other than

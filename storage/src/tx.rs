@@ -219,16 +219,17 @@ impl<'db> MutTx<'db> {
         let generated = self.fill_sequences(table_id, &mut values)?;
         let row: Row = Arc::from(values);
         let table = self.state.table(table_id)?;
-        if let Some(existing) = table.find_same(&row) {
-            let row = table.get(existing).expect("found rows are present").clone();
-            return Ok(InsertOutcome {
-                row,
-                generated,
-                inserted: false,
-            });
-        }
-        if let Some((position, key)) = table.unique_conflict(&row, None) {
-            return Err(unique_violation(table, position, &key));
+        match table.check_insert(&row) {
+            Ok(None) => {}
+            Ok(Some(existing)) => {
+                let row = table.get(existing).expect("found rows are present").clone();
+                return Ok(InsertOutcome {
+                    row,
+                    generated,
+                    inserted: false,
+                });
+            }
+            Err((position, key)) => return Err(unique_violation(table, position, &key)),
         }
         let tx_no = self.tx_no;
         let row_id = self.state.table_mut(table_id)?.insert(row.clone(), tx_no);
@@ -440,9 +441,8 @@ impl<'db> MutTx<'db> {
     /// returns the delta. Durability is separate: wait on [`crate::Database::wait_durable`].
     pub fn commit(mut self) -> Result<TxDelta, CommitError> {
         let mut delta = self.delta();
-        let payload = (!delta.is_empty() || !self.reservations.is_empty())
-            .then(|| crate::record::encode_tx(&delta, &self.reservations));
-        if let Some(payload) = payload {
+        if !delta.is_empty() || !self.reservations.is_empty() {
+            let payload = self.payload(&delta);
             match self.db.append(&mut self.state, payload) {
                 Ok(offset) => delta.offset = Some(offset),
                 Err(error) => {
@@ -494,9 +494,18 @@ impl<'db> MutTx<'db> {
         }
         self.finish();
         if !self.reservations.is_empty() {
-            let payload = crate::record::encode_tx(&TxDelta::default(), &self.reservations);
+            let payload = self.payload(&TxDelta::default());
             // A failure here leaves the log failed; the database then refuses writes.
             let _ = self.db.append(&mut self.state, payload);
+        }
+    }
+
+    /// The commit-log record; a database without a log gets offsets but no bytes.
+    fn payload(&self, delta: &TxDelta) -> Vec<u8> {
+        if self.db.has_log() {
+            crate::record::encode_tx(delta, &self.reservations)
+        } else {
+            Vec::new()
         }
     }
 
