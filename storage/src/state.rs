@@ -27,8 +27,8 @@ pub struct State {
     pub(crate) tables: BTreeMap<TableId, Table>,
     pub(crate) table_names: HashMap<String, TableId>,
     pub(crate) index_names: HashMap<String, IndexId>,
-    /// Index id → (table, position in `Table::indexes`).
-    pub(crate) index_owner: HashMap<IndexId, (TableId, usize)>,
+    /// Index id → (table, position in `Table::indexes`); ids are small and dense.
+    pub(crate) index_owner: Vec<Option<(TableId, usize)>>,
     pub(crate) next_table_id: u32,
     pub(crate) next_index_id: u32,
     /// Offset the next committed record will get.
@@ -198,10 +198,13 @@ impl State {
             .ok_or(TxError::NoSuchTable(table_id))
     }
 
+    pub(crate) fn index_owner(&self, index_id: IndexId) -> Option<(TableId, usize)> {
+        self.index_owner.get(index_id.idx()).copied().flatten()
+    }
+
     pub(crate) fn index(&self, index_id: IndexId) -> Result<(&Table, usize), TxError> {
-        let (table_id, position) = *self
-            .index_owner
-            .get(&index_id)
+        let (table_id, position) = self
+            .index_owner(index_id)
             .ok_or(TxError::NoSuchIndex(index_id))?;
         Ok((
             self.tables
@@ -215,8 +218,11 @@ impl State {
     pub(crate) fn add_table(&mut self, table: Table) {
         let schema = table.schema.clone();
         for (position, index) in schema.indexes.iter().enumerate() {
-            self.index_owner
-                .insert(index.index_id, (schema.table_id, position));
+            let slot = index.index_id.idx();
+            if self.index_owner.len() <= slot {
+                self.index_owner.resize(slot + 1, None);
+            }
+            self.index_owner[slot] = Some((schema.table_id, position));
             self.index_names.insert(index.name.clone(), index.index_id);
             self.next_index_id = self.next_index_id.max(index.index_id.0 + 1);
         }
@@ -235,7 +241,7 @@ impl State {
     pub(crate) fn remove_table(&mut self, table_id: TableId) -> Option<Table> {
         let table = self.tables.remove(&table_id)?;
         for index in &table.schema.indexes {
-            self.index_owner.remove(&index.index_id);
+            self.index_owner[index.index_id.idx()] = None;
             self.index_names.remove(&index.name);
         }
         self.table_names.remove(&table.schema.name);

@@ -270,10 +270,9 @@ impl<'db> MutTx<'db> {
         index_id: IndexId,
         mut values: Vec<AlgebraicValue>,
     ) -> Result<InsertOutcome, TxError> {
-        let (owner, position) = *self
+        let (owner, position) = self
             .state
-            .index_owner
-            .get(&index_id)
+            .index_owner(index_id)
             .ok_or(TxError::NoSuchIndex(index_id))?;
         if owner != table_id {
             return Err(TxError::NoSuchIndex(index_id));

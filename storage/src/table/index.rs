@@ -14,7 +14,8 @@
 //!
 //! Invariant: a unique index maps each key to at most one row.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Bound;
 
 use spacetimedb_primitives::ColId;
@@ -36,8 +37,36 @@ enum IndexMap {
     Unique(BTreeMap<AlgebraicValue, RowId>),
     /// The row id makes entries with equal keys distinct.
     Multi(BTreeSet<(AlgebraicValue, RowId)>),
-    UniqueInt(BTreeMap<u64, RowId>),
+    /// The hash map answers point lookups (the common case: primary keys)
+    /// in one or two cache misses instead of a B-tree descent; the tree
+    /// serves ranges.
+    UniqueInt {
+        tree: BTreeMap<u64, RowId>,
+        points: HashMap<u64, RowId, BuildHasherDefault<IntHasher>>,
+    },
     MultiInt(BTreeSet<(u64, RowId)>),
+}
+
+/// A hasher for `u64` keys: one multiplication by an odd constant (Fibonacci
+/// hashing), folded so that the high bits, which hashbrown uses, are mixed.
+#[derive(Default)]
+pub(crate) struct IntHasher(u64);
+
+impl Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        let x = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        x ^ (x >> 32)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 << 8 | self.0 >> 56) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// Row ids produced by a lookup, without allocating.
@@ -71,7 +100,10 @@ impl Index {
         let map = match (schema.unique.is_some(), int) {
             (true, false) => IndexMap::Unique(BTreeMap::new()),
             (false, false) => IndexMap::Multi(BTreeSet::new()),
-            (true, true) => IndexMap::UniqueInt(BTreeMap::new()),
+            (true, true) => IndexMap::UniqueInt {
+                tree: BTreeMap::new(),
+                points: HashMap::default(),
+            },
             (false, true) => IndexMap::MultiInt(BTreeSet::new()),
         };
         Index {
@@ -83,13 +115,13 @@ impl Index {
     }
 
     pub(crate) fn is_unique(&self) -> bool {
-        matches!(self.map, IndexMap::Unique(_) | IndexMap::UniqueInt(_))
+        matches!(self.map, IndexMap::Unique(_) | IndexMap::UniqueInt { .. })
     }
 
     pub(crate) fn get_unique(&self, key: &AlgebraicValue) -> Option<RowId> {
         match &self.map {
             IndexMap::Unique(map) => map.get(key).copied(),
-            IndexMap::UniqueInt(map) => map.get(&int_key(key)?).copied(),
+            IndexMap::UniqueInt { points, .. } => points.get(&int_key(key)?).copied(),
             IndexMap::Multi(_) | IndexMap::MultiInt(_) => {
                 panic!("get_unique on non-unique index `{}`", self.name)
             }
@@ -100,9 +132,11 @@ impl Index {
         let fresh = match &mut self.map {
             IndexMap::Unique(map) => map.insert(key, row_id).is_none(),
             IndexMap::Multi(set) => set.insert((key, row_id)),
-            IndexMap::UniqueInt(map) => map
-                .insert(int_key(&key).expect("rows are type-checked"), row_id)
-                .is_none(),
+            IndexMap::UniqueInt { tree, points } => {
+                let key = int_key(&key).expect("rows are type-checked");
+                points.insert(key, row_id);
+                tree.insert(key, row_id).is_none()
+            }
             IndexMap::MultiInt(set) => {
                 set.insert((int_key(&key).expect("rows are type-checked"), row_id))
             }
@@ -127,11 +161,12 @@ impl Index {
         match &mut self.map {
             IndexMap::Unique(map) => *map = entries.into_iter().collect(),
             IndexMap::Multi(set) => *set = entries.into_iter().collect(),
-            IndexMap::UniqueInt(map) => {
-                *map = entries
+            IndexMap::UniqueInt { tree, points } => {
+                let ints = entries
                     .iter()
-                    .map(|(k, id)| (int_key(k).expect("rows are type-checked"), *id))
-                    .collect()
+                    .map(|(k, id)| (int_key(k).expect("rows are type-checked"), *id));
+                *points = ints.clone().collect();
+                *tree = ints.collect();
             }
             IndexMap::MultiInt(set) => {
                 *set = entries
@@ -151,12 +186,15 @@ impl Index {
                 _ => false,
             },
             IndexMap::Multi(set) => set.remove(&(key.clone(), row_id)),
-            IndexMap::UniqueInt(map) => {
+            IndexMap::UniqueInt { tree, points } => {
                 let Some(key) = int_key(key) else {
                     return false;
                 };
-                match map.get(&key) {
-                    Some(existing) if *existing == row_id => map.remove(&key).is_some(),
+                match points.get(&key) {
+                    Some(existing) if *existing == row_id => {
+                        points.remove(&key);
+                        tree.remove(&key).is_some()
+                    }
                     _ => false,
                 }
             }
@@ -168,8 +206,8 @@ impl Index {
     pub(crate) fn point(&self, key: &AlgebraicValue) -> RowIds<'_> {
         match &self.map {
             IndexMap::Unique(map) => RowIds::One(map.get(key).copied()),
-            IndexMap::UniqueInt(map) => {
-                RowIds::One(int_key(key).and_then(|key| map.get(&key).copied()))
+            IndexMap::UniqueInt { points, .. } => {
+                RowIds::One(int_key(key).and_then(|key| points.get(&key).copied()))
             }
             IndexMap::Multi(set) => RowIds::Multi(set.range((
                 Bound::Included((key.clone(), RowId::MIN)),
@@ -192,8 +230,8 @@ impl Index {
         match &self.map {
             IndexMap::Unique(map) => RowIds::Unique(map.range((start, end))),
             IndexMap::Multi(set) => RowIds::Multi(set.range((multi_start(start), multi_end(end)))),
-            IndexMap::UniqueInt(map) => match (int_bound(start), int_bound(end)) {
-                (Some(start), Some(end)) => RowIds::UniqueInt(map.range((start, end))),
+            IndexMap::UniqueInt { tree, .. } => match (int_bound(start), int_bound(end)) {
+                (Some(start), Some(end)) => RowIds::UniqueInt(tree.range((start, end))),
                 _ => RowIds::Empty,
             },
             IndexMap::MultiInt(set) => match (int_bound(start), int_bound(end)) {

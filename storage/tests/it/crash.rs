@@ -48,15 +48,20 @@ enum KvOp {
 }
 
 /// The transaction at `offset` (offset 0 creates the table). The first op
-/// always writes a fresh value, so no transaction is empty.
+/// writes a fresh value that no later op of the transaction removes, so no
+/// transaction is empty and offsets follow transactions one to one.
 fn workload_tx(seed: u64, offset: u64) -> Vec<KvOp> {
     let mut r = splitmix(seed ^ offset.wrapping_mul(0x1000_0000_01b3));
     let n = 1 + (r % 4);
     let mut ops = Vec::new();
+    let mut first = None;
     for j in 0..n {
         r = splitmix(r);
         let k = r % KEYS;
-        if j == 0 || r % 3 != 0 {
+        // Deleting the key the first op wrote could cancel the whole
+        // transaction (insert then delete of a new key): never do that.
+        if j == 0 || r % 3 != 0 || Some(k) == first {
+            first.get_or_insert(k);
             ops.push(KvOp::Upsert {
                 k,
                 v: offset * 16 + j,
@@ -250,7 +255,9 @@ fn crash_rounds(kills: u64, canary: bool, seed: u64) -> Result<u64, Failure> {
             .env(CHILD_DIR, dir.path())
             .env(CHILD_SEED, seed.to_string())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("child.stderr")).unwrap(),
+            ));
         if lose_unsynced {
             command.env(CHILD_LOSE_UNSYNCED, "1");
         }
@@ -268,19 +275,33 @@ fn crash_rounds(kills: u64, canary: bool, seed: u64) -> Result<u64, Failure> {
                     let Ok(line) = line else { break };
                     // libtest prints "test crash::crash_child ... " before the first line.
                     if let Some(at) = line.find("durable ") {
-                        durable_seen
-                            .fetch_max(line[at + 8..].trim().parse().unwrap(), Ordering::SeqCst);
-                    } else if line.contains("ready ") {
-                        let _ = ready_tx.send(());
+                        let offset: i64 = line[at + 8..].trim().parse().unwrap();
+                        durable_seen.fetch_max(offset, Ordering::SeqCst);
+                        let _ = ready_tx.send(offset);
                     }
                 }
             })
         };
-        ready_rx
-            .recv_timeout(Duration::from_secs(30))
-            .map_err(|_| Failure::Harness(format!("round {round}: child never became ready")))?;
+        // Kill only after the child made new progress durable, so every round
+        // tests something however slow the machine is; then at a random moment.
+        let before = last_recovered.map_or(-1, |o: TxOffset| o.0 as i64);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let offset = ready_rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .map_err(|_| {
+                    let stderr = std::fs::read_to_string(dir.path().join("child.stderr"))
+                        .unwrap_or_default();
+                    Failure::Harness(format!(
+                        "round {round}: child made no progress; its stderr:\n{stderr}"
+                    ))
+                })?;
+            if offset > before {
+                break;
+            }
+        }
         rng = splitmix(rng);
-        std::thread::sleep(Duration::from_micros(1_000 + rng % 40_000));
+        std::thread::sleep(Duration::from_micros(rng % 20_000));
         child.kill().unwrap();
         child.wait().unwrap();
         reader.join().unwrap();
