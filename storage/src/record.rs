@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use spacetimedb_primitives::{ColId, IndexId, TableId};
 use spacetimedb_sats::buffer::BufReader;
-use spacetimedb_sats::{ProductType, ProductValue};
+use spacetimedb_sats::ProductType;
 
 use crate::schema::{
     IndexAlgorithm, IndexSchema, SequenceSchema, TableSchema, UniqueConstraintDef,
@@ -131,9 +131,8 @@ pub(crate) fn apply_tx(state: &mut State, bytes: &[u8], tx_no: u64) -> Result<()
                 let table = state.table_mut(table_id).map_err(|e| e.to_string())?;
                 let schema = table.schema.clone();
                 for _ in 0..count {
-                    let row = ProductValue::decode(&schema.columns, &mut reader)
+                    let row = value::read_row(&schema.columns, &mut reader)
                         .map_err(|e| format!("row of `{}`: {e}", schema.name))?;
-                    let row = value::row_from_product(row);
                     if kind == ENTRY_DELETES {
                         let row_id = table.find_same(&row).ok_or_else(|| {
                             format!("delete of a row absent from `{}`", schema.name)
@@ -215,9 +214,9 @@ pub(crate) fn decode_table_part(bytes: &[u8]) -> Result<Table, String> {
     // Never preallocate more than the bytes left could hold.
     let mut rows = Vec::with_capacity((count as usize).min(reader.len()));
     for _ in 0..count {
-        let row = ProductValue::decode(&schema.columns, &mut reader)
+        let row = value::read_row(&schema.columns, &mut reader)
             .map_err(|e| format!("row of `{}`: {e}", schema.name))?;
-        rows.push(value::row_from_product(row));
+        rows.push(row);
     }
     if !reader.is_empty() {
         return Err(format!("{} trailing bytes", reader.len()));

@@ -203,8 +203,17 @@ impl<'db> MutTx<'db> {
         table_id: TableId,
         bytes: &[u8],
     ) -> Result<InsertOutcome, TxError> {
-        let row = value::decode_row(self.state.schema(table_id)?, bytes)?;
-        self.insert_row(table_id, row.to_vec())
+        let schema = self.state.schema(table_id)?;
+        let row = value::decode_row(schema, bytes)?;
+        let fires = schema
+            .sequences
+            .iter()
+            .any(|seq| value::integer_value(&row[seq.column.idx()]) == Some(0));
+        if fires {
+            return self.insert_row(table_id, row.to_vec());
+        }
+        // Decoded at the table's type: no type check, no copy.
+        self.insert_checked(table_id, row, SmallVec::new())
     }
 
     /// Inserts a row: fills zero auto-increment columns from their sequences,
@@ -217,7 +226,16 @@ impl<'db> MutTx<'db> {
     ) -> Result<InsertOutcome, TxError> {
         check_row(&self.state.table(table_id)?.schema, &values)?;
         let generated = self.fill_sequences(table_id, &mut values)?;
-        let row: Row = Arc::from(values);
+        self.insert_checked(table_id, Arc::from(values), generated)
+    }
+
+    /// Inserts a type-checked row whose sequences have fired.
+    fn insert_checked(
+        &mut self,
+        table_id: TableId,
+        row: Row,
+        generated: SmallVec<[ColId; 2]>,
+    ) -> Result<InsertOutcome, TxError> {
         let table = self.state.table(table_id)?;
         match table.check_insert(&row) {
             Ok(None) => {}

@@ -45,18 +45,46 @@ pub fn encode_row(row: &[AlgebraicValue], out: &mut Vec<u8>) {
 /// Decodes exactly one row of `schema` from `bytes` (no trailing bytes).
 pub fn decode_row(schema: &TableSchema, bytes: &[u8]) -> Result<Row, TxError> {
     let mut reader = bytes;
-    let value =
-        ProductValue::decode(&schema.columns, &mut reader).map_err(|e| TxError::Decode {
-            what: "row",
-            reason: e.to_string(),
-        })?;
+    let row = read_row(&schema.columns, &mut reader).map_err(|reason| TxError::Decode {
+        what: "row",
+        reason,
+    })?;
     if !reader.is_empty() {
         return Err(TxError::Decode {
             what: "row",
             reason: format!("{} trailing bytes", reader.len()),
         });
     }
-    Ok(row_from_product(value))
+    Ok(row)
+}
+
+/// Reads one row of type `columns` from the front of `reader` straight into
+/// its shared allocation (one allocation per row: this is the replay and
+/// snapshot-load hot path).
+pub(crate) fn read_row(
+    columns: &spacetimedb_sats::ProductType,
+    reader: &mut &[u8],
+) -> Result<Row, String> {
+    let mut error = None;
+    // `Range::map` has an exact length, so `Arc<[_]>` is allocated once; a
+    // failed column leaves a placeholder and the error is returned instead.
+    let row: Row = (0..columns.elements.len())
+        .map(|i| {
+            if error.is_some() {
+                return AlgebraicValue::Min;
+            }
+            AlgebraicValue::decode(&columns.elements[i].algebraic_type, reader).unwrap_or_else(
+                |e| {
+                    error = Some(e.to_string());
+                    AlgebraicValue::Min
+                },
+            )
+        })
+        .collect();
+    match error {
+        Some(reason) => Err(reason),
+        None => Ok(row),
+    }
 }
 
 /// Decodes exactly one value of type `ty`.
