@@ -73,10 +73,9 @@ pub enum CommitError {
 pub enum OpenError {
     #[error("commit log: {0}")]
     CommitLog(#[from] commitlog::OpenError),
+    /// Boxed: snapshot errors carry two hashes and would bloat every `Result`.
     #[error("snapshot store: {0}")]
-    Snapshot(#[from] snapshot::SnapshotError),
-    #[error("snapshot at offset {offset} is unreadable: {reason}")]
-    SnapshotContent { offset: u64, reason: String },
+    Snapshot(Box<snapshot::SnapshotError>),
     #[error("commit-log record at offset {offset} is unreadable: {reason}")]
     Record { offset: u64, reason: String },
     #[error("the commit log starts at offset {log_start} but recovery needs offset {needed} (no snapshot covers the gap)")]
@@ -89,9 +88,21 @@ pub enum OpenError {
 #[derive(Debug, thiserror::Error)]
 pub enum TakeSnapshotError {
     #[error(transparent)]
-    Snapshot(#[from] snapshot::SnapshotError),
+    Snapshot(Box<snapshot::SnapshotError>),
     #[error("offset {offset} never became durable: {reason}")]
     NotDurable { offset: u64, reason: String },
     #[error("dropping old commit-log segments: {0}")]
     Log(String),
+}
+
+impl From<snapshot::SnapshotError> for OpenError {
+    fn from(error: snapshot::SnapshotError) -> OpenError {
+        OpenError::Snapshot(Box::new(error))
+    }
+}
+
+impl From<snapshot::SnapshotError> for TakeSnapshotError {
+    fn from(error: snapshot::SnapshotError) -> TakeSnapshotError {
+        TakeSnapshotError::Snapshot(Box::new(error))
+    }
 }

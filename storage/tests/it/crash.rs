@@ -12,6 +12,9 @@
 //
 // ORRERY_CRASH_KILLS sets the number of kill points (default 60).
 
+// The child reports to the parent on stdout; the test prints its seed.
+#![allow(clippy::disallowed_macros)]
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -206,7 +209,7 @@ fn crash_child() {
         let offset = tx.commit().unwrap().offset.unwrap();
         assert_eq!(offset.0, next);
         next += 1;
-        if next % 4 == 0 {
+        if next.is_multiple_of(4) {
             db.wait_durable(offset).unwrap();
         }
         let durable = db.durable_offset();
@@ -216,7 +219,7 @@ fn crash_child() {
             }
             reported = durable;
         }
-        if next % 300 == 0 {
+        if next.is_multiple_of(300) {
             db.take_snapshot().unwrap();
         }
     }
@@ -287,15 +290,17 @@ fn crash_rounds(kills: u64, canary: bool, seed: u64) -> Result<u64, Failure> {
         let before = last_recovered.map_or(-1, |o: TxOffset| o.0 as i64);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let offset = ready_rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .map_err(|_| {
-                    let stderr = std::fs::read_to_string(dir.path().join("child.stderr"))
-                        .unwrap_or_default();
-                    Failure::Harness(format!(
-                        "round {round}: child made no progress; its stderr:\n{stderr}"
-                    ))
-                })?;
+            let Ok(offset) =
+                ready_rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            else {
+                let _ = child.kill();
+                let _ = child.wait();
+                let stderr =
+                    std::fs::read_to_string(dir.path().join("child.stderr")).unwrap_or_default();
+                return Err(Failure::Harness(format!(
+                    "round {round}: child made no progress; its stderr:\n{stderr}"
+                )));
+            };
             if offset > before {
                 break;
             }
