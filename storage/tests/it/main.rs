@@ -5,4 +5,5 @@
 mod api;
 mod crash;
 mod faults;
+mod garbage;
 mod model;
