@@ -18,6 +18,7 @@ pub mod clock;
 pub mod commitlog;
 mod db;
 pub mod error;
+mod fs;
 mod record;
 pub mod schema;
 pub mod snapshot;

@@ -226,20 +226,6 @@ pub fn project_key(row: &[AlgebraicValue], columns: &[ColId]) -> AlgebraicValue 
     }
 }
 
-/// The type of an index key (see the module invariant).
-pub fn key_type(schema: &TableSchema, columns: &[ColId]) -> AlgebraicType {
-    match columns {
-        [col] => schema.column_type(*col).clone(),
-        cols => AlgebraicType::Product(
-            cols.iter()
-                .map(|c| {
-                    spacetimedb_sats::ProductTypeElement::new(schema.column_type(*c).clone(), None)
-                })
-                .collect(),
-        ),
-    }
-}
-
 /// Decodes a point key as the ABI sends it: the key columns' BSATN back to back.
 pub fn decode_point(
     schema: &TableSchema,

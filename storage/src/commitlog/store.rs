@@ -51,7 +51,7 @@ impl FileSegmentStore {
     /// Uses (and creates, if missing) the directory `dir`.
     pub fn open(dir: impl AsRef<Path>) -> io::Result<FileSegmentStore> {
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir)?;
+        crate::fs::create_dir_all_durable(&dir)?;
         Ok(FileSegmentStore {
             dir,
             lose_unsynced: false,

@@ -38,7 +38,7 @@ impl DirBlobStore {
     /// Opens (creating if needed) a store rooted at `dir`.
     pub fn open(dir: impl AsRef<Path>) -> io::Result<Self> {
         let root = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&root)?;
+        crate::fs::create_dir_all_durable(&root)?;
         Ok(Self { root })
     }
 
