@@ -1,0 +1,7 @@
+//! Crate API tests of `tenant-host`, compiled as one binary.
+
+#[path = "../support/modules.rs"]
+mod modules;
+
+mod load;
+mod real_modules;
