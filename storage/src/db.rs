@@ -12,7 +12,9 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex};
+
+use parking_lot::{RwLock, RwLockReadGuard};
 
 use orrery_api::TxOffset;
 
@@ -90,7 +92,8 @@ pub struct Database {
 }
 
 pub(crate) struct DbInner {
-    state: RwLock<State>,
+    /// In its own `Arc` so a write transaction can own its guard.
+    state: Arc<RwLock<State>>,
     log: Option<CommitLog>,
     snapshots: Option<SnapshotRepo>,
     pub(crate) options: DbOptions,
@@ -207,7 +210,7 @@ impl Database {
     ) -> Database {
         Database {
             inner: Arc::new(DbInner {
-                state: RwLock::new(state),
+                state: Arc::new(RwLock::new(state)),
                 log,
                 snapshots,
                 options,
@@ -219,14 +222,12 @@ impl Database {
     }
 
     /// Starts the one write transaction; waits while another runs.
-    pub fn begin(&self) -> Result<MutTx<'_>, CommitError> {
+    pub fn begin(&self) -> Result<MutTx, CommitError> {
         self.inner.check_writable()?;
-        let state = self
-            .inner
-            .state
-            .write()
-            .map_err(|_| CommitError::Poisoned)?;
-        Ok(MutTx::new(state, &self.inner))
+        let state = self.inner.state.write_arc();
+        // A panic in the previous transaction poisons while it held the lock.
+        self.inner.check_writable()?;
+        Ok(MutTx::new(state, self.inner.clone()))
     }
 
     /// A consistent read of the committed state. Inside a write transaction,
@@ -236,11 +237,7 @@ impl Database {
         if self.inner.poisoned.load(Ordering::Acquire) {
             return Err(CommitError::Poisoned);
         }
-        self.inner
-            .state
-            .read()
-            .map(ReadTx)
-            .map_err(|_| CommitError::Poisoned)
+        Ok(ReadTx(self.inner.state.read()))
     }
 
     /// Highest offset known durable (everything below it is durable too).
@@ -248,12 +245,7 @@ impl Database {
     pub fn durable_offset(&self) -> Option<TxOffset> {
         match &self.inner.log {
             Some(log) => log.durable_offset(),
-            None => self
-                .inner
-                .state
-                .read()
-                .ok()
-                .and_then(|state| state.last_offset()),
+            None => self.inner.state.read().last_offset(),
         }
     }
 
@@ -293,9 +285,7 @@ impl Database {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let (offset, meta, tables) = {
-            let Ok(state) = self.inner.state.read() else {
-                return Ok(None);
-            };
+            let state = self.inner.state.read();
             let Some(offset) = state.last_offset() else {
                 return Ok(None);
             };

@@ -19,7 +19,10 @@
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::ops::Deref;
-use std::sync::{Arc, RwLockWriteGuard};
+use std::sync::Arc;
+
+use parking_lot::lock_api::ArcRwLockWriteGuard;
+use parking_lot::RawRwLock;
 
 use orrery_api::TxOffset;
 use smallvec::SmallVec;
@@ -111,9 +114,9 @@ enum Undo {
 
 /// A write transaction. Reads see its own writes. Dropping it without
 /// [`MutTx::commit`] rolls it back.
-pub struct MutTx<'db> {
-    state: RwLockWriteGuard<'db, State>,
-    db: &'db DbInner,
+pub struct MutTx {
+    state: ArcRwLockWriteGuard<RawRwLock, State>,
+    db: Arc<DbInner>,
     tx_no: u64,
     undo: Vec<Undo>,
     touched: SmallVec<[TableId; 4]>,
@@ -121,15 +124,15 @@ pub struct MutTx<'db> {
     done: bool,
 }
 
-impl Deref for MutTx<'_> {
+impl Deref for MutTx {
     type Target = State;
     fn deref(&self) -> &State {
         &self.state
     }
 }
 
-impl<'db> MutTx<'db> {
-    pub(crate) fn new(mut state: RwLockWriteGuard<'db, State>, db: &'db DbInner) -> MutTx<'db> {
+impl MutTx {
+    pub(crate) fn new(mut state: ArcRwLockWriteGuard<RawRwLock, State>, db: Arc<DbInner>) -> MutTx {
         state.tx_counter += 1;
         let tx_no = state.tx_counter;
         MutTx {
@@ -673,7 +676,7 @@ impl<'db> MutTx<'db> {
     }
 }
 
-impl Drop for MutTx<'_> {
+impl Drop for MutTx {
     fn drop(&mut self) {
         if self.done {
             return;

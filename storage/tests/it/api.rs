@@ -109,7 +109,7 @@ fn names(rows: storage::RowsRef<'_>) -> Vec<String> {
 }
 
 fn range_bytes(
-    tx: &MutTx<'_>,
+    tx: &MutTx,
     index: &str,
     prefix: &[u8],
     elems: usize,

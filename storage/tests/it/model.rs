@@ -477,7 +477,7 @@ fn run(txs: Vec<(Vec<Op>, bool)>) -> Result<(), TestCaseError> {
 
 fn apply(
     h: &Harness,
-    tx: &mut storage::MutTx<'_>,
+    tx: &mut storage::MutTx,
     model: &mut Model,
     op: Op,
 ) -> Result<(), TestCaseError> {
@@ -662,7 +662,7 @@ fn apply(
 type RangeBytes = (Vec<u8>, usize, Vec<u8>, Vec<u8>);
 
 fn make_range(
-    tx: &storage::MutTx<'_>,
+    tx: &storage::MutTx,
     table: usize,
     index: usize,
     seed: &RangeSeed,
