@@ -9,12 +9,13 @@
 //! Does not own: the meaning of the module definition (`crate::moduledef`),
 //! or storage (the `storage` crate).
 //!
-//! Today instances are created to describe a module; reducer calls inside a
-//! transaction come next. Host functions that need a transaction answer
-//! `NOT_IN_TRANSACTION`, which is what the ABI prescribes when none is open.
+//! Reducer calls in a transaction live in `runtime::instance`
+//! ([`HostedModule`], [`Runtime::host`]); what the imports do lives in
+//! `runtime::host`.
 
 mod abi;
 mod host;
+mod instance;
 
 use std::time::Duration;
 
@@ -22,7 +23,11 @@ use wasmtime::{Config, Engine, Instance, Linker, Module, Store, TypedFunc};
 
 pub use abi::AbiVersion;
 use host::HostEnv;
-pub use host::LogRecord;
+pub use host::{LogRecord, LOG_LEVEL_PANIC};
+pub use instance::{
+    CallOptions, CallResult, CallerContext, HostError, HostedModule, ModuleInstance,
+    ReducerOutcome, ReducerRef,
+};
 
 /// Fuel for the set-up calls of an instance (preinit, setup, describe):
 /// plenty for any real module, finite for a hostile one.
@@ -110,6 +115,14 @@ impl Runtime {
     /// Compiles `wasm`, checks its imports and exports, instantiates it, runs
     /// its set-up exports in the prescribed order and returns its description.
     pub fn load(&self, wasm: &[u8]) -> Result<LoadedModule, LoadError> {
+        self.load_with_instance(wasm).map(|(loaded, _, _)| loaded)
+    }
+
+    /// [`Runtime::load`], also returning the described instance.
+    fn load_with_instance(
+        &self,
+        wasm: &[u8],
+    ) -> Result<(LoadedModule, Store<HostEnv>, Instance), LoadError> {
         let module =
             Module::new(&self.engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let abi = abi::check(&module)?;
@@ -123,18 +136,24 @@ impl Runtime {
         }
         let (mut store, instance) = self.instantiate(&module)?;
         let description = describe(&mut store, &instance)?;
-        Ok(LoadedModule {
-            module,
-            abi,
-            description,
-            logs: std::mem::take(&mut store.data_mut().logs),
-        })
+        let logs = std::mem::take(&mut store.data_mut().logs);
+        Ok((
+            LoadedModule {
+                module,
+                abi,
+                description,
+                logs,
+            },
+            store,
+            instance,
+        ))
     }
 
     fn instantiate(&self, module: &Module) -> Result<(Store<HostEnv>, Instance), LoadError> {
         let mut linker = Linker::new(&self.engine);
         host::link(&mut linker).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
         let mut store = Store::new(&self.engine, HostEnv::default());
+        store.limiter(|env| &mut env.limits);
         store
             .set_fuel(SETUP_FUEL)
             .expect("fuel is enabled in the engine config");

@@ -1,20 +1,28 @@
 //! Host functions: what a module's imports do, and the per-instance host state.
 //!
-//! Owns: [`HostEnv`] (guest memory handle, bytes sinks, console timers, log
-//! records) and the linking of every import in `runtime::abi::IMPORTS`.
-//! Does not own: which imports exist (`runtime::abi`).
+//! Owns: [`HostEnv`] (guest memory handle, the open transaction of the
+//! current call, bytes sources and sinks, row iterators, console timers, log
+//! records) and the linking of every import in `runtime::abi::IMPORTS`,
+//! including the datastore imports of module-abi §3.1, §3.5 and §3.6.
+//! Does not own: which imports exist (`runtime::abi`), opening, committing or
+//! rolling back transactions (`runtime::instance`), or storage semantics
+//! (the `storage` crate).
 //!
 //! Conventions (module-abi §2): pointers are offsets into the exported memory;
 //! a range outside memory, a null out-pointer or invalid UTF-8 in a name traps
-//! the call; conditions with an errno are returned, never trapped. Outside a
-//! transaction (set-up and describe, the only calls made today) every
-//! datastore import answers `NOT_IN_TRANSACTION` as the ABI prescribes.
+//! the call; conditions with an errno are returned, never trapped. Without a
+//! transaction (set-up and describe) every datastore import answers
+//! `NOT_IN_TRANSACTION`. Handles (sources, iterators, sinks, timers) are
+//! slab index + 1, so 0 is never valid; they live for one call.
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use spacetimedb_primitives::errno;
+use storage::{IndexId, MutTx, TableId, TxError};
 use wasmtime::{bail, format_err};
-use wasmtime::{Caller, Linker, Memory};
+use wasmtime::{Caller, Linker, Memory, StoreLimits};
 
 /// One log record written by a module through `console_log`.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,20 +35,55 @@ pub struct LogRecord {
     pub message: String,
 }
 
+/// The log level the bindings use for a panic message (sent just before a trap).
+pub const LOG_LEVEL_PANIC: u8 = 101;
+
+/// A bytes source: the reducer arguments (or any host-provided bytes).
+struct Source {
+    bytes: Vec<u8>,
+    read: usize,
+}
+
+/// A row iterator: the result materialised at open time into chunks of whole
+/// BSATN rows (module-abi §3.1 `row_iter_bsatn_advance`).
+struct RowIter {
+    chunks: VecDeque<Vec<u8>>,
+}
+
+/// Chunks of whole rows are closed before they would exceed this size; a
+/// single larger row is a chunk of its own.
+pub(crate) const ROW_ITER_CHUNK_SIZE: usize = 32 * 1024;
+
 /// Per-instance host state.
 #[derive(Default)]
 pub(crate) struct HostEnv {
     pub(crate) memory: Option<Memory>,
+    /// The transaction of the running reducer call, if any.
+    pub(crate) tx: Option<MutTx>,
+    /// Table names the guest may send (source names and canonical names) →
+    /// the storage (canonical) name.
+    pub(crate) table_names: Arc<HashMap<String, String>>,
     /// Handle `h` is `sinks[h - 1]`; `None` once taken.
     sinks: Vec<Option<Vec<u8>>>,
+    /// Handle `h` is `sources[h - 1]`; `None` once exhausted.
+    sources: Vec<Option<Source>>,
+    /// Handle `h` is `iters[h - 1]`; `None` once exhausted or closed.
+    iters: Vec<Option<RowIter>>,
     timers: Vec<Option<(String, Instant)>>,
     pub(crate) logs: Vec<LogRecord>,
-    /// The database identity the module asks for with `identity` (big-endian bytes reversed: BSATN u256).
+    /// Records refused because the per-call bound was reached.
+    pub(crate) logs_dropped: u64,
+    /// The database identity the module asks for with `identity`, as the
+    /// little-endian bytes of its u256 (BSATN order).
     pub(crate) database_identity: [u8; 32],
+    /// Memory and table growth limits of the instance.
+    pub(crate) limits: StoreLimits,
 }
 
 /// Bound on log records kept per call, so a log flood cannot grow memory.
-const LOG_RECORDS_PER_CALL_MAX: usize = 10_000;
+pub(crate) const LOG_RECORDS_PER_CALL_MAX: usize = 10_000;
+/// Bound on the bytes of one log message; longer ones are cut.
+const LOG_MESSAGE_BYTES_MAX: usize = 16 * 1024;
 /// Bound on the bytes a module may write into one sink (a description or an error message).
 const SINK_BYTES_MAX: usize = 64 * 1024 * 1024;
 
@@ -51,15 +94,86 @@ impl HostEnv {
     }
 
     pub(crate) fn take_sink(&mut self, handle: u32) -> Vec<u8> {
-        self.sinks
-            .get_mut(handle as usize - 1)
+        (handle as usize)
+            .checked_sub(1)
+            .and_then(|i| self.sinks.get_mut(i))
             .and_then(Option::take)
             .unwrap_or_default()
+    }
+
+    /// A new bytes source holding `bytes`; its handle is never 0.
+    pub(crate) fn new_source(&mut self, bytes: Vec<u8>) -> u32 {
+        self.sources.push(Some(Source { bytes, read: 0 }));
+        self.sources.len() as u32
+    }
+
+    /// Forgets every per-call handle (sources, sinks, iterators, timers).
+    pub(crate) fn end_call(&mut self) {
+        self.sinks.clear();
+        self.sources.clear();
+        self.iters.clear();
+        self.timers.clear();
+    }
+
+    fn push_log(&mut self, record: LogRecord) {
+        if self.logs.len() < LOG_RECORDS_PER_CALL_MAX {
+            self.logs.push(record);
+        } else {
+            self.logs_dropped += 1;
+        }
+    }
+
+    /// Resolves a table name the guest sent: its source name or canonical name.
+    fn table_id(tx: &MutTx, names: &HashMap<String, String>, name: &str) -> Option<TableId> {
+        let canonical = names.get(name).map(String::as_str).unwrap_or(name);
+        tx.table_id_from_name(canonical)
     }
 }
 
 fn errno(code: std::num::NonZeroU16) -> i32 {
     i32::from(code.get())
+}
+
+/// The errno of a failed storage operation (module-abi §2.1). A schema error
+/// cannot come from a datastore import: it is a host bug and traps the call.
+fn tx_errno(error: TxError) -> wasmtime::Result<i32> {
+    Ok(errno(match error {
+        TxError::NoSuchTable(_) => errno::NO_SUCH_TABLE,
+        TxError::NoSuchIndex(_) => errno::NO_SUCH_INDEX,
+        TxError::WrongIndexAlgorithm { .. } => errno::WRONG_INDEX_ALGO,
+        TxError::Decode { .. } | TxError::RowType { .. } => errno::BSATN_DECODE_ERROR,
+        TxError::UniqueViolation { .. } => errno::UNIQUE_ALREADY_EXISTS,
+        TxError::AutoIncOverflow { .. } => errno::AUTO_INC_OVERFLOW,
+        TxError::IndexNotUnique { .. } => errno::INDEX_NOT_UNIQUE,
+        TxError::NoSuchRow { .. } => errno::NO_SUCH_ROW,
+        other => bail!("host error in a datastore call: {other}"),
+    }))
+}
+
+/// Encodes rows into chunks of whole rows, each at most
+/// [`ROW_ITER_CHUNK_SIZE`] bytes unless a single row is larger.
+fn chunk_rows<'a>(rows: impl Iterator<Item = &'a storage::Row>) -> VecDeque<Vec<u8>> {
+    let mut chunks = VecDeque::new();
+    let mut chunk = Vec::new();
+    let mut row_bytes = Vec::new();
+    for row in rows {
+        row_bytes.clear();
+        storage::value::encode_row(row, &mut row_bytes);
+        if !chunk.is_empty() && chunk.len() + row_bytes.len() > ROW_ITER_CHUNK_SIZE {
+            chunks.push_back(std::mem::take(&mut chunk));
+        }
+        chunk.extend_from_slice(&row_bytes);
+    }
+    if !chunk.is_empty() {
+        chunks.push_back(chunk);
+    }
+    chunks
+}
+
+/// Registers an iterator; returns its handle (never 0).
+fn open_iter(iters: &mut Vec<Option<RowIter>>, chunks: VecDeque<Vec<u8>>) -> u32 {
+    iters.push(Some(RowIter { chunks }));
+    iters.len() as u32
 }
 
 /// The guest memory and the host state, borrowed together.
@@ -87,14 +201,25 @@ fn range(memory: &[u8], ptr: i32, len: i32) -> wasmtime::Result<std::ops::Range<
     Ok(start..end)
 }
 
+/// The guest bytes at `ptr[..len]`.
+fn slice(memory: &[u8], ptr: i32, len: i32) -> wasmtime::Result<&[u8]> {
+    Ok(&memory[range(memory, ptr, len)?])
+}
+
+/// A name the guest sent; invalid UTF-8 traps (module-abi §2).
+fn name(memory: &[u8], ptr: i32, len: i32) -> wasmtime::Result<&str> {
+    std::str::from_utf8(slice(memory, ptr, len)?)
+        .map_err(|e| format_err!("a name passed to the host is not UTF-8: {e}"))
+}
+
 fn read_u32(memory: &[u8], ptr: i32) -> wasmtime::Result<u32> {
     if ptr == 0 {
         bail!("null pointer");
     }
     let bytes = &memory[range(memory, ptr, 4)?];
-    Ok(u32::from_le_bytes(
-        bytes.try_into().expect("range of 4 bytes"),
-    ))
+    let mut word = [0; 4];
+    word.copy_from_slice(bytes);
+    Ok(u32::from_le_bytes(word))
 }
 
 fn write_bytes(memory: &mut [u8], ptr: i32, bytes: &[u8]) -> wasmtime::Result<()> {
@@ -112,49 +237,305 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
     let v0 = "spacetime_10.0";
     let no_tx = errno(errno::NOT_IN_TRANSACTION);
 
-    // Datastore imports: no transaction exists during set-up and describe.
-    linker.func_wrap(v0, "table_id_from_name", move |_: i32, _: i32, _: i32| {
-        no_tx
-    })?;
-    linker.func_wrap(v0, "index_id_from_name", move |_: i32, _: i32, _: i32| {
-        no_tx
-    })?;
-    linker.func_wrap(v0, "datastore_table_row_count", move |_: i32, _: i32| no_tx)?;
-    linker.func_wrap(v0, "datastore_table_scan_bsatn", move |_: i32, _: i32| {
-        no_tx
-    })?;
-    for name in [
-        "datastore_index_scan_range_bsatn",
-        "datastore_btree_scan_bsatn",
-        "datastore_delete_by_index_scan_range_bsatn",
-        "datastore_delete_by_btree_scan_bsatn",
+    // Name lookups.
+    linker.func_wrap(
+        v0,
+        "table_id_from_name",
+        move |mut caller: Caller<'_, HostEnv>,
+              ptr: i32,
+              len: i32,
+              out: i32|
+              -> wasmtime::Result<i32> {
+            let (memory, env) = memory(&mut caller)?;
+            let Some(tx) = env.tx.as_ref() else {
+                return Ok(no_tx);
+            };
+            let found = HostEnv::table_id(tx, &env.table_names, name(memory, ptr, len)?);
+            match found {
+                Some(id) => write_bytes(memory, out, &id.0.to_le_bytes()).map(|()| 0),
+                None => Ok(errno(errno::NO_SUCH_TABLE)),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        v0,
+        "index_id_from_name",
+        move |mut caller: Caller<'_, HostEnv>,
+              ptr: i32,
+              len: i32,
+              out: i32|
+              -> wasmtime::Result<i32> {
+            let (memory, env) = memory(&mut caller)?;
+            let Some(tx) = env.tx.as_ref() else {
+                return Ok(no_tx);
+            };
+            match tx.index_id_from_name(name(memory, ptr, len)?) {
+                Some(id) => write_bytes(memory, out, &id.0.to_le_bytes()).map(|()| 0),
+                None => Ok(errno(errno::NO_SUCH_INDEX)),
+            }
+        },
+    )?;
+
+    // Reads.
+    linker.func_wrap(
+        v0,
+        "datastore_table_row_count",
+        move |mut caller: Caller<'_, HostEnv>, table: i32, out: i32| -> wasmtime::Result<i32> {
+            let (memory, env) = memory(&mut caller)?;
+            let Some(tx) = env.tx.as_ref() else {
+                return Ok(no_tx);
+            };
+            match tx.row_count(TableId(table as u32)) {
+                Ok(count) => write_bytes(memory, out, &count.to_le_bytes()).map(|()| 0),
+                Err(e) => tx_errno(e),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        v0,
+        "datastore_table_scan_bsatn",
+        move |mut caller: Caller<'_, HostEnv>, table: i32, out: i32| -> wasmtime::Result<i32> {
+            let (memory, env) = memory(&mut caller)?;
+            let Some(tx) = env.tx.as_ref() else {
+                return Ok(no_tx);
+            };
+            match tx.scan(TableId(table as u32)) {
+                Ok(rows) => {
+                    let handle = open_iter(&mut env.iters, chunk_rows(rows));
+                    write_bytes(memory, out, &handle.to_le_bytes()).map(|()| 0)
+                }
+                Err(e) => tx_errno(e),
+            }
+        },
+    )?;
+    for (name, delete) in [
+        ("datastore_index_scan_range_bsatn", false),
+        ("datastore_btree_scan_bsatn", false),
+        ("datastore_delete_by_index_scan_range_bsatn", true),
+        ("datastore_delete_by_btree_scan_bsatn", true),
     ] {
         linker.func_wrap(
             v0,
             name,
-            move |_: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| no_tx,
+            move |mut caller: Caller<'_, HostEnv>,
+                  index: i32,
+                  prefix_ptr: i32,
+                  prefix_len: i32,
+                  prefix_elems: i32,
+                  rstart_ptr: i32,
+                  rstart_len: i32,
+                  rend_ptr: i32,
+                  rend_len: i32,
+                  out: i32|
+                  -> wasmtime::Result<i32> {
+                let (memory, env) = memory(&mut caller)?;
+                let Ok(prefix_elems) = u16::try_from(prefix_elems as u32) else {
+                    bail!("prefix_elems {prefix_elems} is not a column count");
+                };
+                let Some(tx) = env.tx.as_mut() else {
+                    return Ok(no_tx);
+                };
+                let prefix = if prefix_elems == 0 {
+                    &[][..]
+                } else {
+                    slice(memory, prefix_ptr, prefix_len)?
+                };
+                let rstart = slice(memory, rstart_ptr, rstart_len)?;
+                let rend = slice(memory, rend_ptr, rend_len)?;
+                let index = IndexId(index as u32);
+                let elems = usize::from(prefix_elems);
+                let written = if delete {
+                    match tx.delete_by_range_bsatn(index, prefix, elems, rstart, rend) {
+                        Ok(count) => count.to_le_bytes(),
+                        Err(e) => return tx_errno(e),
+                    }
+                } else {
+                    match tx.index_range_bsatn(index, prefix, elems, rstart, rend) {
+                        Ok(rows) => open_iter(&mut env.iters, chunk_rows(rows)).to_le_bytes(),
+                        Err(e) => return tx_errno(e),
+                    }
+                };
+                write_bytes(memory, out, &written).map(|()| 0)
+            },
         )?;
     }
+    let v4 = "spacetime_10.4";
+    for (name, delete) in [
+        ("datastore_index_scan_point_bsatn", false),
+        ("datastore_delete_by_index_scan_point_bsatn", true),
+    ] {
+        linker.func_wrap(
+            v4,
+            name,
+            move |mut caller: Caller<'_, HostEnv>,
+                  index: i32,
+                  ptr: i32,
+                  len: i32,
+                  out: i32|
+                  -> wasmtime::Result<i32> {
+                let (memory, env) = memory(&mut caller)?;
+                let Some(tx) = env.tx.as_mut() else {
+                    return Ok(no_tx);
+                };
+                let point = slice(memory, ptr, len)?;
+                let index = IndexId(index as u32);
+                let written = if delete {
+                    match tx.delete_by_point_bsatn(index, point) {
+                        Ok(count) => count.to_le_bytes(),
+                        Err(e) => return tx_errno(e),
+                    }
+                } else {
+                    match tx.index_point_bsatn(index, point) {
+                        Ok(rows) => open_iter(&mut env.iters, chunk_rows(rows)).to_le_bytes(),
+                        Err(e) => return tx_errno(e),
+                    }
+                };
+                write_bytes(memory, out, &written).map(|()| 0)
+            },
+        )?;
+    }
+
+    // Row iterators.
     linker.func_wrap(
         v0,
-        "datastore_delete_all_by_eq_bsatn",
-        move |_: i32, _: i32, _: i32, _: i32| no_tx,
+        "row_iter_bsatn_advance",
+        |mut caller: Caller<'_, HostEnv>,
+         iter: i32,
+         buffer_ptr: i32,
+         len_ptr: i32|
+         -> wasmtime::Result<i32> {
+            let (memory, env) = memory(&mut caller)?;
+            let Some(slot) = (iter as u32 as usize)
+                .checked_sub(1)
+                .and_then(|i| env.iters.get_mut(i))
+            else {
+                return Ok(errno(errno::NO_SUCH_ITER));
+            };
+            let Some(state) = slot.as_mut() else {
+                return Ok(errno(errno::NO_SUCH_ITER));
+            };
+            let capacity = read_u32(memory, len_ptr)? as usize;
+            let mut written = 0usize;
+            while let Some(chunk) = state.chunks.front() {
+                if written + chunk.len() > capacity {
+                    break;
+                }
+                let at = (buffer_ptr as u32 as usize)
+                    .checked_add(written)
+                    .ok_or_else(|| format_err!("buffer pointer overflows"))?;
+                write_bytes(memory, at as i32, chunk)?;
+                written += chunk.len();
+                state.chunks.pop_front();
+            }
+            match state.chunks.front() {
+                None => {
+                    *slot = None;
+                    write_bytes(memory, len_ptr, &(written as u32).to_le_bytes())?;
+                    Ok(-1)
+                }
+                Some(next) if written == 0 => {
+                    let needed = next.len() as u32;
+                    write_bytes(memory, len_ptr, &needed.to_le_bytes())?;
+                    Ok(errno(errno::BUFFER_TOO_SMALL))
+                }
+                Some(_) => {
+                    write_bytes(memory, len_ptr, &(written as u32).to_le_bytes())?;
+                    Ok(0)
+                }
+            }
+        },
     )?;
-    linker.func_wrap(v0, "row_iter_bsatn_advance", |_: i32, _: i32, _: i32| {
-        errno(errno::NO_SUCH_ITER)
-    })?;
-    linker.func_wrap(v0, "row_iter_bsatn_close", |_: i32| {
-        errno(errno::NO_SUCH_ITER)
-    })?;
+    linker.func_wrap(
+        v0,
+        "row_iter_bsatn_close",
+        |mut caller: Caller<'_, HostEnv>, iter: i32| -> i32 {
+            let env = caller.data_mut();
+            match (iter as u32 as usize)
+                .checked_sub(1)
+                .and_then(|i| env.iters.get_mut(i))
+                .and_then(Option::take)
+            {
+                Some(_) => 0,
+                None => errno(errno::NO_SUCH_ITER),
+            }
+        },
+    )?;
+
+    // Writes.
     linker.func_wrap(
         v0,
         "datastore_insert_bsatn",
-        move |_: i32, _: i32, _: i32| no_tx,
+        move |mut caller: Caller<'_, HostEnv>,
+              table: i32,
+              row_ptr: i32,
+              len_ptr: i32|
+              -> wasmtime::Result<i32> {
+            let (memory, env) = memory(&mut caller)?;
+            let Some(tx) = env.tx.as_mut() else {
+                return Ok(no_tx);
+            };
+            let len = read_u32(memory, len_ptr)?;
+            let row = slice(memory, row_ptr, len as i32)?;
+            match tx.insert_bsatn(TableId(table as u32), row) {
+                Ok(outcome) => write_back(memory, row_ptr, len_ptr, &outcome.generated_bsatn()),
+                Err(e) => tx_errno(e),
+            }
+        },
     )?;
     linker.func_wrap(
         v0,
         "datastore_update_bsatn",
-        move |_: i32, _: i32, _: i32, _: i32| no_tx,
+        move |mut caller: Caller<'_, HostEnv>,
+              table: i32,
+              index: i32,
+              row_ptr: i32,
+              len_ptr: i32|
+              -> wasmtime::Result<i32> {
+            let (memory, env) = memory(&mut caller)?;
+            let Some(tx) = env.tx.as_mut() else {
+                return Ok(no_tx);
+            };
+            let len = read_u32(memory, len_ptr)?;
+            let row = slice(memory, row_ptr, len as i32)?;
+            match tx.update_bsatn(TableId(table as u32), IndexId(index as u32), row) {
+                Ok(outcome) => write_back(memory, row_ptr, len_ptr, &outcome.generated_bsatn()),
+                Err(e) => tx_errno(e),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        v0,
+        "datastore_delete_all_by_eq_bsatn",
+        move |mut caller: Caller<'_, HostEnv>,
+              table: i32,
+              ptr: i32,
+              len: i32,
+              out: i32|
+              -> wasmtime::Result<i32> {
+            let (memory, env) = memory(&mut caller)?;
+            let Some(tx) = env.tx.as_mut() else {
+                return Ok(no_tx);
+            };
+            let rows = slice(memory, ptr, len)?;
+            match tx.delete_rows_bsatn(TableId(table as u32), rows) {
+                Ok(count) => write_bytes(memory, out, &count.to_le_bytes()).map(|()| 0),
+                Err(e) => tx_errno(e),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "spacetime_10.5",
+        "datastore_clear",
+        move |mut caller: Caller<'_, HostEnv>, table: i32, out: i32| -> wasmtime::Result<i32> {
+            let (memory, env) = memory(&mut caller)?;
+            let Some(tx) = env.tx.as_mut() else {
+                return Ok(no_tx);
+            };
+            match tx.clear(TableId(table as u32)) {
+                Ok(count) => write_bytes(memory, out, &count.to_le_bytes()).map(|()| 0),
+                Err(e) => tx_errno(e),
+            }
+        },
     )?;
     linker.func_wrap(
         v0,
@@ -175,7 +556,7 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
          -> wasmtime::Result<i32> {
             let (memory, env) = memory(&mut caller)?;
             let len = read_u32(memory, len_ptr)?;
-            let bytes = &memory[range(memory, ptr, len as i32)?];
+            let bytes = slice(memory, ptr, len as i32)?;
             let Some(Some(buffer)) = (sink as u32 as usize)
                 .checked_sub(1)
                 .and_then(|i| env.sinks.get_mut(i))
@@ -189,13 +570,52 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
             Ok(0)
         },
     )?;
-    linker.func_wrap(v0, "bytes_source_read", |_: i32, _: i32, _: i32| {
-        errno(errno::NO_SUCH_BYTES)
-    })?;
+    linker.func_wrap(
+        v0,
+        "bytes_source_read",
+        |mut caller: Caller<'_, HostEnv>,
+         source: i32,
+         buffer_ptr: i32,
+         len_ptr: i32|
+         -> wasmtime::Result<i32> {
+            let (memory, env) = memory(&mut caller)?;
+            let Some(slot) = (source as u32 as usize)
+                .checked_sub(1)
+                .and_then(|i| env.sources.get_mut(i))
+            else {
+                return Ok(errno(errno::NO_SUCH_BYTES));
+            };
+            let Some(state) = slot.as_mut() else {
+                return Ok(errno(errno::NO_SUCH_BYTES));
+            };
+            let capacity = read_u32(memory, len_ptr)? as usize;
+            let remaining = &state.bytes[state.read..];
+            let n = capacity.min(remaining.len());
+            write_bytes(memory, buffer_ptr, &remaining[..n])?;
+            write_bytes(memory, len_ptr, &(n as u32).to_le_bytes())?;
+            state.read += n;
+            if state.read == state.bytes.len() {
+                *slot = None;
+                Ok(-1)
+            } else {
+                Ok(0)
+            }
+        },
+    )?;
     linker.func_wrap(
         "spacetime_10.1",
         "bytes_source_remaining_length",
-        |_: i32, _: i32| errno(errno::NO_SUCH_BYTES),
+        |mut caller: Caller<'_, HostEnv>, source: i32, out: i32| -> wasmtime::Result<i32> {
+            let (memory, env) = memory(&mut caller)?;
+            let Some(Some(state)) = (source as u32 as usize)
+                .checked_sub(1)
+                .and_then(|i| env.sources.get(i))
+            else {
+                return Ok(errno(errno::NO_SUCH_BYTES));
+            };
+            let remaining = (state.bytes.len() - state.read) as u32;
+            write_bytes(memory, out, &remaining.to_le_bytes()).map(|()| 0)
+        },
     )?;
 
     // Logging and timers.
@@ -213,6 +633,10 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
          message_len: i32|
          -> wasmtime::Result<()> {
             let (memory, env) = memory(&mut caller)?;
+            if env.logs.len() >= LOG_RECORDS_PER_CALL_MAX {
+                env.logs_dropped += 1;
+                return Ok(());
+            }
             // A null target or file means "none" in the bindings.
             let optional = |ptr: i32, len: i32| {
                 if ptr == 0 {
@@ -228,9 +652,7 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
                 line: line as u32,
                 message: lossy(memory, message_ptr, message_len)?,
             };
-            if env.logs.len() < LOG_RECORDS_PER_CALL_MAX {
-                env.logs.push(record);
-            }
+            env.push_log(record);
             Ok(())
         },
     )?;
@@ -256,16 +678,14 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
             else {
                 return Ok(errno(errno::NO_SUCH_CONSOLE_TIMER));
             };
-            if env.logs.len() < LOG_RECORDS_PER_CALL_MAX {
-                let message = format!("Timing span {name:?}: {:?}", started.elapsed());
-                env.logs.push(LogRecord {
-                    level: 2,
-                    target: String::new(),
-                    filename: String::new(),
-                    line: 0,
-                    message,
-                });
-            }
+            let message = format!("Timing span {name:?}: {:?}", started.elapsed());
+            env.push_log(LogRecord {
+                level: 2,
+                target: String::new(),
+                filename: String::new(),
+                line: 0,
+                message,
+            });
             Ok(0)
         },
     )?;
@@ -280,18 +700,38 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
     )?;
 
     // Later minors.
-    linker.func_wrap("spacetime_10.2", "get_jwt", move |_: i32, _: i32| no_tx)?;
+    linker.func_wrap(
+        "spacetime_10.2",
+        "get_jwt",
+        move |mut caller: Caller<'_, HostEnv>,
+              connection_ptr: i32,
+              out: i32|
+              -> wasmtime::Result<i32> {
+            let (memory, env) = memory(&mut caller)?;
+            // The connection id must be readable even though no JWTs are kept yet.
+            slice(memory, connection_ptr, 16)?;
+            if env.tx.is_none() {
+                return Ok(no_tx);
+            }
+            // No JWT is recorded for any connection yet: source 0 = "none" (§3.3).
+            write_bytes(memory, out, &0u32.to_le_bytes()).map(|()| 0)
+        },
+    )?;
     let v3 = "spacetime_10.3";
     let not_anonymous = errno(errno::TRANSACTION_NOT_ANONYMOUS);
     linker.func_wrap(
         v3,
         "procedure_sleep_until",
-        |_: i64| -> wasmtime::Result<i64> { bail!("procedure_sleep_until outside a procedure") },
+        |_: i64| -> wasmtime::Result<i64> {
+            bail!("procedure_sleep_until: procedures are not supported yet")
+        },
     )?;
     linker.func_wrap(
         v3,
         "procedure_start_mut_tx",
-        |_: i32| -> wasmtime::Result<i32> { bail!("procedure_start_mut_tx outside a procedure") },
+        |_: i32| -> wasmtime::Result<i32> {
+            bail!("procedure_start_mut_tx: procedures are not supported yet")
+        },
     )?;
     linker.func_wrap(v3, "procedure_commit_mut_tx", move || not_anonymous)?;
     linker.func_wrap(v3, "procedure_abort_mut_tx", move || not_anonymous)?;
@@ -299,31 +739,33 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
         v3,
         "procedure_http_request",
         |_: i32, _: i32, _: i32, _: i32, _: i32| -> wasmtime::Result<i32> {
-            bail!("procedure_http_request outside a procedure")
+            bail!("procedure_http_request: procedures are not supported yet")
         },
-    )?;
-    let v4 = "spacetime_10.4";
-    linker.func_wrap(
-        v4,
-        "datastore_index_scan_point_bsatn",
-        move |_: i32, _: i32, _: i32, _: i32| no_tx,
-    )?;
-    linker.func_wrap(
-        v4,
-        "datastore_delete_by_index_scan_point_bsatn",
-        move |_: i32, _: i32, _: i32, _: i32| no_tx,
-    )?;
-    linker.func_wrap(
-        "spacetime_10.5",
-        "datastore_clear",
-        move |_: i32, _: i32| no_tx,
     )?;
     Ok(())
 }
 
-/// Log text is shown, not parsed: invalid UTF-8 is replaced rather than trapped.
+/// Writes the generated column values over the start of the guest's row
+/// buffer and their length to `len_ptr` (module-abi §3.1 write-back).
+fn write_back(
+    memory: &mut [u8],
+    row_ptr: i32,
+    len_ptr: i32,
+    bytes: &[u8],
+) -> wasmtime::Result<i32> {
+    if !bytes.is_empty() {
+        write_bytes(memory, row_ptr, bytes)?;
+    }
+    write_bytes(memory, len_ptr, &(bytes.len() as u32).to_le_bytes())?;
+    Ok(0)
+}
+
+/// Log text is shown, not parsed: invalid UTF-8 is replaced rather than
+/// trapped, and very long messages are cut.
 fn lossy(memory: &[u8], ptr: i32, len: i32) -> wasmtime::Result<String> {
-    Ok(String::from_utf8_lossy(&memory[range(memory, ptr, len)?]).into_owned())
+    let bytes = slice(memory, ptr, len)?;
+    let bytes = &bytes[..bytes.len().min(LOG_MESSAGE_BYTES_MAX)];
+    Ok(String::from_utf8_lossy(bytes).into_owned())
 }
 
 #[cfg(test)]

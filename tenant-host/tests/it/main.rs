@@ -3,5 +3,7 @@
 #[path = "../support/modules.rs"]
 mod modules;
 
+mod harness;
 mod load;
 mod real_modules;
+mod reducers;

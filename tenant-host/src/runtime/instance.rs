@@ -1,0 +1,520 @@
+//! Reducer calls in a transaction: the loaded module, its instances, and the
+//! outcome of one call.
+//!
+//! Owns: [`HostedModule`] (compiled module + validated [`ModuleDef`] + a pool
+//! of idle instances), [`ModuleInstance`] (one wasm store, described once,
+//! reused across calls and discarded after a trap, module-abi §1 step 9),
+//! [`HostedModule::call_reducer`] (argument type check, one transaction,
+//! commit iff the reducer returns 0, §4.5 and §8.1),
+//! [`HostedModule::create_database`] (every table and `init` in one
+//! transaction, §8.7), and the budgets of a call ([`CallOptions`]).
+//! Does not own: what the imports do (`runtime::host`), storage semantics
+//! (`storage`), scheduling, client connections or procedures.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use spacetimedb_sats::ProductValue;
+use storage::{Database, MutTx, TxDelta};
+use wasmtime::{Instance, Store, StoreLimitsBuilder, Trap, TypedFunc};
+
+use super::host::{HostEnv, LogRecord, LOG_LEVEL_PANIC};
+use super::{LoadError, Runtime};
+use crate::moduledef::{ModuleDef, ModuleDefError};
+
+/// Budgets and identity of the calls made on one hosted module.
+#[derive(Clone, Debug)]
+pub struct CallOptions {
+    /// Wasm fuel (≈ instructions) one reducer call may use.
+    pub fuel_per_call: u64,
+    /// Wall-clock limit of one reducer call (epoch deadline).
+    pub deadline_per_call: Duration,
+    /// Largest linear memory an instance may grow to, in bytes.
+    pub memory_bytes_max: usize,
+    /// What the `identity` import answers: the database identity, as the
+    /// little-endian bytes of its u256.
+    pub database_identity: [u8; 32],
+}
+
+impl Default for CallOptions {
+    fn default() -> CallOptions {
+        CallOptions {
+            fuel_per_call: 10_000_000_000,
+            deadline_per_call: Duration::from_secs(30),
+            memory_bytes_max: 512 * 1024 * 1024,
+            database_identity: [0; 32],
+        }
+    }
+}
+
+/// Who calls and when (module-abi §4.0, §8.8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallerContext {
+    /// The caller's identity as the little-endian bytes of its u256
+    /// (`Identity::to_byte_array`).
+    pub sender: [u8; 32],
+    /// The connection id as little-endian bytes; all zero = no connection.
+    pub connection_id: [u8; 16],
+    /// Microseconds since the Unix epoch.
+    pub timestamp_micros: i64,
+}
+
+/// How a reducer call ended. Only `Committed` changed the database.
+#[derive(Debug)]
+pub enum ReducerOutcome {
+    /// Returned 0; the transaction committed.
+    Committed { delta: TxDelta },
+    /// Returned an error (code 1) with this message; rolled back.
+    Failed { message: String },
+    /// Trapped (panic, wasm trap, host-import trap); rolled back, instance discarded.
+    Trapped { message: String },
+    /// Used up its fuel; rolled back, instance discarded.
+    OutOfFuel,
+    /// Ran past its wall-clock deadline; rolled back, instance discarded.
+    Timeout,
+    /// The arguments do not decode at the reducer's parameter types; not called.
+    BadArguments { message: String },
+    /// No reducer with that id or name.
+    NoSuchReducer { reducer: String },
+    /// The host could not run or commit the call (the database refuses
+    /// writes, an instance could not be created, an unexpected return code).
+    Internal { message: String },
+}
+
+impl ReducerOutcome {
+    pub fn is_committed(&self) -> bool {
+        matches!(self, ReducerOutcome::Committed { .. })
+    }
+}
+
+/// A call's outcome with everything the module logged during it.
+#[derive(Debug)]
+pub struct CallResult {
+    pub outcome: ReducerOutcome,
+    pub logs: Vec<LogRecord>,
+    /// Fuel the call consumed.
+    pub fuel_used: u64,
+}
+
+/// A reducer named by id (position in the module definition) or source name.
+#[derive(Clone, Copy, Debug)]
+pub enum ReducerRef<'a> {
+    Id(usize),
+    Name(&'a str),
+}
+
+impl From<usize> for ReducerRef<'_> {
+    fn from(id: usize) -> Self {
+        ReducerRef::Id(id)
+    }
+}
+
+impl<'a> From<&'a str> for ReducerRef<'a> {
+    fn from(name: &'a str) -> Self {
+        ReducerRef::Name(name)
+    }
+}
+
+/// Why a module could not be hosted.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("the module definition is invalid: {0}")]
+    Def(#[from] ModuleDefError),
+}
+
+/// A compiled, described and validated module, ready to run reducers.
+pub struct HostedModule {
+    runtime: Runtime,
+    module: wasmtime::Module,
+    def: Arc<ModuleDef>,
+    options: CallOptions,
+    /// Source and canonical table names → storage (canonical) name.
+    table_names: Arc<HashMap<String, String>>,
+    /// Healthy instances between calls.
+    idle: Mutex<Vec<ModuleInstance>>,
+    /// Log records of loading (preinit and describe of the first instance).
+    load_logs: Vec<LogRecord>,
+}
+
+/// One instance: its own store and memory, already described.
+pub struct ModuleInstance {
+    store: Store<HostEnv>,
+    call_reducer: TypedFunc<CallReducerParams, i32>,
+}
+
+/// `__call_reducer__(id, sender_0..3, conn_id_0..1, timestamp, args, error_sink)`.
+type CallReducerParams = (i32, i64, i64, i64, i64, i64, i64, i64, i32, i32);
+
+/// How the guest call itself ended, before commit or rollback.
+enum Ended {
+    Returned(i32),
+    Trapped(String),
+    OutOfFuel,
+    Timeout,
+}
+
+impl Runtime {
+    /// Loads `wasm`, validates its definition and keeps the first instance
+    /// for the first call.
+    pub fn host(&self, wasm: &[u8], options: CallOptions) -> Result<HostedModule, HostError> {
+        let (loaded, store, instance) = self.load_with_instance(wasm)?;
+        let def = ModuleDef::from_bsatn(&loaded.description)?;
+        let mut table_names = HashMap::new();
+        for table in &def.tables {
+            table_names.insert(table.canonical_name.clone(), table.def.name.clone());
+            table_names.insert(table.source_name.clone(), table.def.name.clone());
+        }
+        let hosted = HostedModule {
+            runtime: self.clone(),
+            module: loaded.module,
+            def: Arc::new(def),
+            options,
+            table_names: Arc::new(table_names),
+            idle: Mutex::new(Vec::new()),
+            load_logs: loaded.logs,
+        };
+        let first = hosted.adopt(store, instance)?;
+        hosted.put_back(first);
+        Ok(hosted)
+    }
+}
+
+impl HostedModule {
+    pub fn def(&self) -> &ModuleDef {
+        &self.def
+    }
+
+    pub fn options(&self) -> &CallOptions {
+        &self.options
+    }
+
+    /// What the module logged while it was loaded and described.
+    pub fn load_logs(&self) -> &[LogRecord] {
+        &self.load_logs
+    }
+
+    /// A fresh instance: instantiated, preinits run, described (the
+    /// description is discarded: the first one is the module's).
+    pub fn instantiate(&self) -> Result<ModuleInstance, LoadError> {
+        let (mut store, instance) = self.runtime.instantiate(&self.module)?;
+        super::describe(&mut store, &instance)?;
+        store.data_mut().logs.clear();
+        self.adopt(store, instance)
+    }
+
+    fn adopt(
+        &self,
+        mut store: Store<HostEnv>,
+        instance: Instance,
+    ) -> Result<ModuleInstance, LoadError> {
+        let env = store.data_mut();
+        env.table_names = self.table_names.clone();
+        env.database_identity = self.options.database_identity;
+        env.limits = StoreLimitsBuilder::new()
+            .memory_size(self.options.memory_bytes_max)
+            .build();
+        env.end_call();
+        env.logs.clear();
+        let call_reducer = instance
+            .get_typed_func(&mut store, "__call_reducer__")
+            .map_err(|e| LoadError::BadExport {
+                name: "__call_reducer__".into(),
+                reason: format!("{e:#}"),
+            })?;
+        Ok(ModuleInstance {
+            store,
+            call_reducer,
+        })
+    }
+
+    fn take_instance(&self) -> Result<ModuleInstance, LoadError> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .pop();
+        match idle {
+            Some(instance) => Ok(instance),
+            None => self.instantiate(),
+        }
+    }
+
+    fn put_back(&self, instance: ModuleInstance) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .push(instance);
+    }
+
+    /// Resolves a reducer reference to its id.
+    pub fn reducer_id(&self, reducer: ReducerRef<'_>) -> Option<usize> {
+        match reducer {
+            ReducerRef::Id(id) => (id < self.def.reducers.len()).then_some(id),
+            ReducerRef::Name(name) => self.def.reducer(name).map(|(id, _)| id),
+        }
+    }
+
+    /// Runs one reducer in its own transaction: type-checks `args` (BSATN of
+    /// the parameter product), opens a transaction on `db`, calls the guest,
+    /// commits iff it returned 0 and rolls back otherwise.
+    pub fn call_reducer<'a>(
+        &self,
+        db: &Database,
+        reducer: impl Into<ReducerRef<'a>>,
+        caller: CallerContext,
+        args: &[u8],
+    ) -> CallResult {
+        let reducer = reducer.into();
+        let Some(id) = self.reducer_id(reducer) else {
+            return CallResult::bare(ReducerOutcome::NoSuchReducer {
+                reducer: format!("{reducer:?}"),
+            });
+        };
+        if let Err(message) = self.check_args(id, args) {
+            return CallResult::bare(ReducerOutcome::BadArguments { message });
+        }
+        let tx = match db.begin() {
+            Ok(tx) => tx,
+            Err(e) => {
+                return CallResult::bare(ReducerOutcome::Internal {
+                    message: format!("cannot open a transaction: {e}"),
+                })
+            }
+        };
+        self.run_and_finish(tx, id, caller, args)
+    }
+
+    /// Creates the module's database in `db`: every table, then the `init`
+    /// reducer (if any) with `owner` as sender and no connection, all in one
+    /// transaction. Unless the outcome is `Committed`, nothing was created.
+    pub fn create_database(
+        &self,
+        db: &Database,
+        owner: [u8; 32],
+        timestamp_micros: i64,
+    ) -> CallResult {
+        let mut tx = match db.begin() {
+            Ok(tx) => tx,
+            Err(e) => {
+                return CallResult::bare(ReducerOutcome::Internal {
+                    message: format!("cannot open a transaction: {e}"),
+                })
+            }
+        };
+        for table in &self.def.tables {
+            if let Err(e) = tx.create_table(table.def.clone()) {
+                tx.rollback();
+                return CallResult::bare(ReducerOutcome::Internal {
+                    message: format!("creating table `{}`: {e}", table.canonical_name),
+                });
+            }
+        }
+        let caller = CallerContext {
+            sender: owner,
+            connection_id: [0; 16],
+            timestamp_micros,
+        };
+        match self.def.lifecycle.init {
+            Some(init) => self.run_and_finish(tx, init, caller, &[]),
+            None => CallResult::bare(commit(tx)),
+        }
+    }
+
+    /// Decodes `args` at the reducer's parameter product, exactly.
+    fn check_args(&self, id: usize, args: &[u8]) -> Result<(), String> {
+        let params = &self.def.reducers[id].params;
+        let mut reader = args;
+        ProductValue::decode(params, &mut reader).map_err(|e| {
+            format!(
+                "arguments of `{}` do not decode: {e}",
+                self.def.reducers[id].source_name
+            )
+        })?;
+        if !reader.is_empty() {
+            return Err(format!(
+                "arguments of `{}` have {} trailing bytes",
+                self.def.reducers[id].source_name,
+                reader.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Calls reducer `id` inside `tx` on a healthy instance; commits on 0,
+    /// rolls back otherwise; discards the instance unless it returned.
+    fn run_and_finish(
+        &self,
+        tx: MutTx,
+        id: usize,
+        caller: CallerContext,
+        args: &[u8],
+    ) -> CallResult {
+        let mut instance = match self.take_instance() {
+            Ok(instance) => instance,
+            Err(e) => {
+                tx.rollback();
+                return CallResult::bare(ReducerOutcome::Internal {
+                    message: format!("cannot create an instance: {e}"),
+                });
+            }
+        };
+        let (ended, tx, error_message, logs, fuel_used) =
+            instance.invoke(&self.options, tx, id, caller, args);
+        let outcome = match (ended, tx) {
+            (Ended::Returned(0), Some(tx)) => commit(tx),
+            (ended, tx) => {
+                if let Some(tx) = tx {
+                    tx.rollback();
+                }
+                match ended {
+                    Ended::Returned(0) => ReducerOutcome::Internal {
+                        message: "the transaction was lost during the call".into(),
+                    },
+                    Ended::Returned(1) => ReducerOutcome::Failed {
+                        message: error_message,
+                    },
+                    Ended::Returned(code) => ReducerOutcome::Internal {
+                        message: format!("the reducer returned the unexpected code {code}"),
+                    },
+                    Ended::Trapped(message) => ReducerOutcome::Trapped {
+                        message: panic_message(&logs).map_or(message.clone(), |panic| {
+                            format!("the module panicked: {panic} ({message})")
+                        }),
+                    },
+                    Ended::OutOfFuel => ReducerOutcome::OutOfFuel,
+                    Ended::Timeout => ReducerOutcome::Timeout,
+                }
+            }
+        };
+        if matches!(
+            outcome,
+            ReducerOutcome::Trapped { .. } | ReducerOutcome::OutOfFuel | ReducerOutcome::Timeout
+        ) {
+            drop(instance);
+        } else {
+            self.put_back(instance);
+        }
+        CallResult {
+            outcome,
+            logs,
+            fuel_used,
+        }
+    }
+}
+
+impl ModuleInstance {
+    /// Runs `__call_reducer__` with `tx` in the store; returns how it ended,
+    /// the transaction back, the error sink's text, the logs and fuel used.
+    fn invoke(
+        &mut self,
+        options: &CallOptions,
+        tx: MutTx,
+        id: usize,
+        caller: CallerContext,
+        args: &[u8],
+    ) -> (Ended, Option<MutTx>, String, Vec<LogRecord>, u64) {
+        let env = self.store.data_mut();
+        env.end_call();
+        env.logs.clear();
+        env.logs_dropped = 0;
+        env.tx = Some(tx);
+        // Empty arguments are passed as the invalid source 0 (§4.0).
+        let args_source = if args.is_empty() {
+            0
+        } else {
+            env.new_source(args.to_vec())
+        };
+        let error_sink = env.new_sink();
+
+        let word = |bytes: &[u8], i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&bytes[8 * i..8 * i + 8]);
+            u64::from_le_bytes(w) as i64
+        };
+        let s = &caller.sender;
+        let c = &caller.connection_id;
+        let params = (
+            id as i32,
+            word(s, 0),
+            word(s, 1),
+            word(s, 2),
+            word(s, 3),
+            word(c, 0),
+            word(c, 1),
+            caller.timestamp_micros,
+            args_source as i32,
+            error_sink as i32,
+        );
+
+        let fuel_set = self.store.set_fuel(options.fuel_per_call).is_ok();
+        self.store
+            .set_epoch_deadline(super::ticks(options.deadline_per_call));
+        let result = self.call_reducer.call(&mut self.store, params);
+        let fuel_used = if fuel_set {
+            options
+                .fuel_per_call
+                .saturating_sub(self.store.get_fuel().unwrap_or(0))
+        } else {
+            0
+        };
+
+        let ended = match result {
+            Ok(code) => Ended::Returned(code),
+            Err(error) => match error.downcast_ref::<Trap>() {
+                Some(Trap::OutOfFuel) => Ended::OutOfFuel,
+                Some(Trap::Interrupt) => Ended::Timeout,
+                _ => Ended::Trapped(format!("{error:#}")),
+            },
+        };
+        let env = self.store.data_mut();
+        let tx = env.tx.take();
+        let message = String::from_utf8_lossy(&env.take_sink(error_sink)).into_owned();
+        let mut logs = std::mem::take(&mut env.logs);
+        if env.logs_dropped > 0 {
+            logs.push(LogRecord {
+                level: 1,
+                target: String::new(),
+                filename: String::new(),
+                line: 0,
+                message: format!(
+                    "{} further log records of this call were dropped (limit {})",
+                    env.logs_dropped,
+                    super::host::LOG_RECORDS_PER_CALL_MAX
+                ),
+            });
+            env.logs_dropped = 0;
+        }
+        env.end_call();
+        (ended, tx, message, logs, fuel_used)
+    }
+}
+
+impl CallResult {
+    fn bare(outcome: ReducerOutcome) -> CallResult {
+        CallResult {
+            outcome,
+            logs: Vec::new(),
+            fuel_used: 0,
+        }
+    }
+}
+
+fn commit(tx: MutTx) -> ReducerOutcome {
+    match tx.commit() {
+        Ok(delta) => ReducerOutcome::Committed { delta },
+        Err(e) => ReducerOutcome::Internal {
+            message: format!("commit failed: {e}"),
+        },
+    }
+}
+
+/// The message of the last panic record, if the module panicked.
+fn panic_message(logs: &[LogRecord]) -> Option<&str> {
+    logs.iter()
+        .rev()
+        .find(|record| record.level == LOG_LEVEL_PANIC)
+        .map(|record| record.message.as_str())
+}
