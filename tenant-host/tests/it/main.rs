@@ -3,6 +3,7 @@
 #[path = "../support/modules.rs"]
 mod modules;
 
+mod abi_coverage;
 mod harness;
 mod load;
 mod real_modules;
