@@ -5,6 +5,7 @@ mod modules;
 
 mod abi_coverage;
 mod harness;
+mod hostile;
 mod load;
 mod real_modules;
 mod reducers;
