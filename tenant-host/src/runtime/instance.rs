@@ -276,15 +276,22 @@ impl HostedModule {
         if let Err(message) = self.check_args(id, args) {
             return CallResult::bare(ReducerOutcome::BadArguments { message });
         }
+        // The instance is ready before the write lock is taken, so creating
+        // one never delays other writers.
+        let instance = match self.take_instance() {
+            Ok(instance) => instance,
+            Err(e) => return CallResult::bare(instance_error(e)),
+        };
         let tx = match db.begin() {
             Ok(tx) => tx,
             Err(e) => {
+                self.put_back(instance);
                 return CallResult::bare(ReducerOutcome::Internal {
                     message: format!("cannot open a transaction: {e}"),
-                })
+                });
             }
         };
-        self.run_and_finish(tx, id, caller, args)
+        self.run_and_finish(instance, tx, id, caller, args)
     }
 
     /// Creates the module's database in `db`: every table, then the `init`
@@ -296,17 +303,23 @@ impl HostedModule {
         owner: [u8; 32],
         timestamp_micros: i64,
     ) -> CallResult {
+        let instance = match self.take_instance() {
+            Ok(instance) => instance,
+            Err(e) => return CallResult::bare(instance_error(e)),
+        };
         let mut tx = match db.begin() {
             Ok(tx) => tx,
             Err(e) => {
+                self.put_back(instance);
                 return CallResult::bare(ReducerOutcome::Internal {
                     message: format!("cannot open a transaction: {e}"),
-                })
+                });
             }
         };
         for table in &self.def.tables {
             if let Err(e) = tx.create_table(table.def.clone()) {
                 tx.rollback();
+                self.put_back(instance);
                 return CallResult::bare(ReducerOutcome::Internal {
                     message: format!("creating table `{}`: {e}", table.canonical_name),
                 });
@@ -318,8 +331,11 @@ impl HostedModule {
             timestamp_micros,
         };
         match self.def.lifecycle.init {
-            Some(init) => self.run_and_finish(tx, init, caller, &[]),
-            None => CallResult::bare(commit(tx)),
+            Some(init) => self.run_and_finish(instance, tx, init, caller, &[]),
+            None => {
+                self.put_back(instance);
+                CallResult::bare(commit(tx))
+            }
         }
     }
 
@@ -347,20 +363,12 @@ impl HostedModule {
     /// rolls back otherwise; discards the instance unless it returned.
     fn run_and_finish(
         &self,
+        mut instance: ModuleInstance,
         tx: MutTx,
         id: usize,
         caller: CallerContext,
         args: &[u8],
     ) -> CallResult {
-        let mut instance = match self.take_instance() {
-            Ok(instance) => instance,
-            Err(e) => {
-                tx.rollback();
-                return CallResult::bare(ReducerOutcome::Internal {
-                    message: format!("cannot create an instance: {e}"),
-                });
-            }
-        };
         let (ended, tx, error_message, logs, fuel_used) =
             instance.invoke(&self.options, tx, id, caller, args);
         let outcome = match (ended, tx) {
@@ -499,6 +507,12 @@ impl CallResult {
             logs: Vec::new(),
             fuel_used: 0,
         }
+    }
+}
+
+fn instance_error(error: LoadError) -> ReducerOutcome {
+    ReducerOutcome::Internal {
+        message: format!("cannot create an instance: {error}"),
     }
 }
 
