@@ -769,6 +769,9 @@ fn lossy(memory: &[u8], ptr: i32, len: i32) -> wasmtime::Result<String> {
 }
 
 #[cfg(test)]
+mod abi_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::runtime::abi::IMPORTS;
