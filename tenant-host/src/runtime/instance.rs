@@ -371,6 +371,8 @@ impl HostedModule {
     ) -> CallResult {
         let (ended, tx, error_message, logs, fuel_used) =
             instance.invoke(&self.options, tx, id, caller, args);
+        // Only an instance that returned 0 or 1 is known to be healthy.
+        let healthy = matches!(ended, Ended::Returned(0 | 1));
         let outcome = match (ended, tx) {
             (Ended::Returned(0), Some(tx)) => commit(tx),
             (ended, tx) => {
@@ -397,13 +399,10 @@ impl HostedModule {
                 }
             }
         };
-        if matches!(
-            outcome,
-            ReducerOutcome::Trapped { .. } | ReducerOutcome::OutOfFuel | ReducerOutcome::Timeout
-        ) {
-            drop(instance);
-        } else {
+        if healthy {
             self.put_back(instance);
+        } else {
+            drop(instance);
         }
         CallResult {
             outcome,

@@ -237,3 +237,27 @@ fn durable_database_keeps_reducer_writes_across_reopen() {
     );
     assert_eq!(balance(&db, 1), INITIAL);
 }
+
+// Protects concurrent use of one hosted module: calls from several threads
+// each get an instance (the pool grows as needed), transactions serialise,
+// and money is conserved across many transfers.
+#[test]
+fn concurrent_transfers_serialise_and_conserve_balances() {
+    let (module, db) = hosted("bank", options());
+    assert_committed(&call(&module, &db, "seed", &enc(&4u64)), "seed(4)");
+    std::thread::scope(|scope| {
+        for thread in 0..3u64 {
+            let (module, db) = (&module, &db);
+            scope.spawn(move || {
+                for i in 0..20u64 {
+                    let from = 1 + (thread + i) % 4;
+                    let to = 1 + (thread + i + 1) % 4;
+                    let result = call(module, db, "transfer", &transfer_args(from, to, 7));
+                    assert_committed(&result, "concurrent transfer");
+                }
+            });
+        }
+    });
+    let total: i64 = (1..=4).map(|id| balance(&db, id)).sum();
+    assert_eq!(total, 4 * INITIAL);
+}
