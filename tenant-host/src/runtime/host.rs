@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use spacetimedb_primitives::errno;
-use storage::{IndexId, MutTx, TableId, TxError};
+use spacetimedb_sats::AlgebraicValue;
+use storage::{ColId, IndexId, MutTx, TableId, TxError};
 use wasmtime::{bail, format_err};
 use wasmtime::{Caller, Linker, Memory, StoreLimits};
 
@@ -63,6 +64,10 @@ pub(crate) struct HostEnv {
     /// Table names the guest may send (source names and canonical names) →
     /// the storage (canonical) name.
     pub(crate) table_names: Arc<HashMap<String, String>>,
+    /// Schedule tables by storage (canonical) name → their `ScheduleAt` column.
+    pub(crate) schedule_at_cols: Arc<HashMap<String, ColId>>,
+    /// The timestamp of the running call (µs since the Unix epoch).
+    pub(crate) call_timestamp_micros: i64,
     /// Handle `h` is `sinks[h - 1]`; `None` once taken.
     sinks: Vec<Option<Vec<u8>>>,
     /// Handle `h` is `sources[h - 1]`; `None` once exhausted.
@@ -128,6 +133,51 @@ impl HostEnv {
         let canonical = names.get(name).map(String::as_str).unwrap_or(name);
         tx.table_id_from_name(canonical)
     }
+}
+
+/// The longest delay a schedule row may ask for: 2^36 − 1 milliseconds
+/// (≈ 2.18 years), the limit modules were tested against (module-abi §8.6).
+const SCHEDULE_DELAY_MICROS_MAX: i128 = ((1 << 36) - 1) * 1000;
+
+/// Whether inserting `row` into `table` must fail with
+/// `SCHEDULE_AT_DELAY_TOO_LONG`: the table is a schedule table and the row's
+/// `ScheduleAt` lies too far after `now = max(call timestamp, wall clock)`.
+/// Rows that do not decode are left to the insert, which reports them.
+fn schedule_delay_too_long(
+    tx: &MutTx,
+    schedule_at_cols: &HashMap<String, ColId>,
+    call_timestamp_micros: i64,
+    table: TableId,
+    row: &[u8],
+) -> bool {
+    let Ok(schema) = tx.schema(table) else {
+        return false;
+    };
+    let Some(col) = schedule_at_cols.get(&schema.name) else {
+        return false;
+    };
+    let Ok(row) = storage::value::decode_row(schema, row) else {
+        return false;
+    };
+    let Some(AlgebraicValue::Sum(at)) = row.get(col.idx()) else {
+        return false;
+    };
+    let AlgebraicValue::Product(inner) = &*at.value else {
+        return false;
+    };
+    let Some(AlgebraicValue::I64(micros)) = inner.elements.first() else {
+        return false;
+    };
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i128);
+    let now = wall.max(i128::from(call_timestamp_micros));
+    let delay = match at.tag {
+        0 => i128::from(*micros).abs(),
+        1 => i128::from(*micros) - now,
+        _ => return false,
+    };
+    delay >= SCHEDULE_DELAY_MICROS_MAX
 }
 
 fn errno(code: std::num::NonZeroU16) -> i32 {
@@ -476,7 +526,17 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
             };
             let len = read_u32(memory, len_ptr)?;
             let row = slice(memory, row_ptr, len as i32)?;
-            match tx.insert_bsatn(TableId(table as u32), row) {
+            let table = TableId(table as u32);
+            if schedule_delay_too_long(
+                tx,
+                &env.schedule_at_cols,
+                env.call_timestamp_micros,
+                table,
+                row,
+            ) {
+                return Ok(errno(errno::SCHEDULE_AT_DELAY_TOO_LONG));
+            }
+            match tx.insert_bsatn(table, row) {
                 Ok(outcome) => write_back(memory, row_ptr, len_ptr, &outcome.generated_bsatn()),
                 Err(e) => tx_errno(e),
             }
@@ -497,7 +557,17 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
             };
             let len = read_u32(memory, len_ptr)?;
             let row = slice(memory, row_ptr, len as i32)?;
-            match tx.update_bsatn(TableId(table as u32), IndexId(index as u32), row) {
+            let table = TableId(table as u32);
+            if schedule_delay_too_long(
+                tx,
+                &env.schedule_at_cols,
+                env.call_timestamp_micros,
+                table,
+                row,
+            ) {
+                return Ok(errno(errno::SCHEDULE_AT_DELAY_TOO_LONG));
+            }
+            match tx.update_bsatn(table, IndexId(index as u32), row) {
                 Ok(outcome) => write_back(memory, row_ptr, len_ptr, &outcome.generated_bsatn()),
                 Err(e) => tx_errno(e),
             }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use spacetimedb_sats::ProductValue;
-use storage::{Database, MutTx, TxDelta};
+use storage::{ColId, Database, MutTx, TxDelta};
 use wasmtime::{Instance, Store, StoreLimitsBuilder, Trap, TypedFunc};
 
 use super::host::{HostEnv, LogRecord, LOG_LEVEL_PANIC};
@@ -133,6 +133,8 @@ pub struct HostedModule {
     options: CallOptions,
     /// Source and canonical table names → storage (canonical) name.
     table_names: Arc<HashMap<String, String>>,
+    /// Schedule tables (storage name) → their `ScheduleAt` column.
+    schedule_at_cols: Arc<HashMap<String, ColId>>,
     /// Healthy instances between calls.
     idle: Mutex<Vec<ModuleInstance>>,
     /// Log records of loading (preinit and describe of the first instance).
@@ -167,7 +169,16 @@ impl Runtime {
             table_names.insert(table.canonical_name.clone(), table.def.name.clone());
             table_names.insert(table.source_name.clone(), table.def.name.clone());
         }
+        let schedule_at_cols = def
+            .schedules
+            .iter()
+            .filter_map(|schedule| {
+                let table = def.tables.get(schedule.table)?;
+                Some((table.def.name.clone(), schedule.schedule_at_col))
+            })
+            .collect();
         let hosted = HostedModule {
+            schedule_at_cols: Arc::new(schedule_at_cols),
             runtime: self.clone(),
             module: loaded.module,
             def: Arc::new(def),
@@ -212,6 +223,7 @@ impl HostedModule {
     ) -> Result<ModuleInstance, LoadError> {
         let env = store.data_mut();
         env.table_names = self.table_names.clone();
+        env.schedule_at_cols = self.schedule_at_cols.clone();
         env.database_identity = self.options.database_identity;
         env.limits = StoreLimitsBuilder::new()
             .memory_size(self.options.memory_bytes_max)
@@ -428,6 +440,7 @@ impl ModuleInstance {
         env.logs.clear();
         env.logs_dropped = 0;
         env.tx = Some(tx);
+        env.call_timestamp_micros = caller.timestamp_micros;
         // Empty arguments are passed as the invalid source 0 (§4.0).
         let args_source = if args.is_empty() {
             0

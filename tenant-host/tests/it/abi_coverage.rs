@@ -255,3 +255,42 @@ fn logging_and_timers_are_recorded() {
         .iter()
         .any(|r| r.message == "multi\nline\nmessage with unicode: λ ✓"));
 }
+
+// Protects SCHEDULE_AT_DELAY_TOO_LONG (module-abi §8.6): schedule rows due
+// within ~2.18 years are accepted (one-shot and interval); farther ones make
+// the insert fail, which the bindings turn into a panic, rolling back.
+#[test]
+fn schedule_rows_too_far_ahead_are_refused() {
+    let (module, db) = hosted("abi-coverage", options());
+    const YEAR_MICROS: i64 = 365 * 24 * 3_600 * 1_000_000;
+    let soon = call(
+        &module,
+        &db,
+        "schedule_once",
+        &args(&[enc(&1_000_000i64), enc("soon")]),
+    );
+    assert_committed(&soon, "schedule_once(1 s)");
+    let repeating = call(
+        &module,
+        &db,
+        "schedule_repeating",
+        &args(&[enc(&(2 * YEAR_MICROS)), enc("every two years")]),
+    );
+    assert_committed(&repeating, "schedule_repeating(2 years)");
+    assert_eq!(rows(&db, "tick_schedule").len(), 2);
+
+    for (reducer, delay) in [
+        ("schedule_once", 10 * YEAR_MICROS),
+        ("schedule_repeating", -10 * YEAR_MICROS),
+    ] {
+        let far = call(&module, &db, reducer, &args(&[enc(&delay), enc("far")]));
+        assert!(
+            matches!(far.outcome, ReducerOutcome::Trapped { .. }),
+            "{reducer}({delay}): {:?}",
+            far.outcome
+        );
+    }
+    assert_eq!(rows(&db, "tick_schedule").len(), 2);
+    assert_committed(&call(&module, &db, "cancel_schedules", &[]), "cancel");
+    assert!(rows(&db, "tick_schedule").is_empty());
+}
