@@ -34,6 +34,32 @@ pub struct LogRecord {
     pub filename: String,
     pub line: u32,
     pub message: String,
+    /// The reducer running when the record was written; empty during set-up.
+    pub function: String,
+    /// Host wall clock when the record was written, µs since the Unix epoch.
+    pub timestamp_micros: i64,
+}
+
+impl LogRecord {
+    /// A record written by the host itself (timer spans, notices).
+    pub(crate) fn host(level: u8, message: String) -> LogRecord {
+        LogRecord {
+            level,
+            target: String::new(),
+            filename: String::new(),
+            line: 0,
+            message,
+            function: String::new(),
+            timestamp_micros: wall_clock_micros(),
+        }
+    }
+}
+
+/// Microseconds since the Unix epoch by the host's wall clock.
+pub(crate) fn wall_clock_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// The log level the bindings use for a panic message (sent just before a trap).
@@ -76,6 +102,8 @@ pub(crate) struct HostEnv {
     iters: Vec<Option<RowIter>>,
     timers: Vec<Option<(String, Instant)>>,
     pub(crate) logs: Vec<LogRecord>,
+    /// Source name of the reducer being called, stamped on its log records.
+    pub(crate) function: String,
     /// Records refused because the per-call bound was reached.
     pub(crate) logs_dropped: u64,
     /// The database identity the module asks for with `identity`, as the
@@ -120,8 +148,9 @@ impl HostEnv {
         self.timers.clear();
     }
 
-    fn push_log(&mut self, record: LogRecord) {
+    fn push_log(&mut self, mut record: LogRecord) {
         if self.logs.len() < LOG_RECORDS_PER_CALL_MAX {
+            record.function.clone_from(&self.function);
             self.logs.push(record);
         } else {
             self.logs_dropped += 1;
@@ -168,10 +197,7 @@ fn schedule_delay_too_long(
     let Some(AlgebraicValue::I64(micros)) = inner.elements.first() else {
         return false;
     };
-    let wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i128);
-    let now = wall.max(i128::from(call_timestamp_micros));
+    let now = i128::from(wall_clock_micros().max(call_timestamp_micros));
     let delay = match at.tag {
         0 => i128::from(*micros).abs(),
         1 => i128::from(*micros) - now,
@@ -721,6 +747,8 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
                 filename: optional(file_ptr, file_len)?,
                 line: line as u32,
                 message: lossy(memory, message_ptr, message_len)?,
+                function: String::new(),
+                timestamp_micros: wall_clock_micros(),
             };
             env.push_log(record);
             Ok(())
@@ -749,13 +777,7 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
                 return Ok(errno(errno::NO_SUCH_CONSOLE_TIMER));
             };
             let message = format!("Timing span {name:?}: {:?}", started.elapsed());
-            env.push_log(LogRecord {
-                level: 2,
-                target: String::new(),
-                filename: String::new(),
-                line: 0,
-                message,
-            });
+            env.push_log(LogRecord::host(2, message));
             Ok(0)
         },
     )?;

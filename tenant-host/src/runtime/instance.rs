@@ -381,8 +381,14 @@ impl HostedModule {
         caller: CallerContext,
         args: &[u8],
     ) -> CallResult {
+        instance
+            .store
+            .data_mut()
+            .function
+            .clone_from(&self.def.reducers[id].source_name);
         let (ended, tx, error_message, logs, fuel_used) =
             instance.invoke(&self.options, tx, id, caller, args);
+        instance.store.data_mut().function.clear();
         // Only an instance that returned 0 or 1 is known to be healthy.
         let healthy = matches!(ended, Ended::Returned(0 | 1));
         let outcome = match (ended, tx) {
@@ -494,17 +500,16 @@ impl ModuleInstance {
         let message = String::from_utf8_lossy(&env.take_sink(error_sink)).into_owned();
         let mut logs = std::mem::take(&mut env.logs);
         if env.logs_dropped > 0 {
-            logs.push(LogRecord {
-                level: 1,
-                target: String::new(),
-                filename: String::new(),
-                line: 0,
-                message: format!(
+            let mut notice = LogRecord::host(
+                1,
+                format!(
                     "{} further log records of this call were dropped (limit {})",
                     env.logs_dropped,
                     super::host::LOG_RECORDS_PER_CALL_MAX
                 ),
-            });
+            );
+            notice.function.clone_from(&env.function);
+            logs.push(notice);
             env.logs_dropped = 0;
         }
         env.end_call();

@@ -238,6 +238,12 @@ fn logging_and_timers_are_recorded() {
     let (module, db) = hosted("abi-coverage", options());
     let result = call(&module, &db, "check_logging", &[]);
     assert_committed(&result, "check_logging");
+    assert!(
+        result.logs.iter().all(|r| r.function == "check_logging"),
+        "records name the reducer: {:#?}",
+        result.logs
+    );
+    assert!(result.logs.iter().all(|r| r.timestamp_micros > 0));
     let levels: Vec<u8> = result.logs.iter().map(|r| r.level).collect();
     for level in 0..=4u8 {
         assert!(levels.contains(&level), "level {level} missing: {levels:?}");
