@@ -40,8 +40,9 @@ pub struct CallOptions {
 impl Default for CallOptions {
     fn default() -> CallOptions {
         CallOptions {
-            fuel_per_call: 10_000_000_000,
-            deadline_per_call: Duration::from_secs(30),
+            // A few seconds of CPU; the abi-coverage checks need well under 1%.
+            fuel_per_call: 4_000_000_000,
+            deadline_per_call: Duration::from_secs(10),
             memory_bytes_max: 512 * 1024 * 1024,
             database_identity: [0; 32],
         }
@@ -240,6 +241,22 @@ impl HostedModule {
             store,
             call_reducer,
         })
+    }
+
+    /// Creates one more instance and keeps it idle, so a later call does not
+    /// pay for instantiation and description.
+    pub fn prewarm(&self) -> Result<(), LoadError> {
+        let instance = self.instantiate()?;
+        self.put_back(instance);
+        Ok(())
+    }
+
+    /// Instances idle between calls.
+    pub fn idle_instances(&self) -> usize {
+        self.idle
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .len()
     }
 
     fn take_instance(&self) -> Result<ModuleInstance, LoadError> {

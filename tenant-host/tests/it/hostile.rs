@@ -20,9 +20,11 @@ fn hostile_options() -> CallOptions {
     }
 }
 
-/// `ok` commits and adds one marker row.
+/// `ok` commits and adds one marker row, on a fresh instance if the
+/// previous call poisoned its own.
 fn assert_ok_still_works(module: &HostedModule, db: &Database, after: &str) {
     let before = rows(db, "marker").len();
+    assert!(module.idle_instances() <= 1);
     assert_committed(&call(module, db, "ok", &[]), &format!("ok after {after}"));
     assert_eq!(rows(db, "marker").len(), before + 1);
 }
@@ -41,7 +43,13 @@ fn spin_runs_out_of_fuel_and_the_module_recovers() {
         spun.outcome
     );
     assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(
+        module.idle_instances(),
+        0,
+        "the spinning instance was discarded"
+    );
     assert_ok_still_works(&module, &db, "spin");
+    assert_eq!(module.idle_instances(), 1, "the healthy instance is kept");
 }
 
 // Protects the wall-clock deadline separately from fuel.
