@@ -10,8 +10,11 @@
 //! or storage (the `storage` crate).
 //!
 //! Reducer calls in a transaction live in `runtime::instance`
-//! ([`HostedModule`], [`Runtime::host`]); what the imports do lives in
-//! `runtime::host`.
+//! ([`Runtime::host`] → [`HostedModule`] → [`HostedModule::call_reducer`] /
+//! [`HostedModule::create_database`] → [`CallResult`]); what the imports do,
+//! including every datastore import against the call's `storage::MutTx`,
+//! lives in `runtime::host`. Procedures, views and HTTP handlers are not
+//! callable yet; their imports trap with a message saying so.
 
 mod abi;
 mod host;
