@@ -7,9 +7,11 @@
 //! Does not own: accounts, passwords or placement (control-plane), storage
 //! internals (storage).
 //!
-//! Built so far: loading and describing SpacetimeDB 2.10.1 modules
-//! ([`runtime::Runtime::load`]) and turning their definitions into storage
-//! schemas ([`moduledef::ModuleDef::from_bsatn`]).
+//! Built so far: loading, checking and describing SpacetimeDB 2.10.1 modules
+//! ([`runtime::Runtime::load`]), turning their definitions into storage
+//! schemas ([`moduledef::ModuleDef::from_bsatn`]), creating a module's
+//! database with its `init` reducer, and reducer calls in a transaction
+//! ([`runtime::HostedModule::call_reducer`]).
 
 pub mod moduledef;
 pub mod runtime;
