@@ -541,62 +541,19 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
     linker.func_wrap(
         v0,
         "datastore_insert_bsatn",
-        move |mut caller: Caller<'_, HostEnv>,
-              table: i32,
-              row_ptr: i32,
-              len_ptr: i32|
-              -> wasmtime::Result<i32> {
-            let (memory, env) = memory(&mut caller)?;
-            let Some(tx) = env.tx.as_mut() else {
-                return Ok(no_tx);
-            };
-            let len = read_u32(memory, len_ptr)?;
-            let row = slice(memory, row_ptr, len as i32)?;
-            let table = TableId(table as u32);
-            if schedule_delay_too_long(
-                tx,
-                &env.schedule_at_cols,
-                env.call_timestamp_micros,
-                table,
-                row,
-            ) {
-                return Ok(errno(errno::SCHEDULE_AT_DELAY_TOO_LONG));
-            }
-            match tx.insert_bsatn(table, row) {
-                Ok(outcome) => write_back(memory, row_ptr, len_ptr, &outcome.generated_bsatn()),
-                Err(e) => tx_errno(e),
-            }
+        |caller: Caller<'_, HostEnv>, table: i32, row_ptr: i32, len_ptr: i32| {
+            write_row(caller, table, row_ptr, len_ptr, |tx, table, row| {
+                tx.insert_bsatn(table, row)
+            })
         },
     )?;
     linker.func_wrap(
         v0,
         "datastore_update_bsatn",
-        move |mut caller: Caller<'_, HostEnv>,
-              table: i32,
-              index: i32,
-              row_ptr: i32,
-              len_ptr: i32|
-              -> wasmtime::Result<i32> {
-            let (memory, env) = memory(&mut caller)?;
-            let Some(tx) = env.tx.as_mut() else {
-                return Ok(no_tx);
-            };
-            let len = read_u32(memory, len_ptr)?;
-            let row = slice(memory, row_ptr, len as i32)?;
-            let table = TableId(table as u32);
-            if schedule_delay_too_long(
-                tx,
-                &env.schedule_at_cols,
-                env.call_timestamp_micros,
-                table,
-                row,
-            ) {
-                return Ok(errno(errno::SCHEDULE_AT_DELAY_TOO_LONG));
-            }
-            match tx.update_bsatn(table, IndexId(index as u32), row) {
-                Ok(outcome) => write_back(memory, row_ptr, len_ptr, &outcome.generated_bsatn()),
-                Err(e) => tx_errno(e),
-            }
+        |caller: Caller<'_, HostEnv>, table: i32, index: i32, row_ptr: i32, len_ptr: i32| {
+            write_row(caller, table, row_ptr, len_ptr, |tx, table, row| {
+                tx.update_bsatn(table, IndexId(index as u32), row)
+            })
         },
     )?;
     linker.func_wrap(
@@ -839,6 +796,38 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
 
 /// Writes the generated column values over the start of the guest's row
 /// buffer and their length to `len_ptr` (module-abi §3.1 write-back).
+/// Insert and update share their protocol (module-abi §3.1): read the row at
+/// `row_ptr[..*len_ptr]`, refuse schedule rows due too far ahead, apply, and
+/// write back the generated columns.
+fn write_row(
+    mut caller: Caller<'_, HostEnv>,
+    table: i32,
+    row_ptr: i32,
+    len_ptr: i32,
+    apply: impl FnOnce(&mut MutTx, TableId, &[u8]) -> Result<storage::InsertOutcome, TxError>,
+) -> wasmtime::Result<i32> {
+    let (memory, env) = memory(&mut caller)?;
+    let Some(tx) = env.tx.as_mut() else {
+        return Ok(errno(errno::NOT_IN_TRANSACTION));
+    };
+    let len = read_u32(memory, len_ptr)?;
+    let row = slice(memory, row_ptr, len as i32)?;
+    let table = TableId(table as u32);
+    if schedule_delay_too_long(
+        tx,
+        &env.schedule_at_cols,
+        env.call_timestamp_micros,
+        table,
+        row,
+    ) {
+        return Ok(errno(errno::SCHEDULE_AT_DELAY_TOO_LONG));
+    }
+    match apply(tx, table, row) {
+        Ok(outcome) => write_back(memory, row_ptr, len_ptr, &outcome.generated_bsatn()),
+        Err(e) => tx_errno(e),
+    }
+}
+
 fn write_back(
     memory: &mut [u8],
     row_ptr: i32,
