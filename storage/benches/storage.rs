@@ -6,63 +6,23 @@
 //! Run: `cargo bench -p storage`. Sample sizes are small so the whole run takes
 //! a few minutes; `storage/examples/bench.rs` gives the headline figures.
 
+#[path = "../examples/common/workload.rs"]
+mod workload;
+
+use workload::{bench_row, mix, table_def};
+
 use std::ops::Bound;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use spacetimedb_sats::{AlgebraicType, AlgebraicValue, ProductType};
-use storage::{
-    ColId, Database, DbOptions, DbStorage, IndexAlgorithm, IndexDef, IndexRange, TableDef, TableId,
-    UniqueConstraintDef,
-};
+use spacetimedb_sats::AlgebraicValue;
+use storage::{Database, DbOptions, DbStorage, IndexRange, TableId};
 
 const TABLE_ROWS: u64 = 100_000;
 
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
 /// `id` (primary key), `grp` uniform in `[0, TABLE_ROWS)` (secondary index), `val`.
 fn row(id: u64) -> Vec<AlgebraicValue> {
-    vec![
-        AlgebraicValue::U64(id),
-        AlgebraicValue::U64(mix(id) % TABLE_ROWS),
-        AlgebraicValue::U64(id),
-    ]
-}
-
-fn table_def() -> TableDef {
-    TableDef {
-        name: "bench".into(),
-        columns: ProductType::from([
-            ("id", AlgebraicType::U64),
-            ("grp", AlgebraicType::U64),
-            ("val", AlgebraicType::U64),
-        ]),
-        primary_key: Some(ColId(0)),
-        indexes: vec![
-            IndexDef {
-                name: "bench_id_idx_btree".into(),
-                algorithm: IndexAlgorithm::BTree,
-                columns: vec![ColId(0)],
-            },
-            IndexDef {
-                name: "bench_grp_idx_btree".into(),
-                algorithm: IndexAlgorithm::BTree,
-                columns: vec![ColId(1)],
-            },
-        ],
-        unique_constraints: vec![UniqueConstraintDef {
-            name: "bench_id_key".into(),
-            columns: vec![ColId(0)],
-        }],
-        sequences: vec![],
-        public: true,
-        is_event: false,
-    }
+    bench_row(id, TABLE_ROWS)
 }
 
 fn with_table(db: &Database) -> TableId {

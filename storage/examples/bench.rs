@@ -10,6 +10,11 @@
 //! Run: `cargo run --release -p storage --example bench -- --json [--rows N]`.
 //! BENCHMARKS.md at the repository root records the results and the goals.
 
+#[path = "common/workload.rs"]
+mod workload;
+
+use workload::{bench_row, mix, table_def};
+
 use std::collections::VecDeque;
 use std::io::Write;
 use std::ops::Bound;
@@ -18,11 +23,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
-use spacetimedb_sats::{AlgebraicType, AlgebraicValue, ProductType};
-use storage::{
-    ColId, Database, DbOptions, DbStorage, IndexAlgorithm, IndexDef, IndexId, IndexRange, TableDef,
-    TableId, UniqueConstraintDef,
-};
+use spacetimedb_sats::AlgebraicValue;
+use storage::{Database, DbOptions, DbStorage, IndexId, IndexRange, TableId};
 
 const TX_ROWS: u64 = 1_000;
 const RECOVERY_TX_ROWS: u64 = 10_000;
@@ -127,54 +129,6 @@ fn per_s(count: u64, elapsed: Duration) -> f64 {
 }
 
 /// splitmix64: deterministic pseudo-random keys without a dependency.
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-/// The benchmark row: `id` (primary key), `grp` uniform in `[0, rows)` (secondary
-/// non-unique index, so a window of 1,000 values holds ~1,000 rows), `val`.
-fn bench_row(id: u64, rows: u64) -> Vec<AlgebraicValue> {
-    vec![
-        AlgebraicValue::U64(id),
-        AlgebraicValue::U64(mix(id) % rows),
-        AlgebraicValue::U64(id.wrapping_mul(31)),
-    ]
-}
-
-fn table_def() -> TableDef {
-    TableDef {
-        name: "bench".into(),
-        columns: ProductType::from([
-            ("id", AlgebraicType::U64),
-            ("grp", AlgebraicType::U64),
-            ("val", AlgebraicType::U64),
-        ]),
-        primary_key: Some(ColId(0)),
-        indexes: vec![
-            IndexDef {
-                name: "bench_id_idx_btree".into(),
-                algorithm: IndexAlgorithm::BTree,
-                columns: vec![ColId(0)],
-            },
-            IndexDef {
-                name: "bench_grp_idx_btree".into(),
-                algorithm: IndexAlgorithm::BTree,
-                columns: vec![ColId(1)],
-            },
-        ],
-        unique_constraints: vec![UniqueConstraintDef {
-            name: "bench_id_key".into(),
-            columns: vec![ColId(0)],
-        }],
-        sequences: vec![],
-        public: true,
-        is_event: false,
-    }
-}
-
 struct Handles {
     table: TableId,
     pk: IndexId,

@@ -127,11 +127,7 @@ impl HostEnv {
     }
 
     pub(crate) fn take_sink(&mut self, handle: u32) -> Vec<u8> {
-        (handle as usize)
-            .checked_sub(1)
-            .and_then(|i| self.sinks.get_mut(i))
-            .and_then(Option::take)
-            .unwrap_or_default()
+        take_slot(&mut self.sinks, handle).unwrap_or_default()
     }
 
     /// A new bytes source holding `bytes`; its handle is never 0.
@@ -204,6 +200,22 @@ fn schedule_delay_too_long(
         _ => return false,
     };
     delay >= SCHEDULE_DELAY_MICROS_MAX
+}
+
+/// The live object behind a handle (handles are slot index + 1; 0 is never valid).
+fn slot<T>(slots: &mut [Option<T>], handle: impl Into<u32>) -> Option<&mut T> {
+    (handle.into() as usize)
+        .checked_sub(1)
+        .and_then(|i| slots.get_mut(i))
+        .and_then(Option::as_mut)
+}
+
+/// Takes the object behind a handle out of its slot, destroying the handle.
+fn take_slot<T>(slots: &mut [Option<T>], handle: impl Into<u32>) -> Option<T> {
+    (handle.into() as usize)
+        .checked_sub(1)
+        .and_then(|i| slots.get_mut(i))
+        .and_then(Option::take)
 }
 
 fn errno(code: std::num::NonZeroU16) -> i32 {
@@ -481,13 +493,7 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
          len_ptr: i32|
          -> wasmtime::Result<i32> {
             let (memory, env) = memory(&mut caller)?;
-            let Some(slot) = (iter as u32 as usize)
-                .checked_sub(1)
-                .and_then(|i| env.iters.get_mut(i))
-            else {
-                return Ok(errno(errno::NO_SUCH_ITER));
-            };
-            let Some(state) = slot.as_mut() else {
+            let Some(state) = slot(&mut env.iters, iter as u32) else {
                 return Ok(errno(errno::NO_SUCH_ITER));
             };
             let capacity = read_u32(memory, len_ptr)? as usize;
@@ -505,7 +511,7 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
             }
             match state.chunks.front() {
                 None => {
-                    *slot = None;
+                    take_slot(&mut env.iters, iter as u32);
                     write_bytes(memory, len_ptr, &(written as u32).to_le_bytes())?;
                     Ok(-1)
                 }
@@ -526,11 +532,7 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
         "row_iter_bsatn_close",
         |mut caller: Caller<'_, HostEnv>, iter: i32| -> i32 {
             let env = caller.data_mut();
-            match (iter as u32 as usize)
-                .checked_sub(1)
-                .and_then(|i| env.iters.get_mut(i))
-                .and_then(Option::take)
-            {
+            match take_slot(&mut env.iters, iter as u32) {
                 Some(_) => 0,
                 None => errno(errno::NO_SUCH_ITER),
             }
@@ -610,10 +612,7 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
             let (memory, env) = memory(&mut caller)?;
             let len = read_u32(memory, len_ptr)?;
             let bytes = slice(memory, ptr, len as i32)?;
-            let Some(Some(buffer)) = (sink as u32 as usize)
-                .checked_sub(1)
-                .and_then(|i| env.sinks.get_mut(i))
-            else {
+            let Some(buffer) = slot(&mut env.sinks, sink as u32) else {
                 return Ok(errno(errno::NO_SUCH_BYTES));
             };
             if buffer.len() + bytes.len() > SINK_BYTES_MAX {
@@ -632,13 +631,7 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
          len_ptr: i32|
          -> wasmtime::Result<i32> {
             let (memory, env) = memory(&mut caller)?;
-            let Some(slot) = (source as u32 as usize)
-                .checked_sub(1)
-                .and_then(|i| env.sources.get_mut(i))
-            else {
-                return Ok(errno(errno::NO_SUCH_BYTES));
-            };
-            let Some(state) = slot.as_mut() else {
+            let Some(state) = slot(&mut env.sources, source as u32) else {
                 return Ok(errno(errno::NO_SUCH_BYTES));
             };
             let capacity = read_u32(memory, len_ptr)? as usize;
@@ -648,7 +641,7 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
             write_bytes(memory, len_ptr, &(n as u32).to_le_bytes())?;
             state.read += n;
             if state.read == state.bytes.len() {
-                *slot = None;
+                take_slot(&mut env.sources, source as u32);
                 Ok(-1)
             } else {
                 Ok(0)
@@ -660,10 +653,7 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
         "bytes_source_remaining_length",
         |mut caller: Caller<'_, HostEnv>, source: i32, out: i32| -> wasmtime::Result<i32> {
             let (memory, env) = memory(&mut caller)?;
-            let Some(Some(state)) = (source as u32 as usize)
-                .checked_sub(1)
-                .and_then(|i| env.sources.get(i))
-            else {
+            let Some(state) = slot(&mut env.sources, source as u32) else {
                 return Ok(errno(errno::NO_SUCH_BYTES));
             };
             let remaining = (state.bytes.len() - state.read) as u32;
@@ -726,11 +716,7 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
         "console_timer_end",
         |mut caller: Caller<'_, HostEnv>, id: i32| -> wasmtime::Result<i32> {
             let env = caller.data_mut();
-            let Some((name, started)) = (id as u32 as usize)
-                .checked_sub(1)
-                .and_then(|i| env.timers.get_mut(i))
-                .and_then(Option::take)
-            else {
+            let Some((name, started)) = take_slot(&mut env.timers, id as u32) else {
                 return Ok(errno(errno::NO_SUCH_CONSOLE_TIMER));
             };
             let message = format!("Timing span {name:?}: {:?}", started.elapsed());
