@@ -13,5 +13,6 @@
 //! database with its `init` reducer, and reducer calls in a transaction
 //! ([`runtime::HostedModule::call_reducer`]).
 
+pub mod hosting;
 pub mod moduledef;
 pub mod runtime;

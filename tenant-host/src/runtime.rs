@@ -29,7 +29,7 @@ use host::HostEnv;
 pub use host::{LogRecord, LOG_LEVEL_PANIC};
 pub use instance::{
     CallOptions, CallResult, CallerContext, HostError, HostedModule, ModuleInstance,
-    ReducerOutcome, ReducerRef,
+    ReducerOutcome, ReducerRef, ARGS_BYTES_MAX_DEFAULT,
 };
 
 /// Fuel for the set-up calls of an instance (preinit, setup, describe):

@@ -157,6 +157,50 @@ impl HostEnv {
     fn table_id(tx: &MutTx, names: &HashMap<String, String>, name: &str) -> Option<TableId> {
         let canonical = names.get(name).map(String::as_str).unwrap_or(name);
         tx.table_id_from_name(canonical)
+            .filter(|&id| !is_system_table(tx, id))
+    }
+}
+
+/// A table id the guest sent. The host's own tables (`st_*`, such as the
+/// client table with every client's JWT) do not exist for the guest: their
+/// ids become an id no table has, so every import answers as for a missing
+/// table.
+fn guest_table(tx: &storage::State, table: i32) -> TableId {
+    let id = TableId(table as u32);
+    if is_system_table(tx, id) {
+        TableId(u32::MAX)
+    } else {
+        id
+    }
+}
+
+/// An index id the guest sent; indexes of the host's tables do not exist
+/// for the guest (see [`guest_table`]).
+fn guest_index(tx: &storage::State, index: i32) -> IndexId {
+    let id = IndexId(index as u32);
+    match tx.index_schema(id) {
+        Ok((schema, _)) if schema.name.starts_with(crate::hosting::SYSTEM_TABLE_PREFIX) => {
+            IndexId(u32::MAX)
+        }
+        _ => id,
+    }
+}
+
+fn is_system_table(tx: &storage::State, id: TableId) -> bool {
+    tx.schema(id)
+        .is_ok_and(|schema| schema.name.starts_with(crate::hosting::SYSTEM_TABLE_PREFIX))
+}
+
+/// The JWT payload the client of `connection` presented, from the host's
+/// client table (`crate::hosting::CLIENT_TABLE`); `None` if the connection
+/// is not recorded or presented none.
+fn recorded_jwt(tx: &MutTx, connection: [u8; 16]) -> Option<String> {
+    let index = tx.index_id_from_name(crate::hosting::CLIENT_TABLE_INDEX)?;
+    let key = AlgebraicValue::U128(u128::from_le_bytes(connection).into());
+    let row = tx.find_unique(index, &key).ok()??;
+    match row.get(2) {
+        Some(AlgebraicValue::String(payload)) if !payload.is_empty() => Some(payload.to_string()),
+        _ => None,
     }
 }
 
@@ -357,7 +401,10 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
             let Some(tx) = env.tx.as_ref() else {
                 return Ok(no_tx);
             };
-            match tx.index_id_from_name(name(memory, ptr, len)?) {
+            let index = tx
+                .index_id_from_name(name(memory, ptr, len)?)
+                .filter(|&id| guest_index(tx, id.0 as i32) == id);
+            match index {
                 Some(id) => write_bytes(memory, out, &id.0.to_le_bytes()).map(|()| 0),
                 None => Ok(errno(errno::NO_SUCH_INDEX)),
             }
@@ -373,7 +420,7 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
             let Some(tx) = env.tx.as_ref() else {
                 return Ok(no_tx);
             };
-            match tx.row_count(TableId(table as u32)) {
+            match tx.row_count(guest_table(tx, table)) {
                 Ok(count) => write_bytes(memory, out, &count.to_le_bytes()).map(|()| 0),
                 Err(e) => tx_errno(e),
             }
@@ -387,7 +434,7 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
             let Some(tx) = env.tx.as_ref() else {
                 return Ok(no_tx);
             };
-            match tx.scan(TableId(table as u32)) {
+            match tx.scan(guest_table(tx, table)) {
                 Ok(rows) => {
                     let handle = open_iter(&mut env.iters, chunk_rows(rows));
                     write_bytes(memory, out, &handle.to_le_bytes()).map(|()| 0)
@@ -430,7 +477,7 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
                 };
                 let rstart = slice(memory, rstart_ptr, rstart_len)?;
                 let rend = slice(memory, rend_ptr, rend_len)?;
-                let index = IndexId(index as u32);
+                let index = guest_index(tx, index);
                 let elems = usize::from(prefix_elems);
                 let written = if delete {
                     match tx.delete_by_range_bsatn(index, prefix, elems, rstart, rend) {
@@ -466,7 +513,7 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
                     return Ok(no_tx);
                 };
                 let point = slice(memory, ptr, len)?;
-                let index = IndexId(index as u32);
+                let index = guest_index(tx, index);
                 let written = if delete {
                     match tx.delete_by_point_bsatn(index, point) {
                         Ok(count) => count.to_le_bytes(),
@@ -554,7 +601,7 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
         "datastore_update_bsatn",
         |caller: Caller<'_, HostEnv>, table: i32, index: i32, row_ptr: i32, len_ptr: i32| {
             write_row(caller, table, row_ptr, len_ptr, |tx, table, row| {
-                tx.update_bsatn(table, IndexId(index as u32), row)
+                tx.update_bsatn(table, guest_index(tx, index), row)
             })
         },
     )?;
@@ -572,7 +619,7 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
                 return Ok(no_tx);
             };
             let rows = slice(memory, ptr, len)?;
-            match tx.delete_rows_bsatn(TableId(table as u32), rows) {
+            match tx.delete_rows_bsatn(guest_table(tx, table), rows) {
                 Ok(count) => write_bytes(memory, out, &count.to_le_bytes()).map(|()| 0),
                 Err(e) => tx_errno(e),
             }
@@ -586,7 +633,7 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
             let Some(tx) = env.tx.as_mut() else {
                 return Ok(no_tx);
             };
-            match tx.clear(TableId(table as u32)) {
+            match tx.clear(guest_table(tx, table)) {
                 Ok(count) => write_bytes(memory, out, &count.to_le_bytes()).map(|()| 0),
                 Err(e) => tx_errno(e),
             }
@@ -743,13 +790,18 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
               out: i32|
               -> wasmtime::Result<i32> {
             let (memory, env) = memory(&mut caller)?;
-            // The connection id must be readable even though no JWTs are kept yet.
-            slice(memory, connection_ptr, 16)?;
-            if env.tx.is_none() {
+            let connection: [u8; 16] = slice(memory, connection_ptr, 16)?
+                .try_into()
+                .expect("16 bytes");
+            let Some(tx) = env.tx.as_ref() else {
                 return Ok(no_tx);
-            }
-            // No JWT is recorded for any connection yet: source 0 = "none" (§3.3).
-            write_bytes(memory, out, &0u32.to_le_bytes()).map(|()| 0)
+            };
+            // Source 0 = "no JWT for this connection" (§3.3).
+            let source = match recorded_jwt(tx, connection) {
+                Some(payload) => env.new_source(payload.into_bytes()),
+                None => 0,
+            };
+            write_bytes(memory, out, &source.to_le_bytes()).map(|()| 0)
         },
     )?;
     let v3 = "spacetime_10.3";
@@ -798,7 +850,7 @@ fn write_row(
     };
     let len = read_u32(memory, len_ptr)?;
     let row = slice(memory, row_ptr, len as i32)?;
-    let table = TableId(table as u32);
+    let table = guest_table(tx, table);
     if schedule_delay_too_long(
         tx,
         &env.schedule_at_cols,

@@ -32,6 +32,9 @@ pub struct CallOptions {
     pub deadline_per_call: Duration,
     /// Largest linear memory an instance may grow to, in bytes.
     pub memory_bytes_max: usize,
+    /// Largest argument payload (BSATN bytes) one call accepts; larger calls
+    /// are refused before the module sees them.
+    pub args_bytes_max: usize,
     /// What the `identity` import answers: the database identity, as the
     /// little-endian bytes of its u256.
     pub database_identity: [u8; 32],
@@ -44,10 +47,14 @@ impl Default for CallOptions {
             fuel_per_call: 4_000_000_000,
             deadline_per_call: Duration::from_secs(10),
             memory_bytes_max: 512 * 1024 * 1024,
+            args_bytes_max: ARGS_BYTES_MAX_DEFAULT,
             database_identity: [0; 32],
         }
     }
 }
+
+/// Default cap on one call's arguments: 4 MiB.
+pub const ARGS_BYTES_MAX_DEFAULT: usize = 4 * 1024 * 1024;
 
 /// Who calls and when (module-abi §4.0, §8.8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +83,11 @@ pub enum ReducerOutcome {
     Timeout,
     /// The arguments do not decode at the reducer's parameter types; not called.
     BadArguments { message: String },
+    /// The arguments are larger than [`CallOptions::args_bytes_max`]; not called.
+    ArgumentsTooLarge { bytes: usize, limit: usize },
+    /// Clients may not call this reducer (a lifecycle or other private
+    /// reducer); not called.
+    NotCallable { reducer: String },
     /// No reducer with that id or name.
     NoSuchReducer { reducer: String },
     /// The host could not run or commit the call (the database refuses
@@ -302,8 +314,8 @@ impl HostedModule {
                 reducer: format!("{reducer:?}"),
             });
         };
-        if let Err(message) = self.check_args(id, args) {
-            return CallResult::bare(ReducerOutcome::BadArguments { message });
+        if let Err(outcome) = self.check_args(id, args) {
+            return CallResult::bare(outcome);
         }
         // The instance is ready before the write lock is taken, so creating
         // one never delays other writers.
@@ -332,6 +344,18 @@ impl HostedModule {
         owner: [u8; 32],
         timestamp_micros: i64,
     ) -> CallResult {
+        self.create_database_with(db, owner, timestamp_micros, &[])
+    }
+
+    /// [`HostedModule::create_database`], also creating the host's own
+    /// `system_tables` first, in the same transaction.
+    pub(crate) fn create_database_with(
+        &self,
+        db: &Database,
+        owner: [u8; 32],
+        timestamp_micros: i64,
+        system_tables: &[storage::TableDef],
+    ) -> CallResult {
         let instance = match self.take_instance() {
             Ok(instance) => instance,
             Err(e) => return CallResult::bare(instance_error(e)),
@@ -345,6 +369,15 @@ impl HostedModule {
                 });
             }
         };
+        for table in system_tables {
+            if let Err(e) = tx.create_table(table.clone()) {
+                tx.rollback();
+                self.put_back(instance);
+                return CallResult::bare(ReducerOutcome::Internal {
+                    message: format!("creating system table `{}`: {e}", table.name),
+                });
+            }
+        }
         for table in &self.def.tables {
             if let Err(e) = tx.create_table(table.def.clone()) {
                 tx.rollback();
@@ -368,24 +401,54 @@ impl HostedModule {
         }
     }
 
-    /// Decodes `args` at the reducer's parameter product, exactly.
-    fn check_args(&self, id: usize, args: &[u8]) -> Result<(), String> {
+    /// Checks `args` against the size cap, then decodes them at the
+    /// reducer's parameter product, exactly.
+    fn check_args(&self, id: usize, args: &[u8]) -> Result<(), ReducerOutcome> {
+        if args.len() > self.options.args_bytes_max {
+            return Err(ReducerOutcome::ArgumentsTooLarge {
+                bytes: args.len(),
+                limit: self.options.args_bytes_max,
+            });
+        }
         let params = &self.def.reducers[id].params;
+        let name = &self.def.reducers[id].source_name;
         let mut reader = args;
-        ProductValue::decode(params, &mut reader).map_err(|e| {
-            format!(
-                "arguments of `{}` do not decode: {e}",
-                self.def.reducers[id].source_name
-            )
-        })?;
+        if let Err(e) = ProductValue::decode(params, &mut reader) {
+            return Err(ReducerOutcome::BadArguments {
+                message: format!("arguments of `{name}` do not decode: {e}"),
+            });
+        }
         if !reader.is_empty() {
-            return Err(format!(
-                "arguments of `{}` have {} trailing bytes",
-                self.def.reducers[id].source_name,
-                reader.len()
-            ));
+            return Err(ReducerOutcome::BadArguments {
+                message: format!("arguments of `{name}` have {} trailing bytes", reader.len()),
+            });
         }
         Ok(())
+    }
+
+    /// Runs reducer `id` inside `tx`, a transaction the caller opened and
+    /// may already have written to (the connect hook records the client
+    /// first). Commits iff the reducer returns 0; otherwise everything in
+    /// `tx` is rolled back.
+    pub(crate) fn call_reducer_in(
+        &self,
+        tx: MutTx,
+        id: usize,
+        caller: CallerContext,
+        args: &[u8],
+    ) -> CallResult {
+        if let Err(outcome) = self.check_args(id, args) {
+            tx.rollback();
+            return CallResult::bare(outcome);
+        }
+        let instance = match self.take_instance() {
+            Ok(instance) => instance,
+            Err(e) => {
+                tx.rollback();
+                return CallResult::bare(instance_error(e));
+            }
+        };
+        self.run_and_finish(instance, tx, id, caller, args)
     }
 
     /// Calls reducer `id` inside `tx` on a healthy instance; commits on 0,

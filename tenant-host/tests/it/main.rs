@@ -6,6 +6,7 @@ mod modules;
 mod abi_coverage;
 mod harness;
 mod hostile;
+mod hosting;
 mod lifecycle;
 mod load;
 mod real_modules;

@@ -1,0 +1,831 @@
+//! Hosting: tenant databases served by one host process.
+//!
+//! Owns: [`Host`] (the runtime, the bounded worker pool and the timer thread
+//! shared by every database of the process) and [`HostedDatabase`] (one
+//! database: its storage, its current module, its serial lane, its schedule
+//! timers and its connected clients). Every call for a database — client
+//! reducer calls, connect and disconnect hooks, scheduled runs — goes through
+//! the database's lane, so calls for one database run one at a time while
+//! calls for different databases run in parallel (`hosting::pool`).
+//! After every commit the database arms timers for schedule rows the
+//! transaction inserted or updated (`hosting::scheduler`); when a database is
+//! opened it re-arms every schedule row and runs the disconnect hook for
+//! clients a crash left recorded.
+//! Does not own: what one call does inside the module (`runtime`), storage
+//! semantics (`storage`), the network protocol (later: the client API), or
+//! placement of databases on hosts (control-plane).
+//!
+//! Connected clients live in the system table [`CLIENT_TABLE`], written in
+//! the same transaction as the connect hook (module-abi §8.7), so `get_jwt`
+//! can read a client's JWT payload and a restart can tell who was connected.
+
+pub mod pool;
+pub mod scheduler;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, RwLock, Weak};
+use std::time::Duration;
+
+use spacetimedb_sats::{AlgebraicType, AlgebraicValue, ArrayValue, ProductType};
+use storage::{
+    ColId, Database, IndexAlgorithm, IndexDef, IndexId, Row, TableDef, TableId, TxDelta,
+    UniqueConstraintDef,
+};
+
+use crate::moduledef::{ScheduledFunction, Visibility};
+use crate::runtime::{
+    CallOptions, CallResult, CallerContext, HostError, HostedModule, ReducerOutcome, ReducerRef,
+    Runtime,
+};
+use pool::{Lane, SubmitError, WorkerPool};
+use scheduler::{next_on_grid, now_micros, Firing, ScheduleAt, Scheduler, Timer};
+
+/// The system table of connected clients: `connection_id` (u128, primary
+/// key), `identity` (32 little-endian bytes), `jwt_payload` (the JSON claims
+/// the client presented, empty if none).
+pub const CLIENT_TABLE: &str = "st_client";
+
+/// The unique index of [`CLIENT_TABLE`] on `connection_id`.
+pub const CLIENT_TABLE_INDEX: &str = "st_client_connection_id_idx_btree";
+
+/// Table names starting with this are the host's; modules may not use them.
+pub const SYSTEM_TABLE_PREFIX: &str = "st_";
+
+/// How long a due timer waits before retrying when its database's queue is full.
+const OVERLOADED_RETRY: Duration = Duration::from_millis(100);
+
+/// Sizes of the shared machinery.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// Worker threads running calls (different databases in parallel).
+    pub workers: usize,
+    /// Calls one database may have waiting before new ones are refused.
+    pub lane_queued_max: usize,
+}
+
+impl Default for HostConfig {
+    fn default() -> HostConfig {
+        HostConfig {
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            lane_queued_max: 65_536,
+        }
+    }
+}
+
+/// Who a database is, for creating or opening it.
+#[derive(Clone, Debug)]
+pub struct DatabaseSpec {
+    /// For thread names, logs and errors.
+    pub name: String,
+    /// The publisher's identity (little-endian bytes): `init`'s sender, and
+    /// the one caller allowed to call private reducers.
+    pub owner: [u8; 32],
+    /// Budgets of each call and the database identity.
+    pub options: CallOptions,
+}
+
+/// Why a database could not be created or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("table name `{0}` is reserved for the host (names starting with `st_` are)")]
+    ReservedName(String),
+    #[error("the storage already holds a database; publish an update instead")]
+    AlreadyExists,
+    #[error("the storage holds no database created by this host (no `{CLIENT_TABLE}` table)")]
+    NotCreated,
+    #[error("the stored database has no table `{0}`, which the module declares")]
+    MissingTable(String),
+    #[error("creating the database failed: {}", describe(.outcome))]
+    CreateFailed {
+        outcome: ReducerOutcome,
+        logs: Vec<crate::runtime::LogRecord>,
+    },
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+}
+
+/// Processes-wide hosting machinery.
+pub struct Host {
+    runtime: Runtime,
+    pool: Arc<WorkerPool>,
+    scheduler: Arc<Scheduler>,
+    config: HostConfig,
+    next_key: AtomicU64,
+}
+
+impl Host {
+    pub fn new(runtime: Runtime, config: HostConfig) -> Host {
+        Host {
+            runtime,
+            pool: Arc::new(WorkerPool::new(config.workers)),
+            scheduler: Arc::new(Scheduler::start()),
+            config,
+            next_key: AtomicU64::new(1),
+        }
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    pub fn workers(&self) -> usize {
+        self.pool.workers()
+    }
+
+    /// First publish: hosts `wasm`, then creates the host's system tables,
+    /// every module table and runs `init` with the owner as sender, all in
+    /// one transaction on the empty `storage`. Nothing is left behind if any
+    /// step fails.
+    pub fn create_database(
+        &self,
+        spec: DatabaseSpec,
+        storage: Database,
+        wasm: &[u8],
+    ) -> Result<HostedDatabase, PublishError> {
+        let module = self.host_module(wasm, &spec)?;
+        {
+            let state = storage
+                .read()
+                .map_err(|e| PublishError::Storage(e.to_string()))?;
+            if state.table_ids().next().is_some() {
+                return Err(PublishError::AlreadyExists);
+            }
+        }
+        let created =
+            module.create_database_with(&storage, spec.owner, now_micros(), &[client_table_def()]);
+        let delta = match created.outcome {
+            ReducerOutcome::Committed { delta } => delta,
+            outcome => {
+                return Err(PublishError::CreateFailed {
+                    outcome,
+                    logs: created.logs,
+                })
+            }
+        };
+        let database = self.assemble(spec, storage, module)?;
+        database.shared.after_commit(&delta);
+        Ok(database)
+    }
+
+    /// Loads an existing database (after a restart or on another host):
+    /// hosts `wasm`, checks the stored tables, re-arms every schedule row and
+    /// runs the disconnect path for clients still recorded as connected.
+    pub fn open_database(
+        &self,
+        spec: DatabaseSpec,
+        storage: Database,
+        wasm: &[u8],
+    ) -> Result<HostedDatabase, PublishError> {
+        let module = self.host_module(wasm, &spec)?;
+        {
+            let state = storage
+                .read()
+                .map_err(|e| PublishError::Storage(e.to_string()))?;
+            if state.table_id_from_name(CLIENT_TABLE).is_none() {
+                return Err(PublishError::NotCreated);
+            }
+            for table in &module.def().tables {
+                if state.table_id_from_name(&table.def.name).is_none() {
+                    return Err(PublishError::MissingTable(table.def.name.clone()));
+                }
+            }
+        }
+        let database = self.assemble(spec, storage, module)?;
+        database.shared.rearm_all();
+        let stale = database.shared.recorded_clients();
+        if !stale.is_empty() {
+            let shared = database.shared.clone();
+            database.submit(move || {
+                for (identity, connection_id) in stale {
+                    shared.disconnect(identity, connection_id);
+                }
+            })?;
+        }
+        Ok(database)
+    }
+
+    fn host_module(&self, wasm: &[u8], spec: &DatabaseSpec) -> Result<HostedModule, PublishError> {
+        let module = self.runtime.host(wasm, spec.options.clone())?;
+        if let Some(table) = module
+            .def()
+            .tables
+            .iter()
+            .find(|table| table.def.name.starts_with(SYSTEM_TABLE_PREFIX))
+        {
+            return Err(PublishError::ReservedName(table.def.name.clone()));
+        }
+        Ok(module)
+    }
+
+    fn assemble(
+        &self,
+        spec: DatabaseSpec,
+        storage: Database,
+        module: HostedModule,
+    ) -> Result<HostedDatabase, PublishError> {
+        let schedules = schedule_slots(&storage, &module)?;
+        let shared = Arc::new_cyclic(|me: &Weak<DbShared>| DbShared {
+            key: self.next_key.fetch_add(1, Ordering::Relaxed),
+            me: me.clone(),
+            name: spec.name,
+            owner: spec.owner,
+            storage,
+            module: RwLock::new(Arc::new(module)),
+            schedules: RwLock::new(Arc::new(schedules)),
+            lane: self.pool.lane(self.config.lane_queued_max),
+            pool: self.pool.clone(),
+            scheduler: self.scheduler.clone(),
+        });
+        Ok(HostedDatabase { shared })
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.scheduler.shutdown();
+        self.pool.shutdown();
+    }
+}
+
+/// One hosted database. Cheap to clone; the database is unloaded (its timers
+/// cancelled) when the last clone is dropped.
+#[derive(Clone)]
+pub struct HostedDatabase {
+    shared: Arc<DbShared>,
+}
+
+struct DbShared {
+    /// Unique within the host; keys this database's timers.
+    key: u64,
+    me: Weak<DbShared>,
+    name: String,
+    owner: [u8; 32],
+    storage: Database,
+    module: RwLock<Arc<HostedModule>>,
+    /// Schedule tables by storage table id.
+    schedules: RwLock<Arc<HashMap<TableId, ScheduleSlot>>>,
+    lane: Arc<Lane>,
+    pool: Arc<WorkerPool>,
+    scheduler: Arc<Scheduler>,
+}
+
+/// What a schedule table fires and where its columns are.
+#[derive(Clone, Copy, Debug)]
+struct ScheduleSlot {
+    function: ScheduledFunction,
+    id_col: ColId,
+    at_col: ColId,
+    /// The unique index on the schedule id column.
+    id_index: IndexId,
+}
+
+impl ScheduleSlot {
+    fn decode(&self, row: &Row) -> Option<(u64, ScheduleAt)> {
+        let AlgebraicValue::U64(id) = row.get(self.id_col.idx())? else {
+            return None;
+        };
+        Some((*id, ScheduleAt::from_value(row.get(self.at_col.idx())?)?))
+    }
+}
+
+impl HostedDatabase {
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    pub fn storage(&self) -> &Database {
+        &self.shared.storage
+    }
+
+    /// The module currently serving calls.
+    pub fn module(&self) -> Arc<HostedModule> {
+        self.shared.module()
+    }
+
+    /// Schedule timers pending for this database.
+    pub fn pending_timers(&self) -> usize {
+        self.shared.scheduler.pending(self.shared.key)
+    }
+
+    /// Calls waiting on this database's lane.
+    pub fn queued_calls(&self) -> usize {
+        self.shared.lane.queued()
+    }
+
+    /// Queues a client's reducer call; `reply` gets the result on a worker
+    /// thread. Private reducers (lifecycle hooks among them) may only be
+    /// called by the owner.
+    pub fn submit_reducer(
+        &self,
+        reducer: String,
+        caller: CallerContext,
+        args: Vec<u8>,
+        reply: impl FnOnce(CallResult) + Send + 'static,
+    ) -> Result<(), SubmitError> {
+        let shared = self.shared.clone();
+        self.submit(move || reply(shared.client_call(&reducer, caller, &args)))
+    }
+
+    /// [`HostedDatabase::submit_reducer`], waiting for the result.
+    pub fn call_reducer(
+        &self,
+        reducer: &str,
+        caller: CallerContext,
+        args: Vec<u8>,
+    ) -> Result<CallResult, SubmitError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit_reducer(reducer.to_owned(), caller, args, move |result| {
+            let _ = tx.send(result);
+        })?;
+        Ok(recv(rx))
+    }
+
+    /// A client session begins: records the client (identity, connection id,
+    /// JWT payload) and runs the module's `client_connected` hook in the same
+    /// transaction. Unless the outcome is `Committed` the client must be
+    /// refused; nothing was recorded.
+    pub fn client_connected(
+        &self,
+        identity: [u8; 32],
+        connection_id: [u8; 16],
+        jwt_payload: Option<String>,
+    ) -> Result<CallResult, SubmitError> {
+        let shared = self.shared.clone();
+        self.run(move || shared.connect(identity, connection_id, jwt_payload))
+    }
+
+    /// A client session ended: runs `client_disconnected` and removes the
+    /// record (the record goes even if the hook fails). Returns `None` if the
+    /// client was not recorded.
+    pub fn client_disconnected(
+        &self,
+        identity: [u8; 32],
+        connection_id: [u8; 16],
+    ) -> Result<Option<CallResult>, SubmitError> {
+        let shared = self.shared.clone();
+        self.run(move || shared.disconnect(identity, connection_id))
+    }
+
+    /// Clients recorded as connected: (identity, connection id).
+    pub fn connected_clients(&self) -> Vec<([u8; 32], [u8; 16])> {
+        self.shared.recorded_clients()
+    }
+
+    /// Runs `job` on this database's lane.
+    fn submit(&self, job: impl FnOnce() + Send + 'static) -> Result<(), SubmitError> {
+        self.shared.pool.submit(&self.shared.lane, Box::new(job))
+    }
+
+    /// Runs `job` on this database's lane and waits for its result.
+    fn run<R: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, SubmitError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit(move || {
+            let _ = tx.send(job());
+        })?;
+        Ok(recv(rx))
+    }
+}
+
+/// Waits for a job's answer. The pool runs every queued job (a panicking job
+/// is caught, dropping its sender), so this only fails if the job panicked.
+fn recv<R>(rx: mpsc::Receiver<R>) -> R {
+    rx.recv()
+        .expect("the job panicked before answering (see the worker's panic count)")
+}
+
+impl Drop for DbShared {
+    fn drop(&mut self) {
+        self.scheduler.cancel_database(self.key);
+    }
+}
+
+impl DbShared {
+    fn module(&self) -> Arc<HostedModule> {
+        self.module
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+    }
+
+    fn schedules(&self) -> Arc<HashMap<TableId, ScheduleSlot>> {
+        self.schedules
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+    }
+
+    fn identity(&self, module: &HostedModule) -> [u8; 32] {
+        module.options().database_identity
+    }
+
+    /// A reducer call from a client (or the owner).
+    fn client_call(&self, reducer: &str, caller: CallerContext, args: &[u8]) -> CallResult {
+        let module = self.module();
+        let Some(id) = module.reducer_id(ReducerRef::Name(reducer)) else {
+            return bare(ReducerOutcome::NoSuchReducer {
+                reducer: reducer.to_owned(),
+            });
+        };
+        if module.def().reducers[id].visibility == Visibility::Private
+            && caller.sender != self.owner
+        {
+            return bare(ReducerOutcome::NotCallable {
+                reducer: reducer.to_owned(),
+            });
+        }
+        let result = module.call_reducer(&self.storage, ReducerRef::Id(id), caller, args);
+        self.finish(&result);
+        result
+    }
+
+    /// Work after every call: arm timers for what it committed.
+    fn finish(&self, result: &CallResult) {
+        if let ReducerOutcome::Committed { delta } = &result.outcome {
+            self.after_commit(delta);
+        }
+    }
+
+    /// Arms timers for schedule rows a committed transaction inserted (or
+    /// updated), and cancels those of rows it deleted.
+    fn after_commit(&self, delta: &TxDelta) {
+        let schedules = self.schedules();
+        if schedules.is_empty() {
+            return;
+        }
+        let now = now_micros();
+        for table in &delta.tables {
+            let Some(slot) = schedules.get(&table.table_id) else {
+                continue;
+            };
+            let mut armed = HashSet::new();
+            for row in &table.inserts {
+                if let Some((id, at)) = slot.decode(row) {
+                    armed.insert(id);
+                    self.arm(table.table_id, id, at.first_due(now), at);
+                }
+            }
+            for row in &table.deletes {
+                if let Some((id, _)) = slot.decode(row) {
+                    if !armed.contains(&id) {
+                        self.scheduler.cancel(self.key, table.table_id, id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn arm(&self, table: TableId, schedule_id: u64, due_micros: i64, at: ScheduleAt) {
+        let me: Weak<dyn Firing> = self.me.clone();
+        self.scheduler.arm(
+            self.key,
+            me,
+            Timer {
+                table,
+                schedule_id,
+                due_micros,
+                at,
+            },
+        );
+    }
+
+    /// Arms a timer for every row of every schedule table (on load).
+    fn rearm_all(&self) {
+        let schedules = self.schedules();
+        let Ok(state) = self.storage.read() else {
+            return;
+        };
+        let now = now_micros();
+        for (&table, slot) in schedules.iter() {
+            let Ok(rows) = state.scan(table) else {
+                continue;
+            };
+            for row in rows {
+                if let Some((id, at)) = slot.decode(row) {
+                    self.arm(table, id, at.first_due(now), at);
+                }
+            }
+        }
+    }
+
+    /// Runs a due timer, on the lane: re-reads the row, calls its function
+    /// with the row as argument, then deletes a one-shot row or re-arms an
+    /// interval (module-abi §8.6).
+    fn run_timer(&self, timer: Timer) {
+        let Some(slot) = self.schedules().get(&timer.table).copied() else {
+            return;
+        };
+        let key = AlgebraicValue::U64(timer.schedule_id);
+        let row = match self.storage.read() {
+            Ok(state) => state
+                .find_unique(slot.id_index, &key)
+                .ok()
+                .flatten()
+                .cloned(),
+            Err(_) => None,
+        };
+        // Deleted, or changed since the timer was armed (its new timer is pending).
+        let Some(row) = row else { return };
+        if slot.decode(&row).map(|(_, at)| at) != Some(timer.at) {
+            return;
+        }
+        let module = self.module();
+        let caller = CallerContext {
+            sender: self.identity(&module),
+            connection_id: [0; 16],
+            timestamp_micros: timer.due_micros.max(now_micros()),
+        };
+        let mut args = Vec::new();
+        storage::value::encode_row(&row, &mut args);
+        match slot.function {
+            ScheduledFunction::Reducer(id) => {
+                let result = module.call_reducer(&self.storage, ReducerRef::Id(id), caller, &args);
+                self.finish(&result);
+                self.settle(&slot, timer);
+            }
+            ScheduledFunction::Procedure(_) => {
+                // Procedures are never retried: settle the row first.
+                self.settle(&slot, timer);
+            }
+        }
+    }
+
+    /// After a run: deletes the row if it is still the same one-shot row, or
+    /// re-arms it on its interval grid if it is still the same interval row.
+    fn settle(&self, slot: &ScheduleSlot, timer: Timer) {
+        let Ok(mut tx) = self.storage.begin() else {
+            return;
+        };
+        let key = AlgebraicValue::U64(timer.schedule_id);
+        let row = tx.find_unique(slot.id_index, &key).ok().flatten().cloned();
+        let current = row
+            .as_ref()
+            .and_then(|row| slot.decode(row))
+            .map(|(_, at)| at);
+        match (row, current) {
+            (Some(row), Some(at @ ScheduleAt::Time { .. })) if at == timer.at => {
+                if tx.delete_row(timer.table, &row).is_ok() {
+                    if let Ok(delta) = tx.commit() {
+                        self.after_commit(&delta);
+                    }
+                } else {
+                    tx.rollback();
+                }
+            }
+            (Some(_), Some(at @ ScheduleAt::Interval { micros })) if at == timer.at => {
+                tx.rollback();
+                let next = next_on_grid(timer.due_micros, micros, now_micros());
+                self.arm(timer.table, timer.schedule_id, next, at);
+            }
+            _ => tx.rollback(),
+        }
+    }
+
+    fn connect(
+        &self,
+        identity: [u8; 32],
+        connection_id: [u8; 16],
+        jwt_payload: Option<String>,
+    ) -> CallResult {
+        if connection_id == [0; 16] {
+            return bare(ReducerOutcome::BadArguments {
+                message: "connection id 0 means \"no connection\" and cannot be connected".into(),
+            });
+        }
+        let mut tx = match self.storage.begin() {
+            Ok(tx) => tx,
+            Err(e) => return internal(format!("cannot open a transaction: {e}")),
+        };
+        let Some(table) = tx.table_id_from_name(CLIENT_TABLE) else {
+            tx.rollback();
+            return internal(format!("the `{CLIENT_TABLE}` table is missing"));
+        };
+        let key = AlgebraicValue::U128(u128::from_le_bytes(connection_id).into());
+        let recorded = tx
+            .index_id_from_name(CLIENT_TABLE_INDEX)
+            .and_then(|index| tx.find_unique(index, &key).ok().flatten())
+            .is_some();
+        if recorded {
+            tx.rollback();
+            return bare(ReducerOutcome::BadArguments {
+                message: "this connection id is already connected".into(),
+            });
+        }
+        let record = vec![
+            AlgebraicValue::U128(u128::from_le_bytes(connection_id).into()),
+            AlgebraicValue::Bytes(identity.to_vec().into()),
+            AlgebraicValue::String(jwt_payload.unwrap_or_default().into()),
+        ];
+        match tx.insert_row(table, record.into()) {
+            Ok(_) => {}
+            Err(storage::TxError::UniqueViolation { .. }) => {
+                tx.rollback();
+                return bare(ReducerOutcome::BadArguments {
+                    message: "this connection id is already connected".into(),
+                });
+            }
+            Err(e) => {
+                tx.rollback();
+                return internal(format!("recording the client: {e}"));
+            }
+        }
+        let module = self.module();
+        let caller = CallerContext {
+            sender: identity,
+            connection_id,
+            timestamp_micros: now_micros(),
+        };
+        let result = match module.def().lifecycle.on_connect {
+            Some(id) => module.call_reducer_in(tx, id, caller, &[]),
+            None => match tx.commit() {
+                Ok(delta) => bare(ReducerOutcome::Committed { delta }),
+                Err(e) => internal(format!("commit failed: {e}")),
+            },
+        };
+        self.finish(&result);
+        result
+    }
+
+    fn disconnect(&self, identity: [u8; 32], connection_id: [u8; 16]) -> Option<CallResult> {
+        let mut tx = self.storage.begin().ok()?;
+        let Some(removed) = remove_client(&mut tx, connection_id) else {
+            tx.rollback();
+            return None;
+        };
+        if !removed {
+            tx.rollback();
+            return None;
+        }
+        let module = self.module();
+        let caller = CallerContext {
+            sender: identity,
+            connection_id,
+            timestamp_micros: now_micros(),
+        };
+        let result = match module.def().lifecycle.on_disconnect {
+            Some(id) => module.call_reducer_in(tx, id, caller, &[]),
+            None => match tx.commit() {
+                Ok(delta) => bare(ReducerOutcome::Committed { delta }),
+                Err(e) => internal(format!("commit failed: {e}")),
+            },
+        };
+        self.finish(&result);
+        if !result.outcome.is_committed() {
+            // The hook failed: the record goes anyway, on its own.
+            if let Ok(mut tx) = self.storage.begin() {
+                match remove_client(&mut tx, connection_id) {
+                    Some(true) => {
+                        if let Ok(delta) = tx.commit() {
+                            self.after_commit(&delta);
+                        }
+                    }
+                    _ => tx.rollback(),
+                }
+            }
+        }
+        Some(result)
+    }
+
+    /// Every client recorded as connected: (identity, connection id).
+    fn recorded_clients(&self) -> Vec<([u8; 32], [u8; 16])> {
+        let Ok(state) = self.storage.read() else {
+            return Vec::new();
+        };
+        let Some(table) = state.table_id_from_name(CLIENT_TABLE) else {
+            return Vec::new();
+        };
+        let Ok(rows) = state.scan(table) else {
+            return Vec::new();
+        };
+        rows.filter_map(|row| match (row.first(), row.get(1)) {
+            (
+                Some(AlgebraicValue::U128(connection)),
+                Some(AlgebraicValue::Array(ArrayValue::U8(identity))),
+            ) => {
+                let identity: [u8; 32] = identity.as_ref().try_into().ok()?;
+                Some((identity, connection.0.to_le_bytes()))
+            }
+            _ => None,
+        })
+        .collect()
+    }
+}
+
+impl Firing for DbShared {
+    fn fire(self: Arc<Self>, timer: Timer) {
+        let me = self.clone();
+        let submitted = self
+            .pool
+            .submit(&self.lane, Box::new(move || me.run_timer(timer)));
+        if let Err(SubmitError::Overloaded(_)) = submitted {
+            // Not lost: try again shortly.
+            let retry = now_micros().saturating_add(OVERLOADED_RETRY.as_micros() as i64);
+            self.arm(timer.table, timer.schedule_id, retry, timer.at);
+        }
+    }
+}
+
+/// Deletes the client record of `connection_id`: `Some(true)` if it existed,
+/// `Some(false)` if not, `None` if the table is missing.
+fn remove_client(tx: &mut storage::MutTx, connection_id: [u8; 16]) -> Option<bool> {
+    let index = tx.index_id_from_name(CLIENT_TABLE_INDEX)?;
+    let key = AlgebraicValue::U128(u128::from_le_bytes(connection_id).into());
+    let count = tx.delete_by_point(index, &key).ok()?;
+    Some(count > 0)
+}
+
+/// The definition of [`CLIENT_TABLE`].
+fn client_table_def() -> TableDef {
+    TableDef {
+        name: CLIENT_TABLE.into(),
+        columns: ProductType::from([
+            ("connection_id", AlgebraicType::U128),
+            ("identity", AlgebraicType::bytes()),
+            ("jwt_payload", AlgebraicType::String),
+        ]),
+        primary_key: Some(ColId(0)),
+        indexes: vec![IndexDef {
+            name: CLIENT_TABLE_INDEX.into(),
+            algorithm: IndexAlgorithm::BTree,
+            columns: vec![ColId(0)],
+        }],
+        unique_constraints: vec![UniqueConstraintDef {
+            name: "st_client_connection_id_key".into(),
+            columns: vec![ColId(0)],
+        }],
+        sequences: Vec::new(),
+        public: false,
+        is_event: false,
+    }
+}
+
+/// Resolves each schedule of the module to its storage table and the unique
+/// index on its schedule id.
+fn schedule_slots(
+    storage: &Database,
+    module: &HostedModule,
+) -> Result<HashMap<TableId, ScheduleSlot>, PublishError> {
+    let state = storage
+        .read()
+        .map_err(|e| PublishError::Storage(e.to_string()))?;
+    let def = module.def();
+    let mut slots = HashMap::new();
+    for schedule in &def.schedules {
+        let table = &def.tables[schedule.table];
+        let Some(table_id) = state.table_id_from_name(&table.def.name) else {
+            continue;
+        };
+        let schema = state
+            .schema(table_id)
+            .map_err(|e| PublishError::Storage(e.to_string()))?;
+        let Some(index) = schema
+            .indexes
+            .iter()
+            .find(|index| index.unique.is_some() && index.columns == [schedule.id_col])
+        else {
+            return Err(PublishError::Storage(format!(
+                "schedule table `{}` has no unique index on its schedule id",
+                table.def.name
+            )));
+        };
+        slots.insert(
+            table_id,
+            ScheduleSlot {
+                function: schedule.function,
+                id_col: schedule.id_col,
+                at_col: schedule.schedule_at_col,
+                id_index: index.index_id,
+            },
+        );
+    }
+    Ok(slots)
+}
+
+fn bare(outcome: ReducerOutcome) -> CallResult {
+    CallResult {
+        outcome,
+        logs: Vec::new(),
+        fuel_used: 0,
+    }
+}
+
+fn internal(message: String) -> CallResult {
+    bare(ReducerOutcome::Internal { message })
+}
+
+fn describe(outcome: &ReducerOutcome) -> String {
+    match outcome {
+        ReducerOutcome::Failed { message } => format!("init failed: {message}"),
+        ReducerOutcome::Trapped { message } => format!("init trapped: {message}"),
+        ReducerOutcome::OutOfFuel => "init ran out of fuel".into(),
+        ReducerOutcome::Timeout => "init ran past its deadline".into(),
+        other => format!("{other:?}"),
+    }
+}

@@ -1,0 +1,474 @@
+//! The hosting layer: databases on a shared worker pool, schedule timers
+//! (firing, repeating, cancelling, surviving a restart), connect and
+//! disconnect hooks with the client table, `get_jwt`, private reducers, the
+//! argument cap, isolation of the host's tables from modules, and a
+//! misbehaving database not stalling another.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use spacetimedb_lib::{ConnectionId, Identity};
+use spacetimedb_sats::AlgebraicValue as V;
+use storage::{Database, DbOptions, DbStorage};
+use tenant_host::hosting::{DatabaseSpec, Host, HostConfig, HostedDatabase, CLIENT_TABLE};
+use tenant_host::runtime::{CallOptions, CallerContext, ReducerOutcome, Runtime};
+
+use crate::harness::{args, enc, options, rows, DATABASE, OWNER};
+use crate::modules::module_bytes;
+
+const ALICE: [u8; 32] = [0xa1; 32];
+const BOB: [u8; 32] = [0xb0; 32];
+
+fn host(workers: usize) -> Host {
+    Host::new(
+        Runtime::new().unwrap(),
+        HostConfig {
+            workers,
+            ..HostConfig::default()
+        },
+    )
+}
+
+fn spec(name: &str, options: CallOptions) -> DatabaseSpec {
+    DatabaseSpec {
+        name: name.into(),
+        owner: OWNER,
+        options,
+    }
+}
+
+fn create(host: &Host, module: &str, storage: Database) -> HostedDatabase {
+    host.create_database(spec(module, options()), storage, &module_bytes(module))
+        .unwrap_or_else(|e| panic!("creating {module}: {e}"))
+}
+
+fn in_memory() -> Database {
+    Database::in_memory(DbOptions::default())
+}
+
+fn on_disk(dir: &Path) -> Database {
+    Database::open(DbStorage::dir(dir).unwrap(), DbOptions::default())
+        .unwrap()
+        .0
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+fn as_client(sender: [u8; 32], connection: u128) -> CallerContext {
+    CallerContext {
+        sender,
+        connection_id: connection.to_le_bytes(),
+        timestamp_micros: now(),
+    }
+}
+
+fn call(
+    db: &HostedDatabase,
+    reducer: &str,
+    caller: CallerContext,
+    args: Vec<u8>,
+) -> ReducerOutcome {
+    db.call_reducer(reducer, caller, args).unwrap().outcome
+}
+
+/// The labels of `run_log` rows, in id order.
+fn runs(db: &HostedDatabase) -> Vec<String> {
+    rows(db.storage(), "run_log")
+        .into_iter()
+        .map(|row| match &row[1] {
+            V::String(label) => label.to_string(),
+            other => panic!("label is {other:?}"),
+        })
+        .collect()
+}
+
+fn count(labels: &[String], label: &str) -> usize {
+    labels.iter().filter(|l| *l == label).count()
+}
+
+/// Polls `check` every 10 ms until it holds or `limit` passes.
+fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < limit, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn one_shot_schedule_fires_once_with_the_database_identity_and_is_deleted() {
+    let host = host(2);
+    let db = create(&host, "abi-coverage", in_memory());
+    let before = now();
+    let outcome = call(
+        &db,
+        "schedule_once",
+        as_client(OWNER, 0),
+        args(&[enc(&50_000i64), enc("once")]),
+    );
+    assert!(outcome.is_committed(), "{outcome:?}");
+    eventually(Duration::from_secs(10), "the one-shot tick ran", || {
+        count(&runs(&db), "once") == 1
+    });
+    // The row is deleted after the run, and nothing else fires for it.
+    eventually(Duration::from_secs(5), "tick_schedule emptied", || {
+        rows(db.storage(), "tick_schedule").is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(count(&runs(&db), "once"), 1);
+    // It ran no earlier than due; `tick` itself refuses a connection id.
+    let run = rows(db.storage(), "run_log")
+        .into_iter()
+        .find(|row| row[1] == V::String("once".into()))
+        .unwrap();
+    let V::Product(at) = &run[2] else {
+        panic!("timestamp column is {:?}", run[2])
+    };
+    let V::I64(at) = at.elements[0] else { panic!() };
+    assert!(
+        at >= before + 50_000,
+        "ran at {at}, due at {}",
+        before + 50_000
+    );
+}
+
+#[test]
+fn repeating_schedule_runs_until_cancelled() {
+    let host = host(2);
+    let db = create(&host, "abi-coverage", in_memory());
+    let outcome = call(
+        &db,
+        "schedule_repeating",
+        as_client(OWNER, 0),
+        args(&[enc(&20_000i64), enc("rep")]),
+    );
+    assert!(outcome.is_committed(), "{outcome:?}");
+    eventually(Duration::from_secs(10), "three runs", || {
+        count(&runs(&db), "rep") >= 3
+    });
+    assert_eq!(
+        rows(db.storage(), "tick_schedule").len(),
+        1,
+        "the interval row stays"
+    );
+    let outcome = call(&db, "cancel_schedules", as_client(OWNER, 0), Vec::new());
+    assert!(outcome.is_committed(), "{outcome:?}");
+    let after_cancel = count(&runs(&db), "rep");
+    std::thread::sleep(Duration::from_millis(200));
+    // At most one run was already queued when the row went away.
+    assert!(count(&runs(&db), "rep") <= after_cancel + 1);
+    let settled = count(&runs(&db), "rep");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(count(&runs(&db), "rep"), settled, "runs after cancelling");
+    assert_eq!(db.pending_timers(), 0);
+}
+
+#[test]
+fn schedules_are_rearmed_when_a_database_is_opened_again() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let host = host(2);
+        let db = create(&host, "abi-coverage", on_disk(dir.path()));
+        let outcome = call(
+            &db,
+            "schedule_once",
+            as_client(OWNER, 0),
+            args(&[enc(&700_000i64), enc("after-restart")]),
+        );
+        assert!(outcome.is_committed(), "{outcome:?}");
+        assert!(db.pending_timers() >= 1);
+        db.storage().flush().unwrap();
+        // The host and database go away before the timer is due.
+    }
+    let host = host(2);
+    let db = host
+        .open_database(
+            spec("abi-coverage", options()),
+            on_disk(dir.path()),
+            &module_bytes("abi-coverage"),
+        )
+        .unwrap();
+    assert!(db.pending_timers() >= 1, "no timer re-armed on open");
+    assert_eq!(count(&runs(&db), "after-restart"), 0);
+    eventually(Duration::from_secs(10), "the re-armed tick ran", || {
+        count(&runs(&db), "after-restart") == 1
+    });
+}
+
+#[test]
+fn chat_init_arms_the_prune_schedule() {
+    let host = host(1);
+    let db = create(&host, "chat", in_memory());
+    assert_eq!(rows(db.storage(), "prune_schedule").len(), 1);
+    assert_eq!(db.pending_timers(), 1);
+}
+
+fn user_online(db: &HostedDatabase, who: [u8; 32]) -> Option<bool> {
+    let identity = spacetimedb_sats::bsatn::to_vec(&Identity::from_byte_array(who)).unwrap();
+    rows(db.storage(), "user").into_iter().find_map(|row| {
+        let bytes = spacetimedb_sats::bsatn::to_vec(&row[0]).unwrap();
+        (bytes == identity).then(|| row[2] == V::Bool(true))
+    })
+}
+
+#[test]
+fn connect_and_disconnect_run_the_hooks_and_keep_the_client_table() {
+    let host = host(2);
+    let db = create(&host, "chat", in_memory());
+    let connected = db
+        .client_connected(ALICE, 1u128.to_le_bytes(), None)
+        .unwrap();
+    assert!(connected.outcome.is_committed(), "{:?}", connected.outcome);
+    assert_eq!(user_online(&db, ALICE), Some(true));
+    assert_eq!(db.connected_clients(), vec![(ALICE, 1u128.to_le_bytes())]);
+
+    // The same connection id twice, and connection id 0, are refused.
+    let again = db
+        .client_connected(ALICE, 1u128.to_le_bytes(), None)
+        .unwrap();
+    assert!(
+        matches!(again.outcome, ReducerOutcome::BadArguments { .. }),
+        "{:?}",
+        again.outcome
+    );
+    let zero = db.client_connected(BOB, [0; 16], None).unwrap();
+    assert!(
+        matches!(zero.outcome, ReducerOutcome::BadArguments { .. }),
+        "{:?}",
+        zero.outcome
+    );
+
+    let gone = db
+        .client_disconnected(ALICE, 1u128.to_le_bytes())
+        .unwrap()
+        .unwrap();
+    assert!(gone.outcome.is_committed(), "{:?}", gone.outcome);
+    assert_eq!(user_online(&db, ALICE), Some(false));
+    assert!(db.connected_clients().is_empty());
+    // Disconnecting an unknown connection does nothing.
+    assert!(db
+        .client_disconnected(ALICE, 1u128.to_le_bytes())
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn a_connect_hook_error_refuses_the_client_and_records_nothing() {
+    let host = host(2);
+    let db = create(&host, "chat", in_memory());
+    let named = call(&db, "set_name", as_client(BOB, 0), enc("banned"));
+    assert!(named.is_committed(), "{named:?}");
+    let refused = db.client_connected(BOB, 9u128.to_le_bytes(), None).unwrap();
+    match &refused.outcome {
+        ReducerOutcome::Failed { message } => assert!(message.contains("is banned"), "{message}"),
+        other => panic!("expected the hook's error, got {other:?}"),
+    }
+    assert!(db.connected_clients().is_empty());
+    assert_eq!(user_online(&db, BOB), Some(false));
+}
+
+#[test]
+fn clients_left_connected_by_a_crash_are_disconnected_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let host = host(1);
+        let db = create(&host, "chat", on_disk(dir.path()));
+        let connected = db
+            .client_connected(ALICE, 5u128.to_le_bytes(), None)
+            .unwrap();
+        assert!(connected.outcome.is_committed());
+        db.storage().flush().unwrap();
+    }
+    let host = host(1);
+    let db = host
+        .open_database(
+            spec("chat", options()),
+            on_disk(dir.path()),
+            &module_bytes("chat"),
+        )
+        .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the stale client is disconnected",
+        || db.connected_clients().is_empty(),
+    );
+    assert_eq!(user_online(&db, ALICE), Some(false));
+}
+
+#[test]
+fn get_jwt_reads_the_payload_recorded_at_connect() {
+    let host = host(1);
+    let db = create(&host, "abi-coverage", in_memory());
+    let payload = r#"{"iss":"https://issuer.example","sub":"alice-sub","aud":"orrery","iat":1}"#;
+    let connected = db
+        .client_connected(ALICE, 7u128.to_le_bytes(), Some(payload.into()))
+        .unwrap();
+    assert!(connected.outcome.is_committed(), "{:?}", connected.outcome);
+    let check = args(&[
+        enc(&Identity::from_byte_array(ALICE)),
+        enc(&Some(ConnectionId::from_u128(7))),
+        enc(&None::<spacetimedb_lib::Timestamp>),
+    ]);
+    let result = db
+        .call_reducer("check_caller", as_client(ALICE, 7), check)
+        .unwrap();
+    assert!(result.outcome.is_committed(), "{:?}", result.outcome);
+    assert!(
+        result
+            .logs
+            .iter()
+            .any(|r| r.message == "caller JWT subject=alice-sub issuer=https://issuer.example"),
+        "{:#?}",
+        result.logs
+    );
+}
+
+#[test]
+fn modules_cannot_reach_the_host_tables() {
+    let host = host(1);
+    let db = create(&host, "hostile", in_memory());
+    let marker = "SECRET-CLAIMS-8f3a";
+    let payload = format!(r#"{{"iss":"i","sub":"{marker}"}}"#);
+    let connected = db
+        .client_connected(ALICE, 42u128.to_le_bytes(), Some(payload))
+        .unwrap();
+    assert!(connected.outcome.is_committed());
+    let ok = call(&db, "ok", as_client(OWNER, 0), Vec::new());
+    assert!(ok.is_committed());
+    let probe = db
+        .call_reducer(
+            "probe_system_tables",
+            as_client(OWNER, 0),
+            args(&[enc(marker), enc(&42u128)]),
+        )
+        .unwrap();
+    assert!(
+        probe.outcome.is_committed(),
+        "{:?}\n{:#?}",
+        probe.outcome,
+        probe.logs
+    );
+    assert!(
+        probe
+            .logs
+            .iter()
+            .any(|r| r.message == "probe could read 1 tables"),
+        "{:#?}",
+        probe.logs
+    );
+    // The record survived the delete attempts through every index id.
+    assert_eq!(db.connected_clients().len(), 1);
+    assert_eq!(rows(db.storage(), CLIENT_TABLE).len(), 1);
+}
+
+#[test]
+fn private_reducers_are_for_the_owner_only() {
+    let host = host(1);
+    let db = create(&host, "chat", in_memory());
+    let by_client = call(&db, "client_connected", as_client(ALICE, 3), Vec::new());
+    assert!(
+        matches!(by_client, ReducerOutcome::NotCallable { .. }),
+        "{by_client:?}"
+    );
+    let missing = call(&db, "no_such_reducer", as_client(ALICE, 3), Vec::new());
+    assert!(
+        matches!(missing, ReducerOutcome::NoSuchReducer { .. }),
+        "{missing:?}"
+    );
+}
+
+#[test]
+fn arguments_over_the_cap_are_refused_before_the_module_runs() {
+    let host = host(1);
+    let options = CallOptions {
+        args_bytes_max: 64 * 1024,
+        ..options()
+    };
+    let db = host
+        .create_database(
+            spec("hostile", options),
+            in_memory(),
+            &module_bytes("hostile"),
+        )
+        .unwrap();
+    let big = call(
+        &db,
+        "huge_arg",
+        as_client(OWNER, 0),
+        enc(&vec![7u8; 100_000]),
+    );
+    match big {
+        ReducerOutcome::ArgumentsTooLarge { bytes, limit } => {
+            assert_eq!(limit, 64 * 1024);
+            assert!(bytes > 100_000);
+        }
+        other => panic!("expected ArgumentsTooLarge, got {other:?}"),
+    }
+    let small = call(&db, "huge_arg", as_client(OWNER, 0), enc(&vec![7u8; 1000]));
+    assert!(small.is_committed(), "{small:?}");
+}
+
+#[test]
+fn a_spinning_database_does_not_stall_another() {
+    let host = host(2);
+    let slow_options = CallOptions {
+        fuel_per_call: u64::MAX / 4,
+        deadline_per_call: Duration::from_secs(4),
+        ..options()
+    };
+    let slow = host
+        .create_database(
+            spec("slow", slow_options),
+            in_memory(),
+            &module_bytes("hostile"),
+        )
+        .unwrap();
+    let fast = create(&host, "hostile", in_memory());
+    let (done, spun) = std::sync::mpsc::channel();
+    slow.submit_reducer(
+        "spin".into(),
+        as_client(OWNER, 0),
+        Vec::new(),
+        move |result| {
+            done.send((Instant::now(), result.outcome)).unwrap();
+        },
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    for _ in 0..50 {
+        let outcome = call(&fast, "ok", as_client(OWNER, 0), Vec::new());
+        assert!(outcome.is_committed(), "{outcome:?}");
+    }
+    let fast_done = Instant::now();
+    let (spin_done, outcome) = spun.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(matches!(outcome, ReducerOutcome::Timeout), "{outcome:?}");
+    assert!(
+        fast_done < spin_done,
+        "the healthy database waited for the spinning one"
+    );
+    // The slow database serves again after its timeout.
+    assert!(call(&slow, "ok", as_client(OWNER, 0), Vec::new()).is_committed());
+}
+
+#[test]
+fn creating_over_an_existing_database_or_opening_an_empty_one_is_refused() {
+    let host = host(1);
+    let db = create(&host, "chat", in_memory());
+    let storage = db.storage().clone();
+    let again = host.create_database(spec("chat", options()), storage, &module_bytes("chat"));
+    assert!(matches!(
+        again,
+        Err(tenant_host::hosting::PublishError::AlreadyExists)
+    ));
+    let empty = host.open_database(spec("chat", options()), in_memory(), &module_bytes("chat"));
+    assert!(matches!(
+        empty,
+        Err(tenant_host::hosting::PublishError::NotCreated)
+    ));
+    let _ = DATABASE;
+}
