@@ -11,7 +11,9 @@
 //! ([`runtime::Runtime::load`]), turning their definitions into storage
 //! schemas ([`moduledef::ModuleDef::from_bsatn`]), creating a module's
 //! database with its `init` reducer, and reducer calls in a transaction
-//! ([`runtime::HostedModule::call_reducer`]).
+//! ([`runtime::HostedModule::call_reducer`]), and per-database module logs
+//! ([`logs::ModuleLog`]: ring, on-disk file, tail and follow).
 
+pub mod logs;
 pub mod moduledef;
 pub mod runtime;
