@@ -10,9 +10,13 @@
 //! Built so far: loading, checking and describing SpacetimeDB 2.10.1 modules
 //! ([`runtime::Runtime::load`]), turning their definitions into storage
 //! schemas ([`moduledef::ModuleDef::from_bsatn`]), creating a module's
-//! database with its `init` reducer, and reducer calls in a transaction
-//! ([`runtime::HostedModule::call_reducer`]).
+//! database with its `init` reducer, reducer calls in a transaction
+//! ([`runtime::HostedModule::call_reducer`]), hosting many databases on a
+//! bounded worker pool with schedules and client hooks
+//! ([`hosting::Host`]), and per-database module logs ([`logs::ModuleLog`]:
+//! ring, on-disk file, tail and follow).
 
 pub mod hosting;
+pub mod logs;
 pub mod moduledef;
 pub mod runtime;

@@ -9,5 +9,6 @@ mod hostile;
 mod hosting;
 mod lifecycle;
 mod load;
+mod logs;
 mod real_modules;
 mod reducers;
