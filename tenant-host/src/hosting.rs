@@ -33,6 +33,7 @@ use storage::{
     UniqueConstraintDef,
 };
 
+use crate::logs::{LogLevel, LogOptions, ModuleLog};
 use crate::moduledef::{ScheduledFunction, Visibility};
 use crate::runtime::{
     CallOptions, CallResult, CallerContext, HostError, HostedModule, ReducerOutcome, ReducerRef,
@@ -83,6 +84,23 @@ pub struct DatabaseSpec {
     pub owner: [u8; 32],
     /// Budgets of each call and the database identity.
     pub options: CallOptions,
+    /// Where the module log lives (`module.log` in this directory); `None`
+    /// keeps the log in memory only.
+    pub log_dir: Option<std::path::PathBuf>,
+    pub log_options: LogOptions,
+}
+
+impl DatabaseSpec {
+    /// A spec with default budgets, log options and an in-memory log.
+    pub fn new(name: impl Into<String>, owner: [u8; 32], options: CallOptions) -> DatabaseSpec {
+        DatabaseSpec {
+            name: name.into(),
+            owner,
+            options,
+            log_dir: None,
+            log_options: LogOptions::default(),
+        }
+    }
 }
 
 /// Why a database could not be created or opened.
@@ -107,6 +125,8 @@ pub enum PublishError {
     Storage(String),
     #[error(transparent)]
     Submit(#[from] SubmitError),
+    #[error("cannot open the module log: {0}")]
+    Log(std::io::Error),
 }
 
 /// Processes-wide hosting machinery.
@@ -229,6 +249,13 @@ impl Host {
         module: HostedModule,
     ) -> Result<HostedDatabase, PublishError> {
         let schedules = schedule_slots(&storage, &module)?;
+        let log = match &spec.log_dir {
+            Some(dir) => {
+                ModuleLog::open(dir, spec.log_options.clone()).map_err(PublishError::Log)?
+            }
+            None => ModuleLog::in_memory(spec.log_options.clone()),
+        };
+        log.append(module.load_logs());
         let shared = Arc::new_cyclic(|me: &Weak<DbShared>| DbShared {
             key: self.next_key.fetch_add(1, Ordering::Relaxed),
             me: me.clone(),
@@ -240,6 +267,7 @@ impl Host {
             lane: self.pool.lane(self.config.lane_queued_max),
             pool: self.pool.clone(),
             scheduler: self.scheduler.clone(),
+            log,
         });
         Ok(HostedDatabase { shared })
     }
@@ -272,6 +300,8 @@ struct DbShared {
     lane: Arc<Lane>,
     pool: Arc<WorkerPool>,
     scheduler: Arc<Scheduler>,
+    /// Every log record of every call, plus the host's notes on failures.
+    log: ModuleLog,
 }
 
 /// What a schedule table fires and where its columns are.
@@ -305,6 +335,11 @@ impl HostedDatabase {
     /// The module currently serving calls.
     pub fn module(&self) -> Arc<HostedModule> {
         self.shared.module()
+    }
+
+    /// The module log: what the module wrote and how calls failed.
+    pub fn log(&self) -> &ModuleLog {
+        &self.shared.log
     }
 
     /// Schedule timers pending for this database.
@@ -442,14 +477,18 @@ impl DbShared {
             });
         }
         let result = module.call_reducer(&self.storage, ReducerRef::Id(id), caller, args);
-        self.finish(&result);
+        self.finish(reducer, &result);
         result
     }
 
-    /// Work after every call: arm timers for what it committed.
-    fn finish(&self, result: &CallResult) {
+    /// Work after every call of `function`: log what the module wrote and
+    /// why the call failed, if it did; arm timers for what it committed.
+    fn finish(&self, function: &str, result: &CallResult) {
+        self.log.append(&result.logs);
         if let ReducerOutcome::Committed { delta } = &result.outcome {
             self.after_commit(delta);
+        } else if let Some((level, note)) = failure_note(&result.outcome) {
+            self.log.append_host(level, function, note);
         }
     }
 
@@ -547,7 +586,7 @@ impl DbShared {
         match slot.function {
             ScheduledFunction::Reducer(id) => {
                 let result = module.call_reducer(&self.storage, ReducerRef::Id(id), caller, &args);
-                self.finish(&result);
+                self.finish(&module.def().reducers[id].source_name, &result);
                 self.settle(&slot, timer);
             }
             ScheduledFunction::Procedure(_) => {
@@ -649,7 +688,7 @@ impl DbShared {
                 Err(e) => internal(format!("commit failed: {e}")),
             },
         };
-        self.finish(&result);
+        self.finish("client_connected", &result);
         result
     }
 
@@ -676,7 +715,7 @@ impl DbShared {
                 Err(e) => internal(format!("commit failed: {e}")),
             },
         };
-        self.finish(&result);
+        self.finish("client_disconnected", &result);
         if !result.outcome.is_committed() {
             // The hook failed: the record goes anyway, on its own.
             if let Ok(mut tx) = self.storage.begin() {
@@ -818,6 +857,39 @@ fn bare(outcome: ReducerOutcome) -> CallResult {
 
 fn internal(message: String) -> CallResult {
     bare(ReducerOutcome::Internal { message })
+}
+
+/// What the log says about a call that did not commit. A reducer's own
+/// `Err` is the module's business: it is noted at info level.
+fn failure_note(outcome: &ReducerOutcome) -> Option<(LogLevel, String)> {
+    Some(match outcome {
+        ReducerOutcome::Committed { .. } => return None,
+        ReducerOutcome::Failed { message } => {
+            (LogLevel::Info, format!("returned an error: {message}"))
+        }
+        ReducerOutcome::Trapped { message } => (LogLevel::Error, format!("trapped: {message}")),
+        ReducerOutcome::OutOfFuel => (
+            LogLevel::Error,
+            "ran out of fuel and was rolled back".into(),
+        ),
+        ReducerOutcome::Timeout => (
+            LogLevel::Error,
+            "ran past its deadline and was rolled back".into(),
+        ),
+        ReducerOutcome::BadArguments { message } => (LogLevel::Warn, format!("refused: {message}")),
+        ReducerOutcome::ArgumentsTooLarge { bytes, limit } => (
+            LogLevel::Warn,
+            format!("refused: the arguments are {bytes} bytes, the limit is {limit}"),
+        ),
+        ReducerOutcome::NotCallable { reducer } => (
+            LogLevel::Warn,
+            format!("refused: `{reducer}` is private and the caller is not the owner"),
+        ),
+        ReducerOutcome::NoSuchReducer { reducer } => {
+            (LogLevel::Warn, format!("refused: no reducer `{reducer}`"))
+        }
+        ReducerOutcome::Internal { message } => (LogLevel::Error, format!("host error: {message}")),
+    })
 }
 
 fn describe(outcome: &ReducerOutcome) -> String {

@@ -30,11 +30,7 @@ fn host(workers: usize) -> Host {
 }
 
 fn spec(name: &str, options: CallOptions) -> DatabaseSpec {
-    DatabaseSpec {
-        name: name.into(),
-        owner: OWNER,
-        options,
-    }
+    DatabaseSpec::new(name, OWNER, options)
 }
 
 fn create(host: &Host, module: &str, storage: Database) -> HostedDatabase {
@@ -178,7 +174,7 @@ fn schedules_are_rearmed_when_a_database_is_opened_again() {
             &db,
             "schedule_once",
             as_client(OWNER, 0),
-            args(&[enc(&700_000i64), enc("after-restart")]),
+            args(&[enc(&4_000_000i64), enc("after-restart")]),
         );
         assert!(outcome.is_committed(), "{outcome:?}");
         assert!(db.pending_timers() >= 1);
@@ -471,4 +467,74 @@ fn creating_over_an_existing_database_or_opening_an_empty_one_is_refused() {
         Err(tenant_host::hosting::PublishError::NotCreated)
     ));
     let _ = DATABASE;
+}
+
+#[test]
+fn module_logs_and_failures_reach_the_database_log_and_survive_a_restart() {
+    use tenant_host::logs::{FollowEvent, LogLevel};
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let with_log = |name: &str| DatabaseSpec {
+        log_dir: Some(logs.clone()),
+        ..spec(name, options())
+    };
+    {
+        let host = host(1);
+        let db = host
+            .create_database(
+                with_log("hostile"),
+                on_disk(&dir.path().join("db")),
+                &module_bytes("hostile"),
+            )
+            .unwrap();
+        let mut follow = db.log().follow(0);
+        let trapped = call(&db, "trap", as_client(OWNER, 0), Vec::new());
+        assert!(
+            matches!(trapped, ReducerOutcome::Trapped { .. }),
+            "{trapped:?}"
+        );
+        let tail = db.log().tail(10);
+        let panic = tail
+            .iter()
+            .find(|e| e.level == LogLevel::Panic)
+            .unwrap_or_else(|| panic!("no panic entry in {tail:#?}"));
+        assert!(
+            panic.message.contains("hostile: deliberate trap"),
+            "{panic:?}"
+        );
+        assert_eq!(panic.function, "trap");
+        assert!(
+            tail.iter().any(|e| e.level == LogLevel::Error
+                && e.function == "trap"
+                && e.message.starts_with("trapped:")),
+            "{tail:#?}"
+        );
+        // A follower sees the records of the call in order.
+        let first = follow.recv_timeout(Duration::from_secs(5)).unwrap();
+        match first {
+            FollowEvent::Entry(entry) => assert_eq!(entry.level, LogLevel::Panic),
+            other => panic!("{other:?}"),
+        }
+        let flood = call(&db, "log_flood", as_client(OWNER, 0), enc(&3u64));
+        assert!(flood.is_committed(), "{flood:?}");
+        db.storage().flush().unwrap();
+    }
+    let host = host(1);
+    let db = host
+        .open_database(
+            with_log("hostile"),
+            on_disk(&dir.path().join("db")),
+            &module_bytes("hostile"),
+        )
+        .unwrap();
+    let tail = db.log().tail(100);
+    assert!(
+        tail.iter()
+            .any(|e| e.message.contains("hostile: deliberate trap")),
+        "the tail after a restart lost earlier records: {tail:#?}"
+    );
+    assert!(
+        tail.iter().filter(|e| e.function == "log_flood").count() >= 3,
+        "{tail:#?}"
+    );
 }
