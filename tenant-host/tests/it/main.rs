@@ -4,9 +4,11 @@
 mod modules;
 
 mod abi_coverage;
+mod cache;
 mod harness;
 mod hostile;
 mod lifecycle;
 mod load;
+mod pool;
 mod real_modules;
 mod reducers;
