@@ -68,8 +68,8 @@ const _: () = assert!(COMMITLOG_RECORD_BYTES_MAX <= u32::MAX as u64);
 const _: () = assert!(ROW_BYTES_MAX < WASM_MEMORY_BYTES_DEFAULT);
 const _: () = assert!(WASM_MEMORY_BYTES_DEFAULT <= WASM_MEMORY_BYTES_MAX);
 // Memories grow in whole pages, so the caps are whole pages.
-const _: () = assert!(WASM_MEMORY_BYTES_MAX % WASM_PAGE_BYTES == 0);
-const _: () = assert!(WASM_MEMORY_BYTES_DEFAULT % WASM_PAGE_BYTES == 0);
+const _: () = assert!(WASM_MEMORY_BYTES_MAX.is_multiple_of(WASM_PAGE_BYTES));
+const _: () = assert!(WASM_MEMORY_BYTES_DEFAULT.is_multiple_of(WASM_PAGE_BYTES));
 // A pooled memory never grows past its reservation (wasmtime refuses a
 // larger maximum), and a 32-bit memory cannot address more than 4 GiB.
 const _: () = assert!(WASM_MEMORY_BYTES_MAX <= WASM_MEMORY_RESERVATION_BYTES);

@@ -1,10 +1,11 @@
 // Protects the compile cache and the artifact trust rule: each module is
-// compiled once per content hash (a second compile is a memory hit); a fresh
-// runtime on the same artifact directory loads the precompiled artifact and
-// the module works; an artifact that was tampered with, truncated, written
-// under another directory's key, renamed from another module, or written by
-// an engine with other settings is never loaded: it is rejected (or not even
-// looked at), the module is compiled from wasm again and still works.
+// compiled once per content hash (a second compile, or one racing it, is a
+// memory hit); a fresh runtime on the same artifact directory loads the
+// precompiled artifact and the module works; an artifact that was tampered
+// with, truncated, written under another directory's key, renamed from
+// another module, or written by an engine with other settings is never
+// loaded: it is rejected (or not even looked at), the module is compiled from
+// wasm again and still works.
 
 use std::fs;
 use std::path::Path;
@@ -233,4 +234,16 @@ fn compile_errors_are_reported_and_not_cached_as_modules() {
     );
     runtime.compile(b"\0asm\x01\0\0\0garbage").unwrap_err();
     assert_eq!(runtime.cache_stats(), stats(2, 0, 0, 0, 0));
+}
+
+#[test]
+fn concurrent_compiles_of_one_module_compile_once() {
+    let runtime = Runtime::new().unwrap();
+    let wasm = module_bytes("bank");
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| runtime.compile(&wasm).unwrap());
+        }
+    });
+    assert_eq!(runtime.cache_stats(), stats(1, 3, 0, 0, 0));
 }
