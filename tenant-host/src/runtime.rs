@@ -2,12 +2,15 @@
 //! compilation and checks, and the instance lifecycle of SpacetimeDB 2.10.1
 //! modules (module-abi §1).
 //!
-//! Owns: [`Runtime`] (engine configuration: Cranelift, fuel metering, epoch
-//! interruption), [`Runtime::load`] (compile, check imports and exports,
-//! instantiate, run `__preinit__*` in byte order, `__setup__`, describe once
-//! per instance), and [`LoadError`].
+//! Owns: [`Runtime`] and [`RuntimeConfig`] (engine configuration: Cranelift,
+//! fuel metering, epoch interruption, the pooling instance allocator sized
+//! from `orrery_api::limits`), [`Runtime::compile`] (through the compile
+//! cache of `runtime::cache`), [`Runtime::load`] (compile, check imports and
+//! exports, instantiate, run `__preinit__*` in byte order, `__setup__`,
+//! describe once per instance), and [`LoadError`].
 //! Does not own: the meaning of the module definition (`crate::moduledef`),
-//! or storage (the `storage` crate).
+//! storage (the `storage` crate), or the cache and artifact trust rule
+//! themselves (`runtime::cache`).
 //!
 //! Reducer calls in a transaction live in `runtime::instance`
 //! ([`Runtime::host`] → [`HostedModule`] → [`HostedModule::call_reducer`] /
@@ -17,14 +20,23 @@
 //! callable yet; their imports trap with a message saying so.
 
 mod abi;
+mod cache;
 mod host;
 mod instance;
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, Instance, Linker, Module, Store, TypedFunc};
+use orrery_api::limits;
+use wasmtime::{
+    Config, Engine, Instance, InstanceAllocationStrategy, Linker, Module, OptLevel,
+    PoolConcurrencyLimitError, PoolingAllocationConfig, Store, TypedFunc,
+};
 
 pub use abi::AbiVersion;
+use cache::CompileCache;
+pub use cache::{module_hash, ArtifactDirError, CacheStats};
 use host::HostEnv;
 pub use host::{LogRecord, LOG_LEVEL_PANIC};
 pub use instance::{
@@ -64,6 +76,11 @@ pub enum LoadError {
     Unsupported { feature: String },
     #[error("instantiating the module failed: {0}")]
     Instantiate(String),
+    #[error(
+        "no free instance slot: {0} (the host's instance pool is full; \
+         drop idle instances or raise `RuntimeConfig::pooled_instances`)"
+    )]
+    PoolExhausted(String),
     #[error("the module trapped in `{export}`: {message}")]
     Trap {
         export: String,
@@ -74,10 +91,106 @@ pub enum LoadError {
     Setup(String),
 }
 
-/// The per-process WebAssembly engine. Cheap to share (`Engine` is an `Arc`).
+/// Why a [`Runtime`] could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("the wasm engine could not be configured: {0}")]
+    Engine(String),
+    #[error("the epoch thread could not be started: {0}")]
+    EpochThread(std::io::Error),
+    #[error(transparent)]
+    ArtifactDir(#[from] ArtifactDirError),
+}
+
+/// How the per-process engine is set up. [`RuntimeConfig::default`] is what
+/// [`Runtime::new`] uses: pooling on, sized from `orrery_api::limits`, no
+/// artifact directory.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Preallocate instances, memories and tables in a pool (fast
+    /// instantiation, bounded virtual memory); `false` allocates on demand.
+    pub pooling: bool,
+    /// Instances (and memories, and tables) alive at once in the pool. At most
+    /// [`limits::WASM_INSTANCES_POOLED_MAX`].
+    pub pooled_instances: u32,
+    /// Largest linear memory of any instance, in bytes; per-call budgets
+    /// ([`CallOptions::memory_bytes_max`]) apply below it. At most
+    /// [`limits::WASM_MEMORY_BYTES_MAX`], in whole wasm pages.
+    pub memory_bytes_max: u64,
+    /// Cranelift optimisation level. Part of the artifact fingerprint.
+    pub opt_level: OptLevel,
+    /// Bytes of compiled code the in-memory module cache keeps.
+    pub module_cache_bytes: u64,
+    /// Where precompiled artifacts are kept; `None` keeps none. Created (mode
+    /// 0700) if missing; holds this host's artifact key, `host.key`.
+    pub artifact_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> RuntimeConfig {
+        RuntimeConfig {
+            pooling: true,
+            pooled_instances: limits::WASM_INSTANCES_POOLED_MAX,
+            memory_bytes_max: limits::WASM_MEMORY_BYTES_MAX,
+            opt_level: OptLevel::Speed,
+            module_cache_bytes: limits::COMPILED_MODULES_CACHE_BYTES_DEFAULT,
+            artifact_dir: None,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// The wasmtime configuration, with the settings above clamped to the
+    /// hard limits.
+    fn engine_config(&self) -> Config {
+        let mut config = Config::new();
+        config.strategy(wasmtime::Strategy::Cranelift);
+        config.cranelift_opt_level(self.opt_level);
+        config.consume_fuel(true);
+        config.epoch_interruption(true);
+        config.memory_reservation(limits::WASM_MEMORY_RESERVATION_BYTES);
+        config.memory_guard_size(limits::WASM_MEMORY_GUARD_BYTES);
+        config.guard_before_linear_memory(true);
+        if self.pooling {
+            let instances = self.pooled_instances.min(limits::WASM_INSTANCES_POOLED_MAX);
+            let mut pool = PoolingAllocationConfig::new();
+            pool.total_core_instances(instances)
+                .total_memories(instances)
+                .total_tables(instances)
+                .max_memories_per_module(1)
+                .max_tables_per_module(1)
+                .max_memory_size(self.memory_bytes_max() as usize)
+                .table_elements(limits::WASM_TABLE_ELEMENTS_MAX as usize)
+                .max_core_instance_size(limits::WASM_CORE_INSTANCE_BYTES_MAX as usize);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        config
+    }
+
+    fn memory_bytes_max(&self) -> u64 {
+        let bytes = self.memory_bytes_max.min(limits::WASM_MEMORY_BYTES_MAX);
+        bytes - bytes % limits::WASM_PAGE_BYTES
+    }
+
+    /// Our settings that wasmtime's compatibility hash may not see.
+    fn fingerprint_extra(&self) -> Vec<u8> {
+        format!(
+            "pooling={} instances={} memory={} opt={:?}",
+            self.pooling,
+            self.pooled_instances.min(limits::WASM_INSTANCES_POOLED_MAX),
+            self.memory_bytes_max(),
+            self.opt_level
+        )
+        .into_bytes()
+    }
+}
+
+/// The per-process WebAssembly engine and its compile cache. Cheap to clone
+/// and share: clones use the same engine, cache and counters.
 #[derive(Clone)]
 pub struct Runtime {
     engine: Engine,
+    cache: Arc<CompileCache>,
 }
 
 /// A compiled and checked module with its description bytes (BSATN `RawModuleDef`).
@@ -90,13 +203,22 @@ pub struct LoadedModule {
 }
 
 impl Runtime {
-    /// Configures the engine and starts the thread that advances its epoch.
-    pub fn new() -> wasmtime::Result<Runtime> {
-        let mut config = Config::new();
-        config.strategy(wasmtime::Strategy::Cranelift);
-        config.consume_fuel(true);
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config)?;
+    /// A runtime with [`RuntimeConfig::default`].
+    pub fn new() -> Result<Runtime, RuntimeError> {
+        Runtime::with_config(RuntimeConfig::default())
+    }
+
+    /// Configures the engine, opens the artifact directory (creating its key
+    /// on first use) and starts the thread that advances the engine's epoch.
+    pub fn with_config(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        let engine = Engine::new(&config.engine_config())
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let cache = CompileCache::new(
+            &engine,
+            config.module_cache_bytes,
+            config.artifact_dir.as_deref(),
+            &config.fingerprint_extra(),
+        )?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("wasm-epoch".into())
@@ -107,8 +229,50 @@ impl Runtime {
                     drop(engine);
                     std::thread::sleep(EPOCH_TICK);
                 }
-            })?;
-        Ok(Runtime { engine })
+            })
+            .map_err(RuntimeError::EpochThread)?;
+        Ok(Runtime {
+            engine,
+            cache: Arc::new(cache),
+        })
+    }
+
+    /// The compiled module of `wasm`, compiled at most once per content hash
+    /// ([`module_hash`]): from the in-memory cache, else from a precompiled
+    /// artifact this host wrote, else compiled with Cranelift (and written
+    /// as an artifact if an artifact directory is configured).
+    pub fn compile(&self, wasm: &[u8]) -> Result<Module, LoadError> {
+        self.cache.get_or_compile(&self.engine, wasm)
+    }
+
+    /// Compiles `wasm` with Cranelift, bypassing both caches (for
+    /// benchmarks: the cost of a cold compile). Counts in
+    /// [`CacheStats::compiles`].
+    pub fn compile_uncached(&self, wasm: &[u8]) -> Result<Module, LoadError> {
+        self.cache
+            .compile_uncached(&self.engine, wasm)
+            .map_err(LoadError::Compile)
+    }
+
+    /// Loads the artifact of the module with content hash `hash` from the
+    /// artifact directory, bypassing the in-memory cache (for benchmarks: the
+    /// cost of a warm start). `None` if no artifact directory is configured,
+    /// there is no artifact, or it fails verification (then counted in
+    /// [`CacheStats::artifact_rejects`]). A hit counts in
+    /// [`CacheStats::artifact_hits`].
+    pub fn load_artifact(&self, hash: &[u8; 32]) -> Option<Module> {
+        self.cache.load_artifact(&self.engine, hash)
+    }
+
+    /// The file the artifact of `hash` is (or would be) kept in, if an
+    /// artifact directory is configured.
+    pub fn artifact_path(&self, hash: &[u8; 32]) -> Option<PathBuf> {
+        self.cache.artifact_path(hash)
+    }
+
+    /// Which paths compiles took so far (shared by all clones).
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
     }
 
     pub fn engine(&self) -> &Engine {
@@ -126,8 +290,7 @@ impl Runtime {
         &self,
         wasm: &[u8],
     ) -> Result<(LoadedModule, Store<HostEnv>, Instance), LoadError> {
-        let module =
-            Module::new(&self.engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let module = self.compile(wasm)?;
         let abi = abi::check(&module)?;
         if module
             .imports()
@@ -161,9 +324,13 @@ impl Runtime {
             .set_fuel(SETUP_FUEL)
             .expect("fuel is enabled in the engine config");
         store.set_epoch_deadline(ticks(SETUP_WALL_CLOCK));
-        let instance = linker
-            .instantiate(&mut store, module)
-            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let instance =
+            linker.instantiate(&mut store, module).map_err(|e| match e
+                .downcast_ref::<PoolConcurrencyLimitError>()
+            {
+                Some(full) => LoadError::PoolExhausted(full.to_string()),
+                None => LoadError::Instantiate(format!("{e:#}")),
+            })?;
         let memory = instance
             .get_memory(&mut store, "memory")
             .expect("checked by abi::check");

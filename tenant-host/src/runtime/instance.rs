@@ -46,7 +46,7 @@ impl Default for CallOptions {
             // A few seconds of CPU; the abi-coverage checks need well under 1%.
             fuel_per_call: 4_000_000_000,
             deadline_per_call: Duration::from_secs(10),
-            memory_bytes_max: 512 * 1024 * 1024,
+            memory_bytes_max: orrery_api::limits::WASM_MEMORY_BYTES_DEFAULT as usize,
             args_bytes_max: ARGS_BYTES_MAX_DEFAULT,
             database_identity: [0; 32],
         }

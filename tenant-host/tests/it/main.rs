@@ -4,11 +4,13 @@
 mod modules;
 
 mod abi_coverage;
+mod cache;
 mod harness;
 mod hostile;
 mod hosting;
 mod lifecycle;
 mod load;
 mod logs;
+mod pool;
 mod real_modules;
 mod reducers;
