@@ -13,8 +13,10 @@
 //! ([`Runtime::host`] → [`HostedModule`] → [`HostedModule::call_reducer`] /
 //! [`HostedModule::create_database`] → [`CallResult`]); what the imports do,
 //! including every datastore import against the call's `storage::MutTx`,
-//! lives in `runtime::host`. Procedures, views and HTTP handlers are not
-//! callable yet; their imports trap with a message saying so.
+//! lives in `runtime::host`. Procedures ([`HostedModule::call_procedure`],
+//! with their own transactions and outbound HTTP under an [`HttpPolicy`])
+//! and views ([`HostedModule::call_view`], [`ViewCache`]) live beside
+//! reducers in `runtime::instance`. HTTP handlers are not callable yet.
 
 mod abi;
 mod host;
@@ -26,10 +28,11 @@ use wasmtime::{Config, Engine, Instance, Linker, Module, Store, TypedFunc};
 
 pub use abi::AbiVersion;
 use host::HostEnv;
-pub use host::{LogRecord, LOG_LEVEL_PANIC};
+pub use host::{is_public, HttpPolicy, LogRecord, LOG_LEVEL_PANIC};
 pub use instance::{
     CallOptions, CallResult, CallerContext, HostError, HostedModule, ModuleInstance,
-    ReducerOutcome, ReducerRef,
+    ProcedureOutcome, ProcedureRef, ProcedureResult, ReducerOutcome, ReducerRef, ViewCache,
+    ViewEntry, ViewKey, ViewOutcome, ViewRef, ViewRefresh, ViewResult,
 };
 
 /// Fuel for the set-up calls of an instance (preinit, setup, describe):

@@ -8,5 +8,7 @@ mod harness;
 mod hostile;
 mod lifecycle;
 mod load;
+mod procedures;
 mod real_modules;
 mod reducers;
+mod views;
