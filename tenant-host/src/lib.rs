@@ -10,8 +10,12 @@
 //! Built so far: loading, checking and describing SpacetimeDB 2.10.1 modules
 //! ([`runtime::Runtime::load`]), turning their definitions into storage
 //! schemas ([`moduledef::ModuleDef::from_bsatn`]), creating a module's
-//! database with its `init` reducer, and reducer calls in a transaction
-//! ([`runtime::HostedModule::call_reducer`]).
+//! database with its `init` reducer, reducer calls in a transaction
+//! ([`runtime::HostedModule::call_reducer`]), procedure calls with their own
+//! transactions and policed outbound HTTP
+//! ([`runtime::HostedModule::call_procedure`]), and view evaluation with a
+//! cache of materialised views ([`runtime::HostedModule::call_view`],
+//! [`runtime::ViewCache`]).
 
 pub mod moduledef;
 pub mod runtime;

@@ -20,8 +20,8 @@ use tenant_host::runtime::{
 use crate::harness::{assert_committed, caller, enc, hosted, options, rows, OWNER};
 
 /// A loopback HTTP server for the tests: `/hello` answers a short body,
-/// `/big` a 4096-byte body, `/slow` answers after two seconds, `/missing`
-/// is a 404. Counts the connections it accepted.
+/// `/big` a 4096-byte body, `/slow` answers after two seconds, `/redirect`
+/// redirects to `/hello`, `/missing` is a 404. Counts the connections it accepted.
 struct TestServer {
     port: u16,
     connections: Arc<AtomicUsize>,
@@ -52,6 +52,7 @@ impl TestServer {
                     let (status, body) = match path.as_str() {
                         "/hello" => ("200 OK", b"hello from the test server".to_vec()),
                         "/big" => ("200 OK", vec![b'x'; 4096]),
+                        "/redirect" => ("302 Found\r\nLocation: /hello", b"moved".to_vec()),
                         "/slow" => {
                             std::thread::sleep(Duration::from_secs(2));
                             ("200 OK", b"finally".to_vec())
@@ -160,7 +161,12 @@ fn allowed_private_destinations_are_fetched() {
         http_get(&module, &db, &server.url("/missing")),
         "status 404 no such page"
     );
-    assert_eq!(server.connections(), 2);
+    // Redirects are handed to the module, not followed.
+    assert_eq!(
+        http_get(&module, &db, &server.url("/redirect")),
+        "status 302 moved"
+    );
+    assert_eq!(server.connections(), 3);
 }
 
 #[test]

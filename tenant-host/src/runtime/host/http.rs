@@ -207,6 +207,8 @@ pub(crate) fn perform(
             allow_private: policy.allow_private,
         })
         .redirects(0)
+        // A proxy would resolve the name itself, past our resolver.
+        .try_proxy_from_env(false)
         .timeout(timeout)
         .max_idle_connections(0)
         .user_agent("orrery-procedure/1")
