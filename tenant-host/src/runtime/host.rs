@@ -869,6 +869,8 @@ pub(crate) use procedure::ProcedureCall;
 
 #[cfg(test)]
 mod abi_tests;
+#[cfg(test)]
+mod procedure_tests;
 
 #[cfg(test)]
 mod tests {
