@@ -11,10 +11,13 @@
 //! ([`runtime::Runtime::load`]), turning their definitions into storage
 //! schemas ([`moduledef::ModuleDef::from_bsatn`]), creating a module's
 //! database with its `init` reducer, reducer calls in a transaction
-//! ([`runtime::HostedModule::call_reducer`]), hosting many databases on a
-//! bounded worker pool with schedules and client hooks
-//! ([`hosting::Host`]), and per-database module logs ([`logs::ModuleLog`]:
-//! ring, on-disk file, tail and follow).
+//! ([`runtime::HostedModule::call_reducer`]), procedure calls with their own
+//! transactions and policed outbound HTTP
+//! ([`runtime::HostedModule::call_procedure`]), view evaluation with a cache
+//! of materialised views ([`runtime::HostedModule::call_view`],
+//! [`runtime::ViewCache`]), hosting many databases on a bounded worker pool
+//! with schedules and client hooks ([`hosting::Host`]), and per-database
+//! module logs ([`logs::ModuleLog`]: ring, on-disk file, tail and follow).
 
 pub mod hosting;
 pub mod logs;

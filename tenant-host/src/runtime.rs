@@ -16,8 +16,10 @@
 //! ([`Runtime::host`] → [`HostedModule`] → [`HostedModule::call_reducer`] /
 //! [`HostedModule::create_database`] → [`CallResult`]); what the imports do,
 //! including every datastore import against the call's `storage::MutTx`,
-//! lives in `runtime::host`. Procedures, views and HTTP handlers are not
-//! callable yet; their imports trap with a message saying so.
+//! lives in `runtime::host`. Procedures ([`HostedModule::call_procedure`],
+//! with their own transactions and outbound HTTP under an [`HttpPolicy`])
+//! and views ([`HostedModule::call_view`], [`ViewCache`]) live beside
+//! reducers in `runtime::instance`. HTTP handlers are not callable yet.
 
 mod abi;
 mod cache;
@@ -38,10 +40,11 @@ pub use abi::AbiVersion;
 use cache::CompileCache;
 pub use cache::{module_hash, ArtifactDirError, CacheStats};
 use host::HostEnv;
-pub use host::{LogRecord, LOG_LEVEL_PANIC};
+pub use host::{is_public, HttpPolicy, LogRecord, LOG_LEVEL_PANIC};
 pub use instance::{
     CallOptions, CallResult, CallerContext, HostError, HostedModule, ModuleInstance,
-    ReducerOutcome, ReducerRef, ARGS_BYTES_MAX_DEFAULT,
+    ProcedureOutcome, ProcedureRef, ProcedureResult, ReducerOutcome, ReducerRef, ViewCache,
+    ViewEntry, ViewKey, ViewOutcome, ViewRef, ViewRefresh, ViewResult, ARGS_BYTES_MAX_DEFAULT,
 };
 
 /// Fuel for the set-up calls of an instance (preinit, setup, describe):

@@ -4,9 +4,14 @@
 //! current call, bytes sources and sinks, row iterators, console timers, log
 //! records) and the linking of every import in `runtime::abi::IMPORTS`,
 //! including the datastore imports of module-abi §3.1, §3.5 and §3.6.
+//! The procedure imports of §3.4 live in `runtime::host::procedure`, their
+//! outbound HTTP and its egress policy in `runtime::host::http`. While a
+//! view runs, [`HostEnv::view_reads`] records every table the read imports
+//! touch (the view's read set) and the write imports trap (views are
+//! read-only, §3.7).
 //! Does not own: which imports exist (`runtime::abi`), opening, committing or
-//! rolling back transactions (`runtime::instance`), or storage semantics
-//! (the `storage` crate).
+//! rolling back reducer and view transactions (`runtime::instance`), or
+//! storage semantics (the `storage` crate).
 //!
 //! Conventions (module-abi §2): pointers are offsets into the exported memory;
 //! a range outside memory, a null out-pointer or invalid UTF-8 in a name traps
@@ -15,7 +20,7 @@
 //! `NOT_IN_TRANSACTION`. Handles (sources, iterators, sinks, timers) are
 //! slab index + 1, so 0 is never valid; they live for one call.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -111,6 +116,10 @@ pub(crate) struct HostEnv {
     pub(crate) database_identity: [u8; 32],
     /// Memory and table growth limits of the instance.
     pub(crate) limits: StoreLimits,
+    /// Set while a procedure runs; the procedure imports need it.
+    pub(crate) procedure: Option<procedure::ProcedureCall>,
+    /// Set while a view runs: the tables it has read so far. Writes trap.
+    pub(crate) view_reads: Option<BTreeSet<TableId>>,
 }
 
 /// Bound on log records kept per call, so a log flood cannot grow memory.
@@ -202,6 +211,30 @@ fn recorded_jwt(tx: &MutTx, connection: [u8; 16]) -> Option<String> {
         Some(AlgebraicValue::String(payload)) if !payload.is_empty() => Some(payload.to_string()),
         _ => None,
     }
+}
+
+/// Adds `table` to the running view's read set, if a view is running.
+fn note_read(reads: &mut Option<BTreeSet<TableId>>, table: TableId) {
+    if let Some(reads) = reads {
+        reads.insert(table);
+    }
+}
+
+/// Adds the table owning `index` to the running view's read set.
+fn note_index_read(reads: &mut Option<BTreeSet<TableId>>, tx: &MutTx, index: IndexId) {
+    if reads.is_some() {
+        if let Ok((schema, _)) = tx.index_schema(index) {
+            note_read(reads, schema.table_id);
+        }
+    }
+}
+
+/// Traps a write import called by a view (module-abi §3.7).
+fn refuse_write_in_view(env: &HostEnv) -> wasmtime::Result<()> {
+    if env.view_reads.is_some() {
+        bail!("a view tried to write to the database; views are read-only");
+    }
+    Ok(())
 }
 
 /// The longest delay a schedule row may ask for: 2^36 − 1 milliseconds
@@ -420,7 +453,9 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
             let Some(tx) = env.tx.as_ref() else {
                 return Ok(no_tx);
             };
-            match tx.row_count(guest_table(tx, table)) {
+            let table = guest_table(tx, table);
+            note_read(&mut env.view_reads, table);
+            match tx.row_count(table) {
                 Ok(count) => write_bytes(memory, out, &count.to_le_bytes()).map(|()| 0),
                 Err(e) => tx_errno(e),
             }
@@ -434,7 +469,9 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
             let Some(tx) = env.tx.as_ref() else {
                 return Ok(no_tx);
             };
-            match tx.scan(guest_table(tx, table)) {
+            let table = guest_table(tx, table);
+            note_read(&mut env.view_reads, table);
+            match tx.scan(table) {
                 Ok(rows) => {
                     let handle = open_iter(&mut env.iters, chunk_rows(rows));
                     write_bytes(memory, out, &handle.to_le_bytes()).map(|()| 0)
@@ -467,9 +504,9 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
                 let Ok(prefix_elems) = u16::try_from(prefix_elems as u32) else {
                     bail!("prefix_elems {prefix_elems} is not a column count");
                 };
-                let Some(tx) = env.tx.as_mut() else {
+                if env.tx.is_none() {
                     return Ok(no_tx);
-                };
+                }
                 let prefix = if prefix_elems == 0 {
                     &[][..]
                 } else {
@@ -477,7 +514,12 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
                 };
                 let rstart = slice(memory, rstart_ptr, rstart_len)?;
                 let rend = slice(memory, rend_ptr, rend_len)?;
+                if delete {
+                    refuse_write_in_view(env)?;
+                }
+                let tx = env.tx.as_mut().expect("checked above");
                 let index = guest_index(tx, index);
+                note_index_read(&mut env.view_reads, tx, index);
                 let elems = usize::from(prefix_elems);
                 let written = if delete {
                     match tx.delete_by_range_bsatn(index, prefix, elems, rstart, rend) {
@@ -509,11 +551,16 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
                   out: i32|
                   -> wasmtime::Result<i32> {
                 let (memory, env) = memory(&mut caller)?;
-                let Some(tx) = env.tx.as_mut() else {
+                if env.tx.is_none() {
                     return Ok(no_tx);
-                };
+                }
                 let point = slice(memory, ptr, len)?;
+                if delete {
+                    refuse_write_in_view(env)?;
+                }
+                let tx = env.tx.as_mut().expect("checked above");
                 let index = guest_index(tx, index);
+                note_index_read(&mut env.view_reads, tx, index);
                 let written = if delete {
                     match tx.delete_by_point_bsatn(index, point) {
                         Ok(count) => count.to_le_bytes(),
@@ -615,10 +662,12 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
               out: i32|
               -> wasmtime::Result<i32> {
             let (memory, env) = memory(&mut caller)?;
-            let Some(tx) = env.tx.as_mut() else {
+            if env.tx.is_none() {
                 return Ok(no_tx);
-            };
+            }
             let rows = slice(memory, ptr, len)?;
+            refuse_write_in_view(env)?;
+            let tx = env.tx.as_mut().expect("checked above");
             match tx.delete_rows_bsatn(guest_table(tx, table), rows) {
                 Ok(count) => write_bytes(memory, out, &count.to_le_bytes()).map(|()| 0),
                 Err(e) => tx_errno(e),
@@ -630,9 +679,11 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
         "datastore_clear",
         move |mut caller: Caller<'_, HostEnv>, table: i32, out: i32| -> wasmtime::Result<i32> {
             let (memory, env) = memory(&mut caller)?;
-            let Some(tx) = env.tx.as_mut() else {
+            if env.tx.is_none() {
                 return Ok(no_tx);
-            };
+            }
+            refuse_write_in_view(env)?;
+            let tx = env.tx.as_mut().expect("checked above");
             match tx.clear(guest_table(tx, table)) {
                 Ok(count) => write_bytes(memory, out, &count.to_le_bytes()).map(|()| 0),
                 Err(e) => tx_errno(e),
@@ -804,31 +855,7 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
             write_bytes(memory, out, &source.to_le_bytes()).map(|()| 0)
         },
     )?;
-    let v3 = "spacetime_10.3";
-    let not_anonymous = errno(errno::TRANSACTION_NOT_ANONYMOUS);
-    linker.func_wrap(
-        v3,
-        "procedure_sleep_until",
-        |_: i64| -> wasmtime::Result<i64> {
-            bail!("procedure_sleep_until: procedures are not supported yet")
-        },
-    )?;
-    linker.func_wrap(
-        v3,
-        "procedure_start_mut_tx",
-        |_: i32| -> wasmtime::Result<i32> {
-            bail!("procedure_start_mut_tx: procedures are not supported yet")
-        },
-    )?;
-    linker.func_wrap(v3, "procedure_commit_mut_tx", move || not_anonymous)?;
-    linker.func_wrap(v3, "procedure_abort_mut_tx", move || not_anonymous)?;
-    linker.func_wrap(
-        v3,
-        "procedure_http_request",
-        |_: i32, _: i32, _: i32, _: i32, _: i32| -> wasmtime::Result<i32> {
-            bail!("procedure_http_request: procedures are not supported yet")
-        },
-    )?;
+    procedure::link(linker)?;
     Ok(())
 }
 
@@ -845,6 +872,7 @@ fn write_row(
     apply: impl FnOnce(&mut MutTx, TableId, &[u8]) -> Result<storage::InsertOutcome, TxError>,
 ) -> wasmtime::Result<i32> {
     let (memory, env) = memory(&mut caller)?;
+    refuse_write_in_view(env)?;
     let Some(tx) = env.tx.as_mut() else {
         return Ok(errno(errno::NOT_IN_TRANSACTION));
     };
@@ -887,8 +915,16 @@ fn lossy(memory: &[u8], ptr: i32, len: i32) -> wasmtime::Result<String> {
     Ok(String::from_utf8_lossy(bytes).into_owned())
 }
 
+mod http;
+mod procedure;
+
+pub use http::{is_public, HttpPolicy};
+pub(crate) use procedure::ProcedureCall;
+
 #[cfg(test)]
 mod abi_tests;
+#[cfg(test)]
+mod procedure_tests;
 
 #[cfg(test)]
 mod tests {

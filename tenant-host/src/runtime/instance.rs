@@ -8,8 +8,12 @@
 //! commit iff the reducer returns 0, §4.5 and §8.1),
 //! [`HostedModule::create_database`] (every table and `init` in one
 //! transaction, §8.7), and the budgets of a call ([`CallOptions`]).
+//! Procedure calls live in `instance::procedure`
+//! ([`HostedModule::call_procedure`]), view evaluation and the
+//! [`ViewCache`] of materialised views in `instance::view`, and the call
+//! plumbing they share in `instance::guest_call`.
 //! Does not own: what the imports do (`runtime::host`), storage semantics
-//! (`storage`), scheduling, client connections or procedures.
+//! (`storage`), scheduling or client connections.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,17 +23,30 @@ use spacetimedb_sats::ProductValue;
 use storage::{ColId, Database, MutTx, TxDelta};
 use wasmtime::{Instance, Store, StoreLimitsBuilder, Trap, TypedFunc};
 
-use super::host::{HostEnv, LogRecord, LOG_LEVEL_PANIC};
+use super::host::{HostEnv, HttpPolicy, LogRecord, LOG_LEVEL_PANIC};
 use super::{LoadError, Runtime};
 use crate::moduledef::{ModuleDef, ModuleDefError};
+
+mod guest_call;
+mod procedure;
+mod view;
+
+pub use procedure::{ProcedureOutcome, ProcedureRef, ProcedureResult};
+pub use view::{ViewCache, ViewEntry, ViewKey, ViewOutcome, ViewRef, ViewRefresh, ViewResult};
 
 /// Budgets and identity of the calls made on one hosted module.
 #[derive(Clone, Debug)]
 pub struct CallOptions {
     /// Wasm fuel (≈ instructions) one reducer call may use.
     pub fuel_per_call: u64,
-    /// Wall-clock limit of one reducer call (epoch deadline).
+    /// Wall-clock limit of one reducer or view call (epoch deadline).
     pub deadline_per_call: Duration,
+    /// Wall-clock limit of one procedure call, including the time it spends
+    /// sleeping and waiting on HTTP (which burn no fuel); sleeps and request
+    /// timeouts are cut to what is left of it.
+    pub procedure_deadline: Duration,
+    /// What outbound HTTP procedures may do.
+    pub http: HttpPolicy,
     /// Largest linear memory an instance may grow to, in bytes.
     pub memory_bytes_max: usize,
     /// Largest argument payload (BSATN bytes) one call accepts; larger calls
@@ -46,6 +63,8 @@ impl Default for CallOptions {
             // A few seconds of CPU; the abi-coverage checks need well under 1%.
             fuel_per_call: 4_000_000_000,
             deadline_per_call: Duration::from_secs(10),
+            procedure_deadline: Duration::from_secs(60),
+            http: HttpPolicy::default(),
             memory_bytes_max: orrery_api::limits::WASM_MEMORY_BYTES_DEFAULT as usize,
             args_bytes_max: ARGS_BYTES_MAX_DEFAULT,
             database_identity: [0; 32],
@@ -157,6 +176,8 @@ pub struct HostedModule {
 /// One instance: its own store and memory, already described.
 pub struct ModuleInstance {
     store: Store<HostEnv>,
+    /// For the exports other than `__call_reducer__`.
+    instance: Instance,
     call_reducer: TypedFunc<CallReducerParams, i32>,
 }
 
@@ -251,6 +272,7 @@ impl HostedModule {
             })?;
         Ok(ModuleInstance {
             store,
+            instance,
             call_reducer,
         })
     }

@@ -12,5 +12,7 @@ mod lifecycle;
 mod load;
 mod logs;
 mod pool;
+mod procedures;
 mod real_modules;
 mod reducers;
+mod views;

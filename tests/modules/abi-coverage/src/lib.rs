@@ -1100,6 +1100,18 @@ pub fn proc_identity(ctx: &mut ProcedureContext) -> Identity {
     ctx.sender()
 }
 
+/// Inserts `n` rows inside `with_tx`, then panics before the transaction
+/// commits: a correct host rolls the rows back.
+#[procedure]
+pub fn proc_panic_in_tx(ctx: &mut ProcedureContext, n: u64) {
+    ctx.with_tx(|tx| {
+        for value in 0..n {
+            tx.db.proc_row().insert(ProcRow { id: 0, value });
+        }
+        panic!("proc_panic_in_tx panics inside its transaction");
+    });
+}
+
 // ---------------------------------------------------------------------------
 // Scheduling
 // ---------------------------------------------------------------------------
