@@ -23,7 +23,7 @@ pub mod pool;
 pub mod scheduler;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -36,11 +36,12 @@ use storage::{
 use crate::logs::{LogLevel, LogOptions, ModuleLog};
 use crate::moduledef::{ScheduledFunction, Visibility};
 use crate::runtime::{
-    CallOptions, CallResult, CallerContext, HostError, HostedModule, ReducerOutcome, ReducerRef,
-    Runtime,
+    CallOptions, CallResult, CallerContext, HostError, HostedModule, ProcedureOutcome,
+    ProcedureRef, ProcedureResult, ReducerOutcome, ReducerRef, Runtime, ViewCache, ViewOutcome,
 };
-use pool::{Lane, SubmitError, WorkerPool};
+use pool::{Lane, Overloaded, SubmitError, WorkerPool};
 use scheduler::{next_on_grid, now_micros, Firing, ScheduleAt, Scheduler, Timer};
+use spacetimedb_sats::ProductValue;
 
 /// The system table of connected clients: `connection_id` (u128, primary
 /// key), `identity` (32 little-endian bytes), `jwt_payload` (the JSON claims
@@ -52,6 +53,12 @@ pub const CLIENT_TABLE_INDEX: &str = "st_client_connection_id_idx_btree";
 
 /// Table names starting with this are the host's; modules may not use them.
 pub const SYSTEM_TABLE_PREFIX: &str = "st_";
+
+/// Procedures one database may run at once. Procedures run on threads of
+/// their own (they may sleep or wait for HTTP), not on the database's lane;
+/// their transactions serialise with everything else through the storage
+/// write lock.
+pub const PROCEDURES_RUNNING_MAX: usize = 16;
 
 /// How long a due timer waits before retrying when its database's queue is full.
 const OVERLOADED_RETRY: Duration = Duration::from_millis(100);
@@ -268,6 +275,8 @@ impl Host {
             pool: self.pool.clone(),
             scheduler: self.scheduler.clone(),
             log,
+            views: std::sync::Mutex::new(ViewCache::new()),
+            procedures_running: AtomicUsize::new(0),
         });
         Ok(HostedDatabase { shared })
     }
@@ -302,6 +311,10 @@ struct DbShared {
     scheduler: Arc<Scheduler>,
     /// Every log record of every call, plus the host's notes on failures.
     log: ModuleLog,
+    /// Materialised views, refreshed after every commit that touches a
+    /// table they read.
+    views: std::sync::Mutex<ViewCache>,
+    procedures_running: AtomicUsize,
 }
 
 /// What a schedule table fires and where its columns are.
@@ -378,6 +391,54 @@ impl HostedDatabase {
             let _ = tx.send(result);
         })?;
         Ok(recv(rx))
+    }
+
+    /// Starts a client's procedure call on a thread of its own; `reply` gets
+    /// the result there. At most [`PROCEDURES_RUNNING_MAX`] run at once per
+    /// database. Private procedures may only be called by the owner.
+    pub fn submit_procedure(
+        &self,
+        procedure: String,
+        caller: CallerContext,
+        args: Vec<u8>,
+        reply: impl FnOnce(ProcedureResult) + Send + 'static,
+    ) -> Result<(), SubmitError> {
+        let shared = self.shared.clone();
+        self.shared.spawn_procedure(&procedure.clone(), move || {
+            reply(shared.client_procedure(&procedure, caller, &args))
+        })
+    }
+
+    /// [`HostedDatabase::submit_procedure`], waiting for the result.
+    pub fn call_procedure(
+        &self,
+        procedure: &str,
+        caller: CallerContext,
+        args: Vec<u8>,
+    ) -> Result<ProcedureResult, SubmitError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit_procedure(procedure.to_owned(), caller, args, move |result| {
+            let _ = tx.send(result);
+        })?;
+        Ok(recv(rx))
+    }
+
+    /// The rows of `view` for `sender` (ignored by anonymous views), from the
+    /// materialisation kept up to date after each commit; evaluated on the
+    /// database's lane the first time it is asked for.
+    pub fn view(
+        &self,
+        view: &str,
+        sender: Option<[u8; 32]>,
+    ) -> Result<Result<Vec<ProductValue>, ViewOutcome>, SubmitError> {
+        let shared = self.shared.clone();
+        let view = view.to_owned();
+        self.run(move || shared.view(&view, sender))
+    }
+
+    /// Views currently materialised.
+    pub fn materialised_views(&self) -> usize {
+        lock(&self.shared.views).len()
     }
 
     /// A client session begins: records the client (identity, connection id,
@@ -481,6 +542,112 @@ impl DbShared {
         result
     }
 
+    /// A procedure call from a client (or the owner, or a schedule).
+    fn client_procedure(
+        &self,
+        procedure: &str,
+        caller: CallerContext,
+        args: &[u8],
+    ) -> ProcedureResult {
+        let module = self.module();
+        let Some(id) = module.procedure_id(ProcedureRef::Name(procedure)) else {
+            return bare_procedure(ProcedureOutcome::NoSuchProcedure {
+                procedure: procedure.to_owned(),
+            });
+        };
+        if module.def().procedures[id].visibility == Visibility::Private
+            && caller.sender != self.owner
+        {
+            return bare_procedure(ProcedureOutcome::NotCallable {
+                procedure: procedure.to_owned(),
+            });
+        }
+        self.procedure(&module, id, caller, args)
+    }
+
+    /// Runs procedure `id` (on the calling thread) and does the after-work
+    /// of each transaction it committed.
+    fn procedure(
+        &self,
+        module: &HostedModule,
+        id: usize,
+        caller: CallerContext,
+        args: &[u8],
+    ) -> ProcedureResult {
+        let name = &module.def().procedures[id].source_name;
+        let limit = module.options().args_bytes_max;
+        if args.len() > limit {
+            let result = bare_procedure(ProcedureOutcome::BadArguments {
+                message: format!(
+                    "the arguments are {} bytes; the limit is {limit}",
+                    args.len()
+                ),
+            });
+            self.log.append_host(
+                LogLevel::Warn,
+                name,
+                "refused: arguments over the size limit",
+            );
+            return result;
+        }
+        let result = module.call_procedure(&self.storage, ProcedureRef::Id(id), caller, args);
+        self.log.append(&result.logs);
+        for delta in &result.commits {
+            self.after_commit(delta);
+        }
+        if let Some((level, note)) = procedure_failure_note(&result.outcome) {
+            self.log.append_host(level, name, note);
+        }
+        result
+    }
+
+    /// Runs `job` on a new thread, counted against [`PROCEDURES_RUNNING_MAX`].
+    fn spawn_procedure(
+        &self,
+        name: &str,
+        job: impl FnOnce() + Send + 'static,
+    ) -> Result<(), SubmitError> {
+        let running = self.procedures_running.fetch_add(1, Ordering::AcqRel);
+        if running >= PROCEDURES_RUNNING_MAX {
+            self.procedures_running.fetch_sub(1, Ordering::AcqRel);
+            return Err(Overloaded { queued: running }.into());
+        }
+        let me = self
+            .me
+            .upgrade()
+            .expect("a live database spawns its procedures");
+        let spawned = std::thread::Builder::new()
+            .name(format!("procedure-{name}"))
+            .spawn(move || {
+                // Counted down even if the job panics.
+                struct Done(Arc<DbShared>);
+                impl Drop for Done {
+                    fn drop(&mut self) {
+                        self.0.procedures_running.fetch_sub(1, Ordering::AcqRel);
+                    }
+                }
+                let _done = Done(me);
+                job();
+            });
+        if spawned.is_err() {
+            self.procedures_running.fetch_sub(1, Ordering::AcqRel);
+            return Err(Overloaded { queued: running }.into());
+        }
+        Ok(())
+    }
+
+    fn view(&self, view: &str, sender: Option<[u8; 32]>) -> Result<Vec<ProductValue>, ViewOutcome> {
+        let module = self.module();
+        let mut views = lock(&self.views);
+        match views.materialise(&module, &self.storage, view, sender) {
+            Ok(entry) => Ok(entry.rows.clone()),
+            Err(result) => {
+                self.log.append(&result.logs);
+                Err(result.outcome)
+            }
+        }
+    }
+
     /// Work after every call of `function`: log what the module wrote and
     /// why the call failed, if it did; arm timers for what it committed.
     fn finish(&self, function: &str, result: &CallResult) {
@@ -495,6 +662,7 @@ impl DbShared {
     /// Arms timers for schedule rows a committed transaction inserted (or
     /// updated), and cancels those of rows it deleted.
     fn after_commit(&self, delta: &TxDelta) {
+        self.refresh_views(delta);
         let schedules = self.schedules();
         if schedules.is_empty() {
             return;
@@ -518,6 +686,25 @@ impl DbShared {
                     }
                 }
             }
+        }
+    }
+
+    /// Re-evaluates the materialised views `delta` touched; a view that now
+    /// fails is dropped from the cache and the failure logged.
+    fn refresh_views(&self, delta: &TxDelta) {
+        let mut views = lock(&self.views);
+        if views.is_empty() {
+            return;
+        }
+        let module = self.module();
+        let report = views.refresh(&module, &self.storage, delta);
+        for (key, outcome) in report.failed {
+            let name = &module.def().views[key.view].source_name;
+            self.log.append_host(
+                LogLevel::Error,
+                name,
+                format!("view refresh failed: {outcome:?}"),
+            );
         }
     }
 
@@ -589,9 +776,21 @@ impl DbShared {
                 self.finish(&module.def().reducers[id].source_name, &result);
                 self.settle(&slot, timer);
             }
-            ScheduledFunction::Procedure(_) => {
-                // Procedures are never retried: settle the row first.
+            ScheduledFunction::Procedure(id) => {
+                // Procedures are never retried: settle the row first, then
+                // run the procedure off the lane.
                 self.settle(&slot, timer);
+                let me = self.me.upgrade().expect("a firing database is alive");
+                let name = module.def().procedures[id].source_name.clone();
+                if let Err(e) = self.spawn_procedure(&name, move || {
+                    me.procedure(&module, id, caller, &args);
+                }) {
+                    self.log.append_host(
+                        LogLevel::Error,
+                        &name,
+                        format!("scheduled run dropped: {e}"),
+                    );
+                }
             }
         }
     }
@@ -890,6 +1089,42 @@ fn failure_note(outcome: &ReducerOutcome) -> Option<(LogLevel, String)> {
         }
         ReducerOutcome::Internal { message } => (LogLevel::Error, format!("host error: {message}")),
     })
+}
+
+fn bare_procedure(outcome: ProcedureOutcome) -> ProcedureResult {
+    ProcedureResult {
+        outcome,
+        logs: Vec::new(),
+        fuel_used: 0,
+        commits: Vec::new(),
+    }
+}
+
+fn procedure_failure_note(outcome: &ProcedureOutcome) -> Option<(LogLevel, String)> {
+    Some(match outcome {
+        ProcedureOutcome::Returned { .. } => return None,
+        ProcedureOutcome::Trapped { message } => (LogLevel::Error, format!("trapped: {message}")),
+        ProcedureOutcome::OutOfFuel => (LogLevel::Error, "ran out of fuel".into()),
+        ProcedureOutcome::Timeout => (LogLevel::Error, "ran past its deadline".into()),
+        ProcedureOutcome::BadArguments { message } => {
+            (LogLevel::Warn, format!("refused: {message}"))
+        }
+        ProcedureOutcome::NoSuchProcedure { procedure } => (
+            LogLevel::Warn,
+            format!("refused: no procedure `{procedure}`"),
+        ),
+        ProcedureOutcome::NotCallable { procedure } => (
+            LogLevel::Warn,
+            format!("refused: `{procedure}` is private and the caller is not the owner"),
+        ),
+        ProcedureOutcome::Internal { message } => {
+            (LogLevel::Error, format!("host error: {message}"))
+        }
+    })
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 fn describe(outcome: &ReducerOutcome) -> String {

@@ -115,8 +115,17 @@ fn one_shot_schedule_fires_once_with_the_database_identity_and_is_deleted() {
     eventually(Duration::from_secs(5), "tick_schedule emptied", || {
         rows(db.storage(), "tick_schedule").is_empty()
     });
+    // `schedule_once` also scheduled the procedure `scheduled_proc`, which
+    // runs once on its own thread and commits its own transaction.
+    eventually(
+        Duration::from_secs(10),
+        "the scheduled procedure ran",
+        || count(&runs(&db), "scheduled_proc") == 1,
+    );
+    assert!(rows(db.storage(), "proc_schedule").is_empty());
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(count(&runs(&db), "once"), 1);
+    assert_eq!(count(&runs(&db), "scheduled_proc"), 1);
     // It ran no earlier than due; `tick` itself refuses a connection id.
     let run = rows(db.storage(), "run_log")
         .into_iter()
@@ -537,4 +546,95 @@ fn module_logs_and_failures_reach_the_database_log_and_survive_a_restart() {
         tail.iter().filter(|e| e.function == "log_flood").count() >= 3,
         "{tail:#?}"
     );
+}
+
+#[test]
+fn procedures_run_beside_the_lane_and_their_commits_are_followed_up() {
+    use tenant_host::runtime::ProcedureOutcome;
+    let host = host(1);
+    let db = create(&host, "abi-coverage", in_memory());
+    // A sleeping procedure does not hold up reducer calls of its database.
+    let (done, slept) = std::sync::mpsc::channel();
+    db.submit_procedure(
+        "proc_sleep".into(),
+        as_client(OWNER, 0),
+        enc(&400_000i64),
+        move |r| {
+            done.send((Instant::now(), r.outcome)).unwrap();
+        },
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let outcome = call(
+        &db,
+        "add_note",
+        as_client(ALICE, 0),
+        enc("during the sleep"),
+    );
+    assert!(outcome.is_committed(), "{outcome:?}");
+    let reducer_done = Instant::now();
+    let (sleep_done, outcome) = slept.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        matches!(outcome, ProcedureOutcome::Returned { .. }),
+        "{outcome:?}"
+    );
+    assert!(
+        reducer_done < sleep_done,
+        "the reducer waited for the sleeping procedure"
+    );
+
+    let result = db
+        .call_procedure("proc_with_tx", as_client(OWNER, 0), enc(&3u64))
+        .unwrap();
+    assert!(
+        matches!(result.outcome, ProcedureOutcome::Returned { .. }),
+        "{:?}",
+        result.outcome
+    );
+    assert!(!result.commits.is_empty());
+    let missing = db
+        .call_procedure("no_such_procedure", as_client(OWNER, 0), Vec::new())
+        .unwrap();
+    assert!(matches!(
+        missing.outcome,
+        ProcedureOutcome::NoSuchProcedure { .. }
+    ));
+}
+
+#[test]
+fn materialised_views_follow_commits() {
+    use spacetimedb_sats::ProductValue;
+    fn texts(rows: &[ProductValue]) -> Vec<String> {
+        let mut texts: Vec<String> = rows
+            .iter()
+            .map(|row| match &row.elements[2] {
+                V::String(text) => text.to_string(),
+                other => panic!("text is {other:?}"),
+            })
+            .collect();
+        texts.sort();
+        texts
+    }
+    let host = host(1);
+    let db = create(&host, "abi-coverage", in_memory());
+    assert!(call(&db, "add_note", as_client(ALICE, 0), enc("a1")).is_committed());
+    let alice = db.view("my_notes", Some(ALICE)).unwrap().unwrap();
+    assert_eq!(texts(&alice), ["a1"]);
+    let bob = db.view("my_notes", Some(BOB)).unwrap().unwrap();
+    assert!(bob.is_empty());
+    assert_eq!(db.materialised_views(), 2);
+    assert!(call(&db, "add_note", as_client(BOB, 0), enc("b1")).is_committed());
+    assert!(call(&db, "add_note", as_client(ALICE, 0), enc("a2")).is_committed());
+    assert_eq!(
+        texts(&db.view("my_notes", Some(ALICE)).unwrap().unwrap()),
+        ["a1", "a2"]
+    );
+    assert_eq!(
+        texts(&db.view("my_notes", Some(BOB)).unwrap().unwrap()),
+        ["b1"]
+    );
+    match db.view("my_notes", None).unwrap() {
+        Err(tenant_host::runtime::ViewOutcome::NeedsSender { .. }) => {}
+        other => panic!("a sender-aware view without a sender: {other:?}"),
+    }
 }

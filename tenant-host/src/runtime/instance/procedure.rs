@@ -61,6 +61,8 @@ pub enum ProcedureOutcome {
     BadArguments { message: String },
     /// No procedure with that id or name.
     NoSuchProcedure { procedure: String },
+    /// Clients may not call this procedure (it is private); not called.
+    NotCallable { procedure: String },
     /// The host could not run the call, or the guest broke the protocol
     /// (unexpected return code, undecodable return value).
     Internal { message: String },
