@@ -35,10 +35,13 @@ const ENTRY_INSERTS: u8 = 5;
 const ENTRY_ALTER_TABLE: u8 = 6;
 
 /// Encodes one committed transaction. Entry order is the replay order:
-/// created tables, altered tables, sequence reservations, then per table
-/// deletes before inserts (an update deletes a key before re-inserting it),
-/// then drops. A table is altered before any write of its transaction
-/// (`MutTx::alter_table` refuses otherwise), so its rows are at the new schema.
+/// dropped tables (so a table may be dropped and created again under the same
+/// name), created tables, altered tables, sequence reservations, then per
+/// table deletes before inserts (an update deletes a key before re-inserting
+/// it). Every entry after the drops names a table present after the
+/// transaction: the caller passes only reservations of such tables. A table is
+/// altered before any write of its transaction (`MutTx::alter_table` refuses
+/// otherwise), so its rows are at the new schema.
 pub(crate) fn encode_tx(delta: &TxDelta, reservations: &[SequenceReservation]) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     out.push(TX_FORMAT_VERSION);
@@ -52,6 +55,10 @@ pub(crate) fn encode_tx(delta: &TxDelta, reservations: &[SequenceReservation]) -
             .sum::<usize>()
         + delta.dropped_tables.len();
     put_u32(&mut out, entries as u32);
+    for table_id in &delta.dropped_tables {
+        out.push(ENTRY_DROP_TABLE);
+        put_u32(&mut out, table_id.0);
+    }
     for schema in &delta.created_tables {
         out.push(ENTRY_CREATE_TABLE);
         encode_schema(schema, &mut out);
@@ -83,10 +90,6 @@ pub(crate) fn encode_tx(delta: &TxDelta, reservations: &[SequenceReservation]) -
                 value::encode_row(row, &mut out);
             }
         }
-    }
-    for table_id in &delta.dropped_tables {
-        out.push(ENTRY_DROP_TABLE);
-        put_u32(&mut out, table_id.0);
     }
     out
 }

@@ -564,7 +564,7 @@ impl MutTx {
     /// returns the delta. Durability is separate: wait on [`crate::Database::wait_durable`].
     pub fn commit(mut self) -> Result<TxDelta, CommitError> {
         let mut delta = self.delta();
-        if !delta.is_empty() || !self.reservations.is_empty() {
+        if !delta.is_empty() || !self.live_reservations().is_empty() {
             let payload = self.payload(&delta);
             match self.db.append(&mut self.state, payload) {
                 Ok(offset) => {
@@ -642,20 +642,31 @@ impl MutTx {
             }
         }
         self.finish();
-        if !self.reservations.is_empty() {
+        if !self.live_reservations().is_empty() {
             let payload = self.payload(&TxDelta::default());
             // A failure here leaves the log failed; the database then refuses writes.
             let _ = self.db.append(&mut self.state, payload);
         }
     }
 
-    /// The commit-log record; a database without a log gets offsets but no bytes.
+    /// The commit-log record; a database without a log gets offsets but no
+    /// bytes. Reservations of tables that no longer exist (dropped, or created
+    /// and rolled back, by this transaction) are left out: replay could not
+    /// apply them, and nothing can draw from those sequences again.
     fn payload(&self, delta: &TxDelta) -> Vec<u8> {
         if self.db.has_log() {
-            crate::record::encode_tx(delta, &self.reservations)
+            crate::record::encode_tx(delta, &self.live_reservations())
         } else {
             Vec::new()
         }
+    }
+
+    fn live_reservations(&self) -> Vec<SequenceReservation> {
+        self.reservations
+            .iter()
+            .filter(|r| self.state.tables.contains_key(&r.table_id))
+            .cloned()
+            .collect()
     }
 
     fn finish(&mut self) {

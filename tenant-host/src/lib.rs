@@ -10,8 +10,10 @@
 //! Built so far: loading, checking and describing SpacetimeDB 2.10.1 modules
 //! ([`runtime::Runtime::load`]), turning their definitions into storage
 //! schemas ([`moduledef::ModuleDef::from_bsatn`]), creating a module's
-//! database with its `init` reducer, and reducer calls in a transaction
-//! ([`runtime::HostedModule::call_reducer`]).
+//! database with its `init` reducer, reducer calls in a transaction
+//! ([`runtime::HostedModule::call_reducer`]), and republishing a new module
+//! version to an existing database ([`migrate::update_database`]).
 
+pub mod migrate;
 pub mod moduledef;
 pub mod runtime;

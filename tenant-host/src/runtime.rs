@@ -27,6 +27,7 @@ use wasmtime::{Config, Engine, Instance, Linker, Module, Store, TypedFunc};
 pub use abi::AbiVersion;
 use host::HostEnv;
 pub use host::{LogRecord, LOG_LEVEL_PANIC};
+pub(crate) use instance::instance_error;
 pub use instance::{
     CallOptions, CallResult, CallerContext, HostError, HostedModule, ModuleInstance,
     ReducerOutcome, ReducerRef,

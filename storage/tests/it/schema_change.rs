@@ -443,3 +443,42 @@ fn alter_refuses_incompatible_changes_and_changes_nothing() {
     tx.rollback();
     assert_eq!(sorted_rows(&db, table), before);
 }
+
+#[test]
+fn drop_and_recreate_under_the_same_name_replays() {
+    let disk = Disk::new();
+    let db = disk.open();
+    let mut tx = db.begin().unwrap();
+    let old = tx.create_table(user_v1()).unwrap();
+    tx.insert_row(old, user(0, "ann", 30)).unwrap();
+    tx.commit().unwrap();
+
+    // One transaction drops `user`, creates it again and writes to it.
+    let mut tx = db.begin().unwrap();
+    tx.drop_table(old).unwrap();
+    let new = tx.create_table(user_v1()).unwrap();
+    assert_ne!(new, old);
+    tx.insert_row(new, user(0, "bob", 40)).unwrap();
+    tx.commit().unwrap();
+
+    // A rolled-back transaction whose only reservation is for a table it
+    // created leaves nothing that replay could trip over.
+    let mut tx = db.begin().unwrap();
+    let mut def = notice_def();
+    def.is_event = false;
+    let temp = tx.create_table(def).unwrap();
+    tx.insert_row(temp, vec![0u64.into(), "x".into()]).unwrap();
+    tx.rollback();
+    drop(db);
+
+    let db = disk.open();
+    let read = db.read().unwrap();
+    assert_eq!(read.table_id_from_name("user"), Some(new));
+    assert_eq!(read.table_id_from_name("notice"), None);
+    drop(read);
+    assert_eq!(
+        sorted_rows(&db, new),
+        vec![user(1, "bob", 40)],
+        "the new table's own sequence starts afresh"
+    );
+}

@@ -259,7 +259,7 @@ impl HostedModule {
             .len()
     }
 
-    fn take_instance(&self) -> Result<ModuleInstance, LoadError> {
+    pub(crate) fn take_instance(&self) -> Result<ModuleInstance, LoadError> {
         let idle = self
             .idle
             .lock()
@@ -271,7 +271,7 @@ impl HostedModule {
         }
     }
 
-    fn put_back(&self, instance: ModuleInstance) {
+    pub(crate) fn put_back(&self, instance: ModuleInstance) {
         self.idle
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
@@ -336,7 +336,7 @@ impl HostedModule {
             Ok(instance) => instance,
             Err(e) => return CallResult::bare(instance_error(e)),
         };
-        let mut tx = match db.begin() {
+        let tx = match db.begin() {
             Ok(tx) => tx,
             Err(e) => {
                 self.put_back(instance);
@@ -345,6 +345,20 @@ impl HostedModule {
                 });
             }
         };
+        self.create_in(instance, tx, owner, timestamp_micros)
+    }
+
+    /// The second half of [`HostedModule::create_database`], in a transaction
+    /// the caller opened (and may already have used, e.g. to drop the tables
+    /// of a cleared database): creates every table, runs `init`, and commits
+    /// iff it succeeds; otherwise rolls everything in `tx` back.
+    pub(crate) fn create_in(
+        &self,
+        instance: ModuleInstance,
+        mut tx: MutTx,
+        owner: [u8; 32],
+        timestamp_micros: i64,
+    ) -> CallResult {
         for table in &self.def.tables {
             if let Err(e) = tx.create_table(table.def.clone()) {
                 tx.rollback();
@@ -535,7 +549,7 @@ impl ModuleInstance {
 }
 
 impl CallResult {
-    fn bare(outcome: ReducerOutcome) -> CallResult {
+    pub(crate) fn bare(outcome: ReducerOutcome) -> CallResult {
         CallResult {
             outcome,
             logs: Vec::new(),
@@ -544,7 +558,7 @@ impl CallResult {
     }
 }
 
-fn instance_error(error: LoadError) -> ReducerOutcome {
+pub(crate) fn instance_error(error: LoadError) -> ReducerOutcome {
     ReducerOutcome::Internal {
         message: format!("cannot create an instance: {error}"),
     }

@@ -8,5 +8,6 @@ mod harness;
 mod hostile;
 mod lifecycle;
 mod load;
+mod migrate;
 mod real_modules;
 mod reducers;
