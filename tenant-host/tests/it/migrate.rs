@@ -213,3 +213,62 @@ fn clear_data_wipes_the_tables_and_runs_init() {
     assert_eq!(karma_of_users(&db), vec![AlgebraicValue::U32(10)]);
     assert_eq!(rows(&db, "channel").len(), 1);
 }
+
+/// Hosts the WAT module of the lifecycle tests whose `init` traps.
+fn trapping_init() -> HostedModule {
+    tenant_host::runtime::Runtime::new()
+        .unwrap()
+        .host(&crate::lifecycle::module("(unreachable)"), options())
+        .unwrap_or_else(|e| panic!("cannot host: {e}"))
+}
+
+#[test]
+fn failed_first_publish_leaves_nothing_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let outcome = trapping_init().create_database(&db, OWNER, NOW).outcome;
+    assert!(
+        matches!(outcome, ReducerOutcome::Trapped { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(db.read().unwrap().table_ids().count(), 0);
+    db.flush().unwrap();
+    drop(db);
+    let db = open(dir.path());
+    assert_eq!(db.read().unwrap().table_ids().count(), 0);
+    // The same database can then be published for real.
+    let chat = host_with("chat", options());
+    assert_committed(&chat.create_database(&db, OWNER, NOW), "create chat");
+}
+
+#[test]
+fn clear_data_with_a_failing_init_keeps_the_old_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let (chat, db) = publish_chat(dir.path());
+    let users = rows(&db, "user");
+    let messages = rows(&db, "message");
+    let mode = UpdateMode::ClearData {
+        owner: OWNER,
+        timestamp_micros: NOW,
+    };
+    let failed = update_database(&trapping_init(), chat.def(), &db, mode).unwrap_err();
+    assert!(
+        matches!(
+            failed,
+            UpdateError::Create {
+                outcome: ReducerOutcome::Trapped { .. },
+                ..
+            }
+        ),
+        "{failed:?}"
+    );
+    let check = |db: &Database| {
+        assert_eq!(rows(db, "user"), users);
+        assert_eq!(rows(db, "message"), messages);
+        assert!(db.read().unwrap().table_id_from_name("thing").is_none());
+    };
+    check(&db);
+    db.flush().unwrap();
+    drop(db);
+    check(&open(dir.path()));
+}
