@@ -160,7 +160,7 @@ pub enum UpdateError {
     /// `ClearData`: creating the tables or `init` did not commit.
     #[error("creating the new database failed: {outcome:?}")]
     Create {
-        outcome: ReducerOutcome,
+        outcome: Box<ReducerOutcome>,
         logs: Vec<LogRecord>,
     },
 }
@@ -546,7 +546,7 @@ pub fn update_database(
                     logs: result.logs,
                 }),
                 outcome => Err(UpdateError::Create {
-                    outcome,
+                    outcome: Box::new(outcome),
                     logs: result.logs,
                 }),
             }
