@@ -515,6 +515,9 @@ pub fn type_name(ty: &AlgebraicType) -> String {
 /// [`UpdateError::Refused`] carrying the plan if it is not automatic.
 /// `ClearData` drops every table of the database, then creates the new tables
 /// and runs the new `init`, as a first publish would.
+///
+/// After success only `new` may run reducers on `db`: instances of the old
+/// module hold table and index ids that may no longer exist.
 pub fn update_database(
     new: &HostedModule,
     old_def: &ModuleDef,

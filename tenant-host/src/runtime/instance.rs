@@ -7,7 +7,8 @@
 //! [`HostedModule::call_reducer`] (argument type check, one transaction,
 //! commit iff the reducer returns 0, §4.5 and §8.1),
 //! [`HostedModule::create_database`] (every table and `init` in one
-//! transaction, §8.7), and the budgets of a call ([`CallOptions`]).
+//! transaction, §8.7; its second half also serves `crate::migrate` when a
+//! republish clears the data), and the budgets of a call ([`CallOptions`]).
 //! Does not own: what the imports do (`runtime::host`), storage semantics
 //! (`storage`), scheduling, client connections or procedures.
 
