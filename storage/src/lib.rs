@@ -33,7 +33,7 @@ pub use schema::{
     IndexAlgorithm, IndexDef, SequenceDef, TableDef, TableSchema, UniqueConstraintDef,
 };
 pub use state::{RowsRef, State};
-pub use tx::{InsertOutcome, MutTx, TableDelta, TxDelta};
+pub use tx::{AlteredTable, InsertOutcome, MutTx, TableDelta, TxDelta};
 pub use value::{IndexRange, Row};
 
 pub use orrery_api::TxOffset;

@@ -32,14 +32,21 @@ const ENTRY_DROP_TABLE: u8 = 2;
 const ENTRY_SEQUENCE_RESERVE: u8 = 3;
 const ENTRY_DELETES: u8 = 4;
 const ENTRY_INSERTS: u8 = 5;
+const ENTRY_ALTER_TABLE: u8 = 6;
 
 /// Encodes one committed transaction. Entry order is the replay order:
-/// created tables, sequence reservations, then per table deletes before
-/// inserts (an update deletes a key before re-inserting it), then drops.
+/// dropped tables (so a table may be dropped and created again under the same
+/// name), created tables, altered tables, sequence reservations, then per
+/// table deletes before inserts (an update deletes a key before re-inserting
+/// it). Every entry after the drops names a table present after the
+/// transaction: the caller passes only reservations of such tables. A table is
+/// altered before any write of its transaction (`MutTx::alter_table` refuses
+/// otherwise), so its rows are at the new schema.
 pub(crate) fn encode_tx(delta: &TxDelta, reservations: &[SequenceReservation]) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     out.push(TX_FORMAT_VERSION);
     let entries = delta.created_tables.len()
+        + delta.altered_tables.len()
         + reservations.len()
         + delta
             .tables
@@ -48,9 +55,19 @@ pub(crate) fn encode_tx(delta: &TxDelta, reservations: &[SequenceReservation]) -
             .sum::<usize>()
         + delta.dropped_tables.len();
     put_u32(&mut out, entries as u32);
+    for table_id in &delta.dropped_tables {
+        out.push(ENTRY_DROP_TABLE);
+        put_u32(&mut out, table_id.0);
+    }
     for schema in &delta.created_tables {
         out.push(ENTRY_CREATE_TABLE);
         encode_schema(schema, &mut out);
+    }
+    for altered in &delta.altered_tables {
+        out.push(ENTRY_ALTER_TABLE);
+        encode_schema(&altered.schema, &mut out);
+        put_u32(&mut out, altered.added_defaults.len() as u32);
+        value::encode_row(&altered.added_defaults, &mut out);
     }
     for reservation in reservations {
         out.push(ENTRY_SEQUENCE_RESERVE);
@@ -73,10 +90,6 @@ pub(crate) fn encode_tx(delta: &TxDelta, reservations: &[SequenceReservation]) -
                 value::encode_row(row, &mut out);
             }
         }
-    }
-    for table_id in &delta.dropped_tables {
-        out.push(ENTRY_DROP_TABLE);
-        put_u32(&mut out, table_id.0);
     }
     out
 }
@@ -103,6 +116,30 @@ pub(crate) fn apply_tx(state: &mut State, bytes: &[u8], tx_no: u64) -> Result<()
                     ));
                 }
                 state.add_table(Table::new(Arc::new(schema)));
+            }
+            ENTRY_ALTER_TABLE => {
+                let schema = decode_schema(&mut reader)?;
+                let table_id = schema.table_id;
+                let old = state.table(table_id).map_err(|e| e.to_string())?;
+                let old_width = old.schema.columns.elements.len();
+                let count = get_u32(&mut reader)? as usize;
+                let added = schema
+                    .columns
+                    .elements
+                    .get(old_width..)
+                    .filter(|added| added.len() == count)
+                    .ok_or_else(|| {
+                        format!("alter of `{}`: {count} defaults do not fit", schema.name)
+                    })?;
+                let added = ProductType::new(added.to_vec().into_boxed_slice());
+                let defaults = value::read_row(&added, &mut reader)
+                    .map_err(|e| format!("defaults of `{}`: {e}", schema.name))?;
+                old.schema
+                    .check_alter(&schema, &defaults)
+                    .map_err(|e| e.to_string())?;
+                let altered = old.altered(Arc::new(schema), &defaults)?;
+                state.remove_table(table_id);
+                state.add_table(altered);
             }
             ENTRY_DROP_TABLE => {
                 let table_id = TableId(get_u32(&mut reader)?);
@@ -133,6 +170,13 @@ pub(crate) fn apply_tx(state: &mut State, bytes: &[u8], tx_no: u64) -> Result<()
                 for _ in 0..count {
                     let row = value::read_row(&schema.columns, &mut reader)
                         .map_err(|e| format!("row of `{}`: {e}", schema.name))?;
+                    if schema.is_event {
+                        // Event rows were delivered, never committed.
+                        if kind == ENTRY_DELETES {
+                            return Err(format!("delete from event table `{}`", schema.name));
+                        }
+                        continue;
+                    }
                     if kind == ENTRY_DELETES {
                         let row_id = table.find_same(&row).ok_or_else(|| {
                             format!("delete of a row absent from `{}`", schema.name)

@@ -6,6 +6,9 @@
 //! Does not own: turning a module definition into a `TableDef` (the runtime
 //! resolves type refs and names before it calls us), or storage of rows.
 //!
+//! Also owns the rules of an in-place schema change ([`TableSchema::check_alter`]):
+//! what a migration may change without looking at the rows.
+//!
 //! Invariant: every column type in a [`TableSchema`] is fully resolved (no
 //! `Ref`), every unique constraint is served by exactly one index with the same
 //! columns, and every sequence sits on an integer column.
@@ -116,6 +119,77 @@ impl TableSchema {
             .iter()
             .enumerate()
             .find(|(_, index)| index.index_id == index_id)
+    }
+}
+
+impl TableSchema {
+    /// Checks that `new` may replace `self` in place, keeping every row: same
+    /// table id and name, the old columns unchanged as a prefix of the new
+    /// ones, one default per added column (of its type), and the same primary
+    /// key, unique constraints, sequences and event flag. Indexes that serve no
+    /// unique constraint may come and go; visibility may change.
+    pub fn check_alter(
+        &self,
+        new: &TableSchema,
+        added_defaults: &[spacetimedb_sats::AlgebraicValue],
+    ) -> Result<(), SchemaError> {
+        let err = |reason: String| SchemaError::Invalid {
+            table: self.name.clone(),
+            reason,
+        };
+        if new.table_id != self.table_id || new.name != self.name {
+            return Err(err(format!(
+                "cannot become table `{}` ({})",
+                new.name, new.table_id
+            )));
+        }
+        let old_cols = &self.columns.elements;
+        let new_cols = &new.columns.elements;
+        if new_cols.len() < old_cols.len() {
+            return Err(err(format!(
+                "{} columns cannot become {}",
+                old_cols.len(),
+                new_cols.len()
+            )));
+        }
+        for (i, (old, new)) in old_cols.iter().zip(new_cols.iter()).enumerate() {
+            if old.name != new.name || old.algebraic_type != new.algebraic_type {
+                return Err(err(format!(
+                    "column {i} (`{}`) changed name or type",
+                    old.name.as_deref().unwrap_or("?")
+                )));
+            }
+        }
+        let added = &new_cols[old_cols.len()..];
+        if added.len() != added_defaults.len() {
+            return Err(err(format!(
+                "{} columns added with {} default values",
+                added.len(),
+                added_defaults.len()
+            )));
+        }
+        for (column, default) in added.iter().zip(added_defaults) {
+            if !crate::value::value_has_type(default, &column.algebraic_type) {
+                return Err(err(format!(
+                    "the default of added column `{}` is not a {:?}",
+                    column.name.as_deref().unwrap_or("?"),
+                    column.algebraic_type
+                )));
+            }
+        }
+        if new.primary_key != self.primary_key {
+            return Err(err("the primary key changed".into()));
+        }
+        if new.unique_constraints != self.unique_constraints {
+            return Err(err("the unique constraints changed".into()));
+        }
+        if new.sequences != self.sequences {
+            return Err(err("the sequences changed".into()));
+        }
+        if new.is_event != self.is_event {
+            return Err(err("the event flag changed".into()));
+        }
+        Ok(())
     }
 }
 

@@ -129,6 +129,29 @@ impl Table {
         Ok(table)
     }
 
+    /// This table under a new schema (already checked by
+    /// [`TableSchema::check_alter`]): every row gains `added_defaults` at the
+    /// end, indexes are rebuilt, sequence counters carry over unchanged.
+    pub(crate) fn altered(
+        &self,
+        schema: Arc<TableSchema>,
+        added_defaults: &[AlgebraicValue],
+    ) -> Result<Table, String> {
+        let rows = self
+            .rows()
+            .map(|(_, row)| -> Row {
+                if added_defaults.is_empty() {
+                    row.clone()
+                } else {
+                    row.iter().chain(added_defaults).cloned().collect()
+                }
+            })
+            .collect();
+        let mut table = Table::load(schema, rows)?;
+        table.sequences = self.sequences.clone();
+        Ok(table)
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.len
     }

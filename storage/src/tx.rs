@@ -2,7 +2,8 @@
 //!
 //! Owns: insert (with sequences, set semantics and unique checks), delete by
 //! value, by index point and by index range, update through a unique index,
-//! clear, create and drop table, rollback, and the [`TxDelta`] a commit returns.
+//! clear, create, alter and drop table, rollback, and the [`TxDelta`] a commit
+//! returns; and event tables, whose rows live only until their transaction ends.
 //! Does not own: the write lock and the commit log (`storage::db`), or how a
 //! delta is encoded (`storage::record`).
 //!
@@ -67,6 +68,11 @@ pub struct TxDelta {
     /// Offset of the commit-log record; `None` if the transaction changed nothing.
     pub offset: Option<TxOffset>,
     pub created_tables: Vec<Arc<TableSchema>>,
+    /// Tables whose schema changed in place (see [`MutTx::alter_table`]); their
+    /// rows were rewritten, which is not listed in `tables`.
+    pub altered_tables: Vec<AlteredTable>,
+    /// Rows inserted into event tables appear here as inserts although the
+    /// committed state never holds them.
     pub tables: Vec<TableDelta>,
     pub dropped_tables: Vec<TableId>,
 }
@@ -79,9 +85,21 @@ pub struct TableDelta {
     pub deletes: Vec<Row>,
 }
 
+/// One in-place schema change of a committed transaction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlteredTable {
+    pub previous: Arc<TableSchema>,
+    pub schema: Arc<TableSchema>,
+    /// The values every existing row got in the added columns, in column order.
+    pub added_defaults: Vec<AlgebraicValue>,
+}
+
 impl TxDelta {
     pub fn is_empty(&self) -> bool {
-        self.created_tables.is_empty() && self.tables.is_empty() && self.dropped_tables.is_empty()
+        self.created_tables.is_empty()
+            && self.altered_tables.is_empty()
+            && self.tables.is_empty()
+            && self.dropped_tables.is_empty()
     }
 }
 
@@ -109,6 +127,11 @@ enum Undo {
     },
     DropTable {
         table: Box<Table>,
+    },
+    AlterTable {
+        previous: Box<Table>,
+        schema: Arc<TableSchema>,
+        added_defaults: Vec<AlgebraicValue>,
     },
 }
 
@@ -189,6 +212,86 @@ impl MutTx {
             table: Box::new(table),
         });
         Ok(())
+    }
+
+    /// Changes the schema of a table in place, keeping its rows, its id and
+    /// its sequence counters: indexes that serve no unique constraint may be
+    /// added or dropped (kept ones keep their ids), columns may be added at the
+    /// end with `added_defaults` as the value of every existing row, and
+    /// visibility may change. Anything else fails; see
+    /// [`TableSchema::check_alter`]. The table must not have been created,
+    /// altered or written earlier in this transaction (writes after the
+    /// alteration are fine).
+    pub fn alter_table(
+        &mut self,
+        table_id: TableId,
+        def: TableDef,
+        added_defaults: Vec<AlgebraicValue>,
+    ) -> Result<Arc<TableSchema>, TxError> {
+        use crate::error::SchemaError;
+        let old = self.state.table(table_id)?;
+        let previous = old.schema.clone();
+        let err = |reason: String| -> TxError {
+            SchemaError::Invalid {
+                table: previous.name.clone(),
+                reason,
+            }
+            .into()
+        };
+        let used_here = self.undo.iter().any(|undo| match undo {
+            Undo::Insert { table_id: t, .. }
+            | Undo::Delete { table_id: t, .. }
+            | Undo::CreateTable { table_id: t } => *t == table_id,
+            Undo::AlterTable { schema, .. } => schema.table_id == table_id,
+            Undo::DropTable { .. } => false,
+        });
+        if used_here {
+            return Err(err(
+                "cannot be altered after this transaction created, altered or wrote it".into(),
+            ));
+        }
+        let mut schema = def.validate(table_id, IndexId(0))?;
+        let mut next_index_id = self.state.next_index_id;
+        for index in &mut schema.indexes {
+            let kept = previous.indexes.iter().find(|old| {
+                old.name == index.name
+                    && old.columns == index.columns
+                    && old.algorithm == index.algorithm
+                    && old.unique == index.unique
+            });
+            index.index_id = match kept {
+                Some(old) => old.index_id,
+                None => {
+                    next_index_id += 1;
+                    IndexId(next_index_id - 1)
+                }
+            };
+            let owner = self
+                .state
+                .index_names
+                .get(&index.name)
+                .and_then(|id| self.state.index_owner(*id));
+            if owner.is_some_and(|(owner, _)| owner != table_id) {
+                return Err(err(format!(
+                    "index name `{}` is already used by another table",
+                    index.name
+                )));
+            }
+        }
+        previous.check_alter(&schema, &added_defaults)?;
+        let schema = Arc::new(schema);
+        let altered = old.altered(schema.clone(), &added_defaults).map_err(err)?;
+        let previous_table = self
+            .state
+            .remove_table(table_id)
+            .expect("the table was found above");
+        self.state.add_table(altered);
+        self.undo.push(Undo::AlterTable {
+            previous: Box::new(previous_table),
+            schema: schema.clone(),
+            added_defaults,
+        });
+        Ok(schema)
     }
 
     /// Inserts a row given as values; see [`MutTx::insert_row`].
@@ -461,10 +564,13 @@ impl MutTx {
     /// returns the delta. Durability is separate: wait on [`crate::Database::wait_durable`].
     pub fn commit(mut self) -> Result<TxDelta, CommitError> {
         let mut delta = self.delta();
-        if !delta.is_empty() || !self.reservations.is_empty() {
+        if !delta.is_empty() || !self.live_reservations().is_empty() {
             let payload = self.payload(&delta);
             match self.db.append(&mut self.state, payload) {
-                Ok(offset) => delta.offset = Some(offset),
+                Ok(offset) => {
+                    delta.offset = Some(offset);
+                    self.drain_event_tables();
+                }
                 Err(error) => {
                     self.rollback_in_place();
                     self.done = true;
@@ -475,6 +581,23 @@ impl MutTx {
         self.finish();
         self.done = true;
         Ok(delta)
+    }
+
+    /// Empties the event tables this transaction wrote: their rows were
+    /// delivered in the delta and logged, but never join the committed state.
+    fn drain_event_tables(&mut self) {
+        for table_id in self.touched.clone() {
+            let Ok(table) = self.state.table_mut(table_id) else {
+                continue;
+            };
+            if !table.schema.is_event {
+                continue;
+            }
+            let ids: Vec<RowId> = table.rows().map(|(id, _)| id).collect();
+            for row_id in ids {
+                table.remove(row_id);
+            }
+        }
     }
 
     /// Undoes every write. Sequence reservations made by this transaction still
@@ -510,23 +633,40 @@ impl MutTx {
                         .expect("undo of a create finds the table");
                 }
                 Undo::DropTable { table } => self.state.add_table(*table),
+                Undo::AlterTable { previous, .. } => {
+                    self.state
+                        .remove_table(previous.schema.table_id)
+                        .expect("undo of an alter finds the table");
+                    self.state.add_table(*previous);
+                }
             }
         }
         self.finish();
-        if !self.reservations.is_empty() {
+        if !self.live_reservations().is_empty() {
             let payload = self.payload(&TxDelta::default());
             // A failure here leaves the log failed; the database then refuses writes.
             let _ = self.db.append(&mut self.state, payload);
         }
     }
 
-    /// The commit-log record; a database without a log gets offsets but no bytes.
+    /// The commit-log record; a database without a log gets offsets but no
+    /// bytes. Reservations of tables that no longer exist (dropped, or created
+    /// and rolled back, by this transaction) are left out: replay could not
+    /// apply them, and nothing can draw from those sequences again.
     fn payload(&self, delta: &TxDelta) -> Vec<u8> {
         if self.db.has_log() {
-            crate::record::encode_tx(delta, &self.reservations)
+            crate::record::encode_tx(delta, &self.live_reservations())
         } else {
             Vec::new()
         }
+    }
+
+    fn live_reservations(&self) -> Vec<SequenceReservation> {
+        self.reservations
+            .iter()
+            .filter(|r| self.state.tables.contains_key(&r.table_id))
+            .cloned()
+            .collect()
     }
 
     fn finish(&mut self) {
@@ -576,7 +716,19 @@ impl MutTx {
                         delta.dropped_tables.push(table_id);
                     }
                     per_table.remove(&table_id);
+                    delta
+                        .altered_tables
+                        .retain(|altered| altered.schema.table_id != table_id);
                 }
+                Undo::AlterTable {
+                    previous,
+                    schema,
+                    added_defaults,
+                } => delta.altered_tables.push(AlteredTable {
+                    previous: previous.schema.clone(),
+                    schema: schema.clone(),
+                    added_defaults: added_defaults.clone(),
+                }),
             }
         }
         for table_id in created {

@@ -134,6 +134,8 @@ pub enum PublishError {
     Submit(#[from] SubmitError),
     #[error("cannot open the module log: {0}")]
     Log(std::io::Error),
+    #[error(transparent)]
+    Update(#[from] crate::migrate::UpdateError),
 }
 
 /// Processes-wide hosting machinery.
@@ -234,6 +236,27 @@ impl Host {
             })?;
         }
         Ok(database)
+    }
+
+    /// Republishes: hosts the new module version and moves `database` to it
+    /// in one transaction on the database's lane (no call of the database
+    /// runs meanwhile): `UpdateMode::Migrate` applies the automatic plan or
+    /// refuses with its blockers; `UpdateMode::ClearData` drops the module's
+    /// tables and creates the new ones with `init`. On success the new
+    /// version serves every later call (hot swap), timers are re-armed from
+    /// the new schedule tables and materialised views are dropped; on
+    /// failure the old version keeps serving and nothing changed.
+    pub fn update_database(
+        &self,
+        database: &HostedDatabase,
+        wasm: &[u8],
+        options: CallOptions,
+        mode: crate::migrate::UpdateMode,
+    ) -> Result<crate::migrate::UpdateReport, PublishError> {
+        let spec = DatabaseSpec::new(database.name(), database.shared.owner, options);
+        let new = self.host_module(wasm, &spec)?;
+        let shared = database.shared.clone();
+        database.run(move || shared.update(new, mode))?
     }
 
     fn host_module(&self, wasm: &[u8], spec: &DatabaseSpec) -> Result<HostedModule, PublishError> {
@@ -540,6 +563,46 @@ impl DbShared {
         let result = module.call_reducer(&self.storage, ReducerRef::Id(id), caller, args);
         self.finish(reducer, &result);
         result
+    }
+
+    /// Moves the database to `new` (on the lane) and swaps it in.
+    fn update(
+        &self,
+        new: HostedModule,
+        mode: crate::migrate::UpdateMode,
+    ) -> Result<crate::migrate::UpdateReport, PublishError> {
+        let old = self.module();
+        let result = crate::migrate::update_database(&new, old.def(), &self.storage, mode);
+        let report = match result {
+            Ok(report) => report,
+            Err(e) => {
+                self.log
+                    .append_host(LogLevel::Warn, "", format!("update refused: {e}"));
+                return Err(e.into());
+            }
+        };
+        self.log.append(&report.logs);
+        let schedules = schedule_slots(&self.storage, &new)?;
+        *self
+            .module
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner()) = Arc::new(new);
+        *self
+            .schedules
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner()) = Arc::new(schedules);
+        *lock(&self.views) = ViewCache::new();
+        self.scheduler.cancel_database(self.key);
+        self.rearm_all();
+        self.log.append_host(
+            LogLevel::Info,
+            "",
+            format!(
+                "module updated ({} migration steps)",
+                report.plan.steps.len()
+            ),
+        );
+        Ok(report)
     }
 
     /// A procedure call from a client (or the owner, or a schedule).

@@ -17,9 +17,12 @@
 //! of materialised views ([`runtime::HostedModule::call_view`],
 //! [`runtime::ViewCache`]), hosting many databases on a bounded worker pool
 //! with schedules and client hooks ([`hosting::Host`]), and per-database
-//! module logs ([`logs::ModuleLog`]: ring, on-disk file, tail and follow).
+//! module logs ([`logs::ModuleLog`]: ring, on-disk file, tail and follow),
+//! and republishing a new module version to an existing database
+//! ([`migrate::update_database`]).
 
 pub mod hosting;
 pub mod logs;
+pub mod migrate;
 pub mod moduledef;
 pub mod runtime;

@@ -41,6 +41,7 @@ use cache::CompileCache;
 pub use cache::{module_hash, ArtifactDirError, CacheStats};
 use host::HostEnv;
 pub use host::{is_public, HttpPolicy, LogRecord, LOG_LEVEL_PANIC};
+pub(crate) use instance::instance_error;
 pub use instance::{
     CallOptions, CallResult, CallerContext, HostError, HostedModule, ModuleInstance,
     ProcedureOutcome, ProcedureRef, ProcedureResult, ReducerOutcome, ReducerRef, ViewCache,

@@ -1,6 +1,6 @@
 //! Protects the test modules of `tests/modules/` and their build harness
-//! (`tests/support/modules.rs`): each of `chat`, `bank`, `abi-coverage` and
-//! `hostile` builds from source against `spacetimedb = "=2.10.1"` for
+//! (`tests/support/modules.rs`): each of `chat`, `chat-v2`, `bank`,
+//! `abi-coverage` and `hostile` builds from source against `spacetimedb = "=2.10.1"` for
 //! wasm32, is a wasm 1 binary, exports what a host must find (`memory`,
 //! `__describe_module__`, `__call_reducer__`), and imports only from the
 //! `spacetime_10.x` namespaces (no WASI, no `env`). `abi-coverage` must import
@@ -267,6 +267,11 @@ fn bank_builds_as_a_module() {
 #[test]
 fn chat_builds_as_a_module() {
     check_module("chat");
+}
+
+#[test]
+fn chat_v2_builds_as_a_module() {
+    check_module("chat-v2");
 }
 
 #[test]

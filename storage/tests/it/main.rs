@@ -7,3 +7,4 @@ mod crash;
 mod faults;
 mod garbage;
 mod model;
+mod schema_change;

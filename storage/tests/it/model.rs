@@ -4,7 +4,9 @@
 // outcome, and after every transaction the full state and the commit delta,
 // must match. Covers every index kind (unique and not, one and several
 // columns, hash, direct), range bounds of every kind given as values and as
-// ABI bytes, set semantics, sequences and rollback.
+// ABI bytes, set semantics, sequences and rollback; an event table whose rows
+// reach the delta but never the committed state; and transactions that start
+// by altering a table in place (toggling an extra index and its visibility).
 
 use std::collections::BTreeSet;
 use std::ops::Bound;
@@ -75,7 +77,30 @@ fn defs() -> Vec<TableDef> {
         public: false,
         is_event: false,
     };
-    vec![people, tags]
+    let events = TableDef {
+        name: "events".into(),
+        columns: ProductType::from([("k", AlgebraicType::U8), ("v", AlgebraicType::U8)]),
+        primary_key: None,
+        indexes: vec![index("events_k_idx_btree", IndexAlgorithm::BTree, &[0])],
+        unique_constraints: vec![unique("events_k_key", &[0])],
+        sequences: vec![],
+        public: true,
+        is_event: true,
+    };
+    vec![people, tags, events]
+}
+
+const TAGS_EXTRA_INDEX: &str = "tags_x_idx_extra";
+
+/// `tags` as altered: with or without the extra index on `x`; private iff it has it.
+fn tags_def(extra: bool) -> TableDef {
+    let mut def = defs().swap_remove(1);
+    if extra {
+        def.indexes
+            .push(index(TAGS_EXTRA_INDEX, IndexAlgorithm::BTree, &[0]));
+        def.public = true;
+    }
+    def
 }
 
 fn index(name: &str, algorithm: IndexAlgorithm, cols: &[u16]) -> IndexDef {
@@ -172,6 +197,10 @@ enum Op {
     Clear {
         table: usize,
     },
+    /// Insert into the event table.
+    Event {
+        seeds: Vec<u8>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -203,8 +232,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0usize..2, 0usize..6, range.clone()).prop_map(|(table, index, range)| Op::DeleteRange { table, index, range }),
         2 => (0usize..2, 0usize..6, range).prop_map(|(table, index, range)| Op::Scan { table, index, range }),
         1 => (0usize..2, 0usize..6, seeds.clone()).prop_map(|(table, index, seeds)| Op::Point { table, index, seeds }),
-        1 => seeds.prop_map(|seeds| Op::Update { seeds }),
+        1 => seeds.clone().prop_map(|seeds| Op::Update { seeds }),
         1 => (0usize..2).prop_map(|table| Op::Clear { table }),
+        1 => seeds.clone().prop_map(|seeds| Op::Event { seeds }),
     ]
 }
 
@@ -212,6 +242,10 @@ fn op() -> impl Strategy<Value = Op> {
 struct Model {
     tables: [BTreeSet<Row>; 2],
     next_id: u64,
+    /// Event rows of the running transaction.
+    events: BTreeSet<Row>,
+    /// Whether `tags` currently has its extra index (see [`tags_def`]).
+    tags_extra: bool,
 }
 
 impl Model {
@@ -354,6 +388,7 @@ fn check_recovered(
             }
         }
     }
+    check_tags_and_events(&read, table_ids, model)?;
     drop(read);
     let mut tx = db.begin().unwrap();
     let row = vec![
@@ -393,26 +428,67 @@ fn check_recovered(
     Ok(())
 }
 
+/// The event table is empty, and `tags` has its extra index (finding every
+/// row) and visibility exactly as the model says.
+fn check_tags_and_events(
+    read: &storage::State,
+    table_ids: &[TableId],
+    model: &Model,
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!(read.row_count(table_ids[2]).unwrap(), 0);
+    prop_assert_eq!(read.schema(table_ids[1]).unwrap().public, model.tags_extra);
+    let extra = read.index_id_from_name(TAGS_EXTRA_INDEX);
+    prop_assert_eq!(extra.is_some(), model.tags_extra);
+    if let Some(extra) = extra {
+        for row in &model.tables[1] {
+            let found = read
+                .index_point(extra, &row[0])
+                .unwrap()
+                .any(|r| **r == **row);
+            prop_assert!(found, "extra index lost {:?}", row);
+        }
+    }
+    Ok(())
+}
+
 fn sorted(rows: impl Iterator<Item = Vec<AlgebraicValue>>) -> Vec<Row> {
     let mut rows: Vec<Row> = rows.collect();
     rows.sort();
     rows
 }
 
-fn run(txs: Vec<(Vec<Op>, bool)>) -> Result<(), TestCaseError> {
+fn run(txs: Vec<(bool, Vec<Op>, bool)>) -> Result<(), TestCaseError> {
     let h = Harness::new();
     let mut model = Model {
         next_id: 1,
         ..Model::default()
     };
-    for (ops, commit) in txs {
+    for (alter, ops, commit) in txs {
         let before = model.clone();
         let mut tx = h.db.begin().unwrap();
+        if alter {
+            let extra = !model.tags_extra;
+            tx.alter_table(h.table_ids[1], tags_def(extra), vec![])
+                .unwrap();
+            model.tags_extra = extra;
+        }
         for op in ops {
             apply(&h, &mut tx, &mut model, op)?;
         }
         if commit {
             let delta = tx.commit().unwrap();
+            prop_assert_eq!(delta.altered_tables.len(), alter as usize);
+            let events: BTreeSet<Row> = delta
+                .tables
+                .iter()
+                .filter(|t| t.table_id == h.table_ids[2])
+                .flat_map(|t| {
+                    assert!(t.deletes.is_empty(), "event tables never delete");
+                    t.inserts.iter().map(|r| r.to_vec())
+                })
+                .collect();
+            prop_assert_eq!(&events, &model.events);
+            model.events.clear();
             for table in 0..2 {
                 let expected_ins: BTreeSet<&Row> = model.tables[table]
                     .difference(&before.tables[table])
@@ -447,6 +523,7 @@ fn run(txs: Vec<(Vec<Op>, bool)>) -> Result<(), TestCaseError> {
             model.next_id = next_id;
         }
         let read = h.db.read().unwrap();
+        check_tags_and_events(&read, &h.table_ids, &model)?;
         for table in 0..2 {
             let got = sorted(read.scan(h.table_ids[table]).unwrap().map(|r| r.to_vec()));
             prop_assert_eq!(got, model.tables[table].iter().cloned().collect::<Vec<_>>());
@@ -655,6 +732,30 @@ fn apply(
             prop_assert_eq!(count as usize, model.tables[table].len());
             model.tables[table].clear();
         }
+        Op::Event { seeds } => {
+            let row: Row = vec![
+                AlgebraicValue::U8(seeds[0] % 4),
+                AlgebraicValue::U8(seeds[1] % 3),
+            ];
+            let result = tx.insert_row(h.table_ids[2], row.clone());
+            if model.events.contains(&row) {
+                prop_assert!(matches!(result, Ok(ref o) if !o.inserted), "{:?}", result);
+            } else if model.events.iter().any(|r| r[0] == row[0]) {
+                prop_assert!(
+                    matches!(result, Err(TxError::UniqueViolation { .. })),
+                    "{:?}",
+                    result
+                );
+            } else {
+                prop_assert!(matches!(result, Ok(ref o) if o.inserted), "{:?}", result);
+                model.events.insert(row);
+            }
+            // Visible to the transaction itself.
+            prop_assert_eq!(
+                tx.row_count(h.table_ids[2]).unwrap(),
+                model.events.len() as u64
+            );
+        }
     }
     Ok(())
 }
@@ -706,7 +807,7 @@ proptest! {
     })]
 
     #[test]
-    fn transactions_match_model(txs in prop::collection::vec((prop::collection::vec(op(), 1..12), prop::bool::weighted(0.75)), 1..12)) {
+    fn transactions_match_model(txs in prop::collection::vec((prop::bool::weighted(0.15), prop::collection::vec(op(), 1..12), prop::bool::weighted(0.75)), 1..12)) {
         run(txs)?;
     }
 }

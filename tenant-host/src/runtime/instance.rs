@@ -7,7 +7,8 @@
 //! [`HostedModule::call_reducer`] (argument type check, one transaction,
 //! commit iff the reducer returns 0, §4.5 and §8.1),
 //! [`HostedModule::create_database`] (every table and `init` in one
-//! transaction, §8.7), and the budgets of a call ([`CallOptions`]).
+//! transaction, §8.7; its second half also serves `crate::migrate` when a
+//! republish clears the data), and the budgets of a call ([`CallOptions`]).
 //! Procedure calls live in `instance::procedure`
 //! ([`HostedModule::call_procedure`]), view evaluation and the
 //! [`ViewCache`] of materialised views in `instance::view`, and the call
@@ -293,7 +294,7 @@ impl HostedModule {
             .len()
     }
 
-    fn take_instance(&self) -> Result<ModuleInstance, LoadError> {
+    pub(crate) fn take_instance(&self) -> Result<ModuleInstance, LoadError> {
         let idle = self
             .idle
             .lock()
@@ -305,7 +306,7 @@ impl HostedModule {
         }
     }
 
-    fn put_back(&self, instance: ModuleInstance) {
+    pub(crate) fn put_back(&self, instance: ModuleInstance) {
         self.idle
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
@@ -400,6 +401,20 @@ impl HostedModule {
                 });
             }
         }
+        self.create_in(instance, tx, owner, timestamp_micros)
+    }
+
+    /// The second half of [`HostedModule::create_database`], in a transaction
+    /// the caller opened (and may already have used, e.g. to drop the tables
+    /// of a cleared database): creates every table, runs `init`, and commits
+    /// iff it succeeds; otherwise rolls everything in `tx` back.
+    pub(crate) fn create_in(
+        &self,
+        instance: ModuleInstance,
+        mut tx: MutTx,
+        owner: [u8; 32],
+        timestamp_micros: i64,
+    ) -> CallResult {
         for table in &self.def.tables {
             if let Err(e) = tx.create_table(table.def.clone()) {
                 tx.rollback();
@@ -620,7 +635,7 @@ impl ModuleInstance {
 }
 
 impl CallResult {
-    fn bare(outcome: ReducerOutcome) -> CallResult {
+    pub(crate) fn bare(outcome: ReducerOutcome) -> CallResult {
         CallResult {
             outcome,
             logs: Vec::new(),
@@ -629,7 +644,7 @@ impl CallResult {
     }
 }
 
-fn instance_error(error: LoadError) -> ReducerOutcome {
+pub(crate) fn instance_error(error: LoadError) -> ReducerOutcome {
     ReducerOutcome::Internal {
         message: format!("cannot create an instance: {error}"),
     }

@@ -638,3 +638,82 @@ fn materialised_views_follow_commits() {
         other => panic!("a sender-aware view without a sender: {other:?}"),
     }
 }
+
+#[test]
+fn republishing_hot_swaps_the_module_and_a_refused_update_changes_nothing() {
+    use tenant_host::migrate::UpdateMode;
+    let host = host(2);
+    let db = create(&host, "chat", in_memory());
+    assert!(db
+        .client_connected(ALICE, 1u128.to_le_bytes(), None)
+        .unwrap()
+        .outcome
+        .is_committed());
+    let sent = call(
+        &db,
+        "send_message",
+        as_client(ALICE, 1),
+        args(&[enc(&1u64), enc("hi")]),
+    );
+    assert!(sent.is_committed(), "{sent:?}");
+    // v1 has no `add_karma`.
+    let before = call(&db, "add_karma", as_client(ALICE, 1), enc(&5u32));
+    assert!(
+        matches!(before, ReducerOutcome::NoSuchReducer { .. }),
+        "{before:?}"
+    );
+
+    let report = host
+        .update_database(
+            &db,
+            &module_bytes("chat-v2"),
+            options(),
+            UpdateMode::Migrate,
+        )
+        .unwrap_or_else(|e| panic!("chat → chat-v2: {e}"));
+    assert!(report.plan.is_automatic());
+    // The new version serves the next call, on the migrated rows; the
+    // connected client and the schedule timer carried over.
+    let karma = call(&db, "add_karma", as_client(ALICE, 1), enc(&5u32));
+    assert!(karma.is_committed(), "{karma:?}");
+    let mine = call(&db, "count_my_messages", as_client(ALICE, 1), enc(&1u64));
+    assert!(mine.is_committed(), "{mine:?}");
+    assert_eq!(db.connected_clients().len(), 1);
+    assert_eq!(db.pending_timers(), 1);
+    assert!(db
+        .log()
+        .tail(5)
+        .iter()
+        .any(|e| e.message.starts_with("module updated")));
+
+    // Going back would drop tables and columns: refused, v2 keeps serving.
+    let back = host.update_database(&db, &module_bytes("chat"), options(), UpdateMode::Migrate);
+    match back {
+        Err(tenant_host::hosting::PublishError::Update(e)) => {
+            let text = e.to_string();
+            assert!(text.contains("reaction"), "{text}");
+        }
+        other => panic!("the downgrade was not refused: {other:?}"),
+    }
+    assert!(call(&db, "add_karma", as_client(ALICE, 1), enc(&1u32)).is_committed());
+
+    // Clearing the data replaces everything, runs init, keeps the clients.
+    host.update_database(
+        &db,
+        &module_bytes("chat"),
+        options(),
+        UpdateMode::ClearData {
+            owner: OWNER,
+            timestamp_micros: now(),
+        },
+    )
+    .unwrap();
+    assert!(rows(db.storage(), "message").is_empty());
+    assert_eq!(
+        rows(db.storage(), "channel").len(),
+        1,
+        "init created `general` again"
+    );
+    assert_eq!(db.connected_clients().len(), 1);
+    assert_eq!(db.pending_timers(), 1);
+}

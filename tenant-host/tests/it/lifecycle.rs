@@ -27,7 +27,7 @@ fn description() -> Vec<u8> {
 }
 
 /// A module whose `__call_reducer__` runs `body` (which must leave an i32).
-fn module(body: &str) -> Vec<u8> {
+pub(crate) fn module(body: &str) -> Vec<u8> {
     let description = description();
     let escaped: String = description.iter().map(|b| format!("\\{b:02x}")).collect();
     let text = format!(

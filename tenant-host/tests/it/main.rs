@@ -11,6 +11,7 @@ mod hosting;
 mod lifecycle;
 mod load;
 mod logs;
+mod migrate;
 mod pool;
 mod procedures;
 mod real_modules;
