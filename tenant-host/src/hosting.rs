@@ -409,11 +409,7 @@ impl HostedDatabase {
         caller: CallerContext,
         args: Vec<u8>,
     ) -> Result<CallResult, SubmitError> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.submit_reducer(reducer.to_owned(), caller, args, move |result| {
-            let _ = tx.send(result);
-        })?;
-        Ok(recv(rx))
+        wait(|reply| self.submit_reducer(reducer.to_owned(), caller, args, reply))
     }
 
     /// Starts a client's procedure call on a thread of its own; `reply` gets
@@ -439,11 +435,7 @@ impl HostedDatabase {
         caller: CallerContext,
         args: Vec<u8>,
     ) -> Result<ProcedureResult, SubmitError> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.submit_procedure(procedure.to_owned(), caller, args, move |result| {
-            let _ = tx.send(result);
-        })?;
-        Ok(recv(rx))
+        wait(|reply| self.submit_procedure(procedure.to_owned(), caller, args, reply))
     }
 
     /// The rows of `view` for `sender` (ignored by anonymous views), from the
@@ -505,19 +497,23 @@ impl HostedDatabase {
         &self,
         job: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, SubmitError> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.submit(move || {
-            let _ = tx.send(job());
-        })?;
-        Ok(recv(rx))
+        wait(|reply| self.submit(move || reply(job())))
     }
 }
 
-/// Waits for a job's answer. The pool runs every queued job (a panicking job
-/// is caught, dropping its sender), so this only fails if the job panicked.
-fn recv<R>(rx: mpsc::Receiver<R>) -> R {
-    rx.recv()
-        .expect("the job panicked before answering (see the worker's panic count)")
+/// Submits work with a `reply` callback and waits for the reply. The pool
+/// runs every queued job (a panicking job is caught, dropping its reply), so
+/// the wait only fails if the job panicked.
+fn wait<R: Send + 'static>(
+    submit: impl FnOnce(Box<dyn FnOnce(R) + Send>) -> Result<(), SubmitError>,
+) -> Result<R, SubmitError> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    submit(Box::new(move |result| {
+        let _ = tx.send(result);
+    }))?;
+    Ok(rx
+        .recv()
+        .expect("the job panicked before answering (see the lane's panic count)"))
 }
 
 impl Drop for DbShared {
@@ -943,13 +939,7 @@ impl DbShared {
             connection_id,
             timestamp_micros: now_micros(),
         };
-        let result = match module.def().lifecycle.on_connect {
-            Some(id) => module.call_reducer_in(tx, id, caller, &[]),
-            None => match tx.commit() {
-                Ok(delta) => bare(ReducerOutcome::Committed { delta }),
-                Err(e) => internal(format!("commit failed: {e}")),
-            },
-        };
+        let result = run_hook(&module, module.def().lifecycle.on_connect, tx, caller);
         self.finish("client_connected", &result);
         result
     }
@@ -970,13 +960,7 @@ impl DbShared {
             connection_id,
             timestamp_micros: now_micros(),
         };
-        let result = match module.def().lifecycle.on_disconnect {
-            Some(id) => module.call_reducer_in(tx, id, caller, &[]),
-            None => match tx.commit() {
-                Ok(delta) => bare(ReducerOutcome::Committed { delta }),
-                Err(e) => internal(format!("commit failed: {e}")),
-            },
-        };
+        let result = run_hook(&module, module.def().lifecycle.on_disconnect, tx, caller);
         self.finish("client_disconnected", &result);
         if !result.outcome.is_committed() {
             // The hook failed: the record goes anyway, on its own.
@@ -1030,6 +1014,24 @@ impl Firing for DbShared {
             let retry = now_micros().saturating_add(OVERLOADED_RETRY.as_micros() as i64);
             self.arm(timer.table, timer.schedule_id, retry, timer.at);
         }
+    }
+}
+
+/// Runs lifecycle reducer `hook` (if the module has one) inside `tx`, which
+/// already holds the host's bookkeeping, and commits iff it succeeds; with no
+/// hook, just commits.
+fn run_hook(
+    module: &HostedModule,
+    hook: Option<usize>,
+    tx: storage::MutTx,
+    caller: CallerContext,
+) -> CallResult {
+    match hook {
+        Some(id) => module.call_reducer_in(tx, id, caller, &[]),
+        None => match tx.commit() {
+            Ok(delta) => bare(ReducerOutcome::Committed { delta }),
+            Err(e) => internal(format!("commit failed: {e}")),
+        },
     }
 }
 

@@ -717,3 +717,62 @@ fn republishing_hot_swaps_the_module_and_a_refused_update_changes_nothing() {
     assert_eq!(db.connected_clients().len(), 1);
     assert_eq!(db.pending_timers(), 1);
 }
+
+#[test]
+fn chat_prunes_old_messages_when_its_schedule_fires_after_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let host = host(1);
+        let db = create(&host, "chat", on_disk(dir.path()));
+        let two_hours_ago = CallerContext {
+            timestamp_micros: now() - 2 * 3_600_000_000,
+            ..as_client(ALICE, 0)
+        };
+        for text in ["old 1", "old 2"] {
+            let sent = call(
+                &db,
+                "send_message",
+                two_hours_ago,
+                args(&[enc(&1u64), enc(text)]),
+            );
+            assert!(sent.is_committed(), "{sent:?}");
+        }
+        let sent = call(
+            &db,
+            "send_message",
+            as_client(ALICE, 0),
+            args(&[enc(&1u64), enc("new")]),
+        );
+        assert!(sent.is_committed(), "{sent:?}");
+        // Outside any module, make the minute-long prune interval 50 ms; only
+        // re-arming from the table on open can notice.
+        let storage = db.storage();
+        let mut tx = storage.begin().unwrap();
+        let table = tx.table_id_from_name("prune_schedule").unwrap();
+        let row: Vec<V> = tx.scan(table).unwrap().next().unwrap().to_vec();
+        let mut faster = row.clone();
+        faster[1] = V::sum(0, V::product([V::I64(50_000)]));
+        assert!(tx.delete_row(table, &row).unwrap());
+        tx.insert_row(table, faster.into()).unwrap();
+        tx.commit().unwrap();
+        storage.flush().unwrap();
+    }
+    let host = host(1);
+    let db = host
+        .open_database(
+            spec("chat", options()),
+            on_disk(dir.path()),
+            &module_bytes("chat"),
+        )
+        .unwrap();
+    eventually(Duration::from_secs(10), "old messages pruned", || {
+        rows(db.storage(), "message").len() == 1
+    });
+    let left = rows(db.storage(), "message");
+    assert_eq!(left[0][4], V::String("new".into()));
+    assert!(db
+        .log()
+        .tail(50)
+        .iter()
+        .any(|e| e.function == "prune_messages" && e.message == "pruned 2 messages"));
+}

@@ -1148,13 +1148,15 @@ pub fn cancel_schedules(ctx: &ReducerContext) {
     ctx.db.proc_schedule().clear();
 }
 
-/// Scheduled reducer: records the run.
+/// Scheduled reducer: records the run; fails unless the host called it as
+/// the database itself, without a connection.
 #[reducer]
 pub fn tick(ctx: &ReducerContext, schedule: TickSchedule) -> Result<(), String> {
     ensure!(
         ctx.connection_id().is_none(),
         "a scheduled call has a connection id"
     );
+    ensure_eq!(ctx.sender(), ctx.database_identity());
     ctx.db.run_log().insert(RunLog {
         id: 0,
         label: schedule.label,
