@@ -21,7 +21,8 @@ mod modules;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -48,6 +49,14 @@ struct Config {
     accounts: u64,
     transfers: usize,
     wasm: Option<PathBuf>,
+    /// Run only these parts (`startup`, `hosted`, `parallel`, `direct`); all if empty.
+    only: Vec<String>,
+}
+
+impl Config {
+    fn runs(&self, part: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| p == part)
+    }
 }
 
 impl Config {
@@ -57,6 +66,7 @@ impl Config {
             accounts: 100_000,
             transfers: 200_000,
             wasm: None,
+            only: Vec::new(),
         };
         let mut args = std::env::args().skip(1);
         let number = |value: Option<String>| -> u64 {
@@ -70,6 +80,12 @@ impl Config {
                 "--accounts" => config.accounts = number(args.next()).max(2),
                 "--transfers" => config.transfers = number(args.next()).max(100) as usize,
                 "--wasm" => config.wasm = Some(args.next().unwrap_or_else(|| usage()).into()),
+                "--only" => config.only.extend(
+                    args.next()
+                        .unwrap_or_else(|| usage())
+                        .split(',')
+                        .map(str::to_owned),
+                ),
                 _ => usage(),
             }
         }
@@ -80,7 +96,7 @@ impl Config {
 fn usage() -> ! {
     say(
         Stream::Err,
-        "usage: bench [--json] [--accounts N] [--transfers N] [--wasm PATH]",
+        "usage: bench [--json] [--accounts N] [--transfers N] [--wasm PATH] [--only startup,hosted,parallel,direct]",
     );
     std::process::exit(2)
 }
@@ -397,50 +413,98 @@ fn direct(wasm: &[u8], config: &Config, report: &mut Report) {
     );
 }
 
+/// Answers of a pipelined run, filled in by the reply callbacks on the
+/// workers: a count, the highest offset per database, and a condvar the
+/// submitter sleeps on. Replies only signal at low water or at the end, so
+/// the client side costs no context switch per call.
+struct Answers {
+    done: AtomicUsize,
+    /// Highest committed offset + 1 per database; 0 = none yet.
+    last: Vec<AtomicU64>,
+    failed: AtomicUsize,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+impl Answers {
+    fn answered(&self, db: usize, offset: Option<TxOffset>, total: usize) {
+        match offset {
+            Some(offset) => {
+                self.last[db].fetch_max(offset.get() + 1, Ordering::Relaxed);
+            }
+            None => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let done = self.done.fetch_add(1, Ordering::AcqRel) + 1;
+        if done % (WINDOW / 4) == 0 || done == total {
+            let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.wake.notify_all();
+        }
+    }
+
+    /// Sleeps until at least `target` calls are answered.
+    fn wait_for(&self, target: usize) {
+        let mut guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        while self.done.load(Ordering::Acquire) < target {
+            guard = self
+                .wake
+                .wait_timeout(guard, Duration::from_millis(1))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
 /// Submits `calls` round-robin over `dbs` through `submit_reducer`, keeping at
-/// most [`WINDOW`] unanswered; then waits until every database's last commit
-/// is durable. Returns calls per second.
+/// most [`WINDOW`] unanswered (refilling from half empty); then waits until
+/// every database's last commit is durable. Returns calls per second.
 fn hosted_run(dbs: &[HostedDatabase], calls: Vec<Vec<u8>>) -> f64 {
-    let (tx, rx) = mpsc::channel::<(usize, Option<TxOffset>)>();
-    let mut last: Vec<Option<TxOffset>> = vec![None; dbs.len()];
-    let mut pending = 0usize;
-    let count = calls.len();
-    let settle = |(db, offset): (usize, Option<TxOffset>), last: &mut Vec<Option<TxOffset>>| {
-        let offset = offset.expect("every transfer commits a change");
-        last[db] = Some(last[db].map_or(offset, |seen: TxOffset| seen.max(offset)));
-    };
+    let total = calls.len();
+    let answers = Arc::new(Answers {
+        done: AtomicUsize::new(0),
+        last: (0..dbs.len()).map(|_| AtomicU64::new(0)).collect(),
+        failed: AtomicUsize::new(0),
+        lock: Mutex::new(()),
+        wake: Condvar::new(),
+    });
     let base = now_micros();
     let start = Instant::now();
     for (i, args) in calls.into_iter().enumerate() {
-        while pending >= WINDOW {
-            settle(rx.recv().expect("answer"), &mut last);
-            pending -= 1;
+        if i >= answers.done.load(Ordering::Acquire) + WINDOW {
+            answers.wait_for(i - WINDOW / 2);
         }
         let db = i % dbs.len();
-        let reply = tx.clone();
+        let answers = answers.clone();
         dbs[db]
             .submit_reducer(
                 "transfer".to_owned(),
                 caller(base + i as i64),
                 args,
                 move |result| {
-                    let offset = expect_committed(&result.outcome, "a transfer");
-                    let _ = reply.send((db, offset));
+                    let offset = match &result.outcome {
+                        ReducerOutcome::Committed { delta } => delta.offset,
+                        _ => None,
+                    };
+                    answers.answered(db, offset, total);
                 },
             )
             .expect("submit");
-        pending += 1;
     }
-    while pending > 0 {
-        settle(rx.recv().expect("answer"), &mut last);
-        pending -= 1;
-    }
-    for (db, offset) in dbs.iter().zip(&last) {
+    answers.wait_for(total);
+    assert_eq!(
+        answers.failed.load(Ordering::Relaxed),
+        0,
+        "every transfer commits a change"
+    );
+    for (db, last) in dbs.iter().zip(&answers.last) {
+        let last = last.load(Ordering::Relaxed);
+        assert!(last > 0, "transfers commit");
         db.storage()
-            .wait_durable(offset.expect("transfers commit"))
+            .wait_durable(TxOffset(last - 1))
             .expect("durable");
     }
-    per_s(count, start.elapsed())
+    per_s(total, start.elapsed())
 }
 
 /// `count` databases of the bank module on `host`, each seeded, each with
@@ -484,11 +548,21 @@ fn hosted(wasm: &[u8], config: &Config, report: &mut Report) {
             ..HostConfig::default()
         },
     );
+    if config.runs("hosted") {
+        hosted_one(&host, wasm, &dir.path().join("one"), config, report);
+    }
+    if config.runs("parallel") {
+        hosted_parallel(&host, wasm, &dir.path().join("parallel"), config, report);
+    }
+}
+
+/// The production path on one database: `transfer_calls_per_s`.
+fn hosted_one(host: &Host, wasm: &[u8], dir: &Path, config: &Config, report: &mut Report) {
     say(
         Stream::Err,
         &format!("hosted: seeding {} accounts…", config.accounts),
     );
-    let dbs = hosted_databases(&host, wasm, dir.path(), 1, config.accounts);
+    let dbs = hosted_databases(host, wasm, dir, 1, config.accounts);
     let mut rates = Vec::new();
     for (choice, key) in [
         (Choice::Uniform, "transfer_calls_per_s_uniform"),
@@ -508,8 +582,10 @@ fn hosted(wasm: &[u8], config: &Config, report: &mut Report) {
         "transfer_calls_per_s",
         rates.iter().copied().fold(f64::INFINITY, f64::min),
     );
-    drop(dbs);
+}
 
+/// [`PARALLEL_DBS`] databases on the host's [`PARALLEL_WORKERS`] workers.
+fn hosted_parallel(host: &Host, wasm: &[u8], dir: &Path, config: &Config, report: &mut Report) {
     say(
         Stream::Err,
         &format!(
@@ -517,13 +593,7 @@ fn hosted(wasm: &[u8], config: &Config, report: &mut Report) {
             config.accounts
         ),
     );
-    let dbs = hosted_databases(
-        &host,
-        wasm,
-        &dir.path().join("parallel"),
-        PARALLEL_DBS,
-        config.accounts,
-    );
+    let dbs = hosted_databases(host, wasm, dir, PARALLEL_DBS, config.accounts);
     let calls = Picker::new(Choice::Uniform, config.accounts, 13).transfers(config.transfers);
     report.put("parallel_dbs_calls_per_s", hosted_run(&dbs, calls));
 }
@@ -544,9 +614,15 @@ fn main() {
     report.put("host_workers", PARALLEL_WORKERS as u64);
     report.put("wasm_bytes", wasm.len() as u64);
 
-    startup(&wasm, &mut report);
-    hosted(&wasm, &config, &mut report);
-    direct(&wasm, &config, &mut report);
+    if config.runs("startup") {
+        startup(&wasm, &mut report);
+    }
+    if config.runs("hosted") || config.runs("parallel") {
+        hosted(&wasm, &config, &mut report);
+    }
+    if config.runs("direct") {
+        direct(&wasm, &config, &mut report);
+    }
 
     if config.json {
         let object: serde_json::Map<String, Value> = report
