@@ -39,7 +39,7 @@ const ZIPF_ALPHA: f64 = 1.5;
 /// Calls the pipelined runs keep submitted but not yet answered.
 const WINDOW: usize = 4_096;
 const PARALLEL_DBS: usize = 8;
-const PARALLEL_WORKERS: usize = 2;
+const HOST_WORKERS: usize = 2;
 const COMPILES: usize = 3;
 const ARTIFACT_LOADS: usize = 20;
 const INSTANTIATES: usize = 500;
@@ -49,6 +49,8 @@ struct Config {
     accounts: u64,
     transfers: usize,
     wasm: Option<PathBuf>,
+    /// Worker threads of the `Host` (hosted and parallel runs).
+    workers: usize,
     /// Run only these parts (`startup`, `hosted`, `parallel`, `direct`); all if empty.
     only: Vec<String>,
 }
@@ -67,6 +69,7 @@ impl Config {
             transfers: 200_000,
             wasm: None,
             only: Vec::new(),
+            workers: HOST_WORKERS,
         };
         let mut args = std::env::args().skip(1);
         let number = |value: Option<String>| -> u64 {
@@ -80,6 +83,7 @@ impl Config {
                 "--accounts" => config.accounts = number(args.next()).max(2),
                 "--transfers" => config.transfers = number(args.next()).max(100) as usize,
                 "--wasm" => config.wasm = Some(args.next().unwrap_or_else(|| usage()).into()),
+                "--workers" => config.workers = number(args.next()).max(1) as usize,
                 "--only" => config.only.extend(
                     args.next()
                         .unwrap_or_else(|| usage())
@@ -96,7 +100,7 @@ impl Config {
 fn usage() -> ! {
     say(
         Stream::Err,
-        "usage: bench [--json] [--accounts N] [--transfers N] [--wasm PATH] [--only startup,hosted,parallel,direct]",
+        "usage: bench [--json] [--accounts N] [--transfers N] [--wasm PATH] [--workers N] [--only startup,hosted,parallel,direct]",
     );
     std::process::exit(2)
 }
@@ -544,7 +548,7 @@ fn hosted(wasm: &[u8], config: &Config, report: &mut Report) {
     let host = Host::new(
         Runtime::new().expect("runtime"),
         HostConfig {
-            workers: PARALLEL_WORKERS,
+            workers: config.workers,
             ..HostConfig::default()
         },
     );
@@ -584,13 +588,13 @@ fn hosted_one(host: &Host, wasm: &[u8], dir: &Path, config: &Config, report: &mu
     );
 }
 
-/// [`PARALLEL_DBS`] databases on the host's [`PARALLEL_WORKERS`] workers.
+/// [`PARALLEL_DBS`] databases on the host's workers (`--workers`, default [`HOST_WORKERS`]).
 fn hosted_parallel(host: &Host, wasm: &[u8], dir: &Path, config: &Config, report: &mut Report) {
     say(
         Stream::Err,
         &format!(
-            "parallel: {PARALLEL_DBS} databases of {} accounts on {PARALLEL_WORKERS} workers…",
-            config.accounts
+            "parallel: {PARALLEL_DBS} databases of {} accounts on {} workers…",
+            config.accounts, config.workers
         ),
     );
     let dbs = hosted_databases(host, wasm, dir, PARALLEL_DBS, config.accounts);
@@ -611,7 +615,7 @@ fn main() {
     report.put("zipf_alpha", ZIPF_ALPHA);
     report.put("pipeline_window", WINDOW as u64);
     report.put("parallel_dbs", PARALLEL_DBS as u64);
-    report.put("host_workers", PARALLEL_WORKERS as u64);
+    report.put("host_workers", config.workers as u64);
     report.put("wasm_bytes", wasm.len() as u64);
 
     if config.runs("startup") {
