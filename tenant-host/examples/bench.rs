@@ -441,7 +441,7 @@ impl Answers {
             }
         }
         let done = self.done.fetch_add(1, Ordering::AcqRel) + 1;
-        if done % (WINDOW / 4) == 0 || done == total {
+        if done.is_multiple_of(WINDOW / 4) || done == total {
             let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
             self.wake.notify_all();
         }
