@@ -295,9 +295,15 @@ impl CommitLog {
         }
         let offset = st.next;
         st.next = offset.next();
+        // The writer only waits on `work` after seeing an empty queue under
+        // this lock, so only the append that makes the queue non-empty needs
+        // to wake it; later ones ride along (a notify is a futex syscall).
+        let was_empty = st.queue.is_empty();
         st.queue.push_back((offset, payload));
         drop(st);
-        self.shared.work.notify_one();
+        if was_empty {
+            self.shared.work.notify_one();
+        }
         Ok(offset)
     }
 

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use orrery_api::limits;
 use wasmtime::{
-    Config, Engine, Instance, InstanceAllocationStrategy, Linker, Module, OptLevel,
+    Config, Engine, Instance, InstanceAllocationStrategy, InstancePre, Linker, Module, OptLevel,
     PoolConcurrencyLimitError, PoolingAllocationConfig, Store, TypedFunc,
 };
 
@@ -195,6 +195,9 @@ impl RuntimeConfig {
 pub struct Runtime {
     engine: Engine,
     cache: Arc<CompileCache>,
+    /// Every host import, defined once per runtime: building it costs more
+    /// than instantiating a module with it.
+    linker: Arc<Linker<HostEnv>>,
 }
 
 /// A compiled and checked module with its description bytes (BSATN `RawModuleDef`).
@@ -223,6 +226,8 @@ impl Runtime {
             config.artifact_dir.as_deref(),
             &config.fingerprint_extra(),
         )?;
+        let mut linker = Linker::new(&engine);
+        host::link(&mut linker).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("wasm-epoch".into())
@@ -238,6 +243,7 @@ impl Runtime {
         Ok(Runtime {
             engine,
             cache: Arc::new(cache),
+            linker: Arc::new(linker),
         })
     }
 
@@ -320,21 +326,36 @@ impl Runtime {
     }
 
     fn instantiate(&self, module: &Module) -> Result<(Store<HostEnv>, Instance), LoadError> {
-        let mut linker = Linker::new(&self.engine);
-        host::link(&mut linker).map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let pre = self.instance_pre(module)?;
+        self.instantiate_pre(&pre)
+    }
+
+    /// `module` with its imports resolved against the host's linker, ready
+    /// to instantiate many times.
+    fn instance_pre(&self, module: &Module) -> Result<InstancePre<HostEnv>, LoadError> {
+        self.linker
+            .instantiate_pre(module)
+            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))
+    }
+
+    /// A new store with the set-up budgets and an instance of `pre` in it,
+    /// its memory bound for the host imports.
+    fn instantiate_pre(
+        &self,
+        pre: &InstancePre<HostEnv>,
+    ) -> Result<(Store<HostEnv>, Instance), LoadError> {
         let mut store = Store::new(&self.engine, HostEnv::default());
         store.limiter(|env| &mut env.limits);
         store
             .set_fuel(SETUP_FUEL)
             .expect("fuel is enabled in the engine config");
         store.set_epoch_deadline(ticks(SETUP_WALL_CLOCK));
-        let instance =
-            linker.instantiate(&mut store, module).map_err(|e| match e
-                .downcast_ref::<PoolConcurrencyLimitError>()
-            {
-                Some(full) => LoadError::PoolExhausted(full.to_string()),
-                None => LoadError::Instantiate(format!("{e:#}")),
-            })?;
+        let instance = pre.instantiate(&mut store).map_err(|e| match e
+            .downcast_ref::<PoolConcurrencyLimitError>()
+        {
+            Some(full) => LoadError::PoolExhausted(full.to_string()),
+            None => LoadError::Instantiate(format!("{e:#}")),
+        })?;
         let memory = instance
             .get_memory(&mut store, "memory")
             .expect("checked by abi::check");

@@ -318,16 +318,19 @@ fn tx_errno(error: TxError) -> wasmtime::Result<i32> {
 /// Encodes rows into chunks of whole rows, each at most
 /// [`ROW_ITER_CHUNK_SIZE`] bytes unless a single row is larger.
 fn chunk_rows<'a>(rows: impl Iterator<Item = &'a storage::Row>) -> VecDeque<Vec<u8>> {
+    // Rows are encoded straight into the chunk (no per-row buffer); a row
+    // that overflows a non-empty chunk moves to the next one. A point lookup
+    // of a small row, the common case, costs one chunk and one deque allocation.
     let mut chunks = VecDeque::new();
     let mut chunk = Vec::new();
-    let mut row_bytes = Vec::new();
     for row in rows {
-        row_bytes.clear();
-        storage::value::encode_row(row, &mut row_bytes);
-        if !chunk.is_empty() && chunk.len() + row_bytes.len() > ROW_ITER_CHUNK_SIZE {
-            chunks.push_back(std::mem::take(&mut chunk));
+        let start = chunk.len();
+        chunk.reserve(64);
+        storage::value::encode_row(row, &mut chunk);
+        if start > 0 && chunk.len() > ROW_ITER_CHUNK_SIZE {
+            let overflow = chunk.split_off(start);
+            chunks.push_back(std::mem::replace(&mut chunk, overflow));
         }
-        chunk.extend_from_slice(&row_bytes);
     }
     if !chunk.is_empty() {
         chunks.push_back(chunk);

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use spacetimedb_sats::ProductValue;
 use storage::{ColId, Database, MutTx, TxDelta};
-use wasmtime::{Instance, Store, StoreLimitsBuilder, Trap, TypedFunc};
+use wasmtime::{Instance, InstancePre, Store, StoreLimitsBuilder, Trap, TypedFunc};
 
 use super::host::{HostEnv, HttpPolicy, LogRecord, LOG_LEVEL_PANIC};
 use super::{LoadError, Runtime};
@@ -161,7 +161,8 @@ pub enum HostError {
 /// A compiled, described and validated module, ready to run reducers.
 pub struct HostedModule {
     runtime: Runtime,
-    module: wasmtime::Module,
+    /// The compiled module with its imports resolved once, for every instance.
+    pre: InstancePre<HostEnv>,
     def: Arc<ModuleDef>,
     options: CallOptions,
     /// Source and canonical table names → storage (canonical) name.
@@ -212,10 +213,11 @@ impl Runtime {
                 Some((table.def.name.clone(), schedule.schedule_at_col))
             })
             .collect();
+        let pre = self.instance_pre(&loaded.module)?;
         let hosted = HostedModule {
             schedule_at_cols: Arc::new(schedule_at_cols),
             runtime: self.clone(),
-            module: loaded.module,
+            pre,
             def: Arc::new(def),
             options,
             table_names: Arc::new(table_names),
@@ -245,7 +247,7 @@ impl HostedModule {
     /// A fresh instance: instantiated, preinits run, described (the
     /// description is discarded: the first one is the module's).
     pub fn instantiate(&self) -> Result<ModuleInstance, LoadError> {
-        let (mut store, instance) = self.runtime.instantiate(&self.module)?;
+        let (mut store, instance) = self.runtime.instantiate_pre(&self.pre)?;
         super::describe(&mut store, &instance)?;
         store.data_mut().logs.clear();
         self.adopt(store, instance)
