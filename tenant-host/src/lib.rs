@@ -21,6 +21,7 @@
 //! and republishing a new module version to an existing database
 //! ([`migrate::update_database`]).
 
+pub mod api;
 pub mod auth;
 pub mod hosting;
 pub mod logs;

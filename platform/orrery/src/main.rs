@@ -2,8 +2,9 @@
 //!
 //! Composition only: it parses arguments and wires crates together. Today it
 //! has one command, `orrery start`, which opens (recovers) every database in
-//! a data directory and keeps them open until SIGTERM or Ctrl-C; the client
-//! API it will serve comes with the client-API issue.
+//! a data directory, serves the client API's HTTP routes built so far
+//! (`tenant_host::api`: ping and identities) on `--listen-addr`, and keeps
+//! running until SIGTERM or Ctrl-C.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -35,6 +36,10 @@ enum Command {
         /// Directory holding all state; created if missing.
         #[arg(long, default_value = "orrery-data")]
         data_dir: PathBuf,
+        /// Address the client API listens on (loopback unless told otherwise;
+        /// port 0 picks a free port, printed at start).
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen_addr: String,
     },
 }
 
@@ -45,11 +50,14 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(colour)
         .init();
     match Cli::parse().command {
-        Command::Start { data_dir } => start(&data_dir),
+        Command::Start {
+            data_dir,
+            listen_addr,
+        } => start(&data_dir, &listen_addr),
     }
 }
 
-fn start(data_dir: &Path) -> anyhow::Result<()> {
+fn start(data_dir: &Path, listen_addr: &str) -> anyhow::Result<()> {
     let databases_dir = data_dir.join("databases");
     std::fs::create_dir_all(&databases_dir)
         .with_context(|| format!("create data directory {}", databases_dir.display()))?;
@@ -88,9 +96,32 @@ fn start(data_dir: &Path) -> anyhow::Result<()> {
         );
         open.push((name, db));
     }
-    tracing::info!(data_dir = %data_dir.display(), databases = open.len(), "orrery started; the client API is not served yet; SIGTERM or Ctrl-C stops");
+    let keys = tenant_host::auth::Keys::load_or_create(&data_dir.join("keys"))
+        .context("load or create the token signing key")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("api")
+        .build()
+        .context("start the async runtime")?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(listen_addr))
+        .with_context(|| format!("listen on {listen_addr}"))?;
+    let local = listener.local_addr().context("read the listen address")?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+    let state = std::sync::Arc::new(tenant_host::api::ApiState { keys });
+    let server = runtime.spawn(tenant_host::api::serve(listener, state, async move {
+        let _ = shutdown_rx.await;
+    }));
+    tracing::info!(data_dir = %data_dir.display(), databases = open.len(), "orrery started; listening on http://{local}; SIGTERM or Ctrl-C stops");
 
     stop_rx.recv().context("wait for a stop signal")?;
+    tracing::info!("stopping: no new connections; finishing requests in flight");
+    let _ = shutdown_tx.send(());
+    match runtime.block_on(server) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "the client API stopped with an error"),
+        Err(e) => tracing::warn!(error = %e, "the client API task failed"),
+    }
     tracing::info!("stopping: making committed transactions durable");
     for (name, db) in &open {
         db.flush()

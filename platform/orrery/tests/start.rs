@@ -2,7 +2,8 @@
 
 // Protects the run command of the README: `orrery start --data-dir DIR`
 // recovers every database found in the data directory (here one written by
-// the storage engine directly), reports it, and stops cleanly on SIGTERM.
+// the storage engine directly), reports it, serves the client API on the
+// address it prints, and stops cleanly on SIGTERM.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -49,7 +50,7 @@ fn start_recovers_databases_and_stops_on_sigterm() {
     }
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_orrery"))
-        .args(["start", "--data-dir"])
+        .args(["start", "--listen-addr", "127.0.0.1:0", "--data-dir"])
         .arg(data.path())
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
@@ -80,6 +81,22 @@ fn start_recovers_databases_and_stops_on_sigterm() {
         "{recovered}"
     );
 
+    // The client API answers on the address it printed.
+    let banner = seen.last().unwrap();
+    let addr = banner
+        .split("listening on http://")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_else(|| panic!("no address in {banner}"));
+    let response = http_get(addr, "/v1/ping");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let response = http_get(addr, "/v1/identity/public-key");
+    assert!(
+        response.contains("-----BEGIN PUBLIC KEY-----"),
+        "{response}"
+    );
+    assert!(data.path().join("keys").join("id_ecdsa.pk8").is_file());
+
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -92,4 +109,21 @@ fn start_recovers_databases_and_stops_on_sigterm() {
         rest.iter().any(|l| l.contains("stopped cleanly")),
         "{rest:?}"
     );
+}
+
+/// A plain HTTP/1.1 GET over a fresh connection; the whole response as text.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
 }

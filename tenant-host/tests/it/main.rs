@@ -4,6 +4,7 @@
 mod modules;
 
 mod abi_coverage;
+mod api;
 mod cache;
 mod harness;
 mod hostile;
