@@ -337,7 +337,7 @@ impl BsatnRowList {
             RowSizeHint::FixedSize(0) => Err("FixedSize(0)".into()),
             RowSizeHint::FixedSize(n) => {
                 let n = usize::from(*n);
-                if data.len() % n != 0 {
+                if !data.len().is_multiple_of(n) {
                     return Err(format!("{} data bytes are not rows of {n}", data.len()));
                 }
                 Ok(data.chunks(n).collect())
