@@ -20,6 +20,7 @@
 //! module logs ([`logs::ModuleLog`]: ring, on-disk file, tail and follow),
 //! and republishing a new module version to an existing database
 //! ([`migrate::update_database`]).
+//! The WebSocket wire format of the client protocol lives in [`wire`].
 
 pub mod api;
 pub mod auth;
@@ -28,3 +29,4 @@ pub mod logs;
 pub mod migrate;
 pub mod moduledef;
 pub mod runtime;
+pub mod wire;
