@@ -20,9 +20,11 @@
 //! module logs ([`logs::ModuleLog`]: ring, on-disk file, tail and follow),
 //! and republishing a new module version to an existing database
 //! ([`migrate::update_database`]).
+//! SQL for clients: parsing, checking and one-off SELECTs ([`sql`]).
 
 pub mod hosting;
 pub mod logs;
 pub mod migrate;
 pub mod moduledef;
 pub mod runtime;
+pub mod sql;
