@@ -173,6 +173,7 @@ fn selects_filters_and_projections() {
     );
     assert_eq!(count(&db, "SELECT * FROM person WHERE name = 'O''Neil'"), 1);
     assert_eq!(count(&db, "SELECT * FROM person WHERE TRUE"), 3);
+    assert_eq!(count(&db, "SELECT * FROM person WHERE id != 1"), 2);
     assert_eq!(count(&db, "SELECT * FROM person WHERE FALSE"), 0);
     assert_eq!(count(&db, "SELECT * FROM person WHERE owner = :sender"), 1);
     assert_eq!(
@@ -574,7 +575,7 @@ const NAMES: [&str; 4] = ["t.a", "t.b", "u.c", "u.d"];
 fn op_text(op: CmpOp) -> &'static str {
     match op {
         CmpOp::Eq => "=",
-        CmpOp::Ne => ["<>", "!="][0],
+        CmpOp::Ne => "<>",
         CmpOp::Lt => "<",
         CmpOp::Le => "<=",
         CmpOp::Gt => ">",
