@@ -21,6 +21,7 @@
 //! and republishing a new module version to an existing database
 //! ([`migrate::update_database`]).
 //! The WebSocket wire format of the client protocol lives in [`wire`].
+//! SQL for clients: parsing, checking and one-off SELECTs ([`sql`]).
 
 pub mod api;
 pub mod auth;
@@ -29,4 +30,5 @@ pub mod logs;
 pub mod migrate;
 pub mod moduledef;
 pub mod runtime;
+pub mod sql;
 pub mod wire;

@@ -1,0 +1,43 @@
+//! SQL for clients: the subset of client-protocol.md §6.
+//!
+//! Owns: parsing SQL text into our own statement tree ([`parse`]), resolving
+//! and type-checking it against a [`Catalog`] in plain-SQL or subscription
+//! mode ([`check`]), literal typing ([`literal`]), and evaluating one-off
+//! SELECTs over a [`storage::State`] ([`eval`]).
+//! Does not own: executing DML, row-level security, views, subscriptions and
+//! their deltas, or the HTTP/WebSocket replies (callers decide who is owner).
+
+pub mod check;
+pub mod eval;
+pub mod literal;
+pub mod parse;
+
+#[cfg(test)]
+mod tests;
+
+pub use check::{
+    check, BoundExpr, BoundOperand, BoundProjection, BoundSelect, BoundStatement, BoundTable,
+    Catalog, ColPos, Mode,
+};
+pub use eval::{eval_select, run_query, QueryResult};
+pub use parse::{
+    parse, CmpOp, ColRef, Expr, Join, Literal, Operand, Projection, Select, Statement, TableRef,
+};
+
+/// Any SQL failure: bad syntax, something unsupported, an unknown name or a
+/// type mismatch. The text is meant for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SqlError(pub String);
+
+impl SqlError {
+    pub(crate) fn new(message: impl Into<String>) -> SqlError {
+        SqlError(message.into())
+    }
+}
+
+/// Inputs longer than this are rejected before parsing (§6.1).
+pub const MAX_SQL_LEN: usize = 50_000;
+
+/// How deep WHERE expressions may nest (parentheses, AND/OR).
+pub const MAX_DEPTH: usize = 40;
