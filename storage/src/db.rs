@@ -100,6 +100,19 @@ pub(crate) struct DbInner {
     poisoned: AtomicBool,
     log_failed: Mutex<Option<String>>,
     snapshot_running: Mutex<()>,
+    observer: RwLock<Option<Arc<dyn CommitObserver>>>,
+}
+
+/// Sees every committed transaction, in commit order, with the state right
+/// after it: [`CommitObserver::committed`] runs inside the commit, while the
+/// write lock is still held, so no other transaction can commit (or read) in
+/// between. It must be quick and must not begin a transaction or read the
+/// database through [`Database::read`] (both would wait forever); a panic in it
+/// poisons the database.
+pub trait CommitObserver: Send + Sync {
+    /// `delta.offset` is `None` when the transaction changed nothing; rows
+    /// written to event tables are in `delta` but no longer in `state`.
+    fn committed(&self, delta: &crate::tx::TxDelta, state: &State);
 }
 
 /// A read-only view of the committed state; writers wait while it is held.
@@ -217,8 +230,14 @@ impl Database {
                 poisoned: AtomicBool::new(false),
                 log_failed: Mutex::new(None),
                 snapshot_running: Mutex::new(()),
+                observer: RwLock::new(None),
             }),
         }
+    }
+
+    /// Installs (or with `None` removes) the observer of every later commit.
+    pub fn set_commit_observer(&self, observer: Option<Arc<dyn CommitObserver>>) {
+        *self.inner.observer.write() = observer;
     }
 
     /// Starts the one write transaction; waits while another runs.
@@ -380,6 +399,10 @@ impl DbInner {
         );
         state.next_offset = offset.next();
         Ok(offset)
+    }
+
+    pub(crate) fn observer(&self) -> Option<Arc<dyn CommitObserver>> {
+        self.observer.read().clone()
     }
 
     pub(crate) fn has_log(&self) -> bool {

@@ -580,6 +580,9 @@ impl MutTx {
         }
         self.finish();
         self.done = true;
+        if let Some(observer) = self.db.observer() {
+            observer.committed(&delta, &self.state);
+        }
         Ok(delta)
     }
 

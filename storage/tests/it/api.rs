@@ -530,3 +530,49 @@ fn invalid_schemas_are_refused_with_reasons() {
         Err(TxError::Schema(storage::SchemaError::TableExists { .. }))
     ));
 }
+
+/// Records each commit's offset, inserted ages and the row count the state
+/// had at that moment.
+struct Recorder {
+    table: TableId,
+    seen: std::sync::Mutex<Vec<(Option<u64>, usize, usize)>>,
+}
+
+impl storage::CommitObserver for Recorder {
+    fn committed(&self, delta: &storage::TxDelta, state: &storage::State) {
+        let inserted = delta.tables.iter().map(|t| t.inserts.len()).sum();
+        let rows = state.row_count(self.table).unwrap() as usize;
+        self.seen
+            .lock()
+            .unwrap()
+            .push((delta.offset.map(|o| o.0), inserted, rows));
+    }
+}
+
+#[test]
+fn the_commit_observer_sees_every_commit_in_order_with_the_state_after_it() {
+    let (db, table) = setup();
+    let recorder = std::sync::Arc::new(Recorder {
+        table,
+        seen: Default::default(),
+    });
+    db.set_commit_observer(Some(recorder.clone()));
+    let mut tx = db.begin().unwrap();
+    tx.insert_row(table, person(0, "zed", 1)).unwrap();
+    tx.commit().unwrap();
+    // An empty commit is observed too (offset None); a rollback is not.
+    db.begin().unwrap().commit().unwrap();
+    let mut tx = db.begin().unwrap();
+    tx.insert_row(table, person(0, "yan", 2)).unwrap();
+    tx.rollback();
+    let mut tx = db.begin().unwrap();
+    tx.insert_row(table, person(0, "xia", 3)).unwrap();
+    tx.insert_row(table, person(0, "wu", 4)).unwrap();
+    tx.commit().unwrap();
+    db.set_commit_observer(None);
+    let mut tx = db.begin().unwrap();
+    tx.insert_row(table, person(0, "vic", 5)).unwrap();
+    tx.commit().unwrap();
+    let seen = recorder.seen.lock().unwrap().clone();
+    assert_eq!(seen, vec![(Some(1), 1, 8), (None, 0, 8), (Some(2), 2, 10)]);
+}
