@@ -33,6 +33,7 @@ use storage::{
     UniqueConstraintDef,
 };
 
+use crate::clients::{with_origin, Clients};
 use crate::logs::{LogLevel, LogOptions, ModuleLog};
 use crate::moduledef::{ScheduledFunction, Visibility};
 use crate::runtime::{
@@ -286,7 +287,10 @@ impl Host {
             None => ModuleLog::in_memory(spec.log_options.clone()),
         };
         log.append(module.load_logs());
+        let clients = Clients::new(&storage);
+        storage.set_commit_observer(Some(clients.clone()));
         let shared = Arc::new_cyclic(|me: &Weak<DbShared>| DbShared {
+            clients,
             key: self.next_key.fetch_add(1, Ordering::Relaxed),
             me: me.clone(),
             name: spec.name,
@@ -338,6 +342,8 @@ struct DbShared {
     /// table they read.
     views: std::sync::Mutex<ViewCache>,
     procedures_running: AtomicUsize,
+    /// Connected clients and their subscriptions; the storage's commit observer.
+    clients: Arc<Clients>,
 }
 
 /// What a schedule table fires and where its columns are.
@@ -400,6 +406,44 @@ impl HostedDatabase {
     ) -> Result<(), SubmitError> {
         let shared = self.shared.clone();
         self.submit(move || reply(shared.client_call(&reducer, caller, &args)))
+    }
+
+    /// [`HostedDatabase::submit_reducer`] for request `request_id` of a
+    /// connected client: if the call commits, the commit itself queues the
+    /// caller's `ReducerResult` with its own update (see `clients`), and
+    /// `reply` gets `delivered = true`.
+    pub fn submit_reducer_from(
+        &self,
+        reducer: String,
+        caller: CallerContext,
+        request_id: u32,
+        args: Vec<u8>,
+        reply: impl FnOnce(CallResult, bool) + Send + 'static,
+    ) -> Result<(), SubmitError> {
+        let shared = self.shared.clone();
+        let connection = u128::from_le_bytes(caller.connection_id);
+        self.submit(move || {
+            let (result, delivered) =
+                with_origin(connection, request_id, caller.timestamp_micros, || {
+                    shared.client_call(&reducer, caller, &args)
+                });
+            reply(result, delivered)
+        })
+    }
+
+    /// Runs `job` on this database's lane, after every call queued before it.
+    pub fn submit_job(&self, job: impl FnOnce() + Send + 'static) -> Result<(), SubmitError> {
+        self.submit(job)
+    }
+
+    /// Connected clients and their subscriptions.
+    pub fn clients(&self) -> &Arc<Clients> {
+        &self.shared.clients
+    }
+
+    /// The owner's identity (little-endian bytes).
+    pub fn owner(&self) -> [u8; 32] {
+        self.shared.owner
     }
 
     /// [`HostedDatabase::submit_reducer`], waiting for the result.
@@ -518,6 +562,8 @@ fn wait<R: Send + 'static>(
 
 impl Drop for DbShared {
     fn drop(&mut self) {
+        self.storage.set_commit_observer(None);
+        self.clients.shutdown();
         self.scheduler.cancel_database(self.key);
     }
 }

@@ -25,6 +25,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod clients;
 pub mod hosting;
 pub mod logs;
 pub mod migrate;
