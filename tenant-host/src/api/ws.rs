@@ -1,0 +1,436 @@
+//! The WebSocket session of one client (client-protocol §4).
+//!
+//! Owns: what happens on an upgraded socket — the connect hook (a refusal
+//! closes the socket without a message), `InitialConnection` first, decoding
+//! client payloads and dispatching each message in arrival order to the
+//! database's lane, writing the connection's [`Outbox`] to the socket (held
+//! back until durable for `confirmed` sessions), keep-alive pings and the
+//! idle timeout, the in-flight request cap, closing with a code and a reason,
+//! and the disconnect hook when the session ends.
+//! Does not own: the upgrade request (route, credentials, negotiation: the
+//! database routes), subscriptions and commit fan-out (`clients`), message
+//! bytes (`wire`).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use spacetimedb_lib::{ConnectionId, Identity, TimeDuration, Timestamp};
+
+use crate::clients::{Outbox, OUTBOX_BYTES_MAX, OUTBOX_MESSAGES_MAX};
+use crate::hosting::HostedDatabase;
+use crate::runtime::{
+    CallResult, CallerContext, ProcedureOutcome, ProcedureResult, ReducerOutcome,
+};
+use crate::wire::framing::decode_client_payload;
+use crate::wire::messages::{ProcedureStatus, ReducerOutcome as WireOutcome};
+use crate::wire::negotiate::Negotiated;
+use crate::wire::{ClientMessage, ServerMessage};
+
+/// Limits and timers of WebSocket sessions.
+#[derive(Clone, Debug)]
+pub struct WsConfig {
+    /// A Ping is sent after this long without one.
+    pub ping_interval: Duration,
+    /// A session that received nothing (data or control) for this long is dropped.
+    pub idle_timeout: Duration,
+    /// Client requests queued or running at once before the session is
+    /// closed with 1013.
+    pub in_flight_max: usize,
+    pub outbox_bytes_max: usize,
+    pub outbox_messages_max: usize,
+}
+
+impl Default for WsConfig {
+    fn default() -> WsConfig {
+        WsConfig {
+            ping_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(30),
+            in_flight_max: 16_384,
+            outbox_bytes_max: OUTBOX_BYTES_MAX,
+            outbox_messages_max: OUTBOX_MESSAGES_MAX,
+        }
+    }
+}
+
+/// Who is on the socket and how it talks.
+pub struct Session {
+    pub database: HostedDatabase,
+    pub identity: Identity,
+    pub connection_id: ConnectionId,
+    /// The token the session authenticated with (or the freshly minted one);
+    /// echoed in `InitialConnection`.
+    pub token: String,
+    /// The JWT claims as JSON, for the module's `get_jwt`.
+    pub jwt_payload: Option<String>,
+    pub negotiated: Negotiated,
+}
+
+/// Serves one upgraded socket until either side ends the session.
+pub async fn run(mut socket: WebSocket, session: Session, config: WsConfig) {
+    let db = session.database.clone();
+    let identity = session.identity;
+    let connection_id = session.connection_id;
+    let id_bytes = identity.to_byte_array();
+    let conn_bytes = connection_id.as_le_byte_array();
+    let payload = session.jwt_payload.clone();
+    let connect_db = db.clone();
+    let accepted = tokio::task::spawn_blocking(move || {
+        connect_db.client_connected(id_bytes, conn_bytes, payload)
+    })
+    .await;
+    let accepted = matches!(&accepted, Ok(Ok(result)) if result.outcome.is_committed());
+    if !accepted {
+        // Refused (or the database could not run the hook): close without a
+        // message, as the reference does (client-protocol §4.3).
+        return;
+    }
+    let outbox = Outbox::new(config.outbox_bytes_max, config.outbox_messages_max);
+    outbox.push_message(&ServerMessage::InitialConnection {
+        identity,
+        connection_id,
+        token: session.token.clone(),
+    });
+    let clients = db.clients().clone();
+    let owner = id_bytes == db.owner();
+    clients.connect(connection_id, identity, owner, outbox.clone());
+    let mut durable = clients.durable();
+    let confirmed = session.negotiated.confirmed;
+    let compression = session.negotiated.compression;
+    let protocol = session.negotiated.protocol;
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let mut last_heard = Instant::now();
+    let mut ping = tokio::time::interval(config.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+
+    let close: Option<(u16, String)> = loop {
+        tokio::select! {
+            batch = outbox.next_batch() => match batch {
+                Ok(items) => {
+                    let mut failed = false;
+                    for item in items {
+                        if confirmed {
+                            if let Some(offset) = item.offset {
+                                if durable.wait_for(|d| *d > offset.0).await.is_err() {
+                                    failed = true;
+                                    break;
+                                }
+                            }
+                        }
+                        let bytes = item.frame.payload(compression);
+                        if socket.send(Message::Binary(bytes)).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    if failed {
+                        break None;
+                    }
+                }
+                Err(closed) => break Some((closed.code, closed.reason)),
+            },
+            incoming = socket.recv() => {
+                let Some(Ok(message)) = incoming else { break None };
+                last_heard = Instant::now();
+                match message {
+                    Message::Binary(bytes) => match decode_client_payload(protocol, &bytes) {
+                        Ok(messages) => {
+                            for message in messages {
+                                if in_flight.fetch_add(1, Ordering::AcqRel) >= config.in_flight_max {
+                                    outbox.close(1013, "too many requests");
+                                    break;
+                                }
+                                dispatch(&session, &outbox, &in_flight, message);
+                            }
+                        }
+                        Err(e) => break Some((1011, format!("cannot decode the message: {e}"))),
+                    },
+                    Message::Text(_) => {
+                        break Some((1011, "text frames are not part of the protocol; send binary BSATN".into()))
+                    }
+                    Message::Close(_) => break None,
+                    Message::Ping(_) | Message::Pong(_) => {}
+                }
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() >= config.idle_timeout {
+                    break Some((1000, "idle timeout: nothing received".into()));
+                }
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    break None;
+                }
+            }
+        }
+    };
+    clients.disconnect(connection_id);
+    if let Some((code, reason)) = close {
+        let frame = CloseFrame {
+            code,
+            reason: truncate_reason(reason).into(),
+        };
+        let _ = socket.send(Message::Close(Some(frame))).await;
+        // Give the client a moment to answer the close.
+        let _ = tokio::time::timeout(Duration::from_millis(250), async {
+            while let Some(Ok(message)) = socket.recv().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    drop(socket);
+    let _ = tokio::task::spawn_blocking(move || db.client_disconnected(id_bytes, conn_bytes)).await;
+}
+
+/// Close reasons are limited to 123 bytes on the wire.
+fn truncate_reason(mut reason: String) -> String {
+    if reason.len() > 123 {
+        let mut cut = 120;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+        reason.push_str("...");
+    }
+    reason
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Hands one client message to the database: every kind goes through the
+/// lane (procedures to their own threads), so replies come in request order.
+fn dispatch(
+    session: &Session,
+    outbox: &Arc<Outbox>,
+    in_flight: &Arc<AtomicUsize>,
+    message: ClientMessage,
+) {
+    let db = &session.database;
+    let connection = session.connection_id;
+    let done = {
+        let in_flight = in_flight.clone();
+        move || {
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    };
+    let overloaded = |what: &str| format!("the database is overloaded; {what} was not run");
+    match message {
+        ClientMessage::Subscribe {
+            request_id,
+            query_set_id,
+            query_strings,
+        } => {
+            let job_db = db.clone();
+            let submitted = db.submit_job(move || {
+                job_db.clients().subscribe(
+                    job_db.storage(),
+                    connection,
+                    request_id,
+                    query_set_id,
+                    &query_strings,
+                );
+                done();
+            });
+            if submitted.is_err() {
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+                outbox.push_message(&ServerMessage::SubscriptionError {
+                    request_id: Some(request_id),
+                    query_set_id,
+                    error: overloaded("the subscription"),
+                });
+            }
+        }
+        ClientMessage::Unsubscribe {
+            request_id,
+            query_set_id,
+            flags,
+        } => {
+            let job_db = db.clone();
+            let submitted = db.submit_job(move || {
+                job_db.clients().unsubscribe(
+                    job_db.storage(),
+                    connection,
+                    request_id,
+                    query_set_id,
+                    flags,
+                );
+                done();
+            });
+            if submitted.is_err() {
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+                outbox.push_message(&ServerMessage::SubscriptionError {
+                    request_id: Some(request_id),
+                    query_set_id,
+                    error: overloaded("the unsubscribe"),
+                });
+            }
+        }
+        ClientMessage::OneOffQuery {
+            request_id,
+            query_string,
+        } => {
+            let job_db = db.clone();
+            let submitted = db.submit_job(move || {
+                job_db.clients().one_off(
+                    job_db.storage(),
+                    connection,
+                    request_id,
+                    &query_string,
+                );
+                done();
+            });
+            if submitted.is_err() {
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+                outbox.push_message(&ServerMessage::OneOffQueryResult {
+                    request_id,
+                    result: Err(overloaded("the query")),
+                });
+            }
+        }
+        ClientMessage::CallReducer {
+            request_id,
+            reducer,
+            args,
+        } => {
+            let timestamp = now_micros();
+            let caller = CallerContext {
+                sender: session.identity.to_byte_array(),
+                connection_id: connection.as_le_byte_array(),
+                timestamp_micros: timestamp,
+            };
+            let reply_box = outbox.clone();
+            let name = reducer.clone();
+            let submitted = db.submit_reducer_from(
+                reducer,
+                caller,
+                request_id,
+                args,
+                move |result, delivered| {
+                    if !delivered {
+                        reply_box.push_message(&ServerMessage::ReducerResult {
+                            request_id,
+                            timestamp: Timestamp::from_micros_since_unix_epoch(timestamp),
+                            result: reducer_outcome(&name, &result),
+                        });
+                    }
+                    done();
+                },
+            );
+            if submitted.is_err() {
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+                outbox.push_message(&ServerMessage::ReducerResult {
+                    request_id,
+                    timestamp: Timestamp::from_micros_since_unix_epoch(timestamp),
+                    result: WireOutcome::InternalError(overloaded("the reducer")),
+                });
+            }
+        }
+        ClientMessage::CallProcedure {
+            request_id,
+            procedure,
+            args,
+        } => {
+            let started = Instant::now();
+            let timestamp = now_micros();
+            let caller = CallerContext {
+                sender: session.identity.to_byte_array(),
+                connection_id: connection.as_le_byte_array(),
+                timestamp_micros: timestamp,
+            };
+            let reply_box = outbox.clone();
+            let submitted = db.submit_procedure(procedure, caller, args, move |result| {
+                reply_box.push_message(&ServerMessage::ProcedureResult {
+                    status: procedure_status(result),
+                    timestamp: Timestamp::from_micros_since_unix_epoch(timestamp),
+                    total_host_execution_duration: TimeDuration::from_micros(
+                        started.elapsed().as_micros() as i64,
+                    ),
+                    request_id,
+                });
+                done();
+            });
+            if let Err(e) = submitted {
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+                outbox.push_message(&ServerMessage::ProcedureResult {
+                    status: ProcedureStatus::InternalError(format!(
+                        "the procedure was not run: {e}"
+                    )),
+                    timestamp: Timestamp::from_micros_since_unix_epoch(timestamp),
+                    total_host_execution_duration: TimeDuration::from_micros(0),
+                    request_id,
+                });
+            }
+        }
+    }
+}
+
+/// BSATN of a string: u32 length, then the bytes.
+fn bsatn_string(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + s.len());
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+    out
+}
+
+/// The wire outcome of a reducer call that did not deliver its own result
+/// (client-protocol §4.7).
+pub fn reducer_outcome(reducer: &str, result: &CallResult) -> WireOutcome {
+    match &result.outcome {
+        ReducerOutcome::Committed { .. } => WireOutcome::OkEmpty,
+        ReducerOutcome::Failed { message } => WireOutcome::Err(bsatn_string(message)),
+        ReducerOutcome::Trapped { message } => {
+            WireOutcome::InternalError(format!("the reducer panicked: {message}"))
+        }
+        ReducerOutcome::OutOfFuel => WireOutcome::InternalError("reducer ran out of energy".into()),
+        ReducerOutcome::Timeout => {
+            WireOutcome::InternalError("the reducer ran past its time limit".into())
+        }
+        ReducerOutcome::BadArguments { message } => WireOutcome::InternalError(format!(
+            "invalid arguments for reducer {reducer}: {message}"
+        )),
+        ReducerOutcome::ArgumentsTooLarge { bytes, limit } => {
+            WireOutcome::InternalError(format!(
+                "invalid arguments for reducer {reducer}: {bytes} bytes exceed the limit of {limit}"
+            ))
+        }
+        ReducerOutcome::NotCallable { reducer } => WireOutcome::InternalError(format!(
+            "reducer {reducer} cannot be called by clients (lifecycle or private)"
+        )),
+        ReducerOutcome::NoSuchReducer { reducer } => {
+            WireOutcome::InternalError(format!("no such reducer: {reducer}"))
+        }
+        ReducerOutcome::Internal { message } => WireOutcome::InternalError(message.clone()),
+    }
+}
+
+fn procedure_status(result: ProcedureResult) -> ProcedureStatus {
+    match result.outcome {
+        ProcedureOutcome::Returned { value } => ProcedureStatus::Returned(value),
+        ProcedureOutcome::Trapped { message } => {
+            ProcedureStatus::InternalError(format!("the procedure panicked: {message}"))
+        }
+        ProcedureOutcome::OutOfFuel => {
+            ProcedureStatus::InternalError("procedure ran out of energy".into())
+        }
+        ProcedureOutcome::Timeout => {
+            ProcedureStatus::InternalError("the procedure ran past its time limit".into())
+        }
+        ProcedureOutcome::BadArguments { message } => {
+            ProcedureStatus::InternalError(format!("invalid arguments: {message}"))
+        }
+        ProcedureOutcome::NoSuchProcedure { procedure } => {
+            ProcedureStatus::InternalError(format!("no such procedure: {procedure}"))
+        }
+        ProcedureOutcome::NotCallable { procedure } => ProcedureStatus::InternalError(format!(
+            "procedure {procedure} cannot be called by clients"
+        )),
+        ProcedureOutcome::Internal { message } => ProcedureStatus::InternalError(message),
+    }
+}
