@@ -175,23 +175,48 @@ fn signed(td: Option<&TableDelta>) -> Vec<(&Row, i64)> {
     for r in &td.deletes {
         *net.entry(r).or_default() -= 1;
     }
-    net.into_iter().filter(|&(_, n)| n != 0).collect()
+    // In operation order, each row once, so output order is deterministic.
+    td.inserts
+        .iter()
+        .chain(&td.deletes)
+        .filter_map(|r| net.remove(r).filter(|&n| n != 0).map(|n| (r, n)))
+        .collect()
 }
 
-/// Signed counts per returned row → inserts (positive) and deletes (negative),
-/// each repeated per unit of count.
-fn emit(counts: HashMap<Row, i64>, out: &mut QueryDelta) {
-    for (row, n) in counts {
-        let target = if n > 0 {
-            &mut out.inserts
-        } else {
-            &mut out.deletes
-        };
-        for _ in 1..n.unsigned_abs() {
-            target.push(row.clone());
+/// Signed counts per returned row, kept in first-seen order so output is
+/// deterministic for a given delta and state.
+#[derive(Default)]
+struct Counts {
+    slot: HashMap<Row, usize>,
+    rows: Vec<(Row, i64)>,
+}
+
+impl Counts {
+    fn add(&mut self, row: &Row, n: i64) {
+        match self.slot.get(row) {
+            Some(&i) => self.rows[i].1 += n,
+            None => {
+                self.slot.insert(row.clone(), self.rows.len());
+                self.rows.push((row.clone(), n));
+            }
         }
-        if n != 0 {
-            target.push(row);
+    }
+
+    /// Positive counts become inserts, negative ones deletes, each repeated
+    /// per unit of count.
+    fn emit(self, out: &mut QueryDelta) {
+        for (row, n) in self.rows {
+            let target = if n > 0 {
+                &mut out.inserts
+            } else {
+                &mut out.deletes
+            };
+            for _ in 1..n.unsigned_abs() {
+                target.push(row.clone());
+            }
+            if n != 0 {
+                target.push(row);
+            }
         }
     }
 }
@@ -217,14 +242,14 @@ pub(super) fn delta(q: &Query, delta: &TxDelta, after: &State, canary: Canary) -
                     out.inserts = ins.cloned().collect();
                     out.deletes = del.cloned().collect();
                 } else {
-                    let mut counts: HashMap<Row, i64> = HashMap::new();
+                    let mut counts = Counts::default();
                     for r in ins {
-                        *counts.entry(r.clone()).or_default() += 1;
+                        counts.add(r, 1);
                     }
                     for r in del {
-                        *counts.entry(r.clone()).or_default() -= 1;
+                        counts.add(r, -1);
                     }
-                    emit(counts, &mut out);
+                    counts.emit(&mut out);
                 }
             }
         }
@@ -279,10 +304,10 @@ fn join_delta(
     if d[0].is_empty() && d[1].is_empty() {
         return;
     }
-    let mut counts: HashMap<Row, i64> = HashMap::new();
+    let mut counts = Counts::default();
     let mut add = |tuple: [&Row; 2], n: i64| {
         if passes(filter, &tuple) {
-            *counts.entry(tuple[returned].clone()).or_default() += n;
+            counts.add(tuple[returned], n);
         }
     };
     // dL⋈R'
@@ -325,5 +350,5 @@ fn join_delta(
             }
         }
     }
-    emit(counts, out);
+    counts.emit(out);
 }

@@ -268,6 +268,7 @@ const QUERIES: &[&str] = &[
     "SELECT i.* FROM item i JOIN player u ON i.owner = u.grp WHERE u.score < 3 AND i.kind != 2",
     "SELECT u.* FROM item i JOIN player u ON i.owner = u.id WHERE u.id = 1 OR i.kind = 0",
     "SELECT a.* FROM player a JOIN player b ON a.grp = b.id WHERE b.score > a.score",
+    "SELECT i.* FROM item i JOIN player p WHERE p.id = 1 AND i.kind < 2",
     "SELECT * FROM ev WHERE amount > 2",
     "SELECT ev.* FROM ev JOIN player ON ev.uid = player.id WHERE player.score > 0",
 ];
