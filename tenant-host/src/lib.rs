@@ -22,6 +22,8 @@
 //! ([`migrate::update_database`]).
 //! The WebSocket wire format of the client protocol lives in [`wire`].
 //! SQL for clients: parsing, checking and one-off SELECTs ([`sql`]).
+//! Incremental subscription evaluation: compiled queries, initial results and
+//! per-transaction deltas ([`subs`]).
 
 pub mod api;
 pub mod auth;
@@ -32,4 +34,5 @@ pub mod migrate;
 pub mod moduledef;
 pub mod runtime;
 pub mod sql;
+pub mod subs;
 pub mod wire;
