@@ -22,6 +22,8 @@ use axum::http::header::{
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+
+pub mod ws;
 use axum::Router;
 use serde::Deserialize;
 use spacetimedb_lib::Identity;

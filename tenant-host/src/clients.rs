@@ -429,7 +429,7 @@ impl Clients {
                 .delta_rows_sent
                 .fetch_add(rows.len() as u64, Ordering::Relaxed);
             tables.push(SingleTableRows {
-                table: schema.table_name.to_string(),
+                table: schema.name.to_string(),
                 rows: subs::encode_rows(&rows, schema),
             });
         }
@@ -516,7 +516,7 @@ impl Clients {
                 .map(|shared| {
                     let schema = shared.query.returned_table();
                     SingleTableRows {
-                        table: schema.table_name.to_string(),
+                        table: schema.name.to_string(),
                         rows: subs::encode_rows(&shared.query.initial(&state), schema),
                     }
                 })
@@ -556,7 +556,7 @@ impl Clients {
                     let schema = query.returned_table();
                     QueryRows {
                         tables: vec![SingleTableRows {
-                            table: schema.table_name.to_string(),
+                            table: schema.name.to_string(),
                             rows: subs::encode_rows(&query.initial(&state), schema),
                         }],
                     }
@@ -608,7 +608,7 @@ impl CommitObserver for Clients {
                 }
                 let change = shared.query.delta(delta, state);
                 let update = table_update(&shared.query, &change);
-                if let Some(update) = &update {
+                if update.is_some() {
                     self.stats
                         .delta_rows_sent
                         .fetch_add(update_rows(&change), Ordering::Relaxed);
@@ -744,7 +744,7 @@ fn table_update(query: &Query, change: &subs::QueryDelta) -> Option<TableUpdate>
         }
     };
     Some(TableUpdate {
-        table_name: schema.table_name.to_string(),
+        table_name: schema.name.to_string(),
         rows: vec![rows],
     })
 }

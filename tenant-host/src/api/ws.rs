@@ -434,3 +434,75 @@ fn procedure_status(result: ProcedureResult) -> ProcedureStatus {
         ProcedureOutcome::Internal { message } => ProcedureStatus::InternalError(message),
     }
 }
+
+/// `GET /v1/database/{name_or_identity}/subscribe`: checks the upgrade
+/// (database, subprotocol, query parameters, connection id) and hands the
+/// socket to [`run`]. Credentials were settled by the database routes'
+/// get-or-mint layer.
+pub(crate) async fn subscribe(
+    axum::extract::State(state): axum::extract::State<Arc<super::ApiState>>,
+    axum::Extension(caller): axum::Extension<super::database::Caller>,
+    axum::extract::Path(name_or_identity): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<Vec<(String, String)>>,
+    headers: axum::http::HeaderMap,
+    upgrade: axum::extract::WebSocketUpgrade,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+
+    let entry = match super::database::resolve_database(&state.registry, &name_or_identity) {
+        Ok(entry) => entry,
+        Err(response) => return response,
+    };
+    let offered = headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>();
+    let pairs: Vec<(&str, &str)> = query
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let negotiated = match crate::wire::negotiate::negotiate(offered, &pairs) {
+        Ok(n) => n,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    let connection_id = match pairs.iter().find(|(k, _)| *k == "connection_id") {
+        Some((_, hex)) => match ConnectionId::from_hex(hex) {
+            Ok(id) if id.to_u128() != 0 => id,
+            Ok(_) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    "Invalid connection ID: the all-zero id is reserved",
+                )
+                    .into_response()
+            }
+            Err(_) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("Invalid connection ID: {hex:?} is not 32 hex digits"),
+                )
+                    .into_response()
+            }
+        },
+        None => loop {
+            let id = ConnectionId::from_le_byte_array(crate::registry::random_bytes::<16>());
+            if id.to_u128() != 0 {
+                break id;
+            }
+        },
+    };
+    let session = Session {
+        database: entry.database().clone(),
+        identity: caller.identity(),
+        connection_id,
+        token: caller.token.clone(),
+        jwt_payload: Some(caller.claims.payload.clone()),
+        negotiated,
+    };
+    let config = state.ws.clone();
+    upgrade
+        .protocols([negotiated.protocol.token()])
+        .max_message_size(crate::wire::framing::MAX_INCOMING_PAYLOAD)
+        .on_upgrade(move |socket| run(socket, session, config))
+}
