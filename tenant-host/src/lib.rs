@@ -21,7 +21,8 @@
 //! and republishing a new module version to an existing database
 //! ([`migrate::update_database`]).
 //! The WebSocket wire format of the client protocol lives in [`wire`].
-//! SQL for clients: parsing, checking and one-off SELECTs ([`sql`]).
+//! SQL for clients: parsing, checking, one-off SELECTs and DML ([`sql`]).
+//! Every database of a host process on disk: [`registry::Registry`].
 
 pub mod api;
 pub mod auth;
@@ -29,6 +30,7 @@ pub mod hosting;
 pub mod logs;
 pub mod migrate;
 pub mod moduledef;
+pub mod registry;
 pub mod runtime;
 pub mod sql;
 pub mod wire;
