@@ -5,9 +5,10 @@
 //! (`Authorization: Bearer` first, then `?token=`), and the identity routes:
 //! `GET /v1/ping`, `POST /v1/identity`, `POST /v1/identity/websocket-token`,
 //! `GET /v1/identity/public-key`, `GET /v1/identity/:identity/verify`.
-//! Does not own: tokens and identities themselves (`crate::auth`), database
-//! routes, the WebSocket protocol, or process concerns such as the listen
-//! address and shutdown (`orrery start`).
+//! The database routes under `/v1/database` live in `api::database`.
+//! Does not own: tokens and identities themselves (`crate::auth`), the
+//! databases (`crate::registry`), the WebSocket protocol, or process concerns
+//! such as the listen address and shutdown (`orrery start`).
 //!
 //! Success bodies in JSON carry exactly `Content-Type: application/json`;
 //! errors are plain text (client-protocol §2.1).
@@ -27,10 +28,18 @@ use serde::Deserialize;
 use spacetimedb_lib::Identity;
 
 use crate::auth::{AuthError, Claims, Keys};
+use crate::registry::Registry;
+
+mod database;
+
+// For the WebSocket route, which resolves and authenticates the same way.
+#[allow(unused_imports)]
+pub(crate) use database::{caller_or_mint, identity_headers, resolve_database, Caller};
 
 /// What every handler can reach.
 pub struct ApiState {
     pub keys: Keys,
+    pub registry: Arc<Registry>,
 }
 
 /// The router of the client API.
@@ -41,6 +50,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/identity/websocket-token", post(websocket_token))
         .route("/v1/identity/public-key", get(public_key))
         .route("/v1/identity/{identity}/verify", get(verify))
+        .merge(database::routes(state.clone()))
         .layer(axum::middleware::from_fn(cors))
         .with_state(state)
 }
@@ -111,6 +121,15 @@ fn credentials(
     headers: &HeaderMap,
     query: &TokenQuery,
 ) -> Result<Option<Claims>, Response> {
+    Ok(credentials_with_token(keys, headers, query)?.map(|(claims, _)| claims))
+}
+
+/// [`credentials`] with the token they came in.
+fn credentials_with_token(
+    keys: &Keys,
+    headers: &HeaderMap,
+    query: &TokenQuery,
+) -> Result<Option<(Claims, String)>, Response> {
     let token = match headers.get(AUTHORIZATION) {
         Some(value) => {
             let value = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer "));
@@ -130,7 +149,7 @@ fn credentials(
         },
     };
     match keys.validate(&token, now_secs()) {
-        Ok(claims) => Ok(Some(claims)),
+        Ok(claims) => Ok(Some((claims, token))),
         Err(AuthError::Malformed(_)) => Err(text(
             StatusCode::BAD_REQUEST,
             "Authorization is invalid: malformed token",
