@@ -69,7 +69,11 @@ impl Caller {
 /// Bearer` first, then a `?token=` that looks like a JWT (publish and delete
 /// use `token` for a confirmation hash); without either a fresh identity is
 /// minted. Invalid tokens are refused with the usual 400/401.
-pub(crate) fn caller_or_mint(keys: &Keys, headers: &HeaderMap, uri: &Uri) -> Result<Caller, Response> {
+pub(crate) fn caller_or_mint(
+    keys: &Keys,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Caller, Response> {
     let token = Query::<TokenQuery>::try_from_uri(uri)
         .ok()
         .and_then(|q| q.0.token)
@@ -129,13 +133,19 @@ pub(super) fn routes(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
             "/v1/database/{name_or_identity}",
             get(info).put(publish_named).delete(delete),
         )
-        .route("/v1/database/{name_or_identity}/pre_publish", post(pre_publish))
+        .route(
+            "/v1/database/{name_or_identity}/pre_publish",
+            post(pre_publish),
+        )
         .route("/v1/database/{name_or_identity}/identity", get(identity))
         .route(
             "/v1/database/{name_or_identity}/names",
             get(names).post(add_name).put(replace_names),
         )
-        .route("/v1/database/{name_or_identity}/call/{function}", post(call))
+        .route(
+            "/v1/database/{name_or_identity}/call/{function}",
+            post(call),
+        )
         .route("/v1/database/{name_or_identity}/schema", get(schema))
         .route("/v1/database/{name_or_identity}/logs", get(logs))
         .route("/v1/database/{name_or_identity}/sql", post(sql))
@@ -156,7 +166,11 @@ pub(super) fn routes(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
 
 /// Runs every database route as the caller (or a minted identity) and adds
 /// the identity headers to the reply.
-async fn get_or_mint(State(state): State<Arc<ApiState>>, mut request: Request, next: Next) -> Response {
+async fn get_or_mint(
+    State(state): State<Arc<ApiState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let caller = match caller_or_mint(&state.keys, request.headers(), request.uri()) {
         Ok(caller) => caller,
         Err(response) => return response,
@@ -187,10 +201,15 @@ fn not_owner() -> Response {
     )
 }
 
-async fn blocking<R: Send + 'static>(job: impl FnOnce() -> R + Send + 'static) -> Result<R, Response> {
-    tokio::task::spawn_blocking(job)
-        .await
-        .map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, format!("the request failed: {e}")))
+async fn blocking<R: Send + 'static>(
+    job: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, Response> {
+    tokio::task::spawn_blocking(job).await.map_err(|e| {
+        text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the request failed: {e}"),
+        )
+    })
 }
 
 fn hex_identity(identity: Identity) -> String {
@@ -283,17 +302,17 @@ async fn publish(
     let result = blocking(move || {
         let (existing, name, identity) = match parsed {
             None => (None, None, None),
-            Some(NameOrIdentity::Name(name)) => {
-                (registry.lookup_name(&name), Some(name), None)
-            }
+            Some(NameOrIdentity::Name(name)) => (registry.lookup_name(&name), Some(name), None),
             Some(NameOrIdentity::Identity(id)) => {
                 (registry.get(&id).map(|e| e.identity()), None, Some(id))
             }
         };
         match existing {
             Some(id) => {
-                if let (true, Some(token), Some(entry)) = (break_clients, &token, registry.get(&id)) {
-                    let expected = migration_token(id, entry.module_hash(), *blake3::hash(&body).as_bytes());
+                if let (true, Some(token), Some(entry)) = (break_clients, &token, registry.get(&id))
+                {
+                    let expected =
+                        migration_token(id, entry.module_hash(), *blake3::hash(&body).as_bytes());
                     if *token != expected {
                         return Err(text(
                             StatusCode::BAD_REQUEST,
@@ -587,7 +606,12 @@ async fn unlock(
     set_locked(state, caller, name_or_identity, false)
 }
 
-fn set_locked(state: Arc<ApiState>, caller: Caller, name_or_identity: String, locked: bool) -> Response {
+fn set_locked(
+    state: Arc<ApiState>,
+    caller: Caller,
+    name_or_identity: String,
+    locked: bool,
+) -> Response {
     let entry = match resolve_database(&state.registry, &name_or_identity) {
         Ok(entry) => entry,
         Err(response) => return response,
@@ -734,7 +758,10 @@ async fn logs(
         return not_owner();
     }
     let headers = [
-        (CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson")),
+        (
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        ),
         (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
     ];
     let num_lines = query.num_lines.unwrap_or(usize::MAX);
@@ -858,11 +885,9 @@ fn decode_args(
     body: &[u8],
 ) -> Result<Vec<u8>, String> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let value: ProductValue = serde::de::DeserializeSeed::deserialize(
-        SerdeWrapper(typespace.with_type(params)),
-        &mut de,
-    )
-    .map_err(|e| e.to_string())?;
+    let value: ProductValue =
+        serde::de::DeserializeSeed::deserialize(SerdeWrapper(typespace.with_type(params)), &mut de)
+            .map_err(|e| e.to_string())?;
     de.end().map_err(|e| e.to_string())?;
     spacetimedb_sats::bsatn::to_vec(&value).map_err(|e| e.to_string())
 }
@@ -930,7 +955,11 @@ async fn call(
             Ok(Ok((_, Err(e)))) => return text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             Ok(Err(response)) | Err(response) => return response,
         };
-        return with_headers(reducer_reply(&function, &result), Some(result.fuel_used), started);
+        return with_headers(
+            reducer_reply(&function, &result),
+            Some(result.fuel_used),
+            started,
+        );
     }
     if let Some((_, procedure)) = def.procedure(&function) {
         let args = match decode_args(&def.typespace, &procedure.raw_params, &body) {
@@ -983,9 +1012,10 @@ async fn call(
             ProcedureOutcome::Trapped { message } => {
                 text(StatusCode::from_u16(530).expect("valid status"), message)
             }
-            ProcedureOutcome::OutOfFuel => {
-                text(StatusCode::PAYMENT_REQUIRED, "Module energy budget exhausted.")
-            }
+            ProcedureOutcome::OutOfFuel => text(
+                StatusCode::PAYMENT_REQUIRED,
+                "Module energy budget exhausted.",
+            ),
             ProcedureOutcome::Timeout => text(
                 StatusCode::from_u16(530).expect("valid status"),
                 "the procedure ran past its deadline",
@@ -1022,9 +1052,10 @@ fn reducer_reply(function: &str, result: &CallResult) -> Response {
             text(status_530, message.clone())
         }
         ReducerOutcome::Timeout => text(status_530, "the reducer ran past its deadline"),
-        ReducerOutcome::OutOfFuel => {
-            text(StatusCode::PAYMENT_REQUIRED, "Module energy budget exhausted.")
-        }
+        ReducerOutcome::OutOfFuel => text(
+            StatusCode::PAYMENT_REQUIRED,
+            "Module energy budget exhausted.",
+        ),
         ReducerOutcome::BadArguments { message } => text(
             StatusCode::BAD_REQUEST,
             format!("invalid arguments for reducer {function}: {message}"),

@@ -38,10 +38,7 @@ impl HostedDatabase {
     ) -> Result<SqlOutcome, SqlError> {
         let statement = parse(sql)?;
         {
-            let state = self
-                .storage()
-                .read()
-                .map_err(|e| SqlError(e.to_string()))?;
+            let state = self.storage().read().map_err(|e| SqlError(e.to_string()))?;
             let bound = check(&statement, &*state, Mode::Sql, caller_is_owner, sender)?;
             if let BoundStatement::Select(select) = &bound {
                 let result = eval_select(&state, select)?;
