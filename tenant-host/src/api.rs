@@ -116,6 +116,7 @@ struct TokenQuery {
 /// The caller's credentials: `Ok(None)` if none were given, an error
 /// response if a token was given but is not valid (even where auth is
 /// optional).
+#[allow(clippy::result_large_err)]
 fn credentials(
     keys: &Keys,
     headers: &HeaderMap,
@@ -125,6 +126,7 @@ fn credentials(
 }
 
 /// [`credentials`] with the token they came in.
+#[allow(clippy::result_large_err)]
 fn credentials_with_token(
     keys: &Keys,
     headers: &HeaderMap,
@@ -158,6 +160,7 @@ fn credentials_with_token(
     }
 }
 
+#[allow(clippy::result_large_err)]
 fn required(keys: &Keys, headers: &HeaderMap, query: &TokenQuery) -> Result<Claims, Response> {
     credentials(keys, headers, query)?
         .ok_or_else(|| text(StatusCode::UNAUTHORIZED, "Authorization required"))

@@ -47,11 +47,17 @@ pub enum RegistryError {
     #[error("a database with identity {0} already exists")]
     AlreadyExists(String),
     #[error(transparent)]
-    Publish(#[from] PublishError),
+    Publish(Box<PublishError>),
     #[error("database storage: {0}")]
     Storage(String),
     #[error("registry i/o: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<PublishError> for RegistryError {
+    fn from(e: PublishError) -> RegistryError {
+        RegistryError::Publish(Box::new(e))
+    }
 }
 
 /// What `database.json` holds.
