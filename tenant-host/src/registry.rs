@@ -649,3 +649,50 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_grammar() {
+        for good in ["a", "chat", "chat-2", "a-b-c", "0x", "9lives"] {
+            assert!(is_valid_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "a--b",
+            "Chat",
+            "a_b",
+            "a.b",
+            "a b",
+            &"ab".repeat(32),
+        ] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_or_identities() {
+        let hex = "c2".repeat(32);
+        let id = Identity::from_hex(&hex).unwrap();
+        assert_eq!(
+            parse_name_or_identity(&hex).unwrap(),
+            NameOrIdentity::Identity(id)
+        );
+        assert_eq!(
+            parse_name_or_identity(&format!("0x{hex}")).unwrap(),
+            NameOrIdentity::Identity(id)
+        );
+        assert_eq!(
+            parse_name_or_identity("chat").unwrap(),
+            NameOrIdentity::Name("chat".into())
+        );
+        assert!(matches!(
+            parse_name_or_identity("Chat"),
+            Err(RegistryError::InvalidName(_))
+        ));
+    }
+}

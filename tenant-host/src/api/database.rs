@@ -491,10 +491,13 @@ async fn add_name(
         Err(response) => return response,
     };
     let name = body.trim().to_owned();
-    match state
-        .registry
-        .register(&entry.identity(), &caller.identity(), &name)
-    {
+    let registry = state.registry.clone();
+    let (id, who, new_name) = (entry.identity(), caller.identity(), name.clone());
+    let result = match blocking(move || registry.register(&id, &who, &new_name)).await {
+        Ok(result) => result,
+        Err(response) => return response,
+    };
+    match result {
         Ok(()) => json_response(
             StatusCode::OK,
             json!({"Success": {"domain": name, "database_identity": hex_identity(entry.identity())}}),
@@ -536,10 +539,13 @@ async fn replace_names(
             "the body must be a JSON array of names",
         );
     };
-    match state
-        .registry
-        .replace_names(&entry.identity(), &caller.identity(), names)
-    {
+    let registry = state.registry.clone();
+    let (id, who) = (entry.identity(), caller.identity());
+    let result = match blocking(move || registry.replace_names(&id, &who, names)).await {
+        Ok(result) => result,
+        Err(response) => return response,
+    };
+    match result {
         Ok(()) => json_response(StatusCode::OK, json!("Success")),
         Err(RegistryError::NotOwner(_)) => json_response(
             StatusCode::UNAUTHORIZED,
@@ -599,7 +605,7 @@ async fn lock(
     Extension(caller): Extension<Caller>,
     Path(name_or_identity): Path<String>,
 ) -> Response {
-    set_locked(state, caller, name_or_identity, true)
+    set_locked(state, caller, name_or_identity, true).await
 }
 
 async fn unlock(
@@ -607,10 +613,10 @@ async fn unlock(
     Extension(caller): Extension<Caller>,
     Path(name_or_identity): Path<String>,
 ) -> Response {
-    set_locked(state, caller, name_or_identity, false)
+    set_locked(state, caller, name_or_identity, false).await
 }
 
-fn set_locked(
+async fn set_locked(
     state: Arc<ApiState>,
     caller: Caller,
     name_or_identity: String,
@@ -620,12 +626,12 @@ fn set_locked(
         Ok(entry) => entry,
         Err(response) => return response,
     };
-    match state
-        .registry
-        .set_locked(&entry.identity(), &caller.identity(), locked)
-    {
-        Ok(()) => StatusCode::OK.into_response(),
-        Err(e) => registry_error(e),
+    let registry = state.registry.clone();
+    let (id, who) = (entry.identity(), caller.identity());
+    match blocking(move || registry.set_locked(&id, &who, locked)).await {
+        Ok(Ok(())) => StatusCode::OK.into_response(),
+        Ok(Err(e)) => registry_error(e),
+        Err(response) => response,
     }
 }
 

@@ -605,3 +605,59 @@ fn restart_reopens_databases_and_names() {
         200
     );
 }
+
+#[test]
+fn failed_first_publish_leaves_nothing_and_identities_are_publish_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path(), keys(dir.path()));
+    let owner = Client {
+        base: &s.base,
+        token: Some(mint(&s.base)),
+    };
+    let other = Client {
+        base: &s.base,
+        token: Some(mint(&s.base)),
+    };
+
+    // Not a module: 400, no directory, no name.
+    let r = owner.send("PUT", "/v1/database/broken", b"\0asm not really");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(owner.get("/v1/database/broken/identity").status, 404);
+    assert!(s.registry.all().is_empty());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name() != "keys")
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // The name is free for a working publish afterwards.
+    assert_eq!(owner.publish("/v1/database/broken", "chat").status, 200);
+
+    // Publishing to an unknown identity creates the database with it.
+    let wanted = format!("c200{}", "5a".repeat(30));
+    let r = owner.publish(&format!("/v1/database/{wanted}"), "chat");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["Success"]["database_identity"], wanted.as_str());
+    assert_eq!(r.json()["Success"]["domain"], Value::Null);
+    let r = owner.publish(&format!("/v1/database/0x{wanted}"), "chat");
+    assert_eq!(r.json()["Success"]["op"], "updated", "{}", r.body);
+
+    // POST /names: a second name; someone else's name or database is refused.
+    let r = owner.send(
+        "POST",
+        &format!("/v1/database/{wanted}/names"),
+        b"second-name",
+    );
+    assert_eq!(r.json()["Success"]["domain"], "second-name", "{}", r.body);
+    let r = owner.send("POST", &format!("/v1/database/{wanted}/names"), b"broken");
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.json()["PermissionDenied"].is_object());
+    let r = other.send("POST", &format!("/v1/database/{wanted}/names"), b"third");
+    assert_eq!(r.status, 401);
+    let r = other.send(
+        "PUT",
+        &format!("/v1/database/{}/names", "ab".repeat(32)),
+        b"[\"x\"]",
+    );
+    assert_eq!((r.status, r.body.as_str()), (404, "\"DatabaseNotFound\""));
+}
