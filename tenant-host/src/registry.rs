@@ -185,6 +185,9 @@ pub struct Registry {
     root: PathBuf,
     host: Arc<Host>,
     inner: Mutex<Inner>,
+    /// Becomes true when the process starts shutting down; long-running
+    /// requests (log followers) end then.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Registry {
@@ -201,6 +204,7 @@ impl Registry {
                 reserved_names: Vec::new(),
                 reserved_ids: Vec::new(),
             }),
+            closing: tokio::sync::watch::Sender::new(false),
         };
         let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -265,6 +269,17 @@ impl Registry {
 
     pub fn host(&self) -> &Arc<Host> {
         &self.host
+    }
+
+    /// Tells long-running requests that the process is shutting down.
+    pub fn begin_shutdown(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`Registry::begin_shutdown`] was called.
+    pub async fn shutting_down(&self) {
+        let mut closing = self.closing.subscribe();
+        let _ = closing.wait_for(|closing| *closing).await;
     }
 
     /// The database with this identity.
@@ -355,7 +370,8 @@ impl Registry {
     ) -> Result<Arc<Entry>, RegistryError> {
         let dir = self.root.join(identity.to_hex().as_str());
         if dir.exists() {
-            std::fs::remove_dir_all(&dir)?;
+            // Not in the registry yet on disk: never overwrite what is there.
+            return Err(RegistryError::AlreadyExists(identity.to_hex().to_string()));
         }
         let made = (|| {
             std::fs::create_dir_all(&dir)?;

@@ -789,11 +789,13 @@ async fn logs(
     let (tx, rx) = tokio::sync::mpsc::channel::<String>(64);
     tokio::spawn(async move {
         // Keeps the database (and so its log) alive while following.
+        let registry = state.registry.clone();
         let _entry = entry;
         loop {
             let event = tokio::select! {
                 event = follow.recv() => event,
                 () = tx.closed() => break,
+                () = registry.shutting_down() => break,
             };
             let line = match event {
                 Some(FollowEvent::Entry(record)) => log_line(&record),

@@ -61,7 +61,9 @@ impl HostedDatabase {
                 .storage
                 .begin()
                 .map_err(|e| SqlError(e.to_string()))?;
-            let bound = match check(&statement, &*tx, Mode::Sql, true, sender) {
+            let bound = match check(&statement, &*tx, Mode::Sql, true, sender)
+                .and_then(refuse_system_tables)
+            {
                 Ok(bound) => bound,
                 Err(e) => {
                     tx.rollback();
@@ -86,4 +88,20 @@ impl HostedDatabase {
         })
         .map_err(|e| SqlError(e.to_string()))?
     }
+}
+
+/// The host's own tables (`st_*`) are read-only to SQL.
+fn refuse_system_tables(bound: BoundStatement) -> Result<BoundStatement, SqlError> {
+    let table = match &bound {
+        BoundStatement::Insert(i) => &i.table.name,
+        BoundStatement::Update(u) => &u.table.name,
+        BoundStatement::Delete(d) => &d.table.name,
+        BoundStatement::Select(_) => return Ok(bound),
+    };
+    if table.starts_with(super::SYSTEM_TABLE_PREFIX) {
+        return Err(SqlError(format!(
+            "`{table}` is a system table; it cannot be changed with SQL"
+        )));
+    }
+    Ok(bound)
 }

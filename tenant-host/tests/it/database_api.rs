@@ -22,6 +22,23 @@ struct Server {
     base: String,
     registry: Arc<Registry>,
     runtime: Option<tokio::runtime::Runtime>,
+    /// Starts the graceful shutdown.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The serve task, to wait for its end.
+    served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Server {
+    /// Graceful shutdown; true if `serve` returned within `timeout`.
+    fn stop_within(&mut self, timeout: Duration) -> bool {
+        let _ = self.stop.take().unwrap().send(());
+        let served = self.served.take().unwrap();
+        self.runtime
+            .as_ref()
+            .unwrap()
+            .block_on(async { tokio::time::timeout(timeout, served).await })
+            .is_ok()
+    }
 }
 
 impl Drop for Server {
@@ -48,11 +65,16 @@ fn server(dir: &Path, keys: Keys) -> Server {
         keys,
         registry: registry.clone(),
     });
-    runtime.spawn(serve(listener, state, std::future::pending()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = runtime.spawn(serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
     Server {
         base,
         registry,
         runtime: Some(runtime),
+        stop: Some(stop),
+        served: Some(served),
     }
 }
 
@@ -301,6 +323,8 @@ fn publish_call_and_sql_with_anonymous_minting() {
         rows(&owner.sql("chat-a", "SELECT * FROM prune_schedule")).len(),
         1
     );
+    let r = owner.sql("chat-a", "DELETE FROM st_client");
+    assert_eq!(r.status, 400, "system tables are read-only: {}", r.body);
     let r = owner.sql("chat-a", "SELEC nonsense");
     assert_eq!(r.status, 400);
 
@@ -660,4 +684,48 @@ fn failed_first_publish_leaves_nothing_and_identities_are_publish_targets() {
         b"[\"x\"]",
     );
     assert_eq!((r.status, r.body.as_str()), (404, "\"DatabaseNotFound\""));
+}
+
+#[test]
+fn procedures_over_http_and_shutdown_ends_log_followers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = server(dir.path(), keys(dir.path()));
+    let owner = Client {
+        base: &s.base,
+        token: Some(mint(&s.base)),
+    };
+    let r = owner.publish("/v1/database/coverage", "abi-coverage");
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // A procedure's return value is untyped SATS-JSON.
+    let r = owner.call("coverage", "proc_with_tx", "[2]");
+    assert_eq!(
+        (r.status, r.content_type.as_str()),
+        (200, "application/json"),
+        "{}",
+        r.body
+    );
+    assert!(r.json().is_u64(), "{}", r.body);
+    let r = owner.call("coverage", "proc_identity", "[]");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let hex = r.json()[0].as_str().unwrap().to_owned();
+    assert!(hex.starts_with("0x"), "{}", r.body);
+    let r = owner.call("coverage", "proc_panic_in_tx", "[1]");
+    assert_eq!(r.status, 530, "{}", r.body);
+    let r = owner.call("coverage", "proc_with_tx", r#"["two"]"#);
+    assert_eq!(r.status, 400);
+    assert!(r.body.starts_with("invalid arguments"), "{}", r.body);
+
+    // A follower does not hold up a graceful shutdown.
+    let response = owner
+        .request("GET", "/v1/database/coverage/logs?follow=true")
+        .call()
+        .unwrap();
+    let mut reader = BufReader::new(response.into_reader());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(serde_json::from_str::<Value>(&line).is_ok(), "{line}");
+    assert!(s.stop_within(Duration::from_secs(10)), "serve returned");
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut reader, &mut rest);
 }
