@@ -312,6 +312,12 @@ async fn publish(
             }
         };
         match existing {
+            Some(id) if name.is_some() && registry.get(&id).is_some_and(|e| e.owner() != owner) => {
+                Err(json_response(
+                    StatusCode::UNAUTHORIZED,
+                    json!({"PermissionDenied": {"name": name}}),
+                ))
+            }
             Some(id) => {
                 if let (true, Some(token), Some(entry)) = (break_clients, &token, registry.get(&id))
                 {
@@ -714,10 +720,23 @@ struct LogsQuery {
     follow: bool,
 }
 
+/// The capitalised level names of the log format.
+fn level_name(level: crate::logs::LogLevel) -> &'static str {
+    use crate::logs::LogLevel;
+    match level {
+        LogLevel::Error => "Error",
+        LogLevel::Warn => "Warn",
+        LogLevel::Info => "Info",
+        LogLevel::Debug => "Debug",
+        LogLevel::Trace => "Trace",
+        LogLevel::Panic => "Panic",
+    }
+}
+
 /// One NDJSON line of the module log (client-protocol §2.3.14).
 fn log_line(entry: &LogEntry) -> String {
     let mut record = serde_json::Map::new();
-    record.insert("level".into(), json!(entry.level.as_str()));
+    record.insert("level".into(), json!(level_name(entry.level)));
     record.insert("ts".into(), json!(entry.ts));
     if !entry.target.is_empty() {
         record.insert("target".into(), json!(entry.target));
@@ -928,7 +947,20 @@ async fn call(
     let module = entry.database().module();
     let def = module.def();
     let started = Instant::now();
-    if let Some((_, reducer)) = def.reducer(&function) {
+    let reducer = def.reducer(&function).or_else(|| {
+        def.reducers
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.canonical_name == function)
+    });
+    let procedure = def.procedure(&function).or_else(|| {
+        def.procedures
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.canonical_name == function)
+    });
+    if let Some((_, reducer)) = reducer {
+        let function = reducer.source_name.clone();
         if reducer.lifecycle.is_some() {
             return text(
                 StatusCode::BAD_REQUEST,
@@ -973,7 +1005,8 @@ async fn call(
             started,
         );
     }
-    if let Some((_, procedure)) = def.procedure(&function) {
+    if let Some((_, procedure)) = procedure {
+        let function = procedure.source_name.clone();
         let args = match decode_args(&def.typespace, &procedure.raw_params, &body) {
             Ok(args) => args,
             Err(e) => {

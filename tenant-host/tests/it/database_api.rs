@@ -413,6 +413,9 @@ fn update_clear_pre_publish_names_lock_and_delete() {
 
     // Update: others are refused, the owner migrates with the data.
     let r = other.publish("/v1/database/chat-b", "chat-v2");
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(r.json()["PermissionDenied"]["name"], "chat-b");
+    let r = other.publish(&format!("/v1/database/{id}"), "chat-v2");
     assert_eq!(r.status, 403, "{}", r.body);
     let r = owner.publish("/v1/database/chat-b", "chat-v2");
     assert_eq!(r.status, 200, "{}", r.body);
@@ -503,9 +506,12 @@ fn update_clear_pre_publish_names_lock_and_delete() {
         "{}",
         r.body
     );
-    assert!(lines
-        .iter()
-        .all(|l| l["ts"].is_i64() && l["level"].is_string()));
+    let levels = ["Error", "Warn", "Info", "Debug", "Trace", "Panic"];
+    for l in &lines {
+        assert!(l["ts"].is_i64(), "{l}");
+        assert!(levels.contains(&l["level"].as_str().unwrap()), "{l}");
+        assert!(!l.as_object().unwrap().values().any(Value::is_null), "{l}");
+    }
 
     // Following: a record written after the request starts arrives.
     let response = owner
