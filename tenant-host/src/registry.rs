@@ -439,6 +439,14 @@ impl Registry {
         let report =
             self.host
                 .update_database(&entry.database, wasm, options(entry.identity), mode)?;
+        // The migration must be durable before the new module is the one a
+        // restart loads (a crash between the two loads the old module
+        // against the migrated schema; the window is one rename).
+        entry
+            .database
+            .storage()
+            .flush()
+            .map_err(|e| RegistryError::Storage(e.to_string()))?;
         write_atomic(&entry.dir.join(MODULE_FILE), wasm)?;
         *lock(&entry.module_hash) = *blake3::hash(wasm).as_bytes();
         Ok(report)
