@@ -5,9 +5,10 @@
 //! (`Authorization: Bearer` first, then `?token=`), and the identity routes:
 //! `GET /v1/ping`, `POST /v1/identity`, `POST /v1/identity/websocket-token`,
 //! `GET /v1/identity/public-key`, `GET /v1/identity/:identity/verify`.
-//! Does not own: tokens and identities themselves (`crate::auth`), database
-//! routes, the WebSocket protocol, or process concerns such as the listen
-//! address and shutdown (`orrery start`).
+//! The database routes under `/v1/database` live in `api::database`.
+//! Does not own: tokens and identities themselves (`crate::auth`), the
+//! databases (`crate::registry`), the WebSocket protocol, or process concerns
+//! such as the listen address and shutdown (`orrery start`).
 //!
 //! Success bodies in JSON carry exactly `Content-Type: application/json`;
 //! errors are plain text (client-protocol §2.1).
@@ -22,17 +23,26 @@ use axum::http::header::{
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-
-pub mod ws;
 use axum::Router;
 use serde::Deserialize;
 use spacetimedb_lib::Identity;
 
 use crate::auth::{AuthError, Claims, Keys};
+use crate::registry::Registry;
+
+mod database;
+pub mod ws;
+
+// For the WebSocket route, which resolves and authenticates the same way.
+#[allow(unused_imports)]
+pub(crate) use database::{caller_or_mint, identity_headers, resolve_database, Caller};
 
 /// What every handler can reach.
 pub struct ApiState {
     pub keys: Keys,
+    pub registry: Arc<Registry>,
+    /// Limits and timers of WebSocket sessions.
+    pub ws: ws::WsConfig,
 }
 
 /// The router of the client API.
@@ -43,6 +53,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/identity/websocket-token", post(websocket_token))
         .route("/v1/identity/public-key", get(public_key))
         .route("/v1/identity/{identity}/verify", get(verify))
+        .merge(database::routes(state.clone()))
         .layer(axum::middleware::from_fn(cors))
         .with_state(state)
 }
@@ -53,8 +64,13 @@ pub async fn serve(
     state: Arc<ApiState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let registry = state.registry.clone();
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Log followers would otherwise keep their responses open.
+            registry.begin_shutdown();
+        })
         .await
 }
 
@@ -108,11 +124,22 @@ struct TokenQuery {
 /// The caller's credentials: `Ok(None)` if none were given, an error
 /// response if a token was given but is not valid (even where auth is
 /// optional).
+#[allow(clippy::result_large_err)]
 fn credentials(
     keys: &Keys,
     headers: &HeaderMap,
     query: &TokenQuery,
 ) -> Result<Option<Claims>, Response> {
+    Ok(credentials_with_token(keys, headers, query)?.map(|(claims, _)| claims))
+}
+
+/// [`credentials`] with the token they came in.
+#[allow(clippy::result_large_err)]
+fn credentials_with_token(
+    keys: &Keys,
+    headers: &HeaderMap,
+    query: &TokenQuery,
+) -> Result<Option<(Claims, String)>, Response> {
     let token = match headers.get(AUTHORIZATION) {
         Some(value) => {
             let value = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer "));
@@ -132,7 +159,7 @@ fn credentials(
         },
     };
     match keys.validate(&token, now_secs()) {
-        Ok(claims) => Ok(Some(claims)),
+        Ok(claims) => Ok(Some((claims, token))),
         Err(AuthError::Malformed(_)) => Err(text(
             StatusCode::BAD_REQUEST,
             "Authorization is invalid: malformed token",
@@ -141,6 +168,7 @@ fn credentials(
     }
 }
 
+#[allow(clippy::result_large_err)]
 fn required(keys: &Keys, headers: &HeaderMap, query: &TokenQuery) -> Result<Claims, Response> {
     credentials(keys, headers, query)?
         .ok_or_else(|| text(StatusCode::UNAUTHORIZED, "Authorization required"))

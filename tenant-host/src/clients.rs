@@ -30,8 +30,8 @@ use storage::{CommitObserver, Database, State, TxDelta, TxOffset};
 
 use crate::subs::{self, Query, QueryKey};
 use crate::wire::messages::{
-    QueryRows, QuerySetId, QuerySetUpdate, ReducerOk, ReducerOutcome, SingleTableRows,
-    TableUpdate, TableUpdateRows, TransactionUpdate, UnsubscribeFlags,
+    QueryRows, QuerySetId, QuerySetUpdate, ReducerOk, ReducerOutcome, SingleTableRows, TableUpdate,
+    TableUpdateRows, TransactionUpdate, UnsubscribeFlags,
 };
 use crate::wire::{compression, Compression, ServerMessage};
 
@@ -595,7 +595,9 @@ impl CommitObserver for Clients {
         let mut updates: HashMap<usize, Option<Arc<TableUpdate>>> = HashMap::new();
         let touched: Vec<storage::TableId> = delta.tables.iter().map(|t| t.table_id).collect();
         let mut invalid: Vec<usize> = Vec::new();
-        if !touched.is_empty() || !delta.altered_tables.is_empty() || !delta.dropped_tables.is_empty()
+        if !touched.is_empty()
+            || !delta.altered_tables.is_empty()
+            || !delta.dropped_tables.is_empty()
         {
             for shared in registry.queries.values() {
                 let key = Arc::as_ptr(shared) as usize;
@@ -641,8 +643,7 @@ impl CommitObserver for Clients {
                 conn.outbox.push_message(&ServerMessage::SubscriptionError {
                     request_id: None,
                     query_set_id: QuerySetId { id: set },
-                    error: "the schema of a table this query reads changed; subscribe again"
-                        .into(),
+                    error: "the schema of a table this query reads changed; subscribe again".into(),
                 });
                 signature.retain(|(s, _)| *s != set);
             }

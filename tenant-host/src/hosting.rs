@@ -21,6 +21,9 @@
 
 pub mod pool;
 pub mod scheduler;
+mod sql;
+
+pub use sql::SqlOutcome;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -21,9 +21,11 @@
 //! and republishing a new module version to an existing database
 //! ([`migrate::update_database`]).
 //! The WebSocket wire format of the client protocol lives in [`wire`].
-//! SQL for clients: parsing, checking and one-off SELECTs ([`sql`]).
+//! SQL for clients: parsing, checking, one-off SELECTs and DML ([`sql`]).
 //! Incremental subscription evaluation: compiled queries, initial results and
-//! per-transaction deltas ([`subs`]).
+//! per-transaction deltas ([`subs`]); connected clients, their outboxes and
+//! the per-commit fan-out ([`clients`]).
+//! Every database of a host process on disk: [`registry::Registry`].
 
 pub mod api;
 pub mod auth;
@@ -32,6 +34,7 @@ pub mod hosting;
 pub mod logs;
 pub mod migrate;
 pub mod moduledef;
+pub mod registry;
 pub mod runtime;
 pub mod sql;
 pub mod subs;

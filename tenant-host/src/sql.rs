@@ -3,12 +3,14 @@
 //! Owns: parsing SQL text into our own statement tree ([`parse`]), resolving
 //! and type-checking it against a [`Catalog`] in plain-SQL or subscription
 //! mode ([`check`]), literal typing ([`literal`]), and evaluating one-off
-//! SELECTs over a [`storage::State`] ([`eval`]).
-//! Does not own: executing DML, row-level security, views, subscriptions and
+//! SELECTs over a [`storage::State`] ([`eval`]), and executing INSERT, UPDATE
+//! and DELETE in a write transaction ([`exec`]).
+//! Does not own: row-level security, views, subscriptions and
 //! their deltas, or the HTTP/WebSocket replies (callers decide who is owner).
 
 pub mod check;
 pub mod eval;
+pub mod exec;
 pub mod literal;
 pub mod parse;
 

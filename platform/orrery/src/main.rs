@@ -1,18 +1,22 @@
 //! The `orrery` binary: the CLI and the entry point of every process.
 //!
 //! Composition only: it parses arguments and wires crates together. Today it
-//! has one command, `orrery start`, which opens (recovers) every database in
-//! a data directory, serves the client API's HTTP routes built so far
-//! (`tenant_host::api`: ping and identities) on `--listen-addr`, and keeps
-//! running until SIGTERM or Ctrl-C.
+//! has one command, `orrery start`, which builds one tenant host, opens
+//! (recovers) every database of the data directory's registry
+//! (`tenant_host::registry`), serves the client API (`tenant_host::api`:
+//! identities and databases) on `--listen-addr`, and keeps running until
+//! SIGTERM or Ctrl-C; then it stops accepting, finishes requests in flight
+//! and makes every commit log durable.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use storage::{Database, DbOptions, DbStorage};
+use tenant_host::hosting::{Host, HostConfig};
+use tenant_host::registry::Registry;
 
 #[derive(Parser)]
 #[command(
@@ -67,18 +71,79 @@ fn start(data_dir: &Path, listen_addr: &str) -> anyhow::Result<()> {
     })
     .context("install the SIGTERM/Ctrl-C handler")?;
 
-    let mut names: Vec<PathBuf> = std::fs::read_dir(&databases_dir)
+    // Directories that are not registry databases (not named by a database
+    // identity) are bare storage: recovered and kept durable, not served.
+    let bare = open_bare_storage(&databases_dir)?;
+    let runtime = tenant_host::runtime::Runtime::new().context("start the module runtime")?;
+    let host = Arc::new(Host::new(runtime, HostConfig::default()));
+    let registry = Arc::new(
+        Registry::open(&databases_dir, host).context("open the databases of the data directory")?,
+    );
+    let keys = tenant_host::auth::Keys::load_or_create(&data_dir.join("keys"))
+        .context("load or create the token signing key")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("api")
+        .build()
+        .context("start the async runtime")?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(listen_addr))
+        .with_context(|| format!("listen on {listen_addr}"))?;
+    let local = listener.local_addr().context("read the listen address")?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+    let state = Arc::new(tenant_host::api::ApiState {
+        keys,
+        registry: registry.clone(),
+        ws: Default::default(),
+    });
+    let server = runtime.spawn(tenant_host::api::serve(listener, state, async move {
+        let _ = shutdown_rx.await;
+    }));
+    let databases = registry.all().len() + bare.len();
+    tracing::info!(data_dir = %data_dir.display(), databases, "orrery started; listening on http://{local}; SIGTERM or Ctrl-C stops");
+
+    stop_rx.recv().context("wait for a stop signal")?;
+    tracing::info!("stopping: no new connections; finishing requests in flight");
+    let _ = shutdown_tx.send(());
+    match runtime
+        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(30), server).await })
+    {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the client API stopped with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "the client API task failed"),
+        Err(_) => {
+            tracing::warn!("requests still running after 30 s (log followers?); stopping anyway")
+        }
+    }
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    tracing::info!("stopping: making committed transactions durable");
+    registry.flush_all().context("flush the databases")?;
+    for (name, db) in &bare {
+        db.flush()
+            .with_context(|| format!("flush database `{name}`"))?;
+    }
+    tracing::info!(databases, "stopped cleanly");
+    Ok(())
+}
+
+/// Opens (recovers) every directory under `databases_dir` whose name is not
+/// a database identity: storage written without the registry.
+fn open_bare_storage(databases_dir: &Path) -> anyhow::Result<Vec<(String, Database)>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(databases_dir)
         .with_context(|| format!("list {}", databases_dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|path| path.is_dir())
         .collect();
-    names.sort();
-    let mut open = Vec::with_capacity(names.len());
-    for path in names {
+    paths.sort();
+    let mut open = Vec::new();
+    for path in paths {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
         let started = Instant::now();
         let storage =
             DbStorage::dir(&path).with_context(|| format!("open storage of database `{name}`"))?;
@@ -96,37 +161,5 @@ fn start(data_dir: &Path, listen_addr: &str) -> anyhow::Result<()> {
         );
         open.push((name, db));
     }
-    let keys = tenant_host::auth::Keys::load_or_create(&data_dir.join("keys"))
-        .context("load or create the token signing key")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("api")
-        .build()
-        .context("start the async runtime")?;
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind(listen_addr))
-        .with_context(|| format!("listen on {listen_addr}"))?;
-    let local = listener.local_addr().context("read the listen address")?;
-    let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-    let state = std::sync::Arc::new(tenant_host::api::ApiState { keys });
-    let server = runtime.spawn(tenant_host::api::serve(listener, state, async move {
-        let _ = shutdown_rx.await;
-    }));
-    tracing::info!(data_dir = %data_dir.display(), databases = open.len(), "orrery started; listening on http://{local}; SIGTERM or Ctrl-C stops");
-
-    stop_rx.recv().context("wait for a stop signal")?;
-    tracing::info!("stopping: no new connections; finishing requests in flight");
-    let _ = shutdown_tx.send(());
-    match runtime.block_on(server) {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "the client API stopped with an error"),
-        Err(e) => tracing::warn!(error = %e, "the client API task failed"),
-    }
-    tracing::info!("stopping: making committed transactions durable");
-    for (name, db) in &open {
-        db.flush()
-            .with_context(|| format!("flush database `{name}`"))?;
-    }
-    tracing::info!(databases = open.len(), "stopped cleanly");
-    Ok(())
+    Ok(open)
 }

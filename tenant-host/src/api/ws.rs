@@ -278,12 +278,9 @@ fn dispatch(
         } => {
             let job_db = db.clone();
             let submitted = db.submit_job(move || {
-                job_db.clients().one_off(
-                    job_db.storage(),
-                    connection,
-                    request_id,
-                    &query_string,
-                );
+                job_db
+                    .clients()
+                    .one_off(job_db.storage(), connection, request_id, &query_string);
                 done();
             });
             if submitted.is_err() {
@@ -395,11 +392,9 @@ pub fn reducer_outcome(reducer: &str, result: &CallResult) -> WireOutcome {
         ReducerOutcome::BadArguments { message } => WireOutcome::InternalError(format!(
             "invalid arguments for reducer {reducer}: {message}"
         )),
-        ReducerOutcome::ArgumentsTooLarge { bytes, limit } => {
-            WireOutcome::InternalError(format!(
-                "invalid arguments for reducer {reducer}: {bytes} bytes exceed the limit of {limit}"
-            ))
-        }
+        ReducerOutcome::ArgumentsTooLarge { bytes, limit } => WireOutcome::InternalError(format!(
+            "invalid arguments for reducer {reducer}: {bytes} bytes exceed the limit of {limit}"
+        )),
         ReducerOutcome::NotCallable { reducer } => WireOutcome::InternalError(format!(
             "reducer {reducer} cannot be called by clients (lifecycle or private)"
         )),

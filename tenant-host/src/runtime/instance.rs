@@ -173,6 +173,9 @@ pub struct HostedModule {
     idle: Mutex<Vec<ModuleInstance>>,
     /// Log records of loading (preinit and describe of the first instance).
     load_logs: Vec<LogRecord>,
+    /// The BSATN `RawModuleDef` the module described itself with, as it
+    /// produced it (served by the `/schema` route).
+    description: Arc<[u8]>,
 }
 
 /// One instance: its own store and memory, already described.
@@ -223,6 +226,7 @@ impl Runtime {
             table_names: Arc::new(table_names),
             idle: Mutex::new(Vec::new()),
             load_logs: loaded.logs,
+            description: Arc::from(loaded.description),
         };
         let first = hosted.adopt(store, instance)?;
         hosted.put_back(first);
@@ -237,6 +241,11 @@ impl HostedModule {
 
     pub fn options(&self) -> &CallOptions {
         &self.options
+    }
+
+    /// The BSATN `RawModuleDef` exactly as `__describe_module__` wrote it.
+    pub fn raw_description(&self) -> &[u8] {
+        &self.description
     }
 
     /// What the module logged while it was loaded and described.

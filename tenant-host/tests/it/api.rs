@@ -6,11 +6,15 @@ use std::sync::Arc;
 
 use tenant_host::api::{serve, ApiState};
 use tenant_host::auth::Keys;
+use tenant_host::hosting::{Host, HostConfig};
+use tenant_host::registry::Registry;
+use tenant_host::runtime::Runtime;
 
 /// A server on an ephemeral loopback port; stops when the runtime is dropped.
 struct Server {
     base: String,
     _runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
 }
 
 fn server() -> Server {
@@ -23,13 +27,18 @@ fn server() -> Server {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let host = Arc::new(Host::new(Runtime::new().unwrap(), HostConfig::default()));
     let state = Arc::new(ApiState {
         keys: Keys::ephemeral().unwrap(),
+        registry: Arc::new(Registry::open(dir.path(), host).unwrap()),
+        ws: Default::default(),
     });
     runtime.spawn(serve(listener, state, std::future::pending()));
     Server {
         base,
         _runtime: runtime,
+        _dir: dir,
     }
 }
 

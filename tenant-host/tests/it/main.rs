@@ -6,6 +6,7 @@ mod modules;
 mod abi_coverage;
 mod api;
 mod cache;
+mod database_api;
 mod harness;
 mod hostile;
 mod hosting;

@@ -22,11 +22,19 @@ pub(crate) const MODULES: &[&str] = &["chat", "chat-v2", "bank", "abi-coverage",
 
 const TARGET: &str = "wasm32-unknown-unknown";
 
-/// The repository root: the parent of the `tenant-host` crate.
+/// The repository root: the nearest ancestor of the including crate that
+/// holds `tests/modules/Cargo.toml` (this file is also included by crates
+/// deeper than `tenant-host`, e.g. `platform/orrery`).
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tenant-host lives one level below the repository root")
+        .ancestors()
+        .find(|dir| {
+            dir.join("tests")
+                .join("modules")
+                .join("Cargo.toml")
+                .is_file()
+        })
+        .expect("the including crate lives below the repository root")
         .to_path_buf()
 }
 

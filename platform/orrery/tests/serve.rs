@@ -1,0 +1,173 @@
+//! End-to-end test of `orrery start` serving databases: publish two chat
+//! modules over HTTP, call a reducer, query with `/sql`, stop with SIGTERM,
+//! restart on the same data directory and find the rows and names again.
+
+#[path = "../../../tenant-host/tests/support/modules.rs"]
+mod modules;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// A running `orrery start` and the lines it printed.
+struct Orrery {
+    child: Child,
+    addr: String,
+    lines: Receiver<String>,
+}
+
+impl Orrery {
+    fn start(data: &Path) -> Orrery {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_orrery"))
+            .args(["start", "--listen-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (lines_tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = lines_tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let banner = loop {
+            let line = lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("orrery start printed its banner");
+            if line.contains("orrery started") {
+                break line;
+            }
+        };
+        let addr = banner
+            .split("listening on http://")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .unwrap_or_else(|| panic!("no address in {banner}"))
+            .to_owned();
+        Orrery { child, addr, lines }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "orrery start exited with {exit}");
+        let rest: Vec<String> = self.lines.try_iter().collect();
+        assert!(
+            rest.iter().any(|l| l.contains("stopped cleanly")),
+            "{rest:?}"
+        );
+    }
+}
+
+fn send(request: ureq::Request, body: Option<&[u8]>) -> (u16, String) {
+    let result = match body {
+        Some(body) => request.send_bytes(body),
+        None => request.call(),
+    };
+    match result {
+        Ok(r) => (r.status(), r.into_string().unwrap()),
+        Err(ureq::Error::Status(status, r)) => (status, r.into_string().unwrap()),
+        Err(e) => panic!("request failed: {e}"),
+    }
+}
+
+fn sql_rows(o: &Orrery, token: &str, db: &str, sql: &str) -> Vec<Value> {
+    let (status, body) = send(
+        ureq::post(&o.url(&format!("/v1/database/{db}/sql")))
+            .set("Authorization", &format!("Bearer {token}")),
+        Some(sql.as_bytes()),
+    );
+    assert_eq!(status, 200, "{body}");
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    reply[0]["rows"].as_array().unwrap().clone()
+}
+
+#[test]
+fn start_serves_databases_and_recovers_them_after_sigterm() {
+    let wasm = modules::module_bytes("chat");
+    let data = tempfile::tempdir().unwrap();
+
+    let o = Orrery::start(data.path());
+    let (status, body) = send(ureq::post(&o.url("/v1/identity")), None);
+    assert_eq!(status, 200, "{body}");
+    let minted: Value = serde_json::from_str(&body).unwrap();
+    let token = minted["token"].as_str().unwrap().to_owned();
+    let bearer = format!("Bearer {token}");
+    let mut ids = Vec::new();
+    for name in ["chat-one", "chat-two"] {
+        let (status, body) = send(
+            ureq::put(&o.url(&format!("/v1/database/{name}?host_type=Wasm")))
+                .set("Authorization", &bearer),
+            Some(&wasm),
+        );
+        assert_eq!(status, 200, "{body}");
+        let reply: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(reply["Success"]["op"], "created");
+        ids.push(
+            reply["Success"]["database_identity"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let (status, body) = send(
+        ureq::post(&o.url("/v1/database/chat-one/call/set_name"))
+            .set("Authorization", &bearer)
+            .set("Content-Type", "application/json"),
+        Some(br#"["persisted"]"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = send(
+        ureq::post(&o.url("/v1/database/chat-two/sql")).set("Authorization", &bearer),
+        Some(b"INSERT INTO channel (id, name) VALUES (0, 'from-sql')"),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        sql_rows(&o, &token, "chat-one", "SELECT name FROM user"),
+        vec![json!([[0, "persisted"]])]
+    );
+    o.stop();
+
+    let o = Orrery::start(data.path());
+    for (name, id) in ["chat-one", "chat-two"].iter().zip(&ids) {
+        let (status, body) = send(
+            ureq::get(&o.url(&format!("/v1/database/{name}/identity"))),
+            None,
+        );
+        assert_eq!((status, body.as_str()), (200, id.as_str()));
+    }
+    assert_eq!(
+        sql_rows(&o, &token, "chat-one", "SELECT name FROM user"),
+        vec![json!([[0, "persisted"]])]
+    );
+    let channels = sql_rows(&o, &token, "chat-two", "SELECT name FROM channel");
+    assert!(channels.contains(&json!(["from-sql"])), "{channels:?}");
+    let (status, body) = send(
+        ureq::get(&o.url(&format!(
+            "/v1/identity/{}/databases",
+            minted["identity"].as_str().unwrap()
+        ))),
+        None,
+    );
+    assert_eq!(status, 200);
+    let listed: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(listed["identities"].as_array().unwrap().len(), 2);
+    o.stop();
+}

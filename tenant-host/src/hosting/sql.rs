@@ -1,0 +1,107 @@
+//! SQL over HTTP for a hosted database (client-protocol §2.3.15, §6.3).
+//!
+//! Owns: [`HostedDatabase::run_sql`] — SELECTs against the committed state,
+//! and INSERT/UPDATE/DELETE as one transaction on the database's lane, with
+//! the usual after-commit work (timers, views).
+//! Does not own: parsing, checking and evaluation (`crate::sql`), the
+//! connect/disconnect lifecycle around a request and durability waits (the
+//! HTTP route does both).
+
+use spacetimedb_lib::Identity;
+use spacetimedb_sats::{ProductType, ProductValue};
+use storage::TxOffset;
+
+use super::HostedDatabase;
+use crate::sql::check::{check, BoundStatement, Mode};
+use crate::sql::exec::{execute, DmlStats};
+use crate::sql::{eval_select, parse, SqlError};
+
+/// What one SQL statement produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlOutcome {
+    /// Output columns (empty for DML).
+    pub schema: ProductType,
+    pub rows: Vec<ProductValue>,
+    pub stats: DmlStats,
+    /// Commit-log offset of a DML commit that changed something.
+    pub offset: Option<TxOffset>,
+}
+
+impl HostedDatabase {
+    /// Runs one SQL statement for `sender`. Non-owners see public tables only
+    /// and may not write.
+    pub fn run_sql(
+        &self,
+        sql: &str,
+        sender: Identity,
+        caller_is_owner: bool,
+    ) -> Result<SqlOutcome, SqlError> {
+        let statement = parse(sql)?;
+        {
+            let state = self.storage().read().map_err(|e| SqlError(e.to_string()))?;
+            let bound = check(&statement, &*state, Mode::Sql, caller_is_owner, sender)?;
+            if let BoundStatement::Select(select) = &bound {
+                let result = eval_select(&state, select)?;
+                return Ok(SqlOutcome {
+                    schema: result.schema,
+                    rows: result.rows,
+                    stats: DmlStats::default(),
+                    offset: None,
+                });
+            }
+        }
+        if !caller_is_owner {
+            return Err(SqlError(
+                "only the database owner may run INSERT, UPDATE or DELETE".into(),
+            ));
+        }
+        let shared = self.shared.clone();
+        self.run(move || {
+            let mut tx = shared
+                .storage
+                .begin()
+                .map_err(|e| SqlError(e.to_string()))?;
+            let bound = match check(&statement, &*tx, Mode::Sql, true, sender)
+                .and_then(refuse_system_tables)
+            {
+                Ok(bound) => bound,
+                Err(e) => {
+                    tx.rollback();
+                    return Err(e);
+                }
+            };
+            let stats = match execute(&mut tx, &bound) {
+                Ok(stats) => stats,
+                Err(e) => {
+                    tx.rollback();
+                    return Err(e);
+                }
+            };
+            let delta = tx.commit().map_err(|e| SqlError(e.to_string()))?;
+            shared.after_commit(&delta);
+            Ok(SqlOutcome {
+                schema: ProductType::new(Box::new([])),
+                rows: Vec::new(),
+                stats,
+                offset: delta.offset,
+            })
+        })
+        .map_err(|e| SqlError(e.to_string()))?
+    }
+}
+
+/// The host's own tables (`st_*`) are read-only to SQL.
+fn refuse_system_tables(bound: BoundStatement) -> Result<BoundStatement, SqlError> {
+    let table = match &bound {
+        BoundStatement::Insert(i) => &i.table.name,
+        BoundStatement::Update(u) => &u.table.name,
+        BoundStatement::Delete(d) => &d.table.name,
+        BoundStatement::Select(_) => return Ok(bound),
+    };
+    if table.starts_with(super::SYSTEM_TABLE_PREFIX) {
+        return Err(SqlError(format!(
+            "`{table}` is a system table; it cannot be changed with SQL"
+        )));
+    }
+    Ok(bound)
+}
