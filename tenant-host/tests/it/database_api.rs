@@ -661,6 +661,17 @@ fn failed_first_publish_leaves_nothing_and_identities_are_publish_targets() {
         .filter(|e| e.file_name() != "keys")
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+    // No body size limit: a 3 MiB non-module is refused as a module (400), not as too large.
+    let r = owner.send("PUT", "/v1/database/big", &vec![7u8; 3 << 20]);
+    assert_eq!(r.status, 400, "{}", r.body);
+    // CORS reaches the database routes too.
+    let preflight = agent()
+        .request("OPTIONS", &format!("{}/v1/database/big/call/f", s.base))
+        .set("Origin", "http://app.example")
+        .set("Access-Control-Request-Method", "POST")
+        .call()
+        .unwrap();
+    assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
     // The name is free for a working publish afterwards.
     assert_eq!(owner.publish("/v1/database/broken", "chat").status, 200);
 
