@@ -18,9 +18,9 @@ use tenant_host::runtime::Runtime;
 use crate::modules::module_bytes;
 
 /// A server over a registry in `dir`; stops when dropped.
-struct Server {
-    base: String,
-    registry: Arc<Registry>,
+pub(crate) struct Server {
+    pub(crate) base: String,
+    pub(crate) registry: Arc<Registry>,
     runtime: Option<tokio::runtime::Runtime>,
     /// Starts the graceful shutdown.
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -49,7 +49,12 @@ impl Drop for Server {
     }
 }
 
-fn server(dir: &Path, keys: Keys) -> Server {
+pub(crate) fn server(dir: &Path, keys: Keys) -> Server {
+    server_with(dir, keys, Default::default())
+}
+
+/// [`server`] with WebSocket limits and timers of the test's choosing.
+pub(crate) fn server_with(dir: &Path, keys: Keys, ws: tenant_host::api::ws::WsConfig) -> Server {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -64,7 +69,7 @@ fn server(dir: &Path, keys: Keys) -> Server {
     let state = Arc::new(ApiState {
         keys,
         registry: registry.clone(),
-        ws: Default::default(),
+        ws,
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = runtime.spawn(serve(listener, state, async move {
@@ -79,7 +84,7 @@ fn server(dir: &Path, keys: Keys) -> Server {
     }
 }
 
-fn keys(dir: &Path) -> Keys {
+pub(crate) fn keys(dir: &Path) -> Keys {
     Keys::load_or_create(&dir.join("keys")).unwrap()
 }
 
@@ -168,7 +173,7 @@ impl Client<'_> {
 }
 
 /// A fresh identity's token, minted by the server.
-fn mint(base: &str) -> String {
+pub(crate) fn mint(base: &str) -> String {
     let r = reply(agent().post(&format!("{base}/v1/identity")).call());
     r.json()["token"].as_str().unwrap().to_owned()
 }

@@ -19,3 +19,5 @@ mod procedures;
 mod real_modules;
 mod reducers;
 mod views;
+mod ws;
+mod wsclient;

@@ -13,20 +13,22 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::Message;
 
-pub struct WsClient {
-    pub socket: tungstenite::WebSocket<MaybeTlsStream<TcpStream>>,
-    pub protocol: Protocol,
+pub(crate) struct WsClient {
+    pub(crate) socket: tungstenite::WebSocket<MaybeTlsStream<TcpStream>>,
+    pub(crate) protocol: Protocol,
+    /// The upgrade response's `spacetime-identity` header.
+    pub(crate) identity_header: Option<String>,
 }
 
 /// How an upgrade went.
-pub enum Upgrade {
+pub(crate) enum Upgrade {
     Open(WsClient),
     /// The server answered with this status instead of 101.
     Refused(u16, String),
 }
 
 /// Opens `url` (ws://…) offering `protocols` with optional extra headers.
-pub fn open(url: &str, protocols: &str, headers: &[(&str, &str)]) -> Upgrade {
+pub(crate) fn open(url: &str, protocols: &str, headers: &[(&str, &str)]) -> Upgrade {
     let mut request = url.into_client_request().unwrap();
     request
         .headers_mut()
@@ -50,7 +52,15 @@ pub fn open(url: &str, protocols: &str, headers: &[(&str, &str)]) -> Upgrade {
                     .set_read_timeout(Some(Duration::from_secs(10)))
                     .unwrap();
             }
-            Upgrade::Open(WsClient { socket, protocol })
+            let identity_header = response
+                .headers()
+                .get("spacetime-identity")
+                .map(|v| v.to_str().unwrap().to_owned());
+            Upgrade::Open(WsClient {
+                socket,
+                protocol,
+                identity_header,
+            })
         }
         Err(tungstenite::Error::Http(response)) => {
             let status = response.status().as_u16();
@@ -67,24 +77,24 @@ pub fn open(url: &str, protocols: &str, headers: &[(&str, &str)]) -> Upgrade {
 
 /// What the next frame was.
 #[derive(Debug)]
-pub enum Received {
+pub(crate) enum Received {
     Messages(Vec<ServerMessage>),
     /// The payload's raw bytes when it was not decodable (or to check bytes).
     Closed(Option<(u16, String)>),
 }
 
 impl WsClient {
-    pub fn send(&mut self, messages: &[ClientMessage]) {
+    pub(crate) fn send(&mut self, messages: &[ClientMessage]) {
         let payload = encode_client_payload(self.protocol, messages);
         self.socket.send(Message::Binary(payload.into())).unwrap();
     }
 
-    pub fn send_raw(&mut self, message: Message) {
+    pub(crate) fn send_raw(&mut self, message: Message) {
         self.socket.send(message).unwrap();
     }
 
     /// The next data payload, raw (with its compression tag).
-    pub fn next_raw(&mut self) -> Result<Vec<u8>, Option<(u16, String)>> {
+    pub(crate) fn next_raw(&mut self) -> Result<Vec<u8>, Option<(u16, String)>> {
         loop {
             match self.socket.read() {
                 Ok(Message::Binary(bytes)) => return Ok(bytes.to_vec()),
@@ -103,7 +113,7 @@ impl WsClient {
     }
 
     /// The next frame's messages, or how the socket closed.
-    pub fn next(&mut self) -> Received {
+    pub(crate) fn next(&mut self) -> Received {
         match self.next_raw() {
             Ok(bytes) => Received::Messages(
                 decode_server_payload(self.protocol, &bytes, 64 << 20)
@@ -114,7 +124,7 @@ impl WsClient {
     }
 
     /// The next message (frames of several messages are split).
-    pub fn message(&mut self, pending: &mut Vec<ServerMessage>) -> ServerMessage {
+    pub(crate) fn message(&mut self, pending: &mut Vec<ServerMessage>) -> ServerMessage {
         while pending.is_empty() {
             match self.next() {
                 Received::Messages(m) => pending.extend(m),
@@ -124,7 +134,7 @@ impl WsClient {
         pending.remove(0)
     }
 
-    pub fn close(mut self) {
+    pub(crate) fn close(mut self) {
         let _ = self.socket.close(Some(tungstenite::protocol::CloseFrame {
             code: CloseCode::Normal,
             reason: "bye".into(),
