@@ -128,7 +128,11 @@ impl Outbox {
             return false;
         }
         let len = item.frame.body.len();
-        if queue.bytes + len > self.bytes_max || queue.items.len() >= self.messages_max {
+        // Only what is already waiting counts: one message larger than the
+        // cap still goes to a client that keeps up.
+        let full = !queue.items.is_empty()
+            && (queue.bytes + len > self.bytes_max || queue.items.len() >= self.messages_max);
+        if full {
             queue.closed = Some(Closed {
                 code: 1008,
                 reason: format!(

@@ -30,9 +30,10 @@ pub(crate) enum Upgrade {
 /// Opens `url` (ws://…) offering `protocols` with optional extra headers.
 pub(crate) fn open(url: &str, protocols: &str, headers: &[(&str, &str)]) -> Upgrade {
     let mut request = url.into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("Sec-WebSocket-Protocol", HeaderValue::from_str(protocols).unwrap());
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_str(protocols).unwrap(),
+    );
     for (name, value) in headers {
         request.headers_mut().insert(
             tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
