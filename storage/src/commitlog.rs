@@ -20,6 +20,7 @@ mod error;
 mod format;
 mod memory;
 mod recovery;
+mod stats;
 mod store;
 mod unreliable;
 mod writer;
@@ -30,6 +31,7 @@ pub use error::{
 };
 pub use format::{HeaderFault, RecordFault};
 pub use memory::MemorySegmentStore;
+pub use stats::{SyncStatsSnapshot, SYNC_BUCKETS};
 pub use store::{FileSegmentStore, SegmentFile, SegmentStore};
 pub use unreliable::Unreliable;
 
@@ -257,6 +259,12 @@ impl CommitLog {
     /// What open found and repaired.
     pub fn open_report(&self) -> &OpenReport {
         &self.report
+    }
+
+    /// How many syncs the group-commit thread has done since open, and how
+    /// long they took (syncs at open and skipped syncs are not counted).
+    pub fn sync_stats(&self) -> SyncStatsSnapshot {
+        self.shared.syncs.snapshot()
     }
 
     /// Assigns the next offset to `payload` and queues it for the

@@ -4,7 +4,8 @@
 //! Owns: the router ([`router`]), CORS on `/v1/*`, credential extraction
 //! (`Authorization: Bearer` first, then `?token=`), and the identity routes:
 //! `GET /v1/ping`, `POST /v1/identity`, `POST /v1/identity/websocket-token`,
-//! `GET /v1/identity/public-key`, `GET /v1/identity/:identity/verify`.
+//! `GET /v1/identity/public-key`, `GET /v1/identity/:identity/verify`,
+//! and `GET /metrics` (rendered by `crate::metrics`).
 //! The database routes under `/v1/database` live in `api::database`.
 //! Does not own: tokens and identities themselves (`crate::auth`), the
 //! databases (`crate::registry`), the WebSocket protocol, or process concerns
@@ -53,6 +54,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/identity/websocket-token", post(websocket_token))
         .route("/v1/identity/public-key", get(public_key))
         .route("/v1/identity/{identity}/verify", get(verify))
+        .route("/metrics", get(metrics))
         .merge(database::routes(state.clone()))
         .layer(axum::middleware::from_fn(cors))
         .with_state(state)
@@ -72,6 +74,15 @@ pub async fn serve(
             registry.begin_shutdown();
         })
         .await
+}
+
+/// `GET /metrics`: Prometheus text exposition of every database.
+async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    let registry = state.registry.clone();
+    match tokio::task::spawn_blocking(move || crate::metrics::render(&registry)).await {
+        Ok(text) => ([(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 /// CORS for browsers (client-protocol §2.1): any origin, any method, the

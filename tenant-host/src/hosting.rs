@@ -22,6 +22,7 @@
 pub mod pool;
 pub mod scheduler;
 mod sql;
+pub mod stats;
 
 pub use sql::SqlOutcome;
 
@@ -294,6 +295,7 @@ impl Host {
         storage.set_commit_observer(Some(clients.clone()));
         let shared = Arc::new_cyclic(|me: &Weak<DbShared>| DbShared {
             clients,
+            stats: Default::default(),
             key: self.next_key.fetch_add(1, Ordering::Relaxed),
             me: me.clone(),
             name: spec.name,
@@ -347,6 +349,8 @@ struct DbShared {
     procedures_running: AtomicUsize,
     /// Connected clients and their subscriptions; the storage's commit observer.
     clients: Arc<Clients>,
+    /// Reducer calls by outcome, their durations and fuel (for `/metrics`).
+    stats: stats::CallStats,
 }
 
 /// What a schedule table fires and where its columns are.
@@ -442,6 +446,11 @@ impl HostedDatabase {
     /// Connected clients and their subscriptions.
     pub fn clients(&self) -> &Arc<Clients> {
         &self.shared.clients
+    }
+
+    /// Client and scheduled reducer calls so far: outcomes, durations, fuel.
+    pub fn call_stats(&self) -> &stats::CallStats {
+        &self.shared.stats
     }
 
     /// The owner's identity (little-endian bytes).
@@ -590,8 +599,20 @@ impl DbShared {
         module.options().database_identity
     }
 
-    /// A reducer call from a client (or the owner).
+    /// A reducer call from a client (or the owner), counted in `stats`.
     fn client_call(&self, reducer: &str, caller: CallerContext, args: &[u8]) -> CallResult {
+        let started = std::time::Instant::now();
+        let result = self.client_call_uncounted(reducer, caller, args);
+        self.stats.record(&result, started.elapsed());
+        result
+    }
+
+    fn client_call_uncounted(
+        &self,
+        reducer: &str,
+        caller: CallerContext,
+        args: &[u8],
+    ) -> CallResult {
         let module = self.module();
         let Some(id) = module.reducer_id(ReducerRef::Name(reducer)) else {
             return bare(ReducerOutcome::NoSuchReducer {
@@ -880,7 +901,9 @@ impl DbShared {
         storage::value::encode_row(&row, &mut args);
         match slot.function {
             ScheduledFunction::Reducer(id) => {
+                let started = std::time::Instant::now();
                 let result = module.call_reducer(&self.storage, ReducerRef::Id(id), caller, &args);
+                self.stats.record(&result, started.elapsed());
                 self.finish(&module.def().reducers[id].source_name, &result);
                 self.settle(&slot, timer);
             }

@@ -26,12 +26,14 @@
 //! per-transaction deltas ([`subs`]); connected clients, their outboxes and
 //! the per-commit fan-out ([`clients`]).
 //! Every database of a host process on disk: [`registry::Registry`].
+//! Prometheus metrics of the process (`GET /metrics`): [`metrics`].
 
 pub mod api;
 pub mod auth;
 pub mod clients;
 pub mod hosting;
 pub mod logs;
+pub mod metrics;
 pub mod migrate;
 pub mod moduledef;
 pub mod registry;

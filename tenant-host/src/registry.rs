@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use spacetimedb_lib::Identity;
@@ -82,6 +82,8 @@ pub struct Entry {
     module_hash: Mutex<[u8; 32]>,
     /// Serialises updates of this database.
     publishing: Mutex<()>,
+    /// How long opening (recovering) it took when the registry opened.
+    recovery: Option<Duration>,
 }
 
 impl Entry {
@@ -95,6 +97,12 @@ impl Entry {
 
     pub fn database(&self) -> &HostedDatabase {
         &self.database
+    }
+
+    /// How long recovery took when the process opened this database; `None`
+    /// for databases created since.
+    pub fn recovery_time(&self) -> Option<Duration> {
+        self.recovery
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -241,15 +249,17 @@ impl Registry {
                 .map_err(|e| RegistryError::Storage(format!("recover database {hex}: {e}")))?;
             let spec = spec(identity, owner, &dir);
             let database = registry.host.open_database(spec, db, &wasm)?;
+            let recovery = started.elapsed();
             tracing::info!(
                 database = %hex,
                 names = ?meta.names,
                 last_offset = ?report.last_offset.map(|o| o.0),
                 records_replayed = report.records_replayed,
-                recovery_ms = started.elapsed().as_millis() as u64,
+                recovery_ms = recovery.as_millis() as u64,
                 "database recovered"
             );
             let entry = Arc::new(Entry {
+                recovery: Some(recovery),
                 identity,
                 owner,
                 dir,
@@ -405,6 +415,7 @@ impl Registry {
                 meta: Mutex::new(meta),
                 module_hash: Mutex::new(hash),
                 publishing: Mutex::new(()),
+                recovery: None,
             }))
         })();
         if made.is_err() {

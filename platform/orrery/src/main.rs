@@ -6,7 +6,9 @@
 //! (`tenant_host::registry`), serves the client API (`tenant_host::api`:
 //! identities and databases) on `--listen-addr`, and keeps running until
 //! SIGTERM or Ctrl-C; then it stops accepting, finishes requests in flight
-//! and makes every commit log durable.
+//! and makes every commit log durable. Logs go to stdout through
+//! `tracing-subscriber`, human-readable or JSON (`--log-format`); the API
+//! also serves Prometheus metrics at `GET /metrics` (`tenant_host::metrics`).
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
@@ -44,20 +46,52 @@ enum Command {
         /// port 0 picks a free port, printed at start).
         #[arg(long, default_value = "127.0.0.1:3000")]
         listen_addr: String,
+        /// Log lines for people (`human`) or one JSON object per line
+        /// (`json`). `RUST_LOG` filters them (default `info`).
+        #[arg(long, env = "ORRERY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+        log_format: LogFormat,
     },
 }
 
+/// How `orrery` writes its logs to stdout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Installs the process's tracing subscriber: `RUST_LOG` filtering (default
+/// `info`), human-readable or JSON lines.
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match format {
+        LogFormat::Human => {
+            let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
+            logs.with_ansi(colour).init();
+        }
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_ansi(false)
+            .with_current_span(false)
+            .init(),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    tracing_subscriber::fmt()
-        .with_target(false)
-        .with_ansi(colour)
-        .init();
     match Cli::parse().command {
         Command::Start {
             data_dir,
             listen_addr,
-        } => start(&data_dir, &listen_addr),
+            log_format,
+        } => {
+            init_logs(log_format);
+            start(&data_dir, &listen_addr)
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 
 use super::error::{FailedOp, FailureCause};
 use super::format::{encode_header, encode_record, framed_len, HEADER_LEN};
+use super::stats::SyncStats;
 use super::store::{SegmentFile, SegmentStore};
 use super::{DurableEvent, SegmentInfo};
 use orrery_api::TxOffset;
@@ -54,6 +55,8 @@ pub(crate) struct Shared {
     /// Lowest offset this log has ever covered (first retained segment's
     /// first offset at open, or the start offset of a new log).
     pub(crate) base: TxOffset,
+    /// The writer's syncs: count and durations.
+    pub(crate) syncs: SyncStats,
 }
 
 impl Shared {
@@ -65,6 +68,7 @@ impl Shared {
             durable: Condvar::new(),
             queue_max,
             base,
+            syncs: SyncStats::default(),
         }
     }
 
@@ -247,9 +251,12 @@ impl Writer {
         if self.skip_sync {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         self.active
             .sync()
-            .map_err(|e| (FailedOp::Sync, self.active_first, e))
+            .map_err(|e| (FailedOp::Sync, self.active_first, e))?;
+        self.shared.syncs.record(started.elapsed());
+        Ok(())
     }
 
     /// Seals the (already synced) active segment and starts one at `first`.

@@ -13,6 +13,7 @@ mod hosting;
 mod lifecycle;
 mod load;
 mod logs;
+mod metrics;
 mod migrate;
 mod pool;
 mod procedures;
