@@ -152,11 +152,12 @@ fn describe(e: ureq::Error) -> anyhow::Error {
 
 /// `POST /v1/identity` → the new identity's token.
 pub(crate) fn mint_token(base: &str) -> anyhow::Result<String> {
-    let body: serde_json::Value = agent()
+    let text = agent()
         .post(&format!("{base}/v1/identity"))
         .call()
         .map_err(describe)?
-        .into_json()?;
+        .into_string()?;
+    let body: serde_json::Value = serde_json::from_str(&text)?;
     body["token"]
         .as_str()
         .map(str::to_owned)
