@@ -144,7 +144,10 @@ fn agent() -> ureq::Agent {
 fn describe(e: ureq::Error) -> anyhow::Error {
     match e {
         ureq::Error::Status(code, response) => {
-            anyhow!("HTTP {code}: {}", response.into_string().unwrap_or_default())
+            anyhow!(
+                "HTTP {code}: {}",
+                response.into_string().unwrap_or_default()
+            )
         }
         other => anyhow!(other),
     }
