@@ -67,9 +67,9 @@ pub(crate) fn percentile(sorted: &[u32], p: f64) -> u32 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Microseconds to milliseconds, rounded to 3 decimals for the JSON.
+/// Microseconds to milliseconds (3 decimals, since samples are whole µs).
 pub(crate) fn ms(micros: u32) -> f64 {
-    (f64::from(micros) / 1000.0 * 1000.0).round() / 1000.0
+    f64::from(micros) / 1000.0
 }
 
 #[cfg(test)]
