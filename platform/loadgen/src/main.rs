@@ -5,6 +5,13 @@
 //! module (one writer, many subscribers to `SELECT * FROM message`), and
 //! prints one JSON object. See BENCHMARKS.md, "Client API load (loadgen)".
 
+/// A progress line on stderr (stdout holds only the JSON result).
+macro_rules! progress {
+    ($($arg:tt)*) => {
+        $crate::progress_line(format_args!($($arg)*))
+    };
+}
+
 mod server;
 mod stats;
 mod ws;
@@ -80,7 +87,7 @@ fn main() -> anyhow::Result<()> {
         None => {
             let binary = server::orrery_binary(args.orrery.as_deref())?;
             let orrery = server::start_orrery(&binary)?;
-            eprintln!("started {} on {}", binary.display(), orrery.addr);
+            progress!("started {} on {}", binary.display(), orrery.addr);
             Some(orrery)
         }
     };
@@ -110,7 +117,7 @@ fn main() -> anyhow::Result<()> {
             n = (n + args.seed_batch).min(args.accounts);
             server::call(&base, &token, &db, "seed", json!([n]))?;
         }
-        eprintln!(
+        progress!(
             "seeded {} accounts in {:.1} s",
             args.accounts,
             seeded.elapsed().as_secs_f64()
@@ -122,7 +129,7 @@ fn main() -> anyhow::Result<()> {
             ("zipf", Pick::Zipf(&zipf)),
         ] {
             let run = runtime.block_on(transfer_run(&args, &addr, &db, pick))?;
-            eprintln!(
+            progress!(
                 "transfer {label}: {:.0} calls/s, p50 {} ms, p99 {} ms, {} errors{}",
                 run.tps,
                 ms(run.p50),
@@ -176,10 +183,26 @@ fn main() -> anyhow::Result<()> {
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         }),
     );
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    print_result(&serde_json::to_string_pretty(&out)?);
     drop(runtime);
     drop(child);
     Ok(())
+}
+
+#[allow(
+    clippy::disallowed_macros,
+    reason = "a benchmark CLI: progress goes to stderr, not to a log"
+)]
+fn progress_line(line: std::fmt::Arguments<'_>) {
+    eprintln!("{line}");
+}
+
+#[allow(
+    clippy::disallowed_macros,
+    reason = "a benchmark CLI: the JSON result is its stdout"
+)]
+fn print_result(json: &str) {
+    println!("{json}");
 }
 
 struct TransferRun {
@@ -250,7 +273,7 @@ async fn fanout_run(
             sockets.push(socket?);
         }
     }
-    eprintln!(
+    progress!(
         "{} subscribers connected and subscribed in {:.1} s",
         sockets.len(),
         connecting.elapsed().as_secs_f64()
@@ -276,7 +299,7 @@ async fn fanout_run(
     latencies.sort_unstable();
     let per_s = in_window as f64 / args.fanout_duration;
     let (p50, p99) = (percentile(&latencies, 50.0), percentile(&latencies, 99.0));
-    eprintln!(
+    progress!(
         "fan-out: {calls} commits, {per_s:.0} deltas/s, p50 {} ms, p99 {} ms, {total} of {} deltas received",
         ms(p50),
         ms(p99),

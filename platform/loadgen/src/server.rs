@@ -114,7 +114,7 @@ pub(crate) fn module_bytes(name: &str) -> anyhow::Result<Vec<u8>> {
         .join("wasm32-unknown-unknown/release")
         .join(format!("{name}.wasm"));
     if !wasm.is_file() {
-        eprintln!("building test module {name} (wasm32-unknown-unknown)…");
+        progress!("building test module {name} (wasm32-unknown-unknown)…");
         let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
             .args(["build", "--release", "--locked"])
             .args(["--target", "wasm32-unknown-unknown", "-p", name])
