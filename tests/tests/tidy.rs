@@ -31,6 +31,7 @@ const MAY_DEPEND_ON: &[(&str, Option<&[&str]>)] = &[
     ("tenant-host", Some(&["storage", "billing", "orrery-api"])),
     ("control-plane", Some(&["storage", "billing", "orrery-api"])),
     ("orrery", None),
+    ("loadgen", Some(&["tenant-host"])),
     ("tests", None),
 ];
 
