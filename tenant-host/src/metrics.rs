@@ -230,7 +230,10 @@ pub fn render(registry: &Registry) -> String {
     );
     for d in &dbs {
         for (outcome, h) in &d.calls {
-            let labels = [("database", d.database.as_str()), ("outcome", outcome.label())];
+            let labels = [
+                ("database", d.database.as_str()),
+                ("outcome", outcome.label()),
+            ];
             x.sample("orrery_reducer_calls_total", &labels, h.count);
         }
     }
@@ -241,7 +244,10 @@ pub fn render(registry: &Registry) -> String {
     );
     for d in &dbs {
         for (outcome, h) in d.calls.iter().filter(|(_, h)| h.count > 0) {
-            let labels = [("database", d.database.as_str()), ("outcome", outcome.label())];
+            let labels = [
+                ("database", d.database.as_str()),
+                ("outcome", outcome.label()),
+            ];
             x.histogram(
                 "orrery_reducer_duration_seconds",
                 &labels,

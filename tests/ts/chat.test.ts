@@ -25,6 +25,7 @@ import {
 
 const SERVER_URL = process.env.ORRERY_URL ?? '';
 const DB_NAME = process.env.ORRERY_DB ?? '';
+const OWNER_TOKEN = process.env.ORRERY_OWNER_TOKEN ?? '';
 const TEST_TIMEOUT_MS = Number(process.env.ORRERY_TEST_TIMEOUT_MS ?? 60_000);
 const STEP_TIMEOUT_MS = Number(process.env.ORRERY_STEP_TIMEOUT_MS ?? 10_000);
 
@@ -559,10 +560,31 @@ async function main(): Promise<void> {
     check(b.conn.db.user.count() > 0n, "B's other query set untouched");
     pass(`B unsubscribe (SendDroppedRows): onDelete fired for all ${expected} channel rows, other query set kept`);
   }
-  skip(
-    'reducer-caused deletes: the chat module only deletes in the scheduled reducer prune_messages ' +
-      '(messages older than 1 h, every 60 s), which cannot fire within this test'
-  );
+  // Broadcast deletes: the chat module deletes only in its hourly prune, so
+  // the database owner deletes the fence message with SQL DML over /sql; that
+  // commit reaches subscribers like any other transaction.
+  step('owner: DELETE over /sql reaches A as onDelete(message)');
+  if (OWNER_TOKEN) {
+    const aSeesDelete = waitFor<void>("A's onDelete(message) for the fence message", resolve => {
+      const cb = (_ctx: EventContext, row: MessageRow) => {
+        if (row.text === fenceText) resolve();
+      };
+      a.conn.db.message.onDelete(cb);
+      return () => a.conn.db.message.removeOnDelete(cb);
+    });
+    const url = new URL(`v1/database/${encodeURIComponent(DB_NAME)}/sql`, SERVER_URL.endsWith("/") ? SERVER_URL : SERVER_URL + "/");
+    const response = await fetch(url, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${OWNER_TOKEN}` },
+      body: `DELETE FROM message WHERE text = '${fenceText.replace(/'/g, "''")}'`,
+    });
+    check(response.ok, `owner DELETE over /sql answered ${response.status}: ${await response.text()}`);
+    await aSeesDelete;
+    check(![...a.conn.db.message.iter()].some((m: MessageRow) => m.text === fenceText), 'the deleted message left A\'s cache');
+    pass('owner DELETE over /sql: A received onDelete(message) and dropped the row');
+  } else {
+    skip('broadcast deletes: set ORRERY_OWNER_TOKEN (the publisher\'s token) to delete a row over /sql');
+  }
 
   // 10. Reconnect with the saved token.
   step('A: disconnect');

@@ -72,6 +72,7 @@ fn stock_typescript_sdk_drives_the_chat_module() {
         .current_dir(&ts_dir)
         .env("ORRERY_URL", &base)
         .env("ORRERY_DB", "ts-chat")
+        .env("ORRERY_OWNER_TOKEN", token)
         .output()
         .expect("run npx (Node 20 and npm must be installed)");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -200,7 +200,11 @@ mod tests {
         );
         assert_eq!(s.fuel_used(), 20);
         let fuel = s.durations(Outcome::OutOfFuel);
-        assert_eq!((fuel.count, fuel.buckets[2]), (1, 1), "2 ms is in the 2.5 ms bucket");
+        assert_eq!(
+            (fuel.count, fuel.buckets[2]),
+            (1, 1),
+            "2 ms is in the 2.5 ms bucket"
+        );
         let bad = s.durations(Outcome::BadArguments);
         assert_eq!(bad.buckets[CALL_BUCKETS.len()], 1);
         assert_eq!(s.durations(Outcome::Committed).count, 0);

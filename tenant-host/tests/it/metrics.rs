@@ -85,7 +85,10 @@ fn metrics_report_calls_fsyncs_and_recovery_by_database() {
             &format!("orrery_reducer_calls_total{{{db},outcome=\"failed\"}}"),
         );
         assert_eq!(failed, Some(0.0), "{text}");
-        let fsyncs = value(&text, &format!("orrery_commitlog_fsync_seconds_count{{{db}}}"));
+        let fsyncs = value(
+            &text,
+            &format!("orrery_commitlog_fsync_seconds_count{{{db}}}"),
+        );
         assert!(fsyncs.unwrap() > 0.0, "{text}");
         let inf = value(
             &text,
@@ -95,15 +98,16 @@ fn metrics_report_calls_fsyncs_and_recovery_by_database() {
         assert!(
             value(
                 &text,
-                &format!(
-                    "orrery_reducer_duration_seconds_count{{{db},outcome=\"committed\"}}"
-                )
+                &format!("orrery_reducer_duration_seconds_count{{{db},outcome=\"committed\"}}")
             )
             .unwrap()
                 >= 1.0
         );
         assert!(value(&text, &format!("orrery_fuel_used_total{{{db}}}")).unwrap() > 0.0);
-        assert_eq!(value(&text, &format!("orrery_connections{{{db}}}")), Some(0.0));
+        assert_eq!(
+            value(&text, &format!("orrery_connections{{{db}}}")),
+            Some(0.0)
+        );
         assert_eq!(value(&text, "orrery_databases"), Some(1.0));
         // Created in this process: no recovery time.
         assert!(!text.contains("orrery_recovery_seconds{"), "{text}");
@@ -124,6 +128,9 @@ fn metrics_report_calls_fsyncs_and_recovery_by_database() {
     }
     let s = server(dir.path(), keys(dir.path()));
     let (_, text) = scrape(&s.base);
-    let recovery = value(&text, &format!("orrery_recovery_seconds{{database=\"{id}\"}}"));
+    let recovery = value(
+        &text,
+        &format!("orrery_recovery_seconds{{database=\"{id}\"}}"),
+    );
     assert!(recovery.unwrap() >= 0.0, "{text}");
 }
