@@ -85,5 +85,4 @@ fn stock_typescript_sdk_drives_the_chat_module() {
         output.status
     );
     assert!(stdout.contains("PASS: all"), "{stdout}");
-    println!("{stdout}");
 }

@@ -43,7 +43,7 @@ fn connect(base: &str, db: &str, query: &str, protocols: &str, token: Option<&st
         .map(|b| vec![("Authorization", b)])
         .unwrap_or_default();
     match open(&ws_url(base, db, query), protocols, &headers) {
-        Upgrade::Open(client) => client,
+        Upgrade::Open(client) => *client,
         Upgrade::Refused(status, body) => panic!("upgrade refused: {status} {body}"),
     }
 }

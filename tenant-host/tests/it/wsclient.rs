@@ -22,7 +22,7 @@ pub(crate) struct WsClient {
 
 /// How an upgrade went.
 pub(crate) enum Upgrade {
-    Open(WsClient),
+    Open(Box<WsClient>),
     /// The server answered with this status instead of 101.
     Refused(u16, String),
 }
@@ -57,11 +57,11 @@ pub(crate) fn open(url: &str, protocols: &str, headers: &[(&str, &str)]) -> Upgr
                 .headers()
                 .get("spacetime-identity")
                 .map(|v| v.to_str().unwrap().to_owned());
-            Upgrade::Open(WsClient {
+            Upgrade::Open(Box::new(WsClient {
                 socket,
                 protocol,
                 identity_header,
-            })
+            }))
         }
         Err(tungstenite::Error::Http(response)) => {
             let status = response.status().as_u16();
