@@ -460,6 +460,11 @@ impl Registry {
             .map_err(|e| RegistryError::Storage(e.to_string()))?;
         write_atomic(&entry.dir.join(MODULE_FILE), wasm)?;
         *lock(&entry.module_hash) = *blake3::hash(wasm).as_bytes();
+        if clear {
+            // The data the clients hold is gone: they reconnect and
+            // resubscribe (client-protocol §5.9).
+            entry.database.clients().close_all(1001, "module exited");
+        }
         Ok(report)
     }
 
@@ -479,6 +484,7 @@ impl Registry {
             inner.databases.remove(id);
             inner.names.retain(|_, v| v != id);
         }
+        entry.database.clients().close_all(1001, "module exited");
         // Unfinished creations are removed on open, so mark first.
         {
             let mut meta = lock(&entry.meta);

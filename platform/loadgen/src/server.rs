@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 
+#[path = "../../../tenant-host/tests/support/modules.rs"]
+mod modules;
+
 /// A running `orrery start` child; killed (by its own handle) on drop.
 pub(crate) struct Orrery {
     child: Child,
@@ -98,41 +101,11 @@ pub(crate) fn start_orrery(binary: &Path) -> anyhow::Result<Orrery> {
     })
 }
 
-/// `tests/modules/` of this repository.
-fn modules_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/modules")
-        .to_path_buf()
-}
-
 /// The bytes of test module `name` (`bank`, `chat`), built with cargo for
-/// `wasm32-unknown-unknown` if its `.wasm` is missing.
+/// `wasm32-unknown-unknown` if needed, by the same code the tests use.
 pub(crate) fn module_bytes(name: &str) -> anyhow::Result<Vec<u8>> {
-    let dir = modules_dir();
-    let target_dir = dir.join("target");
-    let wasm = target_dir
-        .join("wasm32-unknown-unknown/release")
-        .join(format!("{name}.wasm"));
-    if !wasm.is_file() {
-        progress!("building test module {name} (wasm32-unknown-unknown)…");
-        let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .args(["build", "--release", "--locked"])
-            .args(["--target", "wasm32-unknown-unknown", "-p", name])
-            .arg("--manifest-path")
-            .arg(dir.join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("CARGO_BUILD_TARGET")
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .status()
-            .context("run cargo to build the test module")?;
-        if !status.success() {
-            bail!("building test module {name} failed ({status}); is the wasm32-unknown-unknown target installed?");
-        }
-    }
-    std::fs::read(&wasm).with_context(|| format!("read {}", wasm.display()))
+    progress!("building test module {name} (wasm32-unknown-unknown) if needed…");
+    Ok(modules::module_bytes(name))
 }
 
 fn agent() -> ureq::Agent {

@@ -4,10 +4,11 @@
 
 #[path = "../../../tenant-host/tests/support/modules.rs"]
 mod modules;
+#[path = "support/process.rs"]
+mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
@@ -22,21 +23,7 @@ struct Orrery {
 
 impl Orrery {
     fn start(data: &Path) -> Orrery {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_orrery"))
-            .args(["start", "--listen-addr", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let (lines_tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                let _ = lines_tx.send(line);
-            }
-        });
+        let (child, lines) = support::spawn_orrery(data, &[]);
         let deadline = Instant::now() + Duration::from_secs(120);
         let banner = loop {
             let line = lines
@@ -46,12 +33,7 @@ impl Orrery {
                 break line;
             }
         };
-        let addr = banner
-            .split("listening on http://")
-            .nth(1)
-            .and_then(|rest| rest.split(';').next())
-            .unwrap_or_else(|| panic!("no address in {banner}"))
-            .to_owned();
+        let addr = support::listen_addr(&banner);
         Orrery { child, addr, lines }
     }
 

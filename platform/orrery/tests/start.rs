@@ -5,8 +5,10 @@
 // the storage engine directly), reports it, serves the client API on the
 // address it prints, and stops cleanly on SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+#[path = "support/process.rs"]
+mod support;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use spacetimedb_sats::{AlgebraicType, AlgebraicValue, ProductType};
@@ -49,21 +51,7 @@ fn start_recovers_databases_and_stops_on_sigterm() {
         db.flush().unwrap();
     }
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_orrery"))
-        .args(["start", "--listen-addr", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
+    let (mut child, lines_rx) = support::spawn_orrery(data.path(), &[]);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = Vec::new();
     while !seen.iter().any(|l: &String| l.contains("orrery started")) {
@@ -83,11 +71,7 @@ fn start_recovers_databases_and_stops_on_sigterm() {
 
     // The client API answers on the address it printed.
     let banner = seen.last().unwrap();
-    let addr = banner
-        .split("listening on http://")
-        .nth(1)
-        .and_then(|rest| rest.split(';').next())
-        .unwrap_or_else(|| panic!("no address in {banner}"));
+    let addr = &support::listen_addr(banner);
     let response = http_get(addr, "/v1/ping");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     let response = http_get(addr, "/v1/identity/public-key");
@@ -133,28 +117,7 @@ fn http_get(addr: &str, path: &str) -> String {
 #[test]
 fn start_logs_json_and_serves_metrics() {
     let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_orrery"))
-        .args([
-            "start",
-            "--log-format",
-            "json",
-            "--listen-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data.path())
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
+    let (mut child, lines_rx) = support::spawn_orrery(data.path(), &["--log-format", "json"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     let banner = loop {
         let line = lines_rx
@@ -169,11 +132,7 @@ fn start_logs_json_and_serves_metrics() {
             break message;
         }
     };
-    let addr = banner
-        .split("listening on http://")
-        .nth(1)
-        .and_then(|rest| rest.split(';').next())
-        .unwrap_or_else(|| panic!("no address in {banner}"));
+    let addr = &support::listen_addr(&banner);
     let response = http_get(addr, "/metrics");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(

@@ -6,10 +6,11 @@
 
 #[path = "../../../tenant-host/tests/support/modules.rs"]
 mod modules;
+#[path = "support/process.rs"]
+mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn repo_root() -> PathBuf {
@@ -29,27 +30,16 @@ fn stock_typescript_sdk_drives_the_chat_module() {
     );
     let wasm = modules::module_bytes("chat");
     let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_orrery"))
-        .args(["start", "--listen-addr", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut child, lines) = support::spawn_orrery(data.path(), &[]);
     let deadline = Instant::now() + Duration::from_secs(120);
     let addr = loop {
-        assert!(Instant::now() < deadline, "orrery start did not start");
         let line = lines
-            .next()
-            .expect("orrery start printed its banner")
-            .unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split(';').next().unwrap().to_owned();
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("orrery start printed its banner");
+        if line.contains("orrery started") {
+            break support::listen_addr(&line);
         }
     };
-    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
     let base = format!("http://{addr}");
 
     let minted: serde_json::Value = serde_json::from_str(

@@ -221,87 +221,76 @@ fn dispatch(
         }
     };
     let overloaded = |what: &str| format!("the database is overloaded; {what} was not run");
+    // Runs `job` on the database's lane; if the lane refuses it, `refused`
+    // is the reply instead.
+    let on_lane = |job: Box<dyn FnOnce(&HostedDatabase) + Send>, refused: ServerMessage| {
+        let job_db = db.clone();
+        let in_flight_done = in_flight.clone();
+        let submitted = db.submit_job(move || {
+            job(&job_db);
+            in_flight_done.fetch_sub(1, Ordering::AcqRel);
+        });
+        if submitted.is_err() {
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+            outbox.push_message(&refused);
+        }
+    };
     match message {
         ClientMessage::Subscribe {
             request_id,
             query_set_id,
             query_strings,
-        } => {
-            let job_db = db.clone();
-            let submitted = db.submit_job(move || {
-                job_db.clients().subscribe(
-                    job_db.storage(),
+        } => on_lane(
+            Box::new(move |db| {
+                db.clients().subscribe(
+                    db.storage(),
                     connection,
                     request_id,
                     query_set_id,
                     &query_strings,
-                );
-                done();
-            });
-            if submitted.is_err() {
-                in_flight.fetch_sub(1, Ordering::AcqRel);
-                outbox.push_message(&ServerMessage::SubscriptionError {
-                    request_id: Some(request_id),
-                    query_set_id,
-                    error: overloaded("the subscription"),
-                });
-            }
-        }
+                )
+            }),
+            ServerMessage::SubscriptionError {
+                request_id: Some(request_id),
+                query_set_id,
+                error: overloaded("the subscription"),
+            },
+        ),
         ClientMessage::Unsubscribe {
             request_id,
             query_set_id,
             flags,
-        } => {
-            let job_db = db.clone();
-            let submitted = db.submit_job(move || {
-                job_db.clients().unsubscribe(
-                    job_db.storage(),
-                    connection,
-                    request_id,
-                    query_set_id,
-                    flags,
-                );
-                done();
-            });
-            if submitted.is_err() {
-                in_flight.fetch_sub(1, Ordering::AcqRel);
-                outbox.push_message(&ServerMessage::SubscriptionError {
-                    request_id: Some(request_id),
-                    query_set_id,
-                    error: overloaded("the unsubscribe"),
-                });
-            }
-        }
+        } => on_lane(
+            Box::new(move |db| {
+                db.clients()
+                    .unsubscribe(db.storage(), connection, request_id, query_set_id, flags)
+            }),
+            ServerMessage::SubscriptionError {
+                request_id: Some(request_id),
+                query_set_id,
+                error: overloaded("the unsubscribe"),
+            },
+        ),
         ClientMessage::OneOffQuery {
             request_id,
             query_string,
-        } => {
-            let job_db = db.clone();
-            let submitted = db.submit_job(move || {
-                job_db
-                    .clients()
-                    .one_off(job_db.storage(), connection, request_id, &query_string);
-                done();
-            });
-            if submitted.is_err() {
-                in_flight.fetch_sub(1, Ordering::AcqRel);
-                outbox.push_message(&ServerMessage::OneOffQueryResult {
-                    request_id,
-                    result: Err(overloaded("the query")),
-                });
-            }
-        }
+        } => on_lane(
+            Box::new(move |db| {
+                db.clients()
+                    .one_off(db.storage(), connection, request_id, &query_string)
+            }),
+            ServerMessage::OneOffQueryResult {
+                request_id,
+                result: Err(overloaded("the query")),
+            },
+        ),
         ClientMessage::CallReducer {
             request_id,
             reducer,
             args,
         } => {
             let timestamp = now_micros();
-            let caller = CallerContext {
-                sender: session.identity.to_byte_array(),
-                connection_id: connection.as_le_byte_array(),
-                timestamp_micros: timestamp,
-            };
+            let caller = caller(session, timestamp);
             let reply_box = outbox.clone();
             let name = reducer.clone();
             let submitted = db.submit_reducer_from(
@@ -336,11 +325,7 @@ fn dispatch(
         } => {
             let started = Instant::now();
             let timestamp = now_micros();
-            let caller = CallerContext {
-                sender: session.identity.to_byte_array(),
-                connection_id: connection.as_le_byte_array(),
-                timestamp_micros: timestamp,
-            };
+            let caller = caller(session, timestamp);
             let reply_box = outbox.clone();
             let submitted = db.submit_procedure(procedure, caller, args, move |result| {
                 reply_box.push_message(&ServerMessage::ProcedureResult {
@@ -365,6 +350,15 @@ fn dispatch(
                 });
             }
         }
+    }
+}
+
+/// The session's identity and connection calling at `timestamp_micros`.
+fn caller(session: &Session, timestamp_micros: i64) -> CallerContext {
+    CallerContext {
+        sender: session.identity.to_byte_array(),
+        connection_id: session.connection_id.as_le_byte_array(),
+        timestamp_micros,
     }
 }
 

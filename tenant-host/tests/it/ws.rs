@@ -627,3 +627,30 @@ fn an_idle_client_times_out() {
         assert!(reason.contains("idle"), "{reason}");
     }
 }
+
+#[test]
+fn deleting_the_database_closes_its_sockets_with_1001() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), keys(dir.path()));
+    let base = &server.base;
+    let owner = mint(base);
+    publish(base, &owner, "doomed", "chat");
+    let mut client = connect(base, "doomed", "", V2, Some(&mint(base)));
+    let mut pending = Vec::new();
+    assert!(matches!(
+        client.message(&mut pending),
+        ServerMessage::InitialConnection { .. }
+    ));
+    let response = ureq::delete(&format!("{base}/v1/database/doomed"))
+        .set("Authorization", &format!("Bearer {owner}"))
+        .call()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let close = loop {
+        match client.next() {
+            Received::Messages(_) => continue,
+            Received::Closed(close) => break close,
+        }
+    };
+    assert_eq!(close, Some((1001, "module exited".to_owned())));
+}
