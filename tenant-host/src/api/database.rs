@@ -892,6 +892,15 @@ fn outcome_message(outcome: &ReducerOutcome) -> String {
 }
 
 /// A fresh random non-zero connection id.
+/// `caller` calling now over the short-lived connection `conn`.
+fn call_context(caller: &Caller, conn: [u8; 16]) -> CallerContext {
+    CallerContext {
+        sender: caller.identity().to_byte_array(),
+        connection_id: conn,
+        timestamp_micros: now_micros(),
+    }
+}
+
 fn connection_id() -> [u8; 16] {
     loop {
         let id = random_bytes::<16>();
@@ -985,15 +994,7 @@ async fn call(
             let database = entry.database();
             let conn = connection_id();
             with_connection(database, &caller, conn, || {
-                database.call_reducer(
-                    &function,
-                    CallerContext {
-                        sender: caller.identity().to_byte_array(),
-                        connection_id: conn,
-                        timestamp_micros: now_micros(),
-                    },
-                    args,
-                )
+                database.call_reducer(&function, call_context(&caller, conn), args)
             })
             .map(|r| (function, r))
         })
@@ -1028,15 +1029,7 @@ async fn call(
             let database = entry.database();
             let conn = connection_id();
             with_connection(database, &caller, conn, || {
-                database.call_procedure(
-                    &function,
-                    CallerContext {
-                        sender: caller.identity().to_byte_array(),
-                        connection_id: conn,
-                        timestamp_micros: now_micros(),
-                    },
-                    args,
-                )
+                database.call_procedure(&function, call_context(&caller, conn), args)
             })
         })
         .await;
