@@ -101,6 +101,7 @@ pub(crate) struct DbInner {
     log_failed: Mutex<Option<String>>,
     snapshot_running: Mutex<()>,
     observer: RwLock<Option<Arc<dyn CommitObserver>>>,
+    pre_commit: RwLock<Option<Arc<dyn PreCommit>>>,
 }
 
 /// Sees every committed transaction, in commit order, with the state right
@@ -113,6 +114,19 @@ pub trait CommitObserver: Send + Sync {
     /// `delta.offset` is `None` when the transaction changed nothing; rows
     /// written to event tables are in `delta` but no longer in `state`.
     fn committed(&self, delta: &crate::tx::TxDelta, state: &State);
+}
+
+/// Last work inside a write transaction before it commits: runs in
+/// [`MutTx::commit`] of every transaction that wrote something, holding the
+/// write lock, and may read and write through the transaction (the host
+/// re-materialises views here, so their changes commit atomically with the
+/// writes that caused them). It gets the transaction by value and must hand
+/// it back; an `Err` message rolls the transaction back and its commit fails
+/// with [`CommitError::Refused`]. Writes it makes do not call it again. Like
+/// [`CommitObserver`] it must not begin another transaction or read through
+/// [`Database::read`].
+pub trait PreCommit: Send + Sync {
+    fn before_commit(&self, tx: MutTx) -> (MutTx, Result<(), String>);
 }
 
 /// A read-only view of the committed state; writers wait while it is held.
@@ -231,6 +245,7 @@ impl Database {
                 log_failed: Mutex::new(None),
                 snapshot_running: Mutex::new(()),
                 observer: RwLock::new(None),
+                pre_commit: RwLock::new(None),
             }),
         }
     }
@@ -238,6 +253,12 @@ impl Database {
     /// Installs (or with `None` removes) the observer of every later commit.
     pub fn set_commit_observer(&self, observer: Option<Arc<dyn CommitObserver>>) {
         *self.inner.observer.write() = observer;
+    }
+
+    /// Installs (or with `None` removes) the hook run before every later
+    /// commit of a transaction that wrote something (see [`PreCommit`]).
+    pub fn set_pre_commit(&self, hook: Option<Arc<dyn PreCommit>>) {
+        *self.inner.pre_commit.write() = hook;
     }
 
     /// Starts the one write transaction; waits while another runs.
@@ -403,6 +424,10 @@ impl DbInner {
 
     pub(crate) fn observer(&self) -> Option<Arc<dyn CommitObserver>> {
         self.observer.read().clone()
+    }
+
+    pub(crate) fn pre_commit(&self) -> Option<Arc<dyn PreCommit>> {
+        self.pre_commit.read().clone()
     }
 
     pub(crate) fn has_log(&self) -> bool {

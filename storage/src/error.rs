@@ -66,6 +66,9 @@ pub enum CommitError {
     /// A panic inside the engine left the in-memory state suspect.
     #[error("database is poisoned by an earlier panic; reopen it")]
     Poisoned,
+    /// The pre-commit hook refused the transaction, which was rolled back.
+    #[error("the transaction was rolled back before commit: {0}")]
+    Refused(String),
 }
 
 /// Why a database could not be opened (recovered).

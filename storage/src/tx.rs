@@ -560,9 +560,35 @@ impl MutTx {
         rows.cloned().collect()
     }
 
-    /// Commits: writes the record to the commit log (if anything changed) and
-    /// returns the delta. Durability is separate: wait on [`crate::Database::wait_durable`].
-    pub fn commit(mut self) -> Result<TxDelta, CommitError> {
+    /// Tables this transaction has written so far (inserts, deletes, schema
+    /// changes), each once.
+    pub fn touched_tables(&self) -> &[TableId] {
+        &self.touched
+    }
+
+    /// Commits: runs the database's [`crate::PreCommit`] hook if this
+    /// transaction wrote anything, writes the record to the commit log (if
+    /// anything changed) and returns the delta. Durability is separate: wait
+    /// on [`crate::Database::wait_durable`].
+    pub fn commit(self) -> Result<TxDelta, CommitError> {
+        let hook = match self.touched.is_empty() {
+            true => None,
+            false => self.db.pre_commit(),
+        };
+        let Some(hook) = hook else {
+            return self.commit_now();
+        };
+        let (tx, verdict) = hook.before_commit(self);
+        match verdict {
+            Ok(()) => tx.commit_now(),
+            Err(message) => {
+                tx.rollback();
+                Err(CommitError::Refused(message))
+            }
+        }
+    }
+
+    fn commit_now(mut self) -> Result<TxDelta, CommitError> {
         let mut delta = self.delta();
         if !delta.is_empty() || !self.live_reservations().is_empty() {
             let payload = self.payload(&delta);

@@ -28,6 +28,7 @@ use axum::body::Bytes;
 use spacetimedb_lib::{ConnectionId, Identity, Timestamp};
 use storage::{CommitObserver, Database, State, TxDelta, TxOffset};
 
+use crate::sql::view_tables;
 use crate::subs::{self, Query, QueryKey};
 use crate::wire::messages::{
     QueryRows, QuerySetId, QuerySetUpdate, ReducerOk, ReducerOutcome, SingleTableRows, TableUpdate,
@@ -42,6 +43,12 @@ pub const OUTBOX_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Messages one connection may have waiting before it is dropped
 /// (client-protocol §4.3).
 pub const OUTBOX_MESSAGES_MAX: usize = 16_384;
+
+/// WebSocket close code "going away" (RFC 6455 §7.4.1).
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// Close reason when a module update changed a table a subscription reads.
+const SCHEMA_CHANGED: &str = "module exited: the module was updated and a subscribed table changed";
 
 /// One encoded server message, shared by every connection it goes to; the
 /// payload for each compression mode is built once, on first use.
@@ -341,6 +348,22 @@ impl Clients {
         }
     }
 
+    /// The identity `connection` authenticated as, if it is registered.
+    pub fn identity_of(&self, connection: ConnectionId) -> Option<Identity> {
+        lock(&self.registry)
+            .connections
+            .get(&connection.to_u128())
+            .map(|c| c.identity)
+    }
+
+    /// True if a registered subscription reads `table`.
+    pub fn reads_table(&self, table: storage::TableId) -> bool {
+        lock(&self.registry)
+            .queries
+            .values()
+            .any(|shared| shared.query.reads().contains(&table))
+    }
+
     /// Connections registered now.
     pub fn connections(&self) -> usize {
         lock(&self.registry).connections.len()
@@ -433,7 +456,7 @@ impl Clients {
                 .delta_rows_sent
                 .fetch_add(rows.len() as u64, Ordering::Relaxed);
             tables.push(SingleTableRows {
-                table: schema.name.to_string(),
+                table: view_tables::client_name(&schema.name).to_string(),
                 rows: subs::encode_rows(&rows, schema),
             });
         }
@@ -467,7 +490,8 @@ impl Clients {
         Ok(())
     }
 
-    fn refuse(&self, connection: ConnectionId, request_id: u32, set: QuerySetId, error: &str) {
+    /// Queues a `SubscriptionError` for `request_id` to `connection`.
+    pub fn refuse(&self, connection: ConnectionId, request_id: u32, set: QuerySetId, error: &str) {
         if let Some(outbox) = self.outbox(connection) {
             outbox.push_message(&ServerMessage::SubscriptionError {
                 request_id: Some(request_id),
@@ -520,7 +544,7 @@ impl Clients {
                 .map(|shared| {
                     let schema = shared.query.returned_table();
                     SingleTableRows {
-                        table: schema.name.to_string(),
+                        table: view_tables::client_name(&schema.name).to_string(),
                         rows: subs::encode_rows(&shared.query.initial(&state), schema),
                     }
                 })
@@ -560,7 +584,7 @@ impl Clients {
                     let schema = query.returned_table();
                     QueryRows {
                         tables: vec![SingleTableRows {
-                            table: schema.name.to_string(),
+                            table: view_tables::client_name(&schema.name).to_string(),
                             rows: subs::encode_rows(&query.initial(&state), schema),
                         }],
                     }
@@ -626,13 +650,13 @@ impl CommitObserver for Clients {
         for (&id, conn) in &registry.connections {
             let is_caller = origin.is_some_and(|(c, _, _)| c == id);
             let mut signature: Vec<(u32, Vec<usize>)> = Vec::new();
-            let mut broken: Vec<u32> = Vec::new();
+            let mut broken = false;
             for (&set, queries) in &conn.sets {
                 let mut hit = Vec::new();
                 for shared in queries {
                     let key = Arc::as_ptr(shared) as usize;
                     if invalid.contains(&key) {
-                        broken.push(set);
+                        broken = true;
                         break;
                     }
                     if let Some(Some(_)) = updates.get(&key) {
@@ -643,13 +667,11 @@ impl CommitObserver for Clients {
                     signature.push((set, hit));
                 }
             }
-            for set in broken {
-                conn.outbox.push_message(&ServerMessage::SubscriptionError {
-                    request_id: None,
-                    query_set_id: QuerySetId { id: set },
-                    error: "the schema of a table this query reads changed; subscribe again".into(),
-                });
-                signature.retain(|(s, _)| *s != set);
+            if broken {
+                // Only a module update alters or drops tables: as the stock
+                // clients expect, they reconnect and subscribe again.
+                conn.outbox.close(CLOSE_GOING_AWAY, SCHEMA_CHANGED);
+                continue;
             }
             if is_caller {
                 let (_, request_id, timestamp) = origin.expect("caller has an origin");
@@ -749,7 +771,7 @@ fn table_update(query: &Query, change: &subs::QueryDelta) -> Option<TableUpdate>
         }
     };
     Some(TableUpdate {
-        table_name: schema.name.to_string(),
+        table_name: view_tables::client_name(&schema.name).to_string(),
         rows: vec![rows],
     })
 }

@@ -23,6 +23,7 @@ pub mod pool;
 pub mod scheduler;
 mod sql;
 pub mod stats;
+mod views;
 
 pub use sql::SqlOutcome;
 
@@ -42,7 +43,7 @@ use crate::logs::{LogLevel, LogOptions, ModuleLog};
 use crate::moduledef::{ScheduledFunction, Visibility};
 use crate::runtime::{
     CallOptions, CallResult, CallerContext, HostError, HostedModule, ProcedureOutcome,
-    ProcedureRef, ProcedureResult, ReducerOutcome, ReducerRef, Runtime, ViewCache, ViewOutcome,
+    ProcedureRef, ProcedureResult, ReducerOutcome, ReducerRef, Runtime, ViewOutcome,
 };
 use pool::{Lane, Overloaded, SubmitError, WorkerPool};
 use scheduler::{next_on_grid, now_micros, Firing, ScheduleAt, Scheduler, Timer};
@@ -230,6 +231,11 @@ impl Host {
             }
         }
         let database = self.assemble(spec, storage, module)?;
+        // Materialisations are caches: made again when a client reads them.
+        database
+            .shared
+            .drop_view_tables()
+            .map_err(PublishError::Storage)?;
         database.shared.rearm_all();
         let stale = database.shared.recorded_clients();
         if !stale.is_empty() {
@@ -307,9 +313,11 @@ impl Host {
             pool: self.pool.clone(),
             scheduler: self.scheduler.clone(),
             log,
-            views: std::sync::Mutex::new(ViewCache::new()),
+            views: std::sync::Mutex::new(views::ViewTables::default()),
             procedures_running: AtomicUsize::new(0),
         });
+        let maintainer = views::ViewMaintainer(Arc::downgrade(&shared));
+        shared.storage.set_pre_commit(Some(Arc::new(maintainer)));
         Ok(HostedDatabase { shared })
     }
 }
@@ -343,9 +351,9 @@ struct DbShared {
     scheduler: Arc<Scheduler>,
     /// Every log record of every call, plus the host's notes on failures.
     log: ModuleLog,
-    /// Materialised views, refreshed after every commit that touches a
-    /// table they read.
-    views: std::sync::Mutex<ViewCache>,
+    /// Materialised views, kept in storage tables and refreshed inside
+    /// every transaction that writes a table they read.
+    views: std::sync::Mutex<views::ViewTables>,
     procedures_running: AtomicUsize,
     /// Connected clients and their subscriptions; the storage's commit observer.
     clients: Arc<Clients>,
@@ -504,7 +512,7 @@ impl HostedDatabase {
     ) -> Result<Result<Vec<ProductValue>, ViewOutcome>, SubmitError> {
         let shared = self.shared.clone();
         let view = view.to_owned();
-        self.run(move || shared.view(&view, sender))
+        self.run(move || shared.view_rows(&view, sender))
     }
 
     /// Views currently materialised.
@@ -575,6 +583,7 @@ fn wait<R: Send + 'static>(
 impl Drop for DbShared {
     fn drop(&mut self) {
         self.storage.set_commit_observer(None);
+        self.storage.set_pre_commit(None);
         self.clients.shutdown();
         self.scheduler.cancel_database(self.key);
     }
@@ -638,7 +647,15 @@ impl DbShared {
         mode: crate::migrate::UpdateMode,
     ) -> Result<crate::migrate::UpdateReport, PublishError> {
         let old = self.module();
+        // The old views must not run during the migration; whatever its
+        // result, their materialisations are dropped after it (subscribers
+        // to views reconnect, see `Clients`).
+        lock(&self.views).clear();
         let result = crate::migrate::update_database(&new, old.def(), &self.storage, mode);
+        if let Err(e) = self.drop_view_tables() {
+            self.log
+                .append_host(LogLevel::Warn, "", format!("dropping view tables: {e}"));
+        }
         let report = match result {
             Ok(report) => report,
             Err(e) => {
@@ -657,7 +674,6 @@ impl DbShared {
             .schedules
             .write()
             .unwrap_or_else(|poison| poison.into_inner()) = Arc::new(schedules);
-        *lock(&self.views) = ViewCache::new();
         self.scheduler.cancel_database(self.key);
         self.rearm_all();
         self.log.append_host(
@@ -765,18 +781,6 @@ impl DbShared {
         Ok(())
     }
 
-    fn view(&self, view: &str, sender: Option<[u8; 32]>) -> Result<Vec<ProductValue>, ViewOutcome> {
-        let module = self.module();
-        let mut views = lock(&self.views);
-        match views.materialise(&module, &self.storage, view, sender) {
-            Ok(entry) => Ok(entry.rows.clone()),
-            Err(result) => {
-                self.log.append(&result.logs);
-                Err(result.outcome)
-            }
-        }
-    }
-
     /// Work after every call of `function`: log what the module wrote and
     /// why the call failed, if it did; arm timers for what it committed.
     fn finish(&self, function: &str, result: &CallResult) {
@@ -791,7 +795,6 @@ impl DbShared {
     /// Arms timers for schedule rows a committed transaction inserted (or
     /// updated), and cancels those of rows it deleted.
     fn after_commit(&self, delta: &TxDelta) {
-        self.refresh_views(delta);
         let schedules = self.schedules();
         if schedules.is_empty() {
             return;
@@ -815,25 +818,6 @@ impl DbShared {
                     }
                 }
             }
-        }
-    }
-
-    /// Re-evaluates the materialised views `delta` touched; a view that now
-    /// fails is dropped from the cache and the failure logged.
-    fn refresh_views(&self, delta: &TxDelta) {
-        let mut views = lock(&self.views);
-        if views.is_empty() {
-            return;
-        }
-        let module = self.module();
-        let report = views.refresh(&module, &self.storage, delta);
-        for (key, outcome) in report.failed {
-            let name = &module.def().views[key.view].source_name;
-            self.log.append_host(
-                LogLevel::Error,
-                name,
-                format!("view refresh failed: {outcome:?}"),
-            );
         }
     }
 

@@ -4,15 +4,19 @@
 //! and type-checking it against a [`Catalog`] in plain-SQL or subscription
 //! mode ([`check`]), literal typing ([`literal`]), and evaluating one-off
 //! SELECTs over a [`storage::State`] ([`eval`]), and executing INSERT, UPDATE
-//! and DELETE in a write transaction ([`exec`]).
-//! Does not own: row-level security, views, subscriptions and
-//! their deltas, or the HTTP/WebSocket replies (callers decide who is owner).
+//! and DELETE in a write transaction ([`exec`]), and the names of the tables
+//! that hold materialised views ([`view_tables`]; a view name resolves to the
+//! caller's materialisation).
+//! Does not own: row-level security, materialising views (hosting),
+//! subscriptions and their deltas, or the HTTP/WebSocket replies (callers
+//! decide who is owner).
 
 pub mod check;
 pub mod eval;
 pub mod exec;
 pub mod literal;
 pub mod parse;
+pub mod view_tables;
 
 #[cfg(test)]
 mod tests;

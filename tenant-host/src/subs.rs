@@ -28,7 +28,7 @@ use storage::{IndexId, Row, State, TableId, TableSchema, TxDelta};
 
 use crate::sql::parse::{Expr, Operand};
 use crate::sql::{
-    check, parse, BoundExpr, BoundProjection, BoundStatement, Mode, SqlError, Statement,
+    check, parse, view_tables, BoundExpr, BoundProjection, BoundStatement, Mode, SqlError, Statement,
 };
 use crate::wire::messages::{BsatnRowList, RowSizeHint};
 
@@ -156,7 +156,12 @@ impl Query {
                     .into(),
             ));
         };
-        let depends_on_sender = select.filter.as_ref().is_some_and(mentions_sender);
+        // A sender-aware view resolves to the caller's own materialisation.
+        let depends_on_sender = select.filter.as_ref().is_some_and(mentions_sender)
+            || bound
+                .tables
+                .iter()
+                .any(|t| view_tables::is_per_sender(&t.schema.name));
         let mut reads: Vec<TableId> = bound.tables.iter().map(|t| t.schema.table_id).collect();
         reads.dedup();
         let returned_schema = bound.tables[returned].schema.clone();
@@ -288,7 +293,7 @@ fn quote_ident(name: &str) -> String {
 /// `SELECT * FROM *` (case-insensitive, whitespace tolerant, the whole
 /// string, an optional trailing `;`) → one `SELECT * FROM "<t>"` per table the
 /// caller may read, in table-id order: non-owners see public tables only, and
-/// host tables (names starting with `st_`) are never included. `None` if
+/// host tables (names starting with `st_`) and views are never included. `None` if
 /// `sql` is not that query.
 pub fn expand_select_all(sql: &str, state: &State, caller_is_owner: bool) -> Option<Vec<String>> {
     if !is_select_all(sql) {
@@ -298,7 +303,11 @@ pub fn expand_select_all(sql: &str, state: &State, caller_is_owner: bool) -> Opt
         state
             .table_ids()
             .filter_map(|id| state.schema(id).ok())
-            .filter(|s| (s.public || caller_is_owner) && !s.name.starts_with("st_"))
+            .filter(|s| {
+                (s.public || caller_is_owner)
+                    && !s.name.starts_with("st_")
+                    && !view_tables::is_view_table(&s.name)
+            })
             .map(|s| format!("SELECT * FROM {}", quote_ident(&s.name)))
             .collect(),
     )

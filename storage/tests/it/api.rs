@@ -576,3 +576,95 @@ fn the_commit_observer_sees_every_commit_in_order_with_the_state_after_it() {
     let seen = recorder.seen.lock().unwrap().clone();
     assert_eq!(seen, vec![(Some(1), 1, 8), (None, 0, 8), (Some(2), 2, 10)]);
 }
+
+/// Keeps a count table's single row equal to the number of `person` rows,
+/// as part of every transaction that wrote something; refuses transactions
+/// that leave a person named "refused".
+struct Counter {
+    people: TableId,
+    count: TableId,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl storage::PreCommit for Counter {
+    fn before_commit(&self, mut tx: storage::MutTx) -> (storage::MutTx, Result<(), String>) {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let refused = tx
+            .scan(self.people)
+            .unwrap()
+            .any(|row| row[1] == AlgebraicValue::String("refused".into()));
+        if refused {
+            return (tx, Err("no one may be called refused".into()));
+        }
+        let n = tx.row_count(self.people).unwrap();
+        let old = storage::MutTx::collect(tx.scan(self.count).unwrap());
+        for row in old {
+            tx.delete_row(self.count, &row).unwrap();
+        }
+        tx.insert_row(self.count, vec![AlgebraicValue::U64(n)])
+            .unwrap();
+        (tx, Ok(()))
+    }
+}
+
+#[test]
+fn the_pre_commit_hook_writes_inside_the_transaction_and_can_refuse_it() {
+    let (db, people) = setup();
+    let mut tx = db.begin().unwrap();
+    let count = tx
+        .create_table(TableDef {
+            name: "person_count".into(),
+            columns: ProductType::from([("n", AlgebraicType::U64)]),
+            primary_key: None,
+            indexes: vec![],
+            unique_constraints: vec![],
+            sequences: vec![],
+            public: true,
+            is_event: false,
+        })
+        .unwrap();
+    tx.commit().unwrap();
+    let counter = std::sync::Arc::new(Counter {
+        people,
+        count,
+        calls: Default::default(),
+    });
+    db.set_pre_commit(Some(counter.clone()));
+    let recorder = std::sync::Arc::new(Recorder {
+        table: people,
+        seen: Default::default(),
+    });
+    db.set_commit_observer(Some(recorder.clone()));
+
+    let mut tx = db.begin().unwrap();
+    tx.insert_row(people, person(0, "zed", 1)).unwrap();
+    let delta = tx.commit().unwrap();
+    // The hook's write is part of the same transaction's delta.
+    let written = delta.tables.iter().find(|t| t.table_id == count).unwrap();
+    assert_eq!(written.inserts.len(), 1);
+    assert_eq!(written.inserts[0][0], AlgebraicValue::U64(8));
+
+    // A transaction that wrote nothing does not call the hook.
+    db.begin().unwrap().commit().unwrap();
+    assert_eq!(counter.calls.load(std::sync::atomic::Ordering::Relaxed), 1);
+
+    // A refusal rolls everything back, the hook's writes included.
+    let mut tx = db.begin().unwrap();
+    tx.insert_row(people, person(0, "refused", 2)).unwrap();
+    let err = tx.commit().unwrap_err();
+    assert!(matches!(&err, storage::CommitError::Refused(m) if m.contains("refused")), "{err}");
+    let state = db.read().unwrap();
+    assert_eq!(state.row_count(people).unwrap(), 8);
+    let counts: Vec<_> = state.scan(count).unwrap().cloned().collect();
+    assert_eq!(counts.len(), 1);
+    assert_eq!(counts[0][0], AlgebraicValue::U64(8));
+    drop(state);
+    // The refused transaction was never observed; the others were.
+    let seen = recorder.seen.lock().unwrap().clone();
+    assert_eq!(seen, vec![(Some(2), 2, 8), (None, 0, 8)]);
+
+    db.set_pre_commit(None);
+    let mut tx = db.begin().unwrap();
+    tx.insert_row(people, person(0, "refused", 2)).unwrap();
+    tx.commit().unwrap();
+}

@@ -182,7 +182,13 @@ pub async fn run(mut socket: WebSocket, session: Session, config: WsConfig) {
         .await;
     }
     drop(socket);
-    let _ = tokio::task::spawn_blocking(move || db.client_disconnected(id_bytes, conn_bytes)).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = db.client_disconnected(id_bytes, conn_bytes);
+        // On the lane, where subscribing materialises views.
+        let evicting = db.clone();
+        let _ = db.submit_job(move || evicting.drop_unused_views());
+    })
+    .await;
 }
 
 /// Close reasons are limited to 123 bytes on the wire.
@@ -241,15 +247,7 @@ fn dispatch(
             query_set_id,
             query_strings,
         } => on_lane(
-            Box::new(move |db| {
-                db.clients().subscribe(
-                    db.storage(),
-                    connection,
-                    request_id,
-                    query_set_id,
-                    &query_strings,
-                )
-            }),
+            Box::new(move |db| db.subscribe(connection, request_id, query_set_id, &query_strings)),
             ServerMessage::SubscriptionError {
                 request_id: Some(request_id),
                 query_set_id,
@@ -261,10 +259,7 @@ fn dispatch(
             query_set_id,
             flags,
         } => on_lane(
-            Box::new(move |db| {
-                db.clients()
-                    .unsubscribe(db.storage(), connection, request_id, query_set_id, flags)
-            }),
+            Box::new(move |db| db.unsubscribe(connection, request_id, query_set_id, flags)),
             ServerMessage::SubscriptionError {
                 request_id: Some(request_id),
                 query_set_id,
@@ -275,10 +270,7 @@ fn dispatch(
             request_id,
             query_string,
         } => on_lane(
-            Box::new(move |db| {
-                db.clients()
-                    .one_off(db.storage(), connection, request_id, &query_string)
-            }),
+            Box::new(move |db| db.one_off(connection, request_id, &query_string)),
             ServerMessage::OneOffQueryResult {
                 request_id,
                 result: Err(overloaded("the query")),

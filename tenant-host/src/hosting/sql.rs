@@ -14,7 +14,7 @@ use storage::TxOffset;
 use super::HostedDatabase;
 use crate::sql::check::{check, BoundStatement, Mode};
 use crate::sql::exec::{execute, DmlStats};
-use crate::sql::{eval_select, parse, SqlError};
+use crate::sql::{eval_select, parse, SqlError, Statement};
 
 /// What one SQL statement produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,18 +37,26 @@ impl HostedDatabase {
         caller_is_owner: bool,
     ) -> Result<SqlOutcome, SqlError> {
         let statement = parse(sql)?;
-        {
-            let state = self.storage().read().map_err(|e| SqlError(e.to_string()))?;
-            let bound = check(&statement, &*state, Mode::Sql, caller_is_owner, sender)?;
-            if let BoundStatement::Select(select) = &bound {
-                let result = eval_select(&state, select)?;
-                return Ok(SqlOutcome {
-                    schema: result.schema,
-                    rows: result.rows,
-                    stats: DmlStats::default(),
-                    offset: None,
-                });
-            }
+        if !super::views::named_views(&self.module(), &statement).is_empty() {
+            // Views are materialised on the lane, where nothing drops them
+            // before the query has read them.
+            let shared = self.shared.clone();
+            let sql = sql.to_owned();
+            return self
+                .run(move || {
+                    let created = shared
+                        .materialise_views_for(&[&sql], sender)
+                        .map_err(|outcome| SqlError(super::views::describe(&outcome)))?;
+                    let result = select(&shared.storage, &statement, sender, caller_is_owner);
+                    if created {
+                        shared.evict_unused_views();
+                    }
+                    result?.ok_or_else(|| SqlError("views cannot be written".into()))
+                })
+                .map_err(|e| SqlError(e.to_string()))?;
+        }
+        if let Some(outcome) = select(self.storage(), &statement, sender, caller_is_owner)? {
+            return Ok(outcome);
         }
         if !caller_is_owner {
             return Err(SqlError(
@@ -88,6 +96,27 @@ impl HostedDatabase {
         })
         .map_err(|e| SqlError(e.to_string()))?
     }
+}
+
+/// Runs `statement` if it is a SELECT (after checking it whatever it is).
+fn select(
+    storage: &storage::Database,
+    statement: &Statement,
+    sender: Identity,
+    caller_is_owner: bool,
+) -> Result<Option<SqlOutcome>, SqlError> {
+    let state = storage.read().map_err(|e| SqlError(e.to_string()))?;
+    let bound = check(statement, &*state, Mode::Sql, caller_is_owner, sender)?;
+    let BoundStatement::Select(select) = &bound else {
+        return Ok(None);
+    };
+    let result = eval_select(&state, select)?;
+    Ok(Some(SqlOutcome {
+        schema: result.schema,
+        rows: result.rows,
+        stats: DmlStats::default(),
+        offset: None,
+    }))
 }
 
 /// The host's own tables (`st_*`) are read-only to SQL.

@@ -13,6 +13,7 @@ use spacetimedb_sats::{u256, AlgebraicType, AlgebraicValue, ProductValue};
 use storage::{State, TableSchema};
 
 use super::literal::{is_comparable, to_value, type_name};
+use super::view_tables;
 use super::parse::{Delete, Insert, Update};
 use super::{CmpOp, ColRef, Expr, Operand, Projection, Select, SqlError, Statement, TableRef};
 
@@ -171,8 +172,22 @@ fn flip(op: CmpOp) -> CmpOp {
 }
 
 impl<C: Catalog + ?Sized> Checker<'_, C> {
+    /// A module table by name, else the view of that name as materialised
+    /// for this caller (the host materialises views before checking).
+    /// Names of view tables as such never resolve.
     fn table(&self, name: &str) -> Result<Arc<TableSchema>, SqlError> {
-        match self.catalog.table_schema(name) {
+        let found = match view_tables::is_view_table(name) {
+            true => None,
+            false => self
+                .catalog
+                .table_schema(name)
+                .or_else(|| self.catalog.table_schema(&view_tables::anonymous(name)))
+                .or_else(|| {
+                    let mine = view_tables::per_sender(name, self.sender);
+                    self.catalog.table_schema(&mine)
+                }),
+        };
+        match found {
             Some(schema) if schema.public || self.caller_is_owner => Ok(schema),
             _ => Err(SqlError(format!("no such table `{name}`"))),
         }
@@ -436,10 +451,17 @@ impl<C: Catalog + ?Sized> Checker<'_, C> {
         })
     }
 
+    /// The one table of an INSERT, UPDATE or DELETE; views are read-only.
     fn single(&self, name: &str) -> Result<Vec<BoundTable>, SqlError> {
+        let schema = self.table(name)?;
+        if view_tables::is_view_table(&schema.name) {
+            return Err(SqlError(format!(
+                "`{name}` is a view; views cannot be written"
+            )));
+        }
         Ok(vec![BoundTable {
             name: name.to_string(),
-            schema: self.table(name)?,
+            schema,
         }])
     }
 
