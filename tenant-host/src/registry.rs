@@ -463,7 +463,10 @@ impl Registry {
         if clear {
             // The data the clients hold is gone: they reconnect and
             // resubscribe (client-protocol §5.9).
-            entry.database.clients().close_all(crate::clients::CLOSE_GOING_AWAY, "module exited");
+            entry
+                .database
+                .clients()
+                .close_all(crate::clients::CLOSE_GOING_AWAY, "module exited");
         }
         Ok(report)
     }
@@ -484,7 +487,10 @@ impl Registry {
             inner.databases.remove(id);
             inner.names.retain(|_, v| v != id);
         }
-        entry.database.clients().close_all(crate::clients::CLOSE_GOING_AWAY, "module exited");
+        entry
+            .database
+            .clients()
+            .close_all(crate::clients::CLOSE_GOING_AWAY, "module exited");
         // Unfinished creations are removed on open, so mark first.
         {
             let mut meta = lock(&entry.meta);

@@ -28,7 +28,8 @@ use storage::{IndexId, Row, State, TableId, TableSchema, TxDelta};
 
 use crate::sql::parse::{Expr, Operand};
 use crate::sql::{
-    check, parse, view_tables, BoundExpr, BoundProjection, BoundStatement, Mode, SqlError, Statement,
+    check, parse, view_tables, BoundExpr, BoundProjection, BoundStatement, Mode, SqlError,
+    Statement,
 };
 use crate::wire::messages::{BsatnRowList, RowSizeHint};
 

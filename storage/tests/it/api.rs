@@ -588,7 +588,8 @@ struct Counter {
 
 impl storage::PreCommit for Counter {
     fn before_commit(&self, mut tx: storage::MutTx) -> (storage::MutTx, Result<(), String>) {
-        self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let refused = tx
             .scan(self.people)
             .unwrap()
@@ -652,7 +653,10 @@ fn the_pre_commit_hook_writes_inside_the_transaction_and_can_refuse_it() {
     let mut tx = db.begin().unwrap();
     tx.insert_row(people, person(0, "refused", 2)).unwrap();
     let err = tx.commit().unwrap_err();
-    assert!(matches!(&err, storage::CommitError::Refused(m) if m.contains("refused")), "{err}");
+    assert!(
+        matches!(&err, storage::CommitError::Refused(m) if m.contains("refused")),
+        "{err}"
+    );
     let state = db.read().unwrap();
     assert_eq!(state.row_count(people).unwrap(), 8);
     let counts: Vec<_> = state.scan(count).unwrap().cloned().collect();

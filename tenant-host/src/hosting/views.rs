@@ -26,12 +26,12 @@ use spacetimedb_sats::{AlgebraicValue, ProductValue};
 use storage::{MutTx, PreCommit, TableDef, TableId};
 
 use super::{lock, DbShared, HostedDatabase};
-use crate::wire::messages::{QuerySetId, ServerMessage, UnsubscribeFlags};
-use spacetimedb_lib::ConnectionId;
 use crate::logs::LogLevel;
 use crate::runtime::{HostedModule, ViewKey, ViewOutcome, ViewRef};
 use crate::sql::parse::Statement;
 use crate::sql::{check, eval_select, parse, view_tables, BoundProjection, Mode};
+use crate::wire::messages::{QuerySetId, ServerMessage, UnsubscribeFlags};
+use spacetimedb_lib::ConnectionId;
 
 /// One materialisation.
 #[derive(Debug)]
@@ -258,7 +258,10 @@ impl DbShared {
         module: &HostedModule,
         tx: MutTx,
         key: ViewKey,
-    ) -> (Result<(Vec<ProductValue>, BTreeSet<TableId>), ViewOutcome>, MutTx) {
+    ) -> (
+        Result<(Vec<ProductValue>, BTreeSet<TableId>), ViewOutcome>,
+        MutTx,
+    ) {
         let (result, tx) = module.call_view_in_tx(tx, key.view, key.sender);
         self.log.append(&result.logs);
         let outcome = match result.outcome {
@@ -375,8 +378,10 @@ fn run_view_query(
 /// table, like every table, holds each distinct row once), touching only
 /// the rows that differ.
 fn sync_rows(tx: &mut MutTx, table: TableId, rows: Vec<ProductValue>) -> Result<(), ViewOutcome> {
-    let wanted: HashSet<Vec<AlgebraicValue>> =
-        rows.into_iter().map(|row| row.elements.into_vec()).collect();
+    let wanted: HashSet<Vec<AlgebraicValue>> = rows
+        .into_iter()
+        .map(|row| row.elements.into_vec())
+        .collect();
     let current = MutTx::collect(tx.scan(table).map_err(internal)?);
     let mut present = HashSet::with_capacity(current.len());
     for row in current {
@@ -388,9 +393,10 @@ fn sync_rows(tx: &mut MutTx, table: TableId, rows: Vec<ProductValue>) -> Result<
     }
     for row in wanted {
         if !present.contains(&row) {
-            tx.insert_row(table, row).map_err(|e| ViewOutcome::Internal {
-                message: format!("a row of the view does not fit its table: {e}"),
-            })?;
+            tx.insert_row(table, row)
+                .map_err(|e| ViewOutcome::Internal {
+                    message: format!("a row of the view does not fit its table: {e}"),
+                })?;
         }
     }
     Ok(())

@@ -13,8 +13,8 @@ use spacetimedb_sats::{u256, AlgebraicType, AlgebraicValue, ProductValue};
 use storage::{State, TableSchema};
 
 use super::literal::{is_comparable, to_value, type_name};
-use super::view_tables;
 use super::parse::{Delete, Insert, Update};
+use super::view_tables;
 use super::{CmpOp, ColRef, Expr, Operand, Projection, Select, SqlError, Statement, TableRef};
 
 /// Where table schemas come from; tests build them without storage.

@@ -21,4 +21,5 @@ mod real_modules;
 mod reducers;
 mod views;
 mod ws;
+mod ws_views;
 mod wsclient;

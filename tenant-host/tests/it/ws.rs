@@ -18,10 +18,10 @@ use crate::database_api::{keys, mint, server, server_with};
 use crate::modules::module_bytes;
 use crate::wsclient::{open, Received, Upgrade, WsClient};
 
-const V3_V2: &str = "v3.bsatn.spacetimedb, v2.bsatn.spacetimedb";
-const V2: &str = "v2.bsatn.spacetimedb";
+pub(crate) const V3_V2: &str = "v3.bsatn.spacetimedb, v2.bsatn.spacetimedb";
+pub(crate) const V2: &str = "v2.bsatn.spacetimedb";
 
-fn publish(base: &str, token: &str, name: &str, module: &str) {
+pub(crate) fn publish(base: &str, token: &str, name: &str, module: &str) {
     let response = ureq::put(&format!("{base}/v1/database/{name}?host_type=Wasm"))
         .set("Authorization", &format!("Bearer {token}"))
         .send_bytes(&module_bytes(module))
@@ -36,7 +36,13 @@ fn ws_url(base: &str, db: &str, query: &str) -> String {
     )
 }
 
-fn connect(base: &str, db: &str, query: &str, protocols: &str, token: Option<&str>) -> WsClient {
+pub(crate) fn connect(
+    base: &str,
+    db: &str,
+    query: &str,
+    protocols: &str,
+    token: Option<&str>,
+) -> WsClient {
     let bearer = token.map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = bearer
         .as_deref()
@@ -69,14 +75,14 @@ fn send_message_args(channel: u64, text: &str) -> Vec<u8> {
     args
 }
 
-fn string_args(s: &str) -> Vec<u8> {
+pub(crate) fn string_args(s: &str) -> Vec<u8> {
     let mut args = (s.len() as u32).to_le_bytes().to_vec();
     args.extend_from_slice(s.as_bytes());
     args
 }
 
 /// Rows of a row list, split by its hint.
-fn split(hint: &RowSizeHint, data: &[u8]) -> Vec<Vec<u8>> {
+pub(crate) fn split(hint: &RowSizeHint, data: &[u8]) -> Vec<Vec<u8>> {
     match hint {
         RowSizeHint::FixedSize(n) => data.chunks(*n as usize).map(<[u8]>::to_vec).collect(),
         RowSizeHint::RowOffsets(offsets) => {
@@ -90,7 +96,7 @@ fn split(hint: &RowSizeHint, data: &[u8]) -> Vec<Vec<u8>> {
     }
 }
 
-fn table_rows(rows: &QueryRows, table: &str) -> Vec<Vec<u8>> {
+pub(crate) fn table_rows(rows: &QueryRows, table: &str) -> Vec<Vec<u8>> {
     rows.tables
         .iter()
         .filter(|t| t.table == table)
@@ -99,7 +105,7 @@ fn table_rows(rows: &QueryRows, table: &str) -> Vec<Vec<u8>> {
 }
 
 /// (inserts, deletes) of `table` in a list of query-set updates.
-fn changes(
+pub(crate) fn changes(
     sets: &[tenant_host::wire::messages::QuerySetUpdate],
     table: &str,
 ) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {

@@ -997,6 +997,46 @@ pub fn add_note(ctx: &ReducerContext, text: String) {
     });
 }
 
+/// Deletes note `id`; only its owner may.
+#[reducer]
+pub fn delete_note(ctx: &ReducerContext, id: u64) -> Result<(), String> {
+    match ctx.db.note().id().find(id) {
+        Some(note) if note.owner == ctx.sender() => {
+            ctx.db.note().id().delete(id);
+            Ok(())
+        }
+        Some(_) => Err(format!("note {id} is not yours")),
+        None => Err(format!("no note {id}")),
+    }
+}
+
+/// Replaces the text of note `id`; only its owner may.
+#[reducer]
+pub fn edit_note(ctx: &ReducerContext, id: u64, text: String) -> Result<(), String> {
+    match ctx.db.note().id().find(id) {
+        Some(note) if note.owner == ctx.sender() => {
+            ctx.db.note().id().update(Note { text, ..note });
+            Ok(())
+        }
+        Some(_) => Err(format!("note {id} is not yours")),
+        None => Err(format!("no note {id}")),
+    }
+}
+
+/// Hands note `id` to `to`: it leaves the caller's `my_notes` and joins the
+/// receiver's. Only its owner may.
+#[reducer]
+pub fn give_note(ctx: &ReducerContext, id: u64, to: Identity) -> Result<(), String> {
+    match ctx.db.note().id().find(id) {
+        Some(note) if note.owner == ctx.sender() => {
+            ctx.db.note().id().update(Note { owner: to, ..note });
+            Ok(())
+        }
+        Some(_) => Err(format!("note {id} is not yours")),
+        None => Err(format!("no note {id}")),
+    }
+}
+
 /// Sender-aware view: the caller's notes.
 #[view(accessor = my_notes, public)]
 pub fn my_notes(ctx: &ViewContext) -> Vec<Note> {
