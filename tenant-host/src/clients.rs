@@ -28,6 +28,7 @@ use axum::body::Bytes;
 use spacetimedb_lib::{ConnectionId, Identity, Timestamp};
 use storage::{CommitObserver, Database, State, TxDelta, TxOffset};
 
+use crate::sql::rls::Rules;
 use crate::sql::view_tables;
 use crate::subs::{self, Query, QueryKey};
 use crate::wire::messages::{
@@ -291,6 +292,8 @@ pub struct ClientStats {
 pub struct Clients {
     registry: Mutex<Registry>,
     durability: Arc<Durability>,
+    /// The module's row-level security, applied to non-owners' queries.
+    rules: Mutex<Arc<Rules>>,
     pub stats: ClientStats,
 }
 
@@ -304,8 +307,20 @@ impl Clients {
         Arc::new(Clients {
             registry: Mutex::new(Registry::default()),
             durability: Durability::start(storage.clone()),
+            rules: Mutex::new(Arc::new(Rules::default())),
             stats: ClientStats::default(),
         })
+    }
+
+    /// Installs the module's row-level security for later subscriptions
+    /// and queries (the host closes existing sockets when rules change).
+    pub fn set_rules(&self, rules: Arc<Rules>) {
+        *lock(&self.rules) = rules;
+    }
+
+    /// The row-level security in force.
+    pub fn rules(&self) -> Arc<Rules> {
+        lock(&self.rules).clone()
     }
 
     /// Stops the durability watch thread; called when the database unloads.
@@ -440,12 +455,15 @@ impl Clients {
                 None => texts.push(sql.trim().to_owned()),
             }
         }
+        let rules = self.rules();
         let mut queries: Vec<Query> = Vec::new();
         for sql in &texts {
-            let query = Query::compile(state, sql, owner, identity)
+            let compiled = Query::compile_secured(state, sql, owner, identity, &rules)
                 .map_err(|e| SubscriptionRefused(format!("{e} (in `{sql}`)")))?;
-            if !queries.iter().any(|q| q.key() == query.key()) {
-                queries.push(query);
+            for query in compiled {
+                if !queries.iter().any(|q| q.key() == query.key()) {
+                    queries.push(query);
+                }
             }
         }
         let mut tables = Vec::with_capacity(queries.len());
@@ -579,13 +597,15 @@ impl Clients {
         };
         let result = match storage.read() {
             Err(e) => Err(format!("the database is unavailable: {e}")),
-            Ok(state) => Query::compile(&state, sql, owner, identity)
-                .map(|query| {
-                    let schema = query.returned_table();
+            Ok(state) => Query::compile_secured(&state, sql, owner, identity, &self.rules())
+                .map(|fragments| {
+                    let schema = fragments[0].returned_table();
+                    let rows: Vec<storage::Row> =
+                        fragments.iter().flat_map(|q| q.initial(&state)).collect();
                     QueryRows {
                         tables: vec![SingleTableRows {
                             table: view_tables::client_name(&schema.name).to_string(),
-                            rows: subs::encode_rows(&query.initial(&state), schema),
+                            rows: subs::encode_rows(&rows, schema),
                         }],
                     }
                 })

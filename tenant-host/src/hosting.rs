@@ -142,6 +142,8 @@ pub enum PublishError {
     Log(std::io::Error),
     #[error(transparent)]
     Update(#[from] crate::migrate::UpdateError),
+    #[error("{0}")]
+    RowLevelSecurity(String),
 }
 
 /// Processes-wide hosting machinery.
@@ -280,6 +282,7 @@ impl Host {
         {
             return Err(PublishError::ReservedName(table.def.name.clone()));
         }
+        row_level_security(&module)?;
         Ok(module)
     }
 
@@ -298,6 +301,7 @@ impl Host {
         };
         log.append(module.load_logs());
         let clients = Clients::new(&storage);
+        clients.set_rules(Arc::new(row_level_security(&module)?));
         storage.set_commit_observer(Some(clients.clone()));
         let shared = Arc::new_cyclic(|me: &Weak<DbShared>| DbShared {
             clients,
@@ -359,6 +363,40 @@ struct DbShared {
     clients: Arc<Clients>,
     /// Reducer calls by outcome, their durations and fuel (for `/metrics`).
     stats: stats::CallStats,
+}
+
+/// The module's row-level security, checked against its own tables.
+fn row_level_security(module: &HostedModule) -> Result<crate::sql::rls::Rules, PublishError> {
+    let filters = &module.def().row_level_security;
+    if filters.is_empty() {
+        return Ok(Default::default());
+    }
+    let catalog = ModuleTables::of(module)?;
+    crate::sql::rls::Rules::compile(filters, &catalog).map_err(PublishError::RowLevelSecurity)
+}
+
+/// A module's tables as the SQL checker sees them, before they exist.
+struct ModuleTables(HashMap<String, Arc<storage::TableSchema>>);
+
+impl ModuleTables {
+    fn of(module: &HostedModule) -> Result<ModuleTables, PublishError> {
+        let mut tables = HashMap::new();
+        for (i, table) in module.def().tables.iter().enumerate() {
+            let schema = table
+                .def
+                .clone()
+                .validate(TableId(i as u32), storage::IndexId(0))
+                .map_err(|e| PublishError::RowLevelSecurity(e.to_string()))?;
+            tables.insert(table.def.name.clone(), Arc::new(schema));
+        }
+        Ok(ModuleTables(tables))
+    }
+}
+
+impl crate::sql::Catalog for ModuleTables {
+    fn table_schema(&self, name: &str) -> Option<Arc<storage::TableSchema>> {
+        self.0.get(name).cloned()
+    }
 }
 
 /// What a schedule table fires and where its columns are.
@@ -665,6 +703,15 @@ impl DbShared {
             }
         };
         self.log.append(&report.logs);
+        let rules = row_level_security(&new)?;
+        if rules != *self.clients.rules() {
+            // Clients subscribed under the old rules reconnect (§5.9).
+            self.clients.set_rules(Arc::new(rules));
+            self.clients.close_all(
+                crate::clients::CLOSE_GOING_AWAY,
+                "module exited: row-level security changed",
+            );
+        }
         let schedules = schedule_slots(&self.storage, &new)?;
         *self
             .module

@@ -58,6 +58,9 @@ pub struct ModuleDef {
     pub views: Vec<ViewInfo>,
     pub schedules: Vec<ScheduleInfo>,
     pub lifecycle: LifecycleReducers,
+    /// Client visibility filters, as SQL (checked against the tables when
+    /// the module is hosted: `sql::rls`).
+    pub row_level_security: Vec<String>,
     /// The module's typespace, unresolved, for decoding arguments and
     /// return values whose types still contain refs.
     pub typespace: Typespace,

@@ -7,7 +7,9 @@
 //! and DELETE in a write transaction ([`exec`]), and the names of the tables
 //! that hold materialised views ([`view_tables`]; a view name resolves to the
 //! caller's materialisation).
-//! Does not own: row-level security, materialising views (hosting),
+//! Also the module's row-level security rules and the rewriting of a
+//! non-owner's query under them ([`rls`]).
+//! Does not own: deciding who is owner, materialising views (hosting),
 //! subscriptions and their deltas, or the HTTP/WebSocket replies (callers
 //! decide who is owner).
 
@@ -16,6 +18,7 @@ pub mod eval;
 pub mod exec;
 pub mod literal;
 pub mod parse;
+pub mod rls;
 pub mod view_tables;
 
 #[cfg(test)]

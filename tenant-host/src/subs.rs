@@ -27,6 +27,7 @@ use spacetimedb_lib::Identity;
 use storage::{IndexId, Row, State, TableId, TableSchema, TxDelta};
 
 use crate::sql::parse::{Expr, Operand};
+use crate::sql::rls::Rules;
 use crate::sql::{
     check, parse, view_tables, BoundExpr, BoundProjection, BoundStatement, Mode, SqlError,
     Statement,
@@ -141,6 +142,58 @@ impl Query {
     ) -> Result<Query, SqlError> {
         let text = sql.trim();
         let statement = parse(text)?;
+        Query::compile_statement(state, &statement, text, caller_is_owner, sender)
+    }
+
+    /// [`Query::compile`] under row-level security: for a non-owner whose
+    /// query reads a filtered table, the fragments whose results' bag union
+    /// the caller may see (each shared like any query); else one query.
+    pub fn compile_secured(
+        state: &State,
+        sql: &str,
+        caller_is_owner: bool,
+        sender: Identity,
+        rules: &Rules,
+    ) -> Result<Vec<Query>, SqlError> {
+        let text = sql.trim();
+        let statement = parse(text)?;
+        let select = match &statement {
+            Statement::Select(select) if !caller_is_owner && rules.applies_to(select) => select,
+            _ => {
+                let query =
+                    Query::compile_statement(state, &statement, text, caller_is_owner, sender)?;
+                return Ok(vec![query]);
+            }
+        };
+        // Errors name the query as written, not a fragment.
+        check(
+            &statement,
+            state,
+            Mode::Subscription,
+            caller_is_owner,
+            sender,
+        )?;
+        rules
+            .expand(select)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, fragment)| {
+                // Not SQL: a key no client text can equal.
+                let key = format!("{text}\u{0}row-level security fragment {i}");
+                let fragment = Statement::Select(fragment);
+                Query::compile_statement(state, &fragment, &key, caller_is_owner, sender)
+            })
+            .collect()
+    }
+
+    fn compile_statement(
+        state: &State,
+        statement: &Statement,
+        text: &str,
+        caller_is_owner: bool,
+        sender: Identity,
+    ) -> Result<Query, SqlError> {
+        let statement = statement.clone();
         let bound = check(
             &statement,
             state,

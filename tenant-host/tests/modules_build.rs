@@ -280,6 +280,19 @@ fn hostile_builds_as_a_module() {
 }
 
 #[test]
+fn rls_builds_with_its_visibility_filters_registered() {
+    let linkage = check_module("rls");
+    for filter in ["OWN_DOCS", "TEAM_DOCS", "OWN_MEMBERSHIPS"] {
+        let export = format!("__preinit__20_register_row_level_security_{filter}");
+        assert_eq!(
+            linkage.export_kind(&export),
+            Some(KIND_FUNC),
+            "rls: {export}"
+        );
+    }
+}
+
+#[test]
 fn abi_coverage_builds_and_imports_every_stable_import() {
     let linkage = check_module("abi-coverage");
     let imports = linkage.import_set();

@@ -8,12 +8,13 @@
 //! HTTP route does both).
 
 use spacetimedb_lib::Identity;
-use spacetimedb_sats::{ProductType, ProductValue};
+use spacetimedb_sats::{AlgebraicValue, ProductType, ProductValue};
 use storage::TxOffset;
 
 use super::HostedDatabase;
-use crate::sql::check::{check, BoundStatement, Mode};
+use crate::sql::check::{check, BoundProjection, BoundStatement, Mode};
 use crate::sql::exec::{execute, DmlStats};
+use crate::sql::rls::Rules;
 use crate::sql::{eval_select, parse, SqlError, Statement};
 
 /// What one SQL statement produced.
@@ -47,7 +48,9 @@ impl HostedDatabase {
                     let created = shared
                         .materialise_views_for(&[&sql], sender)
                         .map_err(|outcome| SqlError(super::views::describe(&outcome)))?;
-                    let result = select(&shared.storage, &statement, sender, caller_is_owner);
+                    let rules = shared.clients.rules();
+                    let result =
+                        select(&shared.storage, &statement, sender, caller_is_owner, &rules);
                     if created {
                         shared.evict_unused_views();
                     }
@@ -55,7 +58,9 @@ impl HostedDatabase {
                 })
                 .map_err(|e| SqlError(e.to_string()))?;
         }
-        if let Some(outcome) = select(self.storage(), &statement, sender, caller_is_owner)? {
+        let rules = self.clients().rules();
+        if let Some(outcome) = select(self.storage(), &statement, sender, caller_is_owner, &rules)?
+        {
             return Ok(outcome);
         }
         if !caller_is_owner {
@@ -99,24 +104,72 @@ impl HostedDatabase {
 }
 
 /// Runs `statement` if it is a SELECT (after checking it whatever it is).
+/// A non-owner's SELECT of a table with row-level security runs as the
+/// bag union of its fragments: rows concatenated (a count summed), then the
+/// LIMIT applied to the whole.
 fn select(
     storage: &storage::Database,
     statement: &Statement,
     sender: Identity,
     caller_is_owner: bool,
+    rules: &Rules,
 ) -> Result<Option<SqlOutcome>, SqlError> {
     let state = storage.read().map_err(|e| SqlError(e.to_string()))?;
     let bound = check(statement, &*state, Mode::Sql, caller_is_owner, sender)?;
-    let BoundStatement::Select(select) = &bound else {
+    let BoundStatement::Select(bound) = &bound else {
         return Ok(None);
     };
-    let result = eval_select(&state, select)?;
-    Ok(Some(SqlOutcome {
+    let outcome = |result: crate::sql::QueryResult| SqlOutcome {
         schema: result.schema,
         rows: result.rows,
         stats: DmlStats::default(),
         offset: None,
+    };
+    let Statement::Select(written) = statement else {
+        return Ok(None);
+    };
+    if caller_is_owner || !rules.applies_to(written) {
+        return Ok(Some(outcome(eval_select(&state, bound)?)));
+    }
+    let mut unlimited = written.clone();
+    unlimited.limit = None;
+    let mut schema = None;
+    let mut rows: Vec<ProductValue> = Vec::new();
+    let mut count = 0u64;
+    for fragment in rules.expand(&unlimited)? {
+        let fragment = Statement::Select(fragment);
+        let BoundStatement::Select(fragment) =
+            check(&fragment, &*state, Mode::Sql, caller_is_owner, sender)?
+        else {
+            unreachable!("a fragment of a SELECT is a SELECT");
+        };
+        let result = eval_select(&state, &fragment)?;
+        if matches!(fragment.projection, BoundProjection::Count(_)) {
+            count += result.rows.iter().map(count_of).sum::<u64>();
+        } else {
+            rows.extend(result.rows);
+        }
+        schema.get_or_insert(result.schema);
+    }
+    if matches!(bound.projection, BoundProjection::Count(_)) {
+        rows = vec![ProductValue::from(vec![AlgebraicValue::U64(count)])];
+    }
+    if let Some(limit) = written.limit {
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    }
+    Ok(Some(SqlOutcome {
+        schema: schema.expect("row-level security yields at least one fragment"),
+        rows,
+        stats: DmlStats::default(),
+        offset: None,
     }))
+}
+
+fn count_of(row: &ProductValue) -> u64 {
+    match row.elements.first() {
+        Some(AlgebraicValue::U64(n)) => *n,
+        _ => 0,
+    }
 }
 
 /// The host's own tables (`st_*`) are read-only to SQL.

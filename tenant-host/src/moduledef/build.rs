@@ -639,6 +639,7 @@ pub(crate) fn build(flat: Flat, version: DefVersion) -> Result<ModuleDef, Module
         views,
         schedules,
         lifecycle,
+        row_level_security: flat.row_level_security,
         typespace: flat.typespace,
     })
 }

@@ -113,6 +113,8 @@ pub(crate) struct Flat {
     pub(crate) lifecycles: Vec<(Lifecycle, String)>,
     pub(crate) case_policy: CasePolicy,
     pub(crate) explicit_names: Vec<(NameKind, String, String)>,
+    /// Client visibility filters (SQL), unchecked.
+    pub(crate) row_level_security: Vec<String>,
 }
 
 fn cols(list: &ColList) -> Vec<ColId> {
@@ -189,6 +191,7 @@ pub(crate) fn flatten_v10(def: RawModuleDefV10) -> Result<Flat, ModuleDefError> 
         lifecycles: Vec::new(),
         case_policy: CasePolicy::SnakeCase,
         explicit_names: Vec::new(),
+        row_level_security: Vec::new(),
     };
     let mut seen = Vec::new();
     for section in def.sections {
@@ -300,11 +303,8 @@ pub(crate) fn flatten_v10(def: RawModuleDefV10) -> Result<Flat, ModuleDefError> 
             }
             RawModuleDefV10Section::RowLevelSecurity(rls) => {
                 once(&mut seen, "RowLevelSecurity")?;
-                if !rls.is_empty() {
-                    return Err(unsupported(
-                        "row-level security (client visibility filters)",
-                    ));
-                }
+                flat.row_level_security
+                    .extend(rls.iter().map(|r| r.sql.to_string()));
             }
             RawModuleDefV10Section::CaseConversionPolicy(policy) => {
                 once(&mut seen, "CaseConversionPolicy")?;
@@ -380,11 +380,6 @@ pub(crate) fn flatten_v10(def: RawModuleDefV10) -> Result<Flat, ModuleDefError> 
 
 /// V9 had no case conversion: its names are already the canonical ones.
 pub(crate) fn flatten_v9(def: RawModuleDefV9) -> Result<Flat, ModuleDefError> {
-    if !def.row_level_security.is_empty() {
-        return Err(unsupported(
-            "row-level security (client visibility filters)",
-        ));
-    }
     let mut flat = Flat {
         typespace: def.typespace,
         tables: Vec::new(),
@@ -396,6 +391,11 @@ pub(crate) fn flatten_v9(def: RawModuleDefV9) -> Result<Flat, ModuleDefError> {
         lifecycles: Vec::new(),
         case_policy: CasePolicy::None,
         explicit_names: Vec::new(),
+        row_level_security: def
+            .row_level_security
+            .iter()
+            .map(|r| r.sql.to_string())
+            .collect(),
     };
     for t in def.tables {
         let source_name = t.name.to_string();

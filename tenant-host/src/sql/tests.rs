@@ -763,3 +763,133 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+// Row-level security: filters are checked at publish, and a non-owner's
+// query becomes fragments whose bag union is what the caller may see.
+
+fn rules(db: &Database, filters: &[&str]) -> Result<rls::Rules, String> {
+    let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
+    rls::Rules::compile(&filters, &*db.read().unwrap())
+}
+
+/// Every row of every fragment of `sql` (non-owner `sender()`), as names or
+/// species, sorted.
+fn secured(db: &Database, rules: &rls::Rules, sql: &str) -> Vec<String> {
+    let Statement::Select(select) = parse(sql).unwrap() else {
+        panic!("not a select");
+    };
+    let state = db.read().unwrap();
+    let mut out = Vec::new();
+    for fragment in rules.expand(&select).unwrap() {
+        let fragment = Statement::Select(fragment);
+        let BoundStatement::Select(bound) =
+            check(&fragment, &*state, Mode::Subscription, false, sender())
+                .unwrap_or_else(|e| panic!("{fragment:?}: {e}"))
+        else {
+            panic!("a select");
+        };
+        for row in eval_select(&state, &bound).unwrap().rows {
+            match &row.elements[1] {
+                AlgebraicValue::String(s) => out.push(s.to_string()),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn row_level_security_filters_are_checked_when_published() {
+    let db = db();
+    let e = rules(&db, &["SELECT * FROM secret"]).unwrap_err();
+    assert!(e.contains("private"), "{e}");
+    let e = rules(&db, &["SELECT name FROM person"]).unwrap_err();
+    assert!(e.contains("entire rows"), "{e}");
+    let e = rules(&db, &["SELECT * FROM nowhere"]).unwrap_err();
+    assert!(e.contains("nowhere"), "{e}");
+    let e = rules(&db, &["DELETE FROM person"]).unwrap_err();
+    assert!(e.contains("SELECT"), "{e}");
+    let e = rules(
+        &db,
+        &[
+            "SELECT pet.* FROM pet JOIN person ON pet.owner_id = person.id",
+            "SELECT person.* FROM person JOIN pet ON person.id = pet.owner_id",
+        ],
+    )
+    .unwrap_err();
+    assert!(e.contains("cycle"), "{e}");
+    assert!(rules(&db, &[]).unwrap().is_empty());
+}
+
+#[test]
+fn row_level_security_unions_filters_per_caller() {
+    let db = db();
+    let r = rules(
+        &db,
+        &[
+            "SELECT * FROM person WHERE owner = :sender",
+            "SELECT * FROM person WHERE age > 45",
+        ],
+    )
+    .unwrap();
+    // Ann is the caller's; O'Neil is over 45; Bob is neither.
+    assert_eq!(secured(&db, &r, "SELECT * FROM person"), ["Ann", "O'Neil"]);
+    assert_eq!(
+        secured(&db, &r, "SELECT * FROM person p WHERE p.name = 'Bob'"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        secured(&db, &r, "SELECT * FROM person WHERE age < 60"),
+        ["Ann", "O'Neil"]
+    );
+    // A row two filters admit is there twice (bag union).
+    let both = rules(
+        &db,
+        &[
+            "SELECT * FROM person WHERE owner = :sender",
+            "SELECT * FROM person WHERE age < 35",
+        ],
+    )
+    .unwrap();
+    assert_eq!(secured(&db, &both, "SELECT * FROM person"), ["Ann", "Ann"]);
+    // Unfiltered tables are untouched.
+    assert_eq!(secured(&db, &r, "SELECT * FROM pet").len(), 3);
+    // A join query over a filtered table keeps its join.
+    assert_eq!(
+        secured(
+            &db,
+            &r,
+            "SELECT pet.* FROM pet JOIN person ON pet.owner_id = person.id"
+        ),
+        ["cat", "dog"]
+    );
+}
+
+#[test]
+fn row_level_security_join_filters_apply_recursively() {
+    let db = db();
+    let r = rules(
+        &db,
+        &[
+            "SELECT pet.* FROM pet JOIN person ON pet.owner_id = person.id WHERE person.age < 35",
+            "SELECT * FROM person WHERE owner = :sender",
+        ],
+    )
+    .unwrap();
+    // Pets of under-35s, the lookup side itself limited to the caller's
+    // people: Ann's cat and dog.
+    assert_eq!(secured(&db, &r, "SELECT * FROM pet"), ["cat", "dog"]);
+    assert_eq!(
+        secured(&db, &r, "SELECT * FROM pet WHERE species = 'cat'"),
+        ["cat"]
+    );
+    // A join query cannot take a join filter on top.
+    let Statement::Select(join) =
+        parse("SELECT person.* FROM person JOIN pet ON person.id = pet.owner_id").unwrap()
+    else {
+        panic!()
+    };
+    let e = r.expand(&join).unwrap_err();
+    assert!(e.0.contains("join"), "{e}");
+}

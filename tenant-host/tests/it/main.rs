@@ -21,5 +21,6 @@ mod real_modules;
 mod reducers;
 mod views;
 mod ws;
+mod ws_rls;
 mod ws_views;
 mod wsclient;

@@ -19,18 +19,22 @@ use crate::wsclient::WsClient;
 
 /// A connected client that applies every update it receives to the rows it
 /// holds, per query set (one query per set in these tests).
-struct Client {
-    ws: WsClient,
+pub(crate) struct Client {
+    pub(crate) ws: WsClient,
     pending: Vec<ServerMessage>,
-    identity: Identity,
-    token: String,
-    held: BTreeMap<u32, Vec<Vec<u8>>>,
+    pub(crate) identity: Identity,
+    pub(crate) token: String,
+    pub(crate) held: BTreeMap<u32, Vec<Vec<u8>>>,
     next_request: u32,
 }
 
 impl Client {
-    fn open(base: &str, db: &str, protocols: &str) -> Client {
-        let mut ws = connect(base, db, "", protocols, None);
+    pub(crate) fn open(base: &str, db: &str, protocols: &str) -> Client {
+        Client::open_as(base, db, protocols, None)
+    }
+
+    pub(crate) fn open_as(base: &str, db: &str, protocols: &str, token: Option<&str>) -> Client {
+        let mut ws = connect(base, db, "", protocols, token);
         let mut pending = Vec::new();
         let ServerMessage::InitialConnection {
             identity, token, ..
@@ -48,12 +52,12 @@ impl Client {
         }
     }
 
-    fn request_id(&mut self) -> u32 {
+    pub(crate) fn request_id(&mut self) -> u32 {
         self.next_request += 1;
         self.next_request
     }
 
-    fn apply(&mut self, sets: &[QuerySetUpdate]) {
+    pub(crate) fn apply(&mut self, sets: &[QuerySetUpdate]) {
         for set in sets {
             let held = self
                 .held
@@ -88,7 +92,7 @@ impl Client {
     }
 
     /// Subscribes query set `set` to `sql`; returns the initial rows.
-    fn subscribe(&mut self, set: u32, sql: &str) -> Result<Vec<Vec<u8>>, String> {
+    pub(crate) fn subscribe(&mut self, set: u32, sql: &str) -> Result<Vec<Vec<u8>>, String> {
         let request_id = self.request_id();
         self.ws.send(&[ClientMessage::Subscribe {
             request_id,
@@ -118,7 +122,7 @@ impl Client {
         result
     }
 
-    fn unsubscribe(&mut self, set: u32) {
+    pub(crate) fn unsubscribe(&mut self, set: u32) {
         let request_id = self.request_id();
         self.ws.send(&[ClientMessage::Unsubscribe {
             request_id,
@@ -133,7 +137,7 @@ impl Client {
     }
 
     /// Calls `reducer`; true if it committed. Its own update is applied.
-    fn call(&mut self, reducer: &str, args: Vec<u8>) -> bool {
+    pub(crate) fn call(&mut self, reducer: &str, args: Vec<u8>) -> bool {
         let request_id = self.request_id();
         self.ws.send(&[ClientMessage::CallReducer {
             request_id,
@@ -161,7 +165,7 @@ impl Client {
 
     /// A one-off query's rows (or its error), after every update queued
     /// before it has been applied.
-    fn query(&mut self, sql: &str) -> Result<Vec<Vec<u8>>, String> {
+    pub(crate) fn query(&mut self, sql: &str) -> Result<Vec<Vec<u8>>, String> {
         let request_id = self.request_id();
         self.ws.send(&[ClientMessage::OneOffQuery {
             request_id,
@@ -200,7 +204,7 @@ fn decode_note(row: &[u8]) -> (u64, Identity, String) {
     bsatn::from_slice::<(u64, Identity, String)>(row).unwrap()
 }
 
-fn sorted(mut rows: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+pub(crate) fn sorted(mut rows: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     rows.sort();
     rows
 }
@@ -215,7 +219,7 @@ fn materialised(server: &Server, name: &str) -> usize {
         .materialised_views()
 }
 
-fn sql(base: &str, token: &str, db: &str, query: &str) -> (u16, String) {
+pub(crate) fn sql(base: &str, token: &str, db: &str, query: &str) -> (u16, String) {
     let response = ureq::post(&format!("{base}/v1/database/{db}/sql"))
         .set("Authorization", &format!("Bearer {token}"))
         .send_string(query);
