@@ -13,9 +13,9 @@
 //! database with its `init` reducer, reducer calls in a transaction
 //! ([`runtime::HostedModule::call_reducer`]), procedure calls with their own
 //! transactions and policed outbound HTTP
-//! ([`runtime::HostedModule::call_procedure`]), view evaluation with a cache
-//! of materialised views ([`runtime::HostedModule::call_view`],
-//! [`runtime::ViewCache`]), hosting many databases on a bounded worker pool
+//! ([`runtime::HostedModule::call_procedure`]), view evaluation
+//! ([`runtime::HostedModule::call_view`]; views are materialised into
+//! storage tables by `hosting`), hosting many databases on a bounded worker pool
 //! with schedules and client hooks ([`hosting::Host`]), and per-database
 //! module logs ([`logs::ModuleLog`]: ring, on-disk file, tail and follow),
 //! and republishing a new module version to an existing database

@@ -18,7 +18,7 @@
 //! including every datastore import against the call's `storage::MutTx`,
 //! lives in `runtime::host`. Procedures ([`HostedModule::call_procedure`],
 //! with their own transactions and outbound HTTP under an [`HttpPolicy`])
-//! and views ([`HostedModule::call_view`], [`ViewCache`]) live beside
+//! and views ([`HostedModule::call_view`]) live beside
 //! reducers in `runtime::instance`. HTTP handlers are not callable yet.
 
 mod abi;
@@ -44,8 +44,8 @@ pub use host::{is_public, HttpPolicy, LogRecord, LOG_LEVEL_PANIC};
 pub(crate) use instance::instance_error;
 pub use instance::{
     CallOptions, CallResult, CallerContext, HostError, HostedModule, ModuleInstance,
-    ProcedureOutcome, ProcedureRef, ProcedureResult, ReducerOutcome, ReducerRef, ViewCache,
-    ViewEntry, ViewKey, ViewOutcome, ViewRef, ViewRefresh, ViewResult, ARGS_BYTES_MAX_DEFAULT,
+    ProcedureOutcome, ProcedureRef, ProcedureResult, ReducerOutcome, ReducerRef, ViewKey,
+    ViewOutcome, ViewRef, ViewResult, ARGS_BYTES_MAX_DEFAULT,
 };
 
 /// Fuel for the set-up calls of an instance (preinit, setup, describe):

@@ -10,8 +10,8 @@
 //! transaction, §8.7; its second half also serves `crate::migrate` when a
 //! republish clears the data), and the budgets of a call ([`CallOptions`]).
 //! Procedure calls live in `instance::procedure`
-//! ([`HostedModule::call_procedure`]), view evaluation and the
-//! [`ViewCache`] of materialised views in `instance::view`, and the call
+//! ([`HostedModule::call_procedure`]), view evaluation in
+//! `instance::view`, and the call
 //! plumbing they share in `instance::guest_call`.
 //! Does not own: what the imports do (`runtime::host`), storage semantics
 //! (`storage`), scheduling or client connections.
@@ -33,7 +33,7 @@ mod procedure;
 mod view;
 
 pub use procedure::{ProcedureOutcome, ProcedureRef, ProcedureResult};
-pub use view::{ViewCache, ViewEntry, ViewKey, ViewOutcome, ViewRef, ViewRefresh, ViewResult};
+pub use view::{ViewKey, ViewOutcome, ViewRef, ViewResult};
 
 /// Budgets and identity of the calls made on one hosted module.
 #[derive(Clone, Debug)]

@@ -1,12 +1,11 @@
 // Protects view evaluation and materialisation against the real abi-coverage
 // module: the sender-aware `my_notes` answers per caller, the anonymous
-// `note_count` once for everyone, each evaluation records the tables it read
-// and changes nothing, and the view cache re-evaluates exactly the entries
-// whose read set a commit touched.
+// `note_count` once for everyone, and each evaluation records the tables it
+// read and changes nothing. (Materialisation: hosting.rs, ws_views.rs.)
 
 use spacetimedb_sats::{AlgebraicValue as V, ProductValue};
 use storage::Database;
-use tenant_host::runtime::{HostedModule, ReducerOutcome, ViewCache, ViewOutcome, ViewResult};
+use tenant_host::runtime::{HostedModule, ReducerOutcome, ViewOutcome, ViewResult};
 
 use crate::harness::{assert_committed, caller, enc, hosted, options, rows, OWNER};
 
@@ -105,65 +104,3 @@ fn anonymous_views_ignore_the_sender_and_change_nothing() {
     ));
 }
 
-#[test]
-fn the_cache_refreshes_only_entries_a_commit_touched() {
-    let (module, db) = hosted("abi-coverage", options());
-    add_note(&module, &db, ALICE, "a1");
-    add_note(&module, &db, BOB, "b1");
-
-    let mut cache = ViewCache::new();
-    let alice = ViewCache::key(&module, "my_notes", Some(ALICE)).unwrap();
-    let bob = ViewCache::key(&module, "my_notes", Some(BOB)).unwrap();
-    let total = ViewCache::key(&module, "note_count", Some(ALICE)).unwrap();
-    assert_eq!(
-        total.sender, None,
-        "anonymous views are keyed without a sender"
-    );
-    let entry = cache
-        .materialise(&module, &db, "my_notes", Some(ALICE))
-        .unwrap();
-    assert_eq!(texts(&entry.rows), ["a1"]);
-    cache
-        .materialise(&module, &db, "my_notes", Some(BOB))
-        .unwrap();
-    let entry = cache.materialise(&module, &db, "note_count", None).unwrap();
-    assert_eq!(count(&entry.rows), 2);
-    assert_eq!(cache.len(), 3);
-
-    // A commit to a table no view read refreshes nothing.
-    let item = module.call_reducer(
-        &db,
-        "insert_item",
-        caller(OWNER),
-        &[enc("unrelated"), enc(&1i32)].concat(),
-    );
-    assert_committed(&item, "insert_item");
-    let ReducerOutcome::Committed { delta } = item.outcome else {
-        unreachable!()
-    };
-    assert!(cache.affected_by(&delta).is_empty());
-    let report = cache.refresh(&module, &db, &delta);
-    assert!(report.refreshed.is_empty() && report.failed.is_empty());
-
-    // A new note of Alice's touches `note`: every entry is re-evaluated, and
-    // only Alice's notes and the count change.
-    let delta = add_note(&module, &db, ALICE, "a2");
-    let mut report = cache.refresh(&module, &db, &delta);
-    report.refreshed.sort();
-    let mut expected = vec![(alice, true), (bob, false), (total, true)];
-    expected.sort();
-    assert_eq!(report.refreshed, expected);
-    assert!(report.failed.is_empty());
-    assert_eq!(texts(&cache.get(&alice).unwrap().rows), ["a1", "a2"]);
-    assert_eq!(texts(&cache.get(&bob).unwrap().rows), ["b1"]);
-    assert_eq!(count(&cache.get(&total).unwrap().rows), 3);
-
-    // A procedure's commits refresh the cache the same way.
-    cache.remove(&bob);
-    let proc = module.call_procedure(&db, "proc_with_tx", caller(OWNER), &enc(&1u64));
-    for delta in &proc.commits {
-        let report = cache.refresh(&module, &db, delta);
-        assert!(report.refreshed.is_empty(), "proc_row is read by no view");
-    }
-    assert_eq!(cache.len(), 2);
-}

@@ -1,27 +1,24 @@
 //! Views (module-abi §4.7, §4.8, §8.12): evaluating one view for one
-//! caller, and the per-database cache of materialised views that the
-//! subscription layer refreshes after each commit.
+//! caller.
 //!
 //! Owns: [`HostedModule::call_view`] and [`HostedModule::call_view_in_tx`]
 //! (`__call_view__` for sender-aware views, `__call_view_anon__` for
 //! anonymous ones, inside a transaction that is only read: the write imports
-//! trap), decoding the result ([`ViewOutcome`]), [`ViewRef`],
-//! [`ViewResult`], and [`ViewCache`] (rows per view and sender with the set
-//! of tables each evaluation read, refreshed from a committed `TxDelta`).
+//! trap), decoding the result ([`ViewOutcome`]), [`ViewRef`], [`ViewKey`]
+//! and [`ViewResult`] (with the set of tables the evaluation read).
 //! Does not own: evaluating the SQL a query-builder view returns (the SQL
-//! engine; such views come back as [`ViewOutcome::NeedsSql`]), sending rows
-//! to subscribers, or deciding when to refresh (the caller passes deltas).
+//! engine; such views come back as [`ViewOutcome::NeedsSql`]), storing
+//! materialisations or deciding when to refresh them (`hosting::views`).
 //!
-//! Read sets are per table: a view is re-evaluated when a commit inserts
-//! into, deletes from, creates or drops any table it read during its last
-//! evaluation. Views with parameters are not supported (upstream does not
+//! Read sets are per table: the host re-evaluates a materialisation when a
+//! transaction writes any table its last evaluation read. Views with parameters are not supported (upstream does not
 //! support them end to end either, §8.12); the module definition does not
 //! list parameters, so every view is called with empty arguments.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use spacetimedb_sats::ProductValue;
-use storage::{Database, MutTx, TableId, TxDelta};
+use storage::{Database, MutTx, TableId};
 
 use super::guest_call::words;
 use super::{panic_message, Ended, HostedModule};
@@ -309,152 +306,4 @@ pub struct ViewKey {
     pub view: usize,
     /// `None` for anonymous views, which are materialised once.
     pub sender: Option<[u8; 32]>,
-}
-
-/// One materialised view.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ViewEntry {
-    pub rows: Vec<ProductValue>,
-    /// The tables the last evaluation read.
-    pub reads: BTreeSet<TableId>,
-}
-
-/// What [`ViewCache::refresh`] did.
-#[derive(Debug, Default)]
-pub struct ViewRefresh {
-    /// Entries re-evaluated, with whether their rows changed.
-    pub refreshed: Vec<(ViewKey, bool)>,
-    /// Entries whose re-evaluation failed; they were removed from the cache.
-    pub failed: Vec<(ViewKey, ViewOutcome)>,
-}
-
-/// The materialised views of one database, owned by its caller (the
-/// subscription layer). Entries are created by [`ViewCache::materialise`]
-/// and kept current by passing every committed delta to
-/// [`ViewCache::refresh`].
-#[derive(Debug, Default)]
-pub struct ViewCache {
-    entries: BTreeMap<ViewKey, ViewEntry>,
-}
-
-impl ViewCache {
-    pub fn new() -> ViewCache {
-        ViewCache::default()
-    }
-
-    /// The key of `view` for `sender`: the sender is dropped for anonymous
-    /// views. `None` if there is no such view.
-    pub fn key<'a>(
-        module: &HostedModule,
-        view: impl Into<ViewRef<'a>>,
-        sender: Option<[u8; 32]>,
-    ) -> Option<ViewKey> {
-        let index = module.view_index(view.into())?;
-        let anonymous = module.def.views[index].is_anonymous;
-        Some(ViewKey {
-            view: index,
-            sender: if anonymous { None } else { sender },
-        })
-    }
-
-    /// The materialisation of `view` for `sender`, evaluating it on `db`
-    /// first if it is not cached. On failure nothing is cached and the
-    /// evaluation's result is returned.
-    pub fn materialise<'a>(
-        &mut self,
-        module: &HostedModule,
-        db: &Database,
-        view: impl Into<ViewRef<'a>>,
-        sender: Option<[u8; 32]>,
-    ) -> Result<&ViewEntry, ViewResult> {
-        let view = view.into();
-        let Some(key) = ViewCache::key(module, view, sender) else {
-            return Err(ViewResult::bare(ViewOutcome::NoSuchView {
-                view: format!("{view:?}"),
-            }));
-        };
-        if !self.entries.contains_key(&key) {
-            let entry = evaluate(module, db, key)?;
-            self.entries.insert(key, entry);
-        }
-        Ok(&self.entries[&key])
-    }
-
-    pub fn get(&self, key: &ViewKey) -> Option<&ViewEntry> {
-        self.entries.get(key)
-    }
-
-    /// Forgets one materialisation (e.g. its last subscriber left).
-    pub fn remove(&mut self, key: &ViewKey) -> Option<ViewEntry> {
-        self.entries.remove(key)
-    }
-
-    pub fn keys(&self) -> impl Iterator<Item = &ViewKey> {
-        self.entries.keys()
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// The entries whose read set contains a table `delta` changed,
-    /// created or dropped.
-    pub fn affected_by(&self, delta: &TxDelta) -> Vec<ViewKey> {
-        let changed: BTreeSet<TableId> = delta
-            .tables
-            .iter()
-            .map(|table| table.table_id)
-            .chain(delta.created_tables.iter().map(|schema| schema.table_id))
-            .chain(delta.dropped_tables.iter().copied())
-            .collect();
-        self.entries
-            .iter()
-            .filter(|(_, entry)| !entry.reads.is_disjoint(&changed))
-            .map(|(key, _)| *key)
-            .collect()
-    }
-
-    /// Re-evaluates, on the committed state of `db`, every entry that
-    /// `delta` affects; the others are left alone.
-    pub fn refresh(
-        &mut self,
-        module: &HostedModule,
-        db: &Database,
-        delta: &TxDelta,
-    ) -> ViewRefresh {
-        let mut report = ViewRefresh::default();
-        for key in self.affected_by(delta) {
-            match evaluate(module, db, key) {
-                Ok(entry) => {
-                    let changed = self.entries.get(&key).map(|old| &old.rows) != Some(&entry.rows);
-                    self.entries.insert(key, entry);
-                    report.refreshed.push((key, changed));
-                }
-                Err(result) => {
-                    self.entries.remove(&key);
-                    report.failed.push((key, result.outcome));
-                }
-            }
-        }
-        report
-    }
-}
-
-/// Evaluates one materialisation; only row results can be cached.
-fn evaluate(module: &HostedModule, db: &Database, key: ViewKey) -> Result<ViewEntry, ViewResult> {
-    let mut result = module.call_view(db, key.view, key.sender);
-    match std::mem::replace(&mut result.outcome, ViewOutcome::OutOfFuel) {
-        ViewOutcome::Rows { rows } => Ok(ViewEntry {
-            rows,
-            reads: result.reads,
-        }),
-        other => {
-            result.outcome = other;
-            Err(result)
-        }
-    }
 }
