@@ -15,15 +15,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::SinkExt;
 use spacetimedb_lib::{ConnectionId, Identity, TimeDuration, Timestamp};
 
-use crate::clients::{Outbox, OUTBOX_BYTES_MAX, OUTBOX_MESSAGES_MAX};
+use crate::clients::{Outbox, Outgoing, OUTBOX_BYTES_MAX, OUTBOX_MESSAGES_MAX};
 use crate::hosting::HostedDatabase;
 use crate::runtime::{
     CallResult, CallerContext, ProcedureOutcome, ProcedureResult, ReducerOutcome,
 };
-use crate::wire::framing::decode_client_payload;
+use crate::wire::compression::{self, Compression};
+use crate::wire::framing::{decode_client_payload, payload_runs, Protocol};
 use crate::wire::messages::{ProcedureStatus, ReducerOutcome as WireOutcome};
 use crate::wire::negotiate::Negotiated;
 use crate::wire::{ClientMessage, ServerMessage};
@@ -109,23 +112,24 @@ pub async fn run(mut socket: WebSocket, session: Session, config: WsConfig) {
         tokio::select! {
             batch = outbox.next_batch() => match batch {
                 Ok(items) => {
-                    let mut failed = false;
-                    for item in items {
-                        if confirmed {
-                            if let Some(offset) = item.offset {
-                                if durable.wait_for(|d| *d > offset.0).await.is_err() {
-                                    failed = true;
-                                    break;
-                                }
+                    if confirmed {
+                        // Offsets only grow: waiting for the last one covers all.
+                        if let Some(offset) = items.iter().filter_map(|i| i.offset).max() {
+                            if durable.wait_for(|d| *d > offset.0).await.is_err() {
+                                break None;
                             }
                         }
-                        let bytes = item.frame.payload(compression);
-                        if socket.send(Message::Binary(bytes)).await.is_err() {
+                    }
+                    // Every payload of the batch is written, then flushed
+                    // once: one write to the socket for a burst of replies.
+                    let mut failed = false;
+                    for bytes in payloads(protocol, compression, &items) {
+                        if socket.feed(Message::Binary(bytes)).await.is_err() {
                             failed = true;
                             break;
                         }
                     }
-                    if failed {
+                    if failed || socket.flush().await.is_err() {
                         break None;
                     }
                 }
@@ -414,6 +418,23 @@ fn procedure_status(result: ProcedureResult) -> ProcedureStatus {
         )),
         ProcedureOutcome::Internal { message } => ProcedureStatus::InternalError(message),
     }
+}
+
+/// The WebSocket payloads of a batch of queued messages, grouped as
+/// [`payload_runs`] says. A message alone keeps its cached payload (shared
+/// by every connection that got the same frame); a v3 run is one payload.
+fn payloads(protocol: Protocol, compression: Compression, items: &[Outgoing]) -> Vec<Bytes> {
+    let sizes: Vec<usize> = items.iter().map(|i| i.frame.body().len()).collect();
+    payload_runs(protocol, &sizes)
+        .into_iter()
+        .map(|run| match &items[run] {
+            [one] => one.frame.payload(compression),
+            many => {
+                let body: Vec<u8> = many.iter().flat_map(|i| i.frame.body()).copied().collect();
+                Bytes::from(compression::encode_payload(&body, compression))
+            }
+        })
+        .collect()
 }
 
 /// `GET /v1/database/{name_or_identity}/subscribe`: checks the upgrade

@@ -57,24 +57,37 @@ pub fn encode_server_payloads(
     compression: Compression,
     messages: &[ServerMessage],
 ) -> Vec<Vec<u8>> {
-    let mut payloads = Vec::new();
-    let mut body = Vec::new();
-    for msg in messages {
-        let encoded = msg.encode();
-        let flush = match protocol {
-            Protocol::V2 => !body.is_empty(),
-            Protocol::V3 => !body.is_empty() && body.len() + encoded.len() > MAX_V3_BATCH,
+    let bodies: Vec<Vec<u8>> = messages.iter().map(ServerMessage::encode).collect();
+    let sizes: Vec<usize> = bodies.iter().map(Vec::len).collect();
+    payload_runs(protocol, &sizes)
+        .into_iter()
+        .map(|run| compression::encode_payload(&bodies[run].concat(), compression))
+        .collect()
+}
+
+/// How consecutive encoded messages of these sizes are grouped into
+/// payloads: v2 one each; v3 runs whose total stays ≤ [`MAX_V3_BATCH`] (a
+/// larger message alone). Ranges index `sizes`, in order, covering all.
+pub fn payload_runs(protocol: Protocol, sizes: &[usize]) -> Vec<std::ops::Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut total = 0;
+    for (i, &size) in sizes.iter().enumerate() {
+        let cut = match protocol {
+            Protocol::V2 => i > start,
+            Protocol::V3 => i > start && total + size > MAX_V3_BATCH,
         };
-        if flush {
-            payloads.push(compression::encode_payload(&body, compression));
-            body.clear();
+        if cut {
+            runs.push(start..i);
+            start = i;
+            total = 0;
         }
-        body.extend_from_slice(&encoded);
+        total += size;
     }
-    if !body.is_empty() {
-        payloads.push(compression::encode_payload(&body, compression));
+    if start < sizes.len() {
+        runs.push(start..sizes.len());
     }
-    payloads
+    runs
 }
 
 /// Decodes one incoming binary payload (no tag byte) into its messages.

@@ -801,3 +801,22 @@ proptest! {
         let _ = ServerMessage::decode(&bytes);
     }
 }
+
+// Protects the grouping the WebSocket session uses for queued messages:
+// v2 one payload per message; v3 runs cut before the batch limit would be
+// passed, an oversized message alone, every message in order exactly once.
+#[test]
+fn payload_runs_group_queued_messages() {
+    use super::framing::{payload_runs, MAX_V3_BATCH};
+    assert_eq!(
+        payload_runs(Protocol::V2, &[5, 6, 7]),
+        vec![0..1, 1..2, 2..3]
+    );
+    assert_eq!(payload_runs(Protocol::V3, &[5, 6, 7]), vec![0..3]);
+    let half = MAX_V3_BATCH / 2;
+    assert_eq!(
+        payload_runs(Protocol::V3, &[half, half, 1, MAX_V3_BATCH + 1, 2]),
+        vec![0..2, 2..3, 3..4, 4..5]
+    );
+    assert!(payload_runs(Protocol::V3, &[]).is_empty());
+}

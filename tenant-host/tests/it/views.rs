@@ -103,4 +103,3 @@ fn anonymous_views_ignore_the_sender_and_change_nothing() {
         ViewOutcome::NoSuchView { .. }
     ));
 }
-
