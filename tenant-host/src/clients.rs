@@ -829,10 +829,18 @@ fn build_update(
 /// report their offsets; one thread per database waits on the commit log and
 /// publishes "everything below N is durable".
 struct Durability {
-    latest: Mutex<u64>,
+    latest: Mutex<Latest>,
     wake: Condvar,
     watch: tokio::sync::watch::Sender<u64>,
     stop: AtomicBool,
+}
+
+/// The newest committed offset + 1, and whether the watch thread sleeps
+/// waiting for it to grow (only then does a commit need to wake it: a
+/// condvar notify is a syscall, which every commit would otherwise pay).
+struct Latest {
+    end: u64,
+    sleeping: bool,
 }
 
 impl Durability {
@@ -840,7 +848,10 @@ impl Durability {
         let initial = storage.durable_offset().map_or(0, |o| o.0 + 1);
         let (watch, _) = tokio::sync::watch::channel(initial);
         let durability = Arc::new(Durability {
-            latest: Mutex::new(initial),
+            latest: Mutex::new(Latest {
+                end: initial,
+                sleeping: false,
+            }),
             wake: Condvar::new(),
             watch,
             stop: AtomicBool::new(false),
@@ -861,17 +872,19 @@ impl Durability {
             let Some(me) = weak.upgrade() else { return };
             let target = {
                 let mut latest = lock(&me.latest);
-                while *latest <= published && !me.stop.load(Ordering::Acquire) {
+                while latest.end <= published && !me.stop.load(Ordering::Acquire) {
+                    latest.sleeping = true;
                     latest = me
                         .wake
                         .wait_timeout(latest, std::time::Duration::from_secs(1))
                         .map(|(guard, _)| guard)
                         .unwrap_or_else(|e| e.into_inner().0);
+                    latest.sleeping = false;
                 }
                 if me.stop.load(Ordering::Acquire) {
                     return;
                 }
-                *latest
+                latest.end
             };
             drop(me);
             if storage.wait_durable(TxOffset(target - 1)).is_err() {
@@ -890,9 +903,12 @@ impl Durability {
 
     fn committed(&self, offset: TxOffset) {
         let mut latest = lock(&self.latest);
-        if offset.0 + 1 > *latest {
-            *latest = offset.0 + 1;
-            self.wake.notify_one();
+        if offset.0 + 1 > latest.end {
+            latest.end = offset.0 + 1;
+            if latest.sleeping {
+                latest.sleeping = false;
+                self.wake.notify_one();
+            }
         }
     }
 

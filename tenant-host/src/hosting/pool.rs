@@ -196,8 +196,15 @@ fn work(shared: &Shared) {
             state.scheduled = false;
         } else {
             drop(state);
-            lock(&shared.ready).push_back(lane);
-            shared.wake.notify_one();
+            let mut ready = lock(&shared.ready);
+            ready.push_back(lane);
+            // Alone in the queue, this worker takes the lane again right
+            // away: waking another would only move the lane between threads.
+            let others_wait = ready.len() > 1;
+            drop(ready);
+            if others_wait {
+                shared.wake.notify_one();
+            }
         }
     }
 }
