@@ -496,6 +496,27 @@ fn column(e: sp::Expr) -> Result<Option<ColRef>, SqlError> {
                 column,
             })
         }
+        // `user.id`: the parser reads the keyword USER as a call of a
+        // function without parentheses, then a field access on it.
+        sp::Expr::CompoundFieldAccess { root, access_chain } => {
+            let (sp::Expr::Function(f), [sp::AccessExpr::Dot(sp::Expr::Identifier(c))]) =
+                (*root, access_chain.as_slice())
+            else {
+                return Ok(None);
+            };
+            let bare = matches!(f.args, sp::FunctionArguments::None)
+                && f.parameters == sp::FunctionArguments::None
+                && f.filter.is_none()
+                && f.over.is_none()
+                && f.within_group.is_empty();
+            match (bare, f.name.0.as_slice()) {
+                (true, [sp::ObjectNamePart::Identifier(table)]) => Some(ColRef {
+                    table: Some(ident(table.clone())),
+                    column: ident(c.clone()),
+                }),
+                _ => None,
+            }
+        }
         _ => None,
     })
 }
@@ -663,7 +684,9 @@ fn operand(e: sp::Expr) -> Result<Operand, SqlError> {
             }
         }
         sp::Expr::Nested(inner) => operand(*inner),
-        e @ (sp::Expr::Identifier(_) | sp::Expr::CompoundIdentifier(_)) => match column(e)? {
+        e @ (sp::Expr::Identifier(_)
+        | sp::Expr::CompoundIdentifier(_)
+        | sp::Expr::CompoundFieldAccess { .. }) => match column(e)? {
             Some(c) => Ok(Operand::Column(c)),
             None => Err(unsupported("this operand")),
         },

@@ -893,3 +893,31 @@ fn row_level_security_join_filters_apply_recursively() {
     let e = r.expand(&join).unwrap_err();
     assert!(e.0.contains("join"), "{e}");
 }
+
+// Protects keyword-named tables: `user` is a keyword of the parser (a
+// function without parentheses), yet `user.col` must be a column of table
+// `user`, as the stock clients write it.
+#[test]
+fn keyword_table_names_qualify_columns() {
+    for sql in [
+        "SELECT * FROM user WHERE user.online = true",
+        "SELECT user.* FROM user WHERE user.online = true AND user.name = 'x'",
+        "SELECT user.name FROM user",
+    ] {
+        let Statement::Select(select) = parse(sql).unwrap_or_else(|e| panic!("{sql}: {e}")) else {
+            panic!("{sql}: not a select");
+        };
+        let qualified = match (&select.filter, &select.projection) {
+            (Some(Expr::Cmp(Operand::Column(c), _, _)), _) => c.clone(),
+            (Some(Expr::And(a, _)), _) => match a.as_ref() {
+                Expr::Cmp(Operand::Column(c), _, _) => c.clone(),
+                other => panic!("{sql}: {other:?}"),
+            },
+            (None, Projection::Columns(columns)) => columns[0].0.clone(),
+            other => panic!("{sql}: {other:?}"),
+        };
+        assert_eq!(qualified.table.as_deref(), Some("user"), "{sql}");
+    }
+    // A real function call is still no column.
+    assert!(parse("SELECT * FROM t WHERE now().x = 1").is_err());
+}
