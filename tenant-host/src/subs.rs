@@ -193,15 +193,14 @@ impl Query {
         caller_is_owner: bool,
         sender: Identity,
     ) -> Result<Query, SqlError> {
-        let statement = statement.clone();
         let bound = check(
-            &statement,
+            statement,
             state,
             Mode::Subscription,
             caller_is_owner,
             sender,
         )?;
-        let (Statement::Select(select), BoundStatement::Select(bound)) = (&statement, bound) else {
+        let (Statement::Select(select), BoundStatement::Select(bound)) = (statement, bound) else {
             return Err(SqlError("subscriptions accept only SELECT queries".into()));
         };
         let BoundProjection::Table(returned) = bound.projection else {

@@ -7,9 +7,8 @@
 
 use spacetimedb_lib::{bsatn, Identity};
 
-use crate::database_api::{keys, mint, server};
-use crate::ws::{publish, V2, V3_V2};
-use crate::ws_views::{sorted, sql, Client};
+use crate::ws::{V2, V3_V2};
+use crate::ws_views::{published, sorted, sorted_strings, sql, Client};
 
 const QUERIES: [&str; 4] = [
     "SELECT * FROM doc",
@@ -52,11 +51,8 @@ fn consistent(clients: &mut [&mut Client], step: &str) {
 
 #[test]
 fn row_level_security_limits_what_each_client_sees() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = server(dir.path(), keys(dir.path()));
+    let (_dir, server, owner_token) = published("rls", "rls");
     let base = &server.base;
-    let owner_token = mint(base);
-    publish(base, &owner_token, "rls", "rls");
 
     let mut alice = Client::open(base, "rls", V3_V2);
     let mut bob = Client::open(base, "rls", V2);
@@ -136,9 +132,4 @@ fn row_level_security_limits_what_each_client_sees() {
     assert_eq!(rows(&bob.token, "SELECT * FROM member").len(), 1);
     assert_eq!(rows(&owner_token, "SELECT * FROM member").len(), 1);
     assert_eq!(rows(&bob.token, "SELECT * FROM doc LIMIT 2").len(), 2);
-}
-
-fn sorted_strings(mut texts: Vec<String>) -> Vec<String> {
-    texts.sort();
-    texts
 }

@@ -219,6 +219,16 @@ fn materialised(server: &Server, name: &str) -> usize {
         .materialised_views()
 }
 
+/// A server in a fresh directory with test module `module` published as
+/// `name`; returns the directory (keep it), the server and the owner's token.
+pub(crate) fn published(name: &str, module: &str) -> (tempfile::TempDir, Server, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), keys(dir.path()));
+    let owner = mint(&server.base);
+    publish(&server.base, &owner, name, module);
+    (dir, server, owner)
+}
+
 pub(crate) fn sql(base: &str, token: &str, db: &str, query: &str) -> (u16, String) {
     let response = ureq::post(&format!("{base}/v1/database/{db}/sql"))
         .set("Authorization", &format!("Bearer {token}"))
@@ -232,11 +242,8 @@ pub(crate) fn sql(base: &str, token: &str, db: &str, query: &str) -> (u16, Strin
 
 #[test]
 fn views_are_tables_per_caller_over_websocket_and_sql() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = server(dir.path(), keys(dir.path()));
+    let (_dir, server, owner) = published("views", "abi-coverage");
     let base = &server.base;
-    let owner = mint(base);
-    publish(base, &owner, "views", "abi-coverage");
 
     let mut alice = Client::open(base, "views", V3_V2);
     let mut bob = Client::open(base, "views", V2);
@@ -376,11 +383,8 @@ fn view_and_table_deltas_equal_rerunning_the_queries_after_random_calls() {
         "SELECT * FROM note WHERE text = 'a' OR id > 5",
         "SELECT * FROM note_count WHERE count > 2",
     ];
-    let dir = tempfile::tempdir().unwrap();
-    let server = server(dir.path(), keys(dir.path()));
+    let (_dir, server, _owner) = published("diff", "abi-coverage");
     let base = &server.base;
-    let owner = mint(base);
-    publish(base, &owner, "diff", "abi-coverage");
     let mut clients: Vec<Client> = (0..3)
         .map(|i| Client::open(base, "diff", if i % 2 == 0 { V3_V2 } else { V2 }))
         .collect();
@@ -443,11 +447,8 @@ fn view_and_table_deltas_equal_rerunning_the_queries_after_random_calls() {
 
 #[test]
 fn a_module_update_closes_view_subscribers_with_1001_and_keeps_the_others() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = server(dir.path(), keys(dir.path()));
+    let (_dir, server, owner) = published("swap", "abi-coverage");
     let base = &server.base;
-    let owner = mint(base);
-    publish(base, &owner, "swap", "abi-coverage");
     let mut viewer = Client::open(base, "swap", V3_V2);
     let mut reader = Client::open(base, "swap", V2);
     viewer.subscribe(1, "SELECT * FROM my_notes").unwrap();
@@ -480,7 +481,7 @@ fn a_module_update_closes_view_subscribers_with_1001_and_keeps_the_others() {
     assert_eq!(again.query("SELECT * FROM note_count").unwrap().len(), 1);
 }
 
-fn sorted_strings(mut texts: Vec<String>) -> Vec<String> {
+pub(crate) fn sorted_strings(mut texts: Vec<String>) -> Vec<String> {
     texts.sort();
     texts
 }
