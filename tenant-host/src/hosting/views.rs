@@ -110,7 +110,7 @@ impl PreCommit for ViewMaintainer {
 
 impl DbShared {
     /// Materialises, for `sender`, every view that the queries in `sql`
-    /// name in FROM or JOIN (a module table of the same name wins). Texts
+    /// name in FROM or JOIN. Texts
     /// that do not parse are skipped: the checker reports them. Returns
     /// whether a new materialisation was made.
     pub(super) fn materialise_views_for(
@@ -161,15 +161,6 @@ impl DbShared {
         if views.entries.contains_key(&key) {
             tx.rollback();
             return Ok(false);
-        }
-        if tx.table_id_from_name(&info.canonical_name).is_some() {
-            tx.rollback();
-            return Err(ViewOutcome::Internal {
-                message: format!(
-                    "view `{}` has the name of a table of the module",
-                    info.canonical_name
-                ),
-            });
         }
         let table = match tx.table_id_from_name(&name) {
             Some(table) => table,
@@ -346,8 +337,11 @@ pub(super) fn named_views(module: &HostedModule, statement: &Statement) -> Vec<u
     if views.is_empty() {
         return Vec::new();
     }
+    // A module table of the same name wins, as in `sql::check`.
+    let tables = &module.def().tables;
     std::iter::once(&select.from)
         .chain(select.joins.iter().map(|j| &j.table))
+        .filter(|table| !tables.iter().any(|t| t.canonical_name == table.name))
         .filter_map(|table| views.iter().position(|v| v.canonical_name == table.name))
         .collect()
 }

@@ -7,8 +7,9 @@
 
 use spacetimedb_lib::{bsatn, Identity};
 
-use crate::ws::{V2, V3_V2};
+use crate::ws::{publish, V2, V3_V2};
 use crate::ws_views::{published, sorted, sorted_strings, sql, Client};
+use crate::wsclient::Received;
 
 const QUERIES: [&str; 4] = [
     "SELECT * FROM doc",
@@ -132,4 +133,34 @@ fn row_level_security_limits_what_each_client_sees() {
     assert_eq!(rows(&bob.token, "SELECT * FROM member").len(), 1);
     assert_eq!(rows(&owner_token, "SELECT * FROM member").len(), 1);
     assert_eq!(rows(&bob.token, "SELECT * FROM doc LIMIT 2").len(), 2);
+}
+
+#[test]
+fn republishing_with_changed_rules_closes_sockets_and_unchanged_rules_keep_them() {
+    let (_dir, server, owner) = published("rules", "rls");
+    let base = &server.base;
+    let mut before = Client::open(base, "rules", V2);
+    before.subscribe(0, "SELECT * FROM member").unwrap();
+    assert!(before.call("join_team", team(0)));
+
+    // `rls-v2` has the same tables and one filter changed.
+    publish(base, &owner, "rules", "rls-v2");
+    let closed = loop {
+        match before.ws.next() {
+            Received::Messages(_) => continue,
+            Received::Closed(close) => break close,
+        }
+    };
+    let (code, reason) = closed.expect("a close frame with a reason");
+    assert_eq!(code, 1001);
+    assert!(reason.contains("row-level security"), "{reason}");
+
+    // Under the new rules everyone sees team 0's memberships.
+    let mut after = Client::open(base, "rules", V3_V2);
+    let rows = after.subscribe(0, "SELECT * FROM member").unwrap();
+    assert_eq!(rows.len(), 1, "the first client's team-0 membership");
+    // Publishing the same rules again keeps the socket and its subscription.
+    publish(base, &owner, "rules", "rls-v2");
+    assert!(after.call("join_team", team(0)));
+    assert_eq!(after.held[&0].len(), 2);
 }

@@ -1,5 +1,5 @@
 //! Shared by the tenant-host tests: builds the real SpacetimeDB 2.10.1 test
-//! modules of `tests/modules/` (`chat`, `chat-v2`, `bank`, `abi-coverage`, `hostile`, `rls`) for
+//! modules of `tests/modules/` (`chat`, `chat-v2`, `bank`, `abi-coverage`, `hostile`, `rls`, `rls-v2`) for
 //! `wasm32-unknown-unknown` and hands out their `.wasm` files.
 //!
 //! Included with `#[path = "../support/modules.rs"] mod modules;` (not a test
@@ -18,7 +18,15 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 /// The members of the modules workspace (`tests/modules/Cargo.toml`).
-pub(crate) const MODULES: &[&str] = &["chat", "chat-v2", "bank", "abi-coverage", "hostile", "rls"];
+pub(crate) const MODULES: &[&str] = &[
+    "chat",
+    "chat-v2",
+    "bank",
+    "abi-coverage",
+    "hostile",
+    "rls",
+    "rls-v2",
+];
 
 const TARGET: &str = "wasm32-unknown-unknown";
 
