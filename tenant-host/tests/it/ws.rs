@@ -458,6 +458,15 @@ fn upgrade_refusals_and_bad_frames_leave_the_server_serving() {
         refused(base, "sturdy", "", V2, &[("Authorization", &bearer)]).0,
         401
     );
+    // So is an expired one of this server's own (a WebSocket token issued
+    // long ago; they live a minute).
+    let own = keys(dir.path());
+    let claims = own.validate(&token, 1_000_000).unwrap();
+    let expired = own.websocket_token(&claims, 1_000_000).unwrap();
+    let bearer = format!("Bearer {expired}");
+    let (status, body) = refused(base, "sturdy", "", V2, &[("Authorization", &bearer)]);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("expired"), "{body}");
 
     // Bad frames close the socket with 1011 and a reason.
     let bad: [tungstenite::Message; 4] = [
