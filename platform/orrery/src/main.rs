@@ -1,7 +1,8 @@
 //! The `orrery` binary: the CLI and the entry point of every process.
 //!
-//! Composition only: it parses arguments and wires crates together. Today it
-//! has one command, `orrery start`, which builds one tenant host, opens
+//! Composition only: it parses arguments and wires crates together. The
+//! developer commands (publish, call, sql, logs, …) are HTTP clients of a
+//! server and live in `cli`. `orrery start` builds one tenant host, opens
 //! (recovers) every database of the data directory's registry
 //! (`tenant_host::registry`), serves the client API (`tenant_host::api`:
 //! identities and databases) on `--listen-addr`, and keeps running until
@@ -16,6 +17,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+
+mod cli;
 use storage::{Database, DbOptions, DbStorage};
 use tenant_host::hosting::{Host, HostConfig};
 use tenant_host::registry::Registry;
@@ -51,6 +54,8 @@ enum Command {
         #[arg(long, env = "ORRERY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
         log_format: LogFormat,
     },
+    #[command(flatten)]
+    Dev(cli::Cmd),
 }
 
 /// How `orrery` writes its logs to stdout.
@@ -91,6 +96,17 @@ fn main() -> anyhow::Result<()> {
         } => {
             init_logs(log_format);
             start(&data_dir, &listen_addr)
+        }
+        Command::Dev(cmd) => {
+            if let Err(e) = cli::run(cmd) {
+                // One line: the error and its causes.
+                #[allow(clippy::disallowed_macros)]
+                {
+                    eprintln!("error: {e:#}");
+                }
+                std::process::exit(1);
+            }
+            Ok(())
         }
     }
 }

@@ -7,56 +7,9 @@ mod modules;
 #[path = "support/process.rs"]
 mod support;
 
-use std::path::Path;
-use std::process::{Child, Command};
-use std::sync::mpsc::Receiver;
-use std::time::{Duration, Instant};
-
 use serde_json::{json, Value};
 
-/// A running `orrery start` and the lines it printed.
-struct Orrery {
-    child: Child,
-    addr: String,
-    lines: Receiver<String>,
-}
-
-impl Orrery {
-    fn start(data: &Path) -> Orrery {
-        let (child, lines) = support::spawn_orrery(data, &[]);
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let banner = loop {
-            let line = lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("orrery start printed its banner");
-            if line.contains("orrery started") {
-                break line;
-            }
-        };
-        let addr = support::listen_addr(&banner);
-        Orrery { child, addr, lines }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// SIGTERM, then wait for a clean exit.
-    fn stop(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let exit = self.child.wait().unwrap();
-        assert!(exit.success(), "orrery start exited with {exit}");
-        let rest: Vec<String> = self.lines.try_iter().collect();
-        assert!(
-            rest.iter().any(|l| l.contains("stopped cleanly")),
-            "{rest:?}"
-        );
-    }
-}
+use support::Orrery;
 
 fn send(request: ureq::Request, body: Option<&[u8]>) -> (u16, String) {
     let result = match body {

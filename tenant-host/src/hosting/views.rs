@@ -33,6 +33,9 @@ use crate::sql::{check, eval_select, parse, view_tables, BoundProjection, Mode};
 use crate::wire::messages::{QuerySetId, ServerMessage, UnsubscribeFlags};
 use spacetimedb_lib::ConnectionId;
 
+/// A view's rows and the tables its evaluation read, or why it failed.
+type Evaluated = Result<(Vec<ProductValue>, BTreeSet<TableId>), ViewOutcome>;
+
 /// One materialisation.
 #[derive(Debug)]
 struct Materialised {
@@ -244,15 +247,7 @@ impl DbShared {
 
     /// Evaluates one materialisation inside `tx`: its rows and the tables
     /// it read. A view that returns SQL has that query run on `tx`.
-    fn evaluate(
-        &self,
-        module: &HostedModule,
-        tx: MutTx,
-        key: ViewKey,
-    ) -> (
-        Result<(Vec<ProductValue>, BTreeSet<TableId>), ViewOutcome>,
-        MutTx,
-    ) {
+    fn evaluate(&self, module: &HostedModule, tx: MutTx, key: ViewKey) -> (Evaluated, MutTx) {
         let (result, tx) = module.call_view_in_tx(tx, key.view, key.sender);
         self.log.append(&result.logs);
         let outcome = match result.outcome {
@@ -347,11 +342,7 @@ pub(super) fn named_views(module: &HostedModule, statement: &Statement) -> Vec<u
 }
 
 /// Runs the query of a query-builder view on `tx`: whole rows of one table.
-fn run_view_query(
-    tx: &MutTx,
-    sql: &str,
-    sender: Identity,
-) -> Result<(Vec<ProductValue>, BTreeSet<TableId>), ViewOutcome> {
+fn run_view_query(tx: &MutTx, sql: &str, sender: Identity) -> Evaluated {
     let failed = |message: String| ViewOutcome::Failed {
         message: format!("the view's query `{sql}` failed: {message}"),
     };

@@ -1,0 +1,785 @@
+//! The developer commands of `orrery` (everything but `start`): servers and
+//! login, publish, call, sql, logs, describe, list, rename, delete. Each is
+//! a thin client of the HTTP API a server speaks (client-protocol §2), with
+//! the argument shapes of the stock `spacetime` CLI where it has the same
+//! command, so habits carry over.
+//!
+//! Owns: the [`Cmd`] tree, talking to a server ([`Remote`]), confirmations,
+//! and turning failures into one line plus a hint (`main` prints it and exits
+//! with 1). Does not own: the config file (`cli::config`) or result
+//! rendering (`cli::output`).
+
+// A CLI's output is its stdout and stderr, not logs.
+#![allow(clippy::disallowed_macros)]
+// `ureq::Error` is large; it never outlives one request here.
+#![allow(clippy::result_large_err)]
+
+pub(crate) mod config;
+pub(crate) mod output;
+
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use config::Config;
+use output::{Format, ResultSet};
+
+/// The developer commands.
+#[derive(Subcommand)]
+pub(crate) enum Cmd {
+    /// Manage the servers this CLI talks to.
+    #[command(subcommand)]
+    Server(ServerCmd),
+    /// Obtain an identity token from a server and keep it for later commands.
+    ///
+    /// Commands that need an identity log in on first use by themselves; this
+    /// does it explicitly and prints the identity.
+    Login {
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Publish a module: create the database, or update it in place.
+    ///
+    /// An update migrates the data automatically when it can (adding tables,
+    /// columns with defaults, indexes); otherwise the server refuses with the
+    /// reasons and nothing changes, unless you pass --clear-data, which
+    /// replaces all data.
+    Publish {
+        /// Database name (letters, digits, `-`, `_`); without one, the
+        /// server picks an identity.
+        name: Option<String>,
+        /// A compiled module (`.wasm`).
+        #[arg(long, conflicts_with = "project_path")]
+        bin_path: Option<PathBuf>,
+        /// A module crate to build with `cargo build --release --target
+        /// wasm32-unknown-unknown` first (default: the current directory).
+        #[arg(long, short = 'p')]
+        project_path: Option<PathBuf>,
+        /// Delete all data of an existing database and start again from the
+        /// module's `init`.
+        #[arg(long, short = 'c')]
+        clear_data: bool,
+        #[command(flatten)]
+        yes: YesArg,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Call a reducer or procedure; ARGS are JSON values, one per parameter.
+    ///
+    /// Example: `orrery call chat send_message 1 '"hello"'`.
+    Call {
+        database: String,
+        function: String,
+        args: Vec<String>,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Run a SQL query (or, as the owner, INSERT/UPDATE/DELETE).
+    Sql {
+        database: String,
+        query: String,
+        /// How to print the rows.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Print a database's module logs (the owner's only).
+    Logs {
+        database: String,
+        /// How many of the latest lines to print first.
+        #[arg(short = 'n', long = "num-lines")]
+        num_lines: Option<usize>,
+        /// Keep printing new lines as they come.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only lines at this level or more severe.
+        #[arg(long, value_enum)]
+        level: Option<Level>,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Show a database's tables, reducers and views.
+    Describe {
+        database: String,
+        /// Print the module definition as the server returns it.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// List the databases your identity owns on a server.
+    List {
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Give a database a new name (the old one stops resolving).
+    Rename {
+        database: String,
+        /// The new name.
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Delete a database and all its data.
+    Delete {
+        database: String,
+        #[command(flatten)]
+        yes: YesArg,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ServerCmd {
+    /// Remember a server under a name.
+    Add {
+        name: String,
+        /// Its base URL, e.g. http://127.0.0.1:3000.
+        url: String,
+        /// Make it the default server.
+        #[arg(long, short = 'd')]
+        default: bool,
+    },
+    /// List the servers this CLI knows (the default is marked with *).
+    List,
+    /// Make a known server the default.
+    Default { name: String },
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ServerArg {
+    /// Server name (see `orrery server list`) or URL; the default server
+    /// otherwise.
+    #[arg(short = 's', long = "server")]
+    server: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct YesArg {
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long = "yes")]
+    yes: bool,
+}
+
+/// Log levels, least severe first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub(crate) enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Panic,
+}
+
+impl Level {
+    fn parse(name: &str) -> Option<Level> {
+        match name.to_ascii_lowercase().as_str() {
+            "trace" => Some(Level::Trace),
+            "debug" => Some(Level::Debug),
+            "info" => Some(Level::Info),
+            "warn" => Some(Level::Warn),
+            "error" => Some(Level::Error),
+            "panic" | "fatal" => Some(Level::Panic),
+            _ => None,
+        }
+    }
+}
+
+/// Runs one command; `Err` is printed by `main` as one line.
+pub(crate) fn run(cmd: Cmd) -> anyhow::Result<()> {
+    let dir = config::dir()?;
+    let mut config = Config::load(&dir)?;
+    match cmd {
+        Cmd::Server(cmd) => server_cmd(cmd, &mut config, &dir),
+        Cmd::Login { server } => {
+            let mut remote = Remote::new(&config, &server)?;
+            let identity = remote.login()?;
+            remote.remember(&mut config, &dir)?;
+            println!("Logged in to {} as {identity}", remote.url);
+            Ok(())
+        }
+        Cmd::Publish {
+            name,
+            bin_path,
+            project_path,
+            clear_data,
+            yes,
+            server,
+        } => {
+            let wasm = match bin_path {
+                Some(path) => path,
+                None => build_project(&project_path.unwrap_or_else(|| PathBuf::from(".")))?,
+            };
+            let bytes = std::fs::read(&wasm)
+                .with_context(|| format!("cannot read the module {}", wasm.display()))?;
+            let remote = Remote::authed(&mut config, &dir, &server)?;
+            if clear_data {
+                let what = name.as_deref().unwrap_or("the database");
+                confirm(
+                    &format!("Delete all data of {what} and start again from `init`?"),
+                    yes.yes,
+                )?;
+            }
+            let path = match &name {
+                Some(name) => format!("/v1/database/{}", segment(name)),
+                None => "/v1/database".to_owned(),
+            };
+            let query = if clear_data { "?clear=true" } else { "" };
+            let url = format!("{}{path}{query}", remote.url);
+            let request = match name {
+                Some(_) => remote.agent.put(&url),
+                None => remote.agent.post(&url),
+            };
+            let reply = remote.send_bytes(request, &bytes)?;
+            let success = &reply["Success"];
+            let identity = success["database_identity"].as_str().unwrap_or("?");
+            let op = success["op"].as_str().unwrap_or("published");
+            match success["domain"].as_str() {
+                Some(domain) => println!("{op} database {domain} ({identity})"),
+                None => println!("{op} database {identity}"),
+            }
+            Ok(())
+        }
+        Cmd::Call {
+            database,
+            function,
+            args,
+            server,
+        } => {
+            let args: Vec<Value> = args
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    serde_json::from_str(a).map_err(|e| {
+                        anyhow!(
+                            "argument {} (`{a}`) is not JSON: {e}; quote strings as '\"text\"'",
+                            i + 1
+                        )
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let remote = Remote::authed(&mut config, &dir, &server)?;
+            let url = format!(
+                "{}/v1/database/{}/call/{}",
+                remote.url,
+                segment(&database),
+                segment(&function)
+            );
+            let body = serde_json::to_string(&args).expect("JSON renders");
+            let request = remote
+                .agent
+                .post(&url)
+                .set("Content-Type", "application/json");
+            let reply = remote.send_text(request, &body)?;
+            if !reply.trim().is_empty() {
+                println!("{}", reply.trim_end());
+            }
+            Ok(())
+        }
+        Cmd::Sql {
+            database,
+            query,
+            format,
+            server,
+        } => {
+            let remote = Remote::authed(&mut config, &dir, &server)?;
+            let url = format!("{}/v1/database/{}/sql", remote.url, segment(&database));
+            let reply = remote.send_text(remote.agent.post(&url), &query)?;
+            let statements: Value =
+                serde_json::from_str(&reply).context("the server's SQL reply is not JSON")?;
+            let mut out = std::io::stdout().lock();
+            for statement in statements.as_array().into_iter().flatten() {
+                let rendered = ResultSet::from_server(statement).render(format);
+                out.write_all(rendered.as_bytes())?;
+            }
+            Ok(())
+        }
+        Cmd::Logs {
+            database,
+            num_lines,
+            follow,
+            level,
+            server,
+        } => {
+            let remote = Remote::authed(&mut config, &dir, &server)?;
+            let mut url = format!(
+                "{}/v1/database/{}/logs?follow={follow}",
+                remote.url,
+                segment(&database)
+            );
+            if let Some(n) = num_lines {
+                url.push_str(&format!("&num_lines={n}"));
+            }
+            let response = remote.call(remote.agent.get(&url), |r| r.call())?;
+            let mut out = std::io::stdout().lock();
+            for line in BufReader::new(response.into_reader()).lines() {
+                let line = line.context("the log stream broke off")?;
+                if let Some(text) = log_line(&line, level) {
+                    writeln!(out, "{text}")?;
+                    out.flush()?;
+                }
+            }
+            Ok(())
+        }
+        Cmd::Describe {
+            database,
+            json,
+            server,
+        } => {
+            let remote = Remote::new(&config, &server)?;
+            let url = format!(
+                "{}/v1/database/{}/schema?version=10",
+                remote.url,
+                segment(&database)
+            );
+            let reply = remote.call(remote.agent.get(&url), |r| r.call())?;
+            let schema = json_of(reply)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&schema)?);
+            } else {
+                print!("{}", describe(&database, &schema));
+            }
+            Ok(())
+        }
+        Cmd::List { server } => {
+            let remote = Remote::authed(&mut config, &dir, &server)?;
+            let identity = remote
+                .identity
+                .clone()
+                .ok_or_else(|| anyhow!("no identity for {}; run `orrery login`", remote.url))?;
+            let url = format!("{}/v1/identity/{identity}/databases", remote.url);
+            let reply: Value = remote.send_json(remote.agent.get(&url), None)?;
+            let ids = reply["identities"].as_array().cloned().unwrap_or_default();
+            if ids.is_empty() {
+                println!("No databases owned by {identity} on {}", remote.url);
+            }
+            for id in ids {
+                let id = id.as_str().unwrap_or_default().to_owned();
+                let names_url = format!("{}/v1/database/{id}/names", remote.url);
+                let names: Value = remote.send_json(remote.agent.get(&names_url), None)?;
+                let names: Vec<&str> = names["names"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                println!("{id}  {}", names.join(", "));
+            }
+            Ok(())
+        }
+        Cmd::Rename {
+            database,
+            to,
+            server,
+        } => {
+            let remote = Remote::authed(&mut config, &dir, &server)?;
+            let url = format!("{}/v1/database/{}/names", remote.url, segment(&database));
+            remote.send_json(remote.agent.put(&url), Some(json!([to])))?;
+            println!("Renamed {database} to {to}");
+            Ok(())
+        }
+        Cmd::Delete {
+            database,
+            yes,
+            server,
+        } => {
+            let remote = Remote::authed(&mut config, &dir, &server)?;
+            confirm(
+                &format!("Delete database {database} and all its data?"),
+                yes.yes,
+            )?;
+            let url = format!("{}/v1/database/{}", remote.url, segment(&database));
+            remote.send_text(remote.agent.delete(&url), "")?;
+            println!("Deleted database {database}");
+            Ok(())
+        }
+    }
+}
+
+fn server_cmd(cmd: ServerCmd, config: &mut Config, dir: &Path) -> anyhow::Result<()> {
+    match cmd {
+        ServerCmd::Add { name, url, default } => {
+            let url = url.trim_end_matches('/').to_owned();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("`{url}` is not an http:// or https:// URL");
+            }
+            if name.contains("://") {
+                bail!("a server name cannot be a URL; try `orrery server add local {name}`");
+            }
+            let entry = config::Server {
+                url: url.clone(),
+                token: None,
+                identity: None,
+            };
+            config.servers.insert(name.clone(), entry);
+            if default {
+                config.default_server = name.clone();
+            }
+            config.save(dir)?;
+            println!("Added server {name} at {url}");
+            Ok(())
+        }
+        ServerCmd::List => {
+            for (name, server) in &config.servers {
+                let mark = if *name == config.default_server {
+                    "*"
+                } else {
+                    " "
+                };
+                let who = server.identity.as_deref().unwrap_or("(not logged in)");
+                println!("{mark} {name}  {}  {who}", server.url);
+            }
+            Ok(())
+        }
+        ServerCmd::Default { name } => {
+            if !config.servers.contains_key(&name) {
+                bail!("no server named `{name}`; add it with `orrery server add {name} URL`");
+            }
+            config.default_server = name.clone();
+            config.save(dir)?;
+            println!("The default server is now {name}");
+            Ok(())
+        }
+    }
+}
+
+/// One server, its token, and an HTTP agent.
+struct Remote {
+    /// The config entry's name, or the URL for an unconfigured one.
+    name: String,
+    url: String,
+    token: Option<String>,
+    identity: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Remote {
+    fn new(config: &Config, arg: &ServerArg) -> anyhow::Result<Remote> {
+        let (name, server) = config.server(arg.server.as_deref())?;
+        Ok(Remote {
+            name,
+            url: server.url.trim_end_matches('/').to_owned(),
+            token: server.token,
+            identity: server.identity,
+            agent: ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(10))
+                .build(),
+        })
+    }
+
+    /// A remote with a token: the stored one, else a freshly minted one,
+    /// saved for next time.
+    fn authed(config: &mut Config, dir: &Path, arg: &ServerArg) -> anyhow::Result<Remote> {
+        let mut remote = Remote::new(config, arg)?;
+        if remote.token.is_none() {
+            remote.login()?;
+            remote.remember(config, dir)?;
+        }
+        Ok(remote)
+    }
+
+    /// `POST /v1/identity`: a new identity and its token.
+    fn login(&mut self) -> anyhow::Result<String> {
+        let url = format!("{}/v1/identity", self.url);
+        let saved = self.token.take();
+        let reply = self.send_json(self.agent.post(&url), None);
+        self.token = saved;
+        let reply = reply?;
+        let (Some(identity), Some(token)) = (reply["identity"].as_str(), reply["token"].as_str())
+        else {
+            bail!(
+                "{} answered the login without an identity and token",
+                self.url
+            );
+        };
+        self.identity = Some(identity.to_owned());
+        self.token = Some(token.to_owned());
+        Ok(identity.to_owned())
+    }
+
+    /// Stores this server's token in the config (under its name, or under
+    /// its URL if it was given as one).
+    fn remember(&self, config: &mut Config, dir: &Path) -> anyhow::Result<()> {
+        let entry = config
+            .servers
+            .entry(self.name.clone())
+            .or_insert_with(|| config::Server {
+                url: self.url.clone(),
+                token: None,
+                identity: None,
+            });
+        entry.token = self.token.clone();
+        entry.identity = self.identity.clone();
+        config.save(dir)
+    }
+
+    /// Sends `request` (with the token, if any) through `send`; a non-2xx
+    /// answer becomes an error with the server's message.
+    fn call(
+        &self,
+        request: ureq::Request,
+        send: impl FnOnce(ureq::Request) -> Result<ureq::Response, ureq::Error>,
+    ) -> anyhow::Result<ureq::Response> {
+        let request = match &self.token {
+            Some(token) => request.set("Authorization", &format!("Bearer {token}")),
+            None => request,
+        };
+        match send(request) {
+            Ok(response) => Ok(response),
+            Err(ureq::Error::Status(status, response)) => {
+                let body = response.into_string().unwrap_or_default();
+                Err(status_error(status, body.trim(), &self.name))
+            }
+            Err(ureq::Error::Transport(e)) => Err(anyhow!(
+                "cannot reach {}: {e}; is `orrery start` running there? (check `orrery server list`)",
+                self.url
+            )),
+        }
+    }
+
+    fn send_text(&self, request: ureq::Request, body: &str) -> anyhow::Result<String> {
+        let response = self.call(request, |r| r.send_string(body))?;
+        response
+            .into_string()
+            .context("the server's reply is not text")
+    }
+
+    fn send_bytes(&self, request: ureq::Request, body: &[u8]) -> anyhow::Result<Value> {
+        json_of(self.call(request, |r| r.send_bytes(body))?)
+    }
+
+    fn send_json(&self, request: ureq::Request, body: Option<Value>) -> anyhow::Result<Value> {
+        let response = match body {
+            Some(body) => self.call(request, |r| {
+                r.set("Content-Type", "application/json")
+                    .send_string(&body.to_string())
+            })?,
+            None => self.call(request, |r| r.call())?,
+        };
+        let text = response
+            .into_string()
+            .context("the server's reply is not text")?;
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).context("the server's reply is not JSON")
+    }
+}
+
+fn json_of(response: ureq::Response) -> anyhow::Result<Value> {
+    let text = response
+        .into_string()
+        .context("the server's reply is not text")?;
+    serde_json::from_str(&text).context("the server's reply is not JSON")
+}
+
+/// One line for a failed request, with a hint where one helps.
+fn status_error(status: u16, body: &str, server: &str) -> anyhow::Error {
+    let message = match serde_json::from_str::<Value>(body) {
+        Ok(Value::String(s)) => s,
+        _ if body.is_empty() => format!("HTTP {status}"),
+        _ => body.replace('\n', " "),
+    };
+    let hint = match status {
+        401 => format!(" (your token is not valid there: run `orrery login -s {server}`)"),
+        403 => " (only the database's owner may do this)".to_owned(),
+        404 => " (check the name with `orrery list`)".to_owned(),
+        _ => String::new(),
+    };
+    anyhow!("{message}{hint}")
+}
+
+/// A path segment, percent-encoded where needed.
+fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Asks on the terminal unless `yes`; refuses when there is no terminal.
+fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("{question} Refusing without a terminal to ask on; pass --yes to confirm");
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        bail!("cancelled")
+    }
+}
+
+/// Builds the module crate at `dir` for wasm32 and returns its `.wasm`.
+fn build_project(dir: &Path) -> anyhow::Result<PathBuf> {
+    if !dir.join("Cargo.toml").is_file() {
+        bail!(
+            "{} has no Cargo.toml; pass --project-path DIR or --bin-path FILE.wasm",
+            dir.display()
+        );
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let metadata = std::process::Command::new(&cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(dir)
+        .output()
+        .context("cannot run cargo (is Rust installed?)")?;
+    if !metadata.status.success() {
+        bail!(
+            "cargo metadata failed in {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&metadata.stderr).trim()
+        );
+    }
+    let metadata: Value = serde_json::from_slice(&metadata.stdout)?;
+    let manifest = std::fs::canonicalize(dir.join("Cargo.toml"))?;
+    let package = metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["manifest_path"].as_str().map(PathBuf::from).as_deref() == Some(&manifest))
+        .ok_or_else(|| anyhow!("{} is not a package (a workspace root?)", dir.display()))?;
+    let name = package["name"].as_str().unwrap_or_default().to_owned();
+    let target_dir = PathBuf::from(metadata["target_directory"].as_str().unwrap_or("target"));
+    eprintln!("Building {name} for wasm32-unknown-unknown…");
+    let status = std::process::Command::new(&cargo)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-unknown-unknown",
+            "-p",
+            &name,
+        ])
+        .current_dir(dir)
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("building {name} failed (see cargo's output above); is the wasm32-unknown-unknown target installed? `rustup target add wasm32-unknown-unknown`");
+    }
+    let wasm = target_dir
+        .join("wasm32-unknown-unknown")
+        .join("release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    if !wasm.is_file() {
+        bail!(
+            "the build made no {}; is the crate a `cdylib`?",
+            wasm.display()
+        );
+    }
+    Ok(wasm)
+}
+
+/// A log record (one NDJSON line) as text, if it passes the level filter.
+fn log_line(line: &str, min: Option<Level>) -> Option<String> {
+    let record: Value = serde_json::from_str(line).ok()?;
+    let level = record["level"].as_str().unwrap_or("info");
+    if let (Some(min), Some(level)) = (min, Level::parse(level)) {
+        if level < min {
+            return None;
+        }
+    }
+    let ts = record["ts"]
+        .as_i64()
+        .or_else(|| record["timestamp"].as_i64())
+        .map(|us| us.to_string())
+        .unwrap_or_default();
+    let message = record["message"].as_str().unwrap_or_default();
+    let function = record["function"].as_str().unwrap_or_default();
+    let level = level.to_ascii_uppercase();
+    Some(
+        format!("{ts} {level:>5} {function}: {message}")
+            .trim_start()
+            .to_owned(),
+    )
+}
+
+/// A short text description of a module definition (schema v10 JSON:
+/// `{"sections": [{"Tables": […]}, {"Reducers": […]}, …]}`).
+fn describe(database: &str, schema: &Value) -> String {
+    let section = |key: &str| -> Vec<Value> {
+        schema["sections"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s[key].as_array())
+            .flatten()
+            .cloned()
+            .collect()
+    };
+    let name = |v: &Value| v["source_name"].as_str().unwrap_or("?").to_owned();
+    let mut out = format!("Database {database}\n");
+    let tables = section("Tables");
+    out.push_str(&format!("Tables ({}):\n", tables.len()));
+    for t in &tables {
+        let access = t["table_access"]
+            .as_object()
+            .and_then(|o| o.keys().next().cloned())
+            .unwrap_or_default()
+            .to_lowercase();
+        out.push_str(&format!("  {} ({access})\n", name(t)));
+    }
+    let params = |f: &Value| -> String {
+        let names: Vec<String> = f["params"]["elements"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| p["name"]["some"].as_str().unwrap_or("_").to_owned())
+            .collect();
+        names.join(", ")
+    };
+    for (title, key) in [
+        ("Reducers", "Reducers"),
+        ("Procedures", "Procedures"),
+        ("Views", "Views"),
+    ] {
+        let functions = section(key);
+        if functions.is_empty() && key != "Reducers" {
+            continue;
+        }
+        out.push_str(&format!("{title} ({}):\n", functions.len()));
+        for f in &functions {
+            out.push_str(&format!("  {}({})\n", name(f), params(f)));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_filter_by_level_and_show_the_message() {
+        let line = r#"{"level":"warn","ts":17,"message":"careful","function":"send"}"#;
+        assert_eq!(log_line(line, None).unwrap(), "17  WARN send: careful");
+        assert!(log_line(line, Some(Level::Error)).is_none());
+        assert!(log_line(line, Some(Level::Warn)).is_some());
+        assert!(log_line("not json", None).is_none());
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(segment("chat-1_x"), "chat-1_x");
+        assert_eq!(segment("a b/c"), "a%20b%2Fc");
+    }
+}
