@@ -16,6 +16,7 @@
 
 pub(crate) mod config;
 pub(crate) mod output;
+mod subscribe;
 
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -85,6 +86,23 @@ pub(crate) enum Cmd {
         /// How to print the rows.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Subscribe to SQL queries and print each transaction's changes as one
+    /// JSON line (`{"table": {"inserts": [...], "deletes": [...]}}`).
+    Subscribe {
+        database: String,
+        /// Subscription queries (`SELECT * FROM t [WHERE …]`, joins on
+        /// indexed columns).
+        #[arg(required = true)]
+        queries: Vec<String>,
+        /// Stop after this many transactions.
+        #[arg(long, short = 'n')]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long, short = 't')]
+        duration: Option<f64>,
         #[command(flatten)]
         server: ServerArg,
     },
@@ -328,6 +346,31 @@ pub(crate) fn run(cmd: Cmd) -> anyhow::Result<()> {
                 }
             }
             Ok(())
+        }
+        Cmd::Subscribe {
+            database,
+            queries,
+            count,
+            duration,
+            server,
+        } => {
+            let remote = Remote::authed(&mut config, &dir, &server)?;
+            let url = format!(
+                "{}/v1/database/{}/schema?version=10",
+                remote.url,
+                segment(&database)
+            );
+            let schema = json_of(remote.call(remote.agent.get(&url), |r| r.call())?)?;
+            let duration = match duration {
+                Some(s) if !(s.is_finite() && s >= 0.0) => {
+                    bail!("--duration must be a number of seconds, not {s}")
+                }
+                Some(s) => Some(Duration::from_secs_f64(s)),
+                None => None,
+            };
+            let token = remote.token.clone().unwrap_or_default();
+            let until = subscribe::Until { count, duration };
+            subscribe::run(&remote.url, &database, &token, schema, queries, until)
         }
         Cmd::Describe {
             database,

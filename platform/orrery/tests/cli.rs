@@ -1,6 +1,7 @@
 //! End-to-end test of the `orrery` developer commands against a live
 //! `orrery start`: servers and login, publish (a `.wasm` and a project
-//! directory built by the CLI), call, sql in all three formats, logs,
+//! directory built by the CLI), call, sql in all three formats, subscribe
+//! with --count and --duration, logs,
 //! describe, list, rename, delete, republishing with a compatible and an
 //! incompatible change; and bad input: one clear line and a non-zero exit.
 
@@ -154,6 +155,48 @@ fn the_cli_drives_a_live_server() {
         ],
     );
     assert_eq!(count, "n\r\n1\r\n");
+
+    // Subscribe prints each transaction's changes as one JSON line.
+    let mut watcher = Command::new(env!("CARGO_BIN_EXE_orrery"))
+        .args(["subscribe", "chat", "SELECT * FROM message", "--count", "1"])
+        .env("ORRERY_CONFIG_DIR", config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(watcher.stderr.take().unwrap());
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut ready).unwrap();
+    assert_eq!(ready.trim(), "Subscribed: 1 rows now match.");
+    ok(
+        config,
+        &["call", "chat", "send_message", "1", "\"watched\""],
+    );
+    let watched = watcher.wait_with_output().unwrap();
+    assert!(watched.status.success());
+    let line: Value = serde_json::from_slice(&watched.stdout).unwrap();
+    assert_eq!(line["message"]["inserts"][0]["text"], "watched");
+    assert_eq!(line["message"]["deletes"], Value::Array(vec![]));
+    let quiet = ok(
+        config,
+        &[
+            "subscribe",
+            "chat",
+            "SELECT * FROM user",
+            "--duration",
+            "0.3",
+        ],
+    );
+    assert!(quiet.is_empty(), "{quiet}");
+    let e = fails(
+        config,
+        &["subscribe", "chat", "SELECT * FROM nowhere", "-n", "1"],
+    );
+    assert!(e.contains("nowhere"), "{e}");
+    ok(
+        config,
+        &["sql", "chat", "DELETE FROM message WHERE text = 'watched'"],
+    );
 
     // A reducer's error is one line; the host logs it, and `logs` shows it.
     let e = fails(config, &["call", "chat", "send_message", "99", "\"lost\""]);
