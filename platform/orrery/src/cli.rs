@@ -144,6 +144,15 @@ pub(crate) enum Cmd {
         #[command(flatten)]
         server: ServerArg,
     },
+    /// Print a module's definition as SATS-JSON (`{"V10": {…}}`).
+    ///
+    /// The stock `spacetime generate` runs `$SPACETIMEDB_SCHEMA_EXTRACTOR
+    /// extract-schema MODULE.wasm` to read a module; point that variable at
+    /// this binary to generate bindings without SpacetimeDB's server.
+    ExtractSchema {
+        /// The compiled module.
+        module: PathBuf,
+    },
     /// Delete a database and all its data.
     Delete {
         database: String,
@@ -416,6 +425,23 @@ pub(crate) fn run(cmd: Cmd) -> anyhow::Result<()> {
                     .collect();
                 println!("{id}  {}", names.join(", "));
             }
+            Ok(())
+        }
+        Cmd::ExtractSchema { module } => {
+            let wasm = std::fs::read(&module)
+                .with_context(|| format!("cannot read the module {}", module.display()))?;
+            let runtime = tenant_host::runtime::Runtime::new()
+                .map_err(|e| anyhow!("cannot start the module runtime: {e}"))?;
+            let hosted = runtime
+                .host(&wasm, Default::default())
+                .map_err(|e| anyhow!("{} is not a usable module: {e}", module.display()))?;
+            let raw: spacetimedb_lib::RawModuleDef =
+                spacetimedb_lib::bsatn::from_slice(hosted.raw_description())
+                    .map_err(|e| anyhow!("the module's description does not decode: {e}"))?;
+            let json = serde_json::to_string(
+                &spacetimedb_lib::ser::serde::SerializeWrapper::from_ref(&raw),
+            )?;
+            println!("{json}");
             Ok(())
         }
         Cmd::Rename {

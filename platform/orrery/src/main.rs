@@ -99,10 +99,13 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Dev(cmd) => {
             if let Err(e) = cli::run(cmd) {
-                // One line: the error and its causes.
+                // One line: the error and its causes, line breaks (e.g. in
+                // a compiler's message) folded.
+                let text = format!("{e:#}");
+                let line: Vec<&str> = text.split_whitespace().collect();
                 #[allow(clippy::disallowed_macros)]
                 {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {}", line.join(" "));
                 }
                 std::process::exit(1);
             }

@@ -281,6 +281,26 @@ fn the_cli_drives_a_live_server() {
     let e = fails(config, &["describe", "vault"]);
     assert!(e.contains("orrery list"), "{e}");
 
+    // The schema extractor the stock `spacetime generate` can run.
+    let schema: Value =
+        serde_json::from_str(&ok(config, &["extract-schema", chat.to_str().unwrap()])).unwrap();
+    let sections = schema["V10"]["sections"].as_array().unwrap();
+    let tables: Vec<&str> = sections
+        .iter()
+        .filter_map(|s| s["Tables"].as_array())
+        .flatten()
+        .filter_map(|t| t["source_name"].as_str())
+        .collect();
+    assert!(
+        tables.contains(&"message") && tables.contains(&"user"),
+        "{tables:?}"
+    );
+    let e = fails(config, &["extract-schema", "/no/such/module.wasm"]);
+    assert!(e.contains("/no/such/module.wasm"), "{e}");
+    let not_wasm = config.join("cli.json");
+    let e = fails(config, &["extract-schema", not_wasm.to_str().unwrap()]);
+    assert!(e.contains("not a usable module"), "{e}");
+
     // Bad input: one line, non-zero exit, nothing changed.
     let e = fails(
         config,
