@@ -255,6 +255,9 @@ pub(crate) fn run(cmd: Cmd) -> anyhow::Result<()> {
                     yes.yes,
                 )?;
             }
+            if let (Some(name), false) = (&name, clear_data) {
+                remote.show_plan(name, &bytes)?;
+            }
             let path = match &name {
                 Some(name) => format!("/v1/database/{}", segment(name)),
                 None => "/v1/database".to_owned(),
@@ -572,6 +575,50 @@ impl Remote {
         self.identity = Some(identity.to_owned());
         self.token = Some(token.to_owned());
         Ok(identity.to_owned())
+    }
+
+    /// For an update of an existing database: prints the migration plan,
+    /// or fails with the reasons it cannot keep the data. A database that
+    /// does not exist yet has no plan.
+    fn show_plan(&self, name: &str, wasm: &[u8]) -> anyhow::Result<()> {
+        let url = format!(
+            "{}/v1/database/{}/pre_publish?host_type=Wasm",
+            self.url,
+            segment(name)
+        );
+        let request = self.agent.post(&url);
+        let request = match &self.token {
+            Some(token) => request.set("Authorization", &format!("Bearer {token}")),
+            None => request,
+        };
+        let reply = match request.send_bytes(wasm) {
+            Ok(response) => json_of(response)?,
+            Err(ureq::Error::Status(404, _)) => return Ok(()),
+            Err(ureq::Error::Status(status, response)) => {
+                let body = response.into_string().unwrap_or_default();
+                return Err(status_error(status, body.trim(), &self.name));
+            }
+            Err(ureq::Error::Transport(e)) => {
+                bail!(
+                    "cannot reach {}: {e}; is `orrery start` running there?",
+                    self.url
+                )
+            }
+        };
+        if let Some(plan) = reply["AutoMigrate"]["migrate_plan"].as_str() {
+            if !plan.trim().is_empty() {
+                eprintln!("Migration plan for {name}:\n{}", plan.trim_end());
+            }
+            return Ok(());
+        }
+        if let Some(reason) = reply["ManualMigrate"]["reason"].as_str() {
+            let reasons: Vec<&str> = reason.lines().filter(|l| !l.trim().is_empty()).collect();
+            bail!(
+                "this update of {name} cannot keep the data: {}; nothing changed (publish with --clear-data to replace all data)",
+                reasons.join("; ")
+            );
+        }
+        Ok(())
     }
 
     /// Stores this server's token in the config (under its name, or under

@@ -237,7 +237,29 @@ fn the_cli_drives_a_live_server() {
         config,
         &["publish", "chat", "--bin-path", bank.to_str().unwrap()],
     );
-    assert!(refused.contains("message"), "{refused}");
+    assert!(
+        refused.contains("cannot keep the data")
+            && refused.contains("message")
+            && refused.contains("--clear-data"),
+        "{refused}"
+    );
+    // A compatible change shows its plan: chat-v2 adds to chat.
+    let v2 = modules::module_wasm("chat-v2");
+    let run = orrery(
+        config,
+        &["publish", "chat", "--bin-path", v2.to_str().unwrap()],
+    );
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        run.stderr.starts_with("Migration plan for chat:"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.starts_with("updated database chat ("),
+        "{}",
+        run.stdout
+    );
     let still = ok(
         config,
         &["sql", "chat", "SELECT text FROM message", "--format", "csv"],
