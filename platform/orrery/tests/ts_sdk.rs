@@ -11,7 +11,6 @@ mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -30,16 +29,8 @@ fn stock_typescript_sdk_drives_the_chat_module() {
     );
     let wasm = modules::module_bytes("chat");
     let data = tempfile::tempdir().unwrap();
-    let (mut child, lines) = support::spawn_orrery(data.path(), &[]);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let addr = loop {
-        let line = lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("orrery start printed its banner");
-        if line.contains("orrery started") {
-            break support::listen_addr(&line);
-        }
-    };
+    let mut server = support::Orrery::start(data.path());
+    let addr = server.addr.clone();
     let base = format!("http://{addr}");
 
     let minted: serde_json::Value = serde_json::from_str(
@@ -67,8 +58,8 @@ fn stock_typescript_sdk_drives_the_chat_module() {
         .expect("run npx (Node 20 and npm must be installed)");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = server.child.kill();
+    let _ = server.child.wait();
     assert!(
         output.status.success(),
         "the TypeScript SDK test failed ({}):\n{stdout}\n{stderr}",
