@@ -586,24 +586,10 @@ impl Remote {
             self.url,
             segment(name)
         );
-        let request = self.agent.post(&url);
-        let request = match &self.token {
-            Some(token) => request.set("Authorization", &format!("Bearer {token}")),
-            None => request,
-        };
-        let reply = match request.send_bytes(wasm) {
+        let reply = match self.send(self.agent.post(&url), |r| r.send_bytes(wasm)) {
             Ok(response) => json_of(response)?,
             Err(ureq::Error::Status(404, _)) => return Ok(()),
-            Err(ureq::Error::Status(status, response)) => {
-                let body = response.into_string().unwrap_or_default();
-                return Err(status_error(status, body.trim(), &self.name));
-            }
-            Err(ureq::Error::Transport(e)) => {
-                bail!(
-                    "cannot reach {}: {e}; is `orrery start` running there?",
-                    self.url
-                )
-            }
+            Err(e) => return Err(self.failure(e)),
         };
         if let Some(plan) = reply["AutoMigrate"]["migrate_plan"].as_str() {
             if !plan.trim().is_empty() {
@@ -637,28 +623,40 @@ impl Remote {
         config.save(dir)
     }
 
-    /// Sends `request` (with the token, if any) through `send`; a non-2xx
-    /// answer becomes an error with the server's message.
+    /// Sends `request` with the token, if any, through `send`.
+    fn send(
+        &self,
+        request: ureq::Request,
+        send: impl FnOnce(ureq::Request) -> Result<ureq::Response, ureq::Error>,
+    ) -> Result<ureq::Response, ureq::Error> {
+        match &self.token {
+            Some(token) => send(request.set("Authorization", &format!("Bearer {token}"))),
+            None => send(request),
+        }
+    }
+
+    /// A failed request as one line: the server's message and a hint.
+    fn failure(&self, error: ureq::Error) -> anyhow::Error {
+        match error {
+            ureq::Error::Status(status, response) => {
+                let body = response.into_string().unwrap_or_default();
+                status_error(status, body.trim(), &self.name)
+            }
+            ureq::Error::Transport(e) => anyhow!(
+                "cannot reach {}: {e}; is `orrery start` running there? (check `orrery server list`)",
+                self.url
+            ),
+        }
+    }
+
+    /// [`Remote::send`]; a non-2xx answer becomes an error with the
+    /// server's message.
     fn call(
         &self,
         request: ureq::Request,
         send: impl FnOnce(ureq::Request) -> Result<ureq::Response, ureq::Error>,
     ) -> anyhow::Result<ureq::Response> {
-        let request = match &self.token {
-            Some(token) => request.set("Authorization", &format!("Bearer {token}")),
-            None => request,
-        };
-        match send(request) {
-            Ok(response) => Ok(response),
-            Err(ureq::Error::Status(status, response)) => {
-                let body = response.into_string().unwrap_or_default();
-                Err(status_error(status, body.trim(), &self.name))
-            }
-            Err(ureq::Error::Transport(e)) => Err(anyhow!(
-                "cannot reach {}: {e}; is `orrery start` running there? (check `orrery server list`)",
-                self.url
-            )),
-        }
+        self.send(request, send).map_err(|e| self.failure(e))
     }
 
     fn send_text(&self, request: ureq::Request, body: &str) -> anyhow::Result<String> {

@@ -87,12 +87,8 @@ impl PreCommit for ViewMaintainer {
         let module = db.module();
         for key in affected {
             let table = views.entries[&key].table;
-            let (evaluated, back) = db.evaluate(&module, tx, key);
+            let (refreshed, back) = db.refresh(&module, tx, key, table);
             tx = back;
-            let refreshed = evaluated.and_then(|(rows, reads)| {
-                sync_rows(&mut tx, table, rows)?;
-                Ok(reads)
-            });
             match refreshed {
                 Ok(reads) => {
                     if let Some(entry) = views.entries.get_mut(&key) {
@@ -187,13 +183,8 @@ impl DbShared {
                 }
             }
         };
-        let (evaluated, back) = self.evaluate(module, tx, key);
-        let mut tx = back;
-        let result = evaluated.and_then(|(rows, reads)| {
-            sync_rows(&mut tx, table, rows)?;
-            Ok(reads)
-        });
-        let reads = match result {
+        let (refreshed, tx) = self.refresh(module, tx, key, table);
+        let reads = match refreshed {
             Ok(reads) => reads,
             Err(outcome) => {
                 tx.rollback();
@@ -245,12 +236,19 @@ impl DbShared {
         Ok(rows.map(|row| ProductValue::from(row.to_vec())).collect())
     }
 
-    /// Evaluates one materialisation inside `tx`: its rows and the tables
-    /// it read. A view that returns SQL has that query run on `tx`.
-    fn evaluate(&self, module: &HostedModule, tx: MutTx, key: ViewKey) -> (Evaluated, MutTx) {
-        let (result, tx) = module.call_view_in_tx(tx, key.view, key.sender);
+    /// Evaluates one materialisation inside `tx` and makes view table
+    /// `table` hold its rows; returns the tables the evaluation read. A view
+    /// that returns SQL has that query run on `tx`.
+    fn refresh(
+        &self,
+        module: &HostedModule,
+        tx: MutTx,
+        key: ViewKey,
+        table: TableId,
+    ) -> (Result<BTreeSet<TableId>, ViewOutcome>, MutTx) {
+        let (result, mut tx) = module.call_view_in_tx(tx, key.view, key.sender);
         self.log.append(&result.logs);
-        let outcome = match result.outcome {
+        let evaluated = match result.outcome {
             ViewOutcome::Rows { rows } => Ok((rows, result.reads)),
             ViewOutcome::NeedsSql { query } => {
                 let sender = Identity::from_byte_array(key.sender.unwrap_or(self.owner));
@@ -258,7 +256,11 @@ impl DbShared {
             }
             other => Err(other),
         };
-        (outcome, tx)
+        let refreshed = evaluated.and_then(|(rows, reads)| {
+            sync_rows(&mut tx, table, rows)?;
+            Ok(reads)
+        });
+        (refreshed, tx)
     }
 
     /// Drops every view table and forgets every materialisation (on load
