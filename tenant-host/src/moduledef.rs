@@ -211,20 +211,21 @@ impl ModuleDef {
             .find(|(_, t)| t.source_name == source_name)
     }
 
-    /// Reducer id and info by source name.
-    pub fn reducer(&self, source_name: &str) -> Option<(usize, &ReducerInfo)> {
-        self.reducers
-            .iter()
-            .enumerate()
-            .find(|(_, r)| r.source_name == source_name)
+    /// Reducer id and info by source name, else by canonical name (what
+    /// clients see, and what generated bindings send).
+    pub fn reducer(&self, name: &str) -> Option<(usize, &ReducerInfo)> {
+        let mut all = self.reducers.iter().enumerate();
+        all.clone()
+            .find(|(_, r)| r.source_name == name)
+            .or_else(|| all.find(|(_, r)| r.canonical_name == name))
     }
 
-    /// Procedure id and info by source name.
-    pub fn procedure(&self, source_name: &str) -> Option<(usize, &ProcedureInfo)> {
-        self.procedures
-            .iter()
-            .enumerate()
-            .find(|(_, p)| p.source_name == source_name)
+    /// Procedure id and info by source name, else by canonical name.
+    pub fn procedure(&self, name: &str) -> Option<(usize, &ProcedureInfo)> {
+        let mut all = self.procedures.iter().enumerate();
+        all.clone()
+            .find(|(_, p)| p.source_name == name)
+            .or_else(|| all.find(|(_, p)| p.canonical_name == name))
     }
 }
 

@@ -19,7 +19,7 @@ import {
   type MessageRow,
   type SubscriptionHandle,
   type UserRow,
-} from './module_bindings';
+} from './generated/chat';
 
 // ------------------------------------------------------------- settings ---
 

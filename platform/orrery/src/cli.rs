@@ -15,6 +15,7 @@
 #![allow(clippy::result_large_err)]
 
 pub(crate) mod config;
+mod generate;
 pub(crate) mod output;
 mod subscribe;
 
@@ -144,6 +145,35 @@ pub(crate) enum Cmd {
         #[command(flatten)]
         server: ServerArg,
     },
+    /// Write client bindings for a module: TypeScript for the npm
+    /// `spacetimedb` SDK.
+    ///
+    /// Reads the module from a compiled `.wasm` (--bin-path), a module crate
+    /// it builds first (--project-path, default: the current directory), or a
+    /// running database's schema (--database). Writes `index.ts` (import
+    /// `DbConnection`, row types and `tables` from it) and `types.ts`.
+    Generate {
+        /// The language of the bindings.
+        #[arg(long, short = 'l', value_enum)]
+        lang: Lang,
+        /// The directory to write the files into (created if missing).
+        #[arg(long, short = 'o')]
+        out_dir: PathBuf,
+        /// A compiled module (`.wasm`).
+        #[arg(long, short = 'b', conflicts_with_all = ["project_path", "database"])]
+        bin_path: Option<PathBuf>,
+        /// A module crate to build first.
+        #[arg(long, short = 'p', conflicts_with = "database")]
+        project_path: Option<PathBuf>,
+        /// A database whose module to read, on the server of --server.
+        #[arg(long, short = 'd')]
+        database: Option<String>,
+        /// Also bind private tables (only the owner can read them).
+        #[arg(long)]
+        include_private: bool,
+        #[command(flatten)]
+        server: ServerArg,
+    },
     /// Print a module's definition as SATS-JSON (`{"V10": {…}}`).
     ///
     /// The stock `spacetime generate` runs `$SPACETIMEDB_SCHEMA_EXTRACTOR
@@ -193,6 +223,14 @@ pub(crate) struct YesArg {
     /// Do not ask for confirmation.
     #[arg(short = 'y', long = "yes")]
     yes: bool,
+}
+
+/// Languages `generate` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Lang {
+    /// For the npm `spacetimedb` SDK.
+    #[value(alias = "ts")]
+    Typescript,
 }
 
 /// Log levels, least severe first.
@@ -430,17 +468,46 @@ pub(crate) fn run(cmd: Cmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Cmd::Generate {
+            lang: Lang::Typescript,
+            out_dir,
+            bin_path,
+            project_path,
+            database,
+            include_private,
+            server,
+        } => {
+            let (raw, source) = match (bin_path, database) {
+                (Some(path), _) => (generate::describe_wasm(&path)?, path.display().to_string()),
+                (None, Some(database)) => {
+                    let remote = Remote::new(&config, &server)?;
+                    let url = format!(
+                        "{}/v1/database/{}/schema?version=10",
+                        remote.url,
+                        segment(&database)
+                    );
+                    let schema = json_of(remote.call(remote.agent.get(&url), |r| r.call())?)?;
+                    (
+                        generate::from_schema_json(schema)?,
+                        format!("database {database} on {}", remote.url),
+                    )
+                }
+                (None, None) => {
+                    let wasm = build_project(&project_path.unwrap_or_else(|| PathBuf::from(".")))?;
+                    (generate::describe_wasm(&wasm)?, wasm.display().to_string())
+                }
+            };
+            let module = generate::Module::from_raw(raw)
+                .with_context(|| format!("cannot generate bindings for {source}"))?;
+            let options = generate::typescript::Options { include_private };
+            let files = generate::typescript::generate(&module, options)?;
+            for path in generate::write_files(&out_dir, &files)? {
+                eprintln!("wrote {}", path.display());
+            }
+            Ok(())
+        }
         Cmd::ExtractSchema { module } => {
-            let wasm = std::fs::read(&module)
-                .with_context(|| format!("cannot read the module {}", module.display()))?;
-            let runtime = tenant_host::runtime::Runtime::new()
-                .map_err(|e| anyhow!("cannot start the module runtime: {e}"))?;
-            let hosted = runtime
-                .host(&wasm, Default::default())
-                .map_err(|e| anyhow!("{} is not a usable module: {e}", module.display()))?;
-            let raw: spacetimedb_lib::RawModuleDef =
-                spacetimedb_lib::bsatn::from_slice(hosted.raw_description())
-                    .map_err(|e| anyhow!("the module's description does not decode: {e}"))?;
+            let raw = generate::describe_wasm(&module)?;
             let json = serde_json::to_string(
                 &spacetimedb_lib::ser::serde::SerializeWrapper::from_ref(&raw),
             )?;

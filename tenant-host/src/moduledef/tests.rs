@@ -488,6 +488,11 @@ fn case_conversion_policy_and_explicit_function_names() {
     assert_eq!(m.tables[0].def.name, "my_table");
     assert_eq!(m.reducers[0].canonical_name, "do_thing");
     assert_eq!(m.reducers[1].canonical_name, "Explicit");
+    // Callers may name a reducer either way.
+    assert_eq!(m.reducer("DoThing").map(|(id, _)| id), Some(0));
+    assert_eq!(m.reducer("do_thing").map(|(id, _)| id), Some(0));
+    assert_eq!(m.reducer("Explicit").map(|(id, _)| id), Some(1));
+    assert_eq!(m.reducer("explicit").map(|(id, _)| id), None);
 
     let mut b = RawModuleDefV10Builder::new();
     let ty = b.add_algebraic_type(
