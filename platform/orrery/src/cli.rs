@@ -6,8 +6,9 @@
 //!
 //! Owns: the [`Cmd`] tree, talking to a server ([`Remote`]), confirmations,
 //! and turning failures into one line plus a hint (`main` prints it and exits
-//! with 1). Does not own: the config file (`cli::config`) or result
-//! rendering (`cli::output`).
+//! with 1). Does not own: the config file (`cli::config`), result
+//! rendering (`cli::output`), the interactive SQL prompt (`cli::repl`) or
+//! colours and the error line's shape (`cli::style`).
 
 // A CLI's output is its stdout and stderr, not logs.
 #![allow(clippy::disallowed_macros)]
@@ -17,6 +18,8 @@
 pub(crate) mod config;
 mod generate;
 pub(crate) mod output;
+mod repl;
+pub(crate) mod style;
 mod subscribe;
 
 use std::io::{BufRead, BufReader, IsTerminal, Write};
@@ -65,6 +68,10 @@ pub(crate) enum Cmd {
         /// module's `init`.
         #[arg(long, short = 'c')]
         clear_data: bool,
+        /// Accept an update that the server says breaks connected clients
+        /// without asking.
+        #[arg(long)]
+        break_clients: bool,
         #[command(flatten)]
         yes: YesArg,
         #[command(flatten)]
@@ -80,10 +87,15 @@ pub(crate) enum Cmd {
         #[command(flatten)]
         server: ServerArg,
     },
-    /// Run a SQL query (or, as the owner, INSERT/UPDATE/DELETE).
+    /// Run a SQL query (or, as the owner, INSERT/UPDATE/DELETE), or with
+    /// --interactive a prompt that runs statements ending in `;`.
     Sql {
         database: String,
-        query: String,
+        #[arg(required_unless_present = "interactive")]
+        query: Option<String>,
+        /// Read statements from stdin (`\h` for help, `\q` to quit).
+        #[arg(long, short = 'i', conflicts_with = "query")]
+        interactive: bool,
         /// How to print the rows.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -276,9 +288,13 @@ pub(crate) fn run(cmd: Cmd) -> anyhow::Result<()> {
             bin_path,
             project_path,
             clear_data,
+            break_clients,
             yes,
             server,
         } => {
+            if let Some(name) = &name {
+                check_plain_name(name)?;
+            }
             let wasm = match bin_path {
                 Some(path) => path,
                 None => build_project(&project_path.unwrap_or_else(|| PathBuf::from(".")))?,
@@ -293,15 +309,27 @@ pub(crate) fn run(cmd: Cmd) -> anyhow::Result<()> {
                     yes.yes,
                 )?;
             }
+            let mut query = vec!["host_type=Wasm".to_owned()];
+            if clear_data {
+                query.push("clear=true".to_owned());
+            }
             if let (Some(name), false) = (&name, clear_data) {
-                remote.show_plan(name, &bytes)?;
+                eprintln!("Checking the update of {name} …");
+                if let Some(token) = remote.show_plan(name, &bytes, break_clients || yes.yes)? {
+                    query.push(format!("token={}", segment(&token)));
+                    query.push("policy=BreakClients".to_owned());
+                }
             }
             let path = match &name {
                 Some(name) => format!("/v1/database/{}", segment(name)),
                 None => "/v1/database".to_owned(),
             };
-            let query = if clear_data { "?clear=true" } else { "" };
-            let url = format!("{}{path}{query}", remote.url);
+            let url = format!("{}{path}?{}", remote.url, query.join("&"));
+            eprintln!(
+                "Uploading {} KiB to {} …",
+                bytes.len().div_ceil(1024),
+                remote.url
+            );
             let request = match name {
                 Some(_) => remote.agent.put(&url),
                 None => remote.agent.post(&url),
@@ -355,18 +383,19 @@ pub(crate) fn run(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Sql {
             database,
             query,
+            interactive,
             format,
             server,
         } => {
             let remote = Remote::authed(&mut config, &dir, &server)?;
-            let url = format!("{}/v1/database/{}/sql", remote.url, segment(&database));
-            let reply = remote.send_text(remote.agent.post(&url), &query)?;
-            let statements: Value =
-                serde_json::from_str(&reply).context("the server's SQL reply is not JSON")?;
+            let query = match query {
+                Some(query) if !interactive => query,
+                _ => return repl::run(&remote, &database, format),
+            };
+            let colour = style::enabled(style::Stream::Stdout);
             let mut out = std::io::stdout().lock();
-            for statement in statements.as_array().into_iter().flatten() {
-                let rendered = ResultSet::from_server(statement).render(format);
-                out.write_all(rendered.as_bytes())?;
+            for result in run_sql(&remote, &database, &query)? {
+                out.write_all(result.render(format, colour).as_bytes())?;
             }
             Ok(())
         }
@@ -405,12 +434,7 @@ pub(crate) fn run(cmd: Cmd) -> anyhow::Result<()> {
             server,
         } => {
             let remote = Remote::authed(&mut config, &dir, &server)?;
-            let url = format!(
-                "{}/v1/database/{}/schema?version=10",
-                remote.url,
-                segment(&database)
-            );
-            let schema = json_of(remote.call(remote.agent.get(&url), |r| r.call())?)?;
+            let schema = fetch_schema(&remote, &database)?;
             let duration = match duration {
                 Some(s) if !(s.is_finite() && s >= 0.0) => {
                     bail!("--duration must be a number of seconds, not {s}")
@@ -428,13 +452,7 @@ pub(crate) fn run(cmd: Cmd) -> anyhow::Result<()> {
             server,
         } => {
             let remote = Remote::new(&config, &server)?;
-            let url = format!(
-                "{}/v1/database/{}/schema?version=10",
-                remote.url,
-                segment(&database)
-            );
-            let reply = remote.call(remote.agent.get(&url), |r| r.call())?;
-            let schema = json_of(reply)?;
+            let schema = fetch_schema(&remote, &database)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&schema)?);
             } else {
@@ -536,7 +554,20 @@ pub(crate) fn run(cmd: Cmd) -> anyhow::Result<()> {
                 yes.yes,
             )?;
             let url = format!("{}/v1/database/{}", remote.url, segment(&database));
-            remote.send_text(remote.agent.delete(&url), "")?;
+            match remote.send(remote.agent.delete(&url), |r| r.call()) {
+                Ok(_) => {}
+                // The stock two-step flow for a database with children: the
+                // server names them all and wants the answer's token back.
+                Err(ureq::Error::Status(428, response)) => {
+                    let body = response.into_string().unwrap_or_default();
+                    let (tree, token) = delete_confirmation(&body)?;
+                    eprint!("{tree}");
+                    confirm("Delete all the databases above?", yes.yes)?;
+                    let url = format!("{url}?token={}", segment(&token));
+                    remote.call(remote.agent.delete(&url), |r| r.call())?;
+                }
+                Err(e) => return Err(remote.failure(e)),
+            }
             println!("Deleted database {database}");
             Ok(())
         }
@@ -645,9 +676,11 @@ impl Remote {
     }
 
     /// For an update of an existing database: prints the migration plan,
-    /// or fails with the reasons it cannot keep the data. A database that
-    /// does not exist yet has no plan.
-    fn show_plan(&self, name: &str, wasm: &[u8]) -> anyhow::Result<()> {
+    /// or fails with the reasons it cannot keep the data. An update that
+    /// breaks connected clients needs a confirmation (`accept` gives it);
+    /// then the result is the token that lets the publish go ahead. A
+    /// database that does not exist yet has no plan.
+    fn show_plan(&self, name: &str, wasm: &[u8], accept: bool) -> anyhow::Result<Option<String>> {
         let url = format!(
             "{}/v1/database/{}/pre_publish?host_type=Wasm",
             self.url,
@@ -655,23 +688,28 @@ impl Remote {
         );
         let reply = match self.send(self.agent.post(&url), |r| r.send_bytes(wasm)) {
             Ok(response) => json_of(response)?,
-            Err(ureq::Error::Status(404, _)) => return Ok(()),
+            Err(ureq::Error::Status(404, _)) => return Ok(None),
             Err(e) => return Err(self.failure(e)),
         };
-        if let Some(plan) = reply["AutoMigrate"]["migrate_plan"].as_str() {
-            if !plan.trim().is_empty() {
-                eprintln!("Migration plan for {name}:\n{}", plan.trim_end());
-            }
-            return Ok(());
-        }
-        if let Some(reason) = reply["ManualMigrate"]["reason"].as_str() {
-            let reasons: Vec<&str> = reason.lines().filter(|l| !l.trim().is_empty()).collect();
-            bail!(
-                "this update of {name} cannot keep the data: {}; nothing changed (publish with --clear-data to replace all data)",
-                reasons.join("; ")
+        let plan = Plan::of(name, &reply)?;
+        if let Some(text) = &plan.text {
+            let heading = style::bold(
+                style::enabled(style::Stream::Stderr),
+                &format!("Migration plan for {name}:"),
             );
+            eprintln!("{heading}\n{text}");
         }
-        Ok(())
+        match plan.break_clients_token {
+            Some(token) => {
+                confirm_or(
+                    &format!("This update of {name} breaks clients connected to it. Go ahead?"),
+                    accept,
+                    "--break-clients or --yes",
+                )?;
+                Ok(Some(token))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Stores this server's token in the config (under its name, or under
@@ -793,11 +831,16 @@ fn segment(s: &str) -> String {
 
 /// Asks on the terminal unless `yes`; refuses when there is no terminal.
 fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
+    confirm_or(question, yes, "--yes")
+}
+
+/// [`confirm`], naming `flags` as the way to confirm without a terminal.
+fn confirm_or(question: &str, yes: bool, flags: &str) -> anyhow::Result<()> {
     if yes {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
-        bail!("{question} Refusing without a terminal to ask on; pass --yes to confirm");
+        bail!("{question} Refusing without a terminal to ask on; pass {flags} to confirm");
     }
     eprint!("{question} [y/N] ");
     std::io::stderr().flush()?;
@@ -841,7 +884,7 @@ fn build_project(dir: &Path) -> anyhow::Result<PathBuf> {
         .ok_or_else(|| anyhow!("{} is not a package (a workspace root?)", dir.display()))?;
     let name = package["name"].as_str().unwrap_or_default().to_owned();
     let target_dir = PathBuf::from(metadata["target_directory"].as_str().unwrap_or("target"));
-    eprintln!("Building {name} for wasm32-unknown-unknown…");
+    eprintln!("Building {name} for wasm32-unknown-unknown …");
     let status = std::process::Command::new(&cargo)
         .args([
             "build",
@@ -894,29 +937,144 @@ fn log_line(line: &str, min: Option<Level>) -> Option<String> {
     )
 }
 
-/// A short text description of a module definition (schema v10 JSON:
-/// `{"sections": [{"Tables": […]}, {"Reducers": […]}, …]}`).
-fn describe(database: &str, schema: &Value) -> String {
-    let section = |key: &str| -> Vec<Value> {
-        schema["sections"]
+/// What `pre_publish` said about an update.
+#[derive(Debug, PartialEq)]
+struct Plan {
+    /// The migration plan, for people.
+    text: Option<String>,
+    /// The update breaks connected clients; this token lets it go ahead.
+    break_clients_token: Option<String>,
+}
+
+impl Plan {
+    /// Reads a `pre_publish` answer (`{"AutoMigrate": …}` or
+    /// `{"ManualMigrate": …}`); the latter is an error with the reasons.
+    fn of(name: &str, reply: &Value) -> anyhow::Result<Plan> {
+        if let Some(reason) = reply["ManualMigrate"]["reason"].as_str() {
+            let reasons: Vec<&str> = reason.lines().filter(|l| !l.trim().is_empty()).collect();
+            bail!(
+                "this update of {name} cannot keep the data: {}; nothing changed (publish with --clear-data to replace all data)",
+                reasons.join("; ")
+            );
+        }
+        let auto = &reply["AutoMigrate"];
+        let text = auto["migrate_plan"]
+            .as_str()
+            .map(str::trim_end)
+            .filter(|t| !t.trim().is_empty())
+            .map(str::to_owned);
+        let break_clients_token = match auto["break_clients"].as_bool() {
+            Some(true) => Some(auto["token"].as_str().map(str::to_owned).ok_or_else(|| {
+                anyhow!("the server says this update breaks clients but sent no token for it")
+            })?),
+            _ => None,
+        };
+        Ok(Plan {
+            text,
+            break_clients_token,
+        })
+    }
+}
+
+/// Refuses a stock `parent/child` database name: Orrery has no child
+/// databases.
+fn check_plain_name(name: &str) -> anyhow::Result<()> {
+    if name.contains('/') {
+        bail!(
+            "`{name}` names a child database (parent/child), and Orrery has no child databases; publish under a plain name (letters, digits, `-`, `_`)"
+        );
+    }
+    Ok(())
+}
+
+/// A `428` answer to a delete (`{"database_tree": …, "confirmation_token":
+/// …}`): the databases it would delete as an indented list, and the token
+/// that confirms it.
+fn delete_confirmation(body: &str) -> anyhow::Result<(String, String)> {
+    let reply: Value = serde_json::from_str(body)
+        .map_err(|e| anyhow!("the server asked to confirm the delete, but not in JSON: {e}"))?;
+    let token = reply["confirmation_token"].as_str().ok_or_else(|| {
+        anyhow!("the server asked to confirm the delete, but sent no confirmation token")
+    })?;
+    fn tree(node: &Value, depth: usize, out: &mut String) {
+        let root = &node["root"];
+        let id = root["database_identity"].as_str().unwrap_or("?");
+        let names: Vec<&str> = root["database_names"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|s| s[key].as_array())
-            .flatten()
-            .cloned()
-            .collect()
-    };
+            .filter_map(Value::as_str)
+            .collect();
+        let indent = "  ".repeat(depth + 1);
+        if names.is_empty() {
+            out.push_str(&format!("{indent}{id}\n"));
+        } else {
+            out.push_str(&format!("{indent}{} ({id})\n", names.join(", ")));
+        }
+        for child in node["children"].as_array().into_iter().flatten() {
+            tree(child, depth + 1, out);
+        }
+    }
+    let mut out = "This deletes the database and its children:\n".to_owned();
+    tree(&reply["database_tree"], 0, &mut out);
+    Ok((out, token.to_owned()))
+}
+
+/// `POST /sql` with one statement; its results.
+fn run_sql(remote: &Remote, database: &str, query: &str) -> anyhow::Result<Vec<ResultSet>> {
+    let url = format!("{}/v1/database/{}/sql", remote.url, segment(database));
+    let reply = remote.send_text(remote.agent.post(&url), query)?;
+    let statements: Value =
+        serde_json::from_str(&reply).context("the server's SQL reply is not JSON")?;
+    Ok(statements
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(ResultSet::from_server)
+        .collect())
+}
+
+/// `GET /schema?version=10`: the module definition as JSON.
+fn fetch_schema(remote: &Remote, database: &str) -> anyhow::Result<Value> {
+    let url = format!(
+        "{}/v1/database/{}/schema?version=10",
+        remote.url,
+        segment(database)
+    );
+    json_of(remote.call(remote.agent.get(&url), |r| r.call())?)
+}
+
+/// The entries of one kind (`"Tables"`, `"Reducers"`, …) of a module
+/// definition (schema v10 JSON: `{"sections": [{"Tables": […]}, …]}`).
+fn section(schema: &Value, key: &str) -> Vec<Value> {
+    schema["sections"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s[key].as_array())
+        .flatten()
+        .cloned()
+        .collect()
+}
+
+/// `public` or `private`, from a table's `{"table_access": {"Public": []}}`.
+fn table_access(table: &Value) -> String {
+    table["table_access"]
+        .as_object()
+        .and_then(|o| o.keys().next().cloned())
+        .unwrap_or_default()
+        .to_lowercase()
+}
+
+/// A short text description of a module definition.
+fn describe(database: &str, schema: &Value) -> String {
+    let section = |key: &str| section(schema, key);
     let name = |v: &Value| v["source_name"].as_str().unwrap_or("?").to_owned();
     let mut out = format!("Database {database}\n");
     let tables = section("Tables");
     out.push_str(&format!("Tables ({}):\n", tables.len()));
     for t in &tables {
-        let access = t["table_access"]
-            .as_object()
-            .and_then(|o| o.keys().next().cloned())
-            .unwrap_or_default()
-            .to_lowercase();
+        let access = table_access(t);
         out.push_str(&format!("  {} ({access})\n", name(t)));
     }
     let params = |f: &Value| -> String {
@@ -956,6 +1114,67 @@ mod tests {
         assert!(log_line(line, Some(Level::Error)).is_none());
         assert!(log_line(line, Some(Level::Warn)).is_some());
         assert!(log_line("not json", None).is_none());
+    }
+
+    #[test]
+    fn a_delete_confirmation_shows_the_tree_and_keeps_the_token() {
+        let body = r#"{
+            "database_tree": {
+                "root": {"database_identity": "c200aa", "database_names": ["game"]},
+                "children": [
+                    {"root": {"database_identity": "c200bb", "database_names": ["game-eu", "eu"]},
+                     "children": [{"root": {"database_identity": "c200cc", "database_names": []}, "children": []}]},
+                    {"root": {"database_identity": "c200dd", "database_names": ["game-us"]}, "children": []}
+                ]
+            },
+            "confirmation_token": "0x1234abcd"
+        }"#;
+        let (tree, token) = delete_confirmation(body).unwrap();
+        assert_eq!(token, "0x1234abcd");
+        assert_eq!(
+            tree,
+            "This deletes the database and its children:\n  game (c200aa)\n    game-eu, eu (c200bb)\n      c200cc\n    game-us (c200dd)\n"
+        );
+        let e = delete_confirmation(r#"{"database_tree": {}}"#).unwrap_err();
+        assert!(e.to_string().contains("no confirmation token"), "{e}");
+        assert!(delete_confirmation("Precondition Required").is_err());
+    }
+
+    #[test]
+    fn pre_publish_answers_become_plans() {
+        let plain = json!({"AutoMigrate": {"migrate_plan": "- add table x\n", "break_clients": false, "token": "0xab"}});
+        assert_eq!(
+            Plan::of("chat", &plain).unwrap(),
+            Plan {
+                text: Some("- add table x".into()),
+                break_clients_token: None
+            }
+        );
+        let breaking =
+            json!({"AutoMigrate": {"migrate_plan": "", "break_clients": true, "token": "0xab"}});
+        assert_eq!(
+            Plan::of("chat", &breaking).unwrap(),
+            Plan {
+                text: None,
+                break_clients_token: Some("0xab".into())
+            }
+        );
+        let manual = json!({"ManualMigrate": {"reason": "table a removed\n\ncolumn b changed"}});
+        let e = Plan::of("chat", &manual).unwrap_err().to_string();
+        assert!(
+            e.contains("table a removed; column b changed") && e.contains("--clear-data"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn child_database_names_are_refused() {
+        assert!(check_plain_name("chat-1").is_ok());
+        let e = check_plain_name("game/eu").unwrap_err().to_string();
+        assert!(
+            e.contains("`game/eu`") && e.contains("no child databases"),
+            "{e}"
+        );
     }
 
     #[test]

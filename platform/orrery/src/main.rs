@@ -99,13 +99,11 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Dev(cmd) => {
             if let Err(e) = cli::run(cmd) {
-                // One line: the error and its causes, line breaks (e.g. in
-                // a compiler's message) folded.
-                let text = format!("{e:#}");
-                let line: Vec<&str> = text.split_whitespace().collect();
+                // One line: the error and its causes.
+                let colour = cli::style::enabled(cli::style::Stream::Stderr);
                 #[allow(clippy::disallowed_macros)]
                 {
-                    eprintln!("error: {}", line.join(" "));
+                    eprintln!("{}", cli::style::error_line(&e, colour));
                 }
                 std::process::exit(1);
             }

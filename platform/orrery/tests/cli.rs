@@ -1,17 +1,19 @@
 //! End-to-end test of the `orrery` developer commands against a live
 //! `orrery start`: servers and login, publish (a `.wasm` and a project
-//! directory built by the CLI), call, sql in all three formats, subscribe
-//! with --count and --duration, logs,
-//! describe, list, rename, delete, republishing with a compatible and an
-//! incompatible change; and bad input: one clear line and a non-zero exit.
+//! directory built by the CLI, with its progress on stderr), call, sql in
+//! all three formats and interactively from stdin, subscribe with --count
+//! and --duration, logs, describe, list, rename, delete, republishing with
+//! a compatible and an incompatible change; bad input: one clear line and a
+//! non-zero exit; and colours only on a terminal.
 
 #[path = "../../../tenant-host/tests/support/modules.rs"]
 mod modules;
 #[path = "support/process.rs"]
 mod support;
 
+use std::io::Write;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
@@ -26,18 +28,71 @@ struct Run {
 
 /// Runs `orrery ARGS` with its config in `config`.
 fn orrery(config: &Path, args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_orrery"))
+    orrery_with_input(config, args, None)
+}
+
+/// Runs `orrery ARGS` with `input` on its stdin (none: an empty stdin). The
+/// environment allows colours, so only the missing terminal keeps escape
+/// codes out of the output, which this checks.
+fn orrery_with_input(config: &Path, args: &[&str], input: Option<&str>) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orrery"))
         .args(args)
         .env("ORRERY_CONFIG_DIR", config)
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
-        .output()
+        .env_remove("NO_COLOR")
+        .env("TERM", "xterm-256color")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    Run {
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(input.unwrap_or_default().as_bytes())
+        .unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    let run = Run {
         ok: output.status.success(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    for text in [&run.stdout, &run.stderr] {
+        assert!(
+            !text.contains("\x1b["),
+            "escape codes without a terminal from {args:?}: {text:?}"
+        );
     }
+    run
+}
+
+/// Runs `orrery ARGS` under a pseudo-terminal (util-linux `script`), with
+/// `NO_COLOR` set to `no_color` or unset; its terminal output (stdout and
+/// stderr together) and whether it succeeded.
+fn in_terminal(config: &Path, args: &[&str], no_color: Option<&str>) -> (bool, String) {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let mut line = quote(env!("CARGO_BIN_EXE_orrery"));
+    for arg in args {
+        line.push(' ');
+        line.push_str(&quote(arg));
+    }
+    let mut command = Command::new("script");
+    command
+        .args(["-qec", &line, "/dev/null"])
+        .env("ORRERY_CONFIG_DIR", config)
+        .env("TERM", "xterm-256color")
+        .env("SHELL", "/bin/sh")
+        .stdin(Stdio::null());
+    match no_color {
+        Some(value) => command.env("NO_COLOR", value),
+        None => command.env_remove("NO_COLOR"),
+    };
+    let output = command.output().unwrap_or_else(|e| {
+        panic!("the colour test needs util-linux `script` (apt-get install util-linux): {e}")
+    });
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
 }
 
 /// `orrery ARGS`, which must succeed; its stdout.
@@ -47,14 +102,17 @@ fn ok(config: &Path, args: &[&str]) -> String {
     run.stdout
 }
 
-/// `orrery ARGS`, which must fail with one `error:` line; that line.
+/// `orrery ARGS`, which must fail with one `error:` line, the last one on
+/// stderr (progress lines may come before it); that line.
 fn fails(config: &Path, args: &[&str]) -> String {
     let run = orrery(config, args);
     assert!(!run.ok, "orrery {args:?} should fail: {}", run.stdout);
     let lines: Vec<&str> = run.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one line for {args:?}: {}", run.stderr);
-    assert!(lines[0].starts_with("error: "), "{}", run.stderr);
-    lines[0].to_owned()
+    let errors = lines.iter().filter(|l| l.starts_with("error")).count();
+    assert_eq!(errors, 1, "one error line for {args:?}: {}", run.stderr);
+    let last = lines.last().unwrap();
+    assert!(last.starts_with("error: "), "{}", run.stderr);
+    last.to_string()
 }
 
 #[test]
@@ -83,15 +141,27 @@ fn the_cli_drives_a_live_server() {
         assert_eq!(mode & 0o777, 0o600, "the token file is the owner's only");
     }
 
-    // Publish a built module, and a project the CLI builds itself.
+    // Publish a built module, and a project the CLI builds itself; the
+    // progress goes to stderr, the one result line to stdout.
     let chat = modules::module_wasm("chat");
-    let out = ok(
+    let run = orrery(
         config,
         &["publish", "chat", "--bin-path", chat.to_str().unwrap()],
     );
-    assert!(out.starts_with("created database chat ("), "{out}");
+    assert!(run.ok, "{}", run.stderr);
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+    assert!(
+        run.stdout.starts_with("created database chat ("),
+        "{}",
+        run.stdout
+    );
+    let kib = std::fs::metadata(&chat).unwrap().len().div_ceil(1024);
+    assert_eq!(
+        run.stderr,
+        format!("Checking the update of chat …\nUploading {kib} KiB to {url} …\n")
+    );
     let project = modules::modules_dir().join("bank");
-    let out = ok(
+    let run = orrery(
         config,
         &[
             "publish",
@@ -100,7 +170,37 @@ fn the_cli_drives_a_live_server() {
             project.to_str().unwrap(),
         ],
     );
-    assert!(out.starts_with("created database bank ("), "{out}");
+    assert!(run.ok, "{}", run.stderr);
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+    assert!(
+        run.stdout.starts_with("created database bank ("),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("Building bank ")
+            && run.stderr.contains("Checking the update of bank …")
+            && run.stderr.contains(&format!("KiB to {url} …")),
+        "{}",
+        run.stderr
+    );
+    // A stock `parent/child` name is refused before any request: this
+    // server address would not answer.
+    let e = fails(
+        config,
+        &[
+            "publish",
+            "game/eu",
+            "-s",
+            "http://127.0.0.1:9",
+            "--bin-path",
+            chat.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        e.contains("`game/eu`") && e.contains("no child databases") && e.contains("plain name"),
+        "{e}"
+    );
 
     // Calls take JSON arguments.
     ok(
@@ -155,6 +255,71 @@ fn the_cli_drives_a_live_server() {
         ],
     );
     assert_eq!(count, "n\r\n1\r\n");
+
+    // The interactive prompt reads statements from stdin: one over two
+    // lines, a failing one (an error line; the rest still runs), two on
+    // one line, `\dt`, and nothing after `\q`. Without a terminal: no
+    // prompts, and the failure fails the run.
+    let script = "SELECT text\n  FROM message;\nSELEKT nonsense;\n\n\\dt\nSELECT COUNT(*) AS n FROM message; SELECT id FROM message;\n\\q\nSELECT 'after quit';\n";
+    let run = orrery_with_input(
+        config,
+        &["sql", "chat", "--interactive", "--format", "csv"],
+        Some(script),
+    );
+    assert!(!run.ok, "a failed statement fails a piped run");
+    let errors: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(errors.len(), 2, "{}", run.stderr);
+    assert!(
+        errors[0].starts_with("error: ") && errors[0].contains("SELEKT"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(errors[1], "error: 1 of 5 statements failed");
+    assert_eq!(
+        run.stdout,
+        "text\r\n\"hello, world\"\r\n\
+         name,kind,access\r\nchannel,table,public\r\nmessage,table,public\r\nprune_schedule,table,private\r\nuser,table,public\r\n\
+         n\r\n1\r\n\
+         id\r\n1\r\n"
+    );
+    // All well: exit 0; an unfinished statement at the end still runs.
+    let run = orrery_with_input(
+        config,
+        &["sql", "chat", "-i"],
+        Some("\\h\nSELECT text FROM message"),
+    );
+    assert!(run.ok, "{}", run.stderr);
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+    assert!(run.stdout.contains("\\dt"), "the help: {}", run.stdout);
+    assert!(
+        run.stdout.contains("hello, world") && run.stdout.ends_with("(1 row)\n"),
+        "{}",
+        run.stdout
+    );
+    // QUERY is required unless --interactive, and not allowed with it.
+    let run = orrery(config, &["sql", "chat"]);
+    assert!(!run.ok && run.stderr.contains("<QUERY>"), "{}", run.stderr);
+    let run = orrery(config, &["sql", "chat", "SELECT 1", "-i"]);
+    assert!(
+        !run.ok && run.stderr.contains("cannot be used with"),
+        "{}",
+        run.stderr
+    );
+
+    // On a terminal, errors and table headers are coloured, unless
+    // NO_COLOR says otherwise.
+    let (ok_run, screen) = in_terminal(config, &["sql", "chat", "SELECT text FROM message"], None);
+    assert!(ok_run, "{screen:?}");
+    assert!(screen.contains("\x1b[1m text"), "a bold header: {screen:?}");
+    let (failed, screen) = in_terminal(config, &["sql", "nowhere", "SELECT 1"], None);
+    assert!(!failed, "{screen:?}");
+    assert!(
+        screen.contains("\x1b[1;31merror:\x1b[0m") && screen.contains("\x1b[2m (check the name"),
+        "a red error and a dim hint: {screen:?}"
+    );
+    let (_, screen) = in_terminal(config, &["sql", "nowhere", "SELECT 1"], Some("1"));
+    assert!(screen.contains("error: "), "{screen:?}");
+    assert!(!screen.contains('\x1b'), "NO_COLOR: {screen:?}");
 
     // Subscribe prints each transaction's changes as one JSON line.
     let mut watcher = Command::new(env!("CARGO_BIN_EXE_orrery"))
@@ -243,6 +408,19 @@ fn the_cli_drives_a_live_server() {
             && refused.contains("--clear-data"),
         "{refused}"
     );
+    // --break-clients is accepted; an update that breaks no client needs
+    // no confirmation either way.
+    let out = ok(
+        config,
+        &[
+            "publish",
+            "chat",
+            "--break-clients",
+            "--bin-path",
+            chat.to_str().unwrap(),
+        ],
+    );
+    assert!(out.starts_with("updated database chat ("), "{out}");
     // A compatible change shows its plan: chat-v2 adds to chat.
     let v2 = modules::module_wasm("chat-v2");
     let run = orrery(
@@ -251,10 +429,17 @@ fn the_cli_drives_a_live_server() {
     );
     assert!(run.ok, "{}", run.stderr);
     assert!(
-        run.stderr.starts_with("Migration plan for chat:"),
+        run.stderr
+            .starts_with("Checking the update of chat …\nMigration plan for chat:\n"),
         "{}",
         run.stderr
     );
+    assert!(
+        run.stderr.ends_with(&format!(" KiB to {url} …\n")),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stdout.contains("Migration plan"), "{}", run.stdout);
     assert!(
         run.stdout.starts_with("updated database chat ("),
         "{}",

@@ -48,15 +48,16 @@ impl ResultSet {
         ResultSet { columns, rows }
     }
 
-    pub(crate) fn render(&self, format: Format) -> String {
+    /// The result as text; `colour` makes a table's header row bold.
+    pub(crate) fn render(&self, format: Format, colour: bool) -> String {
         match format {
-            Format::Table => self.table(),
+            Format::Table => self.table(colour),
             Format::Json => self.json(),
             Format::Csv => self.csv(),
         }
     }
 
-    fn table(&self) -> String {
+    fn table(&self, colour: bool) -> String {
         let cells: Vec<Vec<String>> = self
             .rows
             .iter()
@@ -78,7 +79,7 @@ impl ResultSet {
                 .collect();
             padded.join("|").trim_end().to_owned()
         };
-        let mut out = line(&self.columns);
+        let mut out = super::style::bold(colour, &line(&self.columns));
         out.push('\n');
         let rule: Vec<String> = widths.iter().map(|w| "-".repeat(w + 2)).collect();
         out.push_str(&rule.join("+"));
@@ -161,17 +162,21 @@ mod tests {
     fn renders_tables_json_and_csv() {
         let rs = sample();
         assert_eq!(
-            rs.render(Format::Table),
+            rs.render(Format::Table, false),
             " id | text\n----+-----------------\n 1  | hello\n 22 | a, \"quoted\" one\n(2 rows)\n"
         );
-        let json: Value = serde_json::from_str(&rs.render(Format::Json)).unwrap();
+        let json: Value = serde_json::from_str(&rs.render(Format::Json, true)).unwrap();
         assert_eq!(
             json,
             json!([{"id": 1, "text": "hello"}, {"id": 22, "text": "a, \"quoted\" one"}])
         );
         assert_eq!(
-            rs.render(Format::Csv),
+            rs.render(Format::Csv, true),
             "id,text\r\n1,hello\r\n22,\"a, \"\"quoted\"\" one\"\r\n"
         );
+        // Only a table's header row is ever styled.
+        assert!(rs
+            .render(Format::Table, true)
+            .starts_with("\x1b[1m id | text\x1b[0m\n----+"));
     }
 }
