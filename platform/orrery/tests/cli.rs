@@ -535,6 +535,26 @@ fn the_cli_drives_a_live_server() {
     assert!(e.contains("cannot reach http://127.0.0.1:9"), "{e}");
     let e = fails(config, &["sql", "-s", "nonesuch", "chat", "SELECT 1"]);
     assert!(e.contains("no server named `nonesuch`"), "{e}");
+    // Bindings: a missing module, and a database that does not exist.
+    let e = fails(
+        config,
+        &[
+            "generate",
+            "-l",
+            "ts",
+            "-o",
+            "/tmp/x",
+            "--bin-path",
+            "/no/such.wasm",
+        ],
+    );
+    assert!(e.contains("/no/such.wasm"), "{e}");
+    let e = fails(
+        config,
+        &["generate", "-l", "ts", "-o", "/tmp/x", "-d", "nowhere"],
+    );
+    assert!(e.contains("orrery list"), "{e}");
+
     // A token this server did not sign.
     let foreign = tempfile::tempdir().unwrap();
     let other = tenant_host::auth::Keys::load_or_create(&foreign.path().join("keys"))
@@ -547,6 +567,15 @@ fn the_cli_drives_a_live_server() {
     std::fs::write(config.join("cli.json"), serde_json::to_vec(&file).unwrap()).unwrap();
     let e = fails(config, &["sql", "chat", "SELECT * FROM message"]);
     assert!(e.contains("orrery login"), "{e}");
+    // An expired token, signed by this server's own key.
+    let keys = tenant_host::auth::Keys::load_or_create(&data.path().join("keys")).unwrap();
+    let minted = keys.mint_anonymous(0).unwrap();
+    let claims = keys.validate(&minted.token, 0).unwrap();
+    let expired = keys.websocket_token(&claims, 1_000).unwrap();
+    file["servers"]["mine"]["token"] = Value::String(expired);
+    std::fs::write(config.join("cli.json"), serde_json::to_vec(&file).unwrap()).unwrap();
+    let e = fails(config, &["sql", "chat", "SELECT * FROM message"]);
+    assert!(e.contains("expired") && e.contains("orrery login"), "{e}");
 
     server.stop();
 }
