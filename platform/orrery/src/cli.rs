@@ -499,14 +499,8 @@ pub(crate) fn run(cmd: Cmd) -> anyhow::Result<()> {
                 (Some(path), _) => (generate::describe_wasm(&path)?, path.display().to_string()),
                 (None, Some(database)) => {
                     let remote = Remote::new(&config, &server)?;
-                    let url = format!(
-                        "{}/v1/database/{}/schema?version=10",
-                        remote.url,
-                        segment(&database)
-                    );
-                    let schema = json_of(remote.call(remote.agent.get(&url), |r| r.call())?)?;
                     (
-                        generate::from_schema_json(schema)?,
+                        generate::from_schema_json(fetch_schema(&remote, &database)?)?,
                         format!("database {database} on {}", remote.url),
                     )
                 }

@@ -9,12 +9,9 @@ use std::collections::HashMap;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use serde_json::{Map, Value};
-use spacetimedb_lib::db::raw_def::v10::RawModuleDefV10;
-use spacetimedb_lib::de::serde::DeserializeWrapper;
 use spacetimedb_lib::ser::serde::SerializeWrapper;
-use spacetimedb_lib::RawModuleDef;
 use spacetimedb_sats::{ProductType, ProductValue};
 use tenant_host::moduledef::ModuleDef;
 use tenant_host::wire::framing::{decode_server_payload, encode_client_payload, Protocol};
@@ -32,9 +29,7 @@ pub(crate) struct Until {
 
 /// Column names and types of every table and view clients can read.
 fn row_types(schema: Value) -> anyhow::Result<HashMap<String, ProductType>> {
-    let raw: DeserializeWrapper<RawModuleDefV10> =
-        serde_json::from_value(schema).context("the server's schema does not decode")?;
-    let def = ModuleDef::from_raw(RawModuleDef::V10(raw.0))
+    let def = ModuleDef::from_raw(super::generate::from_schema_json(schema)?)
         .map_err(|e| anyhow!("the server's schema is not a valid module: {e}"))?;
     let mut types: HashMap<String, ProductType> = def
         .tables

@@ -13,11 +13,12 @@
 //! Owns: naming (identifiers that never collide), type expressions, and the
 //! two files' text. Does not own: reading the module (`generate`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 
 use anyhow::{bail, Context};
-use spacetimedb_sats::{AlgebraicType, ProductType};
+use spacetimedb_sats::{AlgebraicType, ProductType, SumType};
 use storage::schema::IndexAlgorithm;
 use tenant_host::moduledef::{ScheduledFunction, TableInfo, ViewInfo, Visibility};
 
@@ -200,6 +201,9 @@ struct Emitter<'a> {
     module: &'a Module,
     /// TypeScript identifier of each named typespace entry.
     idents: HashMap<u32, String>,
+    /// The named types expressions built so far have read (what `index.ts`
+    /// imports from `types.ts`).
+    used: RefCell<BTreeSet<String>>,
     /// Row builder identifiers of the readable tables and views, in order.
     readables: Vec<(String, Option<&'a TableInfo>, Option<&'a ViewInfo>)>,
 }
@@ -244,6 +248,7 @@ impl<'a> Emitter<'a> {
         Emitter {
             module,
             idents,
+            used: RefCell::default(),
             readables,
         }
     }
@@ -294,7 +299,10 @@ impl<'a> Emitter<'a> {
         let simple = |s: &str| Ok(format!("__t.{s}()"));
         match ty {
             AlgebraicType::Ref(r) => match self.idents.get(&r.0) {
-                Some(ident) => Ok(ident.clone()),
+                Some(ident) => {
+                    self.used.borrow_mut().insert(ident.clone());
+                    Ok(ident.clone())
+                }
                 None => self.expr(self.resolve_ref(*r)?, hint, depth + 1),
             },
             AlgebraicType::Bool => simple("bool"),
@@ -346,19 +354,7 @@ impl<'a> Emitter<'a> {
                 inline_object(&self.fields(p, hint, true, depth + 1)?)
             )),
             AlgebraicType::Sum(s) => {
-                let mut variants = Vec::new();
-                for (i, v) in s.variants.iter().enumerate() {
-                    let name = v
-                        .name
-                        .as_deref()
-                        .map_or_else(|| format!("variant{i}"), str::to_owned);
-                    let inner = self.expr(
-                        &v.algebraic_type,
-                        &format!("{hint}{}", pascal_case(&name)),
-                        depth + 1,
-                    )?;
-                    variants.push(self.entry(&key(&name), &inner, &v.algebraic_type, true));
-                }
+                let variants = self.variants(s, hint, depth + 1)?;
                 Ok(format!(
                     "__t.enum({}, {})",
                     string(hint),
@@ -398,6 +394,25 @@ impl<'a> Emitter<'a> {
                 depth,
             )?;
             out.push(self.entry(&key(&camel_case(&name)), &inner, &e.algebraic_type, lazy));
+        }
+        Ok(out)
+    }
+
+    /// The entries of a sum's object (variant names as declared: they are
+    /// the `tag`s of values).
+    fn variants(&self, s: &SumType, hint: &str, depth: usize) -> anyhow::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for (i, v) in s.variants.iter().enumerate() {
+            let name = v
+                .name
+                .as_deref()
+                .map_or_else(|| format!("variant{i}"), str::to_owned);
+            let inner = self.expr(
+                &v.algebraic_type,
+                &format!("{hint}{}", pascal_case(&name)),
+                depth,
+            )?;
+            out.push(self.entry(&key(&name), &inner, &v.algebraic_type, true));
         }
         Ok(out)
     }
@@ -450,19 +465,7 @@ impl<'a> Emitter<'a> {
                     format!("__t.object({}, {{\n{}}})", string(declared), block(&fields))
                 }
                 AlgebraicType::Sum(s) if !ty.is_special() && ty.as_option().is_none() => {
-                    let mut variants = Vec::new();
-                    for (i, v) in s.variants.iter().enumerate() {
-                        let name = v
-                            .name
-                            .as_deref()
-                            .map_or_else(|| format!("variant{i}"), str::to_owned);
-                        let inner = self.expr(
-                            &v.algebraic_type,
-                            &format!("{ident}{}", pascal_case(&name)),
-                            1,
-                        )?;
-                        variants.push(self.entry(&key(&name), &inner, &v.algebraic_type, true));
-                    }
+                    let variants = self.variants(s, ident, 1)?;
                     format!("__t.enum({}, {{\n{}}})", string(declared), block(&variants))
                 }
                 other => self.expr(other, ident, 1)?,
@@ -638,6 +641,7 @@ impl<'a> Emitter<'a> {
 
     fn index_file(&self) -> anyhow::Result<String> {
         let def = &self.module.def;
+        self.used.borrow_mut().clear();
         let mut body = String::new();
 
         // Row builders of the tables and views.
@@ -756,13 +760,7 @@ impl<'a> Emitter<'a> {
             }
         }
         out.push_str("} from 'spacetimedb';\n");
-        let mut used_types: Vec<&str> = self
-            .idents
-            .values()
-            .map(String::as_str)
-            .filter(|ident| mentions_ident(&body, ident))
-            .collect();
-        used_types.sort();
+        let used_types: Vec<String> = self.used.borrow().iter().cloned().collect();
         if !used_types.is_empty() {
             writeln!(
                 out,
@@ -774,17 +772,6 @@ impl<'a> Emitter<'a> {
         out.push_str(&body);
         Ok(out)
     }
-}
-
-/// `ident` appears in `text` as a whole identifier.
-fn mentions_ident(text: &str, ident: &str) -> bool {
-    let is_part = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '$';
-    text.match_indices(ident).any(|(at, _)| {
-        let before = text[..at].chars().next_back();
-        let after = text[at + ident.len()..].chars().next();
-        !before.is_some_and(|c| is_part(c) || c == '.' || c == '\'' || c == '"')
-            && !after.is_some_and(|c| is_part(c) || c == '\'' || c == '"')
-    })
 }
 
 /// `{ a, b }` on one line; `{}` when empty.
@@ -916,6 +903,118 @@ mod tests {
         assert_eq!(key("9lives"), "\"9lives\"");
     }
 
+    /// A module with a type named like a generated class, an enum carrying
+    /// it, an indexed enum column, a two-column index, a unique column, a
+    /// private table, a lifecycle reducer and a client-callable one.
+    fn sample() -> Module {
+        use spacetimedb_lib::db::raw_def::v10::RawModuleDefV10Builder;
+        use spacetimedb_lib::db::raw_def::v9::{btree, Lifecycle, TableAccess};
+        use spacetimedb_lib::RawModuleDef;
+
+        let mut b = RawModuleDefV10Builder::new();
+        let clash = b.add_algebraic_type(
+            [],
+            "DbConnection",
+            AlgebraicType::product([("a", AlgebraicType::U8)]),
+            true,
+        );
+        let kind = b.add_algebraic_type(
+            [],
+            "Kind",
+            AlgebraicType::sum([
+                ("plain", AlgebraicType::unit()),
+                ("wrapped", AlgebraicType::Ref(clash)),
+            ]),
+            true,
+        );
+        let thing = b.add_algebraic_type(
+            [],
+            "Thing",
+            AlgebraicType::product([
+                ("id", AlgebraicType::U32),
+                ("kind", AlgebraicType::Ref(kind)),
+                ("tag", AlgebraicType::String),
+                ("pos_x", AlgebraicType::U8),
+                ("pos_y", AlgebraicType::U8),
+            ]),
+            true,
+        );
+        b.build_table("thing", thing)
+            .with_access(TableAccess::Public)
+            .with_primary_key(0)
+            .with_unique_constraint(0)
+            .with_index(btree(0), "thing_id_idx_btree", "id")
+            .with_unique_constraint(2)
+            .with_index(btree(2), "thing_tag_idx_btree", "tag")
+            .with_index(btree(1), "thing_kind_idx_btree", "kind")
+            .with_index(btree([3, 4]), "thing_pos_idx_btree", "by_pos")
+            .finish();
+        let secret = b.add_algebraic_type(
+            [],
+            "Secret",
+            AlgebraicType::product([("v", AlgebraicType::U64)]),
+            true,
+        );
+        b.build_table("secret", secret)
+            .with_access(TableAccess::Private)
+            .finish();
+        b.add_reducer(
+            "set_kind",
+            ProductType::from([("new_kind", AlgebraicType::Ref(kind))]),
+        );
+        b.add_lifecycle_reducer(Lifecycle::OnConnect, "on_connect", ProductType::unit());
+        Module::from_raw(RawModuleDef::V10(b.finish())).expect("a valid module")
+    }
+
+    #[test]
+    fn emits_what_the_sdk_needs() {
+        let module = sample();
+        let files = generate(&module, Options::default()).unwrap();
+        let (types, index) = (&files[0].1, &files[1].1);
+        // A type named like a generated class is renamed, its wire name kept;
+        // a variant carrying a named type reads it lazily.
+        assert!(
+            types.contains("export const DbConnectionType = __t.object(\"DbConnection\", {"),
+            "{types}"
+        );
+        assert!(
+            types.contains("get wrapped() { return DbConnectionType; }"),
+            "{types}"
+        );
+        assert!(types.contains("plain: __t.unit(),"), "{types}");
+        // Keys, indexes and SQL names of the row; the enum column indexed.
+        for expected in [
+            "id: __t.u32().primaryKey(),",
+            "kind: Kind.index(\"btree\"),",
+            "tag: __t.string().unique(),",
+            "posX: __t.u8().name(\"pos_x\"),",
+            "thing: __table({ name: \"thing\", public: true, indexes: [{ accessor: \"byPos\", algorithm: \"btree\", columns: [\"posX\", \"posY\"] }] }, ThingRow)",
+            "__reducerSchema(\"set_kind\", { newKind: Kind })",
+            "import { Kind } from './types';",
+            "class DbConnection extends",
+        ] {
+            assert!(index.contains(expected), "missing {expected}:\n{index}");
+        }
+        assert!(
+            !index.contains("on_connect"),
+            "lifecycle reducers are not for clients"
+        );
+        assert!(
+            !index.contains("secret"),
+            "private tables only with --include-private"
+        );
+        let with_private = generate(
+            &module,
+            Options {
+                include_private: true,
+            },
+        )
+        .unwrap();
+        assert!(with_private[1]
+            .1
+            .contains("secret: __table({ name: \"secret\" }, SecretRow)"));
+    }
+
     #[test]
     fn names_never_collide() {
         let mut taken: HashSet<String> = RESERVED.iter().map(|s| s.to_string()).collect();
@@ -923,13 +1022,5 @@ mod tests {
         assert_eq!(unique_name("Point", &mut taken), "PointType");
         assert_eq!(unique_name("Point", &mut taken), "PointType2");
         assert_eq!(unique_name("DbConnection", &mut taken), "DbConnectionType");
-    }
-
-    #[test]
-    fn identifiers_are_found_whole() {
-        assert!(mentions_ident("x: Point,", "Point"));
-        assert!(!mentions_ident("x: PointB,", "Point"));
-        assert!(!mentions_ident("__t.row('Point', {", "Point"));
-        assert!(!mentions_ident("a.Point", "Point"));
     }
 }
