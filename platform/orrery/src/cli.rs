@@ -164,6 +164,8 @@ pub(crate) enum Cmd {
     /// it builds first (--project-path, default: the current directory), or a
     /// running database's schema (--database). Writes `index.ts` (import
     /// `DbConnection`, row types and `tables` from it) and `types.ts`.
+    ///
+    /// Example: `orrery generate -l typescript -o app/src/module_bindings -p .`
     Generate {
         /// The language of the bindings.
         #[arg(long, short = 'l', value_enum)]

@@ -27,7 +27,15 @@ use tenant_host::registry::Registry;
 #[command(
     name = "orrery",
     version,
-    about = "Orrery: a self-hostable platform for real-time database modules"
+    about = "Orrery: a self-hostable platform for real-time database modules",
+    after_help = "\
+From nothing to a live subscription:
+  orrery start                                    # the platform, in its own terminal
+  orrery publish chat --project-path ./my-module  # build the module, create database `chat`
+  orrery subscribe chat 'SELECT * FROM message'   # one JSON line per transaction
+  orrery call chat send_message 1 '\"hello\"'       # arguments are JSON values
+  orrery generate -l typescript -o app/src/module_bindings -d chat
+`orrery <command> --help` explains each command."
 )]
 struct Cli {
     #[command(subcommand)]
