@@ -18,6 +18,7 @@ import { setGlobalLogLevel, type Identity } from 'spacetimedb';
 import {
   DbConnection,
   Shape,
+  tables,
   type MyNotesRow,
   type NoteCountRow,
   type SleepResult,
@@ -115,6 +116,22 @@ async function main(): Promise<void> {
   pass(`add_note: the per-caller view delivered a typed row (id ${note.id})`);
   await counted;
   pass('add_note: the anonymous view delivered count 1');
+
+  // A typed query builder subscription: only matching rows reach the cache.
+  await waitFor<void>('onApplied for the query builder subscription', done => {
+    conn
+      .subscriptionBuilder()
+      .onApplied(() => done())
+      .onError(ctx => fail(`query builder subscription failed: ${String(ctx.event)}`))
+      .subscribe(tables.item.where(r => r.score.gt(10)));
+  });
+  await conn.reducers.insertItem({ code: 'qb-low', score: 1 });
+  await conn.reducers.insertItem({ code: 'qb-high', score: 20 });
+  const codes = [...conn.db.item.iter()].map(r => r.code).sort();
+  check(codes.includes('qb-high') && !codes.includes('qb-low'), `item rows in the cache: ${codes}`);
+  const found = conn.db.item.code.find('qb-high');
+  check(found?.score === 20, 'the unique index accessor finds the row');
+  pass('a query builder subscription (score > 10) holds only matching rows; item.code.find works');
 
   const total = await conn.procedures.procWithTx({ n: 2n });
   check(total === 2n, `proc_with_tx returned ${String(total)}`);

@@ -14,6 +14,7 @@ import './websocket-polyfill'; // must stay first: installs globalThis.WebSocket
 import { setGlobalLogLevel, type Identity, type LogLevel } from 'spacetimedb';
 import {
   DbConnection,
+  tables,
   type ChannelRow,
   type EventContext,
   type MessageRow,
@@ -491,6 +492,16 @@ async function main(): Promise<void> {
     check(sameId(row.sender, b.identity) && row.channelId === newChannel.id, 'A sees B\'s message in the new channel');
   }
   pass('B send_message: A received onInsert(message)');
+
+  // 7b. The generated query builder names columns as SQL knows them.
+  step('query builder');
+  {
+    const sql = tables.message.where(m => m.channelId.eq(newChannel.id)).toSql();
+    check(sql.includes('"channel_id"'), `the query builder's SQL names channel_id: ${sql}`);
+    const handle = await subscribe(b, [sql]);
+    handle.unsubscribe();
+    pass(`the generated query builder's SQL subscribes: ${sql}`);
+  }
 
   // 8. Reducer errors reach the caller; nothing is broadcast.
   step('reducer errors');

@@ -19,7 +19,6 @@ use std::fmt::Write as _;
 
 use anyhow::{bail, Context};
 use spacetimedb_sats::{AlgebraicType, ProductType, SumType};
-use storage::schema::IndexAlgorithm;
 use tenant_host::moduledef::{ScheduledFunction, TableInfo, ViewInfo, Visibility};
 
 use super::Module;
@@ -568,29 +567,25 @@ impl<'a> Emitter<'a> {
                 }
             }
             let mut indexed: HashSet<usize> = HashSet::new();
+            // Every index becomes a B-tree: the SDK's client cache serves no
+            // other kind (and scans either way); how the server indexes is
+            // not the client's business.
             for (index, info) in t.def.indexes.iter().zip(&t.indexes) {
-                let algorithm = match index.algorithm {
-                    IndexAlgorithm::BTree => "btree",
-                    IndexAlgorithm::Hash => "hash",
-                    IndexAlgorithm::Direct => "direct",
-                };
                 let cols: Vec<usize> = index.columns.iter().map(|c| c.idx()).collect();
                 if let [c] = cols[..] {
                     let accessor_is_column = info
                         .accessor_name
                         .as_deref()
                         .is_none_or(|a| a == columns[c].key || camel_case(a) == columns[c].key);
-                    // A key's B-tree is the one `.primaryKey()`/`.unique()` implies.
-                    if keyed.contains(&c) && algorithm == "btree" && accessor_is_column {
+                    // `.primaryKey()`/`.unique()` already imply this index.
+                    if keyed.contains(&c) && accessor_is_column {
                         continue;
                     }
                     if accessor_is_column
                         && self.markers(&columns[c].ty) != Markers::None
                         && indexed.insert(c)
                     {
-                        columns[c]
-                            .markers
-                            .push(format!(".index({})", string(algorithm)));
+                        columns[c].markers.push(".index(\"btree\")".into());
                         continue;
                     }
                 }
@@ -600,15 +595,10 @@ impl<'a> Emitter<'a> {
                         .unwrap_or(&info.canonical_name),
                 );
                 let names: Vec<String> = cols.iter().map(|&c| string(&columns[c].key)).collect();
-                let spec = if algorithm == "direct" {
-                    format!("column: {}", names[0])
-                } else {
-                    format!("columns: [{}]", names.join(", "))
-                };
                 indexes.push(format!(
-                    "{{ accessor: {}, algorithm: {}, {spec} }}",
+                    "{{ accessor: {}, algorithm: \"btree\", columns: [{}] }}",
                     string(&accessor),
-                    string(algorithm)
+                    names.join(", ")
                 ));
             }
             for sequence in &t.def.sequences {
@@ -908,7 +898,7 @@ mod tests {
     /// private table, a lifecycle reducer and a client-callable one.
     fn sample() -> Module {
         use spacetimedb_lib::db::raw_def::v10::RawModuleDefV10Builder;
-        use spacetimedb_lib::db::raw_def::v9::{btree, Lifecycle, TableAccess};
+        use spacetimedb_lib::db::raw_def::v9::{btree, hash, Lifecycle, TableAccess};
         use spacetimedb_lib::RawModuleDef;
 
         let mut b = RawModuleDefV10Builder::new();
@@ -946,7 +936,7 @@ mod tests {
             .with_index(btree(0), "thing_id_idx_btree", "id")
             .with_unique_constraint(2)
             .with_index(btree(2), "thing_tag_idx_btree", "tag")
-            .with_index(btree(1), "thing_kind_idx_btree", "kind")
+            .with_index(hash(1), "thing_kind_idx_hash", "kind")
             .with_index(btree([3, 4]), "thing_pos_idx_btree", "by_pos")
             .finish();
         let secret = b.add_algebraic_type(
@@ -982,7 +972,8 @@ mod tests {
             "{types}"
         );
         assert!(types.contains("plain: __t.unit(),"), "{types}");
-        // Keys, indexes and SQL names of the row; the enum column indexed.
+        // Keys, indexes and SQL names of the row; the enum column indexed
+        // (as a B-tree: the only kind the SDK's cache serves).
         for expected in [
             "id: __t.u32().primaryKey(),",
             "kind: Kind.index(\"btree\"),",
