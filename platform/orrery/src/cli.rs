@@ -16,6 +16,7 @@
 #![allow(clippy::result_large_err)]
 
 pub(crate) mod config;
+mod describe;
 mod generate;
 pub(crate) mod output;
 mod repl;
@@ -137,8 +138,13 @@ pub(crate) enum Cmd {
     /// Show a database's tables, reducers and views.
     Describe {
         database: String,
+        /// `table`, `reducer`, `procedure` or `view`, to show one in detail.
+        #[arg(requires = "name", value_parser = ["table", "reducer", "procedure", "view"])]
+        kind: Option<String>,
+        /// Its name.
+        name: Option<String>,
         /// Print the module definition as the server returns it.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "kind")]
         json: bool,
         #[command(flatten)]
         server: ServerArg,
@@ -450,6 +456,8 @@ pub(crate) fn run(cmd: Cmd) -> anyhow::Result<()> {
         }
         Cmd::Describe {
             database,
+            kind,
+            name,
             json,
             server,
         } => {
@@ -457,8 +465,12 @@ pub(crate) fn run(cmd: Cmd) -> anyhow::Result<()> {
             let schema = fetch_schema(&remote, &database)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&schema)?);
-            } else {
-                print!("{}", describe(&database, &schema));
+                return Ok(());
+            }
+            let module = generate::Module::from_raw(generate::from_schema_json(schema)?)?;
+            match (kind, name) {
+                (Some(kind), Some(name)) => print!("{}", describe::entity(&module, &kind, &name)?),
+                _ => print!("{}", describe::overview(&database, &module)),
             }
             Ok(())
         }
@@ -1060,43 +1072,6 @@ fn table_access(table: &Value) -> String {
         .and_then(|o| o.keys().next().cloned())
         .unwrap_or_default()
         .to_lowercase()
-}
-
-/// A short text description of a module definition.
-fn describe(database: &str, schema: &Value) -> String {
-    let section = |key: &str| section(schema, key);
-    let name = |v: &Value| v["source_name"].as_str().unwrap_or("?").to_owned();
-    let mut out = format!("Database {database}\n");
-    let tables = section("Tables");
-    out.push_str(&format!("Tables ({}):\n", tables.len()));
-    for t in &tables {
-        let access = table_access(t);
-        out.push_str(&format!("  {} ({access})\n", name(t)));
-    }
-    let params = |f: &Value| -> String {
-        let names: Vec<String> = f["params"]["elements"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|p| p["name"]["some"].as_str().unwrap_or("_").to_owned())
-            .collect();
-        names.join(", ")
-    };
-    for (title, key) in [
-        ("Reducers", "Reducers"),
-        ("Procedures", "Procedures"),
-        ("Views", "Views"),
-    ] {
-        let functions = section(key);
-        if functions.is_empty() && key != "Reducers" {
-            continue;
-        }
-        out.push_str(&format!("{title} ({}):\n", functions.len()));
-        for f in &functions {
-            out.push_str(&format!("  {}({})\n", name(f), params(f)));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

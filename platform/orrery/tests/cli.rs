@@ -379,11 +379,27 @@ fn the_cli_drives_a_live_server() {
     assert_eq!(last.lines().count(), 1, "{last}");
 
     let described = ok(config, &["describe", "chat"]);
-    assert!(described.contains("message (public)"), "{described}");
+    for expected in [
+        "message (public)  id: u64 [primary key, auto-inc], channel_id: u64,",
+        "user (public)  identity: Identity [primary key], name: Option<string>, online: bool",
+        "send_message(channel_id: u64, text: string)",
+        "prune_messages (scheduled)",
+    ] {
+        assert!(described.contains(expected), "{expected}:\n{described}");
+    }
+    let table = ok(config, &["describe", "chat", "table", "message"]);
     assert!(
-        described.contains("send_message(channel_id, text)"),
-        "{described}"
+        table.contains("channel_id  u64")
+            && table.contains("message_channel_id_idx_btree  btree (channel_id)"),
+        "{table}"
     );
+    let reducer = ok(config, &["describe", "chat", "reducer", "prune_messages"]);
+    assert!(
+        reducer.contains("host only: scheduled") && reducer.contains("PruneSchedule"),
+        "{reducer}"
+    );
+    let e = fails(config, &["describe", "chat", "table", "nope"]);
+    assert!(e.contains("no table `nope`"), "{e}");
     let listed = ok(config, &["list"]);
     assert!(
         listed.contains("chat") && listed.contains("bank"),

@@ -1,0 +1,413 @@
+//! `orrery describe`: a module definition for people. The overview lists
+//! tables (access, typed columns with their keys), client-callable reducers
+//! and procedures with typed parameters, views, and what only the host calls;
+//! `describe DB table NAME` (or `reducer`, `procedure`, `view`) shows one
+//! in detail, as the stock CLI's argument shape has it.
+
+use std::fmt::Write as _;
+
+use anyhow::bail;
+use spacetimedb_sats::{AlgebraicType, ProductType};
+use storage::schema::IndexAlgorithm;
+use tenant_host::moduledef::{ScheduledFunction, TableInfo, Visibility};
+
+use super::generate::Module;
+
+/// How a type reads in a description: Rust-like, named types by their
+/// declared names.
+pub(crate) fn type_text(module: &Module, ty: &AlgebraicType) -> String {
+    type_text_at(module, ty, 0)
+}
+
+fn type_text_at(module: &Module, ty: &AlgebraicType, depth: usize) -> String {
+    if depth > 32 {
+        return "…".to_owned();
+    }
+    let inner = |t: &AlgebraicType| type_text_at(module, t, depth + 1);
+    match ty {
+        AlgebraicType::Ref(r) => match module.type_names.get(&r.0) {
+            Some((_, name)) => name.clone(),
+            None => match module.def.typespace.get(*r) {
+                Some(t) => inner(t),
+                None => format!("<type {}>", r.0),
+            },
+        },
+        AlgebraicType::Bool => "bool".into(),
+        AlgebraicType::String => "string".into(),
+        AlgebraicType::I8 => "i8".into(),
+        AlgebraicType::U8 => "u8".into(),
+        AlgebraicType::I16 => "i16".into(),
+        AlgebraicType::U16 => "u16".into(),
+        AlgebraicType::I32 => "i32".into(),
+        AlgebraicType::U32 => "u32".into(),
+        AlgebraicType::I64 => "i64".into(),
+        AlgebraicType::U64 => "u64".into(),
+        AlgebraicType::I128 => "i128".into(),
+        AlgebraicType::U128 => "u128".into(),
+        AlgebraicType::I256 => "i256".into(),
+        AlgebraicType::U256 => "u256".into(),
+        AlgebraicType::F32 => "f32".into(),
+        AlgebraicType::F64 => "f64".into(),
+        AlgebraicType::Array(a) if *a.elem_ty == AlgebraicType::U8 => "bytes".into(),
+        AlgebraicType::Array(a) => format!("Vec<{}>", inner(&a.elem_ty)),
+        _ if ty.is_identity() => "Identity".into(),
+        _ if ty.is_connection_id() => "ConnectionId".into(),
+        _ if ty.is_timestamp() => "Timestamp".into(),
+        _ if ty.is_time_duration() => "TimeDuration".into(),
+        _ if ty.is_uuid() => "Uuid".into(),
+        _ if ty.is_schedule_at() => "ScheduleAt".into(),
+        _ if ty.is_unit() => "()".into(),
+        AlgebraicType::Sum(_) if ty.as_option().is_some() => {
+            format!("Option<{}>", inner(ty.as_option().expect("checked")))
+        }
+        AlgebraicType::Sum(_) if ty.as_result().is_some() => {
+            let (ok, err) = ty.as_result().expect("checked");
+            format!("Result<{}, {}>", inner(ok), inner(err))
+        }
+        AlgebraicType::Product(p) => format!("{{ {} }}", params_text_at(module, p, depth + 1)),
+        AlgebraicType::Sum(s) => {
+            let variants: Vec<String> = s
+                .variants
+                .iter()
+                .map(|v| {
+                    let name = v.name.as_deref().unwrap_or("_");
+                    if v.algebraic_type.is_unit() {
+                        name.to_owned()
+                    } else {
+                        format!("{name}({})", inner(&v.algebraic_type))
+                    }
+                })
+                .collect();
+            variants.join(" | ")
+        }
+    }
+}
+
+/// `a: T, b: U`.
+fn params_text(module: &Module, params: &ProductType) -> String {
+    params_text_at(module, params, 0)
+}
+
+fn params_text_at(module: &Module, params: &ProductType, depth: usize) -> String {
+    let parts: Vec<String> = params
+        .elements
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let name = e
+                .name
+                .as_deref()
+                .map_or_else(|| format!("_{i}"), str::to_owned);
+            format!("{name}: {}", type_text_at(module, &e.algebraic_type, depth))
+        })
+        .collect();
+    parts.join(", ")
+}
+
+/// A table's columns as declared (refs kept, so named types keep names).
+fn table_columns<'a>(module: &'a Module, table: &'a TableInfo) -> &'a ProductType {
+    match module.def.typespace.get(table.product_type_ref) {
+        Some(AlgebraicType::Product(p)) if p.elements.len() == table.def.columns.elements.len() => {
+            p
+        }
+        _ => &table.def.columns,
+    }
+}
+
+/// What a column is besides its type: primary key, unique, auto-inc.
+fn column_notes(table: &TableInfo, col: usize) -> Vec<&'static str> {
+    let def = &table.def;
+    let mut notes = Vec::new();
+    if def.primary_key.is_some_and(|c| c.idx() == col) {
+        notes.push("primary key");
+    } else if def
+        .unique_constraints
+        .iter()
+        .any(|u| u.columns.len() == 1 && u.columns[0].idx() == col)
+    {
+        notes.push("unique");
+    }
+    if def.sequences.iter().any(|s| s.column.idx() == col) {
+        notes.push("auto-inc");
+    }
+    notes
+}
+
+fn access(public: bool) -> &'static str {
+    if public {
+        "public"
+    } else {
+        "private"
+    }
+}
+
+/// Why only the host calls reducer `i`, if it does.
+fn host_only(module: &Module, i: usize) -> Option<String> {
+    let def = &module.def;
+    let r = &def.reducers[i];
+    if let Some(lifecycle) = &r.lifecycle {
+        return Some(format!("lifecycle {lifecycle:?}"));
+    }
+    if def
+        .schedules
+        .iter()
+        .any(|s| s.function == ScheduledFunction::Reducer(i))
+    {
+        return Some("scheduled".to_owned());
+    }
+    (r.visibility != Visibility::ClientCallable).then(|| "private".to_owned())
+}
+
+/// Why only the host calls procedure `i`, if it does.
+fn host_only_procedure(module: &Module, i: usize) -> Option<String> {
+    let def = &module.def;
+    if def
+        .schedules
+        .iter()
+        .any(|s| s.function == ScheduledFunction::Procedure(i))
+    {
+        return Some("scheduled".to_owned());
+    }
+    (def.procedures[i].visibility != Visibility::ClientCallable).then(|| "private".to_owned())
+}
+
+/// The whole module in a few lines per item.
+pub(crate) fn overview(database: &str, module: &Module) -> String {
+    let def = &module.def;
+    let mut out = format!("Database {database}\n");
+    let _ = writeln!(out, "Tables ({}):", def.tables.len());
+    for table in &def.tables {
+        let columns = table_columns(module, table);
+        let cols: Vec<String> = columns
+            .elements
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let name = e.name.as_deref().unwrap_or("_");
+                let notes = column_notes(table, i);
+                let ty = type_text(module, &e.algebraic_type);
+                if notes.is_empty() {
+                    format!("{name}: {ty}")
+                } else {
+                    format!("{name}: {ty} [{}]", notes.join(", "))
+                }
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {} ({})  {}",
+            table.canonical_name,
+            access(table.def.public),
+            cols.join(", ")
+        );
+    }
+    let mut callable = Vec::new();
+    let mut host = Vec::new();
+    for (i, r) in def.reducers.iter().enumerate() {
+        match host_only(module, i) {
+            Some(why) => host.push(format!("{} ({why})", r.canonical_name)),
+            None => callable.push(r),
+        }
+    }
+    let _ = writeln!(out, "Reducers ({}):", callable.len());
+    for r in callable {
+        let _ = writeln!(
+            out,
+            "  {}({})",
+            r.canonical_name,
+            params_text(module, &r.raw_params)
+        );
+    }
+    let mut procedures = Vec::new();
+    for (i, p) in def.procedures.iter().enumerate() {
+        match host_only_procedure(module, i) {
+            Some(why) => host.push(format!("{} (procedure, {why})", p.canonical_name)),
+            None => procedures.push(p),
+        }
+    }
+    if !procedures.is_empty() {
+        let _ = writeln!(out, "Procedures ({}):", procedures.len());
+        for p in procedures {
+            let _ = writeln!(
+                out,
+                "  {}({}) -> {}",
+                p.canonical_name,
+                params_text(module, &p.raw_params),
+                type_text(module, &p.raw_return_type)
+            );
+        }
+    }
+    if !def.views.is_empty() {
+        let _ = writeln!(out, "Views ({}):", def.views.len());
+        for v in &def.views {
+            let returns = module
+                .view_returns
+                .get(&v.source_name)
+                .map(|t| type_text(module, t))
+                .unwrap_or_else(|| format!("{{ {} }}", params_text(module, &v.row_type)));
+            let caller = if v.is_anonymous {
+                "same for everyone"
+            } else {
+                "per caller"
+            };
+            let _ = writeln!(
+                out,
+                "  {} -> {returns} ({}, {caller})",
+                v.canonical_name,
+                access(v.is_public)
+            );
+        }
+    }
+    if !host.is_empty() {
+        let _ = writeln!(out, "Only the host calls: {}", host.join(", "));
+    }
+    out
+}
+
+/// One table, reducer, procedure or view in detail.
+pub(crate) fn entity(module: &Module, kind: &str, name: &str) -> anyhow::Result<String> {
+    let def = &module.def;
+    let mut out = String::new();
+    let found = |n: &str, c: &str| n == name || c == name;
+    match kind {
+        "table" => {
+            let Some(table) = def
+                .tables
+                .iter()
+                .find(|t| found(&t.source_name, &t.canonical_name))
+            else {
+                bail!("no table `{name}` (`orrery describe DB` lists them)");
+            };
+            let _ = writeln!(
+                out,
+                "Table {} ({})",
+                table.canonical_name,
+                access(table.def.public)
+            );
+            if table.def.is_event {
+                let _ = writeln!(out, "Event table: rows reach subscribers, then vanish");
+            }
+            if let Some(s) = table.schedule {
+                let target = match def.schedules[s].function {
+                    ScheduledFunction::Reducer(r) => &def.reducers[r].canonical_name,
+                    ScheduledFunction::Procedure(p) => &def.procedures[p].canonical_name,
+                };
+                let _ = writeln!(out, "Schedule table: each row calls {target}");
+            }
+            let columns = table_columns(module, table);
+            let width = columns
+                .elements
+                .iter()
+                .map(|e| e.name.as_deref().unwrap_or("_").len())
+                .max()
+                .unwrap_or(0);
+            let _ = writeln!(out, "Columns:");
+            for (i, e) in columns.elements.iter().enumerate() {
+                let name = e.name.as_deref().unwrap_or("_");
+                let notes = column_notes(table, i).join(", ");
+                let line = format!(
+                    "  {name:width$}  {}  {notes}",
+                    type_text(module, &e.algebraic_type)
+                );
+                let _ = writeln!(out, "{}", line.trim_end());
+            }
+            if !table.def.indexes.is_empty() {
+                let _ = writeln!(out, "Indexes:");
+                for (index, info) in table.def.indexes.iter().zip(&table.indexes) {
+                    let algorithm = match index.algorithm {
+                        IndexAlgorithm::BTree => "btree",
+                        IndexAlgorithm::Hash => "hash",
+                        IndexAlgorithm::Direct => "direct",
+                    };
+                    let cols: Vec<&str> = index
+                        .columns
+                        .iter()
+                        .map(|c| {
+                            table.def.columns.elements[c.idx()]
+                                .name
+                                .as_deref()
+                                .unwrap_or("_")
+                        })
+                        .collect();
+                    let _ = writeln!(
+                        out,
+                        "  {}  {algorithm} ({})",
+                        info.canonical_name,
+                        cols.join(", ")
+                    );
+                }
+            }
+        }
+        "reducer" => {
+            let Some((i, r)) = def
+                .reducers
+                .iter()
+                .enumerate()
+                .find(|(_, r)| found(&r.source_name, &r.canonical_name))
+            else {
+                bail!("no reducer `{name}` (`orrery describe DB` lists them)");
+            };
+            let who = host_only(module, i).map_or_else(
+                || "clients may call it".to_owned(),
+                |why| format!("host only: {why}"),
+            );
+            let _ = writeln!(out, "Reducer {} ({who})", r.canonical_name);
+            params_detail(&mut out, module, &r.raw_params);
+        }
+        "procedure" => {
+            let Some((i, p)) = def
+                .procedures
+                .iter()
+                .enumerate()
+                .find(|(_, p)| found(&p.source_name, &p.canonical_name))
+            else {
+                bail!("no procedure `{name}` (`orrery describe DB` lists them)");
+            };
+            let who = host_only_procedure(module, i).map_or_else(
+                || "clients may call it".to_owned(),
+                |why| format!("host only: {why}"),
+            );
+            let _ = writeln!(out, "Procedure {} ({who})", p.canonical_name);
+            params_detail(&mut out, module, &p.raw_params);
+            let _ = writeln!(out, "Returns: {}", type_text(module, &p.raw_return_type));
+        }
+        "view" => {
+            let Some(v) = def
+                .views
+                .iter()
+                .find(|v| found(&v.source_name, &v.canonical_name))
+            else {
+                bail!("no view `{name}` (`orrery describe DB` lists them)");
+            };
+            let caller = if v.is_anonymous {
+                "same for everyone"
+            } else {
+                "per caller"
+            };
+            let _ = writeln!(
+                out,
+                "View {} ({}, {caller})",
+                v.canonical_name,
+                access(v.is_public)
+            );
+            let _ = writeln!(out, "Row: {}", params_text(module, &v.row_type));
+        }
+        other => bail!("cannot describe a `{other}`: say table, reducer, procedure or view"),
+    }
+    Ok(out)
+}
+
+fn params_detail(out: &mut String, module: &Module, params: &ProductType) {
+    if params.elements.is_empty() {
+        let _ = writeln!(out, "No parameters");
+        return;
+    }
+    let _ = writeln!(out, "Parameters:");
+    for (i, e) in params.elements.iter().enumerate() {
+        let name = e
+            .name
+            .as_deref()
+            .map_or_else(|| format!("_{i}"), str::to_owned);
+        let _ = writeln!(out, "  {name}: {}", type_text(module, &e.algebraic_type));
+    }
+}
