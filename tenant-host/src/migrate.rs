@@ -22,7 +22,7 @@ use std::fmt;
 use spacetimedb_sats::{AlgebraicType, AlgebraicValue};
 use storage::{Database, TxDelta};
 
-use crate::moduledef::{option_inner, ModuleDef, ScheduledFunction, TableInfo};
+use crate::moduledef::{ModuleDef, ScheduledFunction, TableInfo};
 use crate::runtime::{CallResult, HostedModule, LogRecord, ReducerOutcome};
 
 /// One step of an automatic migration. Tables are named by their canonical
@@ -435,77 +435,10 @@ fn schedule_text(def: &ModuleDef, schedule: usize) -> String {
 }
 
 /// A short name of a column type for messages: `u32`, `string`,
-/// `Option<u64>`, `Vec<string>`, `identity`, `(a: u8, b: bool)`.
+/// `Option<u64>`, `Vec<string>`, `Identity`, `{ a: u8, b: bool }`
+/// ([`crate::moduledef::type_text`]; columns have no refs left).
 pub fn type_name(ty: &AlgebraicType) -> String {
-    use AlgebraicType as T;
-    let simple = match ty {
-        T::Bool => "bool",
-        T::I8 => "i8",
-        T::U8 => "u8",
-        T::I16 => "i16",
-        T::U16 => "u16",
-        T::I32 => "i32",
-        T::U32 => "u32",
-        T::I64 => "i64",
-        T::U64 => "u64",
-        T::I128 => "i128",
-        T::U128 => "u128",
-        T::I256 => "i256",
-        T::U256 => "u256",
-        T::F32 => "f32",
-        T::F64 => "f64",
-        T::String => "string",
-        _ => "",
-    };
-    if !simple.is_empty() {
-        return simple.to_owned();
-    }
-    if let Some(inner) = option_inner(ty) {
-        return format!("Option<{}>", type_name(inner));
-    }
-    match ty {
-        T::Array(array) => format!("Vec<{}>", type_name(&array.elem_ty)),
-        T::Product(product) => {
-            if let [only] = &*product.elements {
-                if let Some(special) = only
-                    .name
-                    .as_deref()
-                    .and_then(|n| n.strip_prefix("__"))
-                    .and_then(|n| n.strip_suffix("__"))
-                {
-                    return special.to_owned();
-                }
-            }
-            let fields: Vec<String> = product
-                .elements
-                .iter()
-                .map(|e| {
-                    format!(
-                        "{}: {}",
-                        e.name.as_deref().unwrap_or("_"),
-                        type_name(&e.algebraic_type)
-                    )
-                })
-                .collect();
-            format!("({})", fields.join(", "))
-        }
-        T::Sum(sum) => {
-            let variants: Vec<String> = sum
-                .variants
-                .iter()
-                .map(|v| {
-                    let name = v.name.as_deref().unwrap_or("_");
-                    match &v.algebraic_type {
-                        T::Product(p) if p.elements.is_empty() => name.to_owned(),
-                        other => format!("{name}({})", type_name(other)),
-                    }
-                })
-                .collect();
-            format!("enum {{{}}}", variants.join(", "))
-        }
-        T::Ref(r) => format!("ref {}", r.0),
-        _ => format!("{ty:?}"),
-    }
+    crate::moduledef::type_text(ty, &|r| format!("ref {}", r.0))
 }
 
 /// Moves `db`, created by a module with definition `old_def`, to the module

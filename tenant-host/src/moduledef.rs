@@ -27,7 +27,7 @@ use spacetimedb_sats::{AlgebraicType, AlgebraicTypeRef, ProductType, Typespace};
 
 pub use error::{Lifecycle, ModuleDefError, TypeError};
 pub use names::{to_snake_case, CasePolicy};
-pub use types::{is_schedule_at, option_inner, MAX_TYPE_DEPTH};
+pub use types::{is_schedule_at, option_inner, type_text, MAX_TYPE_DEPTH};
 
 /// Which `RawModuleDef` version the module sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -310,19 +310,34 @@ fn type_names_are_short() {
         type_name(&AlgebraicType::option(AlgebraicType::String)),
         "Option<string>"
     );
+    assert_eq!(type_name(&AlgebraicType::array(AlgebraicType::U8)), "bytes");
     assert_eq!(
-        type_name(&AlgebraicType::array(AlgebraicType::U8)),
-        "Vec<u8>"
+        type_name(&AlgebraicType::array(AlgebraicType::I64)),
+        "Vec<i64>"
     );
     assert_eq!(
         type_name(&AlgebraicType::product([(
             "__identity__",
             AlgebraicType::U256
         )])),
-        "identity"
+        "Identity"
+    );
+    assert_eq!(
+        type_name(&AlgebraicType::product([
+            ("a", AlgebraicType::U8),
+            ("b", AlgebraicType::Bool)
+        ])),
+        "{ a: u8, b: bool }"
     );
     assert_eq!(
         type_name(&AlgebraicType::simple_enum(["A", "B"].into_iter())),
-        "enum {A, B}"
+        "A | B"
+    );
+    assert_eq!(
+        type_name(&AlgebraicType::sum([
+            ("Circle", AlgebraicType::U32),
+            ("Empty", AlgebraicType::unit())
+        ])),
+        "Circle(u32) | Empty"
     );
 }

@@ -10,7 +10,8 @@
 //! Entry points: the free functions below.
 
 use spacetimedb_sats::{
-    AlgebraicType, ArrayType, ProductType, ProductTypeElement, SumType, SumTypeVariant, Typespace,
+    AlgebraicType, AlgebraicTypeRef, ArrayType, ProductType, ProductTypeElement, SumType,
+    SumTypeVariant, Typespace,
 };
 
 use super::error::TypeError;
@@ -204,6 +205,85 @@ pub(crate) fn describe(ty: &AlgebraicType) -> String {
         short
     } else {
         text
+    }
+}
+
+/// How a type reads in messages and descriptions, Rust-like: `u32`,
+/// `string`, `bytes`, `Vec<T>`, `Option<T>`, `Result<T, E>`, `Identity`
+/// (and the other special types), `()`, `{ a: u8, b: bool }` for an
+/// anonymous product, `A | B(u8)` for an anonymous sum; a ref reads as
+/// `ref_text` says (a declared name, say).
+pub fn type_text(ty: &AlgebraicType, ref_text: &dyn Fn(AlgebraicTypeRef) -> String) -> String {
+    let inner = |t: &AlgebraicType| type_text(t, ref_text);
+    let simple = match ty {
+        AlgebraicType::Bool => "bool",
+        AlgebraicType::String => "string",
+        AlgebraicType::I8 => "i8",
+        AlgebraicType::U8 => "u8",
+        AlgebraicType::I16 => "i16",
+        AlgebraicType::U16 => "u16",
+        AlgebraicType::I32 => "i32",
+        AlgebraicType::U32 => "u32",
+        AlgebraicType::I64 => "i64",
+        AlgebraicType::U64 => "u64",
+        AlgebraicType::I128 => "i128",
+        AlgebraicType::U128 => "u128",
+        AlgebraicType::I256 => "i256",
+        AlgebraicType::U256 => "u256",
+        AlgebraicType::F32 => "f32",
+        AlgebraicType::F64 => "f64",
+        _ if ty.is_bytes() => "bytes",
+        _ if ty.is_identity() => "Identity",
+        _ if ty.is_connection_id() => "ConnectionId",
+        _ if ty.is_timestamp() => "Timestamp",
+        _ if ty.is_time_duration() => "TimeDuration",
+        _ if ty.is_uuid() => "Uuid",
+        _ if is_schedule_at(ty) => "ScheduleAt",
+        _ if ty.is_unit() => "()",
+        _ => "",
+    };
+    if !simple.is_empty() {
+        return simple.to_owned();
+    }
+    if let Some(some) = option_inner(ty) {
+        return format!("Option<{}>", inner(some));
+    }
+    if let Some((ok, err)) = ty.as_result() {
+        return format!("Result<{}, {}>", inner(ok), inner(err));
+    }
+    match ty {
+        AlgebraicType::Ref(r) => ref_text(*r),
+        AlgebraicType::Array(a) => format!("Vec<{}>", inner(&a.elem_ty)),
+        AlgebraicType::Product(p) => {
+            let fields: Vec<String> = p
+                .elements
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}: {}",
+                        e.name.as_deref().unwrap_or("_"),
+                        inner(&e.algebraic_type)
+                    )
+                })
+                .collect();
+            format!("{{ {} }}", fields.join(", "))
+        }
+        AlgebraicType::Sum(s) => {
+            let variants: Vec<String> = s
+                .variants
+                .iter()
+                .map(|v| {
+                    let name = v.name.as_deref().unwrap_or("_");
+                    if v.algebraic_type.is_unit() {
+                        name.to_owned()
+                    } else {
+                        format!("{name}({})", inner(&v.algebraic_type))
+                    }
+                })
+                .collect();
+            variants.join(" | ")
+        }
+        _ => format!("{ty:?}"),
     }
 }
 

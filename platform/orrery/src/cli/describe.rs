@@ -16,79 +16,18 @@ use super::generate::Module;
 /// How a type reads in a description: Rust-like, named types by their
 /// declared names.
 pub(crate) fn type_text(module: &Module, ty: &AlgebraicType) -> String {
-    type_text_at(module, ty, 0)
-}
-
-fn type_text_at(module: &Module, ty: &AlgebraicType, depth: usize) -> String {
-    if depth > 32 {
-        return "…".to_owned();
-    }
-    let inner = |t: &AlgebraicType| type_text_at(module, t, depth + 1);
-    match ty {
-        AlgebraicType::Ref(r) => match module.type_names.get(&r.0) {
-            Some((_, name)) => name.clone(),
-            None => match module.def.typespace.get(*r) {
-                Some(t) => inner(t),
-                None => format!("<type {}>", r.0),
-            },
+    tenant_host::moduledef::type_text(ty, &|r| match module.type_names.get(&r.0) {
+        Some((_, name)) => name.clone(),
+        // Validation refused cyclic refs, so this ends.
+        None => match module.def.typespace.get(r) {
+            Some(t) => type_text(module, t),
+            None => format!("<type {}>", r.0),
         },
-        AlgebraicType::Bool => "bool".into(),
-        AlgebraicType::String => "string".into(),
-        AlgebraicType::I8 => "i8".into(),
-        AlgebraicType::U8 => "u8".into(),
-        AlgebraicType::I16 => "i16".into(),
-        AlgebraicType::U16 => "u16".into(),
-        AlgebraicType::I32 => "i32".into(),
-        AlgebraicType::U32 => "u32".into(),
-        AlgebraicType::I64 => "i64".into(),
-        AlgebraicType::U64 => "u64".into(),
-        AlgebraicType::I128 => "i128".into(),
-        AlgebraicType::U128 => "u128".into(),
-        AlgebraicType::I256 => "i256".into(),
-        AlgebraicType::U256 => "u256".into(),
-        AlgebraicType::F32 => "f32".into(),
-        AlgebraicType::F64 => "f64".into(),
-        AlgebraicType::Array(a) if *a.elem_ty == AlgebraicType::U8 => "bytes".into(),
-        AlgebraicType::Array(a) => format!("Vec<{}>", inner(&a.elem_ty)),
-        _ if ty.is_identity() => "Identity".into(),
-        _ if ty.is_connection_id() => "ConnectionId".into(),
-        _ if ty.is_timestamp() => "Timestamp".into(),
-        _ if ty.is_time_duration() => "TimeDuration".into(),
-        _ if ty.is_uuid() => "Uuid".into(),
-        _ if ty.is_schedule_at() => "ScheduleAt".into(),
-        _ if ty.is_unit() => "()".into(),
-        AlgebraicType::Sum(_) if ty.as_option().is_some() => {
-            format!("Option<{}>", inner(ty.as_option().expect("checked")))
-        }
-        AlgebraicType::Sum(_) if ty.as_result().is_some() => {
-            let (ok, err) = ty.as_result().expect("checked");
-            format!("Result<{}, {}>", inner(ok), inner(err))
-        }
-        AlgebraicType::Product(p) => format!("{{ {} }}", params_text_at(module, p, depth + 1)),
-        AlgebraicType::Sum(s) => {
-            let variants: Vec<String> = s
-                .variants
-                .iter()
-                .map(|v| {
-                    let name = v.name.as_deref().unwrap_or("_");
-                    if v.algebraic_type.is_unit() {
-                        name.to_owned()
-                    } else {
-                        format!("{name}({})", inner(&v.algebraic_type))
-                    }
-                })
-                .collect();
-            variants.join(" | ")
-        }
-    }
+    })
 }
 
 /// `a: T, b: U`.
 fn params_text(module: &Module, params: &ProductType) -> String {
-    params_text_at(module, params, 0)
-}
-
-fn params_text_at(module: &Module, params: &ProductType, depth: usize) -> String {
     let parts: Vec<String> = params
         .elements
         .iter()
@@ -98,7 +37,7 @@ fn params_text_at(module: &Module, params: &ProductType, depth: usize) -> String
                 .name
                 .as_deref()
                 .map_or_else(|| format!("_{i}"), str::to_owned);
-            format!("{name}: {}", type_text_at(module, &e.algebraic_type, depth))
+            format!("{name}: {}", type_text(module, &e.algebraic_type))
         })
         .collect();
     parts.join(", ")
