@@ -322,7 +322,7 @@ pub(crate) fn run(cmd: Cmd) -> anyhow::Result<()> {
                 query.push("clear=true".to_owned());
             }
             if let (Some(name), false) = (&name, clear_data) {
-                eprintln!("Checking the update of {name} …");
+                eprintln!("Checking {name} on {} …", remote.url);
                 if let Some(token) = remote.show_plan(name, &bytes, break_clients || yes.yes)? {
                     query.push(format!("token={}", segment(&token)));
                     query.push("policy=BreakClients".to_owned());

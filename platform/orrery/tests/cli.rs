@@ -158,7 +158,7 @@ fn the_cli_drives_a_live_server() {
     let kib = std::fs::metadata(&chat).unwrap().len().div_ceil(1024);
     assert_eq!(
         run.stderr,
-        format!("Checking the update of chat …\nUploading {kib} KiB to {url} …\n")
+        format!("Checking chat on {url} …\nUploading {kib} KiB to {url} …\n")
     );
     let project = modules::modules_dir().join("bank");
     let run = orrery(
@@ -179,7 +179,7 @@ fn the_cli_drives_a_live_server() {
     );
     assert!(
         run.stderr.contains("Building bank ")
-            && run.stderr.contains("Checking the update of bank …")
+            && run.stderr.contains(&format!("Checking bank on {url} …"))
             && run.stderr.contains(&format!("KiB to {url} …")),
         "{}",
         run.stderr
@@ -445,8 +445,9 @@ fn the_cli_drives_a_live_server() {
     );
     assert!(run.ok, "{}", run.stderr);
     assert!(
-        run.stderr
-            .starts_with("Checking the update of chat …\nMigration plan for chat:\n"),
+        run.stderr.starts_with(&format!(
+            "Checking chat on {url} …\nMigration plan for chat:\n"
+        )),
         "{}",
         run.stderr
     );
