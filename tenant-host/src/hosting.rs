@@ -131,7 +131,8 @@ pub enum PublishError {
     MissingTable(String),
     #[error("creating the database failed: {}", describe(.outcome))]
     CreateFailed {
-        outcome: ReducerOutcome,
+        /// Boxed: the outcome is large and errors travel far.
+        outcome: Box<ReducerOutcome>,
         logs: Vec<crate::runtime::LogRecord>,
     },
     #[error("storage error: {0}")]
@@ -199,7 +200,7 @@ impl Host {
             ReducerOutcome::Committed { delta } => delta,
             outcome => {
                 return Err(PublishError::CreateFailed {
-                    outcome,
+                    outcome: Box::new(outcome),
                     logs: created.logs,
                 })
             }
@@ -1023,7 +1024,7 @@ impl DbShared {
             AlgebraicValue::Bytes(identity.to_vec().into()),
             AlgebraicValue::String(jwt_payload.unwrap_or_default().into()),
         ];
-        match tx.insert_row(table, record.into()) {
+        match tx.insert_row(table, record) {
             Ok(_) => {}
             Err(storage::TxError::UniqueViolation { .. }) => {
                 tx.rollback();

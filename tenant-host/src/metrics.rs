@@ -212,6 +212,9 @@ fn sample_all(registry: &Registry) -> Vec<DbSample> {
         .collect()
 }
 
+/// One per-database series: name, kind, help text and how to read it.
+type PerDatabase = (&'static str, Kind, &'static str, fn(&DbSample) -> u64);
+
 /// The text of one scrape of every database of `registry`.
 pub fn render(registry: &Registry) -> String {
     let dbs = sample_all(registry);
@@ -260,7 +263,7 @@ pub fn render(registry: &Registry) -> String {
         }
     }
 
-    let per_db: [(&str, Kind, &str, fn(&DbSample) -> u64); 9] = [
+    let per_db: [PerDatabase; 9] = [
         (
             "orrery_fuel_used_total",
             Kind::Counter,

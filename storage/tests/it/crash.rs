@@ -63,7 +63,7 @@ fn workload_tx(seed: u64, offset: u64) -> Vec<KvOp> {
         let k = r % KEYS;
         // Deleting the key the first op wrote could cancel the whole
         // transaction (insert then delete of a new key): never do that.
-        if j == 0 || r % 3 != 0 || Some(k) == first {
+        if j == 0 || !r.is_multiple_of(3) || Some(k) == first {
             first.get_or_insert(k);
             ops.push(KvOp::Upsert {
                 k,

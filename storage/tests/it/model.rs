@@ -371,8 +371,8 @@ fn check_recovered(
     model: &Model,
 ) -> Result<(), TestCaseError> {
     let read = db.read().unwrap();
-    for table in 0..2 {
-        let got = sorted(read.scan(table_ids[table]).unwrap().map(|r| r.to_vec()));
+    for (table, &table_id) in table_ids.iter().enumerate().take(2) {
+        let got = sorted(read.scan(table_id).unwrap().map(|r| r.to_vec()));
         prop_assert_eq!(
             &got,
             &model.tables[table].iter().cloned().collect::<Vec<_>>()

@@ -753,7 +753,7 @@ fn chat_prunes_old_messages_when_its_schedule_fires_after_a_reload() {
         let mut faster = row.clone();
         faster[1] = V::sum(0, V::product([V::I64(50_000)]));
         assert!(tx.delete_row(table, &row).unwrap());
-        tx.insert_row(table, faster.into()).unwrap();
+        tx.insert_row(table, faster).unwrap();
         tx.commit().unwrap();
         storage.flush().unwrap();
     }

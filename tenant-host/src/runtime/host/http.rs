@@ -164,6 +164,9 @@ fn version_of(text: &str) -> Version {
     }
 }
 
+/// A response header as the module's `Headers` type takes it: (name, value).
+type HeaderPair = (Option<Box<str>>, Box<[u8]>);
+
 /// Performs `request` with `body` under `policy`, taking at most
 /// `remaining` (what is left of the procedure's wall-clock cap). Returns
 /// the response metadata and body, or the error message the module gets
@@ -247,7 +250,7 @@ pub(crate) fn perform(
 
     let code = response.status();
     let version = version_of(response.http_version());
-    let mut header_pairs: Vec<(Option<Box<str>>, Box<[u8]>)> = Vec::new();
+    let mut header_pairs: Vec<HeaderPair> = Vec::new();
     for name in response.headers_names() {
         for value in response.all(&name) {
             header_pairs.push((Some(name.as_str().into()), value.as_bytes().into()));
