@@ -219,6 +219,23 @@ fn materialised(server: &Server, name: &str) -> usize {
         .materialised_views()
 }
 
+/// Waits up to 10 s until database `name` holds `expected` view
+/// materialisations; fails with `what` otherwise.
+fn await_materialised(server: &Server, name: &str, expected: usize, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = materialised(server, name);
+        if now == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: {now} materialisations, expected {expected}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// A server in a fresh directory with test module `module` published as
 /// `name`; returns the directory (keep it), the server and the owner's token.
 pub(crate) fn published(name: &str, module: &str) -> (tempfile::TempDir, Server, String) {
@@ -343,19 +360,19 @@ fn views_are_tables_per_caller_over_websocket_and_sql() {
 
     // When the last reader of Bob's materialisation leaves, it is dropped;
     // the anonymous view stays (one table serves everyone).
+    // Eviction runs on the lane right after the reply is queued, so the
+    // count is awaited, not read once.
     let before = materialised(&server, "views");
     bob.unsubscribe(1);
-    assert_eq!(materialised(&server, "views"), before - 1);
+    await_materialised(
+        &server,
+        "views",
+        before - 1,
+        "Bob's my_notes was not dropped",
+    );
     let Client { ws, .. } = alice;
     ws.close();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while materialised(&server, "views") > 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "Alice's my_notes was not dropped"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    await_materialised(&server, "views", 1, "Alice's my_notes was not dropped");
     assert_eq!(bob.query("SELECT * FROM note_count").unwrap().len(), 1);
 }
 
