@@ -286,12 +286,15 @@ pub(crate) fn entity(module: &Module, kind: &str, name: &str) -> anyhow::Result<
             else {
                 bail!("no reducer `{name}` (`orrery describe DB` lists them)");
             };
-            let who = host_only(module, i).map_or_else(
-                || "clients may call it".to_owned(),
-                |why| format!("host only: {why}"),
+            let why = host_only(module, i);
+            function_detail(
+                &mut out,
+                module,
+                "Reducer",
+                &r.canonical_name,
+                why,
+                &r.raw_params,
             );
-            let _ = writeln!(out, "Reducer {} ({who})", r.canonical_name);
-            params_detail(&mut out, module, &r.raw_params);
         }
         "procedure" => {
             let Some((i, p)) = def
@@ -302,12 +305,15 @@ pub(crate) fn entity(module: &Module, kind: &str, name: &str) -> anyhow::Result<
             else {
                 bail!("no procedure `{name}` (`orrery describe DB` lists them)");
             };
-            let who = host_only_procedure(module, i).map_or_else(
-                || "clients may call it".to_owned(),
-                |why| format!("host only: {why}"),
+            let why = host_only_procedure(module, i);
+            function_detail(
+                &mut out,
+                module,
+                "Procedure",
+                &p.canonical_name,
+                why,
+                &p.raw_params,
             );
-            let _ = writeln!(out, "Procedure {} ({who})", p.canonical_name);
-            params_detail(&mut out, module, &p.raw_params);
             let _ = writeln!(out, "Returns: {}", type_text(module, &p.raw_return_type));
         }
         "view" => {
@@ -334,6 +340,23 @@ pub(crate) fn entity(module: &Module, kind: &str, name: &str) -> anyhow::Result<
         other => bail!("cannot describe a `{other}`: say table, reducer, procedure or view"),
     }
     Ok(out)
+}
+
+/// `Reducer NAME (who may call it)` and its parameters, one per line.
+fn function_detail(
+    out: &mut String,
+    module: &Module,
+    what: &str,
+    name: &str,
+    host_only: Option<String>,
+    params: &ProductType,
+) {
+    let who = host_only.map_or_else(
+        || "clients may call it".to_owned(),
+        |why| format!("host only: {why}"),
+    );
+    let _ = writeln!(out, "{what} {name} ({who})");
+    params_detail(out, module, params);
 }
 
 fn params_detail(out: &mut String, module: &Module, params: &ProductType) {
