@@ -207,16 +207,11 @@ pub(crate) fn overview(database: &str, module: &Module) -> String {
 pub(crate) fn entity(module: &Module, kind: &str, name: &str) -> anyhow::Result<String> {
     let def = &module.def;
     let mut out = String::new();
-    let found = |n: &str, c: &str| n == name || c == name;
     match kind {
         "table" => {
-            let Some(table) = def
-                .tables
-                .iter()
-                .find(|t| found(&t.source_name, &t.canonical_name))
-            else {
-                bail!("no table `{name}` (`orrery describe DB` lists them)");
-            };
+            let (_, table) = lookup(&def.tables, "table", name, |t| {
+                [&t.source_name, &t.canonical_name]
+            })?;
             let _ = writeln!(
                 out,
                 "Table {} ({})",
@@ -278,14 +273,9 @@ pub(crate) fn entity(module: &Module, kind: &str, name: &str) -> anyhow::Result<
             }
         }
         "reducer" => {
-            let Some((i, r)) = def
-                .reducers
-                .iter()
-                .enumerate()
-                .find(|(_, r)| found(&r.source_name, &r.canonical_name))
-            else {
-                bail!("no reducer `{name}` (`orrery describe DB` lists them)");
-            };
+            let (i, r) = lookup(&def.reducers, "reducer", name, |r| {
+                [&r.source_name, &r.canonical_name]
+            })?;
             let why = host_only(module, i);
             function_detail(
                 &mut out,
@@ -297,14 +287,9 @@ pub(crate) fn entity(module: &Module, kind: &str, name: &str) -> anyhow::Result<
             );
         }
         "procedure" => {
-            let Some((i, p)) = def
-                .procedures
-                .iter()
-                .enumerate()
-                .find(|(_, p)| found(&p.source_name, &p.canonical_name))
-            else {
-                bail!("no procedure `{name}` (`orrery describe DB` lists them)");
-            };
+            let (i, p) = lookup(&def.procedures, "procedure", name, |p| {
+                [&p.source_name, &p.canonical_name]
+            })?;
             let why = host_only_procedure(module, i);
             function_detail(
                 &mut out,
@@ -317,13 +302,9 @@ pub(crate) fn entity(module: &Module, kind: &str, name: &str) -> anyhow::Result<
             let _ = writeln!(out, "Returns: {}", type_text(module, &p.raw_return_type));
         }
         "view" => {
-            let Some(v) = def
-                .views
-                .iter()
-                .find(|v| found(&v.source_name, &v.canonical_name))
-            else {
-                bail!("no view `{name}` (`orrery describe DB` lists them)");
-            };
+            let (_, v) = lookup(&def.views, "view", name, |v| {
+                [&v.source_name, &v.canonical_name]
+            })?;
             let caller = if v.is_anonymous {
                 "same for everyone"
             } else {
@@ -340,6 +321,24 @@ pub(crate) fn entity(module: &Module, kind: &str, name: &str) -> anyhow::Result<
         other => bail!("cannot describe a `{other}`: say table, reducer, procedure or view"),
     }
     Ok(out)
+}
+
+/// The position and item of the `kind` called `name` (its source or its
+/// canonical name), or the error saying there is none.
+fn lookup<'a, T>(
+    items: &'a [T],
+    kind: &str,
+    name: &str,
+    names: impl Fn(&T) -> [&String; 2],
+) -> anyhow::Result<(usize, &'a T)> {
+    match items
+        .iter()
+        .enumerate()
+        .find(|(_, item)| names(item).iter().any(|n| *n == name))
+    {
+        Some(found) => Ok(found),
+        None => bail!("no {kind} `{name}` (`orrery describe DB` lists them)"),
+    }
 }
 
 /// `Reducer NAME (who may call it)` and its parameters, one per line.
