@@ -1,7 +1,10 @@
 //! Storage engine of one tenant database: in-memory tables and indexes,
 //! serializable transactions, a durable commit log, snapshots and recovery.
 //!
-//! Owns: everything a database keeps and how it survives a crash.
+//! Owns: everything a database keeps and how it survives a crash; the bytes
+//! on the durable media (commit-log segments, snapshot blobs) are written and
+//! read by the `durable` crate, re-exported here as [`commitlog`],
+//! [`snapshot`] and [`clock`].
 //! Does not own: WebAssembly, clients, or who owns a database; those live in
 //! tenant-host and control-plane. Rows are sats `AlgebraicValue`s typed by a
 //! table's `ProductType`, so module-defined types map one to one.
@@ -14,14 +17,10 @@
 //! Invariant: a transaction reported durable survives any crash; nothing of a
 //! transaction that was not committed is ever visible after recovery.
 
-pub mod clock;
-pub mod commitlog;
 mod db;
 pub mod error;
-mod fs;
 mod record;
 pub mod schema;
-pub mod snapshot;
 mod state;
 mod table;
 mod tx;
@@ -36,5 +35,7 @@ pub use state::{RowsRef, State};
 pub use tx::{AlteredTable, InsertOutcome, MutTx, TableDelta, TxDelta};
 pub use value::{IndexRange, Row};
 
+// The durable media, re-exported so that a database's users name one crate.
+pub use durable::{clock, commitlog, snapshot};
 pub use orrery_api::TxOffset;
 pub use spacetimedb_primitives::{ColId, IndexId, TableId};

@@ -16,7 +16,7 @@
 //! the result to stdout (one JSON object with `--json`, a table otherwise).
 //! Without `--wasm` the module is built the way the tests build it.
 
-#[path = "../tests/support/modules.rs"]
+#[path = "../../tests/support/modules.rs"]
 mod modules;
 
 use std::io::Write;
@@ -25,13 +25,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-use storage::{Database, DbOptions, DbStorage, TxOffset};
-use tenant_host::hosting::{DatabaseSpec, Host, HostConfig, HostedDatabase};
-use tenant_host::runtime::{
+use orrery_module::{
     module_hash, CallOptions, CallerContext, HostedModule, ReducerOutcome, ReducerRef, Runtime,
     RuntimeConfig,
 };
+use serde_json::{json, Value};
+use storage::{Database, DbOptions, DbStorage, TxOffset};
+use tenant_host::hosting::{DatabaseSpec, Host, HostConfig, HostedDatabase};
 
 const OWNER: [u8; 32] = [0x0e; 32];
 /// Zipf exponent of the skewed account choice.

@@ -24,18 +24,18 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
-use axum::body::Bytes;
+use bytes::Bytes;
 use spacetimedb_lib::{ConnectionId, Identity, Timestamp};
 use storage::{CommitObserver, Database, State, TxDelta, TxOffset};
 
-use crate::sql::rls::Rules;
-use crate::sql::view_tables;
-use crate::subs::{self, Query, QueryKey};
-use crate::wire::messages::{
+use orrery_query::sql::rls::Rules;
+use orrery_query::sql::view_tables;
+use orrery_query::subs::{self, Query, QueryKey};
+use orrery_wire::messages::{
     QueryRows, QuerySetId, QuerySetUpdate, ReducerOk, ReducerOutcome, SingleTableRows, TableUpdate,
     TableUpdateRows, TransactionUpdate, UnsubscribeFlags,
 };
-use crate::wire::{compression, Compression, ServerMessage};
+use orrery_wire::{compression, Compression, ServerMessage};
 
 /// Bytes of encoded messages one connection may have waiting before it is
 /// dropped as too slow.

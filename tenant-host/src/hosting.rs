@@ -32,19 +32,20 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, RwLock, Weak};
 use std::time::Duration;
 
+use spacetimedb_lib::ConnectionId;
 use spacetimedb_sats::{AlgebraicType, AlgebraicValue, ArrayValue, ProductType};
 use storage::{
-    ColId, Database, IndexAlgorithm, IndexDef, IndexId, Row, TableDef, TableId, TxDelta,
+    ColId, Database, IndexAlgorithm, IndexDef, IndexId, MutTx, Row, TableDef, TableId, TxDelta,
     UniqueConstraintDef,
 };
 
 use crate::clients::{with_origin, Clients};
 use crate::logs::{LogLevel, LogOptions, ModuleLog};
-use crate::moduledef::{ScheduledFunction, Visibility};
-use crate::runtime::{
-    CallOptions, CallResult, CallerContext, HostError, HostedModule, ProcedureOutcome,
+use orrery_module::{
+    CallOptions, CallResult, CallerContext, HostError, HostTables, HostedModule, ProcedureOutcome,
     ProcedureRef, ProcedureResult, ReducerOutcome, ReducerRef, Runtime, ViewOutcome,
 };
+use orrery_moduledef::{ScheduledFunction, Visibility};
 use pool::{Lane, Overloaded, SubmitError, WorkerPool};
 use scheduler::{next_on_grid, now_micros, Firing, ScheduleAt, Scheduler, Timer};
 use spacetimedb_sats::ProductValue;
@@ -59,6 +60,29 @@ pub const CLIENT_TABLE_INDEX: &str = "st_client_connection_id_idx_btree";
 
 /// Table names starting with this are the host's; modules may not use them.
 pub const SYSTEM_TABLE_PREFIX: &str = "st_";
+
+/// The host's tables as the module runtime sees them: every `st_*` table is
+/// hidden from guests, and `get_jwt` reads [`CLIENT_TABLE`].
+#[derive(Debug)]
+struct ClientTable;
+
+impl HostTables for ClientTable {
+    fn is_host_table(&self, name: &str) -> bool {
+        name.starts_with(SYSTEM_TABLE_PREFIX)
+    }
+
+    fn jwt(&self, tx: &MutTx, connection: ConnectionId) -> Option<String> {
+        let index = tx.index_id_from_name(CLIENT_TABLE_INDEX)?;
+        let key = AlgebraicValue::U128(connection.to_u128().into());
+        let row = tx.find_unique(index, &key).ok()??;
+        match row.get(2) {
+            Some(AlgebraicValue::String(payload)) if !payload.is_empty() => {
+                Some(payload.to_string())
+            }
+            _ => None,
+        }
+    }
+}
 
 /// Procedures one database may run at once. Procedures run on threads of
 /// their own (they may sleep or wait for HTTP), not on the database's lane;
@@ -133,7 +157,7 @@ pub enum PublishError {
     CreateFailed {
         /// Boxed: the outcome is large and errors travel far.
         outcome: Box<ReducerOutcome>,
-        logs: Vec<crate::runtime::LogRecord>,
+        logs: Vec<orrery_module::LogRecord>,
     },
     #[error("storage error: {0}")]
     Storage(String),
@@ -142,7 +166,7 @@ pub enum PublishError {
     #[error("cannot open the module log: {0}")]
     Log(std::io::Error),
     #[error(transparent)]
-    Update(#[from] crate::migrate::UpdateError),
+    Update(#[from] orrery_module::update::UpdateError),
     #[error("{0}")]
     RowLevelSecurity(String),
 }
@@ -265,8 +289,8 @@ impl Host {
         database: &HostedDatabase,
         wasm: &[u8],
         options: CallOptions,
-        mode: crate::migrate::UpdateMode,
-    ) -> Result<crate::migrate::UpdateReport, PublishError> {
+        mode: orrery_module::update::UpdateMode,
+    ) -> Result<orrery_module::update::UpdateReport, PublishError> {
         let spec = DatabaseSpec::new(database.name(), database.shared.owner, options);
         let new = self.host_module(wasm, &spec)?;
         let shared = database.shared.clone();
@@ -274,7 +298,9 @@ impl Host {
     }
 
     fn host_module(&self, wasm: &[u8], spec: &DatabaseSpec) -> Result<HostedModule, PublishError> {
-        let module = self.runtime.host(wasm, spec.options.clone())?;
+        let mut options = spec.options.clone();
+        options.host_tables = Arc::new(ClientTable);
+        let module = self.runtime.host(wasm, options)?;
         if let Some(table) = module
             .def()
             .tables
@@ -367,13 +393,16 @@ struct DbShared {
 }
 
 /// The module's row-level security, checked against its own tables.
-fn row_level_security(module: &HostedModule) -> Result<crate::sql::rls::Rules, PublishError> {
+fn row_level_security(
+    module: &HostedModule,
+) -> Result<orrery_query::sql::rls::Rules, PublishError> {
     let filters = &module.def().row_level_security;
     if filters.is_empty() {
         return Ok(Default::default());
     }
     let catalog = ModuleTables::of(module)?;
-    crate::sql::rls::Rules::compile(filters, &catalog).map_err(PublishError::RowLevelSecurity)
+    orrery_query::sql::rls::Rules::compile(filters, &catalog)
+        .map_err(PublishError::RowLevelSecurity)
 }
 
 /// A module's tables as the SQL checker sees them, before they exist.
@@ -394,7 +423,7 @@ impl ModuleTables {
     }
 }
 
-impl crate::sql::Catalog for ModuleTables {
+impl orrery_query::sql::Catalog for ModuleTables {
     fn table_schema(&self, name: &str) -> Option<Arc<storage::TableSchema>> {
         self.0.get(name).cloned()
     }
@@ -683,14 +712,14 @@ impl DbShared {
     fn update(
         &self,
         new: HostedModule,
-        mode: crate::migrate::UpdateMode,
-    ) -> Result<crate::migrate::UpdateReport, PublishError> {
+        mode: orrery_module::update::UpdateMode,
+    ) -> Result<orrery_module::update::UpdateReport, PublishError> {
         let old = self.module();
         // The old views must not run during the migration; whatever its
         // result, their materialisations are dropped after it (subscribers
         // to views reconnect, see `Clients`).
         lock(&self.views).clear();
-        let result = crate::migrate::update_database(&new, old.def(), &self.storage, mode);
+        let result = orrery_module::update::update_database(&new, old.def(), &self.storage, mode);
         if let Err(e) = self.drop_view_tables() {
             self.log
                 .append_host(LogLevel::Warn, "", format!("dropping view tables: {e}"));

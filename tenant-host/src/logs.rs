@@ -6,7 +6,7 @@
 //! predecessor `module.log.1`, refilling the ring from disk on reopen) and
 //! [`Follow`] (a bounded queue per follower that reports skipped records
 //! instead of blocking the writer).
-//! Does not own: producing records (`runtime::host` collects them per call),
+//! Does not own: producing records (`orrery_module::host` collects them per call),
 //! deciding which database a log belongs to, who may read it, or any
 //! per-tenant rate limit upstream of [`ModuleLog::append`].
 //!
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::{LogRecord, LOG_LEVEL_PANIC};
+use orrery_module::{LogRecord, LOG_LEVEL_PANIC};
 
 /// The name of the current log file inside a database's log directory.
 pub const LOG_FILE_NAME: &str = "module.log";

@@ -23,8 +23,8 @@ use spacetimedb_lib::Identity;
 use storage::{Database, DbOptions, DbStorage};
 
 use crate::hosting::{DatabaseSpec, Host, HostedDatabase, PublishError};
-use crate::migrate::{UpdateMode, UpdateReport};
-use crate::runtime::CallOptions;
+use orrery_module::update::{UpdateMode, UpdateReport};
+use orrery_module::CallOptions;
 
 const META_FILE: &str = "database.json";
 const MODULE_FILE: &str = "module.wasm";
@@ -633,9 +633,13 @@ fn spec(identity: Identity, owner: Identity, dir: &Path) -> DatabaseSpec {
     spec
 }
 
+/// The issuer of the identities this host mints (for clients, at the edge,
+/// and for new databases here).
+pub const LOCAL_ISSUER: &str = "localhost";
+
 /// A database identity derived like a minted client identity.
 fn fresh_identity() -> Identity {
-    Identity::from_claims(crate::auth::LOCAL_ISSUER, &uuid_v4())
+    Identity::from_claims(LOCAL_ISSUER, &uuid_v4())
 }
 
 /// A random UUIDv4 in its text form.

@@ -14,8 +14,14 @@ use std::path::{Path, PathBuf};
 /// Folders whose Rust sources are crate code (headers, naming, forbidden macros).
 const CRATE_DIRS: &[&str] = &[
     "platform",
+    "durable",
     "storage",
+    "wire",
+    "moduledef",
+    "module",
+    "query",
     "tenant-host",
+    "edge",
     "billing",
     "control-plane",
     "tests/src",
@@ -26,14 +32,119 @@ const CRATE_DIRS: &[&str] = &[
 /// the crate may depend on any workspace crate.
 const MAY_DEPEND_ON: &[(&str, Option<&[&str]>)] = &[
     ("orrery-api", Some(&[])),
-    ("storage", Some(&["orrery-api"])),
+    ("durable", Some(&["orrery-api"])),
+    ("storage", Some(&["durable", "orrery-api"])),
     ("billing", Some(&["orrery-api"])),
-    ("tenant-host", Some(&["storage", "billing", "orrery-api"])),
+    ("orrery-wire", Some(&[])),
+    ("orrery-moduledef", Some(&["storage"])),
+    (
+        "orrery-module",
+        Some(&["orrery-moduledef", "storage", "orrery-api"]),
+    ),
+    ("orrery-query", Some(&["orrery-wire", "storage"])),
+    (
+        "tenant-host",
+        Some(&[
+            "orrery-module",
+            "orrery-moduledef",
+            "orrery-query",
+            "orrery-wire",
+            "storage",
+            "billing",
+            "orrery-api",
+        ]),
+    ),
+    (
+        "orrery-edge",
+        Some(&[
+            "tenant-host",
+            "orrery-module",
+            "orrery-moduledef",
+            "orrery-query",
+            "orrery-wire",
+            "storage",
+            "orrery-api",
+        ]),
+    ),
+    (
+        "orrery-cli",
+        Some(&[
+            "orrery-module",
+            "orrery-moduledef",
+            "orrery-wire",
+            "storage",
+            "orrery-api",
+        ]),
+    ),
     ("control-plane", Some(&["storage", "billing", "orrery-api"])),
     ("orrery", None),
-    ("loadgen", Some(&["tenant-host"])),
+    ("loadgen", Some(&["orrery-wire"])),
     ("tests", None),
 ];
+
+/// Module-level boundaries inside crates (style.md C2): no code under the
+/// first path (a file or a folder, relative to the workspace root) may
+/// contain any of the listed strings. Comments are not checked.
+const NEVER_IMPORTS: &[(&str, &[&str], &str)] = &[
+    (
+        "durable/src/commitlog",
+        &["crate::snapshot"],
+        "the commit log knows nothing of snapshots",
+    ),
+    (
+        "durable/src/snapshot",
+        &["crate::commitlog"],
+        "snapshots know nothing of the commit log",
+    ),
+    (
+        "storage/src/table",
+        &["crate::db", "crate::tx"],
+        "tables and indexes know nothing of transactions or the database",
+    ),
+    (
+        "storage/src/schema.rs",
+        &["crate::db", "crate::tx", "crate::table"],
+        "schemas are plain definitions",
+    ),
+    (
+        "storage/src/value.rs",
+        &["crate::db", "crate::tx", "crate::table"],
+        "values know nothing of tables",
+    ),
+    (
+        "module/src",
+        &["st_client", "\"st_", "SYSTEM_TABLE_PREFIX", "CLIENT_TABLE"],
+        "the module runtime knows nothing of the host's system tables: the host hands it a HostTables",
+    ),
+    (
+        "query/src/sql",
+        &["crate::subs"],
+        "SQL sits below subscriptions",
+    ),
+    (
+        "tenant-host/src/logs.rs",
+        &["crate::hosting", "crate::clients", "crate::registry", "crate::metrics"],
+        "module logs are a leaf of the hosting layer",
+    ),
+    (
+        "tenant-host/src/clients.rs",
+        &["crate::hosting", "crate::registry", "crate::metrics"],
+        "clients sit below hosting",
+    ),
+    (
+        "tenant-host/src/hosting",
+        &["crate::registry", "crate::metrics"],
+        "hosting sits below the registry and the metrics renderer",
+    ),
+];
+
+/// Most lines a crate's `src/` may hold (style.md C2: a crate has one job;
+/// a bigger one is two jobs or needs its tests moved to `tests/`).
+const CRATE_SRC_LINES_MAX: usize = 8_000;
+
+/// Pairs of external crates no library crate may depend on together: each
+/// pair is two jobs (the module runtime, the HTTP edge, the SQL engine).
+const EXCLUSIVE_DEPENDENCIES: &[(&str, &str)] = &[("wasmtime", "axum"), ("wasmtime", "sqlparser")];
 
 /// Words `storage` must not use in code: it knows nothing of WebAssembly,
 /// clients, tenants or accounts (architecture.md, "Arrows point one way").
@@ -119,22 +230,7 @@ fn no_dbg_macro() {
 #[test]
 fn crates_depend_only_on_what_architecture_allows() {
     let metadata = metadata::cargo_metadata();
-    let member_ids: BTreeSet<&str> = metadata["workspace_members"]
-        .as_array()
-        .expect("cargo metadata has workspace_members")
-        .iter()
-        .filter_map(|id| id.as_str())
-        .collect();
-    let members: Vec<&serde_json::Value> = metadata["packages"]
-        .as_array()
-        .expect("cargo metadata has packages")
-        .iter()
-        .filter(|package| {
-            package["id"]
-                .as_str()
-                .is_some_and(|id| member_ids.contains(id))
-        })
-        .collect();
+    let members = workspace_members(&metadata);
     let member_names: BTreeSet<&str> = members
         .iter()
         .filter_map(|package| package["name"].as_str())
@@ -171,6 +267,137 @@ fn crates_depend_only_on_what_architecture_allows() {
     );
 }
 
+// Protects the module-level boundaries of ARCHITECTURE.md (NEVER_IMPORTS):
+// a file that reaches across one fails with the line and the reason.
+#[test]
+fn modules_never_import_across_their_boundaries() {
+    let root = metadata::workspace_root();
+    let mut offenders = Vec::new();
+    for (scope, forbidden, reason) in NEVER_IMPORTS {
+        let path = root.join(scope);
+        let mut files = rust_files(&path);
+        let single = path.with_extension("rs");
+        if path.is_file() {
+            files.push(path.clone());
+        } else if single.is_file() && !scope.ends_with(".rs") {
+            // `foo` covers `foo.rs` and `foo/`.
+            files.push(single);
+        }
+        assert!(
+            !files.is_empty(),
+            "NEVER_IMPORTS scope `{scope}` matches no file"
+        );
+        for file in files {
+            for (number, line) in read(&file).lines().enumerate() {
+                let code = code_part(line);
+                for needle in *forbidden {
+                    if code.contains(needle) {
+                        offenders.push(format!(
+                            "{}:{}: `{needle}` ({reason})",
+                            relative(&root, &file),
+                            number + 1
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "module boundaries broken:\n{}",
+        offenders.join("\n")
+    );
+}
+
+// Protects "a crate has one job": no workspace crate's `src/` grows past
+// CRATE_SRC_LINES_MAX lines (unit tests included) without being split.
+#[test]
+fn no_crate_source_tree_is_too_large() {
+    let metadata = metadata::cargo_metadata();
+    let mut offenders = Vec::new();
+    for package in workspace_members(&metadata) {
+        let manifest = Path::new(package["manifest_path"].as_str().expect("manifest path"));
+        let src = manifest
+            .parent()
+            .expect("manifest has a folder")
+            .join("src");
+        let lines: usize = rust_files(&src)
+            .iter()
+            .map(|file| read(file).lines().count())
+            .sum();
+        if lines > CRATE_SRC_LINES_MAX {
+            offenders.push(format!(
+                "{}: {lines} lines in src/",
+                package["name"].as_str().expect("package has a name")
+            ));
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "crates over {CRATE_SRC_LINES_MAX} lines of src/ (split along a real seam, or move tests to tests/):\n{}",
+        offenders.join("\n")
+    );
+}
+
+// Protects the dependency sets of ARCHITECTURE.md: no library crate links
+// two jobs' engines at once (the module runtime with the HTTP edge or the
+// SQL parser). Binaries compose and are exempt.
+#[test]
+fn no_library_crate_mixes_exclusive_dependencies() {
+    let metadata = metadata::cargo_metadata();
+    let mut offenders = Vec::new();
+    for package in workspace_members(&metadata) {
+        let is_library = package["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|target| {
+                target["kind"]
+                    .as_array()
+                    .is_some_and(|kinds| kinds.iter().any(|kind| kind == "lib"))
+            });
+        if !is_library {
+            continue;
+        }
+        let normal: BTreeSet<&str> = package["dependencies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|dep| dep["kind"].as_str() != Some("dev"))
+            .filter_map(|dep| dep["name"].as_str())
+            .collect();
+        for (a, b) in EXCLUSIVE_DEPENDENCIES {
+            if normal.contains(a) && normal.contains(b) {
+                offenders.push(format!(
+                    "{} depends on both `{a}` and `{b}`",
+                    package["name"].as_str().expect("package has a name")
+                ));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "{}", offenders.join("\n"));
+}
+
+/// The packages of the workspace in `cargo metadata`.
+fn workspace_members(metadata: &serde_json::Value) -> Vec<&serde_json::Value> {
+    let member_ids: BTreeSet<&str> = metadata["workspace_members"]
+        .as_array()
+        .expect("cargo metadata has workspace_members")
+        .iter()
+        .filter_map(|id| id.as_str())
+        .collect();
+    metadata["packages"]
+        .as_array()
+        .expect("cargo metadata has packages")
+        .iter()
+        .filter(|package| {
+            package["id"]
+                .as_str()
+                .is_some_and(|id| member_ids.contains(id))
+        })
+        .collect()
+}
+
 /// The words of every identifier-like token on a line, lowercased, split at
 /// `_` and at lower-to-upper case changes (`TenantId` → `tenant`, `id`), so
 /// that "accounted" is not mistaken for "account".
@@ -202,7 +429,10 @@ fn identifier_words(code: &str) -> Vec<String> {
 fn storage_code_never_mentions_upper_layers() {
     let root = metadata::workspace_root();
     let mut offenders = Vec::new();
-    for file in rust_files(&root.join("storage/src")) {
+    for file in [root.join("storage/src"), root.join("durable/src")]
+        .iter()
+        .flat_map(|dir| rust_files(dir))
+    {
         for (number, line) in read(&file).lines().enumerate() {
             let words = identifier_words(code_part(line));
             for word in STORAGE_FORBIDDEN_WORDS {

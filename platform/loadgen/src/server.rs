@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 
-#[path = "../../../tenant-host/tests/support/modules.rs"]
+#[path = "../../../tests/support/modules.rs"]
 mod modules;
 
 /// A running `orrery start` child; killed (by its own handle) on drop.

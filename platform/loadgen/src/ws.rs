@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use futures_util::{SinkExt, StreamExt};
-use tenant_host::wire::framing::{decode_server_payload, encode_client_payload};
-use tenant_host::wire::messages::{QuerySetId, ReducerOutcome, TableUpdateRows};
-use tenant_host::wire::{ClientMessage, Protocol, ServerMessage};
+use orrery_wire::framing::{decode_server_payload, encode_client_payload};
+use orrery_wire::messages::{QuerySetId, ReducerOutcome, TableUpdateRows};
+use orrery_wire::{ClientMessage, Protocol, ServerMessage};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;

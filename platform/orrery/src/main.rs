@@ -4,7 +4,7 @@
 //! developer commands (publish, call, sql, logs, …) are HTTP clients of a
 //! server and live in `cli`. `orrery start` builds one tenant host, opens
 //! (recovers) every database of the data directory's registry
-//! (`tenant_host::registry`), serves the client API (`tenant_host::api`:
+//! (`tenant_host::registry`), serves the client API (`orrery_edge`:
 //! identities and databases) on `--listen-addr`, and keeps running until
 //! SIGTERM or Ctrl-C; then it stops accepting, finishes requests in flight
 //! and makes every commit log durable. Logs go to stdout through
@@ -18,7 +18,6 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-mod cli;
 use storage::{Database, DbOptions, DbStorage};
 use tenant_host::hosting::{Host, HostConfig};
 use tenant_host::registry::Registry;
@@ -63,7 +62,7 @@ enum Command {
         log_format: LogFormat,
     },
     #[command(flatten)]
-    Dev(cli::Cmd),
+    Dev(orrery_cli::Cmd),
 }
 
 /// How `orrery` writes its logs to stdout.
@@ -106,13 +105,8 @@ fn main() -> anyhow::Result<()> {
             start(&data_dir, &listen_addr)
         }
         Command::Dev(cmd) => {
-            if let Err(e) = cli::run(cmd) {
-                // One line: the error and its causes.
-                let colour = cli::style::enabled(cli::style::Stream::Stderr);
-                #[allow(clippy::disallowed_macros)]
-                {
-                    eprintln!("{}", cli::style::error_line(&e, colour));
-                }
+            let code = orrery_cli::main(cmd);
+            if code != std::process::ExitCode::SUCCESS {
                 std::process::exit(1);
             }
             Ok(())
@@ -133,12 +127,12 @@ fn start(data_dir: &Path, listen_addr: &str) -> anyhow::Result<()> {
     // Directories that are not registry databases (not named by a database
     // identity) are bare storage: recovered and kept durable, not served.
     let bare = open_bare_storage(&databases_dir)?;
-    let runtime = tenant_host::runtime::Runtime::new().context("start the module runtime")?;
+    let runtime = orrery_module::Runtime::new().context("start the module runtime")?;
     let host = Arc::new(Host::new(runtime, HostConfig::default()));
     let registry = Arc::new(
         Registry::open(&databases_dir, host).context("open the databases of the data directory")?,
     );
-    let keys = tenant_host::auth::Keys::load_or_create(&data_dir.join("keys"))
+    let keys = orrery_edge::auth::Keys::load_or_create(&data_dir.join("keys"))
         .context("load or create the token signing key")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -150,12 +144,12 @@ fn start(data_dir: &Path, listen_addr: &str) -> anyhow::Result<()> {
         .with_context(|| format!("listen on {listen_addr}"))?;
     let local = listener.local_addr().context("read the listen address")?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-    let state = Arc::new(tenant_host::api::ApiState {
+    let state = Arc::new(orrery_edge::ApiState {
         keys,
         registry: registry.clone(),
         ws: Default::default(),
     });
-    let server = runtime.spawn(tenant_host::api::serve(listener, state, async move {
+    let server = runtime.spawn(orrery_edge::serve(listener, state, async move {
         let _ = shutdown_rx.await;
     }));
     let databases = registry.all().len() + bare.len();

@@ -6,7 +6,7 @@
 //! a compatible and an incompatible change; bad input: one clear line and a
 //! non-zero exit; and colours only on a terminal.
 
-#[path = "../../../tenant-host/tests/support/modules.rs"]
+#[path = "../../../tests/support/modules.rs"]
 mod modules;
 #[path = "support/process.rs"]
 mod support;
@@ -574,7 +574,7 @@ fn the_cli_drives_a_live_server() {
 
     // A token this server did not sign.
     let foreign = tempfile::tempdir().unwrap();
-    let other = tenant_host::auth::Keys::load_or_create(&foreign.path().join("keys"))
+    let other = orrery_edge::auth::Keys::load_or_create(&foreign.path().join("keys"))
         .unwrap()
         .mint_anonymous(0)
         .unwrap();
@@ -585,7 +585,7 @@ fn the_cli_drives_a_live_server() {
     let e = fails(config, &["sql", "chat", "SELECT * FROM message"]);
     assert!(e.contains("orrery login"), "{e}");
     // An expired token, signed by this server's own key.
-    let keys = tenant_host::auth::Keys::load_or_create(&data.path().join("keys")).unwrap();
+    let keys = orrery_edge::auth::Keys::load_or_create(&data.path().join("keys")).unwrap();
     let minted = keys.mint_anonymous(0).unwrap();
     let claims = keys.validate(&minted.token, 0).unwrap();
     let expired = keys.websocket_token(&claims, 1_000).unwrap();

@@ -2,7 +2,7 @@
 //! modules over HTTP, call a reducer, query with `/sql`, stop with SIGTERM,
 //! restart on the same data directory and find the rows and names again.
 
-#[path = "../../../tenant-host/tests/support/modules.rs"]
+#[path = "../../../tests/support/modules.rs"]
 mod modules;
 #[path = "support/process.rs"]
 mod support;

@@ -11,7 +11,7 @@
 //!
 //! `./scripts/test` installs the npm packages first (`npm ci` in tests/ts).
 
-#[path = "../../../tenant-host/tests/support/modules.rs"]
+#[path = "../../../tests/support/modules.rs"]
 mod modules;
 #[path = "support/process.rs"]
 mod support;

@@ -3,7 +3,7 @@
 //! Owns: [`HostedDatabase::run_sql`] — SELECTs against the committed state,
 //! and INSERT/UPDATE/DELETE as one transaction on the database's lane, with
 //! the usual after-commit work (timers, views).
-//! Does not own: parsing, checking and evaluation (`crate::sql`), the
+//! Does not own: parsing, checking and evaluation (`orrery_query::sql`), the
 //! connect/disconnect lifecycle around a request and durability waits (the
 //! HTTP route does both).
 
@@ -12,10 +12,10 @@ use spacetimedb_sats::{AlgebraicValue, ProductType, ProductValue};
 use storage::TxOffset;
 
 use super::HostedDatabase;
-use crate::sql::check::{check, BoundProjection, BoundStatement, Mode};
-use crate::sql::exec::{execute, DmlStats};
-use crate::sql::rls::Rules;
-use crate::sql::{eval_select, parse, SqlError, Statement};
+use orrery_query::sql::check::{check, BoundProjection, BoundStatement, Mode};
+use orrery_query::sql::exec::{execute, DmlStats};
+use orrery_query::sql::rls::Rules;
+use orrery_query::sql::{eval_select, parse, SqlError, Statement};
 
 /// What one SQL statement produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,7 +119,7 @@ fn select(
     let BoundStatement::Select(bound) = &bound else {
         return Ok(None);
     };
-    let outcome = |result: crate::sql::QueryResult| SqlOutcome {
+    let outcome = |result: orrery_query::sql::QueryResult| SqlOutcome {
         schema: result.schema,
         rows: result.rows,
         stats: DmlStats::default(),

@@ -14,7 +14,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::runtime::{CallResult, ReducerOutcome};
+use orrery_module::{CallResult, ReducerOutcome};
 
 /// Upper bounds, in seconds, of the reducer duration buckets.
 pub const CALL_BUCKETS: &[f64] = &[

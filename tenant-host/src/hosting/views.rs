@@ -27,10 +27,10 @@ use storage::{MutTx, PreCommit, TableDef, TableId};
 
 use super::{lock, DbShared, HostedDatabase};
 use crate::logs::LogLevel;
-use crate::runtime::{HostedModule, ViewKey, ViewOutcome, ViewRef};
-use crate::sql::parse::Statement;
-use crate::sql::{check, eval_select, parse, view_tables, BoundProjection, Mode};
-use crate::wire::messages::{QuerySetId, ServerMessage, UnsubscribeFlags};
+use orrery_module::{HostedModule, ViewKey, ViewOutcome, ViewRef};
+use orrery_query::sql::parse::Statement;
+use orrery_query::sql::{check, eval_select, parse, view_tables, BoundProjection, Mode};
+use orrery_wire::messages::{QuerySetId, ServerMessage, UnsubscribeFlags};
 use spacetimedb_lib::ConnectionId;
 
 /// A view's rows and the tables its evaluation read, or why it failed.
@@ -350,7 +350,7 @@ fn run_view_query(tx: &MutTx, sql: &str, sender: Identity) -> Evaluated {
     };
     let statement = parse(sql).map_err(|e| failed(e.to_string()))?;
     let bound = check(&statement, &**tx, Mode::Sql, true, sender).map_err(|e| failed(e.0))?;
-    let crate::sql::BoundStatement::Select(select) = bound else {
+    let orrery_query::sql::BoundStatement::Select(select) = bound else {
         return Err(failed("it is not a SELECT".into()));
     };
     if !matches!(select.projection, BoundProjection::Table(_)) {

@@ -7,11 +7,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use orrery_module::{CallOptions, CallerContext, ReducerOutcome, Runtime};
 use spacetimedb_lib::{ConnectionId, Identity};
 use spacetimedb_sats::AlgebraicValue as V;
 use storage::{Database, DbOptions, DbStorage};
 use tenant_host::hosting::{DatabaseSpec, Host, HostConfig, HostedDatabase, CLIENT_TABLE};
-use tenant_host::runtime::{CallOptions, CallerContext, ReducerOutcome, Runtime};
 
 use crate::harness::{args, enc, options, rows, DATABASE, OWNER};
 use crate::modules::module_bytes;
@@ -550,7 +550,7 @@ fn module_logs_and_failures_reach_the_database_log_and_survive_a_restart() {
 
 #[test]
 fn procedures_run_beside_the_lane_and_their_commits_are_followed_up() {
-    use tenant_host::runtime::ProcedureOutcome;
+    use orrery_module::ProcedureOutcome;
     let host = host(1);
     let db = create(&host, "abi-coverage", in_memory());
     // A sleeping procedure does not hold up reducer calls of its database.
@@ -634,14 +634,14 @@ fn materialised_views_follow_commits() {
         ["b1"]
     );
     match db.view("my_notes", None).unwrap() {
-        Err(tenant_host::runtime::ViewOutcome::NeedsSender { .. }) => {}
+        Err(orrery_module::ViewOutcome::NeedsSender { .. }) => {}
         other => panic!("a sender-aware view without a sender: {other:?}"),
     }
 }
 
 #[test]
 fn republishing_hot_swaps_the_module_and_a_refused_update_changes_nothing() {
-    use tenant_host::migrate::UpdateMode;
+    use orrery_module::update::UpdateMode;
     let host = host(2);
     let db = create(&host, "chat", in_memory());
     assert!(db

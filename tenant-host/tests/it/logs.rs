@@ -11,10 +11,10 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use orrery_module::{LogRecord, LOG_LEVEL_PANIC};
 use tenant_host::logs::{
     FollowEvent, LogEntry, LogLevel, LogOptions, ModuleLog, LOG_FILE_NAME, ROTATED_LOG_FILE_NAME,
 };
-use tenant_host::runtime::{LogRecord, LOG_LEVEL_PANIC};
 
 fn record(level: u8, message: &str) -> LogRecord {
     LogRecord {

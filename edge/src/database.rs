@@ -1,0 +1,1170 @@
+//! The database routes of the client API (client-protocol §2.3.5–§2.3.17):
+//! publish, pre-publish, info, delete, identity, names, call, schema, logs,
+//! SQL, lock/unlock and the server clock, plus `/v1/health`.
+//!
+//! Owns: the HTTP shape of those routes (statuses, content types, bodies),
+//! "get or create" credentials with the `spacetime-identity` headers on every
+//! `/v1/database…` route, resolving `{name_or_identity}`, decoding JSON
+//! arguments with typed SATS-JSON, and the short-lived connection around
+//! `call` and `sql`.
+//! Does not own: the databases (`tenant_host::registry`), running calls
+//! (`tenant_host::hosting`), SQL semantics (`orrery_query::sql`), migrations
+//! (`crate::migrate`) or the WebSocket protocol.
+//!
+//! Blocking work (publishing, calls, SQL) runs on tokio's blocking pool,
+//! never on the async workers.
+
+// Handlers and their helpers return the error reply itself (`Response`),
+// which is large; replies are built once per request, so boxing buys nothing.
+#![allow(clippy::result_large_err)]
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use spacetimedb_lib::{Identity, RawModuleDef};
+use spacetimedb_sats::de::DeserializeSeed;
+use spacetimedb_sats::serde::SerdeWrapper;
+use spacetimedb_sats::{AlgebraicValue, ProductValue};
+
+use super::{credentials_with_token, json as json_response, now_secs, text, ApiState, TokenQuery};
+use crate::auth::{Claims, Keys};
+use orrery_module::{CallResult, CallerContext, ProcedureOutcome, ReducerOutcome};
+use tenant_host::hosting::HostedDatabase;
+use tenant_host::logs::{FollowEvent, LogEntry};
+use tenant_host::registry::{
+    hex, parse_name_or_identity, random_bytes, Entry, NameOrIdentity, Registry, RegistryError,
+};
+
+const IDENTITY_HEADER: HeaderName = HeaderName::from_static("spacetime-identity");
+const TOKEN_HEADER: HeaderName = HeaderName::from_static("spacetime-identity-token");
+const ENERGY_HEADER: HeaderName = HeaderName::from_static("spacetime-energy-used");
+const DURATION_HEADER: HeaderName = HeaderName::from_static("spacetime-execution-duration-micros");
+
+/// Who a `/v1/database…` request runs as: the caller's credentials or
+/// freshly minted ones.
+#[derive(Clone, Debug)]
+pub(crate) struct Caller {
+    pub(crate) claims: Claims,
+    pub(crate) token: String,
+    /// Whether the credentials were minted for this request (the WebSocket
+    /// route tells the client its new token).
+    #[allow(dead_code)]
+    pub(crate) minted: bool,
+}
+
+impl Caller {
+    pub(crate) fn identity(&self) -> Identity {
+        self.claims.identity
+    }
+}
+
+/// "Get or create" credentials (client-protocol §2.1): `Authorization:
+/// Bearer` first, then a `?token=` that looks like a JWT (publish and delete
+/// use `token` for a confirmation hash); without either a fresh identity is
+/// minted. Invalid tokens are refused with the usual 400/401.
+pub(crate) fn caller_or_mint(
+    keys: &Keys,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Caller, Response> {
+    let token = Query::<TokenQuery>::try_from_uri(uri)
+        .ok()
+        .and_then(|q| q.0.token)
+        .filter(|t| t.matches('.').count() == 2);
+    if let Some((claims, token)) = credentials_with_token(keys, headers, &TokenQuery { token })? {
+        return Ok(Caller {
+            claims,
+            token,
+            minted: false,
+        });
+    }
+    let now = now_secs();
+    let minted = keys
+        .mint_anonymous(now)
+        .map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let claims = keys
+        .validate(&minted.token, now)
+        .map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Caller {
+        claims,
+        token: minted.token,
+        minted: true,
+    })
+}
+
+/// Adds `spacetime-identity` and `spacetime-identity-token` for `caller`.
+pub(crate) fn identity_headers(caller: &Caller, headers: &mut HeaderMap) {
+    if let Ok(value) = HeaderValue::from_str(caller.identity().to_hex().as_str()) {
+        headers.insert(IDENTITY_HEADER, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&caller.token) {
+        headers.insert(TOKEN_HEADER, value);
+    }
+}
+
+/// Resolves `{name_or_identity}` to a database: 400 for an invalid name,
+/// 404 `` `name` not found `` for unknown names and identities.
+pub(crate) fn resolve_database(
+    registry: &Registry,
+    name_or_identity: &str,
+) -> Result<Arc<Entry>, Response> {
+    match registry.resolve(name_or_identity) {
+        Ok(Some(entry)) => Ok(entry),
+        Ok(None) => Err(text(
+            StatusCode::NOT_FOUND,
+            format!("`{name_or_identity}` not found"),
+        )),
+        Err(e) => Err(registry_error(e)),
+    }
+}
+
+/// The routes under `/v1/database`, `/v1/identity/{identity}/databases` and health.
+pub(super) fn routes(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
+    let databases = Router::new()
+        .route("/v1/database", post(publish_new))
+        .route(
+            "/v1/database/{name_or_identity}",
+            get(info).put(publish_named).delete(delete),
+        )
+        .route(
+            "/v1/database/{name_or_identity}/pre_publish",
+            post(pre_publish),
+        )
+        .route("/v1/database/{name_or_identity}/identity", get(identity))
+        .route(
+            "/v1/database/{name_or_identity}/names",
+            get(names).post(add_name).put(replace_names),
+        )
+        .route(
+            "/v1/database/{name_or_identity}/call/{function}",
+            post(call),
+        )
+        .route("/v1/database/{name_or_identity}/schema", get(schema))
+        .route("/v1/database/{name_or_identity}/logs", get(logs))
+        .route(
+            "/v1/database/{name_or_identity}/subscribe",
+            get(super::ws::subscribe),
+        )
+        .route("/v1/database/{name_or_identity}/sql", post(sql))
+        .route("/v1/database/{name_or_identity}/lock", post(lock))
+        .route("/v1/database/{name_or_identity}/unlock", post(unlock))
+        .route(
+            "/v1/database/{name_or_identity}/unstable/timestamp",
+            get(timestamp),
+        )
+        .layer(axum::middleware::from_fn_with_state(state, get_or_mint))
+        .layer(DefaultBodyLimit::disable());
+    Router::new()
+        .route("/v1/identity/{identity}/databases", get(owned_databases))
+        .route("/v1/health", get(health))
+        .route("/health", get(|| async { "ok" }))
+        .merge(databases)
+}
+
+/// Runs every database route as the caller (or a minted identity) and adds
+/// the identity headers to the reply.
+async fn get_or_mint(
+    State(state): State<Arc<ApiState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let caller = match caller_or_mint(&state.keys, request.headers(), request.uri()) {
+        Ok(caller) => caller,
+        Err(response) => return response,
+    };
+    request.extensions_mut().insert(caller.clone());
+    let mut response = next.run(request).await;
+    identity_headers(&caller, response.headers_mut());
+    response
+}
+
+fn registry_error(e: RegistryError) -> Response {
+    let status = match &e {
+        RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
+        RegistryError::InvalidName(_)
+        | RegistryError::NameTaken(_)
+        | RegistryError::AlreadyExists(_)
+        | RegistryError::Publish(_) => StatusCode::BAD_REQUEST,
+        RegistryError::NotOwner(_) | RegistryError::Locked => StatusCode::FORBIDDEN,
+        RegistryError::Storage(_) | RegistryError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    text(status, e.to_string())
+}
+
+fn not_owner() -> Response {
+    text(
+        StatusCode::FORBIDDEN,
+        "only the owner of the database may do this",
+    )
+}
+
+async fn blocking<R: Send + 'static>(
+    job: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, Response> {
+    tokio::task::spawn_blocking(job).await.map_err(|e| {
+        text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the request failed: {e}"),
+        )
+    })
+}
+
+fn hex_identity(identity: Identity) -> String {
+    identity.to_hex().to_string()
+}
+
+// ---------------------------------------------------------------- publish
+
+#[derive(Deserialize, Default)]
+struct PublishQuery {
+    host_type: Option<String>,
+    #[serde(default)]
+    clear: bool,
+    policy: Option<String>,
+    token: Option<String>,
+}
+
+async fn publish_new(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Query(query): Query<PublishQuery>,
+    body: Bytes,
+) -> Response {
+    publish(state, caller, None, query, body).await
+}
+
+async fn publish_named(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name_or_identity): Path<String>,
+    Query(query): Query<PublishQuery>,
+    body: Bytes,
+) -> Response {
+    publish(state, caller, Some(name_or_identity), query, body).await
+}
+
+async fn publish(
+    state: Arc<ApiState>,
+    caller: Caller,
+    target: Option<String>,
+    query: PublishQuery,
+    body: Bytes,
+) -> Response {
+    match query.host_type.as_deref() {
+        None | Some("Wasm") => {}
+        Some("Js") => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "host_type Js is not supported: this server hosts WASM modules",
+            )
+        }
+        Some(other) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("unknown host_type `{other}` (expected Wasm or Js)"),
+            )
+        }
+    }
+    let break_clients = match query.policy.as_deref() {
+        None | Some("Compatible") => false,
+        Some("BreakClients") => true,
+        Some(other) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("unknown policy `{other}` (expected Compatible or BreakClients)"),
+            )
+        }
+    };
+    if break_clients && query.token.is_none() {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "policy=BreakClients needs the token from pre_publish",
+        );
+    }
+    if query.clear && target.is_none() {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "clear needs a database name or identity",
+        );
+    }
+    let parsed = match target.as_deref().map(parse_name_or_identity) {
+        None => None,
+        Some(Ok(parsed)) => Some(parsed),
+        Some(Err(e)) => return registry_error(e),
+    };
+    let registry = state.registry.clone();
+    let owner = caller.identity();
+    let clear = query.clear;
+    let token = query.token;
+    let result = blocking(move || {
+        let (existing, name, identity) = match parsed {
+            None => (None, None, None),
+            Some(NameOrIdentity::Name(name)) => (registry.lookup_name(&name), Some(name), None),
+            Some(NameOrIdentity::Identity(id)) => {
+                (registry.get(&id).map(|e| e.identity()), None, Some(id))
+            }
+        };
+        match existing {
+            Some(id) if name.is_some() && registry.get(&id).is_some_and(|e| e.owner() != owner) => {
+                Err(json_response(
+                    StatusCode::UNAUTHORIZED,
+                    json!({"PermissionDenied": {"name": name}}),
+                ))
+            }
+            Some(id) => {
+                if let (true, Some(token), Some(entry)) = (break_clients, &token, registry.get(&id))
+                {
+                    let expected =
+                        migration_token(id, entry.module_hash(), *blake3::hash(&body).as_bytes());
+                    if *token != expected {
+                        return Err(text(
+                            StatusCode::BAD_REQUEST,
+                            "the token does not match this update; run pre_publish again",
+                        ));
+                    }
+                }
+                registry
+                    .update(&id, &owner, &body, clear)
+                    .map(|_| (id, name, "updated"))
+                    .map_err(registry_error)
+            }
+            None => registry
+                .create(owner, name.clone(), identity, &body)
+                .map(|entry| (entry.identity(), name, "created"))
+                .map_err(registry_error),
+        }
+    })
+    .await;
+    match result {
+        Ok(Ok((id, name, op))) => json_response(
+            StatusCode::OK,
+            json!({"Success": {"domain": name, "database_identity": hex_identity(id), "op": op}}),
+        ),
+        Ok(Err(response)) | Err(response) => response,
+    }
+}
+
+/// The confirmation token of an update: a hash of the database identity and
+/// the old and new module hashes.
+fn migration_token(id: Identity, old: [u8; 32], new: [u8; 32]) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&id.to_byte_array());
+    hasher.update(&old);
+    hasher.update(&new);
+    format!("0x{}", hex(hasher.finalize().as_bytes()))
+}
+
+async fn pre_publish(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name_or_identity): Path<String>,
+    Query(query): Query<PublishQuery>,
+    body: Bytes,
+) -> Response {
+    if query.host_type.as_deref().is_some_and(|h| h != "Wasm") {
+        return text(StatusCode::BAD_REQUEST, "only host_type Wasm is supported");
+    }
+    let entry = match resolve_database(&state.registry, &name_or_identity) {
+        Ok(entry) => entry,
+        Err(response) => return response,
+    };
+    if entry.owner() != caller.identity() {
+        return not_owner();
+    }
+    let registry = state.registry.clone();
+    let result = blocking(move || {
+        let new = registry
+            .host()
+            .runtime()
+            .host(&body, tenant_host::registry::options(entry.identity()))
+            .map_err(|e| text(StatusCode::BAD_REQUEST, e.to_string()))?;
+        let old = entry.database().module();
+        let plan = orrery_moduledef::migrate::plan(old.def(), new.def());
+        let reply = if plan.is_automatic() {
+            let token = migration_token(
+                entry.identity(),
+                entry.module_hash(),
+                *blake3::hash(&body).as_bytes(),
+            );
+            json!({"AutoMigrate": {
+                "migrate_plan": plan.to_string(),
+                "break_clients": false,
+                "token": token,
+                "major_version_upgrade": false,
+            }})
+        } else {
+            json!({"ManualMigrate": {
+                "reason": plan.blockers.join("\n"),
+                "major_version_upgrade": false,
+            }})
+        };
+        Ok::<_, Response>(reply)
+    })
+    .await;
+    match result {
+        Ok(Ok(reply)) => json_response(StatusCode::OK, reply),
+        Ok(Err(response)) | Err(response) => response,
+    }
+}
+
+// ---------------------------------------------------------------- info, delete, identity, names
+
+fn sats_json<T: spacetimedb_sats::ser::Serialize + ?Sized>(value: &T) -> Value {
+    serde_json::to_value(SerdeWrapper::from_ref(value)).unwrap_or(Value::Null)
+}
+
+async fn info(
+    State(state): State<Arc<ApiState>>,
+    Path(name_or_identity): Path<String>,
+) -> Response {
+    let entry = match resolve_database(&state.registry, &name_or_identity) {
+        Ok(entry) => entry,
+        Err(response) => return response,
+    };
+    json_response(
+        StatusCode::OK,
+        json!({
+            "database_identity": sats_json(&entry.identity()),
+            "owner_identity": sats_json(&entry.owner()),
+            "host_type": {"Wasm": []},
+            "initial_program": format!("0x{}", entry.initial_program()),
+        }),
+    )
+}
+
+async fn delete(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name_or_identity): Path<String>,
+) -> Response {
+    let id = match parse_name_or_identity(&name_or_identity) {
+        Ok(NameOrIdentity::Identity(id)) => id,
+        Ok(NameOrIdentity::Name(_)) => match resolve_database(&state.registry, &name_or_identity) {
+            Ok(entry) => entry.identity(),
+            Err(response) => return response,
+        },
+        Err(e) => return registry_error(e),
+    };
+    let registry = state.registry.clone();
+    let owner = caller.identity();
+    match blocking(move || registry.delete(&id, &owner)).await {
+        Ok(Ok(())) => StatusCode::OK.into_response(),
+        Ok(Err(e)) => registry_error(e),
+        Err(response) => response,
+    }
+}
+
+async fn identity(
+    State(state): State<Arc<ApiState>>,
+    Path(name_or_identity): Path<String>,
+) -> Response {
+    match resolve_database(&state.registry, &name_or_identity) {
+        Ok(entry) => (
+            StatusCode::OK,
+            [(CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
+            hex_identity(entry.identity()),
+        )
+            .into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn names(
+    State(state): State<Arc<ApiState>>,
+    Path(name_or_identity): Path<String>,
+) -> Response {
+    match resolve_database(&state.registry, &name_or_identity) {
+        Ok(entry) => json_response(StatusCode::OK, json!({"names": entry.names()})),
+        Err(response) => response,
+    }
+}
+
+async fn add_name(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name_or_identity): Path<String>,
+    body: String,
+) -> Response {
+    let entry = match resolve_database(&state.registry, &name_or_identity) {
+        Ok(entry) => entry,
+        Err(response) => return response,
+    };
+    let name = body.trim().to_owned();
+    let registry = state.registry.clone();
+    let (id, who, new_name) = (entry.identity(), caller.identity(), name.clone());
+    let result = match blocking(move || registry.register(&id, &who, &new_name)).await {
+        Ok(result) => result,
+        Err(response) => return response,
+    };
+    match result {
+        Ok(()) => json_response(
+            StatusCode::OK,
+            json!({"Success": {"domain": name, "database_identity": hex_identity(entry.identity())}}),
+        ),
+        Err(RegistryError::InvalidName(_)) => json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"TldNotRegistered": {"domain": name}}),
+        ),
+        Err(RegistryError::NotOwner(_) | RegistryError::NameTaken(_)) => json_response(
+            StatusCode::UNAUTHORIZED,
+            json!({"PermissionDenied": {"domain": name}}),
+        ),
+        Err(e) => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"OtherError": e.to_string()}),
+        ),
+    }
+}
+
+async fn replace_names(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name_or_identity): Path<String>,
+    body: Bytes,
+) -> Response {
+    let entry = match parse_name_or_identity(&name_or_identity) {
+        Ok(NameOrIdentity::Identity(id)) => match state.registry.get(&id) {
+            Some(entry) => entry,
+            None => return json_response(StatusCode::NOT_FOUND, json!("DatabaseNotFound")),
+        },
+        _ => match resolve_database(&state.registry, &name_or_identity) {
+            Ok(entry) => entry,
+            Err(response) => return response,
+        },
+    };
+    let Ok(names) = serde_json::from_slice::<Vec<String>>(&body) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON array of names",
+        );
+    };
+    let registry = state.registry.clone();
+    let (id, who) = (entry.identity(), caller.identity());
+    let result = match blocking(move || registry.replace_names(&id, &who, names)).await {
+        Ok(result) => result,
+        Err(response) => return response,
+    };
+    match result {
+        Ok(()) => json_response(StatusCode::OK, json!("Success")),
+        Err(RegistryError::NotOwner(_)) => json_response(
+            StatusCode::UNAUTHORIZED,
+            json!({"NotYourDatabase": {"database": hex_identity(entry.identity())}}),
+        ),
+        Err(RegistryError::InvalidName(name)) => text(
+            StatusCode::BAD_REQUEST,
+            format!("`{name}` is not a valid database name"),
+        ),
+        Err(e @ RegistryError::NameTaken(_)) => json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"OtherError": e.to_string()}),
+        ),
+        Err(e) => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"OtherError": e.to_string()}),
+        ),
+    }
+}
+
+async fn owned_databases(
+    State(state): State<Arc<ApiState>>,
+    Path(identity): Path<String>,
+) -> Response {
+    let hex = identity.strip_prefix("0x").unwrap_or(&identity);
+    match Identity::from_hex(hex) {
+        Ok(owner) => {
+            let ids: Vec<String> = state
+                .registry
+                .owned_by(&owner)
+                .into_iter()
+                .map(hex_identity)
+                .collect();
+            json_response(StatusCode::OK, json!({ "identities": ids }))
+        }
+        Err(_) => text(
+            StatusCode::BAD_REQUEST,
+            format!("`{identity}` is not an identity"),
+        ),
+    }
+}
+
+async fn health() -> Response {
+    json_response(
+        StatusCode::OK,
+        json!({
+            "package_name": "orrery",
+            "version": env!("CARGO_PKG_VERSION"),
+            "nodes": [0],
+            "schedulable": true,
+        }),
+    )
+}
+
+async fn lock(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name_or_identity): Path<String>,
+) -> Response {
+    set_locked(state, caller, name_or_identity, true).await
+}
+
+async fn unlock(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name_or_identity): Path<String>,
+) -> Response {
+    set_locked(state, caller, name_or_identity, false).await
+}
+
+async fn set_locked(
+    state: Arc<ApiState>,
+    caller: Caller,
+    name_or_identity: String,
+    locked: bool,
+) -> Response {
+    let entry = match resolve_database(&state.registry, &name_or_identity) {
+        Ok(entry) => entry,
+        Err(response) => return response,
+    };
+    let registry = state.registry.clone();
+    let (id, who) = (entry.identity(), caller.identity());
+    match blocking(move || registry.set_locked(&id, &who, locked)).await {
+        Ok(Ok(())) => StatusCode::OK.into_response(),
+        Ok(Err(e)) => registry_error(e),
+        Err(response) => response,
+    }
+}
+
+async fn timestamp(
+    State(state): State<Arc<ApiState>>,
+    Path(name_or_identity): Path<String>,
+) -> Response {
+    if let Err(response) = resolve_database(&state.registry, &name_or_identity) {
+        return response;
+    }
+    json_response(
+        StatusCode::OK,
+        json!({"__timestamp_micros_since_unix_epoch__": now_micros()}),
+    )
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+// ---------------------------------------------------------------- schema
+
+#[derive(Deserialize)]
+struct SchemaQuery {
+    version: Option<String>,
+}
+
+async fn schema(
+    State(state): State<Arc<ApiState>>,
+    Path(name_or_identity): Path<String>,
+    Query(query): Query<SchemaQuery>,
+) -> Response {
+    let version = match query.version.as_deref() {
+        Some("10") => 10,
+        Some("9") => 9,
+        Some(other) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("unknown schema version `{other}` (expected 9 or 10)"),
+            )
+        }
+        None => return text(StatusCode::BAD_REQUEST, "the version parameter is required"),
+    };
+    let entry = match resolve_database(&state.registry, &name_or_identity) {
+        Ok(entry) => entry,
+        Err(response) => return response,
+    };
+    let module = entry.database().module();
+    let raw: RawModuleDef = match spacetimedb_lib::bsatn::from_slice(module.raw_description()) {
+        Ok(raw) => raw,
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the module definition does not decode: {e}"),
+            )
+        }
+    };
+    match (version, &raw) {
+        (10, RawModuleDef::V10(def)) => json_response(StatusCode::OK, sats_json(def)),
+        (9, RawModuleDef::V9(def)) => json_response(StatusCode::OK, sats_json(def)),
+        (10, _) => text(
+            StatusCode::NOT_FOUND,
+            "the module only provides a V9 definition; ask for version=9",
+        ),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "the module provides a V10 definition; ask for version=10",
+        ),
+    }
+}
+
+// ---------------------------------------------------------------- logs
+
+#[derive(Deserialize)]
+struct LogsQuery {
+    num_lines: Option<usize>,
+    #[serde(default)]
+    follow: bool,
+}
+
+/// The capitalised level names of the log format.
+fn level_name(level: tenant_host::logs::LogLevel) -> &'static str {
+    use tenant_host::logs::LogLevel;
+    match level {
+        LogLevel::Error => "Error",
+        LogLevel::Warn => "Warn",
+        LogLevel::Info => "Info",
+        LogLevel::Debug => "Debug",
+        LogLevel::Trace => "Trace",
+        LogLevel::Panic => "Panic",
+    }
+}
+
+/// One NDJSON line of the module log (client-protocol §2.3.14).
+fn log_line(entry: &LogEntry) -> String {
+    let mut record = serde_json::Map::new();
+    record.insert("level".into(), json!(level_name(entry.level)));
+    record.insert("ts".into(), json!(entry.ts));
+    if !entry.target.is_empty() {
+        record.insert("target".into(), json!(entry.target));
+    }
+    if !entry.file.is_empty() {
+        record.insert("filename".into(), json!(entry.file));
+    }
+    if entry.line != 0 {
+        record.insert("line_number".into(), json!(entry.line));
+    }
+    if !entry.function.is_empty() {
+        record.insert("function".into(), json!(entry.function));
+    }
+    record.insert("message".into(), json!(entry.message));
+    let mut line = Value::Object(record).to_string();
+    line.push('\n');
+    line
+}
+
+/// A body fed by a channel; ends when the sender goes away.
+struct ChannelBody(tokio::sync::mpsc::Receiver<String>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|line| line.map(|line| Ok(http_body::Frame::data(Bytes::from(line)))))
+    }
+}
+
+async fn logs(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name_or_identity): Path<String>,
+    Query(query): Query<LogsQuery>,
+) -> Response {
+    let entry = match resolve_database(&state.registry, &name_or_identity) {
+        Ok(entry) => entry,
+        Err(response) => return response,
+    };
+    if entry.owner() != caller.identity() {
+        return not_owner();
+    }
+    let headers = [
+        (
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        ),
+        (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+    ];
+    let num_lines = query.num_lines.unwrap_or(usize::MAX);
+    if !query.follow {
+        let body: String = entry
+            .database()
+            .log()
+            .tail(num_lines)
+            .iter()
+            .map(log_line)
+            .collect();
+        return (StatusCode::OK, headers, body).into_response();
+    }
+    let mut follow = entry.database().log().follow(num_lines);
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(64);
+    tokio::spawn(async move {
+        // Keeps the database (and so its log) alive while following.
+        let registry = state.registry.clone();
+        let _entry = entry;
+        loop {
+            let event = tokio::select! {
+                event = follow.recv() => event,
+                () = tx.closed() => break,
+                () = registry.shutting_down() => break,
+            };
+            let line = match event {
+                Some(FollowEvent::Entry(record)) => log_line(&record),
+                Some(FollowEvent::Skipped(n)) => {
+                    let mut line = json!({
+                        "level": "Warn",
+                        "ts": now_micros(),
+                        "target": "__spacetimedb__",
+                        "message": format!("{n} log records were skipped (the reader was too slow)"),
+                    })
+                    .to_string();
+                    line.push('\n');
+                    line
+                }
+                None => break,
+            };
+            if tx.send(line).await.is_err() {
+                break;
+            }
+        }
+    });
+    (StatusCode::OK, headers, Body::new(ChannelBody(rx))).into_response()
+}
+
+// ---------------------------------------------------------------- call
+
+/// Runs `job` inside a short-lived connection of `caller` to `database`:
+/// `client_connected` first (a refusal is returned as the error response),
+/// then `job`, then always `client_disconnected`. Blocking.
+fn with_connection<R>(
+    database: &HostedDatabase,
+    caller: &Caller,
+    connection_id: [u8; 16],
+    job: impl FnOnce() -> R,
+) -> Result<R, Response> {
+    let identity = caller.identity().to_byte_array();
+    let connected = database
+        .client_connected(identity, connection_id, Some(caller.claims.payload.clone()))
+        .map_err(|e| text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    match connected.outcome {
+        ReducerOutcome::Committed { .. } => {}
+        ReducerOutcome::OutOfFuel => {
+            return Err(text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Module energy budget exhausted.",
+            ))
+        }
+        other => return Err(text(StatusCode::FORBIDDEN, outcome_message(&other))),
+    }
+    let result = job();
+    if let Err(e) = database.client_disconnected(identity, connection_id) {
+        tracing::warn!(error = %e, "client_disconnected after an HTTP request failed");
+    }
+    Ok(result)
+}
+
+fn outcome_message(outcome: &ReducerOutcome) -> String {
+    match outcome {
+        ReducerOutcome::Committed { .. } => String::new(),
+        ReducerOutcome::Failed { message } | ReducerOutcome::Trapped { message } => message.clone(),
+        ReducerOutcome::OutOfFuel => "Module energy budget exhausted.".into(),
+        ReducerOutcome::Timeout => "the call ran past its deadline".into(),
+        ReducerOutcome::BadArguments { message } => message.clone(),
+        ReducerOutcome::ArgumentsTooLarge { bytes, limit } => {
+            format!("the arguments are {bytes} bytes; the limit is {limit}")
+        }
+        ReducerOutcome::NotCallable { reducer } => format!("reducer `{reducer}` cannot be called"),
+        ReducerOutcome::NoSuchReducer { reducer } => format!("no such reducer `{reducer}`"),
+        ReducerOutcome::Internal { message } => message.clone(),
+    }
+}
+
+/// A fresh random non-zero connection id.
+/// `caller` calling now over the short-lived connection `conn`.
+fn call_context(caller: &Caller, conn: [u8; 16]) -> CallerContext {
+    CallerContext {
+        sender: caller.identity().to_byte_array(),
+        connection_id: conn,
+        timestamp_micros: now_micros(),
+    }
+}
+
+fn connection_id() -> [u8; 16] {
+    loop {
+        let id = random_bytes::<16>();
+        if id != [0; 16] {
+            return id;
+        }
+    }
+}
+
+fn with_headers(mut response: Response, energy: Option<u64>, started: Instant) -> Response {
+    let headers = response.headers_mut();
+    if let Some(energy) = energy {
+        headers.insert(ENERGY_HEADER, HeaderValue::from(energy));
+    }
+    headers.insert(
+        DURATION_HEADER,
+        HeaderValue::from(started.elapsed().as_micros() as u64),
+    );
+    response
+}
+
+/// Decodes a JSON argument list (array or object) at `params`.
+fn decode_args(
+    typespace: &spacetimedb_sats::Typespace,
+    params: &spacetimedb_sats::ProductType,
+    body: &[u8],
+) -> Result<Vec<u8>, String> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: ProductValue =
+        serde::de::DeserializeSeed::deserialize(SerdeWrapper(typespace.with_type(params)), &mut de)
+            .map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    spacetimedb_sats::bsatn::to_vec(&value).map_err(|e| e.to_string())
+}
+
+async fn call(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path((name_or_identity, function)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match headers.get(CONTENT_TYPE) {
+        None => return text(StatusCode::BAD_REQUEST, "Missing Content-Type header"),
+        Some(value) if value.as_bytes() == b"application/json" => {}
+        Some(_) => {
+            return text(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type must be application/json",
+            )
+        }
+    }
+    let entry = match resolve_database(&state.registry, &name_or_identity) {
+        Ok(entry) => entry,
+        Err(response) => return response,
+    };
+    let module = entry.database().module();
+    let def = module.def();
+    let started = Instant::now();
+    let reducer = def.reducer(&function).or_else(|| {
+        def.reducers
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.canonical_name == function)
+    });
+    let procedure = def.procedure(&function).or_else(|| {
+        def.procedures
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.canonical_name == function)
+    });
+    if let Some((_, reducer)) = reducer {
+        let function = reducer.source_name.clone();
+        if reducer.lifecycle.is_some() {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("lifecycle reducer `{function}` cannot be called"),
+            );
+        }
+        let args = match decode_args(&def.typespace, &reducer.raw_params, &body) {
+            Ok(args) => args,
+            Err(e) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid arguments for reducer {function}: {e}"),
+                )
+            }
+        };
+        drop(module);
+        let result = blocking(move || {
+            let database = entry.database();
+            let conn = connection_id();
+            with_connection(database, &caller, conn, || {
+                database.call_reducer(&function, call_context(&caller, conn), args)
+            })
+            .map(|r| (function, r))
+        })
+        .await;
+        let (function, result) = match result {
+            Ok(Ok((function, Ok(result)))) => (function, result),
+            Ok(Ok((_, Err(e)))) => return text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            Ok(Err(response)) | Err(response) => return response,
+        };
+        return with_headers(
+            reducer_reply(&function, &result),
+            Some(result.fuel_used),
+            started,
+        );
+    }
+    if let Some((_, procedure)) = procedure {
+        let function = procedure.source_name.clone();
+        let args = match decode_args(&def.typespace, &procedure.raw_params, &body) {
+            Ok(args) => args,
+            Err(e) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid arguments for procedure {function}: {e}"),
+                )
+            }
+        };
+        let return_type = procedure.raw_return_type.clone();
+        let name = function.clone();
+        let typespace = def.typespace.clone();
+        drop(module);
+        let result = blocking(move || {
+            let database = entry.database();
+            let conn = connection_id();
+            with_connection(database, &caller, conn, || {
+                database.call_procedure(&function, call_context(&caller, conn), args)
+            })
+        })
+        .await;
+        let result = match result {
+            Ok(Ok(Ok(result))) => result,
+            Ok(Ok(Err(e))) => return text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            Ok(Err(response)) | Err(response) => return response,
+        };
+        let response = match result.outcome {
+            ProcedureOutcome::Returned { value } => {
+                let decoded: Result<AlgebraicValue, _> = typespace
+                    .with_type(&return_type)
+                    .deserialize(spacetimedb_sats::bsatn::Deserializer::new(&mut &value[..]));
+                match decoded {
+                    Ok(value) => json_response(StatusCode::OK, sats_json(&value)),
+                    Err(e) => text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("the procedure's return value does not decode: {e}"),
+                    ),
+                }
+            }
+            ProcedureOutcome::Trapped { message } => {
+                text(StatusCode::from_u16(530).expect("valid status"), message)
+            }
+            ProcedureOutcome::OutOfFuel => text(
+                StatusCode::PAYMENT_REQUIRED,
+                "Module energy budget exhausted.",
+            ),
+            ProcedureOutcome::Timeout => text(
+                StatusCode::from_u16(530).expect("valid status"),
+                "the procedure ran past its deadline",
+            ),
+            ProcedureOutcome::BadArguments { message } => text(
+                StatusCode::BAD_REQUEST,
+                format!("invalid arguments for procedure {name}: {message}"),
+            ),
+            ProcedureOutcome::NoSuchProcedure { procedure } => text(
+                StatusCode::NOT_FOUND,
+                format!("No such procedure `{procedure}`"),
+            ),
+            ProcedureOutcome::NotCallable { procedure } => text(
+                StatusCode::BAD_REQUEST,
+                format!("procedure `{procedure}` cannot be called"),
+            ),
+            ProcedureOutcome::Internal { message } => {
+                text(StatusCode::INTERNAL_SERVER_ERROR, message)
+            }
+        };
+        return with_headers(response, Some(result.fuel_used), started);
+    }
+    text(
+        StatusCode::NOT_FOUND,
+        format!("no such reducer `{function}` (nor procedure)"),
+    )
+}
+
+fn reducer_reply(function: &str, result: &CallResult) -> Response {
+    let status_530 = StatusCode::from_u16(530).expect("valid status");
+    match &result.outcome {
+        ReducerOutcome::Committed { .. } => StatusCode::OK.into_response(),
+        ReducerOutcome::Failed { message } | ReducerOutcome::Trapped { message } => {
+            text(status_530, message.clone())
+        }
+        ReducerOutcome::Timeout => text(status_530, "the reducer ran past its deadline"),
+        ReducerOutcome::OutOfFuel => text(
+            StatusCode::PAYMENT_REQUIRED,
+            "Module energy budget exhausted.",
+        ),
+        ReducerOutcome::BadArguments { message } => text(
+            StatusCode::BAD_REQUEST,
+            format!("invalid arguments for reducer {function}: {message}"),
+        ),
+        ReducerOutcome::ArgumentsTooLarge { .. } | ReducerOutcome::NotCallable { .. } => {
+            text(StatusCode::BAD_REQUEST, outcome_message(&result.outcome))
+        }
+        ReducerOutcome::NoSuchReducer { .. } => {
+            text(StatusCode::NOT_FOUND, outcome_message(&result.outcome))
+        }
+        ReducerOutcome::Internal { message } => {
+            text(StatusCode::INTERNAL_SERVER_ERROR, message.clone())
+        }
+    }
+}
+
+// ---------------------------------------------------------------- sql
+
+#[derive(Deserialize)]
+struct SqlQuery {
+    confirmed: Option<bool>,
+}
+
+async fn sql(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name_or_identity): Path<String>,
+    Query(query): Query<SqlQuery>,
+    body: String,
+) -> Response {
+    let entry = match resolve_database(&state.registry, &name_or_identity) {
+        Ok(entry) => entry,
+        Err(response) => return response,
+    };
+    let confirmed = query.confirmed.unwrap_or(true);
+    let started = Instant::now();
+    let result = blocking(move || {
+        let database = entry.database();
+        let is_owner = caller.identity() == entry.owner();
+        with_connection(database, &caller, connection_id(), || {
+            let outcome = database.run_sql(&body, caller.identity(), is_owner)?;
+            if let (true, Some(offset)) = (confirmed, outcome.offset) {
+                database
+                    .storage()
+                    .wait_durable(offset)
+                    .map_err(|e| orrery_query::sql::SqlError(e.to_string()))?;
+            }
+            Ok::<_, orrery_query::sql::SqlError>(outcome)
+        })
+    })
+    .await;
+    let outcome = match result {
+        Ok(Ok(Ok(outcome))) => outcome,
+        Ok(Ok(Err(e))) => return text(StatusCode::BAD_REQUEST, e.0),
+        Ok(Err(response)) | Err(response) => return response,
+    };
+    let rows: Vec<Value> = outcome.rows.iter().map(sats_json).collect();
+    let micros = started.elapsed().as_micros() as u64;
+    let reply = json!([{
+        "schema": sats_json(&outcome.schema),
+        "rows": rows,
+        "total_duration_micros": micros,
+        "stats": {
+            "rows_inserted": outcome.stats.rows_inserted,
+            "rows_deleted": outcome.stats.rows_deleted,
+            "rows_updated": outcome.stats.rows_updated,
+        },
+    }]);
+    with_headers(json_response(StatusCode::OK, reply), None, started)
+}

@@ -1,0 +1,253 @@
+//! The HTTP and WebSocket edge of a host (client-protocol §2): the routes
+//! stock clients use, served with axum on tokio.
+//!
+//! Owns: the router ([`router`]), CORS on `/v1/*`, credential extraction
+//! (`Authorization: Bearer` first, then `?token=`), and the identity routes:
+//! `GET /v1/ping`, `POST /v1/identity`, `POST /v1/identity/websocket-token`,
+//! `GET /v1/identity/public-key`, `GET /v1/identity/:identity/verify`,
+//! and `GET /metrics` (rendered by `tenant_host::metrics`).
+//! The database routes under `/v1/database` live in `database`, the
+//! WebSocket sessions in [`ws`], tokens and identities in [`auth`].
+//! Does not own: the
+//! databases (`tenant_host::registry`), the WebSocket protocol, or process concerns
+//! such as the listen address and shutdown (`orrery start`).
+//!
+//! Success bodies in JSON carry exactly `Content-Type: application/json`;
+//! errors are plain text (client-protocol §2.1).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::header::{
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+    AUTHORIZATION, CONTENT_TYPE,
+};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use spacetimedb_lib::Identity;
+
+use crate::auth::{AuthError, Claims, Keys};
+use tenant_host::registry::Registry;
+
+pub mod auth;
+mod database;
+pub mod ws;
+
+// For the WebSocket route, which resolves and authenticates the same way.
+#[allow(unused_imports)]
+pub(crate) use database::{caller_or_mint, identity_headers, resolve_database, Caller};
+
+/// What every handler can reach.
+pub struct ApiState {
+    pub keys: Keys,
+    pub registry: Arc<Registry>,
+    /// Limits and timers of WebSocket sessions.
+    pub ws: ws::WsConfig,
+}
+
+/// The router of the client API.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/v1/ping", get(ping))
+        .route("/v1/identity", post(mint_identity))
+        .route("/v1/identity/websocket-token", post(websocket_token))
+        .route("/v1/identity/public-key", get(public_key))
+        .route("/v1/identity/{identity}/verify", get(verify))
+        .route("/metrics", get(metrics))
+        .merge(database::routes(state.clone()))
+        .layer(axum::middleware::from_fn(cors))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<ApiState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let registry = state.registry.clone();
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Log followers would otherwise keep their responses open.
+            registry.begin_shutdown();
+        })
+        .await
+}
+
+/// `GET /metrics`: Prometheus text exposition of every database.
+async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    let registry = state.registry.clone();
+    match tokio::task::spawn_blocking(move || tenant_host::metrics::render(&registry)).await {
+        Ok(text) => ([(CONTENT_TYPE, tenant_host::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// CORS for browsers (client-protocol §2.1): any origin, any method, the
+/// headers the SDK sends; preflights are answered here.
+async fn cors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let preflight = request.method() == Method::OPTIONS;
+    let mut response = if preflight {
+        StatusCode::OK.into_response()
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, OPTIONS"),
+    );
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization, accept, content-type"),
+    );
+    response
+}
+
+/// A JSON success body with exactly `Content-Type: application/json`.
+fn json(status: StatusCode, value: serde_json::Value) -> Response {
+    (
+        status,
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+fn text(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, message.into()).into_response()
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// The caller's credentials: `Ok(None)` if none were given, an error
+/// response if a token was given but is not valid (even where auth is
+/// optional).
+#[allow(clippy::result_large_err)]
+fn credentials(
+    keys: &Keys,
+    headers: &HeaderMap,
+    query: &TokenQuery,
+) -> Result<Option<Claims>, Response> {
+    Ok(credentials_with_token(keys, headers, query)?.map(|(claims, _)| claims))
+}
+
+/// [`credentials`] with the token they came in.
+#[allow(clippy::result_large_err)]
+fn credentials_with_token(
+    keys: &Keys,
+    headers: &HeaderMap,
+    query: &TokenQuery,
+) -> Result<Option<(Claims, String)>, Response> {
+    let token = match headers.get(AUTHORIZATION) {
+        Some(value) => {
+            let value = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer "));
+            match value {
+                Some(token) => token.trim().to_owned(),
+                None => {
+                    return Err(text(
+                        StatusCode::BAD_REQUEST,
+                        "Authorization is invalid: malformed token",
+                    ))
+                }
+            }
+        }
+        None => match &query.token {
+            Some(token) => token.clone(),
+            None => return Ok(None),
+        },
+    };
+    match keys.validate(&token, now_secs()) {
+        Ok(claims) => Ok(Some((claims, token))),
+        Err(AuthError::Malformed(_)) => Err(text(
+            StatusCode::BAD_REQUEST,
+            "Authorization is invalid: malformed token",
+        )),
+        Err(e) => Err(text(StatusCode::UNAUTHORIZED, e.to_string())),
+    }
+}
+
+#[allow(clippy::result_large_err)]
+fn required(keys: &Keys, headers: &HeaderMap, query: &TokenQuery) -> Result<Claims, Response> {
+    credentials(keys, headers, query)?
+        .ok_or_else(|| text(StatusCode::UNAUTHORIZED, "Authorization required"))
+}
+
+async fn ping() -> StatusCode {
+    StatusCode::OK
+}
+
+async fn mint_identity(State(state): State<Arc<ApiState>>) -> Response {
+    match state.keys.mint_anonymous(now_secs()) {
+        Ok(minted) => json(
+            StatusCode::OK,
+            serde_json::json!({
+                "identity": minted.identity.to_hex().as_str(),
+                "token": minted.token,
+            }),
+        ),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn websocket_token(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Query(query): Query<TokenQuery>,
+) -> Response {
+    let claims = match required(&state.keys, &headers, &query) {
+        Ok(claims) => claims,
+        Err(response) => return response,
+    };
+    match state.keys.websocket_token(&claims, now_secs()) {
+        Ok(token) => json(StatusCode::OK, serde_json::json!({ "token": token })),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn public_key(State(state): State<Arc<ApiState>>) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/pem-certificate-chain"),
+        )],
+        state.keys.public_key_pem(),
+    )
+        .into_response()
+}
+
+async fn verify(
+    State(state): State<Arc<ApiState>>,
+    Path(identity): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<TokenQuery>,
+) -> Response {
+    let claims = match required(&state.keys, &headers, &query) {
+        Ok(claims) => claims,
+        Err(response) => return response,
+    };
+    let hex = identity.strip_prefix("0x").unwrap_or(&identity);
+    match Identity::from_hex(hex) {
+        Ok(path) if path == claims.identity => StatusCode::NO_CONTENT.into_response(),
+        Ok(_) => text(StatusCode::BAD_REQUEST, "the token is for another identity"),
+        Err(_) => text(
+            StatusCode::BAD_REQUEST,
+            format!("`{identity}` is not an identity"),
+        ),
+    }
+}

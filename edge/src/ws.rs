@@ -1,0 +1,508 @@
+//! The WebSocket session of one client (client-protocol §4).
+//!
+//! Owns: what happens on an upgraded socket — the connect hook (a refusal
+//! closes the socket without a message), `InitialConnection` first, decoding
+//! client payloads and dispatching each message in arrival order to the
+//! database's lane, writing the connection's [`Outbox`] to the socket (held
+//! back until durable for `confirmed` sessions), keep-alive pings and the
+//! idle timeout, the in-flight request cap, closing with a code and a reason,
+//! and the disconnect hook when the session ends.
+//! Does not own: the upgrade request (route, credentials, negotiation: the
+//! database routes), subscriptions and commit fan-out (`clients`), message
+//! bytes (`wire`).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::SinkExt;
+use spacetimedb_lib::{ConnectionId, Identity, TimeDuration, Timestamp};
+
+use orrery_module::{CallResult, CallerContext, ProcedureOutcome, ProcedureResult, ReducerOutcome};
+use orrery_wire::compression::{self, Compression};
+use orrery_wire::framing::{decode_client_payload, payload_runs, Protocol};
+use orrery_wire::messages::{ProcedureStatus, ReducerOutcome as WireOutcome};
+use orrery_wire::negotiate::Negotiated;
+use orrery_wire::{ClientMessage, ServerMessage};
+use tenant_host::clients::{Outbox, Outgoing, OUTBOX_BYTES_MAX, OUTBOX_MESSAGES_MAX};
+use tenant_host::hosting::HostedDatabase;
+
+/// Limits and timers of WebSocket sessions.
+#[derive(Clone, Debug)]
+pub struct WsConfig {
+    /// A Ping is sent after this long without one.
+    pub ping_interval: Duration,
+    /// A session that received nothing (data or control) for this long is dropped.
+    pub idle_timeout: Duration,
+    /// Client requests queued or running at once before the session is
+    /// closed with 1013.
+    pub in_flight_max: usize,
+    pub outbox_bytes_max: usize,
+    pub outbox_messages_max: usize,
+}
+
+impl Default for WsConfig {
+    fn default() -> WsConfig {
+        WsConfig {
+            ping_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(30),
+            in_flight_max: 16_384,
+            outbox_bytes_max: OUTBOX_BYTES_MAX,
+            outbox_messages_max: OUTBOX_MESSAGES_MAX,
+        }
+    }
+}
+
+/// Who is on the socket and how it talks.
+pub struct Session {
+    pub database: HostedDatabase,
+    pub identity: Identity,
+    pub connection_id: ConnectionId,
+    /// The token the session authenticated with (or the freshly minted one);
+    /// echoed in `InitialConnection`.
+    pub token: String,
+    /// The JWT claims as JSON, for the module's `get_jwt`.
+    pub jwt_payload: Option<String>,
+    pub negotiated: Negotiated,
+}
+
+/// Serves one upgraded socket until either side ends the session.
+pub async fn run(mut socket: WebSocket, session: Session, config: WsConfig) {
+    let db = session.database.clone();
+    let identity = session.identity;
+    let connection_id = session.connection_id;
+    let id_bytes = identity.to_byte_array();
+    let conn_bytes = connection_id.as_le_byte_array();
+    let payload = session.jwt_payload.clone();
+    let connect_db = db.clone();
+    let accepted = tokio::task::spawn_blocking(move || {
+        connect_db.client_connected(id_bytes, conn_bytes, payload)
+    })
+    .await;
+    let accepted = matches!(&accepted, Ok(Ok(result)) if result.outcome.is_committed());
+    if !accepted {
+        // Refused (or the database could not run the hook): close without a
+        // message, as the reference does (client-protocol §4.3).
+        return;
+    }
+    let outbox = Outbox::new(config.outbox_bytes_max, config.outbox_messages_max);
+    outbox.push_message(&ServerMessage::InitialConnection {
+        identity,
+        connection_id,
+        token: session.token.clone(),
+    });
+    let clients = db.clients().clone();
+    let owner = id_bytes == db.owner();
+    clients.connect(connection_id, identity, owner, outbox.clone());
+    let mut durable = clients.durable();
+    let confirmed = session.negotiated.confirmed;
+    let compression = session.negotiated.compression;
+    let protocol = session.negotiated.protocol;
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let mut last_heard = Instant::now();
+    let mut ping = tokio::time::interval(config.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+
+    let close: Option<(u16, String)> = loop {
+        tokio::select! {
+            batch = outbox.next_batch() => match batch {
+                Ok(items) => {
+                    if confirmed {
+                        // Offsets only grow: waiting for the last one covers all.
+                        if let Some(offset) = items.iter().filter_map(|i| i.offset).max() {
+                            if durable.wait_for(|d| *d > offset.0).await.is_err() {
+                                break None;
+                            }
+                        }
+                    }
+                    // Every payload of the batch is written, then flushed
+                    // once: one write to the socket for a burst of replies.
+                    let mut failed = false;
+                    for bytes in payloads(protocol, compression, &items) {
+                        if socket.feed(Message::Binary(bytes)).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    if failed || socket.flush().await.is_err() {
+                        break None;
+                    }
+                }
+                Err(closed) => break Some((closed.code, closed.reason)),
+            },
+            incoming = socket.recv() => {
+                let Some(Ok(message)) = incoming else { break None };
+                last_heard = Instant::now();
+                match message {
+                    Message::Binary(bytes) => match decode_client_payload(protocol, &bytes) {
+                        Ok(messages) => {
+                            for message in messages {
+                                if in_flight.fetch_add(1, Ordering::AcqRel) >= config.in_flight_max {
+                                    outbox.close(1013, "too many requests");
+                                    break;
+                                }
+                                dispatch(&session, &outbox, &in_flight, message);
+                            }
+                        }
+                        Err(e) => break Some((1011, format!("cannot decode the message: {e}"))),
+                    },
+                    Message::Text(_) => {
+                        break Some((1011, "text frames are not part of the protocol; send binary BSATN".into()))
+                    }
+                    Message::Close(_) => break None,
+                    Message::Ping(_) | Message::Pong(_) => {}
+                }
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() >= config.idle_timeout {
+                    break Some((1000, "idle timeout: nothing received".into()));
+                }
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    break None;
+                }
+            }
+        }
+    };
+    clients.disconnect(connection_id);
+    if let Some((code, reason)) = close {
+        let frame = CloseFrame {
+            code,
+            reason: truncate_reason(reason).into(),
+        };
+        let _ = socket.send(Message::Close(Some(frame))).await;
+        // Give the client a moment to answer the close.
+        let _ = tokio::time::timeout(Duration::from_millis(250), async {
+            while let Some(Ok(message)) = socket.recv().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    drop(socket);
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = db.client_disconnected(id_bytes, conn_bytes);
+        // On the lane, where subscribing materialises views.
+        let evicting = db.clone();
+        let _ = db.submit_job(move || evicting.drop_unused_views());
+    })
+    .await;
+}
+
+/// Close reasons are limited to 123 bytes on the wire.
+fn truncate_reason(mut reason: String) -> String {
+    if reason.len() > 123 {
+        let mut cut = 120;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+        reason.push_str("...");
+    }
+    reason
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Hands one client message to the database: every kind goes through the
+/// lane (procedures to their own threads), so replies come in request order.
+fn dispatch(
+    session: &Session,
+    outbox: &Arc<Outbox>,
+    in_flight: &Arc<AtomicUsize>,
+    message: ClientMessage,
+) {
+    let db = &session.database;
+    let connection = session.connection_id;
+    let done = {
+        let in_flight = in_flight.clone();
+        move || {
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    };
+    let overloaded = |what: &str| format!("the database is overloaded; {what} was not run");
+    // Runs `job` on the database's lane; if the lane refuses it, `refused`
+    // is the reply instead.
+    let on_lane = |job: Box<dyn FnOnce(&HostedDatabase) + Send>, refused: ServerMessage| {
+        let job_db = db.clone();
+        let in_flight_done = in_flight.clone();
+        let submitted = db.submit_job(move || {
+            job(&job_db);
+            in_flight_done.fetch_sub(1, Ordering::AcqRel);
+        });
+        if submitted.is_err() {
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+            outbox.push_message(&refused);
+        }
+    };
+    match message {
+        ClientMessage::Subscribe {
+            request_id,
+            query_set_id,
+            query_strings,
+        } => on_lane(
+            Box::new(move |db| db.subscribe(connection, request_id, query_set_id, &query_strings)),
+            ServerMessage::SubscriptionError {
+                request_id: Some(request_id),
+                query_set_id,
+                error: overloaded("the subscription"),
+            },
+        ),
+        ClientMessage::Unsubscribe {
+            request_id,
+            query_set_id,
+            flags,
+        } => on_lane(
+            Box::new(move |db| db.unsubscribe(connection, request_id, query_set_id, flags)),
+            ServerMessage::SubscriptionError {
+                request_id: Some(request_id),
+                query_set_id,
+                error: overloaded("the unsubscribe"),
+            },
+        ),
+        ClientMessage::OneOffQuery {
+            request_id,
+            query_string,
+        } => on_lane(
+            Box::new(move |db| db.one_off(connection, request_id, &query_string)),
+            ServerMessage::OneOffQueryResult {
+                request_id,
+                result: Err(overloaded("the query")),
+            },
+        ),
+        ClientMessage::CallReducer {
+            request_id,
+            reducer,
+            args,
+        } => {
+            let timestamp = now_micros();
+            let caller = caller(session, timestamp);
+            let reply_box = outbox.clone();
+            let name = reducer.clone();
+            let submitted = db.submit_reducer_from(
+                reducer,
+                caller,
+                request_id,
+                args,
+                move |result, delivered| {
+                    if !delivered {
+                        reply_box.push_message(&ServerMessage::ReducerResult {
+                            request_id,
+                            timestamp: Timestamp::from_micros_since_unix_epoch(timestamp),
+                            result: reducer_outcome(&name, &result),
+                        });
+                    }
+                    done();
+                },
+            );
+            if submitted.is_err() {
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+                outbox.push_message(&ServerMessage::ReducerResult {
+                    request_id,
+                    timestamp: Timestamp::from_micros_since_unix_epoch(timestamp),
+                    result: WireOutcome::InternalError(overloaded("the reducer")),
+                });
+            }
+        }
+        ClientMessage::CallProcedure {
+            request_id,
+            procedure,
+            args,
+        } => {
+            let started = Instant::now();
+            let timestamp = now_micros();
+            let caller = caller(session, timestamp);
+            let reply_box = outbox.clone();
+            let submitted = db.submit_procedure(procedure, caller, args, move |result| {
+                reply_box.push_message(&ServerMessage::ProcedureResult {
+                    status: procedure_status(result),
+                    timestamp: Timestamp::from_micros_since_unix_epoch(timestamp),
+                    total_host_execution_duration: TimeDuration::from_micros(
+                        started.elapsed().as_micros() as i64,
+                    ),
+                    request_id,
+                });
+                done();
+            });
+            if let Err(e) = submitted {
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+                outbox.push_message(&ServerMessage::ProcedureResult {
+                    status: ProcedureStatus::InternalError(format!(
+                        "the procedure was not run: {e}"
+                    )),
+                    timestamp: Timestamp::from_micros_since_unix_epoch(timestamp),
+                    total_host_execution_duration: TimeDuration::from_micros(0),
+                    request_id,
+                });
+            }
+        }
+    }
+}
+
+/// The session's identity and connection calling at `timestamp_micros`.
+fn caller(session: &Session, timestamp_micros: i64) -> CallerContext {
+    CallerContext {
+        sender: session.identity.to_byte_array(),
+        connection_id: session.connection_id.as_le_byte_array(),
+        timestamp_micros,
+    }
+}
+
+/// BSATN of a string: u32 length, then the bytes.
+fn bsatn_string(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + s.len());
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+    out
+}
+
+/// The wire outcome of a reducer call that did not deliver its own result
+/// (client-protocol §4.7).
+pub fn reducer_outcome(reducer: &str, result: &CallResult) -> WireOutcome {
+    match &result.outcome {
+        ReducerOutcome::Committed { .. } => WireOutcome::OkEmpty,
+        ReducerOutcome::Failed { message } => WireOutcome::Err(bsatn_string(message)),
+        ReducerOutcome::Trapped { message } => {
+            WireOutcome::InternalError(format!("the reducer panicked: {message}"))
+        }
+        ReducerOutcome::OutOfFuel => WireOutcome::InternalError("reducer ran out of energy".into()),
+        ReducerOutcome::Timeout => {
+            WireOutcome::InternalError("the reducer ran past its time limit".into())
+        }
+        ReducerOutcome::BadArguments { message } => WireOutcome::InternalError(format!(
+            "invalid arguments for reducer {reducer}: {message}"
+        )),
+        ReducerOutcome::ArgumentsTooLarge { bytes, limit } => WireOutcome::InternalError(format!(
+            "invalid arguments for reducer {reducer}: {bytes} bytes exceed the limit of {limit}"
+        )),
+        ReducerOutcome::NotCallable { reducer } => WireOutcome::InternalError(format!(
+            "reducer {reducer} cannot be called by clients (lifecycle or private)"
+        )),
+        ReducerOutcome::NoSuchReducer { reducer } => {
+            WireOutcome::InternalError(format!("no such reducer: {reducer}"))
+        }
+        ReducerOutcome::Internal { message } => WireOutcome::InternalError(message.clone()),
+    }
+}
+
+fn procedure_status(result: ProcedureResult) -> ProcedureStatus {
+    match result.outcome {
+        ProcedureOutcome::Returned { value } => ProcedureStatus::Returned(value),
+        ProcedureOutcome::Trapped { message } => {
+            ProcedureStatus::InternalError(format!("the procedure panicked: {message}"))
+        }
+        ProcedureOutcome::OutOfFuel => {
+            ProcedureStatus::InternalError("procedure ran out of energy".into())
+        }
+        ProcedureOutcome::Timeout => {
+            ProcedureStatus::InternalError("the procedure ran past its time limit".into())
+        }
+        ProcedureOutcome::BadArguments { message } => {
+            ProcedureStatus::InternalError(format!("invalid arguments: {message}"))
+        }
+        ProcedureOutcome::NoSuchProcedure { procedure } => {
+            ProcedureStatus::InternalError(format!("no such procedure: {procedure}"))
+        }
+        ProcedureOutcome::NotCallable { procedure } => ProcedureStatus::InternalError(format!(
+            "procedure {procedure} cannot be called by clients"
+        )),
+        ProcedureOutcome::Internal { message } => ProcedureStatus::InternalError(message),
+    }
+}
+
+/// The WebSocket payloads of a batch of queued messages, grouped as
+/// [`payload_runs`] says. A message alone keeps its cached payload (shared
+/// by every connection that got the same frame); a v3 run is one payload.
+fn payloads(protocol: Protocol, compression: Compression, items: &[Outgoing]) -> Vec<Bytes> {
+    let sizes: Vec<usize> = items.iter().map(|i| i.frame.body().len()).collect();
+    payload_runs(protocol, &sizes)
+        .into_iter()
+        .map(|run| match &items[run] {
+            [one] => one.frame.payload(compression),
+            many => {
+                let body: Vec<u8> = many.iter().flat_map(|i| i.frame.body()).copied().collect();
+                Bytes::from(compression::encode_payload(&body, compression))
+            }
+        })
+        .collect()
+}
+
+/// `GET /v1/database/{name_or_identity}/subscribe`: checks the upgrade
+/// (database, subprotocol, query parameters, connection id) and hands the
+/// socket to [`run`]. Credentials were settled by the database routes'
+/// get-or-mint layer.
+pub(crate) async fn subscribe(
+    axum::extract::State(state): axum::extract::State<Arc<super::ApiState>>,
+    axum::Extension(caller): axum::Extension<super::database::Caller>,
+    axum::extract::Path(name_or_identity): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<Vec<(String, String)>>,
+    headers: axum::http::HeaderMap,
+    upgrade: axum::extract::WebSocketUpgrade,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+
+    let entry = match super::database::resolve_database(&state.registry, &name_or_identity) {
+        Ok(entry) => entry,
+        Err(response) => return response,
+    };
+    let offered = headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>();
+    let pairs: Vec<(&str, &str)> = query
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let negotiated = match orrery_wire::negotiate::negotiate(offered, &pairs) {
+        Ok(n) => n,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    let connection_id = match pairs.iter().find(|(k, _)| *k == "connection_id") {
+        Some((_, hex)) => match ConnectionId::from_hex(hex) {
+            Ok(id) if id.to_u128() != 0 => id,
+            Ok(_) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    "Invalid connection ID: the all-zero id is reserved",
+                )
+                    .into_response()
+            }
+            Err(_) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("Invalid connection ID: {hex:?} is not 32 hex digits"),
+                )
+                    .into_response()
+            }
+        },
+        None => loop {
+            let id = ConnectionId::from_le_byte_array(tenant_host::registry::random_bytes::<16>());
+            if id.to_u128() != 0 {
+                break id;
+            }
+        },
+    };
+    let session = Session {
+        database: entry.database().clone(),
+        identity: caller.identity(),
+        connection_id,
+        token: caller.token.clone(),
+        jwt_payload: Some(caller.claims.payload.clone()),
+        negotiated,
+    };
+    let config = state.ws.clone();
+    upgrade
+        .protocols([negotiated.protocol.token()])
+        .max_message_size(orrery_wire::framing::MAX_INCOMING_PAYLOAD)
+        .on_upgrade(move |socket| run(socket, session, config))
+}

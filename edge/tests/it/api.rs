@@ -1,0 +1,174 @@
+//! The HTTP front of the client API over a real loopback socket: ping, CORS
+//! preflights, minting identities, the WebSocket token, the public key,
+//! identity verification, and refusals of bad credentials.
+
+use std::sync::Arc;
+
+use orrery_edge::auth::Keys;
+use orrery_edge::{serve, ApiState};
+use orrery_module::Runtime;
+use tenant_host::hosting::{Host, HostConfig};
+use tenant_host::registry::Registry;
+
+/// A server on an ephemeral loopback port; stops when the runtime is dropped.
+struct Server {
+    base: String,
+    _runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+fn server() -> Server {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let host = Arc::new(Host::new(Runtime::new().unwrap(), HostConfig::default()));
+    let state = Arc::new(ApiState {
+        keys: Keys::ephemeral().unwrap(),
+        registry: Arc::new(Registry::open(dir.path(), host).unwrap()),
+        ws: Default::default(),
+    });
+    runtime.spawn(serve(listener, state, std::future::pending()));
+    Server {
+        base,
+        _runtime: runtime,
+        _dir: dir,
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new().build()
+}
+
+/// Status, content type and body, whatever the status.
+fn send(request: ureq::Request) -> (u16, String, String) {
+    match request.call() {
+        Ok(response) => {
+            let content_type = response.header("content-type").unwrap_or("").to_owned();
+            (
+                response.status(),
+                content_type,
+                response.into_string().unwrap(),
+            )
+        }
+        Err(ureq::Error::Status(status, response)) => {
+            let content_type = response.header("content-type").unwrap_or("").to_owned();
+            (status, content_type, response.into_string().unwrap())
+        }
+        Err(e) => panic!("request failed: {e}"),
+    }
+}
+
+#[test]
+fn ping_and_cors_preflight() {
+    let s = server();
+    let (status, _, body) = send(agent().get(&format!("{}/v1/ping", s.base)));
+    assert_eq!((status, body.as_str()), (200, ""));
+    let response = agent()
+        .request(
+            "OPTIONS",
+            &format!("{}/v1/identity/websocket-token", s.base),
+        )
+        .set("Origin", "http://app.example")
+        .set("Access-Control-Request-Method", "POST")
+        .set("Access-Control-Request-Headers", "authorization")
+        .call()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.header("access-control-allow-origin"), Some("*"));
+    assert!(response
+        .header("access-control-allow-headers")
+        .unwrap()
+        .contains("authorization"));
+}
+
+#[test]
+fn minted_identities_get_websocket_tokens_and_verify() {
+    let s = server();
+    let (status, content_type, body) = send(agent().post(&format!("{}/v1/identity", s.base)));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(content_type, "application/json");
+    let minted: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let identity = minted["identity"].as_str().unwrap().to_owned();
+    let token = minted["token"].as_str().unwrap().to_owned();
+    assert_eq!(identity.len(), 64);
+    assert!(identity.starts_with("c200"));
+
+    let (status, content_type, body) = send(
+        agent()
+            .post(&format!("{}/v1/identity/websocket-token", s.base))
+            .set("Authorization", &format!("Bearer {token}")),
+    );
+    assert_eq!(
+        (status, content_type.as_str()),
+        (200, "application/json"),
+        "{body}"
+    );
+    let short: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let short = short["token"].as_str().unwrap();
+    assert_ne!(short, token);
+
+    // Both tokens verify as the minted identity, by header or query.
+    let verify = format!("{}/v1/identity/{identity}/verify", s.base);
+    let (status, _, _) = send(
+        agent()
+            .get(&verify)
+            .set("Authorization", &format!("Bearer {token}")),
+    );
+    assert_eq!(status, 204);
+    let (status, _, _) = send(agent().get(&format!("{verify}?token={short}")));
+    assert_eq!(status, 204);
+    // Another identity's path is a 400; no token is a 401.
+    let other = format!("{}/v1/identity/{}/verify", s.base, "c2".repeat(32));
+    let (status, _, _) = send(
+        agent()
+            .get(&other)
+            .set("Authorization", &format!("Bearer {token}")),
+    );
+    assert_eq!(status, 400);
+    let (status, _, body) = send(agent().get(&verify));
+    assert_eq!((status, body.as_str()), (401, "Authorization required"));
+}
+
+#[test]
+fn bad_credentials_are_refused_with_the_spec_statuses() {
+    let s = server();
+    let url = format!("{}/v1/identity/websocket-token", s.base);
+    let (status, _, body) = send(agent().post(&url));
+    assert_eq!((status, body.as_str()), (401, "Authorization required"));
+    let (status, _, body) = send(agent().post(&url).set("Authorization", "Basic abc"));
+    assert_eq!(
+        (status, body.as_str()),
+        (400, "Authorization is invalid: malformed token")
+    );
+    let (status, _, _) = send(agent().post(&url).set("Authorization", "Bearer not.a.jwt"));
+    assert_eq!(status, 400);
+    // A well-formed token signed by another server.
+    let foreign = Keys::ephemeral().unwrap().mint_anonymous(0).unwrap().token;
+    let (status, _, body) = send(
+        agent()
+            .post(&url)
+            .set("Authorization", &format!("Bearer {foreign}")),
+    );
+    assert_eq!(status, 401, "{body}");
+    // The server still serves.
+    let (status, _, _) = send(agent().get(&format!("{}/v1/ping", s.base)));
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn the_public_key_is_served_as_pem() {
+    let s = server();
+    let (status, content_type, body) =
+        send(agent().get(&format!("{}/v1/identity/public-key", s.base)));
+    assert_eq!(status, 200);
+    assert_eq!(content_type, "application/pem-certificate-chain");
+    assert!(body.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{body}");
+    assert!(body.ends_with("-----END PUBLIC KEY-----\n"));
+}

@@ -1,0 +1,13 @@
+//! Crate API tests of `orrery-edge` (HTTP routes and WebSocket sessions
+//! against a real server on loopback), compiled as one binary.
+
+#[path = "../../../tests/support/modules.rs"]
+mod modules;
+
+mod api;
+mod database_api;
+mod metrics;
+mod ws;
+mod ws_rls;
+mod ws_views;
+mod wsclient;

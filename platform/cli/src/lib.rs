@@ -1,0 +1,1170 @@
+//! The developer commands of `orrery` (everything but `start`): servers and
+//! login, publish, call, sql, logs, describe, list, rename, delete. Each is
+//! a thin client of the HTTP API a server speaks (client-protocol §2), with
+//! the argument shapes of the stock `spacetime` CLI where it has the same
+//! command, so habits carry over.
+//!
+//! Owns: the [`Cmd`] tree, talking to a server ([`Remote`]), confirmations,
+//! and turning failures into one line plus a hint ([`main`] prints it and
+//! exits with 1). Does not own: the config file (`config`), result
+//! rendering (`output`), the interactive SQL prompt (`repl`),
+//! colours and the error line's shape (`style`), subscriptions (`subscribe`),
+//! describing a module (`describe`) or code generation (`generate`).
+
+// A CLI's output is its stdout and stderr, not logs.
+#![allow(clippy::disallowed_macros)]
+// `ureq::Error` is large; it never outlives one request here.
+#![allow(clippy::result_large_err)]
+
+pub(crate) mod config;
+mod describe;
+mod generate;
+pub(crate) mod output;
+mod repl;
+pub(crate) mod style;
+mod subscribe;
+
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use config::Config;
+use output::{Format, ResultSet};
+
+/// The developer commands.
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Manage the servers this CLI talks to.
+    #[command(subcommand)]
+    Server(ServerCmd),
+    /// Obtain an identity token from a server and keep it for later commands.
+    ///
+    /// Commands that need an identity log in on first use by themselves; this
+    /// does it explicitly and prints the identity.
+    Login {
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Publish a module: create the database, or update it in place.
+    ///
+    /// An update migrates the data automatically when it can (adding tables,
+    /// columns with defaults, indexes); otherwise the server refuses with the
+    /// reasons and nothing changes, unless you pass --clear-data, which
+    /// replaces all data.
+    Publish {
+        /// Database name (letters, digits, `-`, `_`); without one, the
+        /// server picks an identity.
+        name: Option<String>,
+        /// A compiled module (`.wasm`).
+        #[arg(long, conflicts_with = "project_path")]
+        bin_path: Option<PathBuf>,
+        /// A module crate to build with `cargo build --release --target
+        /// wasm32-unknown-unknown` first (default: the current directory).
+        #[arg(long, short = 'p')]
+        project_path: Option<PathBuf>,
+        /// Delete all data of an existing database and start again from the
+        /// module's `init`.
+        #[arg(long, short = 'c')]
+        clear_data: bool,
+        /// Accept an update that the server says breaks connected clients
+        /// without asking.
+        #[arg(long)]
+        break_clients: bool,
+        #[command(flatten)]
+        yes: YesArg,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Call a reducer or procedure; ARGS are JSON values, one per parameter.
+    ///
+    /// Example: `orrery call chat send_message 1 '"hello"'`.
+    Call {
+        database: String,
+        function: String,
+        args: Vec<String>,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Run a SQL query (or, as the owner, INSERT/UPDATE/DELETE), or with
+    /// --interactive a prompt that runs statements ending in `;`.
+    Sql {
+        database: String,
+        #[arg(required_unless_present = "interactive")]
+        query: Option<String>,
+        /// Read statements from stdin (`\h` for help, `\q` to quit).
+        #[arg(long, short = 'i', conflicts_with = "query")]
+        interactive: bool,
+        /// How to print the rows.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Subscribe to SQL queries and print each transaction's changes as one
+    /// JSON line (`{"table": {"inserts": [...], "deletes": [...]}}`).
+    Subscribe {
+        database: String,
+        /// Subscription queries (`SELECT * FROM t [WHERE …]`, joins on
+        /// indexed columns).
+        #[arg(required = true)]
+        queries: Vec<String>,
+        /// Stop after this many transactions.
+        #[arg(long, short = 'n')]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long, short = 't')]
+        duration: Option<f64>,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Print a database's module logs (the owner's only).
+    Logs {
+        database: String,
+        /// How many of the latest lines to print first.
+        #[arg(short = 'n', long = "num-lines")]
+        num_lines: Option<usize>,
+        /// Keep printing new lines as they come.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only lines at this level or more severe.
+        #[arg(long, value_enum)]
+        level: Option<Level>,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Show a database's tables, reducers and views.
+    Describe {
+        database: String,
+        /// `table`, `reducer`, `procedure` or `view`, to show one in detail.
+        #[arg(requires = "name", value_parser = ["table", "reducer", "procedure", "view"])]
+        kind: Option<String>,
+        /// Its name.
+        name: Option<String>,
+        /// Print the module definition as the server returns it.
+        #[arg(long, conflicts_with = "kind")]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// List the databases your identity owns on a server.
+    List {
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Give a database a new name (the old one stops resolving).
+    Rename {
+        database: String,
+        /// The new name.
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Write client bindings for a module: TypeScript for the npm
+    /// `spacetimedb` SDK.
+    ///
+    /// Reads the module from a compiled `.wasm` (--bin-path), a module crate
+    /// it builds first (--project-path, default: the current directory), or a
+    /// running database's schema (--database). Writes `index.ts` (import
+    /// `DbConnection`, row types and `tables` from it) and `types.ts`.
+    ///
+    /// Example: `orrery generate -l typescript -o app/src/module_bindings -p .`
+    Generate {
+        /// The language of the bindings.
+        #[arg(long, short = 'l', value_enum)]
+        lang: Lang,
+        /// The directory to write the files into (created if missing).
+        #[arg(long, short = 'o')]
+        out_dir: PathBuf,
+        /// A compiled module (`.wasm`).
+        #[arg(long, short = 'b', conflicts_with_all = ["project_path", "database"])]
+        bin_path: Option<PathBuf>,
+        /// A module crate to build first.
+        #[arg(long, short = 'p', conflicts_with = "database")]
+        project_path: Option<PathBuf>,
+        /// A database whose module to read, on the server of --server.
+        #[arg(long, short = 'd')]
+        database: Option<String>,
+        /// Also bind private tables (only the owner can read them).
+        #[arg(long)]
+        include_private: bool,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Print a module's definition as SATS-JSON (`{"V10": {…}}`).
+    ///
+    /// The stock `spacetime generate` runs `$SPACETIMEDB_SCHEMA_EXTRACTOR
+    /// extract-schema MODULE.wasm` to read a module; point that variable at
+    /// this binary to generate bindings without SpacetimeDB's server.
+    ExtractSchema {
+        /// The compiled module.
+        module: PathBuf,
+    },
+    /// Delete a database and all its data.
+    Delete {
+        database: String,
+        #[command(flatten)]
+        yes: YesArg,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ServerCmd {
+    /// Remember a server under a name.
+    Add {
+        name: String,
+        /// Its base URL, e.g. http://127.0.0.1:3000.
+        url: String,
+        /// Make it the default server.
+        #[arg(long, short = 'd')]
+        default: bool,
+    },
+    /// List the servers this CLI knows (the default is marked with *).
+    List,
+    /// Make a known server the default.
+    Default { name: String },
+}
+
+#[derive(clap::Args)]
+pub struct ServerArg {
+    /// Server name (see `orrery server list`) or URL; the default server
+    /// otherwise.
+    #[arg(short = 's', long = "server")]
+    server: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct YesArg {
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long = "yes")]
+    yes: bool,
+}
+
+/// Languages `generate` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// For the npm `spacetimedb` SDK.
+    #[value(alias = "ts")]
+    Typescript,
+}
+
+/// Log levels, least severe first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Panic,
+}
+
+impl Level {
+    fn parse(name: &str) -> Option<Level> {
+        match name.to_ascii_lowercase().as_str() {
+            "trace" => Some(Level::Trace),
+            "debug" => Some(Level::Debug),
+            "info" => Some(Level::Info),
+            "warn" => Some(Level::Warn),
+            "error" => Some(Level::Error),
+            "panic" | "fatal" => Some(Level::Panic),
+            _ => None,
+        }
+    }
+}
+
+/// Runs one command; a failure is printed as one `error:` line (with a hint
+/// and colours when stderr is a terminal) and answered with exit code 1.
+pub fn main(cmd: Cmd) -> std::process::ExitCode {
+    match run(cmd) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let colour = style::enabled(style::Stream::Stderr);
+            eprintln!("{}", style::error_line(&e, colour));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one command.
+fn run(cmd: Cmd) -> anyhow::Result<()> {
+    let dir = config::dir()?;
+    let mut config = Config::load(&dir)?;
+    match cmd {
+        Cmd::Server(cmd) => server_cmd(cmd, &mut config, &dir),
+        Cmd::Login { server } => {
+            let mut remote = Remote::new(&config, &server)?;
+            let identity = remote.login()?;
+            remote.remember(&mut config, &dir)?;
+            println!("Logged in to {} as {identity}", remote.url);
+            Ok(())
+        }
+        Cmd::Publish {
+            name,
+            bin_path,
+            project_path,
+            clear_data,
+            break_clients,
+            yes,
+            server,
+        } => {
+            if let Some(name) = &name {
+                check_plain_name(name)?;
+            }
+            let wasm = match bin_path {
+                Some(path) => path,
+                None => build_project(&project_path.unwrap_or_else(|| PathBuf::from(".")))?,
+            };
+            let bytes = std::fs::read(&wasm)
+                .with_context(|| format!("cannot read the module {}", wasm.display()))?;
+            let remote = Remote::authed(&mut config, &dir, &server)?;
+            if clear_data {
+                let what = name.as_deref().unwrap_or("the database");
+                confirm(
+                    &format!("Delete all data of {what} and start again from `init`?"),
+                    yes.yes,
+                )?;
+            }
+            let mut query = vec!["host_type=Wasm".to_owned()];
+            if clear_data {
+                query.push("clear=true".to_owned());
+            }
+            if let (Some(name), false) = (&name, clear_data) {
+                eprintln!("Checking {name} on {} …", remote.url);
+                if let Some(token) = remote.show_plan(name, &bytes, break_clients || yes.yes)? {
+                    query.push(format!("token={}", segment(&token)));
+                    query.push("policy=BreakClients".to_owned());
+                }
+            }
+            let path = match &name {
+                Some(name) => format!("/v1/database/{}", segment(name)),
+                None => "/v1/database".to_owned(),
+            };
+            let url = format!("{}{path}?{}", remote.url, query.join("&"));
+            eprintln!(
+                "Uploading {} KiB to {} …",
+                bytes.len().div_ceil(1024),
+                remote.url
+            );
+            let request = match name {
+                Some(_) => remote.agent.put(&url),
+                None => remote.agent.post(&url),
+            };
+            let reply = remote.send_bytes(request, &bytes)?;
+            let success = &reply["Success"];
+            let identity = success["database_identity"].as_str().unwrap_or("?");
+            let op = success["op"].as_str().unwrap_or("published");
+            match success["domain"].as_str() {
+                Some(domain) => println!("{op} database {domain} ({identity})"),
+                None => println!("{op} database {identity}"),
+            }
+            Ok(())
+        }
+        Cmd::Call {
+            database,
+            function,
+            args,
+            server,
+        } => {
+            let args: Vec<Value> = args
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    serde_json::from_str(a).map_err(|e| {
+                        anyhow!(
+                            "argument {} (`{a}`) is not JSON: {e}; quote strings as '\"text\"'",
+                            i + 1
+                        )
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let remote = Remote::authed(&mut config, &dir, &server)?;
+            let url = format!(
+                "{}/v1/database/{}/call/{}",
+                remote.url,
+                segment(&database),
+                segment(&function)
+            );
+            let body = serde_json::to_string(&args).expect("JSON renders");
+            let request = remote
+                .agent
+                .post(&url)
+                .set("Content-Type", "application/json");
+            let reply = remote.send_text(request, &body)?;
+            if !reply.trim().is_empty() {
+                println!("{}", reply.trim_end());
+            }
+            Ok(())
+        }
+        Cmd::Sql {
+            database,
+            query,
+            interactive,
+            format,
+            server,
+        } => {
+            let remote = Remote::authed(&mut config, &dir, &server)?;
+            let query = match query {
+                Some(query) if !interactive => query,
+                _ => return repl::run(&remote, &database, format),
+            };
+            let colour = style::enabled(style::Stream::Stdout);
+            let mut out = std::io::stdout().lock();
+            for result in run_sql(&remote, &database, &query)? {
+                out.write_all(result.render(format, colour).as_bytes())?;
+            }
+            Ok(())
+        }
+        Cmd::Logs {
+            database,
+            num_lines,
+            follow,
+            level,
+            server,
+        } => {
+            let remote = Remote::authed(&mut config, &dir, &server)?;
+            let mut url = format!(
+                "{}/v1/database/{}/logs?follow={follow}",
+                remote.url,
+                segment(&database)
+            );
+            if let Some(n) = num_lines {
+                url.push_str(&format!("&num_lines={n}"));
+            }
+            let response = remote.call(remote.agent.get(&url), |r| r.call())?;
+            let mut out = std::io::stdout().lock();
+            for line in BufReader::new(response.into_reader()).lines() {
+                let line = line.context("the log stream broke off")?;
+                if let Some(text) = log_line(&line, level) {
+                    writeln!(out, "{text}")?;
+                    out.flush()?;
+                }
+            }
+            Ok(())
+        }
+        Cmd::Subscribe {
+            database,
+            queries,
+            count,
+            duration,
+            server,
+        } => {
+            let remote = Remote::authed(&mut config, &dir, &server)?;
+            let schema = fetch_schema(&remote, &database)?;
+            let duration = match duration {
+                Some(s) if !(s.is_finite() && s >= 0.0) => {
+                    bail!("--duration must be a number of seconds, not {s}")
+                }
+                Some(s) => Some(Duration::from_secs_f64(s)),
+                None => None,
+            };
+            let token = remote.token.clone().unwrap_or_default();
+            let until = subscribe::Until { count, duration };
+            subscribe::run(&remote.url, &database, &token, schema, queries, until)
+        }
+        Cmd::Describe {
+            database,
+            kind,
+            name,
+            json,
+            server,
+        } => {
+            let remote = Remote::new(&config, &server)?;
+            let schema = fetch_schema(&remote, &database)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&schema)?);
+                return Ok(());
+            }
+            let module = generate::Module::from_raw(generate::from_schema_json(schema)?)?;
+            match (kind, name) {
+                (Some(kind), Some(name)) => print!("{}", describe::entity(&module, &kind, &name)?),
+                _ => print!("{}", describe::overview(&database, &module)),
+            }
+            Ok(())
+        }
+        Cmd::List { server } => {
+            let remote = Remote::authed(&mut config, &dir, &server)?;
+            let identity = remote
+                .identity
+                .clone()
+                .ok_or_else(|| anyhow!("no identity for {}; run `orrery login`", remote.url))?;
+            let url = format!("{}/v1/identity/{identity}/databases", remote.url);
+            let reply: Value = remote.send_json(remote.agent.get(&url), None)?;
+            let ids = reply["identities"].as_array().cloned().unwrap_or_default();
+            if ids.is_empty() {
+                println!("No databases owned by {identity} on {}", remote.url);
+            }
+            for id in ids {
+                let id = id.as_str().unwrap_or_default().to_owned();
+                let names_url = format!("{}/v1/database/{id}/names", remote.url);
+                let names: Value = remote.send_json(remote.agent.get(&names_url), None)?;
+                let names: Vec<&str> = names["names"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                println!("{id}  {}", names.join(", "));
+            }
+            Ok(())
+        }
+        Cmd::Generate {
+            lang: Lang::Typescript,
+            out_dir,
+            bin_path,
+            project_path,
+            database,
+            include_private,
+            server,
+        } => {
+            let (raw, source) = match (bin_path, database) {
+                (Some(path), _) => (generate::describe_wasm(&path)?, path.display().to_string()),
+                (None, Some(database)) => {
+                    let remote = Remote::new(&config, &server)?;
+                    (
+                        generate::from_schema_json(fetch_schema(&remote, &database)?)?,
+                        format!("database {database} on {}", remote.url),
+                    )
+                }
+                (None, None) => {
+                    let wasm = build_project(&project_path.unwrap_or_else(|| PathBuf::from(".")))?;
+                    (generate::describe_wasm(&wasm)?, wasm.display().to_string())
+                }
+            };
+            let module = generate::Module::from_raw(raw)
+                .with_context(|| format!("cannot generate bindings for {source}"))?;
+            let options = generate::typescript::Options { include_private };
+            let files = generate::typescript::generate(&module, options)?;
+            for path in generate::write_files(&out_dir, &files)? {
+                eprintln!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+        Cmd::ExtractSchema { module } => {
+            let raw = generate::describe_wasm(&module)?;
+            let json = serde_json::to_string(
+                &spacetimedb_lib::ser::serde::SerializeWrapper::from_ref(&raw),
+            )?;
+            println!("{json}");
+            Ok(())
+        }
+        Cmd::Rename {
+            database,
+            to,
+            server,
+        } => {
+            let remote = Remote::authed(&mut config, &dir, &server)?;
+            let url = format!("{}/v1/database/{}/names", remote.url, segment(&database));
+            remote.send_json(remote.agent.put(&url), Some(json!([to])))?;
+            println!("Renamed {database} to {to}");
+            Ok(())
+        }
+        Cmd::Delete {
+            database,
+            yes,
+            server,
+        } => {
+            let remote = Remote::authed(&mut config, &dir, &server)?;
+            confirm(
+                &format!("Delete database {database} and all its data?"),
+                yes.yes,
+            )?;
+            let url = format!("{}/v1/database/{}", remote.url, segment(&database));
+            match remote.send(remote.agent.delete(&url), |r| r.call()) {
+                Ok(_) => {}
+                // The stock two-step flow for a database with children: the
+                // server names them all and wants the answer's token back.
+                Err(ureq::Error::Status(428, response)) => {
+                    let body = response.into_string().unwrap_or_default();
+                    let (tree, token) = delete_confirmation(&body)?;
+                    eprint!("{tree}");
+                    confirm("Delete all the databases above?", yes.yes)?;
+                    let url = format!("{url}?token={}", segment(&token));
+                    remote.call(remote.agent.delete(&url), |r| r.call())?;
+                }
+                Err(e) => return Err(remote.failure(e)),
+            }
+            println!("Deleted database {database}");
+            Ok(())
+        }
+    }
+}
+
+fn server_cmd(cmd: ServerCmd, config: &mut Config, dir: &Path) -> anyhow::Result<()> {
+    match cmd {
+        ServerCmd::Add { name, url, default } => {
+            let url = url.trim_end_matches('/').to_owned();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("`{url}` is not an http:// or https:// URL");
+            }
+            if name.contains("://") {
+                bail!("a server name cannot be a URL; try `orrery server add local {name}`");
+            }
+            let entry = config::Server {
+                url: url.clone(),
+                token: None,
+                identity: None,
+            };
+            config.servers.insert(name.clone(), entry);
+            if default {
+                config.default_server = name.clone();
+            }
+            config.save(dir)?;
+            println!("Added server {name} at {url}");
+            Ok(())
+        }
+        ServerCmd::List => {
+            for (name, server) in &config.servers {
+                let mark = if *name == config.default_server {
+                    "*"
+                } else {
+                    " "
+                };
+                let who = server.identity.as_deref().unwrap_or("(not logged in)");
+                println!("{mark} {name}  {}  {who}", server.url);
+            }
+            Ok(())
+        }
+        ServerCmd::Default { name } => {
+            if !config.servers.contains_key(&name) {
+                bail!("no server named `{name}`; add it with `orrery server add {name} URL`");
+            }
+            config.default_server = name.clone();
+            config.save(dir)?;
+            println!("The default server is now {name}");
+            Ok(())
+        }
+    }
+}
+
+/// One server, its token, and an HTTP agent.
+struct Remote {
+    /// The config entry's name, or the URL for an unconfigured one.
+    name: String,
+    url: String,
+    token: Option<String>,
+    identity: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Remote {
+    fn new(config: &Config, arg: &ServerArg) -> anyhow::Result<Remote> {
+        let (name, server) = config.server(arg.server.as_deref())?;
+        Ok(Remote {
+            name,
+            url: server.url.trim_end_matches('/').to_owned(),
+            token: server.token,
+            identity: server.identity,
+            agent: ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(10))
+                .build(),
+        })
+    }
+
+    /// A remote with a token: the stored one, else a freshly minted one,
+    /// saved for next time.
+    fn authed(config: &mut Config, dir: &Path, arg: &ServerArg) -> anyhow::Result<Remote> {
+        let mut remote = Remote::new(config, arg)?;
+        if remote.token.is_none() {
+            remote.login()?;
+            remote.remember(config, dir)?;
+        }
+        Ok(remote)
+    }
+
+    /// `POST /v1/identity`: a new identity and its token.
+    fn login(&mut self) -> anyhow::Result<String> {
+        let url = format!("{}/v1/identity", self.url);
+        let saved = self.token.take();
+        let reply = self.send_json(self.agent.post(&url), None);
+        self.token = saved;
+        let reply = reply?;
+        let (Some(identity), Some(token)) = (reply["identity"].as_str(), reply["token"].as_str())
+        else {
+            bail!(
+                "{} answered the login without an identity and token",
+                self.url
+            );
+        };
+        self.identity = Some(identity.to_owned());
+        self.token = Some(token.to_owned());
+        Ok(identity.to_owned())
+    }
+
+    /// For an update of an existing database: prints the migration plan,
+    /// or fails with the reasons it cannot keep the data. An update that
+    /// breaks connected clients needs a confirmation (`accept` gives it);
+    /// then the result is the token that lets the publish go ahead. A
+    /// database that does not exist yet has no plan.
+    fn show_plan(&self, name: &str, wasm: &[u8], accept: bool) -> anyhow::Result<Option<String>> {
+        let url = format!(
+            "{}/v1/database/{}/pre_publish?host_type=Wasm",
+            self.url,
+            segment(name)
+        );
+        let reply = match self.send(self.agent.post(&url), |r| r.send_bytes(wasm)) {
+            Ok(response) => json_of(response)?,
+            Err(ureq::Error::Status(404, _)) => return Ok(None),
+            Err(e) => return Err(self.failure(e)),
+        };
+        let plan = Plan::of(name, &reply)?;
+        if let Some(text) = &plan.text {
+            let heading = style::bold(
+                style::enabled(style::Stream::Stderr),
+                &format!("Migration plan for {name}:"),
+            );
+            eprintln!("{heading}\n{text}");
+        }
+        match plan.break_clients_token {
+            Some(token) => {
+                confirm_or(
+                    &format!("This update of {name} breaks clients connected to it. Go ahead?"),
+                    accept,
+                    "--break-clients or --yes",
+                )?;
+                Ok(Some(token))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Stores this server's token in the config (under its name, or under
+    /// its URL if it was given as one).
+    fn remember(&self, config: &mut Config, dir: &Path) -> anyhow::Result<()> {
+        let entry = config
+            .servers
+            .entry(self.name.clone())
+            .or_insert_with(|| config::Server {
+                url: self.url.clone(),
+                token: None,
+                identity: None,
+            });
+        entry.token = self.token.clone();
+        entry.identity = self.identity.clone();
+        config.save(dir)
+    }
+
+    /// Sends `request` with the token, if any, through `send`.
+    fn send(
+        &self,
+        request: ureq::Request,
+        send: impl FnOnce(ureq::Request) -> Result<ureq::Response, ureq::Error>,
+    ) -> Result<ureq::Response, ureq::Error> {
+        match &self.token {
+            Some(token) => send(request.set("Authorization", &format!("Bearer {token}"))),
+            None => send(request),
+        }
+    }
+
+    /// A failed request as one line: the server's message and a hint.
+    fn failure(&self, error: ureq::Error) -> anyhow::Error {
+        match error {
+            ureq::Error::Status(status, response) => {
+                let body = response.into_string().unwrap_or_default();
+                status_error(status, body.trim(), &self.name)
+            }
+            ureq::Error::Transport(e) => anyhow!(
+                "cannot reach {}: {e}; is `orrery start` running there? (check `orrery server list`)",
+                self.url
+            ),
+        }
+    }
+
+    /// [`Remote::send`]; a non-2xx answer becomes an error with the
+    /// server's message.
+    fn call(
+        &self,
+        request: ureq::Request,
+        send: impl FnOnce(ureq::Request) -> Result<ureq::Response, ureq::Error>,
+    ) -> anyhow::Result<ureq::Response> {
+        self.send(request, send).map_err(|e| self.failure(e))
+    }
+
+    fn send_text(&self, request: ureq::Request, body: &str) -> anyhow::Result<String> {
+        let response = self.call(request, |r| r.send_string(body))?;
+        response
+            .into_string()
+            .context("the server's reply is not text")
+    }
+
+    fn send_bytes(&self, request: ureq::Request, body: &[u8]) -> anyhow::Result<Value> {
+        json_of(self.call(request, |r| r.send_bytes(body))?)
+    }
+
+    fn send_json(&self, request: ureq::Request, body: Option<Value>) -> anyhow::Result<Value> {
+        let response = match body {
+            Some(body) => self.call(request, |r| {
+                r.set("Content-Type", "application/json")
+                    .send_string(&body.to_string())
+            })?,
+            None => self.call(request, |r| r.call())?,
+        };
+        let text = response
+            .into_string()
+            .context("the server's reply is not text")?;
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).context("the server's reply is not JSON")
+    }
+}
+
+fn json_of(response: ureq::Response) -> anyhow::Result<Value> {
+    let text = response
+        .into_string()
+        .context("the server's reply is not text")?;
+    serde_json::from_str(&text).context("the server's reply is not JSON")
+}
+
+/// One line for a failed request, with a hint where one helps.
+fn status_error(status: u16, body: &str, server: &str) -> anyhow::Error {
+    let message = match serde_json::from_str::<Value>(body) {
+        Ok(Value::String(s)) => s,
+        _ if body.is_empty() => format!("HTTP {status}"),
+        _ => body.replace('\n', " "),
+    };
+    let hint = match status {
+        401 => format!(" (your token is not valid there: run `orrery login -s {server}`)"),
+        403 => " (only the database's owner may do this)".to_owned(),
+        404 => " (check the name with `orrery list`)".to_owned(),
+        _ => String::new(),
+    };
+    anyhow!("{message}{hint}")
+}
+
+/// A path segment, percent-encoded where needed.
+fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Asks on the terminal unless `yes`; refuses when there is no terminal.
+fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
+    confirm_or(question, yes, "--yes")
+}
+
+/// [`confirm`], naming `flags` as the way to confirm without a terminal.
+fn confirm_or(question: &str, yes: bool, flags: &str) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("{question} Refusing without a terminal to ask on; pass {flags} to confirm");
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        bail!("cancelled")
+    }
+}
+
+/// Builds the module crate at `dir` for wasm32 and returns its `.wasm`.
+fn build_project(dir: &Path) -> anyhow::Result<PathBuf> {
+    if !dir.join("Cargo.toml").is_file() {
+        bail!(
+            "{} has no Cargo.toml; pass --project-path DIR or --bin-path FILE.wasm",
+            dir.display()
+        );
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let metadata = std::process::Command::new(&cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(dir)
+        .output()
+        .context("cannot run cargo (is Rust installed?)")?;
+    if !metadata.status.success() {
+        bail!(
+            "cargo metadata failed in {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&metadata.stderr).trim()
+        );
+    }
+    let metadata: Value = serde_json::from_slice(&metadata.stdout)?;
+    let manifest = std::fs::canonicalize(dir.join("Cargo.toml"))?;
+    let package = metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["manifest_path"].as_str().map(PathBuf::from).as_deref() == Some(&manifest))
+        .ok_or_else(|| anyhow!("{} is not a package (a workspace root?)", dir.display()))?;
+    let name = package["name"].as_str().unwrap_or_default().to_owned();
+    let target_dir = PathBuf::from(metadata["target_directory"].as_str().unwrap_or("target"));
+    eprintln!("Building {name} for wasm32-unknown-unknown …");
+    let status = std::process::Command::new(&cargo)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-unknown-unknown",
+            "-p",
+            &name,
+        ])
+        .current_dir(dir)
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("building {name} failed (see cargo's output above); is the wasm32-unknown-unknown target installed? `rustup target add wasm32-unknown-unknown`");
+    }
+    let wasm = target_dir
+        .join("wasm32-unknown-unknown")
+        .join("release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    if !wasm.is_file() {
+        bail!(
+            "the build made no {}; is the crate a `cdylib`?",
+            wasm.display()
+        );
+    }
+    Ok(wasm)
+}
+
+/// A log record (one NDJSON line) as text, if it passes the level filter.
+fn log_line(line: &str, min: Option<Level>) -> Option<String> {
+    let record: Value = serde_json::from_str(line).ok()?;
+    let level = record["level"].as_str().unwrap_or("info");
+    if let (Some(min), Some(level)) = (min, Level::parse(level)) {
+        if level < min {
+            return None;
+        }
+    }
+    let ts = record["ts"]
+        .as_i64()
+        .or_else(|| record["timestamp"].as_i64())
+        .map(|us| us.to_string())
+        .unwrap_or_default();
+    let message = record["message"].as_str().unwrap_or_default();
+    let function = record["function"].as_str().unwrap_or_default();
+    let level = level.to_ascii_uppercase();
+    Some(
+        format!("{ts} {level:>5} {function}: {message}")
+            .trim_start()
+            .to_owned(),
+    )
+}
+
+/// What `pre_publish` said about an update.
+#[derive(Debug, PartialEq)]
+struct Plan {
+    /// The migration plan, for people.
+    text: Option<String>,
+    /// The update breaks connected clients; this token lets it go ahead.
+    break_clients_token: Option<String>,
+}
+
+impl Plan {
+    /// Reads a `pre_publish` answer (`{"AutoMigrate": …}` or
+    /// `{"ManualMigrate": …}`); the latter is an error with the reasons.
+    fn of(name: &str, reply: &Value) -> anyhow::Result<Plan> {
+        if let Some(reason) = reply["ManualMigrate"]["reason"].as_str() {
+            let reasons: Vec<&str> = reason.lines().filter(|l| !l.trim().is_empty()).collect();
+            bail!(
+                "this update of {name} cannot keep the data: {}; nothing changed (publish with --clear-data to replace all data)",
+                reasons.join("; ")
+            );
+        }
+        let auto = &reply["AutoMigrate"];
+        let text = auto["migrate_plan"]
+            .as_str()
+            .map(str::trim_end)
+            .filter(|t| !t.trim().is_empty())
+            .map(str::to_owned);
+        let break_clients_token = match auto["break_clients"].as_bool() {
+            Some(true) => Some(auto["token"].as_str().map(str::to_owned).ok_or_else(|| {
+                anyhow!("the server says this update breaks clients but sent no token for it")
+            })?),
+            _ => None,
+        };
+        Ok(Plan {
+            text,
+            break_clients_token,
+        })
+    }
+}
+
+/// Refuses a stock `parent/child` database name: Orrery has no child
+/// databases.
+fn check_plain_name(name: &str) -> anyhow::Result<()> {
+    if name.contains('/') {
+        bail!(
+            "`{name}` names a child database (parent/child), and Orrery has no child databases; publish under a plain name (letters, digits, `-`, `_`)"
+        );
+    }
+    Ok(())
+}
+
+/// A `428` answer to a delete (`{"database_tree": …, "confirmation_token":
+/// …}`): the databases it would delete as an indented list, and the token
+/// that confirms it.
+fn delete_confirmation(body: &str) -> anyhow::Result<(String, String)> {
+    let reply: Value = serde_json::from_str(body)
+        .map_err(|e| anyhow!("the server asked to confirm the delete, but not in JSON: {e}"))?;
+    let token = reply["confirmation_token"].as_str().ok_or_else(|| {
+        anyhow!("the server asked to confirm the delete, but sent no confirmation token")
+    })?;
+    fn tree(node: &Value, depth: usize, out: &mut String) {
+        let root = &node["root"];
+        let id = root["database_identity"].as_str().unwrap_or("?");
+        let names: Vec<&str> = root["database_names"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let indent = "  ".repeat(depth + 1);
+        if names.is_empty() {
+            out.push_str(&format!("{indent}{id}\n"));
+        } else {
+            out.push_str(&format!("{indent}{} ({id})\n", names.join(", ")));
+        }
+        for child in node["children"].as_array().into_iter().flatten() {
+            tree(child, depth + 1, out);
+        }
+    }
+    let mut out = "This deletes the database and its children:\n".to_owned();
+    tree(&reply["database_tree"], 0, &mut out);
+    Ok((out, token.to_owned()))
+}
+
+/// `POST /sql` with one statement; its results.
+fn run_sql(remote: &Remote, database: &str, query: &str) -> anyhow::Result<Vec<ResultSet>> {
+    let url = format!("{}/v1/database/{}/sql", remote.url, segment(database));
+    let reply = remote.send_text(remote.agent.post(&url), query)?;
+    let statements: Value =
+        serde_json::from_str(&reply).context("the server's SQL reply is not JSON")?;
+    Ok(statements
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(ResultSet::from_server)
+        .collect())
+}
+
+/// `GET /schema?version=10`: the module definition as JSON.
+fn fetch_schema(remote: &Remote, database: &str) -> anyhow::Result<Value> {
+    let url = format!(
+        "{}/v1/database/{}/schema?version=10",
+        remote.url,
+        segment(database)
+    );
+    json_of(remote.call(remote.agent.get(&url), |r| r.call())?)
+}
+
+/// The entries of one kind (`"Tables"`, `"Reducers"`, …) of a module
+/// definition (schema v10 JSON: `{"sections": [{"Tables": […]}, …]}`).
+fn section(schema: &Value, key: &str) -> Vec<Value> {
+    schema["sections"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s[key].as_array())
+        .flatten()
+        .cloned()
+        .collect()
+}
+
+/// `public` or `private`, from a table's `{"table_access": {"Public": []}}`.
+fn table_access(table: &Value) -> String {
+    table["table_access"]
+        .as_object()
+        .and_then(|o| o.keys().next().cloned())
+        .unwrap_or_default()
+        .to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_filter_by_level_and_show_the_message() {
+        let line = r#"{"level":"warn","ts":17,"message":"careful","function":"send"}"#;
+        assert_eq!(log_line(line, None).unwrap(), "17  WARN send: careful");
+        assert!(log_line(line, Some(Level::Error)).is_none());
+        assert!(log_line(line, Some(Level::Warn)).is_some());
+        assert!(log_line("not json", None).is_none());
+    }
+
+    #[test]
+    fn a_delete_confirmation_shows_the_tree_and_keeps_the_token() {
+        let body = r#"{
+            "database_tree": {
+                "root": {"database_identity": "c200aa", "database_names": ["game"]},
+                "children": [
+                    {"root": {"database_identity": "c200bb", "database_names": ["game-eu", "eu"]},
+                     "children": [{"root": {"database_identity": "c200cc", "database_names": []}, "children": []}]},
+                    {"root": {"database_identity": "c200dd", "database_names": ["game-us"]}, "children": []}
+                ]
+            },
+            "confirmation_token": "0x1234abcd"
+        }"#;
+        let (tree, token) = delete_confirmation(body).unwrap();
+        assert_eq!(token, "0x1234abcd");
+        assert_eq!(
+            tree,
+            "This deletes the database and its children:\n  game (c200aa)\n    game-eu, eu (c200bb)\n      c200cc\n    game-us (c200dd)\n"
+        );
+        let e = delete_confirmation(r#"{"database_tree": {}}"#).unwrap_err();
+        assert!(e.to_string().contains("no confirmation token"), "{e}");
+        assert!(delete_confirmation("Precondition Required").is_err());
+    }
+
+    #[test]
+    fn pre_publish_answers_become_plans() {
+        let plain = json!({"AutoMigrate": {"migrate_plan": "- add table x\n", "break_clients": false, "token": "0xab"}});
+        assert_eq!(
+            Plan::of("chat", &plain).unwrap(),
+            Plan {
+                text: Some("- add table x".into()),
+                break_clients_token: None
+            }
+        );
+        let breaking =
+            json!({"AutoMigrate": {"migrate_plan": "", "break_clients": true, "token": "0xab"}});
+        assert_eq!(
+            Plan::of("chat", &breaking).unwrap(),
+            Plan {
+                text: None,
+                break_clients_token: Some("0xab".into())
+            }
+        );
+        let manual = json!({"ManualMigrate": {"reason": "table a removed\n\ncolumn b changed"}});
+        let e = Plan::of("chat", &manual).unwrap_err().to_string();
+        assert!(
+            e.contains("table a removed; column b changed") && e.contains("--clear-data"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn child_database_names_are_refused() {
+        assert!(check_plain_name("chat-1").is_ok());
+        let e = check_plain_name("game/eu").unwrap_err().to_string();
+        assert!(
+            e.contains("`game/eu`") && e.contains("no child databases"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(segment("chat-1_x"), "chat-1_x");
+        assert_eq!(segment("a b/c"), "a%20b%2Fc");
+    }
+}
