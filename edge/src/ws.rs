@@ -20,6 +20,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::SinkExt;
 use spacetimedb_lib::{ConnectionId, Identity, TimeDuration, Timestamp};
 
+use orrery_api::limits;
 use orrery_module::{CallResult, CallerContext, ProcedureOutcome, ProcedureResult, ReducerOutcome};
 use orrery_wire::compression::{self, Compression};
 use orrery_wire::framing::{decode_client_payload, payload_runs, Protocol};
@@ -46,9 +47,9 @@ pub struct WsConfig {
 impl Default for WsConfig {
     fn default() -> WsConfig {
         WsConfig {
-            ping_interval: Duration::from_secs(15),
-            idle_timeout: Duration::from_secs(30),
-            in_flight_max: 16_384,
+            ping_interval: Duration::from_millis(limits::WS_PING_INTERVAL_MS),
+            idle_timeout: Duration::from_millis(limits::WS_IDLE_TIMEOUT_MS),
+            in_flight_max: limits::WS_IN_FLIGHT_MESSAGES_MAX,
             outbox_bytes_max: OUTBOX_BYTES_MAX,
             outbox_messages_max: OUTBOX_MESSAGES_MAX,
         }
@@ -73,12 +74,10 @@ pub async fn run(mut socket: WebSocket, session: Session, config: WsConfig) {
     let db = session.database.clone();
     let identity = session.identity;
     let connection_id = session.connection_id;
-    let id_bytes = identity.to_byte_array();
-    let conn_bytes = connection_id.as_le_byte_array();
     let payload = session.jwt_payload.clone();
     let connect_db = db.clone();
     let accepted = tokio::task::spawn_blocking(move || {
-        connect_db.client_connected(id_bytes, conn_bytes, payload)
+        connect_db.client_connected(identity, connection_id, payload)
     })
     .await;
     let accepted = matches!(&accepted, Ok(Ok(result)) if result.outcome.is_committed());
@@ -94,7 +93,7 @@ pub async fn run(mut socket: WebSocket, session: Session, config: WsConfig) {
         token: session.token.clone(),
     });
     let clients = db.clients().clone();
-    let owner = id_bytes == db.owner();
+    let owner = identity == db.owner();
     clients.connect(connection_id, identity, owner, outbox.clone());
     let mut durable = clients.durable();
     let confirmed = session.negotiated.confirmed;
@@ -172,9 +171,13 @@ pub async fn run(mut socket: WebSocket, session: Session, config: WsConfig) {
             code,
             reason: truncate_reason(reason).into(),
         };
-        let _ = socket.send(Message::Close(Some(frame))).await;
-        // Give the client a moment to answer the close.
-        let _ = tokio::time::timeout(Duration::from_millis(250), async {
+        if let Err(e) = socket.send(Message::Close(Some(frame))).await {
+            // The peer is already gone: the session is over either way.
+            tracing::debug!(error = %e, code, "close frame not sent");
+        }
+        // Give the client a moment to answer the close; one that does not
+        // answer in time is closed all the same when the socket drops.
+        let answered = tokio::time::timeout(Duration::from_millis(250), async {
             while let Some(Ok(message)) = socket.recv().await {
                 if matches!(message, Message::Close(_)) {
                     break;
@@ -182,15 +185,36 @@ pub async fn run(mut socket: WebSocket, session: Session, config: WsConfig) {
             }
         })
         .await;
+        if answered.is_err() {
+            tracing::debug!(code, "the client did not answer the close in time");
+        }
     }
     drop(socket);
-    let _ = tokio::task::spawn_blocking(move || {
-        let _ = db.client_disconnected(id_bytes, conn_bytes);
+    let teardown = tokio::task::spawn_blocking(move || {
+        match db.client_disconnected(identity, connection_id) {
+            Ok(Some(result)) if !result.outcome.is_committed() => {
+                // The module's hook failed; the host still removed the client
+                // record, and the failure is in the module's log.
+                tracing::debug!(outcome = ?result.outcome, "client_disconnected hook failed");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(
+                error = %e,
+                %connection_id,
+                "client_disconnected could not run; the client record stays until the next open"
+            ),
+        }
         // On the lane, where subscribing materialises views.
         let evicting = db.clone();
-        let _ = db.submit_job(move || evicting.drop_unused_views());
+        if let Err(e) = db.submit_job(move || evicting.drop_unused_views()) {
+            // Unused views are dropped again after the next unsubscribe or open.
+            tracing::debug!(error = %e, "dropping unused views deferred");
+        }
     })
     .await;
+    if let Err(e) = teardown {
+        tracing::error!(error = %e, %connection_id, "WebSocket teardown panicked");
+    }
 }
 
 /// Close reasons are limited to 123 bytes on the wire.
@@ -350,8 +374,8 @@ fn dispatch(
 /// The session's identity and connection calling at `timestamp_micros`.
 fn caller(session: &Session, timestamp_micros: i64) -> CallerContext {
     CallerContext {
-        sender: session.identity.to_byte_array(),
-        connection_id: session.connection_id.as_le_byte_array(),
+        sender: session.identity,
+        connection_id: session.connection_id,
         timestamp_micros,
     }
 }
@@ -485,12 +509,7 @@ pub(crate) async fn subscribe(
                     .into_response()
             }
         },
-        None => loop {
-            let id = ConnectionId::from_le_byte_array(tenant_host::registry::random_bytes::<16>());
-            if id.to_u128() != 0 {
-                break id;
-            }
-        },
+        None => crate::database::connection_id(),
     };
     let session = Session {
         database: entry.database().clone(),
@@ -503,6 +522,6 @@ pub(crate) async fn subscribe(
     let config = state.ws.clone();
     upgrade
         .protocols([negotiated.protocol.token()])
-        .max_message_size(orrery_wire::framing::MAX_INCOMING_PAYLOAD)
+        .max_message_size(limits::WS_PAYLOAD_BYTES_MAX)
         .on_upgrade(move |socket| run(socket, session, config))
 }

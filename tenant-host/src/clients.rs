@@ -37,13 +37,7 @@ use orrery_wire::messages::{
 };
 use orrery_wire::{compression, Compression, ServerMessage};
 
-/// Bytes of encoded messages one connection may have waiting before it is
-/// dropped as too slow.
-pub const OUTBOX_BYTES_MAX: usize = 64 * 1024 * 1024;
-
-/// Messages one connection may have waiting before it is dropped
-/// (client-protocol §4.3).
-pub const OUTBOX_MESSAGES_MAX: usize = 16_384;
+pub use orrery_api::limits::{OUTBOX_BYTES_MAX, OUTBOX_MESSAGES_MAX};
 
 /// WebSocket close code "going away" (RFC 6455 §7.4.1).
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -216,7 +210,7 @@ impl Outbox {
 /// The reducer call running on this thread for a connection: the commit it
 /// makes answers the caller with its own update.
 struct Origin {
-    connection: u128,
+    connection: ConnectionId,
     request_id: u32,
     timestamp_micros: i64,
     /// Set once the commit observer delivered the `ReducerResult`.
@@ -231,7 +225,7 @@ thread_local! {
 /// from `connection`; returns its result and whether its commit already
 /// delivered the caller's `ReducerResult`.
 pub fn with_origin<R>(
-    connection: u128,
+    connection: ConnectionId,
     request_id: u32,
     timestamp_micros: i64,
     call: impl FnOnce() -> R,
@@ -274,7 +268,7 @@ struct Connection {
 
 #[derive(Default)]
 struct Registry {
-    connections: HashMap<u128, Connection>,
+    connections: HashMap<ConnectionId, Connection>,
     queries: HashMap<QueryKey, Arc<Shared>>,
 }
 
@@ -343,7 +337,7 @@ impl Clients {
         outbox: Arc<Outbox>,
     ) {
         lock(&self.registry).connections.insert(
-            connection.to_u128(),
+            connection,
             Connection {
                 outbox,
                 identity,
@@ -356,7 +350,7 @@ impl Clients {
     /// Forgets a connection and its sets.
     pub fn disconnect(&self, connection: ConnectionId) {
         let mut registry = lock(&self.registry);
-        if let Some(conn) = registry.connections.remove(&connection.to_u128()) {
+        if let Some(conn) = registry.connections.remove(&connection) {
             for shared in conn.sets.into_values().flatten() {
                 release(&mut registry.queries, &shared);
             }
@@ -367,7 +361,7 @@ impl Clients {
     pub fn identity_of(&self, connection: ConnectionId) -> Option<Identity> {
         lock(&self.registry)
             .connections
-            .get(&connection.to_u128())
+            .get(&connection)
             .map(|c| c.identity)
     }
 
@@ -438,7 +432,7 @@ impl Clients {
             let registry = lock(&self.registry);
             let conn = registry
                 .connections
-                .get(&connection.to_u128())
+                .get(&connection)
                 .ok_or_else(|| SubscriptionRefused("not connected".into()))?;
             if conn.sets.contains_key(&set.id) {
                 return Err(SubscriptionRefused(format!(
@@ -493,7 +487,7 @@ impl Clients {
             shared.holders.fetch_add(1, Ordering::Relaxed);
             shared_set.push(shared.clone());
         }
-        let Some(conn) = registry.connections.get_mut(&connection.to_u128()) else {
+        let Some(conn) = registry.connections.get_mut(&connection) else {
             drop(registry);
             return Err(SubscriptionRefused("not connected".into()));
         };
@@ -523,7 +517,7 @@ impl Clients {
     pub fn outbox(&self, connection: ConnectionId) -> Option<Arc<Outbox>> {
         lock(&self.registry)
             .connections
-            .get(&connection.to_u128())
+            .get(&connection)
             .map(|c| c.outbox.clone())
     }
 
@@ -542,7 +536,7 @@ impl Clients {
             return;
         };
         let mut registry = lock(&self.registry);
-        let Some(conn) = registry.connections.get_mut(&connection.to_u128()) else {
+        let Some(conn) = registry.connections.get_mut(&connection) else {
             return;
         };
         let outbox = conn.outbox.clone();
@@ -590,7 +584,7 @@ impl Clients {
     ) {
         let Some((identity, owner, outbox)) = lock(&self.registry)
             .connections
-            .get(&connection.to_u128())
+            .get(&connection)
             .map(|c| (c.identity, c.owner, c.outbox.clone()))
         else {
             return;

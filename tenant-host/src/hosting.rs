@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, RwLock, Weak};
 use std::time::Duration;
 
-use spacetimedb_lib::ConnectionId;
+use spacetimedb_lib::{ConnectionId, Identity};
 use spacetimedb_sats::{AlgebraicType, AlgebraicValue, ArrayValue, ProductType};
 use storage::{
     ColId, Database, IndexAlgorithm, IndexDef, IndexId, MutTx, Row, TableDef, TableId, TxDelta,
@@ -118,7 +118,7 @@ pub struct DatabaseSpec {
     pub name: String,
     /// The publisher's identity (little-endian bytes): `init`'s sender, and
     /// the one caller allowed to call private reducers.
-    pub owner: [u8; 32],
+    pub owner: Identity,
     /// Budgets of each call and the database identity.
     pub options: CallOptions,
     /// Where the module log lives (`module.log` in this directory); `None`
@@ -129,7 +129,7 @@ pub struct DatabaseSpec {
 
 impl DatabaseSpec {
     /// A spec with default budgets, log options and an in-memory log.
-    pub fn new(name: impl Into<String>, owner: [u8; 32], options: CallOptions) -> DatabaseSpec {
+    pub fn new(name: impl Into<String>, owner: Identity, options: CallOptions) -> DatabaseSpec {
         DatabaseSpec {
             name: name.into(),
             owner,
@@ -372,7 +372,7 @@ struct DbShared {
     key: u64,
     me: Weak<DbShared>,
     name: String,
-    owner: [u8; 32],
+    owner: Identity,
     storage: Database,
     module: RwLock<Arc<HostedModule>>,
     /// Schedule tables by storage table id.
@@ -504,7 +504,7 @@ impl HostedDatabase {
         reply: impl FnOnce(CallResult, bool) + Send + 'static,
     ) -> Result<(), SubmitError> {
         let shared = self.shared.clone();
-        let connection = u128::from_le_bytes(caller.connection_id);
+        let connection = caller.connection_id;
         self.submit(move || {
             let (result, delivered) =
                 with_origin(connection, request_id, caller.timestamp_micros, || {
@@ -529,8 +529,8 @@ impl HostedDatabase {
         &self.shared.stats
     }
 
-    /// The owner's identity (little-endian bytes).
-    pub fn owner(&self) -> [u8; 32] {
+    /// The owner's identity.
+    pub fn owner(&self) -> Identity {
         self.shared.owner
     }
 
@@ -576,7 +576,7 @@ impl HostedDatabase {
     pub fn view(
         &self,
         view: &str,
-        sender: Option<[u8; 32]>,
+        sender: Option<Identity>,
     ) -> Result<Result<Vec<ProductValue>, ViewOutcome>, SubmitError> {
         let shared = self.shared.clone();
         let view = view.to_owned();
@@ -594,8 +594,8 @@ impl HostedDatabase {
     /// refused; nothing was recorded.
     pub fn client_connected(
         &self,
-        identity: [u8; 32],
-        connection_id: [u8; 16],
+        identity: Identity,
+        connection_id: ConnectionId,
         jwt_payload: Option<String>,
     ) -> Result<CallResult, SubmitError> {
         let shared = self.shared.clone();
@@ -607,15 +607,15 @@ impl HostedDatabase {
     /// client was not recorded.
     pub fn client_disconnected(
         &self,
-        identity: [u8; 32],
-        connection_id: [u8; 16],
+        identity: Identity,
+        connection_id: ConnectionId,
     ) -> Result<Option<CallResult>, SubmitError> {
         let shared = self.shared.clone();
         self.run(move || shared.disconnect(identity, connection_id))
     }
 
     /// Clients recorded as connected: (identity, connection id).
-    pub fn connected_clients(&self) -> Vec<([u8; 32], [u8; 16])> {
+    pub fn connected_clients(&self) -> Vec<(Identity, ConnectionId)> {
         self.shared.recorded_clients()
     }
 
@@ -672,7 +672,7 @@ impl DbShared {
             .clone()
     }
 
-    fn identity(&self, module: &HostedModule) -> [u8; 32] {
+    fn identity(&self, module: &HostedModule) -> Identity {
         module.options().database_identity
     }
 
@@ -955,7 +955,7 @@ impl DbShared {
         let module = self.module();
         let caller = CallerContext {
             sender: self.identity(&module),
-            connection_id: [0; 16],
+            connection_id: ConnectionId::ZERO,
             timestamp_micros: timer.due_micros.max(now_micros()),
         };
         let mut args = Vec::new();
@@ -1020,11 +1020,11 @@ impl DbShared {
 
     fn connect(
         &self,
-        identity: [u8; 32],
-        connection_id: [u8; 16],
+        identity: Identity,
+        connection_id: ConnectionId,
         jwt_payload: Option<String>,
     ) -> CallResult {
-        if connection_id == [0; 16] {
+        if connection_id == ConnectionId::ZERO {
             return bare(ReducerOutcome::BadArguments {
                 message: "connection id 0 means \"no connection\" and cannot be connected".into(),
             });
@@ -1037,7 +1037,7 @@ impl DbShared {
             tx.rollback();
             return internal(format!("the `{CLIENT_TABLE}` table is missing"));
         };
-        let key = AlgebraicValue::U128(u128::from_le_bytes(connection_id).into());
+        let key = AlgebraicValue::U128(connection_id.to_u128().into());
         let recorded = tx
             .index_id_from_name(CLIENT_TABLE_INDEX)
             .and_then(|index| tx.find_unique(index, &key).ok().flatten())
@@ -1049,8 +1049,8 @@ impl DbShared {
             });
         }
         let record = vec![
-            AlgebraicValue::U128(u128::from_le_bytes(connection_id).into()),
-            AlgebraicValue::Bytes(identity.to_vec().into()),
+            AlgebraicValue::U128(connection_id.to_u128().into()),
+            AlgebraicValue::Bytes(identity.to_byte_array().to_vec().into()),
             AlgebraicValue::String(jwt_payload.unwrap_or_default().into()),
         ];
         match tx.insert_row(table, record) {
@@ -1077,7 +1077,7 @@ impl DbShared {
         result
     }
 
-    fn disconnect(&self, identity: [u8; 32], connection_id: [u8; 16]) -> Option<CallResult> {
+    fn disconnect(&self, identity: Identity, connection_id: ConnectionId) -> Option<CallResult> {
         let mut tx = self.storage.begin().ok()?;
         let Some(removed) = remove_client(&mut tx, connection_id) else {
             tx.rollback();
@@ -1112,7 +1112,7 @@ impl DbShared {
     }
 
     /// Every client recorded as connected: (identity, connection id).
-    fn recorded_clients(&self) -> Vec<([u8; 32], [u8; 16])> {
+    fn recorded_clients(&self) -> Vec<(Identity, ConnectionId)> {
         let Ok(state) = self.storage.read() else {
             return Vec::new();
         };
@@ -1128,7 +1128,10 @@ impl DbShared {
                 Some(AlgebraicValue::Array(ArrayValue::U8(identity))),
             ) => {
                 let identity: [u8; 32] = identity.as_ref().try_into().ok()?;
-                Some((identity, connection.0.to_le_bytes()))
+                Some((
+                    Identity::from_byte_array(identity),
+                    ConnectionId::from_u128(connection.0),
+                ))
             }
             _ => None,
         })
@@ -1170,9 +1173,9 @@ fn run_hook(
 
 /// Deletes the client record of `connection_id`: `Some(true)` if it existed,
 /// `Some(false)` if not, `None` if the table is missing.
-fn remove_client(tx: &mut storage::MutTx, connection_id: [u8; 16]) -> Option<bool> {
+fn remove_client(tx: &mut storage::MutTx, connection_id: ConnectionId) -> Option<bool> {
     let index = tx.index_id_from_name(CLIENT_TABLE_INDEX)?;
-    let key = AlgebraicValue::U128(u128::from_le_bytes(connection_id).into());
+    let key = AlgebraicValue::U128(connection_id.to_u128().into());
     let count = tx.delete_by_point(index, &key).ok()?;
     Some(count > 0)
 }

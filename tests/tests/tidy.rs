@@ -35,7 +35,7 @@ const MAY_DEPEND_ON: &[(&str, Option<&[&str]>)] = &[
     ("durable", Some(&["orrery-api"])),
     ("storage", Some(&["durable", "orrery-api"])),
     ("billing", Some(&["orrery-api"])),
-    ("orrery-wire", Some(&[])),
+    ("orrery-wire", Some(&["orrery-api"])),
     ("orrery-moduledef", Some(&["storage"])),
     (
         "orrery-module",

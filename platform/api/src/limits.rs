@@ -59,6 +59,108 @@ pub const WASM_CORE_INSTANCE_BYTES_MAX: u64 = 1024 * 1024;
 /// Bytes of compiled code kept in the in-memory module cache by default.
 pub const COMPILED_MODULES_CACHE_BYTES_DEFAULT: u64 = 1024 * 1024 * 1024;
 
+// ---------------------------------------------------------------- calls
+
+/// Wasm fuel (about one unit per instruction) one call may burn by default:
+/// a few seconds of CPU.
+pub const FUEL_PER_CALL_DEFAULT: u64 = 4_000_000_000;
+
+/// Wall-clock limit of one reducer or view call by default, in ms.
+pub const CALL_DEADLINE_MS_DEFAULT: u64 = 10_000;
+
+/// Wall-clock limit of one procedure call by default (sleeps and HTTP waits
+/// included), in ms.
+pub const PROCEDURE_DEADLINE_MS_DEFAULT: u64 = 60_000;
+
+/// Wall-clock limit of a module's set-up (`__preinit__*`, `__setup__`,
+/// `__describe_module__`), in ms.
+pub const MODULE_SETUP_MS_MAX: u64 = 10_000;
+
+/// Largest argument payload (BSATN bytes) one call accepts by default.
+pub const CALL_ARGS_BYTES_DEFAULT: u64 = 4 * 1024 * 1024;
+
+/// Log records one call may write; later ones are counted and dropped.
+pub const LOG_RECORDS_PER_CALL_MAX: usize = 10_000;
+
+/// Bytes of one log message a module writes; longer ones are cut.
+pub const LOG_MESSAGE_BYTES_MAX: usize = 16 * 1024;
+
+/// Bytes a module may write into one sink (its description, an error
+/// message, a procedure's return value).
+pub const GUEST_SINK_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Body of one outbound HTTP request of a procedure, in bytes.
+pub const PROCEDURE_HTTP_REQUEST_BYTES_MAX: usize = 10 * 1024 * 1024;
+
+/// Body of one outbound HTTP response a procedure receives, in bytes.
+pub const PROCEDURE_HTTP_RESPONSE_BYTES_MAX: usize = 10 * 1024 * 1024;
+
+/// Longest one outbound HTTP request of a procedure may take, in ms.
+pub const PROCEDURE_HTTP_TIMEOUT_MS_MAX: u64 = 10_000;
+
+// ---------------------------------------------------------------- module logs
+
+/// Log entries a database keeps in memory for `logs` and followers.
+pub const MODULE_LOG_RING_ENTRIES_MAX: usize = 10_000;
+
+/// Bytes of log entries a database keeps in memory.
+pub const MODULE_LOG_RING_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// Bytes of one field of a log entry; longer ones are cut with a marker.
+pub const MODULE_LOG_FIELD_BYTES_MAX: usize = 64 * 1024;
+
+/// Bytes of `module.log` before it is rotated to `module.log.1`.
+pub const MODULE_LOG_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// Entries queued for one log follower before it is told it skipped some.
+pub const MODULE_LOG_FOLLOW_ENTRIES_MAX: usize = 1024;
+
+// ---------------------------------------------------------------- clients
+
+/// Bytes of a client message payload the server accepts (one WebSocket
+/// message, after decompression).
+pub const WS_PAYLOAD_BYTES_MAX: usize = 32 * 1024 * 1024;
+
+/// Bytes queued for one client before it is disconnected as too slow.
+pub const OUTBOX_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Messages queued for one client before it is disconnected as too slow.
+pub const OUTBOX_MESSAGES_MAX: usize = 16_384;
+
+/// Client messages of one connection accepted but not yet answered.
+pub const WS_IN_FLIGHT_MESSAGES_MAX: usize = 16_384;
+
+/// Interval between the server's WebSocket pings, in ms.
+pub const WS_PING_INTERVAL_MS: u64 = 15_000;
+
+/// Silence after which a WebSocket session ends, in ms.
+pub const WS_IDLE_TIMEOUT_MS: u64 = 30_000;
+
+/// Bytes of a bearer token the server reads; longer ones are refused unread.
+pub const TOKEN_BYTES_MAX: usize = 16 * 1024;
+
+// The largest call a client may send fits in one message, with room for the
+// message's own fields.
+const _: () = assert!((CALL_ARGS_BYTES_DEFAULT as usize) < WS_PAYLOAD_BYTES_MAX);
+// A client that may send a full payload can be answered with one.
+const _: () = assert!(WS_PAYLOAD_BYTES_MAX <= OUTBOX_BYTES_MAX);
+// A connection can hold an answer to every message it may have in flight.
+const _: () = assert!(WS_IN_FLIGHT_MESSAGES_MAX <= OUTBOX_MESSAGES_MAX);
+// A silent client gets at least one ping before it is dropped.
+const _: () = assert!(WS_PING_INTERVAL_MS < WS_IDLE_TIMEOUT_MS);
+// One call's logs and messages fit in the ring that serves `logs`.
+const _: () = assert!(LOG_RECORDS_PER_CALL_MAX <= MODULE_LOG_RING_ENTRIES_MAX);
+const _: () = assert!(LOG_MESSAGE_BYTES_MAX <= MODULE_LOG_FIELD_BYTES_MAX);
+const _: () = assert!(MODULE_LOG_FIELD_BYTES_MAX <= MODULE_LOG_RING_BYTES_MAX);
+const _: () = assert!(MODULE_LOG_RING_BYTES_MAX as u64 <= MODULE_LOG_FILE_BYTES_MAX);
+// A procedure's HTTP wait is part of its deadline, and a call's deadline
+// is part of a procedure's.
+const _: () = assert!(PROCEDURE_HTTP_TIMEOUT_MS_MAX <= PROCEDURE_DEADLINE_MS_DEFAULT);
+const _: () = assert!(CALL_DEADLINE_MS_DEFAULT <= PROCEDURE_DEADLINE_MS_DEFAULT);
+// What a procedure fetches must fit in the guest's memory.
+const _: () = assert!((PROCEDURE_HTTP_RESPONSE_BYTES_MAX as u64) < WASM_MEMORY_BYTES_DEFAULT);
+const _: () = assert!((GUEST_SINK_BYTES_MAX as u64) < WASM_MEMORY_BYTES_DEFAULT);
+
 const _: () = assert!(ROW_BYTES_MAX < COMMITLOG_RECORD_BYTES_MAX);
 // A segment is sealed when it reaches its size, but one record may overshoot:
 // the largest record must still be readable as one allocation.

@@ -145,7 +145,7 @@ impl DbShared {
         let info = &module.def().views[view];
         let key = ViewKey {
             view,
-            sender: (!info.is_anonymous).then(|| sender.to_byte_array()),
+            sender: (!info.is_anonymous).then_some(sender),
         };
         if lock(&self.views).entries.contains_key(&key) {
             return Ok(false);
@@ -208,7 +208,7 @@ impl DbShared {
     pub(super) fn view_rows(
         &self,
         view: &str,
-        sender: Option<[u8; 32]>,
+        sender: Option<Identity>,
     ) -> Result<Vec<ProductValue>, ViewOutcome> {
         let module = self.module();
         let Some(index) = module.view_index(ViewRef::Name(view)) else {
@@ -220,11 +220,11 @@ impl DbShared {
                 view: info.source_name.clone(),
             });
         }
-        let caller = Identity::from_byte_array(sender.unwrap_or(self.owner));
+        let caller = sender.unwrap_or(self.owner);
         self.materialise(&module, index, caller)?;
         let key = ViewKey {
             view: index,
-            sender: (!info.is_anonymous).then_some(caller.to_byte_array()),
+            sender: (!info.is_anonymous).then_some(caller),
         };
         let table = lock(&self.views)
             .entries
@@ -251,7 +251,7 @@ impl DbShared {
         let evaluated = match result.outcome {
             ViewOutcome::Rows { rows } => Ok((rows, result.reads)),
             ViewOutcome::NeedsSql { query } => {
-                let sender = Identity::from_byte_array(key.sender.unwrap_or(self.owner));
+                let sender = key.sender.unwrap_or(self.owner);
                 run_view_query(&tx, &query, sender)
             }
             other => Err(other),

@@ -16,8 +16,8 @@ use tenant_host::hosting::{DatabaseSpec, Host, HostConfig, HostedDatabase, CLIEN
 use crate::harness::{args, enc, options, rows, DATABASE, OWNER};
 use crate::modules::module_bytes;
 
-const ALICE: [u8; 32] = [0xa1; 32];
-const BOB: [u8; 32] = [0xb0; 32];
+const ALICE: Identity = Identity::from_byte_array([0xa1; 32]);
+const BOB: Identity = Identity::from_byte_array([0xb0; 32]);
 
 fn host(workers: usize) -> Host {
     Host::new(
@@ -55,10 +55,10 @@ fn now() -> i64 {
         .as_micros() as i64
 }
 
-fn as_client(sender: [u8; 32], connection: u128) -> CallerContext {
+fn as_client(sender: Identity, connection: u128) -> CallerContext {
     CallerContext {
         sender,
-        connection_id: connection.to_le_bytes(),
+        connection_id: ConnectionId::from_u128(connection),
         timestamp_micros: now(),
     }
 }
@@ -213,8 +213,8 @@ fn chat_init_arms_the_prune_schedule() {
     assert_eq!(db.pending_timers(), 1);
 }
 
-fn user_online(db: &HostedDatabase, who: [u8; 32]) -> Option<bool> {
-    let identity = spacetimedb_sats::bsatn::to_vec(&Identity::from_byte_array(who)).unwrap();
+fn user_online(db: &HostedDatabase, who: Identity) -> Option<bool> {
+    let identity = spacetimedb_sats::bsatn::to_vec(&who).unwrap();
     rows(db.storage(), "user").into_iter().find_map(|row| {
         let bytes = spacetimedb_sats::bsatn::to_vec(&row[0]).unwrap();
         (bytes == identity).then(|| row[2] == V::Bool(true))
@@ -226,22 +226,25 @@ fn connect_and_disconnect_run_the_hooks_and_keep_the_client_table() {
     let host = host(2);
     let db = create(&host, "chat", in_memory());
     let connected = db
-        .client_connected(ALICE, 1u128.to_le_bytes(), None)
+        .client_connected(ALICE, ConnectionId::from_u128(1), None)
         .unwrap();
     assert!(connected.outcome.is_committed(), "{:?}", connected.outcome);
     assert_eq!(user_online(&db, ALICE), Some(true));
-    assert_eq!(db.connected_clients(), vec![(ALICE, 1u128.to_le_bytes())]);
+    assert_eq!(
+        db.connected_clients(),
+        vec![(ALICE, ConnectionId::from_u128(1))]
+    );
 
     // The same connection id twice, and connection id 0, are refused.
     let again = db
-        .client_connected(ALICE, 1u128.to_le_bytes(), None)
+        .client_connected(ALICE, ConnectionId::from_u128(1), None)
         .unwrap();
     assert!(
         matches!(again.outcome, ReducerOutcome::BadArguments { .. }),
         "{:?}",
         again.outcome
     );
-    let zero = db.client_connected(BOB, [0; 16], None).unwrap();
+    let zero = db.client_connected(BOB, ConnectionId::ZERO, None).unwrap();
     assert!(
         matches!(zero.outcome, ReducerOutcome::BadArguments { .. }),
         "{:?}",
@@ -249,7 +252,7 @@ fn connect_and_disconnect_run_the_hooks_and_keep_the_client_table() {
     );
 
     let gone = db
-        .client_disconnected(ALICE, 1u128.to_le_bytes())
+        .client_disconnected(ALICE, ConnectionId::from_u128(1))
         .unwrap()
         .unwrap();
     assert!(gone.outcome.is_committed(), "{:?}", gone.outcome);
@@ -257,7 +260,7 @@ fn connect_and_disconnect_run_the_hooks_and_keep_the_client_table() {
     assert!(db.connected_clients().is_empty());
     // Disconnecting an unknown connection does nothing.
     assert!(db
-        .client_disconnected(ALICE, 1u128.to_le_bytes())
+        .client_disconnected(ALICE, ConnectionId::from_u128(1))
         .unwrap()
         .is_none());
 }
@@ -268,7 +271,9 @@ fn a_connect_hook_error_refuses_the_client_and_records_nothing() {
     let db = create(&host, "chat", in_memory());
     let named = call(&db, "set_name", as_client(BOB, 0), enc("banned"));
     assert!(named.is_committed(), "{named:?}");
-    let refused = db.client_connected(BOB, 9u128.to_le_bytes(), None).unwrap();
+    let refused = db
+        .client_connected(BOB, ConnectionId::from_u128(9), None)
+        .unwrap();
     match &refused.outcome {
         ReducerOutcome::Failed { message } => assert!(message.contains("is banned"), "{message}"),
         other => panic!("expected the hook's error, got {other:?}"),
@@ -284,7 +289,7 @@ fn clients_left_connected_by_a_crash_are_disconnected_on_open() {
         let host = host(1);
         let db = create(&host, "chat", on_disk(dir.path()));
         let connected = db
-            .client_connected(ALICE, 5u128.to_le_bytes(), None)
+            .client_connected(ALICE, ConnectionId::from_u128(5), None)
             .unwrap();
         assert!(connected.outcome.is_committed());
         db.storage().flush().unwrap();
@@ -311,11 +316,11 @@ fn get_jwt_reads_the_payload_recorded_at_connect() {
     let db = create(&host, "abi-coverage", in_memory());
     let payload = r#"{"iss":"https://issuer.example","sub":"alice-sub","aud":"orrery","iat":1}"#;
     let connected = db
-        .client_connected(ALICE, 7u128.to_le_bytes(), Some(payload.into()))
+        .client_connected(ALICE, ConnectionId::from_u128(7), Some(payload.into()))
         .unwrap();
     assert!(connected.outcome.is_committed(), "{:?}", connected.outcome);
     let check = args(&[
-        enc(&Identity::from_byte_array(ALICE)),
+        enc(&ALICE),
         enc(&Some(ConnectionId::from_u128(7))),
         enc(&None::<spacetimedb_lib::Timestamp>),
     ]);
@@ -340,7 +345,7 @@ fn modules_cannot_reach_the_host_tables() {
     let marker = "SECRET-CLAIMS-8f3a";
     let payload = format!(r#"{{"iss":"i","sub":"{marker}"}}"#);
     let connected = db
-        .client_connected(ALICE, 42u128.to_le_bytes(), Some(payload))
+        .client_connected(ALICE, ConnectionId::from_u128(42), Some(payload))
         .unwrap();
     assert!(connected.outcome.is_committed());
     let ok = call(&db, "ok", as_client(OWNER, 0), Vec::new());
@@ -645,7 +650,7 @@ fn republishing_hot_swaps_the_module_and_a_refused_update_changes_nothing() {
     let host = host(2);
     let db = create(&host, "chat", in_memory());
     assert!(db
-        .client_connected(ALICE, 1u128.to_le_bytes(), None)
+        .client_connected(ALICE, ConnectionId::from_u128(1), None)
         .unwrap()
         .outcome
         .is_committed());
