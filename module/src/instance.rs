@@ -504,9 +504,11 @@ impl HostedModule {
         }
     }
 
-    /// Checks `args` against the size cap, then decodes them at the
-    /// reducer's parameter product, exactly.
-    fn check_args(&self, id: usize, args: &[u8]) -> Result<(), ReducerOutcome> {
+    /// Checks `args` against the size cap, then decodes them at reducer
+    /// `id`'s parameter product, exactly: what every reducer call does
+    /// before the guest runs (public for the fuzz targets). `id` must be a
+    /// reducer of this module.
+    pub fn check_args(&self, id: usize, args: &[u8]) -> Result<(), ReducerOutcome> {
         if args.len() > self.options.args_bytes_max {
             return Err(ReducerOutcome::ArgumentsTooLarge {
                 bytes: args.len(),
@@ -527,6 +529,13 @@ impl HostedModule {
             });
         }
         Ok(())
+    }
+
+    /// Decodes `args` at procedure `id`'s parameter product, exactly: what
+    /// every procedure call does before the guest runs (public for the fuzz
+    /// targets). `id` must be a procedure of this module.
+    pub fn check_procedure_args(&self, id: usize, args: &[u8]) -> Result<(), String> {
+        procedure::check_product(&self.def.procedures[id].params, args)
     }
 
     /// Runs reducer `id` inside `tx`, a transaction the caller opened and

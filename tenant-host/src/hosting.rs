@@ -20,6 +20,7 @@
 //! can read a client's JWT payload and a restart can tell who was connected.
 
 pub mod pool;
+pub mod procedures;
 pub mod scheduler;
 mod sql;
 pub mod stats;
@@ -28,7 +29,7 @@ mod views;
 pub use sql::SqlOutcome;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -46,7 +47,8 @@ use orrery_module::{
     ProcedureRef, ProcedureResult, ReducerOutcome, ReducerRef, Runtime, ViewOutcome,
 };
 use orrery_moduledef::{ScheduledFunction, Visibility};
-use pool::{Lane, Overloaded, SubmitError, WorkerPool};
+use pool::{Lane, SubmitError, WorkerPool};
+use procedures::{ProcedurePool, ProcedureSlots};
 use scheduler::{next_on_grid, now_micros, Firing, ScheduleAt, Scheduler, Timer};
 use spacetimedb_sats::ProductValue;
 
@@ -83,12 +85,6 @@ impl HostTables for ClientTable {
         }
     }
 }
-
-/// Procedures one database may run at once. Procedures run on threads of
-/// their own (they may sleep or wait for HTTP), not on the database's lane;
-/// their transactions serialise with everything else through the storage
-/// write lock.
-pub const PROCEDURES_RUNNING_MAX: usize = 16;
 
 /// How long a due timer waits before retrying when its database's queue is full.
 const OVERLOADED_RETRY: Duration = Duration::from_millis(100);
@@ -175,6 +171,10 @@ pub enum PublishError {
 pub struct Host {
     runtime: Runtime,
     pool: Arc<WorkerPool>,
+    /// Procedures run here, off the lanes: they may sleep or wait on HTTP;
+    /// their transactions serialise with everything else through the
+    /// storage write lock.
+    procedures: Arc<ProcedurePool>,
     scheduler: Arc<Scheduler>,
     config: HostConfig,
     next_key: AtomicU64,
@@ -185,6 +185,7 @@ impl Host {
         Host {
             runtime,
             pool: Arc::new(WorkerPool::new(config.workers)),
+            procedures: Arc::new(ProcedurePool::default()),
             scheduler: Arc::new(Scheduler::start()),
             config,
             next_key: AtomicU64::new(1),
@@ -342,10 +343,11 @@ impl Host {
             schedules: RwLock::new(Arc::new(schedules)),
             lane: self.pool.lane(self.config.lane_queued_max),
             pool: self.pool.clone(),
+            procedures: self.procedures.clone(),
             scheduler: self.scheduler.clone(),
             log,
             views: std::sync::Mutex::new(views::ViewTables::default()),
-            procedures_running: AtomicUsize::new(0),
+            procedure_slots: ProcedureSlots::default(),
         });
         let maintainer = views::ViewMaintainer(Arc::downgrade(&shared));
         shared.storage.set_pre_commit(Some(Arc::new(maintainer)));
@@ -357,6 +359,7 @@ impl Drop for Host {
     fn drop(&mut self) {
         self.scheduler.shutdown();
         self.pool.shutdown();
+        self.procedures.shutdown();
     }
 }
 
@@ -379,13 +382,15 @@ struct DbShared {
     schedules: RwLock<Arc<HashMap<TableId, ScheduleSlot>>>,
     lane: Arc<Lane>,
     pool: Arc<WorkerPool>,
+    procedures: Arc<ProcedurePool>,
     scheduler: Arc<Scheduler>,
     /// Every log record of every call, plus the host's notes on failures.
     log: ModuleLog,
     /// Materialised views, kept in storage tables and refreshed inside
     /// every transaction that writes a table they read.
     views: std::sync::Mutex<views::ViewTables>,
-    procedures_running: AtomicUsize,
+    /// Procedure calls of this database queued or running.
+    procedure_slots: ProcedureSlots,
     /// Connected clients and their subscriptions; the storage's commit observer.
     clients: Arc<Clients>,
     /// Reducer calls by outcome, their durations and fuel (for `/metrics`).
@@ -544,9 +549,12 @@ impl HostedDatabase {
         wait(|reply| self.submit_reducer(reducer.to_owned(), caller, args, reply))
     }
 
-    /// Starts a client's procedure call on a thread of its own; `reply` gets
-    /// the result there. At most [`PROCEDURES_RUNNING_MAX`] run at once per
-    /// database. Private procedures may only be called by the owner.
+    /// Queues a client's procedure call on the host's procedure pool;
+    /// `reply` gets the result on a thread of the pool. At most
+    /// [`orrery_api::limits::PROCEDURES_RUNNING_COUNT_MAX`] are queued or
+    /// running at once per database. Private procedures may only be called
+    /// by the owner. Any name is safe here: it is looked up, never used to
+    /// name a thread.
     pub fn submit_procedure(
         &self,
         procedure: String,
@@ -555,9 +563,14 @@ impl HostedDatabase {
         reply: impl FnOnce(ProcedureResult) + Send + 'static,
     ) -> Result<(), SubmitError> {
         let shared = self.shared.clone();
-        self.shared.spawn_procedure(&procedure.clone(), move || {
+        self.shared.spawn_procedure(move || {
             reply(shared.client_procedure(&procedure, caller, &args))
         })
+    }
+
+    /// Procedure calls of this database queued or running.
+    pub fn procedure_calls(&self) -> usize {
+        self.shared.procedure_slots.taken()
     }
 
     /// [`HostedDatabase::submit_procedure`], waiting for the result.
@@ -823,39 +836,14 @@ impl DbShared {
         result
     }
 
-    /// Runs `job` on a new thread, counted against [`PROCEDURES_RUNNING_MAX`].
-    fn spawn_procedure(
-        &self,
-        name: &str,
-        job: impl FnOnce() + Send + 'static,
-    ) -> Result<(), SubmitError> {
-        let running = self.procedures_running.fetch_add(1, Ordering::AcqRel);
-        if running >= PROCEDURES_RUNNING_MAX {
-            self.procedures_running.fetch_sub(1, Ordering::AcqRel);
-            return Err(Overloaded { queued: running }.into());
-        }
-        let me = self
-            .me
-            .upgrade()
-            .expect("a live database spawns its procedures");
-        let spawned = std::thread::Builder::new()
-            .name(format!("procedure-{name}"))
-            .spawn(move || {
-                // Counted down even if the job panics.
-                struct Done(Arc<DbShared>);
-                impl Drop for Done {
-                    fn drop(&mut self) {
-                        self.0.procedures_running.fetch_sub(1, Ordering::AcqRel);
-                    }
-                }
-                let _done = Done(me);
-                job();
-            });
-        if spawned.is_err() {
-            self.procedures_running.fetch_sub(1, Ordering::AcqRel);
-            return Err(Overloaded { queued: running }.into());
-        }
-        Ok(())
+    /// Queues `job` on the host's procedure pool, holding one of this
+    /// database's procedure slots until it has run (or was dropped).
+    fn spawn_procedure(&self, job: impl FnOnce() + Send + 'static) -> Result<(), SubmitError> {
+        let slot = self.procedure_slots.take()?;
+        self.procedures.submit(Box::new(move || {
+            let _slot = slot;
+            job();
+        }))
     }
 
     /// Work after every call of `function`: log what the module wrote and
@@ -974,7 +962,7 @@ impl DbShared {
                 self.settle(&slot, timer);
                 let me = self.me.upgrade().expect("a firing database is alive");
                 let name = module.def().procedures[id].source_name.clone();
-                if let Err(e) = self.spawn_procedure(&name, move || {
+                if let Err(e) = self.spawn_procedure(move || {
                     me.procedure(&module, id, caller, &args);
                 }) {
                     self.log.append_host(

@@ -25,6 +25,8 @@ const CRATE_DIRS: &[&str] = &[
     "billing",
     "control-plane",
     "tests/src",
+    // The fuzz targets: a Cargo workspace of its own, same conventions.
+    "fuzz",
 ];
 
 /// The "may depend on" column of architecture.md, for workspace crates and

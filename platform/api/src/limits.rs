@@ -192,3 +192,27 @@ const _: () = assert!(
 // So is the metadata pool.
 const _: () =
     assert!(WASM_INSTANCES_POOLED_MAX as u64 * WASM_CORE_INSTANCE_BYTES_MAX <= 1024 * 1024 * 1024);
+
+// --- Procedures on a bounded pool, and names at the edge (issue 12: fuzzing and the NUL-name crash) ---
+
+/// Procedure calls one database may have queued or running at once; one
+/// more is refused as overloaded.
+pub const PROCEDURES_RUNNING_COUNT_MAX: usize = 16;
+
+/// Threads of the host's procedure pool, shared by every database of the
+/// process (started as needed, kept once started). Procedures may sleep or
+/// wait on HTTP, so this is well above the core count.
+pub const PROCEDURE_THREADS_COUNT_MAX: usize = 64;
+
+/// Procedure calls waiting for a thread of the pool, across the process;
+/// one more is refused as overloaded.
+pub const PROCEDURES_QUEUED_COUNT_MAX: usize = 4096;
+
+/// Longest reducer or procedure name a client may send, in bytes; longer
+/// names are refused before any lookup.
+pub const FUNCTION_NAME_BYTES_MAX: usize = 1024;
+
+// One database cannot take more than a quarter of the procedure threads.
+const _: () = assert!(PROCEDURES_RUNNING_COUNT_MAX * 4 <= PROCEDURE_THREADS_COUNT_MAX);
+// A full queue holds every database's share many times over.
+const _: () = assert!(PROCEDURE_THREADS_COUNT_MAX <= PROCEDURES_QUEUED_COUNT_MAX);

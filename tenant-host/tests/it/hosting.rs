@@ -607,6 +607,85 @@ fn procedures_run_beside_the_lane_and_their_commits_are_followed_up() {
 }
 
 #[test]
+fn any_procedure_name_is_answered_and_one_database_holds_a_bounded_share_of_the_pool() {
+    // Issue 12: a NUL byte in a procedure name panicked when the call's own
+    // thread was named after it. Names now only reach a lookup, and calls
+    // run on the host's procedure pool, at most
+    // PROCEDURES_RUNNING_COUNT_MAX queued or running per database.
+    use orrery_api::limits::PROCEDURES_RUNNING_COUNT_MAX;
+    use orrery_module::ProcedureOutcome;
+    use tenant_host::hosting::pool::SubmitError;
+    let host = host(1);
+    let db = create(&host, "abi-coverage", in_memory());
+    for name in ["a\0b", "\0", "procedure-\0-\u{7f}", ""] {
+        let result = db
+            .call_procedure(name, as_client(ALICE, 0), Vec::new())
+            .unwrap_or_else(|e| panic!("{name:?} was not run: {e}"));
+        assert!(
+            matches!(&result.outcome, ProcedureOutcome::NoSuchProcedure { procedure } if procedure.contains(name)),
+            "{name:?}: {:?}",
+            result.outcome
+        );
+    }
+
+    // Calls whose replies wait on a gate keep their slots.
+    let (gate_tx, gate_rx) = std::sync::mpsc::sync_channel::<()>(0);
+    let gate = std::sync::Arc::new(std::sync::Mutex::new(gate_rx));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let submit = |gate: std::sync::Arc<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>| {
+        let done = done_tx.clone();
+        db.submit_procedure(
+            "no_such_procedure".into(),
+            as_client(ALICE, 0),
+            Vec::new(),
+            move |result| {
+                gate.lock().unwrap().recv().unwrap();
+                done.send(result.outcome).unwrap();
+            },
+        )
+    };
+    for _ in 0..PROCEDURES_RUNNING_COUNT_MAX {
+        submit(gate.clone()).expect("under the per-database cap");
+    }
+    assert!(
+        matches!(submit(gate.clone()), Err(SubmitError::Overloaded(_))),
+        "one call past the cap is refused"
+    );
+    // Another database is not held back by this one's share.
+    let other = create(&host, "abi-coverage", in_memory());
+    let result = other
+        .call_procedure("proc_with_tx", as_client(OWNER, 0), enc(&1u64))
+        .unwrap();
+    assert!(
+        matches!(result.outcome, ProcedureOutcome::Returned { .. }),
+        "{:?}",
+        result.outcome
+    );
+    for _ in 0..PROCEDURES_RUNNING_COUNT_MAX {
+        gate_tx.send(()).unwrap();
+        let outcome = done_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert!(matches!(outcome, ProcedureOutcome::NoSuchProcedure { .. }));
+    }
+    // Every slot comes back once its call ended.
+    eventually(Duration::from_secs(30), "the procedure slots come back", || {
+        db.procedure_calls() == 0
+    });
+    let gate_open = std::sync::Arc::new(std::sync::Mutex::new({
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(PROCEDURES_RUNNING_COUNT_MAX);
+        for _ in 0..PROCEDURES_RUNNING_COUNT_MAX {
+            tx.send(()).unwrap();
+        }
+        rx
+    }));
+    for _ in 0..PROCEDURES_RUNNING_COUNT_MAX {
+        submit(gate_open.clone()).expect("the slots were given back");
+    }
+    for _ in 0..PROCEDURES_RUNNING_COUNT_MAX {
+        done_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    }
+}
+
+#[test]
 fn materialised_views_follow_commits() {
     use spacetimedb_sats::ProductValue;
     fn texts(rows: &[ProductValue]) -> Vec<String> {
