@@ -41,7 +41,7 @@ const MAY_DEPEND_ON: &[(&str, Option<&[&str]>)] = &[
         "orrery-module",
         Some(&["orrery-moduledef", "storage", "orrery-api"]),
     ),
-    ("orrery-query", Some(&["orrery-wire", "storage"])),
+    ("orrery-query", Some(&["orrery-wire", "storage", "orrery-api"])),
     (
         "tenant-host",
         Some(&[
