@@ -1145,13 +1145,14 @@ async fn sql(
                     .wait_durable(offset)
                     .map_err(|e| orrery_query::sql::SqlError(e.to_string()))?;
             }
-            Ok::<_, orrery_query::sql::SqlError>(outcome)
+            Ok::<_, orrery_query::sql::QueryError>(outcome)
         })
     })
     .await;
     let outcome = match result {
         Ok(Ok(Ok(outcome))) => outcome,
-        Ok(Ok(Err(e))) => return text(StatusCode::BAD_REQUEST, e.0),
+        // A limit crossed is the caller's query too: 400, naming the limit.
+        Ok(Ok(Err(e))) => return text(StatusCode::BAD_REQUEST, e.to_string()),
         Ok(Err(response)) | Err(response) => return response,
     };
     let rows: Vec<Value> = outcome.rows.iter().map(sats_json).collect();

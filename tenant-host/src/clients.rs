@@ -8,7 +8,9 @@
 //! the caller's `ReducerResult` carrying its own update, or a
 //! `TransactionUpdate` for everyone else whose sets changed. Subscribe and
 //! unsubscribe run under the storage read lock, so no transaction commits
-//! between the snapshot they answer from and their registration.
+//! between the snapshot they answer from and their registration; initial
+//! rows and one-off queries are charged to a query budget, which bounds how
+//! long they hold it.
 //! Also owns the durability watch that lets `confirmed` connections hold
 //! messages until the transaction they reflect is on disk.
 //! Does not own: sockets, framing on the wire, keep-alive (`api::ws`), query
@@ -30,6 +32,7 @@ use storage::{CommitObserver, Database, State, TxDelta, TxOffset};
 
 use orrery_query::sql::rls::Rules;
 use orrery_query::sql::view_tables;
+use orrery_query::sql::{Budget, QueryLimits};
 use orrery_query::subs::{self, Query, QueryKey};
 use orrery_wire::messages::{
     QueryRows, QuerySetId, QuerySetUpdate, ReducerOk, ReducerOutcome, SingleTableRows, TableUpdate,
@@ -461,9 +464,14 @@ impl Clients {
             }
         }
         let mut tables = Vec::with_capacity(queries.len());
+        // One budget for the whole request: its initial rows are bounded
+        // together, and the read lock with them.
+        let mut budget = Budget::new(QueryLimits::SUBSCRIPTION_INITIAL);
         for query in &queries {
             let schema = query.returned_table();
-            let rows = query.initial(state);
+            let rows = query
+                .initial_bounded(state, &mut budget)
+                .map_err(|e| SubscriptionRefused(format!("{e} (in `{}`)", query.key().text())))?;
             self.stats
                 .delta_rows_sent
                 .fetch_add(rows.len() as u64, Ordering::Relaxed);
@@ -592,18 +600,25 @@ impl Clients {
         let result = match storage.read() {
             Err(e) => Err(format!("the database is unavailable: {e}")),
             Ok(state) => Query::compile_secured(&state, sql, owner, identity, &self.rules())
-                .map(|fragments| {
+                .map_err(|e| e.to_string())
+                .and_then(|fragments| {
                     let schema = fragments[0].returned_table();
-                    let rows: Vec<storage::Row> =
-                        fragments.iter().flat_map(|q| q.initial(&state)).collect();
-                    QueryRows {
+                    let mut budget = Budget::new(QueryLimits::one_off(owner));
+                    let mut rows: Vec<storage::Row> = Vec::new();
+                    for fragment in &fragments {
+                        rows.extend(
+                            fragment
+                                .initial_bounded(&state, &mut budget)
+                                .map_err(|e| e.to_string())?,
+                        );
+                    }
+                    Ok(QueryRows {
                         tables: vec![SingleTableRows {
                             table: view_tables::client_name(&schema.name).to_string(),
                             rows: subs::encode_rows(&rows, schema),
                         }],
-                    }
-                })
-                .map_err(|e| e.to_string()),
+                    })
+                }),
         };
         outbox.push_message(&ServerMessage::OneOffQueryResult { request_id, result });
     }

@@ -94,15 +94,20 @@ const OVERLOADED_RETRY: Duration = Duration::from_millis(100);
 pub struct HostConfig {
     /// Worker threads running calls (different databases in parallel).
     pub workers: usize,
-    /// Calls one database may have waiting before new ones are refused.
+    /// Calls one database may have waiting before new ones are refused
+    /// (at most [`orrery_api::limits::LANE_QUEUED_JOBS_MAX`]).
     pub lane_queued_max: usize,
+    /// How workers share themselves between databases (time slices, workers
+    /// kept for quick databases).
+    pub pool: pool::PoolPolicy,
 }
 
 impl Default for HostConfig {
     fn default() -> HostConfig {
         HostConfig {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            lane_queued_max: 65_536,
+            lane_queued_max: orrery_api::limits::LANE_QUEUED_JOBS_MAX,
+            pool: pool::PoolPolicy::default(),
         }
     }
 }
@@ -184,7 +189,7 @@ impl Host {
     pub fn new(runtime: Runtime, config: HostConfig) -> Host {
         Host {
             runtime,
-            pool: Arc::new(WorkerPool::new(config.workers)),
+            pool: Arc::new(WorkerPool::with_policy(config.workers, config.pool)),
             procedures: Arc::new(ProcedurePool::default()),
             scheduler: Arc::new(Scheduler::start()),
             config,
@@ -341,7 +346,11 @@ impl Host {
             storage,
             module: RwLock::new(Arc::new(module)),
             schedules: RwLock::new(Arc::new(schedules)),
-            lane: self.pool.lane(self.config.lane_queued_max),
+            lane: self.pool.lane(
+                self.config
+                    .lane_queued_max
+                    .min(orrery_api::limits::LANE_QUEUED_JOBS_MAX),
+            ),
             pool: self.pool.clone(),
             procedures: self.procedures.clone(),
             scheduler: self.scheduler.clone(),
@@ -563,9 +572,8 @@ impl HostedDatabase {
         reply: impl FnOnce(ProcedureResult) + Send + 'static,
     ) -> Result<(), SubmitError> {
         let shared = self.shared.clone();
-        self.shared.spawn_procedure(move || {
-            reply(shared.client_procedure(&procedure, caller, &args))
-        })
+        self.shared
+            .spawn_procedure(move || reply(shared.client_procedure(&procedure, caller, &args)))
     }
 
     /// Procedure calls of this database queued or running.

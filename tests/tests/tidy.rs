@@ -43,7 +43,10 @@ const MAY_DEPEND_ON: &[(&str, Option<&[&str]>)] = &[
         "orrery-module",
         Some(&["orrery-moduledef", "storage", "orrery-api"]),
     ),
-    ("orrery-query", Some(&["orrery-wire", "storage"])),
+    (
+        "orrery-query",
+        Some(&["orrery-wire", "storage", "orrery-api"]),
+    ),
     (
         "tenant-host",
         Some(&[

@@ -216,3 +216,100 @@ pub const FUNCTION_NAME_BYTES_MAX: usize = 1024;
 const _: () = assert!(PROCEDURES_RUNNING_COUNT_MAX * 4 <= PROCEDURE_THREADS_COUNT_MAX);
 // A full queue holds every database's share many times over.
 const _: () = assert!(PROCEDURE_THREADS_COUNT_MAX <= PROCEDURES_QUEUED_COUNT_MAX);
+
+// ---------------------------------------------------------------------------
+// Bounded queries and fair lanes (issue 12: a non-owner's SQL is unbounded;
+// fairness between databases).
+// ---------------------------------------------------------------------------
+
+/// SQL text longer than this is refused before parsing (client-protocol §6.1).
+pub const SQL_TEXT_BYTES_MAX: usize = 50_000;
+
+/// How deep WHERE expressions may nest (parentheses, AND, OR).
+pub const SQL_EXPR_DEPTH_MAX: usize = 40;
+
+/// Joins in one SELECT (tables after the first, `ON` or not), for everyone.
+pub const SQL_JOINS_PER_QUERY_MAX: usize = 8;
+
+/// Rows a non-owner's one-off query (`/sql` SELECT or WebSocket
+/// `OneOffQuery`) may examine: every row a scan or an index lookup hands the
+/// evaluator is charged as it is produced, so a cross product stops here
+/// instead of after materialising. This also bounds how long the query holds
+/// the database's read lock while writers wait.
+pub const QUERY_ROWS_EXAMINED_MAX: u64 = 1_000_000;
+
+/// Rows the database owner's one-off query may examine.
+pub const QUERY_ROWS_EXAMINED_OWNER_MAX: u64 = 10_000_000;
+
+/// Rows a non-owner's one-off query may return.
+pub const QUERY_RESULT_ROWS_MAX: u64 = 100_000;
+
+/// Rows the owner's one-off query may return.
+pub const QUERY_RESULT_ROWS_OWNER_MAX: u64 = 1_000_000;
+
+/// BSATN bytes of the rows a non-owner's one-off query may return.
+pub const QUERY_RESULT_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// BSATN bytes of the rows the owner's one-off query may return.
+pub const QUERY_RESULT_BYTES_OWNER_MAX: u64 = 64 * 1024 * 1024;
+
+/// Wall time a non-owner's one-off query may take, in milliseconds (a
+/// backstop for rows that are slow to compare; the rows budget usually ends
+/// a costly query first).
+pub const QUERY_WALL_TIME_MS_MAX: u64 = 1_000;
+
+/// Wall time the owner's one-off query may take, in milliseconds.
+pub const QUERY_WALL_TIME_OWNER_MS_MAX: u64 = 10_000;
+
+/// Rows a subscription's initial evaluation may examine, for every caller:
+/// whole-table subscriptions are ordinary, so this is the owner's budget.
+pub const SUBSCRIPTION_INITIAL_ROWS_EXAMINED_MAX: u64 = QUERY_ROWS_EXAMINED_OWNER_MAX;
+
+/// BSATN bytes of a subscription's initial rows, for every caller.
+pub const SUBSCRIPTION_INITIAL_BYTES_MAX: u64 = QUERY_RESULT_BYTES_OWNER_MAX;
+
+/// Wall time of a subscription's initial evaluation, in milliseconds.
+pub const SUBSCRIPTION_INITIAL_WALL_TIME_MS_MAX: u64 = QUERY_WALL_TIME_OWNER_MS_MAX;
+
+/// Calls one database may have waiting on its lane before new ones are
+/// refused (the default of `HostConfig::lane_queued_max`, and its ceiling).
+pub const LANE_QUEUED_JOBS_MAX: usize = 65_536;
+
+/// Jobs a worker runs from one lane before letting other lanes go first.
+pub const LANE_TURN_JOBS_MAX: usize = 64;
+
+/// Job time, in microseconds, after which a worker ends a lane's turn (at
+/// the end of the job that crossed it) and puts the lane at the back of the
+/// ready queue: a lane's turn is a time slice as well as a job count. A job
+/// itself is never preempted; its own deadline bounds it.
+pub const LANE_TURN_MICROS_MAX: u64 = 5_000;
+
+/// A job that ran at least this long, in microseconds, marks its lane slow
+/// until the lane's next job runs quicker.
+pub const LANE_SLOW_JOB_MICROS: u64 = 100_000;
+
+/// Workers of a pool kept for lanes that are not slow: slow lanes together
+/// hold at most `workers - POOL_WORKERS_RESERVED_FOR_QUICK_LANES` workers at
+/// once (all of them in a one-worker pool), so a database with quick calls
+/// finds a worker even while others run long calls back to back.
+pub const POOL_WORKERS_RESERVED_FOR_QUICK_LANES: usize = 1;
+
+// Whatever the caller, the owner's budgets are at least a non-owner's.
+const _: () = assert!(QUERY_ROWS_EXAMINED_MAX <= QUERY_ROWS_EXAMINED_OWNER_MAX);
+const _: () = assert!(QUERY_RESULT_ROWS_MAX <= QUERY_RESULT_ROWS_OWNER_MAX);
+const _: () = assert!(QUERY_RESULT_BYTES_MAX <= QUERY_RESULT_BYTES_OWNER_MAX);
+const _: () = assert!(QUERY_WALL_TIME_MS_MAX <= QUERY_WALL_TIME_OWNER_MS_MAX);
+// Every returned row was examined, so a result-row cap above the examined cap
+// could never trigger.
+const _: () = assert!(QUERY_RESULT_ROWS_MAX <= QUERY_ROWS_EXAMINED_MAX);
+const _: () = assert!(QUERY_RESULT_ROWS_OWNER_MAX <= QUERY_ROWS_EXAMINED_OWNER_MAX);
+// The largest row a table accepts can always be returned on its own.
+const _: () = assert!(ROW_BYTES_MAX <= QUERY_RESULT_BYTES_MAX);
+const _: () = assert!(ROW_BYTES_MAX <= SUBSCRIPTION_INITIAL_BYTES_MAX);
+// A slow job always ends its lane's turn, and a turn runs at least one job.
+const _: () = assert!(LANE_TURN_MICROS_MAX < LANE_SLOW_JOB_MICROS);
+const _: () = assert!(LANE_TURN_JOBS_MAX >= 1);
+const _: () = assert!(LANE_TURN_JOBS_MAX <= LANE_QUEUED_JOBS_MAX);
+// A pool keeps at least one worker for slow lanes whenever it has more
+// workers than it reserves; reserving none would undo the fairness rule.
+const _: () = assert!(POOL_WORKERS_RESERVED_FOR_QUICK_LANES >= 1);

@@ -29,7 +29,9 @@ use super::{lock, DbShared, HostedDatabase};
 use crate::logs::LogLevel;
 use orrery_module::{HostedModule, ViewKey, ViewOutcome, ViewRef};
 use orrery_query::sql::parse::Statement;
-use orrery_query::sql::{check, eval_select, parse, view_tables, BoundProjection, Mode};
+use orrery_query::sql::{
+    check, eval_select, parse, view_tables, BoundProjection, Budget, Mode, QueryLimits,
+};
 use orrery_wire::messages::{QuerySetId, ServerMessage, UnsubscribeFlags};
 use spacetimedb_lib::ConnectionId;
 
@@ -357,7 +359,9 @@ fn run_view_query(tx: &MutTx, sql: &str, sender: Identity) -> Evaluated {
         return Err(failed("it must return whole rows of one table".into()));
     }
     let reads = select.tables.iter().map(|t| t.schema.table_id).collect();
-    let result = eval_select(tx, &select).map_err(|e| failed(e.0))?;
+    // The module's own query: the owner's limits.
+    let mut budget = Budget::new(QueryLimits::OWNER);
+    let result = eval_select(tx, &select, &mut budget).map_err(|e| failed(e.to_string()))?;
     Ok((result.rows, reads))
 }
 

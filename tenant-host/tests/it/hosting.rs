@@ -1,10 +1,13 @@
 //! The hosting layer: databases on a shared worker pool, schedule timers
 //! (firing, repeating, cancelling, surviving a restart), connect and
 //! disconnect hooks with the client table, `get_jwt`, private reducers, the
-//! argument cap, isolation of the host's tables from modules, and a
-//! misbehaving database not stalling another.
+//! argument cap, isolation of the host's tables from modules, a misbehaving
+//! database not stalling another, and databases with slow calls back to back
+//! leaving a worker for a quick one.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use orrery_module::{CallOptions, CallerContext, ReducerOutcome, Runtime};
@@ -465,6 +468,84 @@ fn a_spinning_database_does_not_stall_another() {
     assert!(call(&slow, "ok", as_client(OWNER, 0), Vec::new()).is_committed());
 }
 
+// Protects issue 12's fairness between databases: two databases with slow
+// calls back to back (each call spins to its deadline) on a 2-worker pool
+// must not keep a third database's quick calls waiting. Before time slices a
+// lane kept its worker for up to 64 jobs, so the quick calls waited until a
+// slow database had drained its queue; with time slices alone each quick
+// call still waited for a slow call to end; with a worker kept for quick
+// lanes, the quick calls run beside the slow ones.
+#[test]
+fn slow_databases_back_to_back_leave_a_worker_for_a_quick_one() {
+    const SLOW_CALLS: usize = 10;
+    const QUICK_CALLS: usize = 12;
+    let host = host(2);
+    let slow_options = CallOptions {
+        fuel_per_call: u64::MAX / 4,
+        deadline_per_call: Duration::from_millis(200),
+        ..options()
+    };
+    let slow: Vec<HostedDatabase> = ["slow-a", "slow-b"]
+        .into_iter()
+        .map(|name| {
+            host.create_database(
+                spec(name, slow_options.clone()),
+                in_memory(),
+                &module_bytes("hostile"),
+            )
+            .unwrap()
+        })
+        .collect();
+    let quick = create(&host, "hostile", in_memory());
+    let finished: Vec<Arc<AtomicUsize>> = (0..2).map(|_| Arc::default()).collect();
+    let (done, all_done) = std::sync::mpsc::channel();
+    for (db, finished) in slow.iter().zip(&finished) {
+        for _ in 0..SLOW_CALLS {
+            let finished = finished.clone();
+            let done = done.clone();
+            db.submit_reducer(
+                "spin".into(),
+                as_client(OWNER, 0),
+                Vec::new(),
+                move |result| {
+                    finished.fetch_add(1, Ordering::SeqCst);
+                    done.send(result.outcome).unwrap();
+                },
+            )
+            .unwrap();
+        }
+    }
+    let slow_done = || {
+        finished
+            .iter()
+            .map(|f| f.load(Ordering::SeqCst))
+            .sum::<usize>()
+    };
+    let outcome = call(&quick, "ok", as_client(OWNER, 0), Vec::new());
+    assert!(outcome.is_committed(), "{outcome:?}");
+    let after_first = slow_done();
+    for _ in 1..QUICK_CALLS {
+        let outcome = call(&quick, "ok", as_client(OWNER, 0), Vec::new());
+        assert!(outcome.is_committed(), "{outcome:?}");
+    }
+    let after_all = slow_done();
+    let per_database: Vec<usize> = finished.iter().map(|f| f.load(Ordering::SeqCst)).collect();
+    for _ in 0..2 * SLOW_CALLS {
+        let outcome = all_done.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert!(matches!(outcome, ReducerOutcome::Timeout), "{outcome:?}");
+    }
+    assert!(
+        per_database.iter().all(|&n| n < SLOW_CALLS),
+        "the quick database waited until a slow one drained its queue: {per_database:?} of {SLOW_CALLS}"
+    );
+    assert!(
+        after_all - after_first < QUICK_CALLS - 1,
+        "each quick call waited for a slow call to end: {} slow calls ended during {} quick calls",
+        after_all - after_first,
+        QUICK_CALLS - 1
+    );
+}
+
 #[test]
 fn creating_over_an_existing_database_or_opening_an_empty_one_is_refused() {
     let host = host(1);
@@ -667,9 +748,11 @@ fn any_procedure_name_is_answered_and_one_database_holds_a_bounded_share_of_the_
         assert!(matches!(outcome, ProcedureOutcome::NoSuchProcedure { .. }));
     }
     // Every slot comes back once its call ended.
-    eventually(Duration::from_secs(30), "the procedure slots come back", || {
-        db.procedure_calls() == 0
-    });
+    eventually(
+        Duration::from_secs(30),
+        "the procedure slots come back",
+        || db.procedure_calls() == 0,
+    );
     let gate_open = std::sync::Arc::new(std::sync::Mutex::new({
         let (tx, rx) = std::sync::mpsc::sync_channel::<()>(PROCEDURES_RUNNING_COUNT_MAX);
         for _ in 0..PROCEDURES_RUNNING_COUNT_MAX {
