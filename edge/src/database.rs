@@ -24,12 +24,14 @@ use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put, MethodRouter};
 use axum::{Extension, Router};
+use http_body_util::BodyExt;
+use orrery_api::limits;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use spacetimedb_lib::{ConnectionId, Identity, RawModuleDef};
@@ -37,8 +39,9 @@ use spacetimedb_sats::de::DeserializeSeed;
 use spacetimedb_sats::serde::SerdeWrapper;
 use spacetimedb_sats::{AlgebraicValue, ProductValue};
 
-use super::{credentials_with_token, json as json_response, now_secs, text, ApiState, TokenQuery};
+use super::{credentials_with_token, json as json_response, now_secs, ApiState, TokenQuery};
 use crate::auth::{Claims, Keys};
+use crate::error::{fail, ErrorCode};
 use orrery_module::{CallResult, CallerContext, ProcedureOutcome, ReducerOutcome};
 use tenant_host::hosting::HostedDatabase;
 use tenant_host::logs::{FollowEvent, LogEntry};
@@ -92,10 +95,10 @@ pub(crate) fn caller_or_mint(
     let now = now_secs();
     let minted = keys
         .mint_anonymous(now)
-        .map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        .map_err(|e| fail(ErrorCode::Internal, e.to_string()))?;
     let claims = keys
         .validate(&minted.token, now)
-        .map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        .map_err(|e| fail(ErrorCode::Internal, e.to_string()))?;
     Ok(Caller {
         claims,
         token: minted.token,
@@ -121,8 +124,8 @@ pub(crate) fn resolve_database(
 ) -> Result<Arc<Entry>, Response> {
     match registry.resolve(name_or_identity) {
         Ok(Some(entry)) => Ok(entry),
-        Ok(None) => Err(text(
-            StatusCode::NOT_FOUND,
+        Ok(None) => Err(fail(
+            ErrorCode::NotFound,
             format!("`{name_or_identity}` not found"),
         )),
         Err(e) => Err(registry_error(e)),
@@ -132,23 +135,40 @@ pub(crate) fn resolve_database(
 /// The routes under `/v1/database`, `/v1/identity/{identity}/databases` and health.
 pub(super) fn routes(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
     let databases = Router::new()
-        .route("/v1/database", post(publish_new))
+        .route(
+            "/v1/database",
+            limited(post(publish_new), limits::MODULE_BYTES_MAX, "the module"),
+        )
         .route(
             "/v1/database/{name_or_identity}",
-            get(info).put(publish_named).delete(delete),
+            get(info)
+                .merge(limited(
+                    put(publish_named),
+                    limits::MODULE_BYTES_MAX,
+                    "the module",
+                ))
+                .delete(delete),
         )
         .route(
             "/v1/database/{name_or_identity}/pre_publish",
-            post(pre_publish),
+            limited(post(pre_publish), limits::MODULE_BYTES_MAX, "the module"),
         )
         .route("/v1/database/{name_or_identity}/identity", get(identity))
         .route(
             "/v1/database/{name_or_identity}/names",
-            get(names).post(add_name).put(replace_names),
+            get(names).merge(limited(
+                post(add_name).put(replace_names),
+                limits::SMALL_BODY_BYTES_MAX,
+                "the names",
+            )),
         )
         .route(
             "/v1/database/{name_or_identity}/call/{function}",
-            post(call),
+            limited(
+                post(call),
+                limits::CALL_BODY_BYTES_MAX,
+                "the call's arguments",
+            ),
         )
         .route("/v1/database/{name_or_identity}/schema", get(schema))
         .route("/v1/database/{name_or_identity}/logs", get(logs))
@@ -156,7 +176,10 @@ pub(super) fn routes(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
             "/v1/database/{name_or_identity}/subscribe",
             get(super::ws::subscribe),
         )
-        .route("/v1/database/{name_or_identity}/sql", post(sql))
+        .route(
+            "/v1/database/{name_or_identity}/sql",
+            limited(post(sql), limits::SQL_BODY_BYTES_MAX, "the SQL text"),
+        )
         .route("/v1/database/{name_or_identity}/lock", post(lock))
         .route("/v1/database/{name_or_identity}/unlock", post(unlock))
         .route(
@@ -164,12 +187,64 @@ pub(super) fn routes(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
             get(timestamp),
         )
         .layer(axum::middleware::from_fn_with_state(state, get_or_mint))
-        .layer(DefaultBodyLimit::disable());
+        .layer(DefaultBodyLimit::max(limits::SMALL_BODY_BYTES_MAX));
     Router::new()
         .route("/v1/identity/{identity}/databases", get(owned_databases))
         .route("/v1/health", get(health))
         .route("/health", get(|| async { "ok" }))
         .merge(databases)
+}
+
+/// `route` reading a body of at most `max` bytes (`what` names it in the
+/// error): a `Content-Length` above `max` is refused unread, and a body
+/// without one is read until `max` and refused there, with 413 and a
+/// message naming the limit either way. The handler then finds the body
+/// buffered.
+fn limited<S: Clone + Send + Sync + 'static>(
+    route: MethodRouter<S>,
+    max: usize,
+    what: &'static str,
+) -> MethodRouter<S> {
+    route
+        .layer::<_, Infallible>(axum::middleware::from_fn(
+            move |request: Request, next: Next| limit_body(request, next, max, what),
+        ))
+        .layer(DefaultBodyLimit::max(max))
+}
+
+async fn limit_body(request: Request, next: Next, max: usize, what: &'static str) -> Response {
+    let too_large = || {
+        fail(
+            ErrorCode::PayloadTooLarge,
+            format!("{what} is larger than this route accepts: the limit is {max} bytes"),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        return too_large();
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match http_body_util::Limited::new(body, max).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return too_large()
+        }
+        Err(e) => {
+            return fail(
+                ErrorCode::InvalidRequest,
+                format!("the request body could not be read: {e}"),
+            )
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// Runs every database route as the caller (or a minted identity) and adds
@@ -190,21 +265,21 @@ async fn get_or_mint(
 }
 
 fn registry_error(e: RegistryError) -> Response {
-    let status = match &e {
-        RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
+    let code = match &e {
+        RegistryError::NotFound(_) => ErrorCode::NotFound,
         RegistryError::InvalidName(_)
         | RegistryError::NameTaken(_)
         | RegistryError::AlreadyExists(_)
-        | RegistryError::Publish(_) => StatusCode::BAD_REQUEST,
-        RegistryError::NotOwner(_) | RegistryError::Locked => StatusCode::FORBIDDEN,
-        RegistryError::Storage(_) | RegistryError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        | RegistryError::Publish(_) => ErrorCode::InvalidRequest,
+        RegistryError::NotOwner(_) | RegistryError::Locked => ErrorCode::Forbidden,
+        RegistryError::Storage(_) | RegistryError::Io(_) => ErrorCode::Internal,
     };
-    text(status, e.to_string())
+    fail(code, e.to_string())
 }
 
 fn not_owner() -> Response {
-    text(
-        StatusCode::FORBIDDEN,
+    fail(
+        ErrorCode::Forbidden,
         "only the owner of the database may do this",
     )
 }
@@ -212,12 +287,9 @@ fn not_owner() -> Response {
 async fn blocking<R: Send + 'static>(
     job: impl FnOnce() -> R + Send + 'static,
 ) -> Result<R, Response> {
-    tokio::task::spawn_blocking(job).await.map_err(|e| {
-        text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the request failed: {e}"),
-        )
-    })
+    tokio::task::spawn_blocking(job)
+        .await
+        .map_err(|e| fail(ErrorCode::Internal, format!("the request failed: {e}")))
 }
 
 fn hex_identity(identity: Identity) -> String {
@@ -264,14 +336,14 @@ async fn publish(
     match query.host_type.as_deref() {
         None | Some("Wasm") => {}
         Some("Js") => {
-            return text(
-                StatusCode::BAD_REQUEST,
+            return fail(
+                ErrorCode::InvalidRequest,
                 "host_type Js is not supported: this server hosts WASM modules",
             )
         }
         Some(other) => {
-            return text(
-                StatusCode::BAD_REQUEST,
+            return fail(
+                ErrorCode::InvalidRequest,
                 format!("unknown host_type `{other}` (expected Wasm or Js)"),
             )
         }
@@ -280,21 +352,21 @@ async fn publish(
         None | Some("Compatible") => false,
         Some("BreakClients") => true,
         Some(other) => {
-            return text(
-                StatusCode::BAD_REQUEST,
+            return fail(
+                ErrorCode::InvalidRequest,
                 format!("unknown policy `{other}` (expected Compatible or BreakClients)"),
             )
         }
     };
     if break_clients && query.token.is_none() {
-        return text(
-            StatusCode::BAD_REQUEST,
+        return fail(
+            ErrorCode::InvalidRequest,
             "policy=BreakClients needs the token from pre_publish",
         );
     }
     if query.clear && target.is_none() {
-        return text(
-            StatusCode::BAD_REQUEST,
+        return fail(
+            ErrorCode::InvalidRequest,
             "clear needs a database name or identity",
         );
     }
@@ -328,8 +400,8 @@ async fn publish(
                     let expected =
                         migration_token(id, entry.module_hash(), *blake3::hash(&body).as_bytes());
                     if *token != expected {
-                        return Err(text(
-                            StatusCode::BAD_REQUEST,
+                        return Err(fail(
+                            ErrorCode::InvalidRequest,
                             "the token does not match this update; run pre_publish again",
                         ));
                     }
@@ -373,7 +445,10 @@ async fn pre_publish(
     body: Bytes,
 ) -> Response {
     if query.host_type.as_deref().is_some_and(|h| h != "Wasm") {
-        return text(StatusCode::BAD_REQUEST, "only host_type Wasm is supported");
+        return fail(
+            ErrorCode::InvalidRequest,
+            "only host_type Wasm is supported",
+        );
     }
     let entry = match resolve_database(&state.registry, &name_or_identity) {
         Ok(entry) => entry,
@@ -388,7 +463,7 @@ async fn pre_publish(
             .host()
             .runtime()
             .host(&body, tenant_host::registry::options(entry.identity()))
-            .map_err(|e| text(StatusCode::BAD_REQUEST, e.to_string()))?;
+            .map_err(|e| fail(ErrorCode::InvalidRequest, e.to_string()))?;
         let old = entry.database().module();
         let plan = orrery_moduledef::migrate::plan(old.def(), new.def());
         let reply = if plan.is_automatic() {
@@ -544,8 +619,8 @@ async fn replace_names(
         },
     };
     let Ok(names) = serde_json::from_slice::<Vec<String>>(&body) else {
-        return text(
-            StatusCode::BAD_REQUEST,
+        return fail(
+            ErrorCode::InvalidRequest,
             "the body must be a JSON array of names",
         );
     };
@@ -561,8 +636,8 @@ async fn replace_names(
             StatusCode::UNAUTHORIZED,
             json!({"NotYourDatabase": {"database": hex_identity(entry.identity())}}),
         ),
-        Err(RegistryError::InvalidName(name)) => text(
-            StatusCode::BAD_REQUEST,
+        Err(RegistryError::InvalidName(name)) => fail(
+            ErrorCode::InvalidRequest,
             format!("`{name}` is not a valid database name"),
         ),
         Err(e @ RegistryError::NameTaken(_)) => json_response(
@@ -591,8 +666,8 @@ async fn owned_databases(
                 .collect();
             json_response(StatusCode::OK, json!({ "identities": ids }))
         }
-        Err(_) => text(
-            StatusCode::BAD_REQUEST,
+        Err(_) => fail(
+            ErrorCode::InvalidRequest,
             format!("`{identity}` is not an identity"),
         ),
     }
@@ -680,12 +755,17 @@ async fn schema(
         Some("10") => 10,
         Some("9") => 9,
         Some(other) => {
-            return text(
-                StatusCode::BAD_REQUEST,
+            return fail(
+                ErrorCode::InvalidRequest,
                 format!("unknown schema version `{other}` (expected 9 or 10)"),
             )
         }
-        None => return text(StatusCode::BAD_REQUEST, "the version parameter is required"),
+        None => {
+            return fail(
+                ErrorCode::InvalidRequest,
+                "the version parameter is required",
+            )
+        }
     };
     let entry = match resolve_database(&state.registry, &name_or_identity) {
         Ok(entry) => entry,
@@ -695,8 +775,8 @@ async fn schema(
     let raw: RawModuleDef = match spacetimedb_lib::bsatn::from_slice(module.raw_description()) {
         Ok(raw) => raw,
         Err(e) => {
-            return text(
-                StatusCode::INTERNAL_SERVER_ERROR,
+            return fail(
+                ErrorCode::Internal,
                 format!("the module definition does not decode: {e}"),
             )
         }
@@ -704,12 +784,12 @@ async fn schema(
     match (version, &raw) {
         (10, RawModuleDef::V10(def)) => json_response(StatusCode::OK, sats_json(def)),
         (9, RawModuleDef::V9(def)) => json_response(StatusCode::OK, sats_json(def)),
-        (10, _) => text(
-            StatusCode::NOT_FOUND,
+        (10, _) => fail(
+            ErrorCode::NotFound,
             "the module only provides a V9 definition; ask for version=9",
         ),
-        _ => text(
-            StatusCode::NOT_FOUND,
+        _ => fail(
+            ErrorCode::NotFound,
             "the module provides a V10 definition; ask for version=10",
         ),
     }
@@ -857,16 +937,16 @@ fn with_connection<R>(
     let identity = caller.identity();
     let connected = database
         .client_connected(identity, connection_id, Some(caller.claims.payload.clone()))
-        .map_err(|e| text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        .map_err(|e| fail(ErrorCode::Unavailable, e.to_string()))?;
     match connected.outcome {
         ReducerOutcome::Committed { .. } => {}
         ReducerOutcome::OutOfFuel => {
-            return Err(text(
-                StatusCode::SERVICE_UNAVAILABLE,
+            return Err(fail(
+                ErrorCode::Unavailable,
                 "Module energy budget exhausted.",
             ))
         }
-        other => return Err(text(StatusCode::FORBIDDEN, outcome_message(&other))),
+        other => return Err(fail(ErrorCode::Forbidden, outcome_message(&other))),
     }
     let result = job();
     if let Err(e) = database.client_disconnected(identity, connection_id) {
@@ -944,11 +1024,11 @@ async fn call(
     body: Bytes,
 ) -> Response {
     match headers.get(CONTENT_TYPE) {
-        None => return text(StatusCode::BAD_REQUEST, "Missing Content-Type header"),
+        None => return fail(ErrorCode::InvalidRequest, "Missing Content-Type header"),
         Some(value) if value.as_bytes() == b"application/json" => {}
         Some(_) => {
-            return text(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            return fail(
+                ErrorCode::UnsupportedMediaType,
                 "Content-Type must be application/json",
             )
         }
@@ -975,16 +1055,16 @@ async fn call(
     if let Some((_, reducer)) = reducer {
         let function = reducer.source_name.clone();
         if reducer.lifecycle.is_some() {
-            return text(
-                StatusCode::BAD_REQUEST,
+            return fail(
+                ErrorCode::InvalidRequest,
                 format!("lifecycle reducer `{function}` cannot be called"),
             );
         }
         let args = match decode_args(&def.typespace, &reducer.raw_params, &body) {
             Ok(args) => args,
             Err(e) => {
-                return text(
-                    StatusCode::BAD_REQUEST,
+                return fail(
+                    ErrorCode::InvalidArguments,
                     format!("invalid arguments for reducer {function}: {e}"),
                 )
             }
@@ -1001,7 +1081,7 @@ async fn call(
         .await;
         let (function, result) = match result {
             Ok(Ok((function, Ok(result)))) => (function, result),
-            Ok(Ok((_, Err(e)))) => return text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            Ok(Ok((_, Err(e)))) => return fail(ErrorCode::Unavailable, e.to_string()),
             Ok(Err(response)) | Err(response) => return response,
         };
         return with_headers(
@@ -1015,8 +1095,8 @@ async fn call(
         let args = match decode_args(&def.typespace, &procedure.raw_params, &body) {
             Ok(args) => args,
             Err(e) => {
-                return text(
-                    StatusCode::BAD_REQUEST,
+                return fail(
+                    ErrorCode::InvalidArguments,
                     format!("invalid arguments for procedure {function}: {e}"),
                 )
             }
@@ -1035,7 +1115,7 @@ async fn call(
         .await;
         let result = match result {
             Ok(Ok(Ok(result))) => result,
-            Ok(Ok(Err(e))) => return text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            Ok(Ok(Err(e))) => return fail(ErrorCode::Unavailable, e.to_string()),
             Ok(Err(response)) | Err(response) => return response,
         };
         let response = match result.outcome {
@@ -1045,72 +1125,65 @@ async fn call(
                     .deserialize(spacetimedb_sats::bsatn::Deserializer::new(&mut &value[..]));
                 match decoded {
                     Ok(value) => json_response(StatusCode::OK, sats_json(&value)),
-                    Err(e) => text(
-                        StatusCode::INTERNAL_SERVER_ERROR,
+                    Err(e) => fail(
+                        ErrorCode::Internal,
                         format!("the procedure's return value does not decode: {e}"),
                     ),
                 }
             }
-            ProcedureOutcome::Trapped { message } => {
-                text(StatusCode::from_u16(530).expect("valid status"), message)
+            ProcedureOutcome::Trapped { message } => fail(ErrorCode::ModuleFailed, message),
+            ProcedureOutcome::OutOfFuel => {
+                fail(ErrorCode::OutOfEnergy, "Module energy budget exhausted.")
             }
-            ProcedureOutcome::OutOfFuel => text(
-                StatusCode::PAYMENT_REQUIRED,
-                "Module energy budget exhausted.",
-            ),
-            ProcedureOutcome::Timeout => text(
-                StatusCode::from_u16(530).expect("valid status"),
+            ProcedureOutcome::Timeout => fail(
+                ErrorCode::CallTimeout,
                 "the procedure ran past its deadline",
             ),
-            ProcedureOutcome::BadArguments { message } => text(
-                StatusCode::BAD_REQUEST,
+            ProcedureOutcome::BadArguments { message } => fail(
+                ErrorCode::InvalidArguments,
                 format!("invalid arguments for procedure {name}: {message}"),
             ),
-            ProcedureOutcome::NoSuchProcedure { procedure } => text(
-                StatusCode::NOT_FOUND,
+            ProcedureOutcome::NoSuchProcedure { procedure } => fail(
+                ErrorCode::NotFound,
                 format!("No such procedure `{procedure}`"),
             ),
-            ProcedureOutcome::NotCallable { procedure } => text(
-                StatusCode::BAD_REQUEST,
+            ProcedureOutcome::NotCallable { procedure } => fail(
+                ErrorCode::InvalidRequest,
                 format!("procedure `{procedure}` cannot be called"),
             ),
-            ProcedureOutcome::Internal { message } => {
-                text(StatusCode::INTERNAL_SERVER_ERROR, message)
-            }
+            ProcedureOutcome::Internal { message } => fail(ErrorCode::Internal, message),
         };
         return with_headers(response, Some(result.fuel_used), started);
     }
-    text(
-        StatusCode::NOT_FOUND,
+    fail(
+        ErrorCode::NotFound,
         format!("no such reducer `{function}` (nor procedure)"),
     )
 }
 
 fn reducer_reply(function: &str, result: &CallResult) -> Response {
-    let status_530 = StatusCode::from_u16(530).expect("valid status");
     match &result.outcome {
         ReducerOutcome::Committed { .. } => StatusCode::OK.into_response(),
         ReducerOutcome::Failed { message } | ReducerOutcome::Trapped { message } => {
-            text(status_530, message.clone())
+            fail(ErrorCode::ModuleFailed, message.clone())
         }
-        ReducerOutcome::Timeout => text(status_530, "the reducer ran past its deadline"),
-        ReducerOutcome::OutOfFuel => text(
-            StatusCode::PAYMENT_REQUIRED,
-            "Module energy budget exhausted.",
-        ),
-        ReducerOutcome::BadArguments { message } => text(
-            StatusCode::BAD_REQUEST,
+        ReducerOutcome::Timeout => {
+            fail(ErrorCode::CallTimeout, "the reducer ran past its deadline")
+        }
+        ReducerOutcome::OutOfFuel => {
+            fail(ErrorCode::OutOfEnergy, "Module energy budget exhausted.")
+        }
+        ReducerOutcome::BadArguments { message } => fail(
+            ErrorCode::InvalidArguments,
             format!("invalid arguments for reducer {function}: {message}"),
         ),
         ReducerOutcome::ArgumentsTooLarge { .. } | ReducerOutcome::NotCallable { .. } => {
-            text(StatusCode::BAD_REQUEST, outcome_message(&result.outcome))
+            fail(ErrorCode::InvalidRequest, outcome_message(&result.outcome))
         }
         ReducerOutcome::NoSuchReducer { .. } => {
-            text(StatusCode::NOT_FOUND, outcome_message(&result.outcome))
+            fail(ErrorCode::NotFound, outcome_message(&result.outcome))
         }
-        ReducerOutcome::Internal { message } => {
-            text(StatusCode::INTERNAL_SERVER_ERROR, message.clone())
-        }
+        ReducerOutcome::Internal { message } => fail(ErrorCode::Internal, message.clone()),
     }
 }
 
@@ -1152,7 +1225,7 @@ async fn sql(
     let outcome = match result {
         Ok(Ok(Ok(outcome))) => outcome,
         // A limit crossed is the caller's query too: 400, naming the limit.
-        Ok(Ok(Err(e))) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(Ok(Err(e))) => return fail(ErrorCode::InvalidRequest, e.to_string()),
         Ok(Err(response)) | Err(response) => return response,
     };
     let rows: Vec<Value> = outcome.rows.iter().map(sats_json).collect();

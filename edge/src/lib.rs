@@ -13,7 +13,8 @@
 //! such as the listen address and shutdown (`orrery start`).
 //!
 //! Success bodies in JSON carry exactly `Content-Type: application/json`;
-//! errors are plain text (client-protocol §2.1).
+//! errors are plain text with a stable code in `x-orrery-error` ([`error`];
+//! client-protocol §2.1).
 
 use std::sync::Arc;
 
@@ -30,10 +31,12 @@ use serde::Deserialize;
 use spacetimedb_lib::Identity;
 
 use crate::auth::{AuthError, Claims, Keys};
+use crate::error::{fail, ErrorCode};
 use tenant_host::registry::Registry;
 
 pub mod auth;
 mod database;
+pub mod error;
 pub mod ws;
 
 // For the WebSocket route, which resolves and authenticates the same way.
@@ -58,6 +61,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/identity/{identity}/verify", get(verify))
         .route("/metrics", get(metrics))
         .merge(database::routes(state.clone()))
+        .layer(axum::middleware::from_fn(error::log_errors))
         .layer(axum::middleware::from_fn(cors))
         .with_state(state)
 }
@@ -83,7 +87,10 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     let registry = state.registry.clone();
     match tokio::task::spawn_blocking(move || tenant_host::metrics::render(&registry)).await {
         Ok(text) => ([(CONTENT_TYPE, tenant_host::metrics::CONTENT_TYPE)], text).into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Err(e) => fail(
+            ErrorCode::Internal,
+            format!("rendering the metrics failed: {e}"),
+        ),
     }
 }
 
@@ -117,10 +124,6 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response {
         value.to_string(),
     )
         .into_response()
-}
-
-fn text(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, message.into()).into_response()
 }
 
 fn now_secs() -> i64 {
@@ -159,8 +162,8 @@ fn credentials_with_token(
             match value {
                 Some(token) => token.trim().to_owned(),
                 None => {
-                    return Err(text(
-                        StatusCode::BAD_REQUEST,
+                    return Err(fail(
+                        ErrorCode::InvalidRequest,
                         "Authorization is invalid: malformed token",
                     ))
                 }
@@ -173,18 +176,18 @@ fn credentials_with_token(
     };
     match keys.validate(&token, now_secs()) {
         Ok(claims) => Ok(Some((claims, token))),
-        Err(AuthError::Malformed(_)) => Err(text(
-            StatusCode::BAD_REQUEST,
+        Err(AuthError::Malformed(_)) => Err(fail(
+            ErrorCode::InvalidRequest,
             "Authorization is invalid: malformed token",
         )),
-        Err(e) => Err(text(StatusCode::UNAUTHORIZED, e.to_string())),
+        Err(e) => Err(fail(ErrorCode::Unauthorized, e.to_string())),
     }
 }
 
 #[allow(clippy::result_large_err)]
 fn required(keys: &Keys, headers: &HeaderMap, query: &TokenQuery) -> Result<Claims, Response> {
     credentials(keys, headers, query)?
-        .ok_or_else(|| text(StatusCode::UNAUTHORIZED, "Authorization required"))
+        .ok_or_else(|| fail(ErrorCode::Unauthorized, "Authorization required"))
 }
 
 async fn ping() -> StatusCode {
@@ -200,7 +203,7 @@ async fn mint_identity(State(state): State<Arc<ApiState>>) -> Response {
                 "token": minted.token,
             }),
         ),
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => fail(ErrorCode::Internal, e.to_string()),
     }
 }
 
@@ -215,7 +218,7 @@ async fn websocket_token(
     };
     match state.keys.websocket_token(&claims, now_secs()) {
         Ok(token) => json(StatusCode::OK, serde_json::json!({ "token": token })),
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => fail(ErrorCode::Internal, e.to_string()),
     }
 }
 
@@ -244,9 +247,12 @@ async fn verify(
     let hex = identity.strip_prefix("0x").unwrap_or(&identity);
     match Identity::from_hex(hex) {
         Ok(path) if path == claims.identity => StatusCode::NO_CONTENT.into_response(),
-        Ok(_) => text(StatusCode::BAD_REQUEST, "the token is for another identity"),
-        Err(_) => text(
-            StatusCode::BAD_REQUEST,
+        Ok(_) => fail(
+            ErrorCode::InvalidRequest,
+            "the token is for another identity",
+        ),
+        Err(_) => fail(
+            ErrorCode::InvalidRequest,
             format!("`{identity}` is not an identity"),
         ),
     }

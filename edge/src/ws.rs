@@ -561,8 +561,7 @@ pub(crate) async fn subscribe(
     headers: axum::http::HeaderMap,
     upgrade: axum::extract::WebSocketUpgrade,
 ) -> axum::response::Response {
-    use axum::http::StatusCode;
-    use axum::response::IntoResponse;
+    use crate::error::{fail, ErrorCode};
 
     let entry = match super::database::resolve_database(&state.registry, &name_or_identity) {
         Ok(entry) => entry,
@@ -579,24 +578,22 @@ pub(crate) async fn subscribe(
         .collect();
     let negotiated = match orrery_wire::negotiate::negotiate(offered, &pairs) {
         Ok(n) => n,
-        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        Err(e) => return fail(ErrorCode::InvalidRequest, e.to_string()),
     };
     let connection_id = match pairs.iter().find(|(k, _)| *k == "connection_id") {
         Some((_, hex)) => match ConnectionId::from_hex(hex) {
             Ok(id) if id.to_u128() != 0 => id,
             Ok(_) => {
-                return (
-                    StatusCode::BAD_REQUEST,
+                return fail(
+                    ErrorCode::InvalidRequest,
                     "Invalid connection ID: the all-zero id is reserved",
                 )
-                    .into_response()
             }
             Err(_) => {
-                return (
-                    StatusCode::BAD_REQUEST,
+                return fail(
+                    ErrorCode::InvalidRequest,
                     format!("Invalid connection ID: {hex:?} is not 32 hex digits"),
                 )
-                    .into_response()
             }
         },
         None => crate::database::connection_id(),

@@ -102,6 +102,8 @@ struct Reply {
     identity: Option<String>,
     token: Option<String>,
     energy: Option<String>,
+    /// The stable error code (`x-orrery-error`) of an error reply.
+    code: Option<String>,
 }
 
 impl Reply {
@@ -123,6 +125,7 @@ fn reply(result: Result<ureq::Response, ureq::Error>) -> Reply {
         identity: header("spacetime-identity"),
         token: header("spacetime-identity-token"),
         energy: header("spacetime-energy-used"),
+        code: header("x-orrery-error"),
         body: response.into_string().unwrap(),
     }
 }
@@ -777,6 +780,7 @@ fn a_trapping_reducer_tells_the_caller_its_panic_and_the_owner_its_backtrace() {
 
     let r = caller.call("hostile-t", "trap", "[]");
     assert_eq!(r.status, 530, "{}", r.body);
+    assert_eq!(r.code.as_deref(), Some("module_failed"));
     assert!(r.body.contains("hostile: deliberate trap"), "{}", r.body);
     for internal in ["backtrace", "wasm", ".rs:", "0x"] {
         assert!(
@@ -791,6 +795,105 @@ fn a_trapping_reducer_tells_the_caller_its_panic_and_the_owner_its_backtrace() {
     assert!(
         r.body.contains("wasm backtrace"),
         "the owner's log has the backtrace: {}",
+        r.body
+    );
+}
+
+/// The status line of a raw HTTP/1.1 request that declares `length` body
+/// bytes and sends none: a route that waited for the body before checking
+/// its size would never answer, and the read times out.
+fn status_of_unsent_body(base: &str, method: &str, path: &str, length: usize) -> String {
+    use std::io::{Read, Write};
+    let addr = base.strip_prefix("http://").unwrap();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {length}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    stream
+        .read_exact(&mut head)
+        .unwrap_or_else(|e| panic!("{method} {path}: no answer before the body ({e})"));
+    String::from_utf8_lossy(&head[9..12]).into_owned()
+}
+
+// Protects the host's memory from bodies of any size: each route reads at
+// most its limit from orrery_api::limits and answers 413, naming the limit,
+// before reading more.
+#[test]
+fn request_bodies_over_their_route_limit_are_refused_before_they_are_read() {
+    use orrery_api::limits::{
+        CALL_BODY_BYTES_MAX, MODULE_BYTES_MAX, SMALL_BODY_BYTES_MAX, SQL_BODY_BYTES_MAX,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path(), keys(dir.path()));
+    let anonymous = Client {
+        base: &s.base,
+        token: None,
+    };
+    let r = anonymous.publish("/v1/database/bodies", "chat");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let owner = Client {
+        base: &s.base,
+        token: r.token.clone(),
+    };
+
+    // A declared length over the limit is refused unread, on every route
+    // that reads a body.
+    for (method, path, max) in [
+        ("POST", "/v1/database", MODULE_BYTES_MAX),
+        ("PUT", "/v1/database/bodies", MODULE_BYTES_MAX),
+        ("POST", "/v1/database/bodies/pre_publish", MODULE_BYTES_MAX),
+        (
+            "POST",
+            "/v1/database/bodies/call/send_message",
+            CALL_BODY_BYTES_MAX,
+        ),
+        ("POST", "/v1/database/bodies/sql", SQL_BODY_BYTES_MAX),
+        ("POST", "/v1/database/bodies/names", SMALL_BODY_BYTES_MAX),
+        ("PUT", "/v1/database/bodies/names", SMALL_BODY_BYTES_MAX),
+    ] {
+        assert_eq!(
+            status_of_unsent_body(&s.base, method, path, max + 1),
+            "413",
+            "{method} {path}"
+        );
+    }
+
+    // A body without a length (chunked) is read up to the limit only.
+    let oversized = vec![b' '; SQL_BODY_BYTES_MAX + 1];
+    let r = reply(
+        owner
+            .request("POST", "/v1/database/bodies/sql")
+            .send(&oversized[..]),
+    );
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert_eq!(r.code.as_deref(), Some("payload_too_large"));
+    assert!(
+        r.body.contains("the SQL text") && r.body.contains(&SQL_BODY_BYTES_MAX.to_string()),
+        "{}",
+        r.body
+    );
+
+    // At the limit exactly, the body is read and served.
+    let mut at_limit = "SELECT * FROM message".to_owned();
+    at_limit.push_str(&" ".repeat(SQL_BODY_BYTES_MAX - at_limit.len()));
+    let r = owner.sql("bodies", &at_limit);
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // Other errors carry their own codes.
+    let r = owner.call("bodies", "no_such_reducer", "[]");
+    assert_eq!((r.status, r.code.as_deref()), (404, Some("not_found")));
+    let r = owner.call("bodies", "send_message", r#"["not a number", 1]"#);
+    assert_eq!(
+        (r.status, r.code.as_deref()),
+        (400, Some("invalid_arguments")),
+        "{}",
         r.body
     );
 }

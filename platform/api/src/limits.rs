@@ -313,3 +313,31 @@ const _: () = assert!(LANE_TURN_JOBS_MAX <= LANE_QUEUED_JOBS_MAX);
 // A pool keeps at least one worker for slow lanes whenever it has more
 // workers than it reserves; reserving none would undo the fairness rule.
 const _: () = assert!(POOL_WORKERS_RESERVED_FOR_QUICK_LANES >= 1);
+
+// ---------------------------------------------------------------------------
+// Request bodies at the HTTP edge (issue 12: request bodies are unbounded).
+// Each route reads at most its limit and answers 413 past it, before
+// buffering more (a `Content-Length` above the limit is refused unread).
+// ---------------------------------------------------------------------------
+
+/// A module upload (`POST /v1/database`, `PUT /v1/database/{name}`,
+/// `pre_publish`): the wasm bytes.
+pub const MODULE_BYTES_MAX: usize = 100 * 1024 * 1024;
+
+/// The JSON arguments of an HTTP call (`POST …/call/{function}`). JSON is
+/// larger than the BSATN the call becomes (a byte is up to four characters
+/// of a JSON array), so this is four times the BSATN limit.
+pub const CALL_BODY_BYTES_MAX: usize = 4 * CALL_ARGS_BYTES_DEFAULT as usize;
+
+/// The SQL text of `POST …/sql`: the SQL limit itself, so longer text is
+/// refused before it is read.
+pub const SQL_BODY_BYTES_MAX: usize = SQL_TEXT_BYTES_MAX;
+
+/// Every other route that reads a body (names), and the default of routes
+/// that read none.
+pub const SMALL_BODY_BYTES_MAX: usize = 64 * 1024;
+
+// A module fits the compiled-module cache many times over.
+const _: () = assert!(MODULE_BYTES_MAX as u64 * 4 <= COMPILED_MODULES_CACHE_BYTES_DEFAULT);
+// A call's body is not a module's: uploads are the largest body there is.
+const _: () = assert!(CALL_BODY_BYTES_MAX <= MODULE_BYTES_MAX);
