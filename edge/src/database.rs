@@ -114,7 +114,8 @@ pub(crate) fn identity_headers(caller: &Caller, headers: &mut HeaderMap) {
 }
 
 /// Resolves `{name_or_identity}` to a database: 400 for an invalid name,
-/// 404 `` `name` not found `` for unknown names and identities.
+/// 404 `` `name` not found `` for unknown names and identities, 503 with the
+/// reason for a database that did not open on this host.
 pub(crate) fn resolve_database(
     registry: &Registry,
     name_or_identity: &str,
@@ -198,6 +199,7 @@ fn registry_error(e: RegistryError) -> Response {
         | RegistryError::Publish(_) => StatusCode::BAD_REQUEST,
         RegistryError::NotOwner(_) | RegistryError::Locked => StatusCode::FORBIDDEN,
         RegistryError::Storage(_) | RegistryError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        RegistryError::Broken { .. } => StatusCode::SERVICE_UNAVAILABLE,
     };
     text(status, e.to_string())
 }

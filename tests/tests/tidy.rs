@@ -39,7 +39,7 @@ const MAY_DEPEND_ON: &[(&str, Option<&[&str]>)] = &[
     ("orrery-moduledef", Some(&["storage"])),
     (
         "orrery-module",
-        Some(&["orrery-moduledef", "storage", "orrery-api"]),
+        Some(&["orrery-moduledef", "storage", "durable", "orrery-api"]),
     ),
     ("orrery-query", Some(&["orrery-wire", "storage"])),
     (
@@ -50,6 +50,7 @@ const MAY_DEPEND_ON: &[(&str, Option<&[&str]>)] = &[
             "orrery-query",
             "orrery-wire",
             "storage",
+            "durable",
             "billing",
             "orrery-api",
         ]),
@@ -63,6 +64,7 @@ const MAY_DEPEND_ON: &[(&str, Option<&[&str]>)] = &[
             "orrery-query",
             "orrery-wire",
             "storage",
+            "durable",
             "orrery-api",
         ]),
     ),
@@ -73,6 +75,7 @@ const MAY_DEPEND_ON: &[(&str, Option<&[&str]>)] = &[
             "orrery-moduledef",
             "orrery-wire",
             "storage",
+            "durable",
             "orrery-api",
         ]),
     ),
