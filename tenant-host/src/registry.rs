@@ -117,6 +117,8 @@ pub enum BrokenReason {
     Storage,
     /// The module does not load against the stored database.
     Load,
+    /// Opening it panicked (a broken invariant in its data or in the host).
+    Panic,
 }
 
 impl BrokenReason {
@@ -127,6 +129,7 @@ impl BrokenReason {
             BrokenReason::Module => "module",
             BrokenReason::Storage => "storage",
             BrokenReason::Load => "load",
+            BrokenReason::Panic => "panic",
         }
     }
 
@@ -137,6 +140,7 @@ impl BrokenReason {
             BrokenReason::Module => "its module file cannot be read",
             BrokenReason::Storage => "its storage did not recover",
             BrokenReason::Load => "its module does not load against its stored data",
+            BrokenReason::Panic => "opening it failed unexpectedly",
         }
     }
 }
@@ -421,7 +425,7 @@ impl Registry {
                 tracing::warn!(database = %hex, "removing a database whose creation did not finish");
                 return self.remove_unfinished(identity, &dir);
             }
-            Err(e) => return self.broken(identity, None, Vec::new(), dir, e),
+            Err(e) => return self.listed_broken(identity, None, Vec::new(), dir, e),
         };
         match meta.state {
             DatabaseState::Ready => {}
@@ -441,12 +445,25 @@ impl Registry {
                     BrokenReason::Metadata,
                     format!("{META_FILE}: owner {:?} is not an identity", meta.owner),
                 );
-                return self.broken(identity, None, meta.names, dir, e);
+                return self.listed_broken(identity, None, meta.names, dir, e);
             }
         };
-        match self.recover(identity, owner, &dir, meta.clone()) {
+        // A panic while recovering (a broken invariant in this database's
+        // data) is this database's failure, not the process's.
+        let recovered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.recover(identity, owner, &dir, meta.clone())
+        }))
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned());
+            Err(failure(BrokenReason::Panic, message))
+        });
+        match recovered {
             Ok(entry) => Opened::Serving(entry),
-            Err(e) => self.broken(identity, Some(owner), meta.names, dir, e),
+            Err(e) => self.listed_broken(identity, Some(owner), meta.names, dir, e),
         }
     }
 
@@ -554,7 +571,7 @@ impl Registry {
         Opened::Removed
     }
 
-    fn broken(
+    fn listed_broken(
         &self,
         identity: Identity,
         owner: Option<Identity>,
@@ -831,9 +848,7 @@ impl Registry {
             entry.save_meta(&next)?;
             *meta = next;
         }
-        if old != new {
-            remove_module(&entry.dir, &old);
-        }
+        remove_unreferenced_modules(&entry.dir, &new);
         if clear {
             // The data the clients hold is gone: they reconnect and
             // resubscribe (client-protocol §5.9).
@@ -857,6 +872,15 @@ impl Registry {
         if entry.locked() {
             return Err(RegistryError::Locked);
         }
+        // Marked first, so that open finishes a removal a crash cut; if
+        // marking fails nothing changed.
+        {
+            let mut meta = lock(&entry.meta);
+            let mut next = meta.clone();
+            next.state = DatabaseState::Deleting;
+            entry.save_meta(&next)?;
+            *meta = next;
+        }
         {
             let mut inner = lock(&self.inner);
             inner.databases.remove(id);
@@ -866,12 +890,6 @@ impl Registry {
             .database
             .clients()
             .close_all(crate::clients::CLOSE_GOING_AWAY, "module exited");
-        // Marked first, so that open finishes a removal a crash cut.
-        {
-            let mut meta = lock(&entry.meta);
-            meta.state = DatabaseState::Deleting;
-            entry.save_meta(&meta)?;
-        }
         std::fs::remove_dir_all(&entry.dir)?;
         Ok(())
     }
