@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use orrery_module::{module_hash, CallerContext, ReducerOutcome, Runtime};
-use spacetimedb_lib::Identity;
+use spacetimedb_lib::{ConnectionId, Identity};
 use tenant_host::hosting::{Host, HostConfig};
 use tenant_host::registry::{BrokenReason, Entry, Registry, RegistryError};
 
@@ -16,7 +16,7 @@ use crate::harness::{enc, rows, OWNER};
 use crate::modules::module_bytes;
 
 fn owner() -> Identity {
-    Identity::from_byte_array(OWNER)
+    OWNER
 }
 
 fn open(root: &Path) -> Registry {
@@ -39,7 +39,7 @@ fn create(registry: &Registry, name: &str, module: &str) -> Arc<Entry> {
 fn call(entry: &Entry, reducer: &str, args: Vec<u8>) -> ReducerOutcome {
     let caller = CallerContext {
         sender: OWNER,
-        connection_id: [0; 16],
+        connection_id: ConnectionId::ZERO,
         timestamp_micros: 1_767_225_600_000_000,
     };
     entry
