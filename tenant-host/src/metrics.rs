@@ -381,7 +381,10 @@ fn render_broken(x: &mut Exposition, registry: &Registry) {
         let database = b.identity().to_hex().to_string();
         x.sample(
             "orrery_database_broken",
-            &[("database", database.as_str()), ("reason", b.reason().label())],
+            &[
+                ("database", database.as_str()),
+                ("reason", b.reason().label()),
+            ],
             1u64,
         );
     }

@@ -546,7 +546,9 @@ impl Registry {
             match durable::fs::remove_temp_files(&sub) {
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => tracing::warn!(database = %hex, error = %e, "cannot remove temporary files"),
+                Err(e) => {
+                    tracing::warn!(database = %hex, error = %e, "cannot remove temporary files")
+                }
             }
         }
         Ok(Arc::new(Entry {
@@ -1127,7 +1129,11 @@ fn read_module(dir: &Path, hash: &[u8; 32]) -> Result<Vec<u8>, Failure> {
     if module_hash(&wasm) != *hash {
         return Err(failure(
             BrokenReason::Module,
-            format!("{}: the bytes are not module {}", path.display(), hex_of(hash)),
+            format!(
+                "{}: the bytes are not module {}",
+                path.display(),
+                hex_of(hash)
+            ),
         ));
     }
     Ok(wasm)
@@ -1159,9 +1165,13 @@ fn remove_unreferenced_modules(dir: &Path, keep: &[u8; 32]) {
     }
     for path in doomed {
         match std::fs::remove_file(&path) {
-            Ok(()) => tracing::info!(path = %path.display(), "removed a module file nothing points to"),
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "removed a module file nothing points to")
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot remove a module file"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a module file")
+            }
         }
     }
 }
@@ -1177,18 +1187,28 @@ fn read_meta(dir: &Path) -> Result<Option<Meta>, Failure> {
             .map_err(|e| failure(BrokenReason::Metadata, format!("{}: {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let listed = std::fs::read_dir(dir)
-                .and_then(|entries| entries.map(|e| e.map(|e| e.file_name())).collect::<Result<Vec<_>, _>>())
+                .and_then(|entries| {
+                    entries
+                        .map(|e| e.map(|e| e.file_name()))
+                        .collect::<Result<Vec<_>, _>>()
+                })
                 .map_err(|e| failure(BrokenReason::Metadata, format!("{}: {e}", dir.display())))?;
             if listed.iter().all(|name| durable::fs::is_temp_file(name)) {
                 Ok(None)
             } else {
                 Err(failure(
                     BrokenReason::Metadata,
-                    format!("{} is missing but the directory is not empty", path.display()),
+                    format!(
+                        "{} is missing but the directory is not empty",
+                        path.display()
+                    ),
                 ))
             }
         }
-        Err(e) => Err(failure(BrokenReason::Metadata, format!("{}: {e}", path.display()))),
+        Err(e) => Err(failure(
+            BrokenReason::Metadata,
+            format!("{}: {e}", path.display()),
+        )),
     }
 }
 

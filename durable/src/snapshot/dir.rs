@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 use super::blob::{validate_key, validate_prefix, BlobStore};
 use crate::fs::sync_dir;
 
-
 /// Blob store rooted at a local directory.
 #[derive(Debug)]
 pub struct DirBlobStore {

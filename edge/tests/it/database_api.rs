@@ -813,14 +813,17 @@ fn a_broken_database_answers_503_everywhere_and_the_others_serve() {
     };
     for target in ["victim", victim.as_str()] {
         expect_503("info", owner.get(&format!("/v1/database/{target}")));
-        expect_503("schema", owner.get(&format!("/v1/database/{target}/schema?version=9")));
-        expect_503("logs", owner.get(&format!("/v1/database/{target}/logs")));
         expect_503(
-            "call",
-            owner.call(target, "create_channel", r#"["c"]"#),
+            "schema",
+            owner.get(&format!("/v1/database/{target}/schema?version=9")),
         );
+        expect_503("logs", owner.get(&format!("/v1/database/{target}/logs")));
+        expect_503("call", owner.call(target, "create_channel", r#"["c"]"#));
         expect_503("sql", owner.sql(target, "SELECT * FROM channel"));
-        expect_503("publish", owner.publish(&format!("/v1/database/{target}"), "chat"));
+        expect_503(
+            "publish",
+            owner.publish(&format!("/v1/database/{target}"), "chat"),
+        );
         expect_503(
             "delete",
             owner.send("DELETE", &format!("/v1/database/{target}"), b""),
@@ -847,17 +850,17 @@ fn a_broken_database_answers_503_everywhere_and_the_others_serve() {
         .unwrap()
         .into_string()
         .unwrap();
-    assert!(
-        metrics.contains("orrery_databases_broken 1\n"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("orrery_databases_broken 1\n"), "{metrics}");
     assert!(
         metrics.contains(&format!(
             "orrery_database_broken{{database=\"{victim}\",reason=\"storage\"}} 1\n"
         )),
         "{metrics}"
     );
-    assert!(dir.path().join(&victim).is_dir(), "the broken database is kept");
+    assert!(
+        dir.path().join(&victim).is_dir(),
+        "the broken database is kept"
+    );
 }
 
 // Protects the logs of a first publish: what the module writes in `init`

@@ -359,7 +359,11 @@ fn a_crash_after_the_migration_commit_reopens_with_the_new_module() {
 
     let registry = open(root.path());
     let entry = serving(&registry, "swapped");
-    assert_eq!(entry.module_hash(), v2, "the old module serves the new schema");
+    assert_eq!(
+        entry.module_hash(),
+        v2,
+        "the old module serves the new schema"
+    );
     let karma = call(&entry, "add_karma", enc(&1u32));
     assert!(
         matches!(&karma, ReducerOutcome::Failed { message } if message == "no such user"),
