@@ -536,9 +536,10 @@ async fn replace_names(
     body: Bytes,
 ) -> Response {
     let entry = match parse_name_or_identity(&name_or_identity) {
-        Ok(NameOrIdentity::Identity(id)) => match state.registry.get(&id) {
-            Some(entry) => entry,
-            None => return json_response(StatusCode::NOT_FOUND, json!("DatabaseNotFound")),
+        Ok(NameOrIdentity::Identity(_)) => match state.registry.resolve(&name_or_identity) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return json_response(StatusCode::NOT_FOUND, json!("DatabaseNotFound")),
+            Err(e) => return registry_error(e),
         },
         _ => match resolve_database(&state.registry, &name_or_identity) {
             Ok(entry) => entry,

@@ -92,6 +92,7 @@ impl Fixture {
                 HostConfig {
                     workers: 1,
                     lane_queued_max: 4096,
+                    ..HostConfig::default()
                 },
             ),
             wasm: modules::module_bytes(module),

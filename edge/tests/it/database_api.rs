@@ -832,6 +832,19 @@ fn a_broken_database_answers_503_everywhere_and_the_others_serve() {
             "lock",
             owner.send("POST", &format!("/v1/database/{target}/lock"), b""),
         );
+        expect_503("names", owner.get(&format!("/v1/database/{target}/names")));
+        expect_503(
+            "add a name",
+            owner.send("POST", &format!("/v1/database/{target}/names"), b"other"),
+        );
+        expect_503(
+            "replace the names",
+            owner.send(
+                "PUT",
+                &format!("/v1/database/{target}/names"),
+                br#"["other"]"#,
+            ),
+        );
         let url = format!(
             "{}/v1/database/{target}/subscribe",
             s.base.replacen("http://", "ws://", 1)
