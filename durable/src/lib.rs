@@ -5,8 +5,8 @@
 //! content-addressed snapshots of opaque parts with checksummed manifests and
 //! retention ([`snapshot`], docs/design/snapshot.md), the I/O seams both go
 //! through (`SegmentStore`, `BlobStore`: local files, memory, fault
-//! injection), durable directory creation ([`fs`]) and the clock snapshots
-//! read ([`clock`]).
+//! injection), durable directory creation and the workspace's one atomic
+//! file write ([`fs`]), and the clock snapshots read ([`clock`]).
 //! Does not own: what a record or a part means (tables, transactions and
 //! their encoding live in `storage`), or when to snapshot.
 //!

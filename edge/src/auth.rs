@@ -15,7 +15,6 @@
 //! characters `-` and `_`, because the stock CLI decodes the payload with the
 //! standard alphabet (client-protocol §3.1).
 
-use std::io::Write;
 use std::path::Path;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -102,10 +101,10 @@ impl Keys {
         let pkcs8 = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(dir)?;
+                durable::fs::create_dir_all_durable(dir)?;
                 let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
                     .map_err(|_| AuthError::Random)?;
-                write_private(&path, doc.as_ref())?;
+                durable::fs::write_atomic_private(&path, doc.as_ref())?;
                 doc.as_ref().to_vec()
             }
             Err(e) => return Err(e.into()),
@@ -281,27 +280,6 @@ fn cli_safe(payload: &str) -> bool {
         .encode(payload)
         .bytes()
         .any(|b| b == b'-' || b == b'_')
-}
-
-/// Writes `bytes` to `path` readable by the owner only, atomically.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -117,7 +117,8 @@ pub(crate) fn identity_headers(caller: &Caller, headers: &mut HeaderMap) {
 }
 
 /// Resolves `{name_or_identity}` to a database: 400 for an invalid name,
-/// 404 `` `name` not found `` for unknown names and identities.
+/// 404 `` `name` not found `` for unknown names and identities, 503 with the
+/// reason for a database that did not open on this host.
 pub(crate) fn resolve_database(
     registry: &Registry,
     name_or_identity: &str,
@@ -273,6 +274,7 @@ fn registry_error(e: RegistryError) -> Response {
         | RegistryError::Publish(_) => ErrorCode::InvalidRequest,
         RegistryError::NotOwner(_) | RegistryError::Locked => ErrorCode::Forbidden,
         RegistryError::Storage(_) | RegistryError::Io(_) => ErrorCode::Internal,
+        RegistryError::Broken { .. } => ErrorCode::Unavailable,
     };
     fail(code, e.to_string())
 }
@@ -609,9 +611,10 @@ async fn replace_names(
     body: Bytes,
 ) -> Response {
     let entry = match parse_name_or_identity(&name_or_identity) {
-        Ok(NameOrIdentity::Identity(id)) => match state.registry.get(&id) {
-            Some(entry) => entry,
-            None => return json_response(StatusCode::NOT_FOUND, json!("DatabaseNotFound")),
+        Ok(NameOrIdentity::Identity(_)) => match state.registry.resolve(&name_or_identity) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return json_response(StatusCode::NOT_FOUND, json!("DatabaseNotFound")),
+            Err(e) => return registry_error(e),
         },
         _ => match resolve_database(&state.registry, &name_or_identity) {
             Ok(entry) => entry,

@@ -272,31 +272,20 @@ impl ArtifactStore {
         Ok(Some(module))
     }
 
-    /// Writes the artifact of `module` atomically (temporary file, rename).
+    /// Writes the artifact of `module` atomically and durably, readable by
+    /// this host's user only (`durable::fs::write_atomic_with`).
     fn write(&self, hash: &[u8; 32], module: &Module) -> Result<(), String> {
         let serialized = module
             .serialize()
             .map_err(|e| format!("cannot serialize: {e:#}"))?;
         let path = self.path(hash);
-        let tmp = temp_path(&path);
-        let result = (|| -> std::io::Result<()> {
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
+        let mac = self.mac(hash, &serialized);
+        durable::fs::write_atomic_with(&path, Some(durable::fs::MODE_OWNER_ONLY), |file| {
             file.write_all(MAGIC)?;
-            file.write_all(self.mac(hash, &serialized).as_bytes())?;
-            file.write_all(&serialized)?;
-            file.sync_all()?;
-            fs::rename(&tmp, &path)
-        })();
-        if let Err(e) = result {
-            // Best effort: a leftover temporary file is never read.
-            let _ = fs::remove_file(&tmp);
-            return Err(format!("cannot write {}: {e}", path.display()));
-        }
-        Ok(())
+            file.write_all(mac.as_bytes())?;
+            file.write_all(&serialized)
+        })
+        .map_err(|e| format!("cannot write an artifact: {e}"))
     }
 }
 

@@ -467,6 +467,13 @@ impl HostedModule {
                 });
             }
         }
+        if let Err(e) = self.options.host_tables.record_module(&mut tx) {
+            tx.rollback();
+            self.put_back(instance);
+            return CallResult::bare(ReducerOutcome::Internal {
+                message: format!("recording the module: {e}"),
+            });
+        }
         self.create_in(instance, tx, owner, timestamp_micros)
     }
 

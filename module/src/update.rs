@@ -67,6 +67,10 @@ pub enum UpdateError {
 /// stay), then creates the new tables
 /// and runs the new `init`, as a first publish would.
 ///
+/// Either way the host's record of which module the schema belongs to
+/// ([`crate::HostTables::record_module`] of `new`'s host tables) is written
+/// in the same transaction.
+///
 /// After success only `new` may run reducers on `db`: instances of the old
 /// module hold table and index ids that may no longer exist.
 pub fn update_database(
@@ -81,7 +85,7 @@ pub fn update_database(
             if !plan.is_automatic() {
                 return Err(UpdateError::Refused(plan));
             }
-            let delta = migrate(new.def(), &plan, db)?;
+            let delta = migrate(new.def(), &*new.options().host_tables, &plan, db)?;
             Ok(UpdateReport {
                 plan,
                 delta,
@@ -110,7 +114,12 @@ pub fn update_database(
 
 /// Applies an automatic plan: alterations of existing tables first (so a new
 /// table may reuse the name of a dropped index), then new tables.
-fn migrate(new: &ModuleDef, plan: &MigrationPlan, db: &Database) -> Result<TxDelta, UpdateError> {
+fn migrate(
+    new: &ModuleDef,
+    host_tables: &dyn crate::HostTables,
+    plan: &MigrationPlan,
+    db: &Database,
+) -> Result<TxDelta, UpdateError> {
     let storage_err = |e: &dyn fmt::Display| UpdateError::Storage(e.to_string());
     let mut tx = db.begin().map_err(|e| storage_err(&e))?;
     let mut altered: Vec<&str> = Vec::new();
@@ -158,6 +167,9 @@ fn migrate(new: &ModuleDef, plan: &MigrationPlan, db: &Database) -> Result<TxDel
                 .map_err(|e| UpdateError::Storage(format!("creating table `{table}`: {e}")))?;
         }
     }
+    host_tables
+        .record_module(&mut tx)
+        .map_err(|e| UpdateError::Storage(format!("recording the module: {e}")))?;
     tx.commit().map_err(|e| storage_err(&e))
 }
 
@@ -198,6 +210,13 @@ fn clear_and_create(
                 message: format!("dropping table {table_id}: {e}"),
             });
         }
+    }
+    if let Err(e) = new.options().host_tables.record_module(&mut tx) {
+        tx.rollback();
+        new.put_back(instance);
+        return CallResult::bare(ReducerOutcome::Internal {
+            message: format!("recording the module: {e}"),
+        });
     }
     new.create_in(instance, tx, owner, timestamp_micros)
 }

@@ -18,6 +18,9 @@
 //! Connected clients live in the system table [`CLIENT_TABLE`], written in
 //! the same transaction as the connect hook (module-abi §8.7), so `get_jwt`
 //! can read a client's JWT payload and a restart can tell who was connected.
+//! The system table [`MODULE_TABLE`] names the module (by content hash) the
+//! schema belongs to, written in the transaction that creates, migrates or
+//! clears the database ([`recorded_module`] reads it).
 
 pub mod pool;
 pub mod procedures;
@@ -63,12 +66,38 @@ pub const CLIENT_TABLE_INDEX: &str = "st_client_connection_id_idx_btree";
 /// Table names starting with this are the host's; modules may not use them.
 pub const SYSTEM_TABLE_PREFIX: &str = "st_";
 
-/// The host's tables as the module runtime sees them: every `st_*` table is
-/// hidden from guests, and `get_jwt` reads [`CLIENT_TABLE`].
-#[derive(Debug)]
-struct ClientTable;
+/// The system table naming the module the schema belongs to: one row,
+/// `module_hash` (the 32-byte BLAKE3 of the module's wasm,
+/// `orrery_module::module_hash`). Databases created before it existed gain
+/// it with their next update.
+pub const MODULE_TABLE: &str = "st_module";
 
-impl HostTables for ClientTable {
+/// The host's tables as the module runtime sees them: every `st_*` table is
+/// hidden from guests, `get_jwt` reads [`CLIENT_TABLE`], and the module with
+/// hash `module_hash` is recorded in [`MODULE_TABLE`].
+#[derive(Debug)]
+struct SystemTables {
+    module_hash: [u8; 32],
+}
+
+impl HostTables for SystemTables {
+    fn record_module(&self, tx: &mut MutTx) -> Result<(), String> {
+        let table = match tx.table_id_from_name(MODULE_TABLE) {
+            Some(table) => table,
+            None => tx
+                .create_table(module_table_def())
+                .map_err(|e| format!("creating `{MODULE_TABLE}`: {e}"))?,
+        };
+        tx.clear(table)
+            .map_err(|e| format!("clearing `{MODULE_TABLE}`: {e}"))?;
+        tx.insert_row(
+            table,
+            vec![AlgebraicValue::Bytes(self.module_hash.to_vec().into())],
+        )
+        .map_err(|e| format!("writing `{MODULE_TABLE}`: {e}"))?;
+        Ok(())
+    }
+
     fn is_host_table(&self, name: &str) -> bool {
         name.starts_with(SYSTEM_TABLE_PREFIX)
     }
@@ -236,6 +265,8 @@ impl Host {
             }
         };
         let database = self.assemble(spec, storage, module)?;
+        // What `init` wrote belongs in the log like any call's output.
+        database.shared.log.append(&created.logs);
         database.shared.after_commit(&delta);
         Ok(database)
     }
@@ -305,7 +336,9 @@ impl Host {
 
     fn host_module(&self, wasm: &[u8], spec: &DatabaseSpec) -> Result<HostedModule, PublishError> {
         let mut options = spec.options.clone();
-        options.host_tables = Arc::new(ClientTable);
+        options.host_tables = Arc::new(SystemTables {
+            module_hash: orrery_module::module_hash(wasm),
+        });
         let module = self.runtime.host(wasm, options)?;
         if let Some(table) = module
             .def()
@@ -1174,6 +1207,59 @@ fn remove_client(tx: &mut storage::MutTx, connection_id: ConnectionId) -> Option
     let key = AlgebraicValue::U128(connection_id.to_u128().into());
     let count = tx.delete_by_point(index, &key).ok()?;
     Some(count > 0)
+}
+
+/// The definition of [`MODULE_TABLE`].
+fn module_table_def() -> TableDef {
+    TableDef {
+        name: MODULE_TABLE.into(),
+        columns: ProductType::from([("module_hash", AlgebraicType::bytes())]),
+        primary_key: None,
+        indexes: Vec::new(),
+        unique_constraints: Vec::new(),
+        sequences: Vec::new(),
+        public: false,
+        is_event: false,
+    }
+}
+
+/// The hash of the module `storage`'s schema belongs to, as recorded in
+/// [`MODULE_TABLE`] by the last transaction that created, migrated or
+/// cleared it; `None` for a database that has no record yet (created before
+/// the table existed and not updated since).
+pub fn recorded_module(storage: &Database) -> Result<Option<[u8; 32]>, PublishError> {
+    let state = storage
+        .read()
+        .map_err(|e| PublishError::Storage(e.to_string()))?;
+    let Some(table) = state.table_id_from_name(MODULE_TABLE) else {
+        return Ok(None);
+    };
+    let rows: Vec<Row> = state
+        .scan(table)
+        .map_err(|e| PublishError::Storage(e.to_string()))?
+        .cloned()
+        .collect();
+    match rows.as_slice() {
+        [] => Ok(None),
+        [row] => match row.first() {
+            Some(AlgebraicValue::Array(ArrayValue::U8(bytes))) => {
+                let hash: [u8; 32] = bytes.as_ref().try_into().map_err(|_| {
+                    PublishError::Storage(format!(
+                        "`{MODULE_TABLE}` holds a hash of {} bytes, not 32",
+                        bytes.len()
+                    ))
+                })?;
+                Ok(Some(hash))
+            }
+            other => Err(PublishError::Storage(format!(
+                "`{MODULE_TABLE}` holds {other:?}, not a module hash"
+            ))),
+        },
+        more => Err(PublishError::Storage(format!(
+            "`{MODULE_TABLE}` holds {} rows, not one",
+            more.len()
+        ))),
+    }
 }
 
 /// The definition of [`CLIENT_TABLE`].

@@ -8,7 +8,7 @@
 //! database (`hosting::stats::CallStats`), client fan-out in
 //! `clients::ClientStats`, commit-log syncs in storage
 //! (`storage::commitlog::CommitLog::sync_stats`), recovery time on the
-//! registry entry.
+//! registry entry, databases that did not open in the registry.
 //!
 //! Invariants: every sample of a metric family follows its `# TYPE` line
 //! with no other family in between; histogram buckets are cumulative and
@@ -358,7 +358,36 @@ pub fn render(registry: &Registry) -> String {
             );
         }
     }
+    render_broken(&mut x, registry);
     x.finish()
+}
+
+/// The databases that did not open: how many, and one series each with
+/// its reason (`metadata`, `module`, `storage`, `load`).
+fn render_broken(x: &mut Exposition, registry: &Registry) {
+    let broken = registry.broken();
+    x.family(
+        "orrery_databases_broken",
+        Kind::Gauge,
+        "Databases on this host that did not open; their files are kept as they were.",
+    );
+    x.sample("orrery_databases_broken", &[], broken.len());
+    x.family(
+        "orrery_database_broken",
+        Kind::Gauge,
+        "1 for each database that did not open, labelled with why.",
+    );
+    for b in &broken {
+        let database = b.identity().to_hex().to_string();
+        x.sample(
+            "orrery_database_broken",
+            &[
+                ("database", database.as_str()),
+                ("reason", b.reason().label()),
+            ],
+            1u64,
+        );
+    }
 }
 
 #[cfg(test)]

@@ -1,33 +1,43 @@
 //! The database registry: every database of one host process, on disk.
 //!
-//! Owns: the directory layout of hosted databases, creating, updating and
-//! deleting them, their owners, names and lock flags, and reopening them all
-//! after a restart. Layout under the root:
+//! Owns: the directory layout of hosted databases (docs/design/registry.md),
+//! creating, updating and deleting them, their owners, names and lock flags,
+//! reopening them all after a restart, and the databases that failed to open
+//! (kept on disk untouched and listed as broken). Layout under the root:
 //! `<root>/<64-hex database identity>/` holds `storage/` (commit log and
-//! snapshots, `storage::DbStorage::dir`), `module.wasm` (the current module,
-//! written atomically), `database.json` (owner, names, locked flag, state
-//! `creating|ready`) and `logs/` (the module log). A directory whose
-//! creation did not finish is removed on open; directories whose names are
-//! not database identities are left alone.
-//! Does not own: running calls (`hosting`), migrations (`migrate`), HTTP
-//! (`api`), or accounts and placement (control-plane).
+//! snapshots, `storage::DbStorage::dir`), `modules/<64-hex BLAKE3>.wasm`
+//! (module files by content hash), `database.json` (owner, names, locked
+//! flag, [`DatabaseState`], and `module`, the hash of the module serving)
+//! and `logs/` (the module log). An update writes the new module file, then
+//! migrates (the migration transaction records the module's hash in the
+//! host's `st_module` table), then switches `module`; on open the recorded
+//! hash wins, so a crash anywhere in between loads the module the schema
+//! belongs to. Only a directory that provably never became ready (or whose
+//! deletion was under way) is removed on open; anything that cannot be read
+//! or recovered is listed broken and left as it is. Directories whose names
+//! are not database identities are left alone.
+//! Does not own: running calls (`hosting`), migrations (`orrery_module::update`),
+//! HTTP (`orrery_edge`), or accounts and placement (control-plane).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use durable::fs::{create_dir_all_durable, write_atomic};
 use serde::{Deserialize, Serialize};
 use spacetimedb_lib::Identity;
 use storage::{Database, DbOptions, DbStorage};
 
-use crate::hosting::{DatabaseSpec, Host, HostedDatabase, PublishError};
+use crate::hosting::{recorded_module, DatabaseSpec, Host, HostedDatabase, PublishError};
 use orrery_module::update::{UpdateMode, UpdateReport};
-use orrery_module::CallOptions;
+use orrery_module::{module_hash, CallOptions};
 
 const META_FILE: &str = "database.json";
-const MODULE_FILE: &str = "module.wasm";
+/// The module file of directories written before modules were stored by
+/// hash; moved to `modules/` on open.
+const LEGACY_MODULE_FILE: &str = "module.wasm";
+const MODULES_DIR: &str = "modules";
 const STORAGE_DIR: &str = "storage";
 const LOG_DIR: &str = "logs";
 
@@ -46,6 +56,15 @@ pub enum RegistryError {
     Locked,
     #[error("a database with identity {0} already exists")]
     AlreadyExists(String),
+    /// The database exists on this host but did not open; its files are kept.
+    #[error(
+        "database {identity} is unavailable: {}; its data is kept on the host for an operator to repair",
+        reason.describe()
+    )]
+    Broken {
+        identity: String,
+        reason: BrokenReason,
+    },
     #[error(transparent)]
     Publish(Box<PublishError>),
     #[error("database storage: {0}")]
@@ -60,15 +79,118 @@ impl From<PublishError> for RegistryError {
     }
 }
 
+/// The `state` of `database.json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseState {
+    /// Being created: never acknowledged to anyone; removed on open.
+    Creating,
+    /// Created and serving.
+    Ready,
+    /// Its owner deleted it; the removal finishes on open if a crash cut it.
+    Deleting,
+}
+
 /// What `database.json` holds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Meta {
     owner: String,
     names: Vec<String>,
     locked: bool,
-    state: String,
+    state: DatabaseState,
     /// Hash of the module the database was created with.
     initial_program: String,
+    /// Hex BLAKE3 of the module serving (`modules/<module>.wasm`). Absent in
+    /// directories written before modules were stored by hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    module: Option<String>,
+}
+
+/// Why a database of this host did not open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrokenReason {
+    /// `database.json` is missing, unreadable or does not parse.
+    Metadata,
+    /// The module file is missing, unreadable, or not the bytes its hash names.
+    Module,
+    /// The storage did not recover.
+    Storage,
+    /// The module does not load against the stored database.
+    Load,
+    /// Opening it panicked (a broken invariant in its data or in the host).
+    Panic,
+}
+
+impl BrokenReason {
+    /// The `reason` label of the metric.
+    pub fn label(self) -> &'static str {
+        match self {
+            BrokenReason::Metadata => "metadata",
+            BrokenReason::Module => "module",
+            BrokenReason::Storage => "storage",
+            BrokenReason::Load => "load",
+            BrokenReason::Panic => "panic",
+        }
+    }
+
+    /// What callers are told (details stay in the host's log).
+    pub fn describe(self) -> &'static str {
+        match self {
+            BrokenReason::Metadata => "its metadata cannot be read",
+            BrokenReason::Module => "its module file cannot be read",
+            BrokenReason::Storage => "its storage did not recover",
+            BrokenReason::Load => "its module does not load against its stored data",
+            BrokenReason::Panic => "opening it failed unexpectedly",
+        }
+    }
+}
+
+/// A database whose directory is on this host but which did not open. Its
+/// files are left as they were; the next start tries again.
+#[derive(Debug)]
+pub struct BrokenDatabase {
+    identity: Identity,
+    owner: Option<Identity>,
+    names: Vec<String>,
+    dir: PathBuf,
+    reason: BrokenReason,
+    detail: String,
+}
+
+impl BrokenDatabase {
+    pub fn identity(&self) -> Identity {
+        self.identity
+    }
+
+    /// `None` when `database.json` could not be read.
+    pub fn owner(&self) -> Option<Identity> {
+        self.owner
+    }
+
+    /// Empty when `database.json` could not be read.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn reason(&self) -> BrokenReason {
+        self.reason
+    }
+
+    /// The error, for operators (the host's log has it too).
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    fn error(&self) -> RegistryError {
+        RegistryError::Broken {
+            identity: self.identity.to_hex().to_string(),
+            reason: self.reason,
+        }
+    }
 }
 
 /// One hosted database of the registry.
@@ -128,7 +250,7 @@ impl Entry {
     }
 
     fn save_meta(&self, meta: &Meta) -> std::io::Result<()> {
-        write_json(&self.dir, meta)
+        write_meta(&self.dir, meta)
     }
 }
 
@@ -182,6 +304,8 @@ pub fn is_valid_name(name: &str) -> bool {
 
 struct Inner {
     databases: HashMap<Identity, Arc<Entry>>,
+    /// Databases that did not open; their names stay taken.
+    broken: HashMap<Identity, Arc<BrokenDatabase>>,
     names: HashMap<String, Identity>,
     /// Names and identities of creations under way.
     reserved_names: Vec<String>,
@@ -198,26 +322,55 @@ pub struct Registry {
     closing: tokio::sync::watch::Sender<bool>,
 }
 
+/// What opening one database directory came to.
+enum Opened {
+    Serving(Arc<Entry>),
+    Broken(Arc<BrokenDatabase>),
+    /// An unfinished creation or deletion, removed.
+    Removed,
+}
+
+/// Why one directory did not open, before it becomes a [`BrokenDatabase`].
+struct Failure {
+    reason: BrokenReason,
+    detail: String,
+}
+
+fn failure(reason: BrokenReason, detail: impl std::fmt::Display) -> Failure {
+    Failure {
+        reason,
+        detail: detail.to_string(),
+    }
+}
+
 impl Registry {
     /// Opens the registry at `root` (created if missing) and reopens every
-    /// ready database with its saved module; unfinished creations are removed.
+    /// ready database with its module. Unfinished creations and deletions
+    /// are removed; a database that cannot be read or recovered is listed
+    /// broken ([`Registry::broken`]), logged, and left on disk as it is,
+    /// while every other database serves. Fails only when `root` itself
+    /// cannot be created or listed.
     pub fn open(root: &Path, host: Arc<Host>) -> Result<Registry, RegistryError> {
-        std::fs::create_dir_all(root)?;
+        create_dir_all_durable(root)?;
         let registry = Registry {
             root: root.to_path_buf(),
             host,
             inner: Mutex::new(Inner {
                 databases: HashMap::new(),
+                broken: HashMap::new(),
                 names: HashMap::new(),
                 reserved_names: Vec::new(),
                 reserved_ids: Vec::new(),
             }),
             closing: tokio::sync::watch::Sender::new(false),
         };
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
-            .collect();
+        let mut dirs = Vec::new();
+        for entry in std::fs::read_dir(root)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                dirs.push(path);
+            }
+        }
         dirs.sort();
         for dir in dirs {
             let Some(hex) = dir.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
@@ -229,52 +382,220 @@ impl Registry {
             let Ok(identity) = Identity::from_hex(&hex) else {
                 continue;
             };
-            let meta: Option<Meta> = std::fs::read(dir.join(META_FILE))
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok());
-            let wasm = std::fs::read(dir.join(MODULE_FILE)).ok();
-            let (meta, wasm) = match (meta, wasm) {
-                (Some(meta), Some(wasm)) if meta.state == "ready" => (meta, wasm),
-                _ => {
-                    tracing::warn!(database = %hex, "removing a database whose creation did not finish");
-                    std::fs::remove_dir_all(&dir)?;
-                    continue;
+            let (id, names) = match registry.open_dir(identity, dir) {
+                Opened::Removed => continue,
+                Opened::Serving(entry) => {
+                    let names = entry.names();
+                    lock(&registry.inner).databases.insert(identity, entry);
+                    (identity, names)
+                }
+                Opened::Broken(broken) => {
+                    let names = broken.names.clone();
+                    lock(&registry.inner).broken.insert(identity, broken);
+                    (identity, names)
                 }
             };
-            let started = Instant::now();
-            let owner = Identity::from_hex(&meta.owner)
-                .map_err(|_| RegistryError::Storage(format!("bad owner in {hex}/{META_FILE}")))?;
-            let storage = DbStorage::dir(&dir.join(STORAGE_DIR))?;
-            let (db, report) = Database::open(storage, DbOptions::default())
-                .map_err(|e| RegistryError::Storage(format!("recover database {hex}: {e}")))?;
-            let spec = spec(identity, owner, &dir);
-            let database = registry.host.open_database(spec, db, &wasm)?;
-            let recovery = started.elapsed();
-            tracing::info!(
-                database = %hex,
-                names = ?meta.names,
-                last_offset = ?report.last_offset.map(|o| o.0),
-                records_replayed = report.records_replayed,
-                recovery_ms = recovery.as_millis() as u64,
-                "database recovered"
-            );
-            let entry = Arc::new(Entry {
-                recovery: Some(recovery),
-                identity,
-                owner,
-                dir,
-                database,
-                module_hash: Mutex::new(*blake3::hash(&wasm).as_bytes()),
-                meta: Mutex::new(meta),
-                publishing: Mutex::new(()),
-            });
             let mut inner = lock(&registry.inner);
-            for name in entry.names() {
-                inner.names.insert(name, identity);
+            for name in names {
+                match inner.names.get(&name) {
+                    Some(other) if *other != id => tracing::error!(
+                        database = %hex,
+                        name = %name,
+                        holder = %other.to_hex(),
+                        "two databases claim one name; the first keeps it"
+                    ),
+                    _ => {
+                        inner.names.insert(name, id);
+                    }
+                }
             }
-            inner.databases.insert(identity, entry);
         }
         Ok(registry)
+    }
+
+    /// Opens the database in `dir`, never deleting anything that might
+    /// have been ready.
+    fn open_dir(&self, identity: Identity, dir: PathBuf) -> Opened {
+        let hex = identity.to_hex().to_string();
+        let meta = match read_meta(&dir) {
+            Ok(Some(meta)) => meta,
+            Ok(None) => {
+                // No `database.json` and nothing but temporary files: a
+                // creation that crashed before its first write.
+                tracing::warn!(database = %hex, "removing a database whose creation did not finish");
+                return self.remove_unfinished(identity, &dir);
+            }
+            Err(e) => return self.listed_broken(identity, None, Vec::new(), dir, e),
+        };
+        match meta.state {
+            DatabaseState::Ready => {}
+            DatabaseState::Creating => {
+                tracing::warn!(database = %hex, "removing a database whose creation did not finish");
+                return self.remove_unfinished(identity, &dir);
+            }
+            DatabaseState::Deleting => {
+                tracing::warn!(database = %hex, "finishing the deletion of a database");
+                return self.remove_unfinished(identity, &dir);
+            }
+        }
+        let owner = match Identity::from_hex(&meta.owner) {
+            Ok(owner) => owner,
+            Err(_) => {
+                let e = failure(
+                    BrokenReason::Metadata,
+                    format!("{META_FILE}: owner {:?} is not an identity", meta.owner),
+                );
+                return self.listed_broken(identity, None, meta.names, dir, e);
+            }
+        };
+        // A panic while recovering (a broken invariant in this database's
+        // data) is this database's failure, not the process's.
+        let recovered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.recover(identity, owner, &dir, meta.clone())
+        }))
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned());
+            Err(failure(BrokenReason::Panic, message))
+        });
+        match recovered {
+            Ok(entry) => Opened::Serving(entry),
+            Err(e) => self.listed_broken(identity, Some(owner), meta.names, dir, e),
+        }
+    }
+
+    /// Recovers the storage, picks the module the schema belongs to, hosts
+    /// it, then settles the directory (module pointer, unreferenced module
+    /// files, temporary files).
+    fn recover(
+        &self,
+        identity: Identity,
+        owner: Identity,
+        dir: &Path,
+        mut meta: Meta,
+    ) -> Result<Arc<Entry>, Failure> {
+        let hex = identity.to_hex().to_string();
+        let started = Instant::now();
+        let pointer = match &meta.module {
+            Some(text) => Some(parse_hash(text).ok_or_else(|| {
+                failure(
+                    BrokenReason::Metadata,
+                    format!("{META_FILE}: module {text:?} is not a hash"),
+                )
+            })?),
+            None => None,
+        };
+        let storage = DbStorage::dir(&dir.join(STORAGE_DIR))
+            .map_err(|e| failure(BrokenReason::Storage, e))?;
+        let (db, report) = Database::open(storage, DbOptions::default())
+            .map_err(|e| failure(BrokenReason::Storage, e))?;
+        let recorded = recorded_module(&db).map_err(|e| failure(BrokenReason::Storage, e))?;
+        // The schema names its module; the pointer lags it by at most one
+        // update (a crash between the migration's commit and the switch).
+        let (hash, wasm) = match (recorded, pointer) {
+            (Some(recorded), Some(pointer)) if recorded != pointer => {
+                tracing::warn!(
+                    database = %hex,
+                    module = %hex_of(&recorded),
+                    pointer = %hex_of(&pointer),
+                    "an update was cut after its migration committed; finishing it"
+                );
+                (recorded, read_module(dir, &recorded)?)
+            }
+            (Some(hash), _) | (None, Some(hash)) => (hash, read_module(dir, &hash)?),
+            (None, None) => {
+                let path = dir.join(LEGACY_MODULE_FILE);
+                let wasm = std::fs::read(&path).map_err(|e| {
+                    failure(BrokenReason::Module, format!("{}: {e}", path.display()))
+                })?;
+                (module_hash(&wasm), wasm)
+            }
+        };
+        let database = self
+            .host
+            .open_database(spec(identity, owner, dir), db, &wasm)
+            .map_err(|e| failure(BrokenReason::Load, e))?;
+        let recovery = started.elapsed();
+        tracing::info!(
+            database = %hex,
+            names = ?meta.names,
+            last_offset = ?report.last_offset.map(|o| o.0),
+            records_replayed = report.records_replayed,
+            recovery_ms = recovery.as_millis() as u64,
+            "database recovered"
+        );
+        if pointer != Some(hash) {
+            // Moves a legacy `module.wasm` under `modules/`, or finishes the
+            // pointer switch a crash cut. On failure the next open does it.
+            let settled = store_module(dir, &hash, &wasm).and_then(|()| {
+                meta.module = Some(hex_of(&hash));
+                write_meta(dir, &meta)
+            });
+            if let Err(e) = settled {
+                tracing::warn!(database = %hex, error = %e, "cannot update the module pointer");
+                meta.module = pointer.map(|p| hex_of(&p));
+            }
+        }
+        if meta.module.as_deref() == Some(hex_of(&hash).as_str()) {
+            remove_unreferenced_modules(dir, &hash);
+        }
+        for sub in [dir.to_path_buf(), dir.join(MODULES_DIR)] {
+            match durable::fs::remove_temp_files(&sub) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(database = %hex, error = %e, "cannot remove temporary files")
+                }
+            }
+        }
+        Ok(Arc::new(Entry {
+            recovery: Some(recovery),
+            identity,
+            owner,
+            dir: dir.to_path_buf(),
+            database,
+            module_hash: Mutex::new(hash),
+            meta: Mutex::new(meta),
+            publishing: Mutex::new(()),
+        }))
+    }
+
+    /// Removes the directory of a database that provably never became ready
+    /// (or whose owner deleted it). If that fails, the directory stays and
+    /// the next open tries again.
+    fn remove_unfinished(&self, identity: Identity, dir: &Path) -> Opened {
+        if let Err(e) = std::fs::remove_dir_all(dir) {
+            tracing::error!(database = %identity.to_hex(), error = %e, "cannot remove an unfinished database");
+        }
+        Opened::Removed
+    }
+
+    fn listed_broken(
+        &self,
+        identity: Identity,
+        owner: Option<Identity>,
+        names: Vec<String>,
+        dir: PathBuf,
+        e: Failure,
+    ) -> Opened {
+        tracing::error!(
+            database = %identity.to_hex(),
+            dir = %dir.display(),
+            reason = e.reason.label(),
+            error = %e.detail,
+            "database did not open; it is listed broken and its files are left as they are"
+        );
+        Opened::Broken(Arc::new(BrokenDatabase {
+            identity,
+            owner,
+            names,
+            dir,
+            reason: e.reason,
+            detail: e.detail,
+        }))
     }
 
     pub fn host(&self) -> &Arc<Host> {
@@ -303,29 +624,59 @@ impl Registry {
     }
 
     /// Resolves `{name_or_identity}`: `Ok(None)` for a valid but unknown
-    /// name or identity.
+    /// name or identity, [`RegistryError::Broken`] for a database that did
+    /// not open.
     pub fn resolve(&self, name_or_identity: &str) -> Result<Option<Arc<Entry>>, RegistryError> {
-        match parse_name_or_identity(name_or_identity)? {
-            NameOrIdentity::Identity(id) => Ok(self.get(&id)),
-            NameOrIdentity::Name(name) => Ok(self.lookup_name(&name).and_then(|id| self.get(&id))),
+        let id = match parse_name_or_identity(name_or_identity)? {
+            NameOrIdentity::Identity(id) => id,
+            NameOrIdentity::Name(name) => match self.lookup_name(&name) {
+                Some(id) => id,
+                None => return Ok(None),
+            },
+        };
+        let inner = lock(&self.inner);
+        if let Some(broken) = inner.broken.get(&id) {
+            return Err(broken.error());
         }
+        Ok(inner.databases.get(&id).cloned())
     }
 
-    /// Identities of the databases `owner` owns, sorted.
+    /// Identities of the databases `owner` owns (broken ones included), sorted.
     pub fn owned_by(&self, owner: &Identity) -> Vec<Identity> {
-        let mut ids: Vec<Identity> = lock(&self.inner)
+        let inner = lock(&self.inner);
+        let serving = inner
             .databases
             .values()
             .filter(|e| e.owner == *owner)
-            .map(|e| e.identity)
-            .collect();
+            .map(|e| e.identity);
+        let broken = inner
+            .broken
+            .values()
+            .filter(|b| b.owner == Some(*owner))
+            .map(|b| b.identity);
+        let mut ids: Vec<Identity> = serving.chain(broken).collect();
         ids.sort();
         ids
     }
 
-    /// Every database.
+    /// Every database that serves.
     pub fn all(&self) -> Vec<Arc<Entry>> {
         lock(&self.inner).databases.values().cloned().collect()
+    }
+
+    /// Every database that did not open, sorted by identity.
+    pub fn broken(&self) -> Vec<Arc<BrokenDatabase>> {
+        let mut broken: Vec<_> = lock(&self.inner).broken.values().cloned().collect();
+        broken.sort_by_key(|b| b.identity);
+        broken
+    }
+
+    /// The error every request for `id` gets if it did not open.
+    fn check_not_broken(&self, id: &Identity) -> Result<(), RegistryError> {
+        match lock(&self.inner).broken.get(id) {
+            Some(broken) => Err(broken.error()),
+            None => Ok(()),
+        }
     }
 
     /// First publish: a database owned by `owner` with identity `identity`
@@ -346,6 +697,9 @@ impl Registry {
         let identity = identity.unwrap_or_else(fresh_identity);
         {
             let mut inner = lock(&self.inner);
+            if let Some(broken) = inner.broken.get(&identity) {
+                return Err(broken.error());
+            }
             if inner.databases.contains_key(&identity) || inner.reserved_ids.contains(&identity) {
                 return Err(RegistryError::AlreadyExists(identity.to_hex().to_string()));
             }
@@ -384,17 +738,20 @@ impl Registry {
             return Err(RegistryError::AlreadyExists(identity.to_hex().to_string()));
         }
         let made = (|| {
-            std::fs::create_dir_all(&dir)?;
-            let hash = *blake3::hash(wasm).as_bytes();
+            create_dir_all_durable(&dir)?;
+            let hash = module_hash(wasm);
             let mut meta = Meta {
                 owner: owner.to_hex().to_string(),
                 names: name.into_iter().collect(),
                 locked: false,
-                state: "creating".into(),
+                state: DatabaseState::Creating,
                 initial_program: hex(&hash),
+                module: Some(hex(&hash)),
             };
-            write_json(&dir, &meta)?;
-            write_atomic(&dir.join(MODULE_FILE), wasm)?;
+            // First, so that a crash from here on leaves a directory open
+            // can tell never became ready.
+            write_meta(&dir, &meta)?;
+            store_module(&dir, &hash, wasm)?;
             let storage = DbStorage::dir(&dir.join(STORAGE_DIR))?;
             let (db, _) = Database::open(storage, DbOptions::default())
                 .map_err(|e| RegistryError::Storage(e.to_string()))?;
@@ -405,8 +762,8 @@ impl Registry {
                 db.wait_durable(offset)
                     .map_err(|e| RegistryError::Storage(e.to_string()))?;
             }
-            meta.state = "ready".into();
-            write_json(&dir, &meta)?;
+            meta.state = DatabaseState::Ready;
+            write_meta(&dir, &meta)?;
             Ok::<_, RegistryError>(Arc::new(Entry {
                 identity,
                 owner,
@@ -419,7 +776,11 @@ impl Registry {
             }))
         })();
         if made.is_err() {
-            let _ = std::fs::remove_dir_all(&dir);
+            // This creation never became ready (this call is the only one
+            // that could have made it so), so nothing of value is removed.
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(database = %identity.to_hex(), error = %e, "cannot remove a failed creation; the next open removes it");
+            }
         }
         made
     }
@@ -427,6 +788,12 @@ impl Registry {
     /// Republishes `wasm` to database `id` (owner only): migrates
     /// automatically, or wipes the data first when `clear` (refused while
     /// locked).
+    ///
+    /// One durable step: the new module file is written first, the
+    /// migration transaction records its hash (`hosting::MODULE_TABLE`), and
+    /// `database.json` points at it only once that transaction is durable.
+    /// A crash or failure anywhere leaves either the old module with the old
+    /// schema or (recovered on open from the record) the new with the new.
     pub fn update(
         &self,
         id: &Identity,
@@ -439,6 +806,9 @@ impl Registry {
             return Err(RegistryError::Locked);
         }
         let _publishing = lock(&entry.publishing);
+        let old = entry.module_hash();
+        let new = module_hash(wasm);
+        store_module(&entry.dir, &new, wasm)?;
         let mode = if clear {
             UpdateMode::ClearData {
                 owner: entry.owner,
@@ -448,18 +818,39 @@ impl Registry {
             UpdateMode::Migrate
         };
         let report =
-            self.host
-                .update_database(&entry.database, wasm, options(entry.identity), mode)?;
-        // The migration must be durable before the new module is the one a
-        // restart loads (a crash between the two loads the old module
-        // against the migrated schema; the window is one rename).
+            match self
+                .host
+                .update_database(&entry.database, wasm, options(entry.identity), mode)
+            {
+                Ok(report) => report,
+                Err(e) => {
+                    // The new file may go only if no transaction names it; a
+                    // failure after the commit leaves it for the next open.
+                    let storage = entry.database.storage();
+                    if new != old && !matches!(recorded_module(storage), Ok(Some(r)) if r == new) {
+                        remove_module(&entry.dir, &new);
+                    }
+                    return Err(e.into());
+                }
+            };
+        // The migration must be durable before the pointer names the new
+        // module; until then a restart finds the old module recorded.
         entry
             .database
             .storage()
             .flush()
             .map_err(|e| RegistryError::Storage(e.to_string()))?;
-        write_atomic(&entry.dir.join(MODULE_FILE), wasm)?;
-        *lock(&entry.module_hash) = *blake3::hash(wasm).as_bytes();
+        *lock(&entry.module_hash) = new;
+        {
+            let mut meta = lock(&entry.meta);
+            let mut next = meta.clone();
+            next.module = Some(hex(&new));
+            // If this fails the new module still serves, and open follows
+            // the record the migration committed.
+            entry.save_meta(&next)?;
+            *meta = next;
+        }
+        remove_unreferenced_modules(&entry.dir, &new);
         if clear {
             // The data the clients hold is gone: they reconnect and
             // resubscribe (client-protocol §5.9).
@@ -473,6 +864,7 @@ impl Registry {
 
     /// Deletes database `id` (owner only, not while locked). Unknown → Ok.
     pub fn delete(&self, id: &Identity, caller: &Identity) -> Result<(), RegistryError> {
+        self.check_not_broken(id)?;
         let Some(entry) = self.get(id) else {
             return Ok(());
         };
@@ -481,6 +873,15 @@ impl Registry {
         }
         if entry.locked() {
             return Err(RegistryError::Locked);
+        }
+        // Marked first, so that open finishes a removal a crash cut; if
+        // marking fails nothing changed.
+        {
+            let mut meta = lock(&entry.meta);
+            let mut next = meta.clone();
+            next.state = DatabaseState::Deleting;
+            entry.save_meta(&next)?;
+            *meta = next;
         }
         {
             let mut inner = lock(&self.inner);
@@ -491,12 +892,6 @@ impl Registry {
             .database
             .clients()
             .close_all(crate::clients::CLOSE_GOING_AWAY, "module exited");
-        // Unfinished creations are removed on open, so mark first.
-        {
-            let mut meta = lock(&entry.meta);
-            meta.state = "creating".into();
-            let _ = entry.save_meta(&meta);
-        }
         std::fs::remove_dir_all(&entry.dir)?;
         Ok(())
     }
@@ -605,6 +1000,7 @@ impl Registry {
     }
 
     fn owned(&self, id: &Identity, caller: &Identity) -> Result<Arc<Entry>, RegistryError> {
+        self.check_not_broken(id)?;
         let entry = self
             .get(id)
             .ok_or_else(|| RegistryError::NotFound(id.to_hex().to_string()))?;
@@ -674,23 +1070,151 @@ fn now_micros() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-fn write_json(dir: &Path, meta: &Meta) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?;
-    write_atomic(&dir.join(META_FILE), &bytes)
+/// Hex of a module hash, as in file names and `database.json`.
+fn hex_of(hash: &[u8; 32]) -> String {
+    hex(hash)
 }
 
-/// Writes `path` atomically: a temp file, fsync, rename, fsync of the directory.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = path.with_extension("tmp");
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
+/// A module hash from its 64 hex digits.
+fn parse_hash(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
     }
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
+    let mut hash = [0u8; 32];
+    for (i, byte) in hash.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(hash)
+}
+
+fn module_path(dir: &Path, hash: &[u8; 32]) -> PathBuf {
+    dir.join(MODULES_DIR).join(format!("{}.wasm", hex_of(hash)))
+}
+
+/// Writes `modules/<hash>.wasm` durably unless it holds those bytes already.
+fn store_module(dir: &Path, hash: &[u8; 32], wasm: &[u8]) -> std::io::Result<()> {
+    let path = module_path(dir, hash);
+    if std::fs::read(&path).is_ok_and(|there| module_hash(&there) == *hash) {
+        return Ok(());
+    }
+    create_dir_all_durable(&dir.join(MODULES_DIR))?;
+    write_atomic(&path, wasm)
+}
+
+/// The bytes of module `hash`: `modules/<hash>.wasm`, or a legacy
+/// `module.wasm` with that hash; checked against the hash.
+fn read_module(dir: &Path, hash: &[u8; 32]) -> Result<Vec<u8>, Failure> {
+    let path = module_path(dir, hash);
+    let (path, wasm) = match std::fs::read(&path) {
+        Ok(wasm) => (path, wasm),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let legacy = dir.join(LEGACY_MODULE_FILE);
+            match std::fs::read(&legacy) {
+                Ok(wasm) => (legacy, wasm),
+                Err(_) => {
+                    return Err(failure(
+                        BrokenReason::Module,
+                        format!("{}: {e}", path.display()),
+                    ))
+                }
+            }
+        }
+        Err(e) => {
+            return Err(failure(
+                BrokenReason::Module,
+                format!("{}: {e}", path.display()),
+            ))
+        }
+    };
+    if module_hash(&wasm) != *hash {
+        return Err(failure(
+            BrokenReason::Module,
+            format!(
+                "{}: the bytes are not module {}",
+                path.display(),
+                hex_of(hash)
+            ),
+        ));
+    }
+    Ok(wasm)
+}
+
+/// Removes module `hash`'s file; best effort (a leftover is removed on open).
+fn remove_module(dir: &Path, hash: &[u8; 32]) {
+    let path = module_path(dir, hash);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot remove a module file"),
+    }
+}
+
+/// Removes every module file but `keep`'s, and a legacy `module.wasm`: once
+/// `database.json` and the schema both name `keep`, nothing reads them.
+fn remove_unreferenced_modules(dir: &Path, keep: &[u8; 32]) {
+    let keep_name = format!("{}.wasm", hex_of(keep));
+    let mut doomed = vec![dir.join(LEGACY_MODULE_FILE)];
+    if let Ok(entries) = std::fs::read_dir(dir.join(MODULES_DIR)) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".wasm") && name != keep_name {
+                doomed.push(entry.path());
+            }
+        }
+    }
+    for path in doomed {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "removed a module file nothing points to")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a module file")
+            }
+        }
+    }
+}
+
+/// `database.json` of `dir`: `Ok(None)` when it does not exist and the
+/// directory holds nothing else but temporary files (a creation that
+/// crashed before writing it); an error for anything uncertain.
+fn read_meta(dir: &Path) -> Result<Option<Meta>, Failure> {
+    let path = dir.join(META_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| failure(BrokenReason::Metadata, format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let listed = std::fs::read_dir(dir)
+                .and_then(|entries| {
+                    entries
+                        .map(|e| e.map(|e| e.file_name()))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(|e| failure(BrokenReason::Metadata, format!("{}: {e}", dir.display())))?;
+            if listed.iter().all(|name| durable::fs::is_temp_file(name)) {
+                Ok(None)
+            } else {
+                Err(failure(
+                    BrokenReason::Metadata,
+                    format!(
+                        "{} is missing but the directory is not empty",
+                        path.display()
+                    ),
+                ))
+            }
+        }
+        Err(e) => Err(failure(
+            BrokenReason::Metadata,
+            format!("{}: {e}", path.display()),
+        )),
+    }
+}
+
+fn write_meta(dir: &Path, meta: &Meta) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?;
+    write_atomic(&dir.join(META_FILE), &bytes)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

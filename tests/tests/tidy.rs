@@ -41,7 +41,7 @@ const MAY_DEPEND_ON: &[(&str, Option<&[&str]>)] = &[
     ("orrery-moduledef", Some(&["storage"])),
     (
         "orrery-module",
-        Some(&["orrery-moduledef", "storage", "orrery-api"]),
+        Some(&["orrery-moduledef", "storage", "durable", "orrery-api"]),
     ),
     (
         "orrery-query",
@@ -55,6 +55,7 @@ const MAY_DEPEND_ON: &[(&str, Option<&[&str]>)] = &[
             "orrery-query",
             "orrery-wire",
             "storage",
+            "durable",
             "billing",
             "orrery-api",
         ]),
@@ -68,6 +69,7 @@ const MAY_DEPEND_ON: &[(&str, Option<&[&str]>)] = &[
             "orrery-query",
             "orrery-wire",
             "storage",
+            "durable",
             "orrery-api",
         ]),
     ),
@@ -78,6 +80,7 @@ const MAY_DEPEND_ON: &[(&str, Option<&[&str]>)] = &[
             "orrery-moduledef",
             "orrery-wire",
             "storage",
+            "durable",
             "orrery-api",
         ]),
     ),

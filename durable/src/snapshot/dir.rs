@@ -1,7 +1,8 @@
 //! A [`BlobStore`] on a local directory.
 //!
 //! Owns: the mapping from keys to files under one root directory, and the
-//! write-temp-fsync-rename-fsync sequence that makes `put` atomic and durable.
+//! directories of keys; `put` is `crate::fs::write_atomic` (temp, fsync,
+//! rename, fsync of the directory).
 //! Does not own: locking between processes. Two processes writing the same
 //! store is only safe because keys are content-addressed or written by a single
 //! snapshot writer; this type does not enforce it.
@@ -11,22 +12,17 @@
 //! Invariants:
 //! - A key `a/b/c` is the file `<root>/a/b/c`; [`validate_key`] guarantees it
 //!   stays under `<root>`.
-//! - Temp files are named `.tmp.*` inside the target's own directory (so the
-//!   rename never crosses file systems). Keys cannot start a segment with `.`,
-//!   so temp files are never listed, read or overwritten as keys.
+//! - Temp files are named `.tmp.*` (`crate::fs::TEMP_PREFIX`) inside the
+//!   target's own directory (so the rename never crosses file systems).
+//!   Keys cannot start a segment with `.`, so temp files are never listed,
+//!   read or overwritten as keys.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::blob::{validate_key, validate_prefix, BlobStore};
-
-const TEMP_PREFIX: &str = ".tmp.";
-
-/// Distinguishes temp files of concurrent puts within one process; the pid
-/// distinguishes processes.
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+use crate::fs::sync_dir;
 
 /// Blob store rooted at a local directory.
 #[derive(Debug)]
@@ -65,7 +61,7 @@ impl DirBlobStore {
                 let ty = entry.file_type()?;
                 if ty.is_dir() {
                     stack.push(entry.path());
-                } else if name.to_string_lossy().starts_with(TEMP_PREFIX) {
+                } else if crate::fs::is_temp_file(&name) {
                     fs::remove_file(entry.path())?;
                     removed += 1;
                 }
@@ -73,11 +69,6 @@ impl DirBlobStore {
         }
         Ok(removed)
     }
-}
-
-/// Makes a directory entry change (create, rename, unlink) durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// Creates `dir` and any missing ancestors below `root`, syncing each parent so
@@ -108,33 +99,7 @@ impl BlobStore for DirBlobStore {
             .expect("a validated key has a parent directory")
             .to_path_buf();
         ensure_dir(&self.root, &dir)?;
-        let file_name = path
-            .file_name()
-            .expect("a validated key ends in a file name");
-        let temp = dir.join(format!(
-            "{TEMP_PREFIX}{}.{}.{}",
-            file_name.to_string_lossy(),
-            std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp)?;
-            f.write_all(bytes)?;
-            // Data must be durable before the rename makes it visible, or a
-            // crash could expose a complete-looking but empty file.
-            f.sync_all()?;
-            drop(f);
-            fs::rename(&temp, &path)?;
-            sync_dir(&dir)
-        })();
-        if result.is_err() {
-            // Best effort: a leftover temp file is harmless garbage (never listed).
-            let _ = fs::remove_file(&temp);
-        }
-        result
+        crate::fs::write_atomic(&path, bytes)
     }
 
     fn get(&self, key: &str) -> io::Result<Option<Vec<u8>>> {

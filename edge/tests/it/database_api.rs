@@ -756,6 +756,154 @@ fn procedures_over_http_and_shutdown_ends_log_followers() {
     let _ = std::io::Read::read_to_string(&mut reader, &mut rest);
 }
 
+// Protects "one broken database never stops every tenant" at the edge: a
+// database whose storage no longer recovers does not stop the server from
+// starting; every route that names it, by name or identity, answers 503
+// with a message saying so (the WebSocket upgrade too), the other database
+// serves, and `/metrics` counts it. Before the fix the registry did not
+// open at all.
+#[test]
+fn a_broken_database_answers_503_everywhere_and_the_others_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let token;
+    let victim;
+    {
+        let s = server(dir.path(), keys(dir.path()));
+        token = mint(&s.base);
+        let owner = Client {
+            base: &s.base,
+            token: Some(token.clone()),
+        };
+        for name in ["healthy", "victim"] {
+            let r = owner.publish(&format!("/v1/database/{name}"), "chat");
+            assert_eq!(r.status, 200, "{}", r.body);
+        }
+        for text in ["a", "b"] {
+            let args = format!(r#"["{text}"]"#);
+            assert_eq!(owner.call("victim", "create_channel", &args).status, 200);
+        }
+        victim = owner.get("/v1/database/victim/identity").body;
+        s.registry.flush_all().unwrap();
+    }
+    // Damage the first record of the victim's log; later records are intact,
+    // so recovery reports corruption rather than a torn tail.
+    let segment = dir
+        .path()
+        .join(&victim)
+        .join("storage/log/00000000000000000000.seg");
+    let mut bytes = std::fs::read(&segment).expect("the first log segment exists");
+    bytes[28 + 16 + 8] ^= 0xff;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let s = server(dir.path(), keys(dir.path()));
+    let owner = Client {
+        base: &s.base,
+        token: Some(token),
+    };
+    assert_eq!(
+        owner
+            .call("healthy", "create_channel", r#"["fine"]"#)
+            .status,
+        200
+    );
+    let expect_503 = |what: &str, r: Reply| {
+        assert_eq!(r.status, 503, "{what}: {}", r.body);
+        assert!(
+            r.body.contains(&victim) && r.body.contains("storage did not recover"),
+            "{what}: {}",
+            r.body
+        );
+    };
+    for target in ["victim", victim.as_str()] {
+        expect_503("info", owner.get(&format!("/v1/database/{target}")));
+        expect_503(
+            "schema",
+            owner.get(&format!("/v1/database/{target}/schema?version=9")),
+        );
+        expect_503("logs", owner.get(&format!("/v1/database/{target}/logs")));
+        expect_503("call", owner.call(target, "create_channel", r#"["c"]"#));
+        expect_503("sql", owner.sql(target, "SELECT * FROM channel"));
+        expect_503(
+            "publish",
+            owner.publish(&format!("/v1/database/{target}"), "chat"),
+        );
+        expect_503(
+            "delete",
+            owner.send("DELETE", &format!("/v1/database/{target}"), b""),
+        );
+        expect_503(
+            "lock",
+            owner.send("POST", &format!("/v1/database/{target}/lock"), b""),
+        );
+        expect_503("names", owner.get(&format!("/v1/database/{target}/names")));
+        expect_503(
+            "add a name",
+            owner.send("POST", &format!("/v1/database/{target}/names"), b"other"),
+        );
+        expect_503(
+            "replace the names",
+            owner.send(
+                "PUT",
+                &format!("/v1/database/{target}/names"),
+                br#"["other"]"#,
+            ),
+        );
+        let url = format!(
+            "{}/v1/database/{target}/subscribe",
+            s.base.replacen("http://", "ws://", 1)
+        );
+        match crate::wsclient::open(&url, "v2.bsatn.spacetimedb", &[]) {
+            crate::wsclient::Upgrade::Refused(status, body) => {
+                assert_eq!(status, 503, "{body}");
+                assert!(body.contains("storage did not recover"), "{body}");
+            }
+            crate::wsclient::Upgrade::Open(_) => panic!("subscribed to a broken database"),
+        }
+    }
+    let metrics = agent()
+        .get(&format!("{}/metrics", s.base))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(metrics.contains("orrery_databases_broken 1\n"), "{metrics}");
+    assert!(
+        metrics.contains(&format!(
+            "orrery_database_broken{{database=\"{victim}\",reason=\"storage\"}} 1\n"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        dir.path().join(&victim).is_dir(),
+        "the broken database is kept"
+    );
+}
+
+// Protects the logs of a first publish: what the module writes in `init`
+// when the database is created is served by the logs route, like every
+// other call's output. Before the fix those lines were dropped.
+#[test]
+fn what_init_logs_on_the_first_publish_is_served_by_the_logs_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path(), keys(dir.path()));
+    let owner = Client {
+        base: &s.base,
+        token: Some(mint(&s.base)),
+    };
+    let r = owner.publish("/v1/database/fresh", "chat");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = owner.get("/v1/database/fresh/logs?num_lines=100");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .any(|l| l["message"] == "chat: init created the general channel"),
+        "{}",
+        r.body
+    );
+}
+
 // Protects the callers of a trapping reducer from the module's internals: the
 // HTTP answer carries the module's panic message, never the wasm backtrace,
 // which goes to the owner's log instead.

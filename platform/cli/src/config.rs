@@ -91,12 +91,9 @@ impl Config {
     pub(crate) fn save(&self, dir: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = file(dir);
-        let temp = dir.join("cli.json.tmp");
         let bytes = serde_json::to_vec_pretty(self).expect("the config serialises");
-        write_private(&temp, &bytes).with_context(|| format!("cannot write {}", temp.display()))?;
-        std::fs::rename(&temp, &path)
-            .with_context(|| format!("cannot replace {}", path.display()))?;
-        Ok(())
+        durable::fs::write_atomic_private(&path, &bytes)
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 
     /// The server named `name`, or the one whose URL `name` is, or (for a
@@ -126,23 +123,4 @@ impl Config {
             known.join(", ")
         )
     }
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
 }

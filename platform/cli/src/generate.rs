@@ -103,9 +103,8 @@ pub(crate) fn write_files(dir: &Path, files: &[(String, String)]) -> anyhow::Res
     let mut written = Vec::new();
     for (name, text) in files {
         let path = dir.join(name);
-        let tmp = dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+        durable::fs::write_atomic(&path, text.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
         written.push(path);
     }
     Ok(written)

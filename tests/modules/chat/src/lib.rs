@@ -51,7 +51,8 @@ pub struct PruneSchedule {
     scheduled_at: ScheduleAt,
 }
 
-/// Creates the "general" channel and starts the pruning schedule.
+/// Creates the "general" channel, starts the pruning schedule and logs that
+/// it did (the logs of a first publish must reach `logs`).
 #[reducer(init)]
 pub fn init(ctx: &ReducerContext) {
     ctx.db.channel().insert(Channel {
@@ -62,6 +63,7 @@ pub fn init(ctx: &ReducerContext) {
         scheduled_id: 0,
         scheduled_at: PRUNE_INTERVAL.into(),
     });
+    log::info!("chat: init created the general channel");
 }
 
 /// Marks the caller online, creating its user row on first connect. A caller
