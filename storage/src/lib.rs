@@ -21,12 +21,16 @@ mod db;
 pub mod error;
 mod record;
 pub mod schema;
+pub mod snapshotter;
 mod state;
 mod table;
 mod tx;
 pub mod value;
 
 pub use db::{CommitObserver, Database, DbOptions, DbStorage, PreCommit, ReadTx, RecoveryReport};
+pub use snapshotter::{
+    SnapshotEvent, SnapshotListener, SnapshotPolicy, SnapshotStats, Snapshotter,
+};
 pub use error::{CommitError, OpenError, SchemaError, TakeSnapshotError, TxError};
 pub use schema::{
     IndexAlgorithm, IndexDef, SequenceDef, TableDef, TableSchema, UniqueConstraintDef,

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use spacetimedb_lib::Identity;
-use storage::{Database, DbOptions, DbStorage};
+use storage::{Database, DbOptions, DbStorage, RecoveryReport};
 
 use crate::hosting::{DatabaseSpec, Host, HostedDatabase, PublishError};
 use orrery_module::update::{UpdateMode, UpdateReport};
@@ -84,6 +84,8 @@ pub struct Entry {
     publishing: Mutex<()>,
     /// How long opening (recovering) it took when the registry opened.
     recovery: Option<Duration>,
+    /// What that recovery found (snapshot used, records replayed).
+    recovery_report: Option<RecoveryReport>,
 }
 
 impl Entry {
@@ -103,6 +105,12 @@ impl Entry {
     /// for databases created since.
     pub fn recovery_time(&self) -> Option<Duration> {
         self.recovery
+    }
+
+    /// What recovery found when the process opened this database; `None`
+    /// for databases created since.
+    pub fn recovery_report(&self) -> Option<&RecoveryReport> {
+        self.recovery_report.as_ref()
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -192,6 +200,8 @@ struct Inner {
 pub struct Registry {
     root: PathBuf,
     host: Arc<Host>,
+    /// Storage options of every database opened or created here.
+    db_options: DbOptions,
     inner: Mutex<Inner>,
     /// Becomes true when the process starts shutting down; long-running
     /// requests (log followers) end then.
@@ -202,10 +212,21 @@ impl Registry {
     /// Opens the registry at `root` (created if missing) and reopens every
     /// ready database with its saved module; unfinished creations are removed.
     pub fn open(root: &Path, host: Arc<Host>) -> Result<Registry, RegistryError> {
+        Registry::open_with(root, host, DbOptions::default())
+    }
+
+    /// [`Registry::open`] with the storage options (snapshot policy, segment
+    /// size) of every database it opens or creates.
+    pub fn open_with(
+        root: &Path,
+        host: Arc<Host>,
+        db_options: DbOptions,
+    ) -> Result<Registry, RegistryError> {
         std::fs::create_dir_all(root)?;
         let registry = Registry {
             root: root.to_path_buf(),
             host,
+            db_options,
             inner: Mutex::new(Inner {
                 databases: HashMap::new(),
                 names: HashMap::new(),
@@ -245,7 +266,7 @@ impl Registry {
             let owner = Identity::from_hex(&meta.owner)
                 .map_err(|_| RegistryError::Storage(format!("bad owner in {hex}/{META_FILE}")))?;
             let storage = DbStorage::dir(&dir.join(STORAGE_DIR))?;
-            let (db, report) = Database::open(storage, DbOptions::default())
+            let (db, report) = Database::open(storage, registry.db_options.clone())
                 .map_err(|e| RegistryError::Storage(format!("recover database {hex}: {e}")))?;
             let spec = spec(identity, owner, &dir);
             let database = registry.host.open_database(spec, db, &wasm)?;
@@ -254,12 +275,14 @@ impl Registry {
                 database = %hex,
                 names = ?meta.names,
                 last_offset = ?report.last_offset.map(|o| o.0),
+                snapshot_offset = ?report.snapshot_offset.map(|o| o.0),
                 records_replayed = report.records_replayed,
                 recovery_ms = recovery.as_millis() as u64,
                 "database recovered"
             );
             let entry = Arc::new(Entry {
                 recovery: Some(recovery),
+                recovery_report: Some(report),
                 identity,
                 owner,
                 dir,
@@ -396,7 +419,7 @@ impl Registry {
             write_json(&dir, &meta)?;
             write_atomic(&dir.join(MODULE_FILE), wasm)?;
             let storage = DbStorage::dir(&dir.join(STORAGE_DIR))?;
-            let (db, _) = Database::open(storage, DbOptions::default())
+            let (db, _) = Database::open(storage, self.db_options.clone())
                 .map_err(|e| RegistryError::Storage(e.to_string()))?;
             let database =
                 self.host
@@ -416,6 +439,7 @@ impl Registry {
                 module_hash: Mutex::new(hash),
                 publishing: Mutex::new(()),
                 recovery: None,
+                recovery_report: None,
             }))
         })();
         if made.is_err() {
@@ -599,6 +623,27 @@ impl Registry {
             if let Err(e) = entry.database.storage().flush() {
                 tracing::warn!(database = %entry.identity.to_hex(), error = %e, "flush failed");
                 first_error.get_or_insert(RegistryError::Storage(e.to_string()));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Snapshots every database whose newest snapshot is behind its last
+    /// commit (at clean shutdown, after [`Registry::flush_all`], so the next
+    /// open replays nothing). A failure is logged and the others go on; the
+    /// first is returned.
+    pub fn snapshot_all(&self) -> Result<(), RegistryError> {
+        let mut first_error = None;
+        for entry in self.all() {
+            let database = entry.identity.to_hex();
+            match entry.database.storage().snapshot_if_behind() {
+                Ok(offset) => {
+                    tracing::debug!(database = %database, offset = ?offset.map(|o| o.0), "snapshot at shutdown")
+                }
+                Err(e) => {
+                    tracing::warn!(database = %database, error = %e, "snapshot at shutdown failed");
+                    first_error.get_or_insert(RegistryError::Storage(e.to_string()));
+                }
             }
         }
         first_error.map_or(Ok(()), Err)

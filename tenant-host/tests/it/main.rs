@@ -8,3 +8,4 @@ mod harness;
 
 mod hosting;
 mod logs;
+mod snapshots;
