@@ -40,8 +40,7 @@ pub const WEBSOCKET_TOKEN_SECONDS: i64 = 60;
 /// Tolerance when checking `exp`, in seconds.
 pub const EXPIRY_LEEWAY_SECONDS: i64 = 60;
 
-/// Tokens longer than this are refused before any decoding.
-pub const TOKEN_BYTES_MAX: usize = 16 * 1024;
+pub use orrery_api::limits::TOKEN_BYTES_MAX;
 
 const HEADER_JSON: &str = r#"{"typ":"JWT","alg":"ES256"}"#;
 

@@ -32,7 +32,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use spacetimedb_lib::{Identity, RawModuleDef};
+use spacetimedb_lib::{ConnectionId, Identity, RawModuleDef};
 use spacetimedb_sats::de::DeserializeSeed;
 use spacetimedb_sats::serde::SerdeWrapper;
 use spacetimedb_sats::{AlgebraicValue, ProductValue};
@@ -851,10 +851,10 @@ async fn logs(
 fn with_connection<R>(
     database: &HostedDatabase,
     caller: &Caller,
-    connection_id: [u8; 16],
+    connection_id: ConnectionId,
     job: impl FnOnce() -> R,
 ) -> Result<R, Response> {
-    let identity = caller.identity().to_byte_array();
+    let identity = caller.identity();
     let connected = database
         .client_connected(identity, connection_id, Some(caller.claims.payload.clone()))
         .map_err(|e| text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
@@ -891,20 +891,20 @@ fn outcome_message(outcome: &ReducerOutcome) -> String {
     }
 }
 
-/// A fresh random non-zero connection id.
 /// `caller` calling now over the short-lived connection `conn`.
-fn call_context(caller: &Caller, conn: [u8; 16]) -> CallerContext {
+fn call_context(caller: &Caller, conn: ConnectionId) -> CallerContext {
     CallerContext {
-        sender: caller.identity().to_byte_array(),
+        sender: caller.identity(),
         connection_id: conn,
         timestamp_micros: now_micros(),
     }
 }
 
-fn connection_id() -> [u8; 16] {
+/// A fresh random non-zero connection id.
+pub(crate) fn connection_id() -> ConnectionId {
     loop {
-        let id = random_bytes::<16>();
-        if id != [0; 16] {
+        let id = ConnectionId::from_le_byte_array(random_bytes::<16>());
+        if id != ConnectionId::ZERO {
             return id;
         }
     }
@@ -1145,13 +1145,14 @@ async fn sql(
                     .wait_durable(offset)
                     .map_err(|e| orrery_query::sql::SqlError(e.to_string()))?;
             }
-            Ok::<_, orrery_query::sql::SqlError>(outcome)
+            Ok::<_, orrery_query::sql::QueryError>(outcome)
         })
     })
     .await;
     let outcome = match result {
         Ok(Ok(Ok(outcome))) => outcome,
-        Ok(Ok(Err(e))) => return text(StatusCode::BAD_REQUEST, e.0),
+        // A limit crossed is the caller's query too: 400, naming the limit.
+        Ok(Ok(Err(e))) => return text(StatusCode::BAD_REQUEST, e.to_string()),
         Ok(Err(response)) | Err(response) => return response,
     };
     let rows: Vec<Value> = outcome.rows.iter().map(sats_json).collect();

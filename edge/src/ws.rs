@@ -7,6 +7,9 @@
 //! back until durable for `confirmed` sessions), keep-alive pings and the
 //! idle timeout, the in-flight request cap, closing with a code and a reason,
 //! and the disconnect hook when the session ends.
+//! The per-message half, without the socket, is [`Dispatcher`]: decode one
+//! payload, refuse malformed function names with a reply, dispatch each
+//! message; the fuzz targets (`fuzz/`) drive it directly.
 //! Does not own: the upgrade request (route, credentials, negotiation: the
 //! database routes), subscriptions and commit fan-out (`clients`), message
 //! bytes (`wire`).
@@ -20,6 +23,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::SinkExt;
 use spacetimedb_lib::{ConnectionId, Identity, TimeDuration, Timestamp};
 
+use orrery_api::limits::{self, FUNCTION_NAME_BYTES_MAX};
 use orrery_module::{CallResult, CallerContext, ProcedureOutcome, ProcedureResult, ReducerOutcome};
 use orrery_wire::compression::{self, Compression};
 use orrery_wire::framing::{decode_client_payload, payload_runs, Protocol};
@@ -46,9 +50,9 @@ pub struct WsConfig {
 impl Default for WsConfig {
     fn default() -> WsConfig {
         WsConfig {
-            ping_interval: Duration::from_secs(15),
-            idle_timeout: Duration::from_secs(30),
-            in_flight_max: 16_384,
+            ping_interval: Duration::from_millis(limits::WS_PING_INTERVAL_MS),
+            idle_timeout: Duration::from_millis(limits::WS_IDLE_TIMEOUT_MS),
+            in_flight_max: limits::WS_IN_FLIGHT_MESSAGES_MAX,
             outbox_bytes_max: OUTBOX_BYTES_MAX,
             outbox_messages_max: OUTBOX_MESSAGES_MAX,
         }
@@ -73,12 +77,10 @@ pub async fn run(mut socket: WebSocket, session: Session, config: WsConfig) {
     let db = session.database.clone();
     let identity = session.identity;
     let connection_id = session.connection_id;
-    let id_bytes = identity.to_byte_array();
-    let conn_bytes = connection_id.as_le_byte_array();
     let payload = session.jwt_payload.clone();
     let connect_db = db.clone();
     let accepted = tokio::task::spawn_blocking(move || {
-        connect_db.client_connected(id_bytes, conn_bytes, payload)
+        connect_db.client_connected(identity, connection_id, payload)
     })
     .await;
     let accepted = matches!(&accepted, Ok(Ok(result)) if result.outcome.is_committed());
@@ -94,13 +96,13 @@ pub async fn run(mut socket: WebSocket, session: Session, config: WsConfig) {
         token: session.token.clone(),
     });
     let clients = db.clients().clone();
-    let owner = id_bytes == db.owner();
+    let owner = identity == db.owner();
     clients.connect(connection_id, identity, owner, outbox.clone());
     let mut durable = clients.durable();
     let confirmed = session.negotiated.confirmed;
     let compression = session.negotiated.compression;
     let protocol = session.negotiated.protocol;
-    let in_flight = Arc::new(AtomicUsize::new(0));
+    let dispatcher = Dispatcher::new(session, outbox.clone(), config.in_flight_max);
     let mut last_heard = Instant::now();
     let mut ping = tokio::time::interval(config.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -137,18 +139,11 @@ pub async fn run(mut socket: WebSocket, session: Session, config: WsConfig) {
                 let Some(Ok(message)) = incoming else { break None };
                 last_heard = Instant::now();
                 match message {
-                    Message::Binary(bytes) => match decode_client_payload(protocol, &bytes) {
-                        Ok(messages) => {
-                            for message in messages {
-                                if in_flight.fetch_add(1, Ordering::AcqRel) >= config.in_flight_max {
-                                    outbox.close(1013, "too many requests");
-                                    break;
-                                }
-                                dispatch(&session, &outbox, &in_flight, message);
-                            }
+                    Message::Binary(bytes) => {
+                        if let Err(close) = dispatcher.payload(&bytes) {
+                            break Some(close);
                         }
-                        Err(e) => break Some((1011, format!("cannot decode the message: {e}"))),
-                    },
+                    }
                     Message::Text(_) => {
                         break Some((1011, "text frames are not part of the protocol; send binary BSATN".into()))
                     }
@@ -172,9 +167,13 @@ pub async fn run(mut socket: WebSocket, session: Session, config: WsConfig) {
             code,
             reason: truncate_reason(reason).into(),
         };
-        let _ = socket.send(Message::Close(Some(frame))).await;
-        // Give the client a moment to answer the close.
-        let _ = tokio::time::timeout(Duration::from_millis(250), async {
+        if let Err(e) = socket.send(Message::Close(Some(frame))).await {
+            // The peer is already gone: the session is over either way.
+            tracing::debug!(error = %e, code, "close frame not sent");
+        }
+        // Give the client a moment to answer the close; one that does not
+        // answer in time is closed all the same when the socket drops.
+        let answered = tokio::time::timeout(Duration::from_millis(250), async {
             while let Some(Ok(message)) = socket.recv().await {
                 if matches!(message, Message::Close(_)) {
                     break;
@@ -182,15 +181,111 @@ pub async fn run(mut socket: WebSocket, session: Session, config: WsConfig) {
             }
         })
         .await;
+        if answered.is_err() {
+            tracing::debug!(code, "the client did not answer the close in time");
+        }
     }
     drop(socket);
-    let _ = tokio::task::spawn_blocking(move || {
-        let _ = db.client_disconnected(id_bytes, conn_bytes);
+    let teardown = tokio::task::spawn_blocking(move || {
+        match db.client_disconnected(identity, connection_id) {
+            Ok(Some(result)) if !result.outcome.is_committed() => {
+                // The module's hook failed; the host still removed the client
+                // record, and the failure is in the module's log.
+                tracing::debug!(outcome = ?result.outcome, "client_disconnected hook failed");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(
+                error = %e,
+                %connection_id,
+                "client_disconnected could not run; the client record stays until the next open"
+            ),
+        }
         // On the lane, where subscribing materialises views.
         let evicting = db.clone();
-        let _ = db.submit_job(move || evicting.drop_unused_views());
+        if let Err(e) = db.submit_job(move || evicting.drop_unused_views()) {
+            // Unused views are dropped again after the next unsubscribe or open.
+            tracing::debug!(error = %e, "dropping unused views deferred");
+        }
     })
     .await;
+    if let Err(e) = teardown {
+        tracing::error!(error = %e, %connection_id, "WebSocket teardown panicked");
+    }
+}
+
+/// The per-message half of a session, without the socket: decodes the
+/// client's payloads and hands each message, in order, to the database.
+/// [`run`] drives one per socket; tests and fuzz targets drive one directly
+/// (with an [`Outbox`] they read themselves).
+pub struct Dispatcher {
+    session: Session,
+    outbox: Arc<Outbox>,
+    in_flight: Arc<AtomicUsize>,
+    in_flight_max: usize,
+}
+
+impl Dispatcher {
+    /// Dispatches for `session`, replying into `outbox`; at most
+    /// `in_flight_max` requests queued or running before the outbox is
+    /// closed with 1013.
+    pub fn new(session: Session, outbox: Arc<Outbox>, in_flight_max: usize) -> Dispatcher {
+        Dispatcher {
+            session,
+            outbox,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            in_flight_max,
+        }
+    }
+
+    /// Decodes one binary payload (its messages in the session's protocol)
+    /// and dispatches each message. A payload that does not decode ends the
+    /// session: `Err((1011, reason))`, nothing of it dispatched. Every other
+    /// outcome, refusals included, is a reply in the outbox.
+    pub fn payload(&self, bytes: &[u8]) -> Result<(), (u16, String)> {
+        let messages = decode_client_payload(self.session.negotiated.protocol, bytes)
+            .map_err(|e| (1011, format!("cannot decode the message: {e}")))?;
+        for message in messages {
+            if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.in_flight_max {
+                self.in_flight.fetch_sub(1, Ordering::AcqRel);
+                self.outbox.close(1013, "too many requests");
+                break;
+            }
+            dispatch(&self.session, &self.outbox, &self.in_flight, message);
+        }
+        Ok(())
+    }
+
+    /// Requests dispatched whose reply is not yet queued.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+}
+
+/// Why a client's reducer or procedure name cannot name any function: empty,
+/// longer than [`FUNCTION_NAME_BYTES_MAX`], or holding a control character
+/// (NUL among them). Such a name is answered with this text and never
+/// reaches the database. `what` is "reducer" or "procedure".
+pub fn invalid_function_name(what: &str, name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some(format!("invalid {what} name: the name is empty"));
+    }
+    if name.len() > FUNCTION_NAME_BYTES_MAX {
+        return Some(format!(
+            "invalid {what} name: {} bytes, the limit is {FUNCTION_NAME_BYTES_MAX}",
+            name.len()
+        ));
+    }
+    let (at, c) = name.char_indices().find(|(_, c)| c.is_control())?;
+    Some(format!(
+        "invalid {what} name {:?}: names may not contain control characters \
+         (U+{:04X} at byte {at})",
+        truncate_reason(name.to_owned()),
+        c as u32
+    ))
 }
 
 /// Close reasons are limited to 123 bytes on the wire.
@@ -284,6 +379,15 @@ fn dispatch(
             args,
         } => {
             let timestamp = now_micros();
+            if let Some(error) = invalid_function_name("reducer", &reducer) {
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+                outbox.push_message(&ServerMessage::ReducerResult {
+                    request_id,
+                    timestamp: Timestamp::from_micros_since_unix_epoch(timestamp),
+                    result: WireOutcome::InternalError(error),
+                });
+                return;
+            }
             let caller = caller(session, timestamp);
             let reply_box = outbox.clone();
             let name = reducer.clone();
@@ -319,6 +423,16 @@ fn dispatch(
         } => {
             let started = Instant::now();
             let timestamp = now_micros();
+            if let Some(error) = invalid_function_name("procedure", &procedure) {
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+                outbox.push_message(&ServerMessage::ProcedureResult {
+                    status: ProcedureStatus::InternalError(error),
+                    timestamp: Timestamp::from_micros_since_unix_epoch(timestamp),
+                    total_host_execution_duration: TimeDuration::from_micros(0),
+                    request_id,
+                });
+                return;
+            }
             let caller = caller(session, timestamp);
             let reply_box = outbox.clone();
             let submitted = db.submit_procedure(procedure, caller, args, move |result| {
@@ -350,8 +464,8 @@ fn dispatch(
 /// The session's identity and connection calling at `timestamp_micros`.
 fn caller(session: &Session, timestamp_micros: i64) -> CallerContext {
     CallerContext {
-        sender: session.identity.to_byte_array(),
-        connection_id: session.connection_id.as_le_byte_array(),
+        sender: session.identity,
+        connection_id: session.connection_id,
         timestamp_micros,
     }
 }
@@ -485,12 +599,7 @@ pub(crate) async fn subscribe(
                     .into_response()
             }
         },
-        None => loop {
-            let id = ConnectionId::from_le_byte_array(tenant_host::registry::random_bytes::<16>());
-            if id.to_u128() != 0 {
-                break id;
-            }
-        },
+        None => crate::database::connection_id(),
     };
     let session = Session {
         database: entry.database().clone(),
@@ -503,6 +612,33 @@ pub(crate) async fn subscribe(
     let config = state.ws.clone();
     upgrade
         .protocols([negotiated.protocol.token()])
-        .max_message_size(orrery_wire::framing::MAX_INCOMING_PAYLOAD)
+        .max_message_size(limits::WS_PAYLOAD_BYTES_MAX)
         .on_upgrade(move |socket| run(socket, session, config))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Function names a client may send: anything a module can declare, and
+    //! nothing empty, oversized or holding a control character.
+
+    use super::*;
+
+    #[test]
+    fn function_names_with_control_characters_or_out_of_bounds_are_invalid() {
+        for name in ["send_message", "sendMessage", "café", "a-b.c"] {
+            assert_eq!(invalid_function_name("reducer", name), None, "{name}");
+        }
+        let error = invalid_function_name("procedure", "a\0b").expect("NUL is refused");
+        assert!(
+            error.contains("procedure") && error.contains("U+0000 at byte 1"),
+            "{error}"
+        );
+        assert!(invalid_function_name("reducer", "tab\there").is_some());
+        assert!(invalid_function_name("reducer", "del\u{7f}").is_some());
+        assert!(invalid_function_name("reducer", "").is_some());
+        let long = "n".repeat(FUNCTION_NAME_BYTES_MAX);
+        assert_eq!(invalid_function_name("reducer", &long), None);
+        let longer = "n".repeat(FUNCTION_NAME_BYTES_MAX + 1);
+        assert!(invalid_function_name("reducer", &longer).is_some());
+    }
 }

@@ -24,7 +24,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use spacetimedb_lib::ConnectionId;
+use spacetimedb_lib::{ConnectionId, Identity};
 use spacetimedb_primitives::errno;
 use spacetimedb_sats::AlgebraicValue;
 use storage::{ColId, IndexId, MutTx, TableId, TxError};
@@ -73,6 +73,9 @@ pub(crate) fn wall_clock_micros() -> i64 {
 /// The log level the bindings use for a panic message (sent just before a trap).
 pub const LOG_LEVEL_PANIC: u8 = 101;
 
+/// The log level of errors (the bindings' encoding).
+pub const LOG_LEVEL_ERROR: u8 = 0;
+
 /// A bytes source: the reducer arguments (or any host-provided bytes).
 struct Source {
     bytes: Vec<u8>,
@@ -114,9 +117,8 @@ pub(crate) struct HostEnv {
     pub(crate) function: String,
     /// Records refused because the per-call bound was reached.
     pub(crate) logs_dropped: u64,
-    /// The database identity the module asks for with `identity`, as the
-    /// little-endian bytes of its u256 (BSATN order).
-    pub(crate) database_identity: [u8; 32],
+    /// The database identity the module asks for with `identity`.
+    pub(crate) database_identity: Identity,
     /// Memory and table growth limits of the instance.
     pub(crate) limits: StoreLimits,
     /// Set while a procedure runs; the procedure imports need it.
@@ -137,12 +139,8 @@ impl Default for SharedHostTables {
     }
 }
 
-/// Bound on log records kept per call, so a log flood cannot grow memory.
-pub(crate) const LOG_RECORDS_PER_CALL_MAX: usize = 10_000;
-/// Bound on the bytes of one log message; longer ones are cut.
-const LOG_MESSAGE_BYTES_MAX: usize = 16 * 1024;
-/// Bound on the bytes a module may write into one sink (a description or an error message).
-const SINK_BYTES_MAX: usize = 64 * 1024 * 1024;
+pub(crate) use orrery_api::limits::LOG_RECORDS_PER_CALL_MAX;
+use orrery_api::limits::{GUEST_SINK_BYTES_MAX as SINK_BYTES_MAX, LOG_MESSAGE_BYTES_MAX};
 
 impl HostEnv {
     pub(crate) fn new_sink(&mut self) -> u32 {
@@ -840,7 +838,8 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
         "identity",
         |mut caller: Caller<'_, HostEnv>, out: i32| -> wasmtime::Result<()> {
             let (memory, env) = memory(&mut caller)?;
-            let identity = env.database_identity;
+            // Little-endian bytes of the u256, BSATN order (module-abi §3.3).
+            let identity = env.database_identity.to_byte_array();
             write_bytes(memory, out, &identity)
         },
     )?;

@@ -20,11 +20,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use orrery_api::limits;
+use spacetimedb_lib::{ConnectionId, Identity};
 use spacetimedb_sats::ProductValue;
 use storage::{ColId, Database, MutTx, TxDelta};
 use wasmtime::{Instance, InstancePre, Store, StoreLimitsBuilder, Trap, TypedFunc};
 
-use super::host::{HostEnv, HttpPolicy, LogRecord, SharedHostTables, LOG_LEVEL_PANIC};
+use super::host::{
+    HostEnv, HttpPolicy, LogRecord, SharedHostTables, LOG_LEVEL_ERROR, LOG_LEVEL_PANIC,
+};
 use super::host_tables::{HostTables, NoHostTables};
 use super::{LoadError, Runtime};
 use orrery_moduledef::{ModuleDef, ModuleDefError};
@@ -54,9 +58,8 @@ pub struct CallOptions {
     /// Largest argument payload (BSATN bytes) one call accepts; larger calls
     /// are refused before the module sees them.
     pub args_bytes_max: usize,
-    /// What the `identity` import answers: the database identity, as the
-    /// little-endian bytes of its u256.
-    pub database_identity: [u8; 32],
+    /// What the `identity` import answers: the database identity.
+    pub database_identity: Identity,
     /// The host's own tables in the database, hidden from the guest, and
     /// where `get_jwt` reads a client's token.
     pub host_tables: Arc<dyn HostTables>,
@@ -65,30 +68,29 @@ pub struct CallOptions {
 impl Default for CallOptions {
     fn default() -> CallOptions {
         CallOptions {
-            // A few seconds of CPU; the abi-coverage checks need well under 1%.
-            fuel_per_call: 4_000_000_000,
-            deadline_per_call: Duration::from_secs(10),
-            procedure_deadline: Duration::from_secs(60),
+            // The abi-coverage checks need well under 1% of the default fuel.
+            fuel_per_call: limits::FUEL_PER_CALL_DEFAULT,
+            deadline_per_call: Duration::from_millis(limits::CALL_DEADLINE_MS_DEFAULT),
+            procedure_deadline: Duration::from_millis(limits::PROCEDURE_DEADLINE_MS_DEFAULT),
             http: HttpPolicy::default(),
-            memory_bytes_max: orrery_api::limits::WASM_MEMORY_BYTES_DEFAULT as usize,
+            memory_bytes_max: limits::WASM_MEMORY_BYTES_DEFAULT as usize,
             args_bytes_max: ARGS_BYTES_MAX_DEFAULT,
-            database_identity: [0; 32],
+            database_identity: Identity::ZERO,
             host_tables: Arc::new(NoHostTables),
         }
     }
 }
 
-/// Default cap on one call's arguments: 4 MiB.
-pub const ARGS_BYTES_MAX_DEFAULT: usize = 4 * 1024 * 1024;
+/// Default cap on one call's arguments.
+pub const ARGS_BYTES_MAX_DEFAULT: usize = limits::CALL_ARGS_BYTES_DEFAULT as usize;
 
 /// Who calls and when (module-abi §4.0, §8.8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CallerContext {
-    /// The caller's identity as the little-endian bytes of its u256
-    /// (`Identity::to_byte_array`).
-    pub sender: [u8; 32],
-    /// The connection id as little-endian bytes; all zero = no connection.
-    pub connection_id: [u8; 16],
+    /// The caller's identity.
+    pub sender: Identity,
+    /// The caller's connection; [`ConnectionId::ZERO`] = no connection.
+    pub connection_id: ConnectionId,
     /// Microseconds since the Unix epoch.
     pub timestamp_micros: i64,
 }
@@ -197,9 +199,56 @@ type CallReducerParams = (i32, i64, i64, i64, i64, i64, i64, i64, i32, i32);
 /// How the guest call itself ended, before commit or rollback.
 enum Ended {
     Returned(i32),
-    Trapped(String),
+    Trapped(GuestTrap),
     OutOfFuel,
     Timeout,
+}
+
+/// A guest call that trapped: what callers are told, and the full error with
+/// the wasm backtrace, which only the owner's log receives.
+struct GuestTrap {
+    summary: String,
+    detail: String,
+}
+
+impl Ended {
+    /// How a failed guest call ended.
+    fn from_error(error: wasmtime::Error) -> Ended {
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => Ended::OutOfFuel,
+            Some(Trap::Interrupt) => Ended::Timeout,
+            Some(trap) => Ended::Trapped(GuestTrap {
+                summary: trap.to_string(),
+                detail: format!("{error:#}"),
+            }),
+            None => Ended::Trapped(GuestTrap {
+                summary: error.root_cause().to_string(),
+                detail: format!("{error:#}"),
+            }),
+        }
+    }
+}
+
+impl GuestTrap {
+    /// The message a caller gets (the module's panic message if it wrote
+    /// one, else the kind of trap, never the backtrace), after appending
+    /// the full error to `logs` for the owner.
+    fn report(self, logs: &mut Vec<LogRecord>) -> String {
+        let function = logs
+            .iter()
+            .rev()
+            .map(|record| record.function.clone())
+            .find(|function| !function.is_empty())
+            .unwrap_or_default();
+        let message = match panic_message(logs) {
+            Some(panic) => format!("the module panicked: {panic}"),
+            None => format!("the module trapped: {}", self.summary),
+        };
+        let mut record = LogRecord::host(LOG_LEVEL_ERROR, self.detail);
+        record.function = function;
+        logs.push(record);
+        message
+    }
 }
 
 impl Runtime {
@@ -381,7 +430,7 @@ impl HostedModule {
     pub fn create_database(
         &self,
         db: &Database,
-        owner: [u8; 32],
+        owner: Identity,
         timestamp_micros: i64,
     ) -> CallResult {
         self.create_database_with(db, owner, timestamp_micros, &[])
@@ -392,7 +441,7 @@ impl HostedModule {
     pub fn create_database_with(
         &self,
         db: &Database,
-        owner: [u8; 32],
+        owner: Identity,
         timestamp_micros: i64,
         system_tables: &[storage::TableDef],
     ) -> CallResult {
@@ -429,7 +478,7 @@ impl HostedModule {
         &self,
         instance: ModuleInstance,
         mut tx: MutTx,
-        owner: [u8; 32],
+        owner: Identity,
         timestamp_micros: i64,
     ) -> CallResult {
         for table in &self.def.tables {
@@ -443,7 +492,7 @@ impl HostedModule {
         }
         let caller = CallerContext {
             sender: owner,
-            connection_id: [0; 16],
+            connection_id: ConnectionId::ZERO,
             timestamp_micros,
         };
         match self.def.lifecycle.init {
@@ -455,9 +504,11 @@ impl HostedModule {
         }
     }
 
-    /// Checks `args` against the size cap, then decodes them at the
-    /// reducer's parameter product, exactly.
-    fn check_args(&self, id: usize, args: &[u8]) -> Result<(), ReducerOutcome> {
+    /// Checks `args` against the size cap, then decodes them at reducer
+    /// `id`'s parameter product, exactly: what every reducer call does
+    /// before the guest runs (public for the fuzz targets). `id` must be a
+    /// reducer of this module.
+    pub fn check_args(&self, id: usize, args: &[u8]) -> Result<(), ReducerOutcome> {
         if args.len() > self.options.args_bytes_max {
             return Err(ReducerOutcome::ArgumentsTooLarge {
                 bytes: args.len(),
@@ -478,6 +529,13 @@ impl HostedModule {
             });
         }
         Ok(())
+    }
+
+    /// Decodes `args` at procedure `id`'s parameter product, exactly: what
+    /// every procedure call does before the guest runs (public for the fuzz
+    /// targets). `id` must be a procedure of this module.
+    pub fn check_procedure_args(&self, id: usize, args: &[u8]) -> Result<(), String> {
+        procedure::check_product(&self.def.procedures[id].params, args)
     }
 
     /// Runs reducer `id` inside `tx`, a transaction the caller opened and
@@ -520,7 +578,7 @@ impl HostedModule {
             .data_mut()
             .function
             .clone_from(&self.def.reducers[id].source_name);
-        let (ended, tx, error_message, logs, fuel_used) =
+        let (ended, tx, error_message, mut logs, fuel_used) =
             instance.invoke(&self.options, tx, id, caller, args);
         instance.store.data_mut().function.clear();
         // Only an instance that returned 0 or 1 is known to be healthy.
@@ -541,10 +599,8 @@ impl HostedModule {
                     Ended::Returned(code) => ReducerOutcome::Internal {
                         message: format!("the reducer returned the unexpected code {code}"),
                     },
-                    Ended::Trapped(message) => ReducerOutcome::Trapped {
-                        message: panic_message(&logs).map_or(message.clone(), |panic| {
-                            format!("the module panicked: {panic} ({message})")
-                        }),
+                    Ended::Trapped(trap) => ReducerOutcome::Trapped {
+                        message: trap.report(&mut logs),
                     },
                     Ended::OutOfFuel => ReducerOutcome::OutOfFuel,
                     Ended::Timeout => ReducerOutcome::Timeout,
@@ -594,8 +650,8 @@ impl ModuleInstance {
             w.copy_from_slice(&bytes[8 * i..8 * i + 8]);
             u64::from_le_bytes(w) as i64
         };
-        let s = &caller.sender;
-        let c = &caller.connection_id;
+        let s = &caller.sender.to_byte_array();
+        let c = &caller.connection_id.as_le_byte_array();
         let params = (
             id as i32,
             word(s, 0),
@@ -623,11 +679,7 @@ impl ModuleInstance {
 
         let ended = match result {
             Ok(code) => Ended::Returned(code),
-            Err(error) => match error.downcast_ref::<Trap>() {
-                Some(Trap::OutOfFuel) => Ended::OutOfFuel,
-                Some(Trap::Interrupt) => Ended::Timeout,
-                _ => Ended::Trapped(format!("{error:#}")),
-            },
+            Err(error) => Ended::from_error(error),
         };
         let env = self.store.data_mut();
         let tx = env.tx.take();

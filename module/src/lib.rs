@@ -42,7 +42,7 @@ pub use abi::AbiVersion;
 use cache::CompileCache;
 pub use cache::{module_hash, ArtifactDirError, CacheStats};
 use host::HostEnv;
-pub use host::{is_public, HttpPolicy, LogRecord, LOG_LEVEL_PANIC};
+pub use host::{is_public, HttpPolicy, LogRecord, LOG_LEVEL_ERROR, LOG_LEVEL_PANIC};
 pub use host_tables::{HostTables, NoHostTables};
 pub(crate) use instance::instance_error;
 pub use instance::{
@@ -56,7 +56,7 @@ pub use instance::{
 const SETUP_FUEL: u64 = 2_000_000_000;
 
 /// Wall-clock cap on instance set-up, enforced by epoch interruption.
-const SETUP_WALL_CLOCK: Duration = Duration::from_secs(10);
+const SETUP_WALL_CLOCK: Duration = Duration::from_millis(limits::MODULE_SETUP_MS_MAX);
 
 /// How often the engine's epoch advances; deadlines are counted in ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);

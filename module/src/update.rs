@@ -13,6 +13,7 @@ use std::fmt;
 
 use orrery_moduledef::migrate::{plan, MigrationPlan, MigrationStep};
 use orrery_moduledef::ModuleDef;
+use spacetimedb_lib::Identity;
 use storage::{Database, TxDelta};
 
 use crate::{CallResult, HostedModule, LogRecord, ReducerOutcome};
@@ -25,7 +26,7 @@ pub enum UpdateMode {
     /// Drop every table, create the new version's tables and run its `init`
     /// with `owner` as sender, all in one transaction.
     ClearData {
-        owner: [u8; 32],
+        owner: Identity,
         timestamp_micros: i64,
     },
 }
@@ -164,7 +165,7 @@ fn migrate(new: &ModuleDef, plan: &MigrationPlan, db: &Database) -> Result<TxDel
 fn clear_and_create(
     new: &HostedModule,
     db: &Database,
-    owner: [u8; 32],
+    owner: Identity,
     timestamp_micros: i64,
 ) -> CallResult {
     let instance = match new.take_instance() {

@@ -24,6 +24,7 @@ pub mod view_tables;
 #[cfg(test)]
 mod tests;
 
+pub use crate::budget::{Budget, LimitExceeded, QueryLimits};
 pub use check::{
     check, BoundExpr, BoundOperand, BoundProjection, BoundSelect, BoundStatement, BoundTable,
     Catalog, ColPos, Mode,
@@ -45,8 +46,27 @@ impl SqlError {
     }
 }
 
-/// Inputs longer than this are rejected before parsing (§6.1).
-pub const MAX_SQL_LEN: usize = 50_000;
+impl From<LimitExceeded> for SqlError {
+    fn from(e: LimitExceeded) -> SqlError {
+        SqlError(e.to_string())
+    }
+}
 
-/// How deep WHERE expressions may nest (parentheses, AND/OR).
-pub const MAX_DEPTH: usize = 40;
+/// Why a query produced no result: the SQL itself, or a limit it crossed
+/// while being evaluated (which one, with its value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    #[error(transparent)]
+    Sql(#[from] SqlError),
+    #[error(transparent)]
+    Limit(#[from] LimitExceeded),
+}
+
+impl From<QueryError> for SqlError {
+    fn from(e: QueryError) -> SqlError {
+        match e {
+            QueryError::Sql(e) => e,
+            QueryError::Limit(e) => e.into(),
+        }
+    }
+}

@@ -22,10 +22,12 @@ mod eval;
 mod tests;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use spacetimedb_lib::Identity;
 use storage::{IndexId, Row, State, TableId, TableSchema, TxDelta};
 
+use crate::budget::{Budget, LimitExceeded, QueryLimits};
 use crate::sql::parse::{Expr, Operand};
 use crate::sql::rls::Rules;
 use crate::sql::{
@@ -298,9 +300,27 @@ impl Query {
     }
 
     /// The whole current result, bag semantics (a joined row once per
-    /// matching partner). Always empty for event tables.
+    /// matching partner). Always empty for event tables. Unbounded: for a
+    /// result already delivered once (dropped rows); new subscriptions and
+    /// one-off queries use [`Query::initial_bounded`].
     pub fn initial(&self, state: &State) -> Vec<Row> {
-        eval::initial(self, state)
+        let mut unbounded = Budget::new(QueryLimits {
+            rows_examined_max: u64::MAX,
+            result_rows_max: u64::MAX,
+            result_bytes_max: u64::MAX,
+            wall_time_max: Duration::MAX,
+        });
+        eval::initial(self, state, &mut unbounded).expect("an unbounded budget is never exceeded")
+    }
+
+    /// [`Query::initial`], charged to `budget`: the first limit crossed
+    /// ends the evaluation, so a cross product stops early.
+    pub fn initial_bounded(
+        &self,
+        state: &State,
+        budget: &mut Budget,
+    ) -> Result<Vec<Row>, LimitExceeded> {
+        eval::initial(self, state, budget)
     }
 
     /// The change of the result caused by one committed transaction, from

@@ -30,10 +30,11 @@ use orrery_module::{
     RuntimeConfig,
 };
 use serde_json::{json, Value};
+use spacetimedb_lib::{ConnectionId, Identity};
 use storage::{Database, DbOptions, DbStorage, TxOffset};
 use tenant_host::hosting::{DatabaseSpec, Host, HostConfig, HostedDatabase};
 
-const OWNER: [u8; 32] = [0x0e; 32];
+const OWNER: Identity = Identity::from_byte_array([0x0e; 32]);
 /// Zipf exponent of the skewed account choice.
 const ZIPF_ALPHA: f64 = 1.5;
 /// Calls the pipelined runs keep submitted but not yet answered.
@@ -247,7 +248,7 @@ fn transfer_args(from: u64, to: u64, amount: i64) -> Vec<u8> {
 fn caller(timestamp_micros: i64) -> CallerContext {
     CallerContext {
         sender: OWNER,
-        connection_id: [0; 16],
+        connection_id: ConnectionId::ZERO,
         timestamp_micros,
     }
 }

@@ -8,7 +8,9 @@
 //! the caller's `ReducerResult` carrying its own update, or a
 //! `TransactionUpdate` for everyone else whose sets changed. Subscribe and
 //! unsubscribe run under the storage read lock, so no transaction commits
-//! between the snapshot they answer from and their registration.
+//! between the snapshot they answer from and their registration; initial
+//! rows and one-off queries are charged to a query budget, which bounds how
+//! long they hold it.
 //! Also owns the durability watch that lets `confirmed` connections hold
 //! messages until the transaction they reflect is on disk.
 //! Does not own: sockets, framing on the wire, keep-alive (`api::ws`), query
@@ -30,6 +32,7 @@ use storage::{CommitObserver, Database, State, TxDelta, TxOffset};
 
 use orrery_query::sql::rls::Rules;
 use orrery_query::sql::view_tables;
+use orrery_query::sql::{Budget, QueryLimits};
 use orrery_query::subs::{self, Query, QueryKey};
 use orrery_wire::messages::{
     QueryRows, QuerySetId, QuerySetUpdate, ReducerOk, ReducerOutcome, SingleTableRows, TableUpdate,
@@ -37,13 +40,7 @@ use orrery_wire::messages::{
 };
 use orrery_wire::{compression, Compression, ServerMessage};
 
-/// Bytes of encoded messages one connection may have waiting before it is
-/// dropped as too slow.
-pub const OUTBOX_BYTES_MAX: usize = 64 * 1024 * 1024;
-
-/// Messages one connection may have waiting before it is dropped
-/// (client-protocol §4.3).
-pub const OUTBOX_MESSAGES_MAX: usize = 16_384;
+pub use orrery_api::limits::{OUTBOX_BYTES_MAX, OUTBOX_MESSAGES_MAX};
 
 /// WebSocket close code "going away" (RFC 6455 §7.4.1).
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -216,7 +213,7 @@ impl Outbox {
 /// The reducer call running on this thread for a connection: the commit it
 /// makes answers the caller with its own update.
 struct Origin {
-    connection: u128,
+    connection: ConnectionId,
     request_id: u32,
     timestamp_micros: i64,
     /// Set once the commit observer delivered the `ReducerResult`.
@@ -231,7 +228,7 @@ thread_local! {
 /// from `connection`; returns its result and whether its commit already
 /// delivered the caller's `ReducerResult`.
 pub fn with_origin<R>(
-    connection: u128,
+    connection: ConnectionId,
     request_id: u32,
     timestamp_micros: i64,
     call: impl FnOnce() -> R,
@@ -274,7 +271,7 @@ struct Connection {
 
 #[derive(Default)]
 struct Registry {
-    connections: HashMap<u128, Connection>,
+    connections: HashMap<ConnectionId, Connection>,
     queries: HashMap<QueryKey, Arc<Shared>>,
 }
 
@@ -343,7 +340,7 @@ impl Clients {
         outbox: Arc<Outbox>,
     ) {
         lock(&self.registry).connections.insert(
-            connection.to_u128(),
+            connection,
             Connection {
                 outbox,
                 identity,
@@ -356,7 +353,7 @@ impl Clients {
     /// Forgets a connection and its sets.
     pub fn disconnect(&self, connection: ConnectionId) {
         let mut registry = lock(&self.registry);
-        if let Some(conn) = registry.connections.remove(&connection.to_u128()) {
+        if let Some(conn) = registry.connections.remove(&connection) {
             for shared in conn.sets.into_values().flatten() {
                 release(&mut registry.queries, &shared);
             }
@@ -367,7 +364,7 @@ impl Clients {
     pub fn identity_of(&self, connection: ConnectionId) -> Option<Identity> {
         lock(&self.registry)
             .connections
-            .get(&connection.to_u128())
+            .get(&connection)
             .map(|c| c.identity)
     }
 
@@ -438,7 +435,7 @@ impl Clients {
             let registry = lock(&self.registry);
             let conn = registry
                 .connections
-                .get(&connection.to_u128())
+                .get(&connection)
                 .ok_or_else(|| SubscriptionRefused("not connected".into()))?;
             if conn.sets.contains_key(&set.id) {
                 return Err(SubscriptionRefused(format!(
@@ -467,9 +464,14 @@ impl Clients {
             }
         }
         let mut tables = Vec::with_capacity(queries.len());
+        // One budget for the whole request: its initial rows are bounded
+        // together, and the read lock with them.
+        let mut budget = Budget::new(QueryLimits::SUBSCRIPTION_INITIAL);
         for query in &queries {
             let schema = query.returned_table();
-            let rows = query.initial(state);
+            let rows = query
+                .initial_bounded(state, &mut budget)
+                .map_err(|e| SubscriptionRefused(format!("{e} (in `{}`)", query.key().text())))?;
             self.stats
                 .delta_rows_sent
                 .fetch_add(rows.len() as u64, Ordering::Relaxed);
@@ -493,7 +495,7 @@ impl Clients {
             shared.holders.fetch_add(1, Ordering::Relaxed);
             shared_set.push(shared.clone());
         }
-        let Some(conn) = registry.connections.get_mut(&connection.to_u128()) else {
+        let Some(conn) = registry.connections.get_mut(&connection) else {
             drop(registry);
             return Err(SubscriptionRefused("not connected".into()));
         };
@@ -523,7 +525,7 @@ impl Clients {
     pub fn outbox(&self, connection: ConnectionId) -> Option<Arc<Outbox>> {
         lock(&self.registry)
             .connections
-            .get(&connection.to_u128())
+            .get(&connection)
             .map(|c| c.outbox.clone())
     }
 
@@ -542,7 +544,7 @@ impl Clients {
             return;
         };
         let mut registry = lock(&self.registry);
-        let Some(conn) = registry.connections.get_mut(&connection.to_u128()) else {
+        let Some(conn) = registry.connections.get_mut(&connection) else {
             return;
         };
         let outbox = conn.outbox.clone();
@@ -590,7 +592,7 @@ impl Clients {
     ) {
         let Some((identity, owner, outbox)) = lock(&self.registry)
             .connections
-            .get(&connection.to_u128())
+            .get(&connection)
             .map(|c| (c.identity, c.owner, c.outbox.clone()))
         else {
             return;
@@ -598,18 +600,25 @@ impl Clients {
         let result = match storage.read() {
             Err(e) => Err(format!("the database is unavailable: {e}")),
             Ok(state) => Query::compile_secured(&state, sql, owner, identity, &self.rules())
-                .map(|fragments| {
+                .map_err(|e| e.to_string())
+                .and_then(|fragments| {
                     let schema = fragments[0].returned_table();
-                    let rows: Vec<storage::Row> =
-                        fragments.iter().flat_map(|q| q.initial(&state)).collect();
-                    QueryRows {
+                    let mut budget = Budget::new(QueryLimits::one_off(owner));
+                    let mut rows: Vec<storage::Row> = Vec::new();
+                    for fragment in &fragments {
+                        rows.extend(
+                            fragment
+                                .initial_bounded(&state, &mut budget)
+                                .map_err(|e| e.to_string())?,
+                        );
+                    }
+                    Ok(QueryRows {
                         tables: vec![SingleTableRows {
                             table: view_tables::client_name(&schema.name).to_string(),
                             rows: subs::encode_rows(&rows, schema),
                         }],
-                    }
-                })
-                .map_err(|e| e.to_string()),
+                    })
+                }),
         };
         outbox.push_message(&ServerMessage::OneOffQueryResult { request_id, result });
     }

@@ -20,6 +20,7 @@
 //! can read a client's JWT payload and a restart can tell who was connected.
 
 pub mod pool;
+pub mod procedures;
 pub mod scheduler;
 mod sql;
 pub mod stats;
@@ -28,11 +29,11 @@ mod views;
 pub use sql::SqlOutcome;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, RwLock, Weak};
 use std::time::Duration;
 
-use spacetimedb_lib::ConnectionId;
+use spacetimedb_lib::{ConnectionId, Identity};
 use spacetimedb_sats::{AlgebraicType, AlgebraicValue, ArrayValue, ProductType};
 use storage::{
     ColId, Database, IndexAlgorithm, IndexDef, IndexId, MutTx, Row, TableDef, TableId, TxDelta,
@@ -46,7 +47,8 @@ use orrery_module::{
     ProcedureRef, ProcedureResult, ReducerOutcome, ReducerRef, Runtime, ViewOutcome,
 };
 use orrery_moduledef::{ScheduledFunction, Visibility};
-use pool::{Lane, Overloaded, SubmitError, WorkerPool};
+use pool::{Lane, SubmitError, WorkerPool};
+use procedures::{ProcedurePool, ProcedureSlots};
 use scheduler::{next_on_grid, now_micros, Firing, ScheduleAt, Scheduler, Timer};
 use spacetimedb_sats::ProductValue;
 
@@ -84,12 +86,6 @@ impl HostTables for ClientTable {
     }
 }
 
-/// Procedures one database may run at once. Procedures run on threads of
-/// their own (they may sleep or wait for HTTP), not on the database's lane;
-/// their transactions serialise with everything else through the storage
-/// write lock.
-pub const PROCEDURES_RUNNING_MAX: usize = 16;
-
 /// How long a due timer waits before retrying when its database's queue is full.
 const OVERLOADED_RETRY: Duration = Duration::from_millis(100);
 
@@ -98,15 +94,20 @@ const OVERLOADED_RETRY: Duration = Duration::from_millis(100);
 pub struct HostConfig {
     /// Worker threads running calls (different databases in parallel).
     pub workers: usize,
-    /// Calls one database may have waiting before new ones are refused.
+    /// Calls one database may have waiting before new ones are refused
+    /// (at most [`orrery_api::limits::LANE_QUEUED_JOBS_MAX`]).
     pub lane_queued_max: usize,
+    /// How workers share themselves between databases (time slices, workers
+    /// kept for quick databases).
+    pub pool: pool::PoolPolicy,
 }
 
 impl Default for HostConfig {
     fn default() -> HostConfig {
         HostConfig {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            lane_queued_max: 65_536,
+            lane_queued_max: orrery_api::limits::LANE_QUEUED_JOBS_MAX,
+            pool: pool::PoolPolicy::default(),
         }
     }
 }
@@ -118,7 +119,7 @@ pub struct DatabaseSpec {
     pub name: String,
     /// The publisher's identity (little-endian bytes): `init`'s sender, and
     /// the one caller allowed to call private reducers.
-    pub owner: [u8; 32],
+    pub owner: Identity,
     /// Budgets of each call and the database identity.
     pub options: CallOptions,
     /// Where the module log lives (`module.log` in this directory); `None`
@@ -129,7 +130,7 @@ pub struct DatabaseSpec {
 
 impl DatabaseSpec {
     /// A spec with default budgets, log options and an in-memory log.
-    pub fn new(name: impl Into<String>, owner: [u8; 32], options: CallOptions) -> DatabaseSpec {
+    pub fn new(name: impl Into<String>, owner: Identity, options: CallOptions) -> DatabaseSpec {
         DatabaseSpec {
             name: name.into(),
             owner,
@@ -175,6 +176,10 @@ pub enum PublishError {
 pub struct Host {
     runtime: Runtime,
     pool: Arc<WorkerPool>,
+    /// Procedures run here, off the lanes: they may sleep or wait on HTTP;
+    /// their transactions serialise with everything else through the
+    /// storage write lock.
+    procedures: Arc<ProcedurePool>,
     scheduler: Arc<Scheduler>,
     /// Takes every database's snapshots on its policy, off the lanes.
     snapshotter: Arc<storage::Snapshotter>,
@@ -186,7 +191,8 @@ impl Host {
     pub fn new(runtime: Runtime, config: HostConfig) -> Host {
         Host {
             runtime,
-            pool: Arc::new(WorkerPool::new(config.workers)),
+            pool: Arc::new(WorkerPool::with_policy(config.workers, config.pool)),
+            procedures: Arc::new(ProcedurePool::default()),
             scheduler: Arc::new(Scheduler::start()),
             snapshotter: storage::Snapshotter::start(
                 orrery_api::limits::SNAPSHOT_THREADS_DEFAULT,
@@ -346,12 +352,17 @@ impl Host {
             storage,
             module: RwLock::new(Arc::new(module)),
             schedules: RwLock::new(Arc::new(schedules)),
-            lane: self.pool.lane(self.config.lane_queued_max),
+            lane: self.pool.lane(
+                self.config
+                    .lane_queued_max
+                    .min(orrery_api::limits::LANE_QUEUED_JOBS_MAX),
+            ),
             pool: self.pool.clone(),
+            procedures: self.procedures.clone(),
             scheduler: self.scheduler.clone(),
             log,
             views: std::sync::Mutex::new(views::ViewTables::default()),
-            procedures_running: AtomicUsize::new(0),
+            procedure_slots: ProcedureSlots::default(),
         });
         let maintainer = views::ViewMaintainer(Arc::downgrade(&shared));
         shared.storage.set_pre_commit(Some(Arc::new(maintainer)));
@@ -367,6 +378,7 @@ impl Drop for Host {
     fn drop(&mut self) {
         self.scheduler.shutdown();
         self.pool.shutdown();
+        self.procedures.shutdown();
     }
 }
 
@@ -382,20 +394,22 @@ struct DbShared {
     key: u64,
     me: Weak<DbShared>,
     name: String,
-    owner: [u8; 32],
+    owner: Identity,
     storage: Database,
     module: RwLock<Arc<HostedModule>>,
     /// Schedule tables by storage table id.
     schedules: RwLock<Arc<HashMap<TableId, ScheduleSlot>>>,
     lane: Arc<Lane>,
     pool: Arc<WorkerPool>,
+    procedures: Arc<ProcedurePool>,
     scheduler: Arc<Scheduler>,
     /// Every log record of every call, plus the host's notes on failures.
     log: ModuleLog,
     /// Materialised views, kept in storage tables and refreshed inside
     /// every transaction that writes a table they read.
     views: std::sync::Mutex<views::ViewTables>,
-    procedures_running: AtomicUsize,
+    /// Procedure calls of this database queued or running.
+    procedure_slots: ProcedureSlots,
     /// Connected clients and their subscriptions; the storage's commit observer.
     clients: Arc<Clients>,
     /// Reducer calls by outcome, their durations and fuel (for `/metrics`).
@@ -535,7 +549,7 @@ impl HostedDatabase {
         reply: impl FnOnce(CallResult, bool) + Send + 'static,
     ) -> Result<(), SubmitError> {
         let shared = self.shared.clone();
-        let connection = u128::from_le_bytes(caller.connection_id);
+        let connection = caller.connection_id;
         self.submit(move || {
             let (result, delivered) =
                 with_origin(connection, request_id, caller.timestamp_micros, || {
@@ -560,8 +574,8 @@ impl HostedDatabase {
         &self.shared.stats
     }
 
-    /// The owner's identity (little-endian bytes).
-    pub fn owner(&self) -> [u8; 32] {
+    /// The owner's identity.
+    pub fn owner(&self) -> Identity {
         self.shared.owner
     }
 
@@ -575,9 +589,12 @@ impl HostedDatabase {
         wait(|reply| self.submit_reducer(reducer.to_owned(), caller, args, reply))
     }
 
-    /// Starts a client's procedure call on a thread of its own; `reply` gets
-    /// the result there. At most [`PROCEDURES_RUNNING_MAX`] run at once per
-    /// database. Private procedures may only be called by the owner.
+    /// Queues a client's procedure call on the host's procedure pool;
+    /// `reply` gets the result on a thread of the pool. At most
+    /// [`orrery_api::limits::PROCEDURES_RUNNING_COUNT_MAX`] are queued or
+    /// running at once per database. Private procedures may only be called
+    /// by the owner. Any name is safe here: it is looked up, never used to
+    /// name a thread.
     pub fn submit_procedure(
         &self,
         procedure: String,
@@ -586,9 +603,13 @@ impl HostedDatabase {
         reply: impl FnOnce(ProcedureResult) + Send + 'static,
     ) -> Result<(), SubmitError> {
         let shared = self.shared.clone();
-        self.shared.spawn_procedure(&procedure.clone(), move || {
-            reply(shared.client_procedure(&procedure, caller, &args))
-        })
+        self.shared
+            .spawn_procedure(move || reply(shared.client_procedure(&procedure, caller, &args)))
+    }
+
+    /// Procedure calls of this database queued or running.
+    pub fn procedure_calls(&self) -> usize {
+        self.shared.procedure_slots.taken()
     }
 
     /// [`HostedDatabase::submit_procedure`], waiting for the result.
@@ -607,7 +628,7 @@ impl HostedDatabase {
     pub fn view(
         &self,
         view: &str,
-        sender: Option<[u8; 32]>,
+        sender: Option<Identity>,
     ) -> Result<Result<Vec<ProductValue>, ViewOutcome>, SubmitError> {
         let shared = self.shared.clone();
         let view = view.to_owned();
@@ -625,8 +646,8 @@ impl HostedDatabase {
     /// refused; nothing was recorded.
     pub fn client_connected(
         &self,
-        identity: [u8; 32],
-        connection_id: [u8; 16],
+        identity: Identity,
+        connection_id: ConnectionId,
         jwt_payload: Option<String>,
     ) -> Result<CallResult, SubmitError> {
         let shared = self.shared.clone();
@@ -638,15 +659,15 @@ impl HostedDatabase {
     /// client was not recorded.
     pub fn client_disconnected(
         &self,
-        identity: [u8; 32],
-        connection_id: [u8; 16],
+        identity: Identity,
+        connection_id: ConnectionId,
     ) -> Result<Option<CallResult>, SubmitError> {
         let shared = self.shared.clone();
         self.run(move || shared.disconnect(identity, connection_id))
     }
 
     /// Clients recorded as connected: (identity, connection id).
-    pub fn connected_clients(&self) -> Vec<([u8; 32], [u8; 16])> {
+    pub fn connected_clients(&self) -> Vec<(Identity, ConnectionId)> {
         self.shared.recorded_clients()
     }
 
@@ -706,7 +727,7 @@ impl DbShared {
             .clone()
     }
 
-    fn identity(&self, module: &HostedModule) -> [u8; 32] {
+    fn identity(&self, module: &HostedModule) -> Identity {
         module.options().database_identity
     }
 
@@ -857,39 +878,14 @@ impl DbShared {
         result
     }
 
-    /// Runs `job` on a new thread, counted against [`PROCEDURES_RUNNING_MAX`].
-    fn spawn_procedure(
-        &self,
-        name: &str,
-        job: impl FnOnce() + Send + 'static,
-    ) -> Result<(), SubmitError> {
-        let running = self.procedures_running.fetch_add(1, Ordering::AcqRel);
-        if running >= PROCEDURES_RUNNING_MAX {
-            self.procedures_running.fetch_sub(1, Ordering::AcqRel);
-            return Err(Overloaded { queued: running }.into());
-        }
-        let me = self
-            .me
-            .upgrade()
-            .expect("a live database spawns its procedures");
-        let spawned = std::thread::Builder::new()
-            .name(format!("procedure-{name}"))
-            .spawn(move || {
-                // Counted down even if the job panics.
-                struct Done(Arc<DbShared>);
-                impl Drop for Done {
-                    fn drop(&mut self) {
-                        self.0.procedures_running.fetch_sub(1, Ordering::AcqRel);
-                    }
-                }
-                let _done = Done(me);
-                job();
-            });
-        if spawned.is_err() {
-            self.procedures_running.fetch_sub(1, Ordering::AcqRel);
-            return Err(Overloaded { queued: running }.into());
-        }
-        Ok(())
+    /// Queues `job` on the host's procedure pool, holding one of this
+    /// database's procedure slots until it has run (or was dropped).
+    fn spawn_procedure(&self, job: impl FnOnce() + Send + 'static) -> Result<(), SubmitError> {
+        let slot = self.procedure_slots.take()?;
+        self.procedures.submit(Box::new(move || {
+            let _slot = slot;
+            job();
+        }))
     }
 
     /// Work after every call of `function`: log what the module wrote and
@@ -989,7 +985,7 @@ impl DbShared {
         let module = self.module();
         let caller = CallerContext {
             sender: self.identity(&module),
-            connection_id: [0; 16],
+            connection_id: ConnectionId::ZERO,
             timestamp_micros: timer.due_micros.max(now_micros()),
         };
         let mut args = Vec::new();
@@ -1008,7 +1004,7 @@ impl DbShared {
                 self.settle(&slot, timer);
                 let me = self.me.upgrade().expect("a firing database is alive");
                 let name = module.def().procedures[id].source_name.clone();
-                if let Err(e) = self.spawn_procedure(&name, move || {
+                if let Err(e) = self.spawn_procedure(move || {
                     me.procedure(&module, id, caller, &args);
                 }) {
                     self.log.append_host(
@@ -1054,11 +1050,11 @@ impl DbShared {
 
     fn connect(
         &self,
-        identity: [u8; 32],
-        connection_id: [u8; 16],
+        identity: Identity,
+        connection_id: ConnectionId,
         jwt_payload: Option<String>,
     ) -> CallResult {
-        if connection_id == [0; 16] {
+        if connection_id == ConnectionId::ZERO {
             return bare(ReducerOutcome::BadArguments {
                 message: "connection id 0 means \"no connection\" and cannot be connected".into(),
             });
@@ -1071,7 +1067,7 @@ impl DbShared {
             tx.rollback();
             return internal(format!("the `{CLIENT_TABLE}` table is missing"));
         };
-        let key = AlgebraicValue::U128(u128::from_le_bytes(connection_id).into());
+        let key = AlgebraicValue::U128(connection_id.to_u128().into());
         let recorded = tx
             .index_id_from_name(CLIENT_TABLE_INDEX)
             .and_then(|index| tx.find_unique(index, &key).ok().flatten())
@@ -1083,8 +1079,8 @@ impl DbShared {
             });
         }
         let record = vec![
-            AlgebraicValue::U128(u128::from_le_bytes(connection_id).into()),
-            AlgebraicValue::Bytes(identity.to_vec().into()),
+            AlgebraicValue::U128(connection_id.to_u128().into()),
+            AlgebraicValue::Bytes(identity.to_byte_array().to_vec().into()),
             AlgebraicValue::String(jwt_payload.unwrap_or_default().into()),
         ];
         match tx.insert_row(table, record) {
@@ -1111,7 +1107,7 @@ impl DbShared {
         result
     }
 
-    fn disconnect(&self, identity: [u8; 32], connection_id: [u8; 16]) -> Option<CallResult> {
+    fn disconnect(&self, identity: Identity, connection_id: ConnectionId) -> Option<CallResult> {
         let mut tx = self.storage.begin().ok()?;
         let Some(removed) = remove_client(&mut tx, connection_id) else {
             tx.rollback();
@@ -1146,7 +1142,7 @@ impl DbShared {
     }
 
     /// Every client recorded as connected: (identity, connection id).
-    fn recorded_clients(&self) -> Vec<([u8; 32], [u8; 16])> {
+    fn recorded_clients(&self) -> Vec<(Identity, ConnectionId)> {
         let Ok(state) = self.storage.read() else {
             return Vec::new();
         };
@@ -1162,7 +1158,10 @@ impl DbShared {
                 Some(AlgebraicValue::Array(ArrayValue::U8(identity))),
             ) => {
                 let identity: [u8; 32] = identity.as_ref().try_into().ok()?;
-                Some((identity, connection.0.to_le_bytes()))
+                Some((
+                    Identity::from_byte_array(identity),
+                    ConnectionId::from_u128(connection.0),
+                ))
             }
             _ => None,
         })
@@ -1204,9 +1203,9 @@ fn run_hook(
 
 /// Deletes the client record of `connection_id`: `Some(true)` if it existed,
 /// `Some(false)` if not, `None` if the table is missing.
-fn remove_client(tx: &mut storage::MutTx, connection_id: [u8; 16]) -> Option<bool> {
+fn remove_client(tx: &mut storage::MutTx, connection_id: ConnectionId) -> Option<bool> {
     let index = tx.index_id_from_name(CLIENT_TABLE_INDEX)?;
-    let key = AlgebraicValue::U128(u128::from_le_bytes(connection_id).into());
+    let key = AlgebraicValue::U128(connection_id.to_u128().into());
     let count = tx.delete_by_point(index, &key).ok()?;
     Some(count > 0)
 }

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use orrery_api::limits;
 use orrery_module::{LogRecord, LOG_LEVEL_PANIC};
 
 /// The name of the current log file inside a database's log directory.
@@ -62,11 +63,11 @@ pub struct LogOptions {
 impl Default for LogOptions {
     fn default() -> LogOptions {
         LogOptions {
-            ring_records: 10_000,
-            ring_bytes: 8 << 20,
-            field_max_bytes: 64 << 10,
-            max_file_bytes: 16 << 20,
-            follow_buffer: 1024,
+            ring_records: limits::MODULE_LOG_RING_ENTRIES_MAX,
+            ring_bytes: limits::MODULE_LOG_RING_BYTES_MAX,
+            field_max_bytes: limits::MODULE_LOG_FIELD_BYTES_MAX,
+            max_file_bytes: limits::MODULE_LOG_FILE_BYTES_MAX,
+            follow_buffer: limits::MODULE_LOG_FOLLOW_ENTRIES_MAX,
         }
     }
 }

@@ -465,7 +465,7 @@ impl Registry {
         let _publishing = lock(&entry.publishing);
         let mode = if clear {
             UpdateMode::ClearData {
-                owner: entry.owner.to_byte_array(),
+                owner: entry.owner,
                 timestamp_micros: now_micros(),
             }
         } else {
@@ -663,17 +663,13 @@ impl Registry {
 /// Call options of database `identity`: defaults plus its identity.
 pub fn options(identity: Identity) -> CallOptions {
     CallOptions {
-        database_identity: identity.to_byte_array(),
+        database_identity: identity,
         ..CallOptions::default()
     }
 }
 
 fn spec(identity: Identity, owner: Identity, dir: &Path) -> DatabaseSpec {
-    let mut spec = DatabaseSpec::new(
-        identity.to_hex().to_string(),
-        owner.to_byte_array(),
-        options(identity),
-    );
+    let mut spec = DatabaseSpec::new(identity.to_hex().to_string(), owner, options(identity));
     spec.log_dir = Some(dir.join(LOG_DIR));
     spec
 }

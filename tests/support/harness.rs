@@ -7,15 +7,16 @@
 use orrery_module::{
     CallOptions, CallResult, CallerContext, HostedModule, ReducerOutcome, Runtime,
 };
+use spacetimedb_lib::{ConnectionId, Identity};
 use spacetimedb_sats::{AlgebraicValue, Serialize};
 use storage::{Database, DbOptions};
 
 use crate::modules::module_bytes;
 
 /// The owner who publishes the test databases.
-pub(crate) const OWNER: [u8; 32] = [0x11; 32];
+pub(crate) const OWNER: Identity = Identity::from_byte_array([0x11; 32]);
 /// The database identity the `identity` import answers.
-pub(crate) const DATABASE: [u8; 32] = [0xdb; 32];
+pub(crate) const DATABASE: Identity = Identity::from_byte_array([0xdb; 32]);
 /// A fixed call time: 2026-01-01T00:00:00Z in microseconds.
 pub(crate) const NOW: i64 = 1_767_225_600_000_000;
 
@@ -44,10 +45,10 @@ pub(crate) fn hosted(name: &str, options: CallOptions) -> (HostedModule, Databas
 }
 
 /// A caller without a connection.
-pub(crate) fn caller(sender: [u8; 32]) -> CallerContext {
+pub(crate) fn caller(sender: Identity) -> CallerContext {
     CallerContext {
         sender,
-        connection_id: [0; 16],
+        connection_id: ConnectionId::ZERO,
         timestamp_micros: NOW,
     }
 }

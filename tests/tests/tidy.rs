@@ -25,6 +25,8 @@ const CRATE_DIRS: &[&str] = &[
     "billing",
     "control-plane",
     "tests/src",
+    // The fuzz targets: a Cargo workspace of its own, same conventions.
+    "fuzz",
 ];
 
 /// The "may depend on" column of architecture.md, for workspace crates and
@@ -35,13 +37,16 @@ const MAY_DEPEND_ON: &[(&str, Option<&[&str]>)] = &[
     ("durable", Some(&["orrery-api"])),
     ("storage", Some(&["durable", "orrery-api"])),
     ("billing", Some(&["orrery-api"])),
-    ("orrery-wire", Some(&[])),
+    ("orrery-wire", Some(&["orrery-api"])),
     ("orrery-moduledef", Some(&["storage"])),
     (
         "orrery-module",
         Some(&["orrery-moduledef", "storage", "orrery-api"]),
     ),
-    ("orrery-query", Some(&["orrery-wire", "storage"])),
+    (
+        "orrery-query",
+        Some(&["orrery-wire", "storage", "orrery-api"]),
+    ),
     (
         "tenant-host",
         Some(&[

@@ -12,8 +12,8 @@ use super::bsatn::{DecodeError, Reader};
 use super::compression::{self, Compression};
 use super::messages::{ClientMessage, ServerMessage};
 
-/// Largest incoming client payload accepted (reference: `0x2000000`).
-pub const MAX_INCOMING_PAYLOAD: usize = 32 * 1024 * 1024;
+/// Largest client payload accepted (after decompression).
+pub const MAX_INCOMING_PAYLOAD: usize = orrery_api::limits::WS_PAYLOAD_BYTES_MAX;
 
 /// Uncompressed size at which a v3 batch is cut (a single larger message
 /// goes alone).

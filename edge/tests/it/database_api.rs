@@ -752,3 +752,45 @@ fn procedures_over_http_and_shutdown_ends_log_followers() {
     let mut rest = String::new();
     let _ = std::io::Read::read_to_string(&mut reader, &mut rest);
 }
+
+// Protects the callers of a trapping reducer from the module's internals: the
+// HTTP answer carries the module's panic message, never the wasm backtrace,
+// which goes to the owner's log instead.
+#[test]
+fn a_trapping_reducer_tells_the_caller_its_panic_and_the_owner_its_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path(), keys(dir.path()));
+    let anonymous = Client {
+        base: &s.base,
+        token: None,
+    };
+    let r = anonymous.publish("/v1/database/hostile-t", "hostile");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let owner = Client {
+        base: &s.base,
+        token: r.token.clone(),
+    };
+    let caller = Client {
+        base: &s.base,
+        token: Some(mint(&s.base)),
+    };
+
+    let r = caller.call("hostile-t", "trap", "[]");
+    assert_eq!(r.status, 530, "{}", r.body);
+    assert!(r.body.contains("hostile: deliberate trap"), "{}", r.body);
+    for internal in ["backtrace", "wasm", ".rs:", "0x"] {
+        assert!(
+            !r.body.contains(internal),
+            "the caller sees `{internal}`: {}",
+            r.body
+        );
+    }
+
+    let r = owner.get("/v1/database/hostile-t/logs?num_lines=100");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("wasm backtrace"),
+        "the owner's log has the backtrace: {}",
+        r.body
+    );
+}

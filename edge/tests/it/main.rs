@@ -7,6 +7,7 @@ mod modules;
 mod api;
 mod database_api;
 mod metrics;
+mod sql_bounds;
 mod ws;
 mod ws_rls;
 mod ws_views;

@@ -669,3 +669,100 @@ fn deleting_the_database_closes_its_sockets_with_1001() {
     };
     assert_eq!(close, Some((1001, "module exited".to_owned())));
 }
+
+#[test]
+fn a_control_character_in_a_function_name_is_answered_and_the_session_goes_on() {
+    // Issue 12: a NUL byte in a procedure name panicked the session task
+    // (the procedure's thread was named after it), skipping the socket's
+    // cleanup and `client_disconnected`. Malformed names now get a reply
+    // naming the problem, and the session serves the next request.
+    use orrery_wire::messages::ProcedureStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), keys(dir.path()));
+    let base = &server.base;
+    let token = mint(base);
+    publish(base, &token, "names", "chat");
+    let stranger = mint(base);
+    let mut client = connect(base, "names", "", V3_V2, Some(&stranger));
+    let mut pending = Vec::new();
+    assert!(matches!(
+        client.message(&mut pending),
+        ServerMessage::InitialConnection { .. }
+    ));
+    let database = server
+        .registry
+        .resolve("names")
+        .unwrap()
+        .expect("published")
+        .database()
+        .clone();
+    assert_eq!(database.connected_clients().len(), 1);
+
+    client.send(&[
+        ClientMessage::CallProcedure {
+            request_id: 7,
+            procedure: "a\0b".into(),
+            args: Vec::new(),
+        },
+        ClientMessage::CallReducer {
+            request_id: 8,
+            reducer: "send_message\0".into(),
+            args: send_message_args(1, "hi"),
+        },
+        ClientMessage::CallProcedure {
+            request_id: 9,
+            procedure: "x".repeat(orrery_api::limits::FUNCTION_NAME_BYTES_MAX + 1),
+            args: Vec::new(),
+        },
+    ]);
+    match client.message(&mut pending) {
+        ServerMessage::ProcedureResult {
+            request_id: 7,
+            status: ProcedureStatus::InternalError(error),
+            ..
+        } => assert!(
+            error.contains("invalid procedure name") && error.contains("U+0000 at byte 1"),
+            "{error}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    match client.message(&mut pending) {
+        ServerMessage::ReducerResult {
+            request_id: 8,
+            result: ReducerOutcome::InternalError(error),
+            ..
+        } => assert!(error.contains("invalid reducer name"), "{error}"),
+        other => panic!("{other:?}"),
+    }
+    match client.message(&mut pending) {
+        ServerMessage::ProcedureResult {
+            request_id: 9,
+            status: ProcedureStatus::InternalError(error),
+            ..
+        } => assert!(error.contains("the limit is"), "{error}"),
+        other => panic!("{other:?}"),
+    }
+    // The session goes on.
+    client.send(&[ClientMessage::OneOffQuery {
+        request_id: 10,
+        query_string: "SELECT * FROM channel".into(),
+    }]);
+    match client.message(&mut pending) {
+        ServerMessage::OneOffQueryResult {
+            request_id: 10,
+            result: Ok(rows),
+            ..
+        } => assert_eq!(table_rows(&rows, "channel").len(), 1),
+        other => panic!("{other:?}"),
+    }
+    // And it ends with its cleanup: the disconnect hook removes the client.
+    client.close();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !database.connected_clients().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "client_disconnected did not run after the session ended"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

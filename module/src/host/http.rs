@@ -20,6 +20,7 @@ use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+use orrery_api::limits;
 use spacetimedb_lib::http::{Headers, Method, Request, Response, Version};
 
 /// What outbound HTTP a database's procedures may do.
@@ -44,9 +45,9 @@ impl Default for HttpPolicy {
         HttpPolicy {
             enabled: true,
             allow_private: false,
-            max_request_bytes: 10 * 1024 * 1024,
-            max_response_bytes: 10 * 1024 * 1024,
-            timeout: Duration::from_secs(10),
+            max_request_bytes: limits::PROCEDURE_HTTP_REQUEST_BYTES_MAX,
+            max_response_bytes: limits::PROCEDURE_HTTP_RESPONSE_BYTES_MAX,
+            timeout: Duration::from_millis(limits::PROCEDURE_HTTP_TIMEOUT_MS_MAX),
         }
     }
 }

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use wasmtime::{Store, Trap, TypedFunc, WasmParams};
+use wasmtime::{Store, TypedFunc, WasmParams};
 
 use super::{Ended, ModuleInstance};
 use crate::host::{HostEnv, LogRecord, LOG_RECORDS_PER_CALL_MAX};
@@ -79,11 +79,7 @@ impl ModuleInstance {
         };
         let ended = match result {
             Ok(code) => Ended::Returned(code),
-            Err(error) => match error.downcast_ref::<Trap>() {
-                Some(Trap::OutOfFuel) => Ended::OutOfFuel,
-                Some(Trap::Interrupt) => Ended::Timeout,
-                _ => Ended::Trapped(format!("{error:#}")),
-            },
+            Err(error) => Ended::from_error(error),
         };
         let env = self.store.data_mut();
         let output = env.take_sink(sink);

@@ -23,7 +23,7 @@ use storage::{Database, TxDelta};
 use wasmtime::TypedFunc;
 
 use super::guest_call::words;
-use super::{panic_message, CallOptions, CallReducerParams, CallerContext, Ended, HostedModule};
+use super::{CallOptions, CallReducerParams, CallerContext, Ended, HostedModule};
 use crate::host::{LogRecord, ProcedureCall};
 
 /// A procedure named by id (position in the module definition) or source name.
@@ -158,8 +158,8 @@ impl HostedModule {
             options.procedure_deadline,
             args,
             |store, args_source, sink| {
-                let [s0, s1, s2, s3] = words::<4>(&caller.sender);
-                let [c0, c1] = words::<2>(&caller.connection_id);
+                let [s0, s1, s2, s3] = words::<4>(&caller.sender.to_byte_array());
+                let [c0, c1] = words::<2>(&caller.connection_id.as_le_byte_array());
                 call_export(
                     &func,
                     store,
@@ -208,10 +208,8 @@ impl HostedModule {
             Ended::Returned(code) => ProcedureOutcome::Internal {
                 message: format!("the procedure returned the unexpected code {code}"),
             },
-            Ended::Trapped(message) => ProcedureOutcome::Trapped {
-                message: panic_message(&logs).map_or(message.clone(), |panic| {
-                    format!("the module panicked: {panic} ({message})")
-                }),
+            Ended::Trapped(trap) => ProcedureOutcome::Trapped {
+                message: trap.report(&mut logs),
             },
             Ended::OutOfFuel => ProcedureOutcome::OutOfFuel,
             Ended::Timeout => ProcedureOutcome::Timeout,

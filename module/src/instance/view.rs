@@ -17,11 +17,12 @@
 
 use std::collections::BTreeSet;
 
+use spacetimedb_lib::Identity;
 use spacetimedb_sats::ProductValue;
 use storage::{Database, MutTx, TableId};
 
 use super::guest_call::words;
-use super::{panic_message, Ended, HostedModule};
+use super::{Ended, HostedModule};
 use crate::host::LogRecord;
 use orrery_moduledef::ViewReturn;
 
@@ -125,7 +126,7 @@ impl HostedModule {
         &self,
         db: &Database,
         view: impl Into<ViewRef<'a>>,
-        sender: Option<[u8; 32]>,
+        sender: Option<Identity>,
     ) -> ViewResult {
         let tx = match db.begin() {
             Ok(tx) => tx,
@@ -147,7 +148,7 @@ impl HostedModule {
         &self,
         tx: MutTx,
         view: impl Into<ViewRef<'a>>,
-        sender: Option<[u8; 32]>,
+        sender: Option<Identity>,
     ) -> (ViewResult, MutTx) {
         let view = view.into();
         let Some(index) = self.view_index(view) else {
@@ -173,7 +174,7 @@ impl HostedModule {
             }
         };
         let id = info.id as i32;
-        let call = if info.is_anonymous {
+        let mut call = if info.is_anonymous {
             let Some(func) = instance.export::<CallViewAnonParams, i32>("__call_view_anon__")
             else {
                 self.put_back(instance);
@@ -193,7 +194,7 @@ impl HostedModule {
                 self.put_back(instance);
                 return (missing_export("__call_view__"), tx);
             };
-            let [s0, s1, s2, s3] = words::<4>(&sender.unwrap_or_default());
+            let [s0, s1, s2, s3] = words::<4>(&sender.unwrap_or(Identity::ZERO).to_byte_array());
             instance.store.data_mut().tx = Some(tx);
             instance.store.data_mut().view_reads = Some(BTreeSet::new());
             instance.call_guest(
@@ -222,10 +223,8 @@ impl HostedModule {
             Ended::Returned(code) => ViewOutcome::Internal {
                 message: format!("the view returned the unexpected code {code}"),
             },
-            Ended::Trapped(message) => ViewOutcome::Trapped {
-                message: panic_message(&call.logs).map_or(message.clone(), |panic| {
-                    format!("the module panicked: {panic} ({message})")
-                }),
+            Ended::Trapped(trap) => ViewOutcome::Trapped {
+                message: trap.report(&mut call.logs),
             },
             Ended::OutOfFuel => ViewOutcome::OutOfFuel,
             Ended::Timeout => ViewOutcome::Timeout,
@@ -305,5 +304,5 @@ pub struct ViewKey {
     /// Position in [`orrery_moduledef::ModuleDef::views`].
     pub view: usize,
     /// `None` for anonymous views, which are materialised once.
-    pub sender: Option<[u8; 32]>,
+    pub sender: Option<Identity>,
 }

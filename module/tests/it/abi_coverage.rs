@@ -16,7 +16,7 @@ use crate::harness::{
 };
 
 /// A client identity distinct from the owner and the database.
-const CLIENT: [u8; 32] = {
+const CLIENT: Identity = Identity::from_byte_array({
     let mut bytes = [0u8; 32];
     let mut i = 0;
     while i < 32 {
@@ -24,7 +24,7 @@ const CLIENT: [u8; 32] = {
         i += 1;
     }
     bytes
-};
+});
 
 /// The arguments a `check_*` reducer needs, by name; `None` for the ones
 /// without parameters.
@@ -51,7 +51,7 @@ fn check_args(name: &str, db: &Database) -> Option<Vec<u8>> {
 
 /// `check_caller(expected_sender, expected_connection, expected_timestamp)`.
 fn caller_args(connection: Option<u128>, with_timestamp: bool) -> Vec<u8> {
-    let sender = Identity::from_byte_array(CLIENT);
+    let sender = CLIENT;
     let connection = connection.map(ConnectionId::from_u128);
     let timestamp = with_timestamp.then(|| Timestamp::from_micros_since_unix_epoch(NOW));
     args(&[enc(&sender), enc(&connection), enc(&timestamp)])
@@ -80,7 +80,7 @@ fn args_of_every_type() -> Vec<u8> {
 fn client(connection: Option<u128>) -> CallerContext {
     CallerContext {
         sender: CLIENT,
-        connection_id: connection.unwrap_or(0).to_le_bytes(),
+        connection_id: ConnectionId::from_u128(connection.unwrap_or(0)),
         timestamp_micros: NOW,
     }
 }

@@ -267,7 +267,7 @@ fn a_trap_inside_a_transaction_leaves_nothing() {
 fn procedures_return_values_and_see_their_caller() {
     let (module, db) = hosted("abi-coverage", options());
     let result = call(&module, &db, "proc_identity", &[]);
-    assert_eq!(returned(&result), OWNER);
+    assert_eq!(returned(&result), OWNER.to_byte_array());
     assert!(result.fuel_used > 0);
     assert!(result.commits.is_empty());
 }
@@ -306,7 +306,7 @@ fn a_sleep_past_the_procedure_deadline_times_out() {
     );
     // A fresh instance serves the next call.
     let result = call(&module, &db, "proc_identity", &[]);
-    assert_eq!(returned(&result), OWNER);
+    assert_eq!(returned(&result), OWNER.to_byte_array());
 }
 
 #[test]

@@ -4,15 +4,16 @@
 // read and changes nothing. (Materialisation: hosting.rs, ws_views.rs.)
 
 use orrery_module::{HostedModule, ReducerOutcome, ViewOutcome, ViewResult};
+use spacetimedb_lib::Identity;
 use spacetimedb_sats::{AlgebraicValue as V, ProductValue};
 use storage::Database;
 
 use crate::harness::{assert_committed, caller, enc, hosted, options, rows, OWNER};
 
-const ALICE: [u8; 32] = [0xa1; 32];
-const BOB: [u8; 32] = [0xb0; 32];
+const ALICE: Identity = Identity::from_byte_array([0xa1; 32]);
+const BOB: Identity = Identity::from_byte_array([0xb0; 32]);
 
-fn add_note(module: &HostedModule, db: &Database, owner: [u8; 32], text: &str) -> storage::TxDelta {
+fn add_note(module: &HostedModule, db: &Database, owner: Identity, text: &str) -> storage::TxDelta {
     let result = module.call_reducer(db, "add_note", caller(owner), &enc(text));
     assert_committed(&result, "add_note");
     match result.outcome {

@@ -1,5 +1,10 @@
-//! Identity newtypes: every id is its own type, made by one macro, so a bare
-//! `u64` never stands for something that has a name.
+//! Id newtypes: every id is its own type, made by one macro, so a bare `u64`
+//! never stands for something that has a name.
+//!
+//! Only ids some crate uses live here; the platform's ids (databases,
+//! hosts, accounts, lease generations) join when the code that needs them
+//! does. Identities and connection ids of the client protocol are the sats
+//! `Identity` and `ConnectionId` types.
 
 /// Declares a `Copy` newtype over an unsigned integer with ordering, `Display`
 /// and explicit conversions (no `From<u64>`: constructing an id is deliberate).
@@ -36,23 +41,3 @@ impl TxOffset {
         TxOffset(self.0 + 1)
     }
 }
-
-id_newtype!(
-    /// A tenant database, assigned by the control plane.
-    DatabaseId(u64)
-);
-
-id_newtype!(
-    /// A lease generation: increases by one at every placement grant.
-    Generation(u64)
-);
-
-id_newtype!(
-    /// A host process in the pool.
-    HostId(u64)
-);
-
-id_newtype!(
-    /// A customer account.
-    AccountId(u64)
-);

@@ -9,4 +9,4 @@
 pub mod ids;
 pub mod limits;
 
-pub use ids::{DatabaseId, TxOffset};
+pub use ids::TxOffset;

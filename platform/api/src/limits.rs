@@ -59,6 +59,108 @@ pub const WASM_CORE_INSTANCE_BYTES_MAX: u64 = 1024 * 1024;
 /// Bytes of compiled code kept in the in-memory module cache by default.
 pub const COMPILED_MODULES_CACHE_BYTES_DEFAULT: u64 = 1024 * 1024 * 1024;
 
+// ---------------------------------------------------------------- calls
+
+/// Wasm fuel (about one unit per instruction) one call may burn by default:
+/// a few seconds of CPU.
+pub const FUEL_PER_CALL_DEFAULT: u64 = 4_000_000_000;
+
+/// Wall-clock limit of one reducer or view call by default, in ms.
+pub const CALL_DEADLINE_MS_DEFAULT: u64 = 10_000;
+
+/// Wall-clock limit of one procedure call by default (sleeps and HTTP waits
+/// included), in ms.
+pub const PROCEDURE_DEADLINE_MS_DEFAULT: u64 = 60_000;
+
+/// Wall-clock limit of a module's set-up (`__preinit__*`, `__setup__`,
+/// `__describe_module__`), in ms.
+pub const MODULE_SETUP_MS_MAX: u64 = 10_000;
+
+/// Largest argument payload (BSATN bytes) one call accepts by default.
+pub const CALL_ARGS_BYTES_DEFAULT: u64 = 4 * 1024 * 1024;
+
+/// Log records one call may write; later ones are counted and dropped.
+pub const LOG_RECORDS_PER_CALL_MAX: usize = 10_000;
+
+/// Bytes of one log message a module writes; longer ones are cut.
+pub const LOG_MESSAGE_BYTES_MAX: usize = 16 * 1024;
+
+/// Bytes a module may write into one sink (its description, an error
+/// message, a procedure's return value).
+pub const GUEST_SINK_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Body of one outbound HTTP request of a procedure, in bytes.
+pub const PROCEDURE_HTTP_REQUEST_BYTES_MAX: usize = 10 * 1024 * 1024;
+
+/// Body of one outbound HTTP response a procedure receives, in bytes.
+pub const PROCEDURE_HTTP_RESPONSE_BYTES_MAX: usize = 10 * 1024 * 1024;
+
+/// Longest one outbound HTTP request of a procedure may take, in ms.
+pub const PROCEDURE_HTTP_TIMEOUT_MS_MAX: u64 = 10_000;
+
+// ---------------------------------------------------------------- module logs
+
+/// Log entries a database keeps in memory for `logs` and followers.
+pub const MODULE_LOG_RING_ENTRIES_MAX: usize = 10_000;
+
+/// Bytes of log entries a database keeps in memory.
+pub const MODULE_LOG_RING_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// Bytes of one field of a log entry; longer ones are cut with a marker.
+pub const MODULE_LOG_FIELD_BYTES_MAX: usize = 64 * 1024;
+
+/// Bytes of `module.log` before it is rotated to `module.log.1`.
+pub const MODULE_LOG_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// Entries queued for one log follower before it is told it skipped some.
+pub const MODULE_LOG_FOLLOW_ENTRIES_MAX: usize = 1024;
+
+// ---------------------------------------------------------------- clients
+
+/// Bytes of a client message payload the server accepts (one WebSocket
+/// message, after decompression).
+pub const WS_PAYLOAD_BYTES_MAX: usize = 32 * 1024 * 1024;
+
+/// Bytes queued for one client before it is disconnected as too slow.
+pub const OUTBOX_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Messages queued for one client before it is disconnected as too slow.
+pub const OUTBOX_MESSAGES_MAX: usize = 16_384;
+
+/// Client messages of one connection accepted but not yet answered.
+pub const WS_IN_FLIGHT_MESSAGES_MAX: usize = 16_384;
+
+/// Interval between the server's WebSocket pings, in ms.
+pub const WS_PING_INTERVAL_MS: u64 = 15_000;
+
+/// Silence after which a WebSocket session ends, in ms.
+pub const WS_IDLE_TIMEOUT_MS: u64 = 30_000;
+
+/// Bytes of a bearer token the server reads; longer ones are refused unread.
+pub const TOKEN_BYTES_MAX: usize = 16 * 1024;
+
+// The largest call a client may send fits in one message, with room for the
+// message's own fields.
+const _: () = assert!((CALL_ARGS_BYTES_DEFAULT as usize) < WS_PAYLOAD_BYTES_MAX);
+// A client that may send a full payload can be answered with one.
+const _: () = assert!(WS_PAYLOAD_BYTES_MAX <= OUTBOX_BYTES_MAX);
+// A connection can hold an answer to every message it may have in flight.
+const _: () = assert!(WS_IN_FLIGHT_MESSAGES_MAX <= OUTBOX_MESSAGES_MAX);
+// A silent client gets at least one ping before it is dropped.
+const _: () = assert!(WS_PING_INTERVAL_MS < WS_IDLE_TIMEOUT_MS);
+// One call's logs and messages fit in the ring that serves `logs`.
+const _: () = assert!(LOG_RECORDS_PER_CALL_MAX <= MODULE_LOG_RING_ENTRIES_MAX);
+const _: () = assert!(LOG_MESSAGE_BYTES_MAX <= MODULE_LOG_FIELD_BYTES_MAX);
+const _: () = assert!(MODULE_LOG_FIELD_BYTES_MAX <= MODULE_LOG_RING_BYTES_MAX);
+const _: () = assert!(MODULE_LOG_RING_BYTES_MAX as u64 <= MODULE_LOG_FILE_BYTES_MAX);
+// A procedure's HTTP wait is part of its deadline, and a call's deadline
+// is part of a procedure's.
+const _: () = assert!(PROCEDURE_HTTP_TIMEOUT_MS_MAX <= PROCEDURE_DEADLINE_MS_DEFAULT);
+const _: () = assert!(CALL_DEADLINE_MS_DEFAULT <= PROCEDURE_DEADLINE_MS_DEFAULT);
+// What a procedure fetches must fit in the guest's memory.
+const _: () = assert!((PROCEDURE_HTTP_RESPONSE_BYTES_MAX as u64) < WASM_MEMORY_BYTES_DEFAULT);
+const _: () = assert!((GUEST_SINK_BYTES_MAX as u64) < WASM_MEMORY_BYTES_DEFAULT);
+
 const _: () = assert!(ROW_BYTES_MAX < COMMITLOG_RECORD_BYTES_MAX);
 // A segment is sealed when it reaches its size, but one record may overshoot:
 // the largest record must still be readable as one allocation.
@@ -90,6 +192,127 @@ const _: () = assert!(
 // So is the metadata pool.
 const _: () =
     assert!(WASM_INSTANCES_POOLED_MAX as u64 * WASM_CORE_INSTANCE_BYTES_MAX <= 1024 * 1024 * 1024);
+
+// --- Procedures on a bounded pool, and names at the edge (issue 12: fuzzing and the NUL-name crash) ---
+
+/// Procedure calls one database may have queued or running at once; one
+/// more is refused as overloaded.
+pub const PROCEDURES_RUNNING_COUNT_MAX: usize = 16;
+
+/// Threads of the host's procedure pool, shared by every database of the
+/// process (started as needed, kept once started). Procedures may sleep or
+/// wait on HTTP, so this is well above the core count.
+pub const PROCEDURE_THREADS_COUNT_MAX: usize = 64;
+
+/// Procedure calls waiting for a thread of the pool, across the process;
+/// one more is refused as overloaded.
+pub const PROCEDURES_QUEUED_COUNT_MAX: usize = 4096;
+
+/// Longest reducer or procedure name a client may send, in bytes; longer
+/// names are refused before any lookup.
+pub const FUNCTION_NAME_BYTES_MAX: usize = 1024;
+
+// One database cannot take more than a quarter of the procedure threads.
+const _: () = assert!(PROCEDURES_RUNNING_COUNT_MAX * 4 <= PROCEDURE_THREADS_COUNT_MAX);
+// A full queue holds every database's share many times over.
+const _: () = assert!(PROCEDURE_THREADS_COUNT_MAX <= PROCEDURES_QUEUED_COUNT_MAX);
+
+// ---------------------------------------------------------------------------
+// Bounded queries and fair lanes (issue 12: a non-owner's SQL is unbounded;
+// fairness between databases).
+// ---------------------------------------------------------------------------
+
+/// SQL text longer than this is refused before parsing (client-protocol §6.1).
+pub const SQL_TEXT_BYTES_MAX: usize = 50_000;
+
+/// How deep WHERE expressions may nest (parentheses, AND, OR).
+pub const SQL_EXPR_DEPTH_MAX: usize = 40;
+
+/// Joins in one SELECT (tables after the first, `ON` or not), for everyone.
+pub const SQL_JOINS_PER_QUERY_MAX: usize = 8;
+
+/// Rows a non-owner's one-off query (`/sql` SELECT or WebSocket
+/// `OneOffQuery`) may examine: every row a scan or an index lookup hands the
+/// evaluator is charged as it is produced, so a cross product stops here
+/// instead of after materialising. This also bounds how long the query holds
+/// the database's read lock while writers wait.
+pub const QUERY_ROWS_EXAMINED_MAX: u64 = 1_000_000;
+
+/// Rows the database owner's one-off query may examine.
+pub const QUERY_ROWS_EXAMINED_OWNER_MAX: u64 = 10_000_000;
+
+/// Rows a non-owner's one-off query may return.
+pub const QUERY_RESULT_ROWS_MAX: u64 = 100_000;
+
+/// Rows the owner's one-off query may return.
+pub const QUERY_RESULT_ROWS_OWNER_MAX: u64 = 1_000_000;
+
+/// BSATN bytes of the rows a non-owner's one-off query may return.
+pub const QUERY_RESULT_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// BSATN bytes of the rows the owner's one-off query may return.
+pub const QUERY_RESULT_BYTES_OWNER_MAX: u64 = 64 * 1024 * 1024;
+
+/// Wall time a non-owner's one-off query may take, in milliseconds (a
+/// backstop for rows that are slow to compare; the rows budget usually ends
+/// a costly query first).
+pub const QUERY_WALL_TIME_MS_MAX: u64 = 1_000;
+
+/// Wall time the owner's one-off query may take, in milliseconds.
+pub const QUERY_WALL_TIME_OWNER_MS_MAX: u64 = 10_000;
+
+/// Rows a subscription's initial evaluation may examine, for every caller:
+/// whole-table subscriptions are ordinary, so this is the owner's budget.
+pub const SUBSCRIPTION_INITIAL_ROWS_EXAMINED_MAX: u64 = QUERY_ROWS_EXAMINED_OWNER_MAX;
+
+/// BSATN bytes of a subscription's initial rows, for every caller.
+pub const SUBSCRIPTION_INITIAL_BYTES_MAX: u64 = QUERY_RESULT_BYTES_OWNER_MAX;
+
+/// Wall time of a subscription's initial evaluation, in milliseconds.
+pub const SUBSCRIPTION_INITIAL_WALL_TIME_MS_MAX: u64 = QUERY_WALL_TIME_OWNER_MS_MAX;
+
+/// Calls one database may have waiting on its lane before new ones are
+/// refused (the default of `HostConfig::lane_queued_max`, and its ceiling).
+pub const LANE_QUEUED_JOBS_MAX: usize = 65_536;
+
+/// Jobs a worker runs from one lane before letting other lanes go first.
+pub const LANE_TURN_JOBS_MAX: usize = 64;
+
+/// Job time, in microseconds, after which a worker ends a lane's turn (at
+/// the end of the job that crossed it) and puts the lane at the back of the
+/// ready queue: a lane's turn is a time slice as well as a job count. A job
+/// itself is never preempted; its own deadline bounds it.
+pub const LANE_TURN_MICROS_MAX: u64 = 5_000;
+
+/// A job that ran at least this long, in microseconds, marks its lane slow
+/// until the lane's next job runs quicker.
+pub const LANE_SLOW_JOB_MICROS: u64 = 100_000;
+
+/// Workers of a pool kept for lanes that are not slow: slow lanes together
+/// hold at most `workers - POOL_WORKERS_RESERVED_FOR_QUICK_LANES` workers at
+/// once (all of them in a one-worker pool), so a database with quick calls
+/// finds a worker even while others run long calls back to back.
+pub const POOL_WORKERS_RESERVED_FOR_QUICK_LANES: usize = 1;
+
+// Whatever the caller, the owner's budgets are at least a non-owner's.
+const _: () = assert!(QUERY_ROWS_EXAMINED_MAX <= QUERY_ROWS_EXAMINED_OWNER_MAX);
+const _: () = assert!(QUERY_RESULT_ROWS_MAX <= QUERY_RESULT_ROWS_OWNER_MAX);
+const _: () = assert!(QUERY_RESULT_BYTES_MAX <= QUERY_RESULT_BYTES_OWNER_MAX);
+const _: () = assert!(QUERY_WALL_TIME_MS_MAX <= QUERY_WALL_TIME_OWNER_MS_MAX);
+// Every returned row was examined, so a result-row cap above the examined cap
+// could never trigger.
+const _: () = assert!(QUERY_RESULT_ROWS_MAX <= QUERY_ROWS_EXAMINED_MAX);
+const _: () = assert!(QUERY_RESULT_ROWS_OWNER_MAX <= QUERY_ROWS_EXAMINED_OWNER_MAX);
+// The largest row a table accepts can always be returned on its own.
+const _: () = assert!(ROW_BYTES_MAX <= QUERY_RESULT_BYTES_MAX);
+const _: () = assert!(ROW_BYTES_MAX <= SUBSCRIPTION_INITIAL_BYTES_MAX);
+// A slow job always ends its lane's turn, and a turn runs at least one job.
+const _: () = assert!(LANE_TURN_MICROS_MAX < LANE_SLOW_JOB_MICROS);
+const _: () = assert!(LANE_TURN_JOBS_MAX >= 1);
+const _: () = assert!(LANE_TURN_JOBS_MAX <= LANE_QUEUED_JOBS_MAX);
+// A pool keeps at least one worker for slow lanes whenever it has more
+// workers than it reserves; reserving none would undo the fairness rule.
+const _: () = assert!(POOL_WORKERS_RESERVED_FOR_QUICK_LANES >= 1);
 
 // --- Snapshot policy (issue 12, "Nothing takes snapshots") ---
 

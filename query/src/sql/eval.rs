@@ -3,7 +3,8 @@
 //! Owns: choosing access paths (an index point lookup for `col = value` on the
 //! first table, index lookups on the joined side of `ON`, full scans
 //! otherwise), join enumeration with bag semantics, filtering, projection,
-//! COUNT and LIMIT, and the result's column types.
+//! COUNT and LIMIT, and the result's column types; every row a scan or a
+//! lookup produces, and every result row, is charged to a [`Budget`].
 //! Does not own: DML execution, subscriptions or incremental evaluation.
 
 use spacetimedb_lib::Identity;
@@ -15,7 +16,8 @@ use storage::{IndexId, Row, State, TableSchema, TxError};
 use super::check::{
     check, BoundExpr, BoundOperand, BoundProjection, BoundSelect, BoundStatement, ColPos, Mode,
 };
-use super::{parse, CmpOp, SqlError};
+use super::{parse, CmpOp, QueryError, SqlError};
+use crate::budget::{bsatn_len, Budget, QueryLimits};
 
 /// The columns and rows of a query.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,20 +26,26 @@ pub struct QueryResult {
     pub rows: Vec<ProductValue>,
 }
 
-/// Parses, checks (in `/sql` mode) and runs a SELECT. DML is rejected here:
-/// it needs a write transaction.
+/// Parses, checks (in `/sql` mode) and runs a SELECT under the one-off
+/// limits of the caller ([`QueryLimits::one_off`]). DML is rejected here: it
+/// needs a write transaction.
 pub fn run_query(
     state: &State,
     sql: &str,
     caller_is_owner: bool,
     sender: Identity,
-) -> Result<QueryResult, SqlError> {
+) -> Result<QueryResult, QueryError> {
     let statement = parse(sql)?;
     match check(&statement, state, Mode::Sql, caller_is_owner, sender)? {
-        BoundStatement::Select(select) => eval_select(state, &select),
+        BoundStatement::Select(select) => eval_select(
+            state,
+            &select,
+            &mut Budget::new(QueryLimits::one_off(caller_is_owner)),
+        ),
         _ => Err(SqlError::new(
             "INSERT, UPDATE and DELETE need a write transaction; run_query runs SELECT only",
-        )),
+        )
+        .into()),
     }
 }
 
@@ -102,11 +110,20 @@ struct Run<'s, 'q> {
     q: &'q BoundSelect,
 }
 
+/// The rows a scan or an index lookup hands the evaluator for one table,
+/// and, for a join column without an index, the key each must equal (the
+/// scan examines, and is charged for, every row it reads).
+struct Candidates<'s> {
+    rows: Box<dyn Iterator<Item = &'s Row> + 's>,
+    key: Option<(usize, &'s AlgebraicValue)>,
+}
+
 impl<'s> Run<'s, '_> {
     /// Candidate rows of table `i` given the rows chosen for tables before it.
-    fn candidates(&self, i: usize, tuple: &[&'s Row]) -> Result<Vec<&'s Row>, SqlError> {
+    fn candidates(&self, i: usize, tuple: &[&'s Row]) -> Result<Candidates<'s>, SqlError> {
         let schema = &self.q.tables[i].schema;
         let table_id = schema.table_id;
+        let all = |rows| Candidates { rows, key: None };
         if i == 0 {
             let mut points = Vec::new();
             if let Some(filter) = &self.q.filter {
@@ -114,46 +131,49 @@ impl<'s> Run<'s, '_> {
             }
             for (col, v) in points {
                 if let Some(index) = index_on(schema, col) {
-                    return Ok(self
+                    return Ok(all(self
                         .state
                         .index_point(index, v)
-                        .map_err(storage_error)?
-                        .collect());
+                        .map_err(storage_error)?));
                 }
             }
         } else if let Some((earlier, this)) = self.q.on[i - 1] {
-            let key = &tuple[earlier.table][earlier.col];
+            let partner: &'s Row = tuple[earlier.table];
+            let key = &partner[earlier.col];
             return Ok(match index_on(schema, this.col) {
-                Some(index) => self
-                    .state
-                    .index_point(index, key)
-                    .map_err(storage_error)?
-                    .collect(),
-                None => self
-                    .state
-                    .scan(table_id)
-                    .map_err(storage_error)?
-                    .filter(|row| &row[this.col] == key)
-                    .collect(),
+                Some(index) => all(self.state.index_point(index, key).map_err(storage_error)?),
+                None => Candidates {
+                    rows: self.state.scan(table_id).map_err(storage_error)?,
+                    key: Some((this.col, key)),
+                },
             });
         }
-        Ok(self.state.scan(table_id).map_err(storage_error)?.collect())
+        Ok(all(self.state.scan(table_id).map_err(storage_error)?))
     }
 
-    /// Calls `emit` for every matching tuple until it returns false.
+    /// Calls `emit` for every matching tuple until it returns false,
+    /// charging `budget` for every row the scans and lookups produce.
     fn walk(
         &self,
         tuple: &mut Vec<&'s Row>,
-        emit: &mut dyn FnMut(&[&'s Row]) -> bool,
-    ) -> Result<bool, SqlError> {
+        budget: &mut Budget,
+        emit: &mut dyn FnMut(&[&'s Row], &mut Budget) -> Result<bool, QueryError>,
+    ) -> Result<bool, QueryError> {
         let i = tuple.len();
         if i == self.q.tables.len() {
             let keep = self.q.filter.as_ref().is_none_or(|f| matches(f, tuple));
-            return Ok(!keep || emit(tuple));
+            return if keep { emit(tuple, budget) } else { Ok(true) };
         }
-        for row in self.candidates(i, tuple)? {
+        let Candidates { rows, key } = self.candidates(i, tuple)?;
+        for row in rows {
+            budget.examine()?;
+            if let Some((col, key)) = key {
+                if &row[col] != key {
+                    continue;
+                }
+            }
             tuple.push(row);
-            let go_on = self.walk(tuple, emit)?;
+            let go_on = self.walk(tuple, budget, emit)?;
             tuple.pop();
             if !go_on {
                 return Ok(false);
@@ -163,8 +183,13 @@ impl<'s> Run<'s, '_> {
     }
 }
 
-/// Runs a checked SELECT.
-pub fn eval_select(state: &State, q: &BoundSelect) -> Result<QueryResult, SqlError> {
+/// Runs a checked SELECT, charging `budget` as it goes: the first limit
+/// crossed ends the evaluation with [`QueryError::Limit`] and no rows.
+pub fn eval_select(
+    state: &State,
+    q: &BoundSelect,
+    budget: &mut Budget,
+) -> Result<QueryResult, QueryError> {
     let run = Run { state, q };
     let limit = q
         .limit
@@ -178,12 +203,14 @@ pub fn eval_select(state: &State, q: &BoundSelect) -> Result<QueryResult, SqlErr
     let schema = match &q.projection {
         BoundProjection::Count(name) => {
             let mut count = 0u64;
-            run.walk(&mut Vec::new(), &mut |_| {
+            run.walk(&mut Vec::new(), budget, &mut |_, _| {
                 count += 1;
-                true
+                Ok(true)
             })?;
             if limit > 0 {
-                rows.push(ProductValue::from(vec![AlgebraicValue::U64(count)]));
+                let row = vec![AlgebraicValue::U64(count)];
+                budget.emit(bsatn_len(&row))?;
+                rows.push(ProductValue::from(row));
             }
             ProductType::new(Box::new([ProductTypeElement::new_named(
                 AlgebraicType::U64,
@@ -192,22 +219,24 @@ pub fn eval_select(state: &State, q: &BoundSelect) -> Result<QueryResult, SqlErr
         }
         BoundProjection::Table(t) => {
             if limit > 0 {
-                run.walk(&mut Vec::new(), &mut |tuple| {
+                run.walk(&mut Vec::new(), budget, &mut |tuple, budget| {
+                    budget.emit(bsatn_len(tuple[*t].iter()))?;
                     rows.push(ProductValue::from(tuple[*t].to_vec()));
-                    rows.len() < limit
+                    Ok(rows.len() < limit)
                 })?;
             }
             q.tables[*t].schema.columns.clone()
         }
         BoundProjection::Columns(cols) => {
             if limit > 0 {
-                run.walk(&mut Vec::new(), &mut |tuple| {
-                    rows.push(ProductValue::from(
-                        cols.iter()
-                            .map(|(pos, _)| tuple[pos.table][pos.col].clone())
-                            .collect::<Vec<_>>(),
-                    ));
-                    rows.len() < limit
+                run.walk(&mut Vec::new(), budget, &mut |tuple, budget| {
+                    let row: Vec<AlgebraicValue> = cols
+                        .iter()
+                        .map(|(pos, _)| tuple[pos.table][pos.col].clone())
+                        .collect();
+                    budget.emit(bsatn_len(&row))?;
+                    rows.push(ProductValue::from(row));
+                    Ok(rows.len() < limit)
                 })?;
             }
             ProductType::new(

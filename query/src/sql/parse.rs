@@ -9,7 +9,9 @@ use sqlparser::ast as sp;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
-use super::{SqlError, MAX_DEPTH, MAX_SQL_LEN};
+use orrery_api::limits::{SQL_EXPR_DEPTH_MAX, SQL_JOINS_PER_QUERY_MAX, SQL_TEXT_BYTES_MAX};
+
+use super::{LimitExceeded, SqlError};
 
 /// A table in FROM/JOIN, as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,9 +143,9 @@ fn unsupported(what: impl std::fmt::Display) -> SqlError {
 
 /// Parses one statement of the §6 subset.
 pub fn parse(sql: &str) -> Result<Statement, SqlError> {
-    if sql.len() > MAX_SQL_LEN {
+    if sql.len() > SQL_TEXT_BYTES_MAX {
         return Err(SqlError::new(format!(
-            "SQL is {} bytes long; the limit is {MAX_SQL_LEN}",
+            "SQL is {} bytes long; the limit is {SQL_TEXT_BYTES_MAX}",
             sql.len()
         )));
     }
@@ -151,7 +153,7 @@ pub fn parse(sql: &str) -> Result<Statement, SqlError> {
         return Err(SqlError::new("empty SQL"));
     }
     let statements = Parser::new(&PostgreSqlDialect {})
-        .with_recursion_limit(MAX_DEPTH + 10)
+        .with_recursion_limit(SQL_EXPR_DEPTH_MAX + 10)
         .try_with_sql(sql)
         .and_then(|mut parser| parser.parse_statements())
         .map_err(|e| SqlError(format!("SQL syntax error: {e}")))?;
@@ -356,6 +358,13 @@ fn select(query: sp::Query) -> Result<Select, SqlError> {
     };
     let (name, alias) = table_factor(twj.relation)?;
     let from = TableRef { name, alias };
+    if twj.joins.len() > SQL_JOINS_PER_QUERY_MAX {
+        return Err(LimitExceeded::Joins {
+            joins: twj.joins.len(),
+            max: SQL_JOINS_PER_QUERY_MAX,
+        }
+        .into());
+    }
     let joins = twj
         .joins
         .into_iter()
@@ -611,9 +620,9 @@ fn is_count_star(f: &sp::Function) -> bool {
 }
 
 fn expr(e: sp::Expr, depth: usize) -> Result<Expr, SqlError> {
-    if depth > MAX_DEPTH {
+    if depth > SQL_EXPR_DEPTH_MAX {
         return Err(SqlError(format!(
-            "expression nested deeper than {MAX_DEPTH} levels"
+            "expression nested deeper than {SQL_EXPR_DEPTH_MAX} levels"
         )));
     }
     match e {

@@ -125,7 +125,7 @@ fn db() -> Database {
 }
 
 fn query(db: &Database, sql: &str) -> Result<QueryResult, SqlError> {
-    run_query(&db.read().unwrap(), sql, false, sender())
+    run_query(&db.read().unwrap(), sql, false, sender()).map_err(SqlError::from)
 }
 
 fn count(db: &Database, sql: &str) -> usize {
@@ -409,9 +409,7 @@ fn dml_parses_and_checks() {
     );
     assert!(!parse("SELECT * FROM plain").unwrap().requires_owner());
     assert_eq!(
-        run_query(&state, "DELETE FROM plain", true, sender())
-            .unwrap_err()
-            .0,
+        SqlError::from(run_query(&state, "DELETE FROM plain", true, sender()).unwrap_err()).0,
         "INSERT, UPDATE and DELETE need a write transaction; run_query runs SELECT only"
     );
 }
@@ -788,7 +786,8 @@ fn secured(db: &Database, rules: &rls::Rules, sql: &str) -> Vec<String> {
         else {
             panic!("a select");
         };
-        for row in eval_select(&state, &bound).unwrap().rows {
+        let mut budget = Budget::new(QueryLimits::NON_OWNER);
+        for row in eval_select(&state, &bound, &mut budget).unwrap().rows {
             match &row.elements[1] {
                 AlgebraicValue::String(s) => out.push(s.to_string()),
                 other => panic!("{other:?}"),
@@ -920,4 +919,182 @@ fn keyword_table_names_qualify_columns() {
     }
     // A real function call is still no column.
     assert!(parse("SELECT * FROM t WHERE now().x = 1").is_err());
+}
+
+/// `big(k u32, v u32 indexed)` with `rows` rows (`v = k % 7`), public.
+fn big(rows: u32) -> Database {
+    let db = Database::in_memory(DbOptions::default());
+    let mut tx = db.begin().unwrap();
+    let big = tx
+        .create_table(def(
+            "big",
+            &[("k", AlgebraicType::U32), ("v", AlgebraicType::U32)],
+            &[1],
+            true,
+        ))
+        .unwrap();
+    for k in 0..rows {
+        tx.insert(
+            big,
+            ProductValue::from(vec![AlgebraicValue::U32(k), AlgebraicValue::U32(k % 7)]),
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    db
+}
+
+fn limited(
+    db: &Database,
+    sql: &str,
+    limits: QueryLimits,
+) -> (Result<QueryResult, QueryError>, u64) {
+    let state = db.read().unwrap();
+    let BoundStatement::Select(bound) =
+        check(&parse(sql).unwrap(), &*state, Mode::Sql, false, sender()).unwrap()
+    else {
+        panic!("{sql} is not a SELECT");
+    };
+    let mut budget = Budget::new(limits);
+    let result = eval_select(&state, &bound, &mut budget);
+    (result, budget.examined())
+}
+
+// Protects issue 12's bound on a non-owner's SQL: a 3-way cross product of
+// 2,000-row tables (8·10⁹ tuples) is refused by the rows-examined budget,
+// charged while evaluating, so it stops just past the limit instead of after
+// enumerating; the error names the limit and its value.
+#[test]
+fn a_cross_product_is_refused_by_the_rows_examined_budget() {
+    let db = big(2_000);
+    let max = orrery_api::limits::QUERY_ROWS_EXAMINED_MAX;
+    for sql in [
+        "SELECT COUNT(*) AS n FROM big a JOIN big b JOIN big c",
+        "SELECT a.k, c.v FROM big a JOIN big b JOIN big c WHERE a.k = 1",
+    ] {
+        let (result, examined) = limited(&db, sql, QueryLimits::NON_OWNER);
+        assert_eq!(
+            result.unwrap_err(),
+            QueryError::Limit(LimitExceeded::RowsExamined { max }),
+            "{sql}"
+        );
+        assert_eq!(examined, max + 1, "{sql} examined past its budget");
+    }
+    // Returning the tuples, it meets the result-row cap first.
+    let rows_max = orrery_api::limits::QUERY_RESULT_ROWS_MAX;
+    let (result, examined) = limited(
+        &db,
+        "SELECT a.* FROM big a JOIN big b JOIN big c",
+        QueryLimits::NON_OWNER,
+    );
+    assert_eq!(
+        result.unwrap_err(),
+        QueryError::Limit(LimitExceeded::ResultRows { max: rows_max })
+    );
+    assert!(examined < 2 * rows_max, "examined {examined}");
+    let text = err(&db, "SELECT COUNT(*) AS n FROM big a JOIN big b JOIN big c");
+    assert!(text.contains(&format!("rows_examined = {max}")), "{text}");
+}
+
+// Protects the owner's higher ceiling and the ordinary queries under it: a
+// 2-way cross product of 2,000 rows (4·10⁶ tuples) is too much work for a
+// non-owner but fine for the owner; an ordinary query works for both.
+#[test]
+fn owners_get_a_larger_budget_and_ordinary_queries_pass() {
+    let db = big(2_000);
+    let state = db.read().unwrap();
+    let sql = "SELECT COUNT(*) AS n FROM big a JOIN big b";
+    assert!(matches!(
+        run_query(&state, sql, false, sender()),
+        Err(QueryError::Limit(LimitExceeded::RowsExamined { .. }))
+    ));
+    let owned = run_query(&state, sql, true, sender()).unwrap();
+    assert_eq!(
+        owned.rows,
+        vec![ProductValue::from(vec![AlgebraicValue::U64(4_000_000)])]
+    );
+    for owner in [false, true] {
+        let r = run_query(&state, "SELECT * FROM big WHERE v = 3", owner, sender()).unwrap();
+        assert_eq!(r.rows.len(), 286);
+        let r = run_query(
+            &state,
+            "SELECT a.k FROM big a JOIN big b ON a.k = b.v WHERE a.k = 2",
+            owner,
+            sender(),
+        )
+        .unwrap();
+        assert_eq!(r.rows.len(), 286);
+    }
+}
+
+// Protects the result caps: rows and bytes are charged per result row, a
+// LIMIT within the cap passes, and each refusal names its limit.
+#[test]
+fn result_rows_and_bytes_are_capped() {
+    let db = big(1_000);
+    let caps = |rows, bytes| QueryLimits {
+        result_rows_max: rows,
+        result_bytes_max: bytes,
+        ..QueryLimits::NON_OWNER
+    };
+    let (result, _) = limited(&db, "SELECT * FROM big", caps(999, u64::MAX));
+    let e = result.unwrap_err();
+    assert_eq!(e, QueryError::Limit(LimitExceeded::ResultRows { max: 999 }));
+    assert!(e.to_string().contains("result_rows = 999"), "{e}");
+    let (result, _) = limited(&db, "SELECT * FROM big", caps(1_000, u64::MAX));
+    assert_eq!(result.unwrap().rows.len(), 1_000);
+    let (result, _) = limited(&db, "SELECT * FROM big LIMIT 10", caps(10, u64::MAX));
+    assert_eq!(result.unwrap().rows.len(), 10);
+    // Each row is two u32s: 8 BSATN bytes; a projection of one column is 4.
+    let (result, _) = limited(&db, "SELECT * FROM big", caps(u64::MAX, 7_999));
+    assert_eq!(
+        result.unwrap_err(),
+        QueryError::Limit(LimitExceeded::ResultBytes { max: 7_999 })
+    );
+    let (result, _) = limited(&db, "SELECT k FROM big", caps(u64::MAX, 4_000));
+    assert_eq!(result.unwrap().rows.len(), 1_000);
+}
+
+// Protects the wall-time backstop: with no time at all, a query stops at the
+// first clock reading.
+#[test]
+fn wall_time_is_a_limit_too() {
+    let db = big(2_000);
+    let (result, examined) = limited(
+        &db,
+        "SELECT COUNT(*) AS n FROM big a JOIN big b",
+        QueryLimits {
+            wall_time_max: std::time::Duration::ZERO,
+            ..QueryLimits::OWNER
+        },
+    );
+    assert_eq!(
+        result.unwrap_err(),
+        QueryError::Limit(LimitExceeded::WallTime { max_ms: 0 })
+    );
+    assert!(examined < 10_000, "examined {examined}");
+}
+
+// Protects the joins cap: the ceiling itself parses, one more join is
+// refused before anything is bound, naming the limit.
+#[test]
+fn joins_per_query_are_capped() {
+    let max = orrery_api::limits::SQL_JOINS_PER_QUERY_MAX;
+    let sql = |joins: usize| {
+        let mut sql = "SELECT t0.* FROM big t0".to_string();
+        for i in 1..=joins {
+            sql.push_str(&format!(" JOIN big t{i} ON t{}.k = t{i}.k", i - 1));
+        }
+        sql
+    };
+    parse(&sql(max)).unwrap();
+    let e = parse(&sql(max + 1)).unwrap_err();
+    assert_eq!(
+        e,
+        SqlError::from(LimitExceeded::Joins {
+            joins: max + 1,
+            max
+        })
+    );
+    assert!(e.0.contains(&format!("joins_per_query = {max}")), "{e}");
 }

@@ -4,7 +4,8 @@
 //! indexed `col = value` conjunct, else a scan; index lookups for join
 //! partners), netting a table's delta into signed row counts, the signed join
 //! delta `dL⋈R' + L'⋈dR − dL⋈dR` and turning signed counts per returned row
-//! into inserts and deletes, and event-table rows.
+//! into inserts and deletes, and event-table rows; initial results are
+//! charged to a [`Budget`] row by row.
 //! Does not own: compiling queries or their keys (`subs`), or who receives
 //! which rows.
 //!
@@ -19,6 +20,7 @@ use spacetimedb_sats::AlgebraicValue;
 use storage::{Row, State, TableDelta, TableId, TxDelta};
 
 use super::{Plan, Query, QueryDelta, Side};
+use crate::budget::{bsatn_len, Budget, LimitExceeded};
 use crate::sql::eval::matches;
 use crate::sql::{BoundExpr, BoundOperand, CmpOp, ColPos};
 
@@ -111,15 +113,25 @@ fn join_key<'r>(side: &Side, row: &'r Row) -> Option<&'r AlgebraicValue> {
     side.col.map(|c| &row[c])
 }
 
-pub(super) fn initial(q: &Query, state: &State) -> Vec<Row> {
+pub(super) fn initial(
+    q: &Query,
+    state: &State,
+    budget: &mut Budget,
+) -> Result<Vec<Row>, LimitExceeded> {
     if q.returned.is_event {
-        return Vec::new();
+        return Ok(Vec::new());
     }
+    let mut out = Vec::new();
     match &q.plan {
-        Plan::Single { filter } => candidates(state, &q.returned, 0, filter)
-            .filter(|r| passes(filter, &[r]))
-            .cloned()
-            .collect(),
+        Plan::Single { filter } => {
+            for r in candidates(state, &q.returned, 0, filter) {
+                budget.examine()?;
+                if passes(filter, &[r]) {
+                    budget.emit(bsatn_len(r.iter()))?;
+                    out.push(r.clone());
+                }
+            }
+        }
         Plan::Join {
             sides,
             returned,
@@ -138,18 +150,20 @@ pub(super) fn initial(q: &Query, state: &State) -> Vec<Row> {
             };
             let driver = if !pinned(0) && pinned(1) { 1 } else { 0 };
             let other = 1 - driver;
-            let mut out = Vec::new();
             for d in candidates(state, &sides[driver].schema, driver, filter) {
+                budget.examine()?;
                 for p in partners(state, &sides[other], join_key(&sides[driver], d)) {
+                    budget.examine()?;
                     let tuple: [&Row; 2] = if driver == 0 { [d, p] } else { [p, d] };
                     if passes(filter, &tuple) {
+                        budget.emit(bsatn_len(tuple[*returned].iter()))?;
                         out.push(tuple[*returned].clone());
                     }
                 }
             }
-            out
         }
     }
+    Ok(out)
 }
 
 fn table_delta(delta: &TxDelta, table_id: TableId) -> Option<&TableDelta> {

@@ -800,3 +800,77 @@ fn schema_changes_invalidate() {
     assert!(!q.invalidated_by(&delta));
     let _ = Arc::clone(q.returned_table());
 }
+
+// Protects issue 12's bound on one-off queries and initial subscription
+// rows: a 2-way cross product (a join without ON) of 2,000-row tables is
+// refused by the budget as soon as it crosses a limit, naming it; ordinary
+// queries under the same budget return their rows.
+#[test]
+fn initial_rows_are_charged_to_a_budget() {
+    let db = Database::in_memory(DbOptions::default());
+    let mut tx = db.begin().unwrap();
+    let big = tx
+        .create_table(table(
+            "big",
+            ProductType::from([("k", AlgebraicType::U32)]),
+            true,
+            vec![index("big_k", 0)],
+            true,
+            false,
+        ))
+        .unwrap();
+    for k in 0..2_000u32 {
+        tx.insert_row(big, vec![AlgebraicValue::U32(k)]).unwrap();
+    }
+    tx.commit().unwrap();
+    let state = db.read().unwrap();
+    let max = orrery_api::limits::QUERY_ROWS_EXAMINED_MAX;
+    let cross = Query::compile(
+        &state,
+        "SELECT a.* FROM big a JOIN big b WHERE b.k > 5000",
+        false,
+        sender(),
+    )
+    .unwrap();
+    let mut budget = Budget::new(QueryLimits::NON_OWNER);
+    let e = cross.initial_bounded(&state, &mut budget).unwrap_err();
+    assert_eq!(e, LimitExceeded::RowsExamined { max });
+    assert!(
+        e.to_string().contains(&format!("rows_examined = {max}")),
+        "{e}"
+    );
+    assert_eq!(budget.examined(), max + 1);
+    // Returning the pairs, it meets the result-row cap first.
+    let rows_max = orrery_api::limits::QUERY_RESULT_ROWS_MAX;
+    let cross =
+        Query::compile(&state, "SELECT a.* FROM big a JOIN big b", false, sender()).unwrap();
+    let mut budget = Budget::new(QueryLimits::NON_OWNER);
+    assert_eq!(
+        cross.initial_bounded(&state, &mut budget),
+        Err(LimitExceeded::ResultRows { max: rows_max })
+    );
+    assert!(budget.examined() < 2 * rows_max);
+
+    let point = Query::compile(&state, "SELECT * FROM big WHERE k = 7", false, sender()).unwrap();
+    let mut budget = Budget::new(QueryLimits::NON_OWNER);
+    assert_eq!(point.initial_bounded(&state, &mut budget).unwrap().len(), 1);
+    assert_eq!(
+        budget.examined(),
+        1,
+        "an index lookup examines what it finds"
+    );
+    let all = Query::compile(&state, "SELECT * FROM big", false, sender()).unwrap();
+    let mut budget = Budget::new(QueryLimits {
+        result_bytes_max: 4 * 1_999,
+        ..QueryLimits::NON_OWNER
+    });
+    assert_eq!(
+        all.initial_bounded(&state, &mut budget),
+        Err(LimitExceeded::ResultBytes { max: 4 * 1_999 })
+    );
+    let mut budget = Budget::new(QueryLimits::SUBSCRIPTION_INITIAL);
+    assert_eq!(
+        all.initial_bounded(&state, &mut budget).unwrap().len(),
+        2_000
+    );
+}

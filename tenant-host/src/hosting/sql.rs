@@ -15,7 +15,7 @@ use super::HostedDatabase;
 use orrery_query::sql::check::{check, BoundProjection, BoundStatement, Mode};
 use orrery_query::sql::exec::{execute, DmlStats};
 use orrery_query::sql::rls::Rules;
-use orrery_query::sql::{eval_select, parse, SqlError, Statement};
+use orrery_query::sql::{eval_select, parse, Budget, QueryError, QueryLimits, SqlError, Statement};
 
 /// What one SQL statement produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,13 +30,14 @@ pub struct SqlOutcome {
 
 impl HostedDatabase {
     /// Runs one SQL statement for `sender`. Non-owners see public tables only
-    /// and may not write.
+    /// and may not write. A SELECT runs under the caller's one-off limits
+    /// ([`QueryLimits::one_off`]); crossing one is [`QueryError::Limit`].
     pub fn run_sql(
         &self,
         sql: &str,
         sender: Identity,
         caller_is_owner: bool,
-    ) -> Result<SqlOutcome, SqlError> {
+    ) -> Result<SqlOutcome, QueryError> {
         let statement = parse(sql)?;
         if !super::views::named_views(&self.module(), &statement).is_empty() {
             // Views are materialised on the lane, where nothing drops them
@@ -54,7 +55,7 @@ impl HostedDatabase {
                     if created {
                         shared.evict_unused_views();
                     }
-                    result?.ok_or_else(|| SqlError("views cannot be written".into()))
+                    result?.ok_or_else(|| SqlError("views cannot be written".into()).into())
                 })
                 .map_err(|e| SqlError(e.to_string()))?;
         }
@@ -66,7 +67,8 @@ impl HostedDatabase {
         if !caller_is_owner {
             return Err(SqlError(
                 "only the database owner may run INSERT, UPDATE or DELETE".into(),
-            ));
+            )
+            .into());
         }
         let shared = self.shared.clone();
         self.run(move || {
@@ -100,20 +102,24 @@ impl HostedDatabase {
             })
         })
         .map_err(|e| SqlError(e.to_string()))?
+        .map_err(QueryError::from)
     }
 }
 
-/// Runs `statement` if it is a SELECT (after checking it whatever it is).
+/// Runs `statement` if it is a SELECT (after checking it whatever it is),
+/// under the caller's one-off limits, charged while evaluating under the
+/// read lock (which is what bounds how long writers wait for it).
 /// A non-owner's SELECT of a table with row-level security runs as the
-/// bag union of its fragments: rows concatenated (a count summed), then the
-/// LIMIT applied to the whole.
+/// bag union of its fragments, all charged to one budget: rows concatenated
+/// (a count summed), each fragment asked only for the rows the LIMIT still
+/// wants.
 fn select(
     storage: &storage::Database,
     statement: &Statement,
     sender: Identity,
     caller_is_owner: bool,
     rules: &Rules,
-) -> Result<Option<SqlOutcome>, SqlError> {
+) -> Result<Option<SqlOutcome>, QueryError> {
     let state = storage.read().map_err(|e| SqlError(e.to_string()))?;
     let bound = check(statement, &*state, Mode::Sql, caller_is_owner, sender)?;
     let BoundStatement::Select(bound) = &bound else {
@@ -128,30 +134,37 @@ fn select(
     let Statement::Select(written) = statement else {
         return Ok(None);
     };
+    let mut budget = Budget::new(QueryLimits::one_off(caller_is_owner));
     if caller_is_owner || !rules.applies_to(written) {
-        return Ok(Some(outcome(eval_select(&state, bound)?)));
+        return Ok(Some(outcome(eval_select(&state, bound, &mut budget)?)));
     }
-    let mut unlimited = written.clone();
-    unlimited.limit = None;
+    let counting = matches!(bound.projection, BoundProjection::Count(_));
     let mut schema = None;
     let mut rows: Vec<ProductValue> = Vec::new();
     let mut count = 0u64;
-    for fragment in rules.expand(&unlimited)? {
+    for fragment in rules.expand(&written_without_limit(written))? {
+        let mut fragment = fragment;
+        if !counting {
+            // Without ORDER BY any rows satisfy a LIMIT: take the first ones.
+            fragment.limit = written
+                .limit
+                .map(|limit| limit.saturating_sub(rows.len() as u64));
+        }
         let fragment = Statement::Select(fragment);
         let BoundStatement::Select(fragment) =
             check(&fragment, &*state, Mode::Sql, caller_is_owner, sender)?
         else {
             unreachable!("a fragment of a SELECT is a SELECT");
         };
-        let result = eval_select(&state, &fragment)?;
-        if matches!(fragment.projection, BoundProjection::Count(_)) {
+        let result = eval_select(&state, &fragment, &mut budget)?;
+        if counting {
             count += result.rows.iter().map(count_of).sum::<u64>();
         } else {
             rows.extend(result.rows);
         }
         schema.get_or_insert(result.schema);
     }
-    if matches!(bound.projection, BoundProjection::Count(_)) {
+    if counting {
         rows = vec![ProductValue::from(vec![AlgebraicValue::U64(count)])];
     }
     if let Some(limit) = written.limit {
@@ -163,6 +176,12 @@ fn select(
         stats: DmlStats::default(),
         offset: None,
     }))
+}
+
+fn written_without_limit(written: &orrery_query::sql::Select) -> orrery_query::sql::Select {
+    let mut unlimited = written.clone();
+    unlimited.limit = None;
+    unlimited
 }
 
 fn count_of(row: &ProductValue) -> u64 {

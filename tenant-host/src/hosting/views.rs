@@ -29,7 +29,9 @@ use super::{lock, DbShared, HostedDatabase};
 use crate::logs::LogLevel;
 use orrery_module::{HostedModule, ViewKey, ViewOutcome, ViewRef};
 use orrery_query::sql::parse::Statement;
-use orrery_query::sql::{check, eval_select, parse, view_tables, BoundProjection, Mode};
+use orrery_query::sql::{
+    check, eval_select, parse, view_tables, BoundProjection, Budget, Mode, QueryLimits,
+};
 use orrery_wire::messages::{QuerySetId, ServerMessage, UnsubscribeFlags};
 use spacetimedb_lib::ConnectionId;
 
@@ -145,7 +147,7 @@ impl DbShared {
         let info = &module.def().views[view];
         let key = ViewKey {
             view,
-            sender: (!info.is_anonymous).then(|| sender.to_byte_array()),
+            sender: (!info.is_anonymous).then_some(sender),
         };
         if lock(&self.views).entries.contains_key(&key) {
             return Ok(false);
@@ -208,7 +210,7 @@ impl DbShared {
     pub(super) fn view_rows(
         &self,
         view: &str,
-        sender: Option<[u8; 32]>,
+        sender: Option<Identity>,
     ) -> Result<Vec<ProductValue>, ViewOutcome> {
         let module = self.module();
         let Some(index) = module.view_index(ViewRef::Name(view)) else {
@@ -220,11 +222,11 @@ impl DbShared {
                 view: info.source_name.clone(),
             });
         }
-        let caller = Identity::from_byte_array(sender.unwrap_or(self.owner));
+        let caller = sender.unwrap_or(self.owner);
         self.materialise(&module, index, caller)?;
         let key = ViewKey {
             view: index,
-            sender: (!info.is_anonymous).then_some(caller.to_byte_array()),
+            sender: (!info.is_anonymous).then_some(caller),
         };
         let table = lock(&self.views)
             .entries
@@ -251,7 +253,7 @@ impl DbShared {
         let evaluated = match result.outcome {
             ViewOutcome::Rows { rows } => Ok((rows, result.reads)),
             ViewOutcome::NeedsSql { query } => {
-                let sender = Identity::from_byte_array(key.sender.unwrap_or(self.owner));
+                let sender = key.sender.unwrap_or(self.owner);
                 run_view_query(&tx, &query, sender)
             }
             other => Err(other),
@@ -357,7 +359,9 @@ fn run_view_query(tx: &MutTx, sql: &str, sender: Identity) -> Evaluated {
         return Err(failed("it must return whole rows of one table".into()));
     }
     let reads = select.tables.iter().map(|t| t.schema.table_id).collect();
-    let result = eval_select(tx, &select).map_err(|e| failed(e.0))?;
+    // The module's own query: the owner's limits.
+    let mut budget = Budget::new(QueryLimits::OWNER);
+    let result = eval_select(tx, &select, &mut budget).map_err(|e| failed(e.to_string()))?;
     Ok((result.rows, reads))
 }
 

@@ -1,10 +1,13 @@
 //! The hosting layer: databases on a shared worker pool, schedule timers
 //! (firing, repeating, cancelling, surviving a restart), connect and
 //! disconnect hooks with the client table, `get_jwt`, private reducers, the
-//! argument cap, isolation of the host's tables from modules, and a
-//! misbehaving database not stalling another.
+//! argument cap, isolation of the host's tables from modules, a misbehaving
+//! database not stalling another, and databases with slow calls back to back
+//! leaving a worker for a quick one.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use orrery_module::{CallOptions, CallerContext, ReducerOutcome, Runtime};
@@ -16,8 +19,8 @@ use tenant_host::hosting::{DatabaseSpec, Host, HostConfig, HostedDatabase, CLIEN
 use crate::harness::{args, enc, options, rows, DATABASE, OWNER};
 use crate::modules::module_bytes;
 
-const ALICE: [u8; 32] = [0xa1; 32];
-const BOB: [u8; 32] = [0xb0; 32];
+const ALICE: Identity = Identity::from_byte_array([0xa1; 32]);
+const BOB: Identity = Identity::from_byte_array([0xb0; 32]);
 
 fn host(workers: usize) -> Host {
     Host::new(
@@ -55,10 +58,10 @@ fn now() -> i64 {
         .as_micros() as i64
 }
 
-fn as_client(sender: [u8; 32], connection: u128) -> CallerContext {
+fn as_client(sender: Identity, connection: u128) -> CallerContext {
     CallerContext {
         sender,
-        connection_id: connection.to_le_bytes(),
+        connection_id: ConnectionId::from_u128(connection),
         timestamp_micros: now(),
     }
 }
@@ -213,8 +216,8 @@ fn chat_init_arms_the_prune_schedule() {
     assert_eq!(db.pending_timers(), 1);
 }
 
-fn user_online(db: &HostedDatabase, who: [u8; 32]) -> Option<bool> {
-    let identity = spacetimedb_sats::bsatn::to_vec(&Identity::from_byte_array(who)).unwrap();
+fn user_online(db: &HostedDatabase, who: Identity) -> Option<bool> {
+    let identity = spacetimedb_sats::bsatn::to_vec(&who).unwrap();
     rows(db.storage(), "user").into_iter().find_map(|row| {
         let bytes = spacetimedb_sats::bsatn::to_vec(&row[0]).unwrap();
         (bytes == identity).then(|| row[2] == V::Bool(true))
@@ -226,22 +229,25 @@ fn connect_and_disconnect_run_the_hooks_and_keep_the_client_table() {
     let host = host(2);
     let db = create(&host, "chat", in_memory());
     let connected = db
-        .client_connected(ALICE, 1u128.to_le_bytes(), None)
+        .client_connected(ALICE, ConnectionId::from_u128(1), None)
         .unwrap();
     assert!(connected.outcome.is_committed(), "{:?}", connected.outcome);
     assert_eq!(user_online(&db, ALICE), Some(true));
-    assert_eq!(db.connected_clients(), vec![(ALICE, 1u128.to_le_bytes())]);
+    assert_eq!(
+        db.connected_clients(),
+        vec![(ALICE, ConnectionId::from_u128(1))]
+    );
 
     // The same connection id twice, and connection id 0, are refused.
     let again = db
-        .client_connected(ALICE, 1u128.to_le_bytes(), None)
+        .client_connected(ALICE, ConnectionId::from_u128(1), None)
         .unwrap();
     assert!(
         matches!(again.outcome, ReducerOutcome::BadArguments { .. }),
         "{:?}",
         again.outcome
     );
-    let zero = db.client_connected(BOB, [0; 16], None).unwrap();
+    let zero = db.client_connected(BOB, ConnectionId::ZERO, None).unwrap();
     assert!(
         matches!(zero.outcome, ReducerOutcome::BadArguments { .. }),
         "{:?}",
@@ -249,7 +255,7 @@ fn connect_and_disconnect_run_the_hooks_and_keep_the_client_table() {
     );
 
     let gone = db
-        .client_disconnected(ALICE, 1u128.to_le_bytes())
+        .client_disconnected(ALICE, ConnectionId::from_u128(1))
         .unwrap()
         .unwrap();
     assert!(gone.outcome.is_committed(), "{:?}", gone.outcome);
@@ -257,7 +263,7 @@ fn connect_and_disconnect_run_the_hooks_and_keep_the_client_table() {
     assert!(db.connected_clients().is_empty());
     // Disconnecting an unknown connection does nothing.
     assert!(db
-        .client_disconnected(ALICE, 1u128.to_le_bytes())
+        .client_disconnected(ALICE, ConnectionId::from_u128(1))
         .unwrap()
         .is_none());
 }
@@ -268,7 +274,9 @@ fn a_connect_hook_error_refuses_the_client_and_records_nothing() {
     let db = create(&host, "chat", in_memory());
     let named = call(&db, "set_name", as_client(BOB, 0), enc("banned"));
     assert!(named.is_committed(), "{named:?}");
-    let refused = db.client_connected(BOB, 9u128.to_le_bytes(), None).unwrap();
+    let refused = db
+        .client_connected(BOB, ConnectionId::from_u128(9), None)
+        .unwrap();
     match &refused.outcome {
         ReducerOutcome::Failed { message } => assert!(message.contains("is banned"), "{message}"),
         other => panic!("expected the hook's error, got {other:?}"),
@@ -284,7 +292,7 @@ fn clients_left_connected_by_a_crash_are_disconnected_on_open() {
         let host = host(1);
         let db = create(&host, "chat", on_disk(dir.path()));
         let connected = db
-            .client_connected(ALICE, 5u128.to_le_bytes(), None)
+            .client_connected(ALICE, ConnectionId::from_u128(5), None)
             .unwrap();
         assert!(connected.outcome.is_committed());
         db.storage().flush().unwrap();
@@ -311,11 +319,11 @@ fn get_jwt_reads_the_payload_recorded_at_connect() {
     let db = create(&host, "abi-coverage", in_memory());
     let payload = r#"{"iss":"https://issuer.example","sub":"alice-sub","aud":"orrery","iat":1}"#;
     let connected = db
-        .client_connected(ALICE, 7u128.to_le_bytes(), Some(payload.into()))
+        .client_connected(ALICE, ConnectionId::from_u128(7), Some(payload.into()))
         .unwrap();
     assert!(connected.outcome.is_committed(), "{:?}", connected.outcome);
     let check = args(&[
-        enc(&Identity::from_byte_array(ALICE)),
+        enc(&ALICE),
         enc(&Some(ConnectionId::from_u128(7))),
         enc(&None::<spacetimedb_lib::Timestamp>),
     ]);
@@ -340,7 +348,7 @@ fn modules_cannot_reach_the_host_tables() {
     let marker = "SECRET-CLAIMS-8f3a";
     let payload = format!(r#"{{"iss":"i","sub":"{marker}"}}"#);
     let connected = db
-        .client_connected(ALICE, 42u128.to_le_bytes(), Some(payload))
+        .client_connected(ALICE, ConnectionId::from_u128(42), Some(payload))
         .unwrap();
     assert!(connected.outcome.is_committed());
     let ok = call(&db, "ok", as_client(OWNER, 0), Vec::new());
@@ -458,6 +466,84 @@ fn a_spinning_database_does_not_stall_another() {
     );
     // The slow database serves again after its timeout.
     assert!(call(&slow, "ok", as_client(OWNER, 0), Vec::new()).is_committed());
+}
+
+// Protects issue 12's fairness between databases: two databases with slow
+// calls back to back (each call spins to its deadline) on a 2-worker pool
+// must not keep a third database's quick calls waiting. Before time slices a
+// lane kept its worker for up to 64 jobs, so the quick calls waited until a
+// slow database had drained its queue; with time slices alone each quick
+// call still waited for a slow call to end; with a worker kept for quick
+// lanes, the quick calls run beside the slow ones.
+#[test]
+fn slow_databases_back_to_back_leave_a_worker_for_a_quick_one() {
+    const SLOW_CALLS: usize = 10;
+    const QUICK_CALLS: usize = 12;
+    let host = host(2);
+    let slow_options = CallOptions {
+        fuel_per_call: u64::MAX / 4,
+        deadline_per_call: Duration::from_millis(200),
+        ..options()
+    };
+    let slow: Vec<HostedDatabase> = ["slow-a", "slow-b"]
+        .into_iter()
+        .map(|name| {
+            host.create_database(
+                spec(name, slow_options.clone()),
+                in_memory(),
+                &module_bytes("hostile"),
+            )
+            .unwrap()
+        })
+        .collect();
+    let quick = create(&host, "hostile", in_memory());
+    let finished: Vec<Arc<AtomicUsize>> = (0..2).map(|_| Arc::default()).collect();
+    let (done, all_done) = std::sync::mpsc::channel();
+    for (db, finished) in slow.iter().zip(&finished) {
+        for _ in 0..SLOW_CALLS {
+            let finished = finished.clone();
+            let done = done.clone();
+            db.submit_reducer(
+                "spin".into(),
+                as_client(OWNER, 0),
+                Vec::new(),
+                move |result| {
+                    finished.fetch_add(1, Ordering::SeqCst);
+                    done.send(result.outcome).unwrap();
+                },
+            )
+            .unwrap();
+        }
+    }
+    let slow_done = || {
+        finished
+            .iter()
+            .map(|f| f.load(Ordering::SeqCst))
+            .sum::<usize>()
+    };
+    let outcome = call(&quick, "ok", as_client(OWNER, 0), Vec::new());
+    assert!(outcome.is_committed(), "{outcome:?}");
+    let after_first = slow_done();
+    for _ in 1..QUICK_CALLS {
+        let outcome = call(&quick, "ok", as_client(OWNER, 0), Vec::new());
+        assert!(outcome.is_committed(), "{outcome:?}");
+    }
+    let after_all = slow_done();
+    let per_database: Vec<usize> = finished.iter().map(|f| f.load(Ordering::SeqCst)).collect();
+    for _ in 0..2 * SLOW_CALLS {
+        let outcome = all_done.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert!(matches!(outcome, ReducerOutcome::Timeout), "{outcome:?}");
+    }
+    assert!(
+        per_database.iter().all(|&n| n < SLOW_CALLS),
+        "the quick database waited until a slow one drained its queue: {per_database:?} of {SLOW_CALLS}"
+    );
+    assert!(
+        after_all - after_first < QUICK_CALLS - 1,
+        "each quick call waited for a slow call to end: {} slow calls ended during {} quick calls",
+        after_all - after_first,
+        QUICK_CALLS - 1
+    );
 }
 
 #[test]
@@ -602,6 +688,87 @@ fn procedures_run_beside_the_lane_and_their_commits_are_followed_up() {
 }
 
 #[test]
+fn any_procedure_name_is_answered_and_one_database_holds_a_bounded_share_of_the_pool() {
+    // Issue 12: a NUL byte in a procedure name panicked when the call's own
+    // thread was named after it. Names now only reach a lookup, and calls
+    // run on the host's procedure pool, at most
+    // PROCEDURES_RUNNING_COUNT_MAX queued or running per database.
+    use orrery_api::limits::PROCEDURES_RUNNING_COUNT_MAX;
+    use orrery_module::ProcedureOutcome;
+    use tenant_host::hosting::pool::SubmitError;
+    let host = host(1);
+    let db = create(&host, "abi-coverage", in_memory());
+    for name in ["a\0b", "\0", "procedure-\0-\u{7f}", ""] {
+        let result = db
+            .call_procedure(name, as_client(ALICE, 0), Vec::new())
+            .unwrap_or_else(|e| panic!("{name:?} was not run: {e}"));
+        assert!(
+            matches!(&result.outcome, ProcedureOutcome::NoSuchProcedure { procedure } if procedure.contains(name)),
+            "{name:?}: {:?}",
+            result.outcome
+        );
+    }
+
+    // Calls whose replies wait on a gate keep their slots.
+    let (gate_tx, gate_rx) = std::sync::mpsc::sync_channel::<()>(0);
+    let gate = std::sync::Arc::new(std::sync::Mutex::new(gate_rx));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let submit = |gate: std::sync::Arc<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>| {
+        let done = done_tx.clone();
+        db.submit_procedure(
+            "no_such_procedure".into(),
+            as_client(ALICE, 0),
+            Vec::new(),
+            move |result| {
+                gate.lock().unwrap().recv().unwrap();
+                done.send(result.outcome).unwrap();
+            },
+        )
+    };
+    for _ in 0..PROCEDURES_RUNNING_COUNT_MAX {
+        submit(gate.clone()).expect("under the per-database cap");
+    }
+    assert!(
+        matches!(submit(gate.clone()), Err(SubmitError::Overloaded(_))),
+        "one call past the cap is refused"
+    );
+    // Another database is not held back by this one's share.
+    let other = create(&host, "abi-coverage", in_memory());
+    let result = other
+        .call_procedure("proc_with_tx", as_client(OWNER, 0), enc(&1u64))
+        .unwrap();
+    assert!(
+        matches!(result.outcome, ProcedureOutcome::Returned { .. }),
+        "{:?}",
+        result.outcome
+    );
+    for _ in 0..PROCEDURES_RUNNING_COUNT_MAX {
+        gate_tx.send(()).unwrap();
+        let outcome = done_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert!(matches!(outcome, ProcedureOutcome::NoSuchProcedure { .. }));
+    }
+    // Every slot comes back once its call ended.
+    eventually(
+        Duration::from_secs(30),
+        "the procedure slots come back",
+        || db.procedure_calls() == 0,
+    );
+    let gate_open = std::sync::Arc::new(std::sync::Mutex::new({
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(PROCEDURES_RUNNING_COUNT_MAX);
+        for _ in 0..PROCEDURES_RUNNING_COUNT_MAX {
+            tx.send(()).unwrap();
+        }
+        rx
+    }));
+    for _ in 0..PROCEDURES_RUNNING_COUNT_MAX {
+        submit(gate_open.clone()).expect("the slots were given back");
+    }
+    for _ in 0..PROCEDURES_RUNNING_COUNT_MAX {
+        done_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    }
+}
+
+#[test]
 fn materialised_views_follow_commits() {
     use spacetimedb_sats::ProductValue;
     fn texts(rows: &[ProductValue]) -> Vec<String> {
@@ -645,7 +812,7 @@ fn republishing_hot_swaps_the_module_and_a_refused_update_changes_nothing() {
     let host = host(2);
     let db = create(&host, "chat", in_memory());
     assert!(db
-        .client_connected(ALICE, 1u128.to_le_bytes(), None)
+        .client_connected(ALICE, ConnectionId::from_u128(1), None)
         .unwrap()
         .outcome
         .is_committed());
