@@ -30,10 +30,11 @@ use std::time::{Duration, Instant};
 
 use orrery_module::{CallOptions, CallerContext, ReducerOutcome, Runtime};
 use serde_json::{json, Value};
+use spacetimedb_lib::{ConnectionId, Identity};
 use storage::{Database, DbOptions, DbStorage, SnapshotPolicy, TxOffset};
 use tenant_host::hosting::{DatabaseSpec, Host, HostConfig, HostedDatabase};
 
-const OWNER: [u8; 32] = [0x0e; 32];
+const OWNER: Identity = Identity::from_byte_array([0x0e; 32]);
 /// Calls kept submitted but not yet answered.
 const WINDOW: usize = 4_096;
 const WORKERS: usize = 2;
@@ -131,7 +132,7 @@ fn transfer_args(i: u64, accounts: u64) -> Vec<u8> {
 fn caller() -> CallerContext {
     CallerContext {
         sender: OWNER,
-        connection_id: [0; 16],
+        connection_id: ConnectionId::ZERO,
         timestamp_micros: 1_767_225_600_000_000,
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use orrery_module::{CallerContext, ReducerOutcome, Runtime};
-use spacetimedb_lib::Identity;
+use spacetimedb_lib::{ConnectionId, Identity};
 use storage::{DbOptions, SnapshotPolicy, TxOffset};
 use tenant_host::hosting::{Host, HostConfig, HostedDatabase};
 use tenant_host::registry::Registry;
@@ -43,7 +43,7 @@ fn open(dir: &std::path::Path) -> Registry {
 fn caller() -> CallerContext {
     CallerContext {
         sender: OWNER,
-        connection_id: [0; 16],
+        connection_id: ConnectionId::ZERO,
         timestamp_micros: 1_767_225_600_000_000,
     }
 }
@@ -74,7 +74,7 @@ fn metric_line(registry: &Registry, name: &str, id: &Identity) -> Option<String>
 #[test]
 fn restarts_replay_at_most_one_interval_and_nothing_after_a_clean_stop() {
     let dir = tempfile::tempdir().unwrap();
-    let owner = Identity::from_byte_array(OWNER);
+    let owner = OWNER;
     let registry = open(dir.path());
     let entry = registry
         .create(owner, Some("bank".into()), None, &module_bytes("bank"))
