@@ -82,21 +82,29 @@ fn restarts_replay_at_most_one_interval_and_nothing_after_a_clean_stop() {
     let id = entry.identity();
     let db = entry.database().clone();
     commit(&db, "seed", 4u64.to_le_bytes().to_vec());
+    // Rounds of a bit more than one interval, each waited on: the snapshot
+    // thread may only get to run once a round's calls are done.
     let mut last = TxOffset(0);
-    for i in 0..10 * INTERVAL {
-        last = transfer(&db, i);
-    }
-    db.storage().wait_durable(last).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let stats = loop {
-        let stats = db.storage().snapshot_stats();
-        if !stats.pending && stats.newest_offset.is_some_and(|n| n.0 + INTERVAL >= last.0) {
-            break stats;
+    let mut stats = storage::SnapshotStats::default();
+    for round in 1..=10u64 {
+        for i in 0..INTERVAL + 5 {
+            last = transfer(&db, round * 100 + i);
         }
-        assert!(Instant::now() < deadline, "no recent snapshot: {stats:?}");
-        std::thread::yield_now();
-    };
-    assert!(stats.taken >= 5, "{stats:?}");
+        db.storage().wait_durable(last).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        stats = loop {
+            let stats = db.storage().snapshot_stats();
+            if !stats.pending
+                && stats.taken >= round
+                && stats.newest_offset.is_some_and(|n| n.0 + INTERVAL >= last.0)
+            {
+                break stats;
+            }
+            assert!(Instant::now() < deadline, "no recent snapshot: {stats:?}");
+            std::thread::yield_now();
+        };
+    }
+    assert!(stats.taken >= 10, "{stats:?}");
     assert_eq!(stats.failed, 0, "{stats:?}");
     let first_segment = db.storage().commit_log().unwrap().segments()[0].first;
     assert!(first_segment.0 > 0, "old segments were dropped: {stats:?}");
