@@ -155,7 +155,14 @@ impl std::ops::Deref for ReadTx<'_> {
 impl Database {
     /// A database without durability: commits get offsets but nothing is written.
     pub fn in_memory(options: DbOptions) -> Database {
-        Database::from_parts(State::empty(), None, None, options, &RecoveryReport::default(), 0)
+        Database::from_parts(
+            State::empty(),
+            None,
+            None,
+            options,
+            &RecoveryReport::default(),
+            0,
+        )
     }
 
     /// Opens (recovers) a database: the newest snapshot that verifies and

@@ -28,12 +28,12 @@ mod tx;
 pub mod value;
 
 pub use db::{CommitObserver, Database, DbOptions, DbStorage, PreCommit, ReadTx, RecoveryReport};
-pub use snapshotter::{
-    SnapshotEvent, SnapshotListener, SnapshotPolicy, SnapshotStats, Snapshotter,
-};
 pub use error::{CommitError, OpenError, SchemaError, TakeSnapshotError, TxError};
 pub use schema::{
     IndexAlgorithm, IndexDef, SequenceDef, TableDef, TableSchema, UniqueConstraintDef,
+};
+pub use snapshotter::{
+    SnapshotEvent, SnapshotListener, SnapshotPolicy, SnapshotStats, Snapshotter,
 };
 pub use state::{RowsRef, State};
 pub use tx::{AlteredTable, InsertOutcome, MutTx, TableDelta, TxDelta};

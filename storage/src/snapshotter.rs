@@ -274,7 +274,12 @@ impl SnapshotBook {
     }
 
     /// A snapshot attempt failed.
-    pub(crate) fn failed(&self, error: &TakeSnapshotError, took: Duration, segments_removed: usize) {
+    pub(crate) fn failed(
+        &self,
+        error: &TakeSnapshotError,
+        took: Duration,
+        segments_removed: usize,
+    ) {
         let mut stats = self.lock_stats();
         stats.failed += 1;
         stats.last_error = Some(error.to_string());

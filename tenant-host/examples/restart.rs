@@ -229,7 +229,11 @@ fn fill(db: &HostedDatabase, count: u64, accounts: u64) -> f64 {
         }
     }
     answers.wait_for(count as usize);
-    assert_eq!(answers.failed.load(Ordering::Relaxed), 0, "every transfer commits");
+    assert_eq!(
+        answers.failed.load(Ordering::Relaxed),
+        0,
+        "every transfer commits"
+    );
     let last = answers.last.load(Ordering::Relaxed);
     db.storage()
         .wait_durable(TxOffset(last - 1))
@@ -307,18 +311,25 @@ fn restarts(dir: &Path, policy: &str, wasm: &[u8], config: &Config) -> Value {
 fn run(history: u64, policy: &str, wasm: &[u8], config: &Config) -> Value {
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path().join("storage");
-    say(true, &format!("{policy}, {history} transfers: creating and seeding…"));
+    say(
+        true,
+        &format!("{policy}, {history} transfers: creating and seeding…"),
+    );
     let (fill_rate, stats) = {
         let host = host();
-        let (storage, _) = Database::open(DbStorage::dir(&dir).expect("storage dir"), options(policy))
-            .expect("open");
+        let (storage, _) =
+            Database::open(DbStorage::dir(&dir).expect("storage dir"), options(policy))
+                .expect("open");
         let db = host
             .create_database(spec(), storage, wasm)
             .expect("create the bank database");
         let seed = db
             .call_reducer("seed", caller(), config.accounts.to_le_bytes().to_vec())
             .expect("submit seed");
-        assert!(matches!(seed.outcome, ReducerOutcome::Committed { .. }), "seed commits");
+        assert!(
+            matches!(seed.outcome, ReducerOutcome::Committed { .. }),
+            "seed commits"
+        );
         say(true, &format!("  {history} transfers…"));
         let rate = fill(&db, history, config.accounts);
         // Dropping the hosted database waits for a snapshot in progress.
@@ -343,8 +354,9 @@ fn run(history: u64, policy: &str, wasm: &[u8], config: &Config) -> Value {
     if policy == "policy" {
         say(true, "  restarts after a clean stop…");
         {
-            let (db, _) = Database::open(DbStorage::dir(&dir).expect("storage dir"), options(policy))
-                .expect("open");
+            let (db, _) =
+                Database::open(DbStorage::dir(&dir).expect("storage dir"), options(policy))
+                    .expect("open");
             db.snapshot_if_behind().expect("shutdown snapshot");
         }
         result["after_clean_stop"] = restarts(&dir, policy, wasm, config);
@@ -356,7 +368,9 @@ fn run(history: u64, policy: &str, wasm: &[u8], config: &Config) -> Value {
 fn main() {
     let config = Config::from_args();
     let wasm = match &config.wasm {
-        Some(path) => std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display())),
+        Some(path) => {
+            std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+        }
         None => {
             say(true, "building the bank module (wasm32, release)…");
             modules::module_bytes("bank")

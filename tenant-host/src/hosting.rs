@@ -194,10 +194,8 @@ impl Host {
             pool: Arc::new(WorkerPool::with_policy(config.workers, config.pool)),
             procedures: Arc::new(ProcedurePool::default()),
             scheduler: Arc::new(Scheduler::start()),
-            snapshotter: storage::Snapshotter::start(
-                orrery_api::limits::SNAPSHOT_THREADS_DEFAULT,
-            )
-            .expect("spawning the snapshot thread"),
+            snapshotter: storage::Snapshotter::start(orrery_api::limits::SNAPSHOT_THREADS_DEFAULT)
+                .expect("spawning the snapshot thread"),
             config,
             next_key: AtomicU64::new(1),
         }
@@ -419,22 +417,24 @@ struct DbShared {
 /// Logs each background snapshot of database `name`: a failure is a
 /// warning (the database serves on; the policy asks again later).
 fn snapshot_listener(name: String) -> storage::SnapshotListener {
-    Arc::new(move |event: &storage::SnapshotEvent<'_>| match event.result {
-        Ok(written) => tracing::info!(
-            database = %name,
-            offset = written.as_ref().map(|w| w.offset.0),
-            bytes_written = written.as_ref().map_or(0, |w| w.bytes_written),
-            took_ms = event.took.as_millis() as u64,
-            segments_removed = event.stats.segments_removed,
-            "snapshot taken"
-        ),
-        Err(error) => tracing::warn!(
-            database = %name,
-            error = %error,
-            failures = event.stats.failed,
-            "snapshot failed; the next one is asked for after another interval"
-        ),
-    })
+    Arc::new(
+        move |event: &storage::SnapshotEvent<'_>| match event.result {
+            Ok(written) => tracing::info!(
+                database = %name,
+                offset = written.as_ref().map(|w| w.offset.0),
+                bytes_written = written.as_ref().map_or(0, |w| w.bytes_written),
+                took_ms = event.took.as_millis() as u64,
+                segments_removed = event.stats.segments_removed,
+                "snapshot taken"
+            ),
+            Err(error) => tracing::warn!(
+                database = %name,
+                error = %error,
+                failures = event.stats.failed,
+                "snapshot failed; the next one is asked for after another interval"
+            ),
+        },
+    )
 }
 
 /// The module's row-level security, checked against its own tables.

@@ -86,7 +86,12 @@ fn snapshots_on_policy_and_at_sigterm_leave_nothing_to_replay() {
         .to_owned();
     call(&o, &bearer, "seed", "[4]");
     for i in 0..30u64 {
-        call(&o, &bearer, "transfer", &format!("[{}, {}, 5]", 1 + i % 4, 1 + (i + 1) % 4));
+        call(
+            &o,
+            &bearer,
+            "transfer",
+            &format!("[{}, {}, 5]", 1 + i % 4, 1 + (i + 1) % 4),
+        );
     }
     // The policy's snapshots run in the background: wait for one.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -116,7 +116,10 @@ fn wait_for(db: &Database, what: &str, done: impl Fn(&SnapshotStats) -> bool) ->
         if done(&stats) {
             return stats;
         }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}: {stats:?}");
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting for {what}: {stats:?}"
+        );
         std::thread::yield_now();
     }
 }
@@ -133,16 +136,25 @@ fn snapshots_follow_the_policy_and_old_segments_go() {
     let mut stats = SnapshotStats::default();
     for round in 1..=10 {
         last = commit(&db, 60);
-        stats = wait_for(&db, "the round's snapshot, within one interval of the end", |s| {
-            !s.pending && s.taken >= round && s.newest_offset.is_some_and(|n| n.0 + 50 >= last.0)
-        });
+        stats = wait_for(
+            &db,
+            "the round's snapshot, within one interval of the end",
+            |s| {
+                !s.pending
+                    && s.taken >= round
+                    && s.newest_offset.is_some_and(|n| n.0 + 50 >= last.0)
+            },
+        );
     }
     assert!(stats.taken >= 10, "{stats:?}");
     assert_eq!(stats.failed, 0, "{stats:?}");
     assert!(stats.segments_removed > 0, "{stats:?}");
 
     let kept = stores.snapshots();
-    assert!(!kept.is_empty() && kept.len() <= 2, "retention keeps 2: {kept:?}");
+    assert!(
+        !kept.is_empty() && kept.len() <= 2,
+        "retention keeps 2: {kept:?}"
+    );
     let oldest = *kept.last().unwrap();
     let segments = db.commit_log().unwrap().segments();
     assert!(
@@ -152,7 +164,11 @@ fn snapshots_follow_the_policy_and_old_segments_go() {
         segments[0].first
     );
     let on_disk = stores.segments.list().unwrap();
-    assert_eq!(on_disk.first(), Some(&segments[0].first), "removed from the store too");
+    assert_eq!(
+        on_disk.first(),
+        Some(&segments[0].first),
+        "removed from the store too"
+    );
     drop(db);
 
     let (db, report) = stores.open(every(50));
@@ -184,7 +200,11 @@ fn snapshot_if_behind_leaves_nothing_to_replay() {
     let last = commit(&db, 30);
     assert_eq!(db.snapshot_if_behind().unwrap(), Some(last));
     assert_eq!(db.snapshot_if_behind().unwrap(), Some(last));
-    assert_eq!(db.snapshot_stats().taken, 1, "the second call wrote nothing");
+    assert_eq!(
+        db.snapshot_stats().taken,
+        1,
+        "the second call wrote nothing"
+    );
     drop(db);
     let (db, report) = stores.open(SnapshotPolicy::NEVER);
     assert_eq!(report.snapshot_offset, Some(last));
@@ -233,7 +253,11 @@ fn a_failing_snapshot_store_fails_no_commit_and_is_retried() {
     commit(&db, 50);
     let stats = wait_for(&db, "a failed snapshot", |s| s.failed >= 1);
     assert!(
-        stats.last_error.as_deref().unwrap_or("").contains("injected"),
+        stats
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("injected"),
         "{stats:?}"
     );
     assert_eq!(stats.newest_offset, None);
@@ -241,7 +265,9 @@ fn a_failing_snapshot_store_fails_no_commit_and_is_retried() {
     commit(&db, 50);
     blobs.failing.store(false, Ordering::SeqCst);
     let last = commit(&db, 25);
-    let stats = wait_for(&db, "a snapshot after the store recovered", |s| s.taken >= 1);
+    let stats = wait_for(&db, "a snapshot after the store recovered", |s| {
+        s.taken >= 1
+    });
     assert!(stats.newest_offset.is_some(), "{stats:?}");
     drop(db);
     let (db, report) = stores.open(every(20));
@@ -305,7 +331,10 @@ fn a_slow_snapshot_holds_up_no_commit_and_never_runs_twice() {
     commit(&db, 10);
     let deadline = Instant::now() + PATIENCE;
     while blobs.waiting.load(Ordering::SeqCst) == 0 {
-        assert!(Instant::now() < deadline, "the snapshot never started writing");
+        assert!(
+            Instant::now() < deadline,
+            "the snapshot never started writing"
+        );
         std::thread::yield_now();
     }
     // The snapshot is stuck in its write: commits go on, many intervals' worth.

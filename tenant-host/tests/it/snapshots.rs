@@ -96,7 +96,9 @@ fn restarts_replay_at_most_one_interval_and_nothing_after_a_clean_stop() {
             let stats = db.storage().snapshot_stats();
             if !stats.pending
                 && stats.taken >= round
-                && stats.newest_offset.is_some_and(|n| n.0 + INTERVAL >= last.0)
+                && stats
+                    .newest_offset
+                    .is_some_and(|n| n.0 + INTERVAL >= last.0)
             {
                 break stats;
             }
