@@ -224,7 +224,7 @@ fn fill(db: &HostedDatabase, count: u64, accounts: u64) -> f64 {
             },
         )
         .expect("submit");
-        if (i + 1) % 250_000 == 0 {
+        if (i + 1).is_multiple_of(250_000) {
             say(true, &format!("    {} transfers submitted", i + 1));
         }
     }
