@@ -3,16 +3,19 @@
 //! Owns: opening (newest valid snapshot, then replay of the log after it), the
 //! commit path (append under the write lock, so log order is commit order),
 //! the sticky refusal of writes after a log failure or a panic, and taking
-//! snapshots (copy under the lock, encode and write outside it).
+//! snapshots (copy under the lock, encode and write outside it, then drop
+//! the log segments no kept snapshot needs).
 //! Does not own: the byte formats (`storage::record`, `storage::commitlog`,
-//! `storage::snapshot`) or what a transaction may do (`storage::tx`).
+//! `storage::snapshot`), what a transaction may do (`storage::tx`), or when
+//! snapshots are taken in the background (`storage::snapshotter`).
 //!
 //! Invariant: `State::next_offset` equals the commit log's next offset, and a
 //! snapshot is published only for an offset that is already durable.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
 
 use parking_lot::{RwLock, RwLockReadGuard};
 
@@ -23,6 +26,9 @@ use crate::commitlog::{self, CommitLog, CommitLogOptions, FileSegmentStore, Segm
 use crate::error::{CommitError, OpenError, TakeSnapshotError};
 use crate::record;
 use crate::snapshot::{BlobStore, DirBlobStore, SnapshotPart, SnapshotRepo, SnapshotWritten};
+use crate::snapshotter::{
+    SnapshotBook, SnapshotEvent, SnapshotListener, SnapshotPolicy, SnapshotStats, Snapshotter,
+};
 use crate::state::State;
 use crate::tx::MutTx;
 use crate::value::Row;
@@ -32,6 +38,9 @@ use crate::value::Row;
 pub struct DbOptions {
     pub segment_bytes_max: u64,
     pub snapshot_retain: usize,
+    /// When to take the next snapshot in the background (applied once the
+    /// database has a [`Snapshotter`], see [`Database::set_snapshotter`]).
+    pub snapshot_policy: SnapshotPolicy,
     /// Sequence values reserved per commit-log entry (gaps after a restart are at most this).
     pub sequence_reserve_step: i128,
     /// Test-only: the commit log skips its fsync but still reports durability.
@@ -44,6 +53,7 @@ impl Default for DbOptions {
         DbOptions {
             segment_bytes_max: orrery_api::limits::COMMITLOG_SEGMENT_BYTES_DEFAULT,
             snapshot_retain: orrery_api::limits::SNAPSHOT_RETAIN_DEFAULT,
+            snapshot_policy: SnapshotPolicy::default(),
             sequence_reserve_step: 4096,
             skip_fsync_canary: false,
         }
@@ -100,6 +110,9 @@ pub(crate) struct DbInner {
     poisoned: AtomicBool,
     log_failed: Mutex<Option<String>>,
     snapshot_running: Mutex<()>,
+    /// The policy's counters, the background snapshotter and the stats.
+    book: SnapshotBook,
+    me: Weak<DbInner>,
     observer: RwLock<Option<Arc<dyn CommitObserver>>>,
     pre_commit: RwLock<Option<Arc<dyn PreCommit>>>,
 }
@@ -142,7 +155,14 @@ impl std::ops::Deref for ReadTx<'_> {
 impl Database {
     /// A database without durability: commits get offsets but nothing is written.
     pub fn in_memory(options: DbOptions) -> Database {
-        Database::from_parts(State::empty(), None, None, options)
+        Database::from_parts(
+            State::empty(),
+            None,
+            None,
+            options,
+            &RecoveryReport::default(),
+            0,
+        )
     }
 
     /// Opens (recovers) a database: the newest snapshot that verifies and
@@ -182,6 +202,7 @@ impl Database {
         };
         let log = CommitLog::open(storage.segments, log_options)?;
         let needed = state.next_offset;
+        let mut replayed_bytes = 0u64;
         let replayed = log.replay(needed, |offset, payload| {
             if offset != state.next_offset {
                 return Err(OpenError::Gap {
@@ -197,6 +218,7 @@ impl Database {
             })?;
             state.next_offset = offset.next();
             report.records_replayed += 1;
+            replayed_bytes += payload.len() as u64;
             Ok(())
         });
         match replayed {
@@ -223,10 +245,8 @@ impl Database {
             });
         }
         report.last_offset = state.last_offset();
-        Ok((
-            Database::from_parts(state, Some(log), repo, options),
-            report,
-        ))
+        let db = Database::from_parts(state, Some(log), repo, options, &report, replayed_bytes);
+        Ok((db, report))
     }
 
     fn from_parts(
@@ -234,9 +254,22 @@ impl Database {
         log: Option<CommitLog>,
         snapshots: Option<SnapshotRepo>,
         options: DbOptions,
+        recovered: &RecoveryReport,
+        replayed_bytes: u64,
     ) -> Database {
+        // Without a snapshot store there is nothing to snapshot into.
+        let policy = match snapshots {
+            Some(_) => options.snapshot_policy,
+            None => SnapshotPolicy::NEVER,
+        };
+        let book = SnapshotBook::new(
+            policy,
+            recovered.snapshot_offset,
+            recovered.records_replayed,
+            replayed_bytes,
+        );
         Database {
-            inner: Arc::new(DbInner {
+            inner: Arc::new_cyclic(|me| DbInner {
                 state: Arc::new(RwLock::new(state)),
                 log,
                 snapshots,
@@ -244,10 +277,65 @@ impl Database {
                 poisoned: AtomicBool::new(false),
                 log_failed: Mutex::new(None),
                 snapshot_running: Mutex::new(()),
+                book,
+                me: me.clone(),
                 observer: RwLock::new(None),
                 pre_commit: RwLock::new(None),
             }),
         }
+    }
+
+    pub(crate) fn from_inner(inner: Arc<DbInner>) -> Database {
+        Database { inner }
+    }
+
+    /// Hands the database to `snapshotter` (or with `None` takes it back):
+    /// from now on, once [`DbOptions::snapshot_policy`] is due, a commit asks
+    /// for a snapshot that one of the snapshotter's threads takes with
+    /// [`Database::take_snapshot`], off the commit path. `listener` hears
+    /// each outcome. If the policy is already due (a long replay at open),
+    /// the first snapshot is asked for now. Taking it back waits for a
+    /// background snapshot in progress, so none touches the storage after
+    /// this returns (call it before the database is closed and reopened).
+    pub fn set_snapshotter(
+        &self,
+        snapshotter: Option<Arc<Snapshotter>>,
+        listener: Option<SnapshotListener>,
+    ) {
+        let detach = snapshotter.is_none();
+        self.inner.book.set_background(snapshotter, listener);
+        if detach {
+            // A job queued before this finds no snapshotter and does nothing.
+            drop(self.lock_snapshots());
+        } else {
+            self.inner.book.request_if_due(&self.inner.me);
+        }
+    }
+
+    /// What this database's snapshots did since it was opened.
+    pub fn snapshot_stats(&self) -> SnapshotStats {
+        self.inner.book.stats()
+    }
+
+    /// A snapshot thread's job: take one (unless the snapshotter was taken
+    /// back meanwhile), let the listener know, and ask again if the policy
+    /// came due meanwhile.
+    pub(crate) fn background_snapshot(&self) {
+        let started = Instant::now();
+        let result = self.snapshot(Mode::Background);
+        let took = started.elapsed();
+        let listener = self.inner.book.background_done();
+        let Some(result) = result else { return };
+        let result = result.map(|taken| taken.and_then(|(_, written)| written));
+        if let Some(listener) = listener {
+            let stats = self.snapshot_stats();
+            listener(&SnapshotEvent {
+                result: &result,
+                took,
+                stats: &stats,
+            });
+        }
+        self.inner.book.request_if_due(&self.inner.me);
     }
 
     /// Installs (or with `None` removes) the observer of every later commit.
@@ -314,21 +402,74 @@ impl Database {
     /// read lock (writers wait only for that copy), waits until the snapshot's
     /// offset is durable, then encodes and writes outside any lock, keeps the
     /// newest `snapshot_retain` snapshots and drops log segments that no kept
-    /// snapshot needs. Returns `None` if nothing was ever committed.
+    /// snapshot needs. Snapshots of one database are taken one at a time (a
+    /// second call waits for the first). Returns `None` if nothing was ever
+    /// committed. The outcome is counted in [`Database::snapshot_stats`].
     pub fn take_snapshot(&self) -> Result<Option<SnapshotWritten>, TakeSnapshotError> {
-        let Some(repo) = &self.inner.snapshots else {
-            return Ok(None);
-        };
-        let _one_at_a_time = self
-            .inner
+        self.snapshot(Mode::Always)
+            .unwrap_or(Ok(None))
+            .map(|taken| taken.and_then(|(_, written)| written))
+    }
+
+    /// Takes a snapshot unless the newest one already holds the last
+    /// committed transaction (for a clean shutdown: the next open then
+    /// replays nothing). Returns the newest snapshot's offset afterwards.
+    pub fn snapshot_if_behind(&self) -> Result<Option<TxOffset>, TakeSnapshotError> {
+        self.snapshot(Mode::IfBehind)
+            .unwrap_or(Ok(None))
+            .map(|taken| taken.map(|(offset, _)| offset))
+    }
+
+    fn lock_snapshots(&self) -> std::sync::MutexGuard<'_, ()> {
+        // Guards no data: a panic in another snapshot leaves nothing to repair.
+        self.inner
             .snapshot_running
             .lock()
-            .unwrap_or_else(|e| e.into_inner());
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One snapshot at a time per database: `None` if a background job
+    /// found its snapshotter taken back; otherwise `Ok(None)` if nothing was
+    /// ever committed (or there is no snapshot store), else the snapshot's
+    /// offset and what was written (`None` when skipped because current).
+    #[allow(clippy::type_complexity)]
+    fn snapshot(
+        &self,
+        mode: Mode,
+    ) -> Option<Result<Option<(TxOffset, Option<SnapshotWritten>)>, TakeSnapshotError>> {
+        let Some(repo) = &self.inner.snapshots else {
+            return Some(Ok(None));
+        };
+        let _one_at_a_time = self.lock_snapshots();
+        if mode == Mode::Background && !self.inner.book.has_background() {
+            return None;
+        }
+        let started = Instant::now();
+        let mut removed = 0;
+        let result = self.snapshot_locked(repo, mode == Mode::IfBehind, &mut removed);
+        match &result {
+            Ok(Some((_, Some(_)))) => self.inner.book.taken(started.elapsed(), removed),
+            // Nothing committed, or skipped because current: nothing to count.
+            Ok(_) => {}
+            Err(error) => self.inner.book.failed(error, started.elapsed(), removed),
+        }
+        Some(result)
+    }
+
+    fn snapshot_locked(
+        &self,
+        repo: &SnapshotRepo,
+        skip_if_current: bool,
+        removed: &mut usize,
+    ) -> Result<Option<(TxOffset, Option<SnapshotWritten>)>, TakeSnapshotError> {
         let (offset, meta, tables) = {
             let state = self.inner.state.read();
             let Some(offset) = state.last_offset() else {
                 return Ok(None);
             };
+            if skip_if_current && self.inner.book.newest() == Some(offset) {
+                return Ok(Some((offset, None)));
+            }
             let tables: Vec<_> = state
                 .tables
                 .values()
@@ -339,6 +480,8 @@ impl Database {
                     (table.schema.clone(), reserved, rows)
                 })
                 .collect();
+            // Every record so far is in this copy; the policy counts anew.
+            self.inner.book.copied();
             (offset, record::encode_meta(&state), tables)
         };
         if let Some(log) = &self.inner.log {
@@ -365,13 +508,17 @@ impl Database {
         }
         let refs: Vec<_> = parts.iter().map(SnapshotPart::as_part_ref).collect();
         let written = repo.write(offset, &refs)?;
-        repo.retain(self.inner.options.snapshot_retain)?;
-        if let (Some(log), Some(oldest)) = (&self.inner.log, repo.list()?.last()) {
-            // Replay from the oldest kept snapshot needs every record after it.
-            log.remove_segments_below(oldest.next())
-                .map_err(|e| TakeSnapshotError::Log(e.to_string()))?;
+        self.inner.book.published(offset);
+        let kept = repo.retain(self.inner.options.snapshot_retain)?;
+        // Replay from the oldest kept snapshot that verified needs every
+        // record after it; nothing older is needed by any kept snapshot.
+        if let (Some(log), Some(oldest)) = (&self.inner.log, kept.kept.last()) {
+            *removed = log
+                .remove_segments_below(oldest.next())
+                .map_err(|e| TakeSnapshotError::Log(e.to_string()))?
+                .len();
         }
-        Ok(Some(written))
+        Ok(Some((offset, Some(written))))
     }
 }
 
@@ -402,6 +549,7 @@ impl DbInner {
         state: &mut State,
         payload: Vec<u8>,
     ) -> Result<TxOffset, CommitError> {
+        let bytes = payload.len() as u64;
         let offset = match &self.log {
             None => state.next_offset,
             Some(log) => match log.append(payload) {
@@ -419,6 +567,7 @@ impl DbInner {
             "commit-log offsets follow the state's"
         );
         state.next_offset = offset.next();
+        self.book.appended(bytes, &self.me);
         Ok(offset)
     }
 
@@ -437,6 +586,17 @@ impl DbInner {
     pub(crate) fn poison(&self) {
         self.poisoned.store(true, Ordering::Release);
     }
+}
+
+/// Who asked for a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// An explicit `take_snapshot`: always write.
+    Always,
+    /// Shutdown: skip if the newest snapshot is at the last offset.
+    IfBehind,
+    /// A snapshot thread: skip if the snapshotter was taken back.
+    Background,
 }
 
 /// Rebuilds the state from a snapshot's parts; returns it and its row count.

@@ -21,6 +21,7 @@ mod db;
 pub mod error;
 mod record;
 pub mod schema;
+pub mod snapshotter;
 mod state;
 mod table;
 mod tx;
@@ -30,6 +31,9 @@ pub use db::{CommitObserver, Database, DbOptions, DbStorage, PreCommit, ReadTx, 
 pub use error::{CommitError, OpenError, SchemaError, TakeSnapshotError, TxError};
 pub use schema::{
     IndexAlgorithm, IndexDef, SequenceDef, TableDef, TableSchema, UniqueConstraintDef,
+};
+pub use snapshotter::{
+    SnapshotEvent, SnapshotListener, SnapshotPolicy, SnapshotStats, Snapshotter,
 };
 pub use state::{RowsRef, State};
 pub use tx::{AlteredTable, InsertOutcome, MutTx, TableDelta, TxDelta};

@@ -1,7 +1,7 @@
 //! Hosting: tenant databases served by one host process.
 //!
-//! Owns: [`Host`] (the runtime, the bounded worker pool and the timer thread
-//! shared by every database of the process) and [`HostedDatabase`] (one
+//! Owns: [`Host`] (the runtime, the bounded worker pool, the timer thread
+//! and the snapshotter shared by every database of the process) and [`HostedDatabase`] (one
 //! database: its storage, its current module, its serial lane, its schedule
 //! timers and its connected clients). Every call for a database — client
 //! reducer calls, connect and disconnect hooks, scheduled runs — goes through
@@ -210,6 +210,8 @@ pub struct Host {
     /// storage write lock.
     procedures: Arc<ProcedurePool>,
     scheduler: Arc<Scheduler>,
+    /// Takes every database's snapshots on its policy, off the lanes.
+    snapshotter: Arc<storage::Snapshotter>,
     config: HostConfig,
     next_key: AtomicU64,
 }
@@ -221,6 +223,8 @@ impl Host {
             pool: Arc::new(WorkerPool::with_policy(config.workers, config.pool)),
             procedures: Arc::new(ProcedurePool::default()),
             scheduler: Arc::new(Scheduler::start()),
+            snapshotter: storage::Snapshotter::start(orrery_api::limits::SNAPSHOT_THREADS_DEFAULT)
+                .expect("spawning the snapshot thread"),
             config,
             next_key: AtomicU64::new(1),
         }
@@ -393,6 +397,10 @@ impl Host {
         });
         let maintainer = views::ViewMaintainer(Arc::downgrade(&shared));
         shared.storage.set_pre_commit(Some(Arc::new(maintainer)));
+        shared.storage.set_snapshotter(
+            Some(self.snapshotter.clone()),
+            Some(snapshot_listener(shared.name.clone())),
+        );
         Ok(HostedDatabase { shared })
     }
 }
@@ -406,7 +414,7 @@ impl Drop for Host {
 }
 
 /// One hosted database. Cheap to clone; the database is unloaded (its timers
-/// cancelled) when the last clone is dropped.
+/// cancelled, its background snapshots stopped) when the last clone is dropped.
 #[derive(Clone)]
 pub struct HostedDatabase {
     shared: Arc<DbShared>,
@@ -437,6 +445,29 @@ struct DbShared {
     clients: Arc<Clients>,
     /// Reducer calls by outcome, their durations and fuel (for `/metrics`).
     stats: stats::CallStats,
+}
+
+/// Logs each background snapshot of database `name`: a failure is a
+/// warning (the database serves on; the policy asks again later).
+fn snapshot_listener(name: String) -> storage::SnapshotListener {
+    Arc::new(
+        move |event: &storage::SnapshotEvent<'_>| match event.result {
+            Ok(written) => tracing::info!(
+                database = %name,
+                offset = written.as_ref().map(|w| w.offset.0),
+                bytes_written = written.as_ref().map_or(0, |w| w.bytes_written),
+                took_ms = event.took.as_millis() as u64,
+                segments_removed = event.stats.segments_removed,
+                "snapshot taken"
+            ),
+            Err(error) => tracing::warn!(
+                database = %name,
+                error = %error,
+                failures = event.stats.failed,
+                "snapshot failed; the next one is asked for after another interval"
+            ),
+        },
+    )
 }
 
 /// The module's row-level security, checked against its own tables.
@@ -706,6 +737,9 @@ impl Drop for DbShared {
     fn drop(&mut self) {
         self.storage.set_commit_observer(None);
         self.storage.set_pre_commit(None);
+        // Waits for a background snapshot in progress: once unloaded, the
+        // database's files may be reopened or deleted.
+        self.storage.set_snapshotter(None, None);
         self.clients.shutdown();
         self.scheduler.cancel_database(self.key);
     }

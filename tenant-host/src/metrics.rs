@@ -7,7 +7,8 @@
 //! Does not own: the counters themselves — reducer calls live with each
 //! database (`hosting::stats::CallStats`), client fan-out in
 //! `clients::ClientStats`, commit-log syncs in storage
-//! (`storage::commitlog::CommitLog::sync_stats`), recovery time on the
+//! (`storage::commitlog::CommitLog::sync_stats`), snapshots in storage
+//! (`storage::Database::snapshot_stats`), recovery time and report on the
 //! registry entry, databases that did not open in the registry.
 //!
 //! Invariants: every sample of a metric family follows its `# TYPE` line
@@ -178,7 +179,9 @@ struct DbSample {
     bytes_sent: u64,
     slow_clients_dropped: u64,
     syncs: Option<storage::commitlog::SyncStatsSnapshot>,
+    snapshots: storage::SnapshotStats,
     recovery: Option<Duration>,
+    records_replayed: Option<u64>,
 }
 
 fn sample_all(registry: &Registry) -> Vec<DbSample> {
@@ -206,7 +209,9 @@ fn sample_all(registry: &Registry) -> Vec<DbSample> {
                 bytes_sent: clients.stats.bytes_queued.load(Relaxed),
                 slow_clients_dropped: clients.stats.slow_clients_dropped.load(Relaxed),
                 syncs: db.storage().commit_log().map(|log| log.sync_stats()),
+                snapshots: db.storage().snapshot_stats(),
                 recovery: entry.recovery_time(),
+                records_replayed: entry.recovery_report().map(|r| r.records_replayed),
             }
         })
         .collect()
@@ -263,7 +268,7 @@ pub fn render(registry: &Registry) -> String {
         }
     }
 
-    let per_db: [PerDatabase; 9] = [
+    let per_db: [PerDatabase; 12] = [
         (
             "orrery_fuel_used_total",
             Kind::Counter,
@@ -318,6 +323,24 @@ pub fn render(registry: &Registry) -> String {
             "Commit-log fsyncs by the group-commit writer.",
             |d| d.syncs.as_ref().map_or(0, |s| s.count),
         ),
+        (
+            "orrery_snapshots_total",
+            Kind::Counter,
+            "Snapshots written since the process started (policy and shutdown).",
+            |d| d.snapshots.taken,
+        ),
+        (
+            "orrery_snapshot_failures_total",
+            Kind::Counter,
+            "Snapshots that failed since the process started (retried after another interval).",
+            |d| d.snapshots.failed,
+        ),
+        (
+            "orrery_commitlog_records_since_snapshot",
+            Kind::Gauge,
+            "Commit-log records since the newest snapshot attempt: about what a restart would replay.",
+            |d| d.snapshots.txs_since,
+        ),
     ];
     for (name, kind, help, get) in per_db {
         x.family(name, kind, help);
@@ -341,6 +364,34 @@ pub fn render(registry: &Registry) -> String {
                     buckets: &s.buckets,
                     sum: s.sum,
                 },
+            );
+        }
+    }
+    x.family(
+        "orrery_snapshot_offset",
+        Kind::Gauge,
+        "Transaction offset of the newest snapshot (absent before the first).",
+    );
+    for d in &dbs {
+        if let Some(offset) = d.snapshots.newest_offset {
+            x.sample(
+                "orrery_snapshot_offset",
+                &[("database", d.database.as_str())],
+                offset.0,
+            );
+        }
+    }
+    x.family(
+        "orrery_recovery_records_replayed",
+        Kind::Gauge,
+        "Commit-log records replayed to recover the database when the process started.",
+    );
+    for d in &dbs {
+        if let Some(replayed) = d.records_replayed {
+            x.sample(
+                "orrery_recovery_records_replayed",
+                &[("database", d.database.as_str())],
+                replayed,
             );
         }
     }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use durable::fs::{create_dir_all_durable, write_atomic};
 use serde::{Deserialize, Serialize};
 use spacetimedb_lib::Identity;
-use storage::{Database, DbOptions, DbStorage};
+use storage::{Database, DbOptions, DbStorage, RecoveryReport};
 
 use crate::hosting::{recorded_module, DatabaseSpec, Host, HostedDatabase, PublishError};
 use orrery_module::update::{UpdateMode, UpdateReport};
@@ -206,6 +206,8 @@ pub struct Entry {
     publishing: Mutex<()>,
     /// How long opening (recovering) it took when the registry opened.
     recovery: Option<Duration>,
+    /// What that recovery found (snapshot used, records replayed).
+    recovery_report: Option<RecoveryReport>,
 }
 
 impl Entry {
@@ -225,6 +227,12 @@ impl Entry {
     /// for databases created since.
     pub fn recovery_time(&self) -> Option<Duration> {
         self.recovery
+    }
+
+    /// What recovery found when the process opened this database; `None`
+    /// for databases created since.
+    pub fn recovery_report(&self) -> Option<&RecoveryReport> {
+        self.recovery_report.as_ref()
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -316,6 +324,8 @@ struct Inner {
 pub struct Registry {
     root: PathBuf,
     host: Arc<Host>,
+    /// Storage options of every database opened or created here.
+    db_options: DbOptions,
     inner: Mutex<Inner>,
     /// Becomes true when the process starts shutting down; long-running
     /// requests (log followers) end then.
@@ -351,10 +361,21 @@ impl Registry {
     /// while every other database serves. Fails only when `root` itself
     /// cannot be created or listed.
     pub fn open(root: &Path, host: Arc<Host>) -> Result<Registry, RegistryError> {
+        Registry::open_with(root, host, DbOptions::default())
+    }
+
+    /// [`Registry::open`] with the storage options (snapshot policy, segment
+    /// size) of every database it opens or creates.
+    pub fn open_with(
+        root: &Path,
+        host: Arc<Host>,
+        db_options: DbOptions,
+    ) -> Result<Registry, RegistryError> {
         create_dir_all_durable(root)?;
         let registry = Registry {
             root: root.to_path_buf(),
             host,
+            db_options,
             inner: Mutex::new(Inner {
                 databases: HashMap::new(),
                 broken: HashMap::new(),
@@ -490,7 +511,7 @@ impl Registry {
         };
         let storage = DbStorage::dir(&dir.join(STORAGE_DIR))
             .map_err(|e| failure(BrokenReason::Storage, e))?;
-        let (db, report) = Database::open(storage, DbOptions::default())
+        let (db, report) = Database::open(storage, self.db_options.clone())
             .map_err(|e| failure(BrokenReason::Storage, e))?;
         let recorded = recorded_module(&db).map_err(|e| failure(BrokenReason::Storage, e))?;
         // The schema names its module; the pointer lags it by at most one
@@ -523,6 +544,7 @@ impl Registry {
             database = %hex,
             names = ?meta.names,
             last_offset = ?report.last_offset.map(|o| o.0),
+            snapshot_offset = ?report.snapshot_offset.map(|o| o.0),
             records_replayed = report.records_replayed,
             recovery_ms = recovery.as_millis() as u64,
             "database recovered"
@@ -553,6 +575,7 @@ impl Registry {
         }
         Ok(Arc::new(Entry {
             recovery: Some(recovery),
+            recovery_report: Some(report),
             identity,
             owner,
             dir: dir.to_path_buf(),
@@ -753,7 +776,7 @@ impl Registry {
             write_meta(&dir, &meta)?;
             store_module(&dir, &hash, wasm)?;
             let storage = DbStorage::dir(&dir.join(STORAGE_DIR))?;
-            let (db, _) = Database::open(storage, DbOptions::default())
+            let (db, _) = Database::open(storage, self.db_options.clone())
                 .map_err(|e| RegistryError::Storage(e.to_string()))?;
             let database =
                 self.host
@@ -773,6 +796,7 @@ impl Registry {
                 module_hash: Mutex::new(hash),
                 publishing: Mutex::new(()),
                 recovery: None,
+                recovery_report: None,
             }))
         })();
         if made.is_err() {
@@ -994,6 +1018,27 @@ impl Registry {
             if let Err(e) = entry.database.storage().flush() {
                 tracing::warn!(database = %entry.identity.to_hex(), error = %e, "flush failed");
                 first_error.get_or_insert(RegistryError::Storage(e.to_string()));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Snapshots every database whose newest snapshot is behind its last
+    /// commit (at clean shutdown, after [`Registry::flush_all`], so the next
+    /// open replays nothing). A failure is logged and the others go on; the
+    /// first is returned.
+    pub fn snapshot_all(&self) -> Result<(), RegistryError> {
+        let mut first_error = None;
+        for entry in self.all() {
+            let database = entry.identity.to_hex();
+            match entry.database.storage().snapshot_if_behind() {
+                Ok(offset) => {
+                    tracing::debug!(database = %database, offset = ?offset.map(|o| o.0), "snapshot at shutdown")
+                }
+                Err(e) => {
+                    tracing::warn!(database = %database, error = %e, "snapshot at shutdown failed");
+                    first_error.get_or_insert(RegistryError::Storage(e.to_string()));
+                }
             }
         }
         first_error.map_or(Ok(()), Err)

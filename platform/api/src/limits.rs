@@ -341,3 +341,34 @@ pub const SMALL_BODY_BYTES_MAX: usize = 64 * 1024;
 const _: () = assert!(MODULE_BYTES_MAX as u64 * 4 <= COMPILED_MODULES_CACHE_BYTES_DEFAULT);
 // A call's body is not a module's: uploads are the largest body there is.
 const _: () = assert!(CALL_BODY_BYTES_MAX <= MODULE_BYTES_MAX);
+
+// --- Snapshot policy (issue 12, "Nothing takes snapshots") ---
+
+/// Committed transactions since the last snapshot after which a database
+/// takes the next one in the background. A restart replays at most about
+/// this many records (plus the ones committed while that snapshot ran).
+pub const SNAPSHOT_EVERY_TXS_DEFAULT: u64 = 100_000;
+
+/// Bytes of commit-log payload since the last snapshot after which a database
+/// takes the next one, whichever of this and [`SNAPSHOT_EVERY_TXS_DEFAULT`]
+/// comes first: it bounds replay time when records are large.
+pub const SNAPSHOT_EVERY_LOG_BYTES_DEFAULT: u64 = 16 * 1024 * 1024;
+
+/// Threads of one process that take background snapshots (shared by every
+/// database; each encodes and writes one snapshot at a time).
+pub const SNAPSHOT_THREADS_DEFAULT: usize = 1;
+
+/// Databases waiting for a background snapshot thread; one more request is
+/// dropped (and asked again by the database's next commit).
+pub const SNAPSHOT_QUEUE_DATABASES_MAX: usize = 4096;
+
+// A snapshot that cannot be kept could not be recovered from.
+const _: () = assert!(SNAPSHOT_RETAIN_DEFAULT >= 1);
+const _: () = assert!(SNAPSHOT_EVERY_TXS_DEFAULT > 0 && SNAPSHOT_EVERY_LOG_BYTES_DEFAULT > 0);
+const _: () = assert!(SNAPSHOT_THREADS_DEFAULT >= 1 && SNAPSHOT_QUEUE_DATABASES_MAX >= 1);
+// The log the kept snapshots need (one interval each) fits in one segment, so
+// segment removal keeps the log on disk at about two segments.
+const _: () = assert!(
+    SNAPSHOT_EVERY_LOG_BYTES_DEFAULT * SNAPSHOT_RETAIN_DEFAULT as u64
+        <= COMMITLOG_SEGMENT_BYTES_DEFAULT
+);

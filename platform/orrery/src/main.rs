@@ -6,8 +6,9 @@
 //! (recovers) every database of the data directory's registry
 //! (`tenant_host::registry`), serves the client API (`orrery_edge`:
 //! identities and databases) on `--listen-addr`, and keeps running until
-//! SIGTERM or Ctrl-C; then it stops accepting, finishes requests in flight
-//! and makes every commit log durable. Logs go to stdout through
+//! SIGTERM or Ctrl-C; then it stops accepting, finishes requests in flight,
+//! makes every commit log durable and snapshots every database that is
+//! behind, so the next start replays nothing. Logs go to stdout through
 //! `tracing-subscriber`, human-readable or JSON (`--log-format`); the API
 //! also serves Prometheus metrics at `GET /metrics` (`tenant_host::metrics`).
 
@@ -18,7 +19,8 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use storage::{Database, DbOptions, DbStorage};
+use orrery_api::limits::{SNAPSHOT_EVERY_LOG_BYTES_DEFAULT, SNAPSHOT_EVERY_TXS_DEFAULT};
+use storage::{Database, DbOptions, DbStorage, SnapshotPolicy};
 use tenant_host::hosting::{Host, HostConfig};
 use tenant_host::registry::Registry;
 
@@ -60,10 +62,20 @@ enum Command {
         /// (`json`). `RUST_LOG` filters them (default `info`).
         #[arg(long, env = "ORRERY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
         log_format: LogFormat,
+        /// A database takes a snapshot in the background after this many
+        /// transactions since its last one (0: never by count).
+        #[arg(long, env = "ORRERY_SNAPSHOT_EVERY_TXS", default_value_t = SNAPSHOT_EVERY_TXS_DEFAULT)]
+        snapshot_every_txs: u64,
+        /// … or after this many MiB of commit log since its last one,
+        /// whichever comes first (0: never by size).
+        #[arg(long, env = "ORRERY_SNAPSHOT_EVERY_LOG_MIB", default_value_t = SNAPSHOT_EVERY_LOG_BYTES_DEFAULT / MIB)]
+        snapshot_every_log_mib: u64,
     },
     #[command(flatten)]
     Dev(orrery_cli::Cmd),
 }
+
+const MIB: u64 = 1024 * 1024;
 
 /// How `orrery` writes its logs to stdout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -100,9 +112,18 @@ fn main() -> anyhow::Result<()> {
             data_dir,
             listen_addr,
             log_format,
+            snapshot_every_txs,
+            snapshot_every_log_mib,
         } => {
             init_logs(log_format);
-            start(&data_dir, &listen_addr)
+            let options = DbOptions {
+                snapshot_policy: SnapshotPolicy {
+                    every_txs: snapshot_every_txs,
+                    every_log_bytes: snapshot_every_log_mib.saturating_mul(MIB),
+                },
+                ..DbOptions::default()
+            };
+            start(&data_dir, &listen_addr, options)
         }
         Command::Dev(cmd) => {
             let code = orrery_cli::main(cmd);
@@ -114,7 +135,7 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn start(data_dir: &Path, listen_addr: &str) -> anyhow::Result<()> {
+fn start(data_dir: &Path, listen_addr: &str, options: DbOptions) -> anyhow::Result<()> {
     let databases_dir = data_dir.join("databases");
     std::fs::create_dir_all(&databases_dir)
         .with_context(|| format!("create data directory {}", databases_dir.display()))?;
@@ -126,11 +147,12 @@ fn start(data_dir: &Path, listen_addr: &str) -> anyhow::Result<()> {
 
     // Directories that are not registry databases (not named by a database
     // identity) are bare storage: recovered and kept durable, not served.
-    let bare = open_bare_storage(&databases_dir)?;
+    let bare = open_bare_storage(&databases_dir, &options)?;
     let runtime = orrery_module::Runtime::new().context("start the module runtime")?;
     let host = Arc::new(Host::new(runtime, HostConfig::default()));
     let registry = Arc::new(
-        Registry::open(&databases_dir, host).context("open the databases of the data directory")?,
+        Registry::open_with(&databases_dir, host, options)
+            .context("open the databases of the data directory")?,
     );
     let keys = orrery_edge::auth::Keys::load_or_create(&data_dir.join("keys"))
         .context("load or create the token signing key")?;
@@ -175,13 +197,27 @@ fn start(data_dir: &Path, listen_addr: &str) -> anyhow::Result<()> {
         db.flush()
             .with_context(|| format!("flush database `{name}`"))?;
     }
+    // Everything is durable now; a snapshot only shortens the next start,
+    // so a failure is logged (by `snapshot_all`) and the stop stays clean.
+    tracing::info!("stopping: snapshotting databases with new transactions");
+    if registry.snapshot_all().is_err() {
+        tracing::warn!("some snapshots failed; the next start replays their logs");
+    }
+    for (name, db) in &bare {
+        if let Err(e) = db.snapshot_if_behind() {
+            tracing::warn!(database = %name, error = %e, "snapshot at shutdown failed");
+        }
+    }
     tracing::info!(databases, "stopped cleanly");
     Ok(())
 }
 
 /// Opens (recovers) every directory under `databases_dir` whose name is not
 /// a database identity: storage written without the registry.
-fn open_bare_storage(databases_dir: &Path) -> anyhow::Result<Vec<(String, Database)>> {
+fn open_bare_storage(
+    databases_dir: &Path,
+    options: &DbOptions,
+) -> anyhow::Result<Vec<(String, Database)>> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(databases_dir)
         .with_context(|| format!("list {}", databases_dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -200,7 +236,7 @@ fn open_bare_storage(databases_dir: &Path) -> anyhow::Result<Vec<(String, Databa
         let started = Instant::now();
         let storage =
             DbStorage::dir(&path).with_context(|| format!("open storage of database `{name}`"))?;
-        let (db, report) = Database::open(storage, DbOptions::default())
+        let (db, report) = Database::open(storage, options.clone())
             .with_context(|| format!("recover database `{name}`"))?;
         tracing::info!(
             database = %name,

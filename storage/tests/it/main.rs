@@ -8,3 +8,4 @@ mod faults;
 mod garbage;
 mod model;
 mod schema_change;
+mod snapshots;

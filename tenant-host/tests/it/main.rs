@@ -9,3 +9,4 @@ mod harness;
 mod hosting;
 mod logs;
 mod registry;
+mod snapshots;
