@@ -927,7 +927,10 @@ mod tests {
         // All three are blocked in wait_durable before the sync fails.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while log.shared.lock().waiting < 3 {
-            assert!(std::time::Instant::now() < deadline, "the waiters never blocked");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the waiters never blocked"
+            );
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         gate.set(true);

@@ -81,12 +81,16 @@ pub(crate) fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !condition() {
         assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        // sleep-ok: the pause of a poll with a deadline.
         std::thread::sleep(Duration::from_millis(5));
     }
 }
 
 /// The hosted database published as `name`.
-fn hosted(server: &crate::database_api::Server, name: &str) -> tenant_host::hosting::HostedDatabase {
+fn hosted(
+    server: &crate::database_api::Server,
+    name: &str,
+) -> tenant_host::hosting::HostedDatabase {
     server
         .registry
         .resolve(name)

@@ -54,8 +54,8 @@ impl TestServer {
                         "/big" => ("200 OK", vec![b'x'; 4096]),
                         "/redirect" => ("302 Found\r\nLocation: /hello", b"moved".to_vec()),
                         "/slow" => {
-                            // The behaviour under test: a server slower than
-                            // the request's timeout (this sleep is not a wait).
+                            // sleep-ok: the behaviour under test, a server
+                            // slower than the request's timeout.
                             std::thread::sleep(Duration::from_secs(2));
                             ("200 OK", b"finally".to_vec())
                         }

@@ -258,7 +258,9 @@ fn publish_a_module_and_a_project() {
     );
     assert!(
         run.stderr.contains("Building bank ")
-            && run.stderr.contains(&format!("Checking pub-bank on {url} …"))
+            && run
+                .stderr
+                .contains(&format!("Checking pub-bank on {url} …"))
             && run.stderr.contains(&format!("KiB to {url} …")),
         "{}",
         run.stderr

@@ -95,6 +95,7 @@ fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
         assert!(start.elapsed() < limit, "timed out waiting for: {what}");
+        // sleep-ok: the pause of a poll with a deadline.
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -139,10 +140,14 @@ fn one_shot_schedule_fires_once_with_the_database_identity_and_is_deleted() {
         args(&[enc(&50_000i64), enc("barrier")]),
     );
     assert!(outcome.is_committed(), "{outcome:?}");
-    eventually(Duration::from_secs(10), "the barrier's tick and procedure ran", || {
-        let labels = runs(&db);
-        count(&labels, "barrier") == 1 && count(&labels, "scheduled_proc") == 2
-    });
+    eventually(
+        Duration::from_secs(10),
+        "the barrier's tick and procedure ran",
+        || {
+            let labels = runs(&db);
+            count(&labels, "barrier") == 1 && count(&labels, "scheduled_proc") == 2
+        },
+    );
     assert_eq!(count(&runs(&db), "once"), 1);
     assert_eq!(count(&runs(&db), "scheduled_proc"), 2);
     // It ran no earlier than due; `tick` itself refuses a connection id.
@@ -184,9 +189,11 @@ fn repeating_schedule_runs_until_cancelled() {
     assert!(outcome.is_committed(), "{outcome:?}");
     let after_cancel = count(&runs(&db), "rep");
     // The timer is disarmed.
-    eventually(Duration::from_secs(10), "the interval timer disarmed", || {
-        db.pending_timers() == 0
-    });
+    eventually(
+        Duration::from_secs(10),
+        "the interval timer disarmed",
+        || db.pending_timers() == 0,
+    );
     // A barrier: a one-shot due five intervals later. Had the interval kept
     // running, its runs would have come before the barrier's.
     let outcome = call(
@@ -687,7 +694,7 @@ fn procedures_run_beside_the_lane_and_their_commits_are_followed_up() {
     // A procedure blocked (here in an HTTP request the test holds open)
     // does not hold up reducer calls of its database on the one worker.
     let gate = HeldResponse::listen();
-    let (done, returned) = std::sync::mpsc::channel();
+    let (done, returned) = std::sync::mpsc::sync_channel(1);
     db.submit_procedure(
         "proc_http_get".into(),
         as_client(OWNER, 0),

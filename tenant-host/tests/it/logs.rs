@@ -239,7 +239,10 @@ fn block_on_then<F: Future>(future: F, after_first_poll: impl FnOnce(bool)) -> F
             return out;
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !unpark.woken.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        while !unpark
+            .woken
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
             assert!(Instant::now() < deadline, "the future never woke its waker");
             thread::park_timeout(Duration::from_secs(1));
         }
