@@ -470,8 +470,15 @@ fn logs_and_describe() {
     assert!(e.contains("no channel 99"), "{e}");
     let logs = cli.ok(&["logs", "logs-chat", "-n", "100"]);
     assert!(logs.contains("no channel 99"), "{logs}");
+    // --level error keeps ERROR and PANIC lines only: the failed call's
+    // line is in it exactly when it was logged at one of those levels.
+    let failed = logs.lines().find(|l| l.contains("no channel 99")).unwrap();
     let severe = cli.ok(&["logs", "logs-chat", "--level", "error"]);
-    assert!(!severe.is_empty(), "the failed call is logged as an error");
+    assert_eq!(
+        severe.contains("no channel 99"),
+        failed.contains("ERROR") || failed.contains("PANIC"),
+        "{failed}\n--level error:\n{severe}"
+    );
     assert!(
         severe
             .lines()
