@@ -227,6 +227,7 @@ impl CommitLog {
                 failed: None,
                 closing: false,
                 writer_exited: false,
+                waiting: 0,
                 segments,
                 listeners: Vec::new(),
             },
@@ -347,11 +348,13 @@ impl CommitLog {
             if st.writer_exited {
                 return Err(DurabilityError::Closed { offset });
             }
+            st.waiting += 1;
             st = self
                 .shared
                 .durable
                 .wait(st)
                 .unwrap_or_else(|p| p.into_inner());
+            st.waiting -= 1;
         }
     }
 
@@ -921,7 +924,15 @@ mod tests {
                 std::thread::spawn(move || log.wait_durable(off))
             })
             .collect();
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        // All three are blocked in wait_durable before the sync fails.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while log.shared.lock().waiting < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the waiters never blocked"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         gate.set(true);
         for w in waiters {
             assert!(matches!(

@@ -232,6 +232,51 @@ fn no_dbg_macro() {
     );
 }
 
+// Protects DEVELOPERS.md's "no sleeps (wait on a condition)": a sleep in
+// test code is a wait on a duration that stands in for a condition, flaky on
+// a loaded machine and slow on an idle one. The few that are not (the pause
+// of a polling loop with a deadline, or a sleep that is the behaviour under
+// test) say so with a `sleep-ok:` comment on one of the three lines before.
+#[test]
+fn test_code_does_not_sleep_for_a_condition() {
+    let root = metadata::workspace_root();
+    // Built from pieces so this file does not match itself.
+    let needle = concat!("sleep", "(");
+    let marker = concat!("sleep", "-ok:");
+    let mut offenders = Vec::new();
+    for dir in CRATE_DIRS {
+        for file in rust_files(&root.join(dir)) {
+            if !is_test_file(&root, &file) {
+                continue;
+            }
+            let text = read(&file);
+            let lines: Vec<&str> = text.lines().collect();
+            for (number, line) in lines.iter().enumerate() {
+                if !code_part(line).contains(needle) {
+                    continue;
+                }
+                let justified = lines[number.saturating_sub(3)..number]
+                    .iter()
+                    .any(|before| before.contains(marker));
+                if !justified {
+                    offenders.push(format!(
+                        "{}:{}: {}",
+                        relative(&root, &file),
+                        number + 1,
+                        line.trim()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "wait on a condition (poll with a deadline, a channel, a barrier) instead, \
+         or say why this sleep is not a wait in a `sleep-ok:` comment above it:\n{}",
+        offenders.join("\n")
+    );
+}
+
 // Protects the crate boundaries of architecture.md ("may depend on"): a crate
 // that gains a normal dependency on a workspace crate outside its row fails
 // here, and so does a new workspace crate without a row.

@@ -39,6 +39,9 @@ pub(crate) struct State {
     pub(crate) closing: bool,
     /// Set when the writer thread is gone, whatever the reason (incl. panic).
     pub(crate) writer_exited: bool,
+    /// Threads blocked in `wait_durable` (a seam: tests wait on it instead
+    /// of sleeping until their waiters block).
+    pub(crate) waiting: usize,
     pub(crate) segments: Vec<SegmentInfo>,
     pub(crate) listeners: Vec<Listener>,
 }

@@ -75,6 +75,31 @@ fn send_message_args(channel: u64, text: &str) -> Vec<u8> {
     args
 }
 
+/// Polls `condition` until it holds; fails naming `what` after 30 s. The
+/// one place these tests wait, always on a condition, never on a duration.
+pub(crate) fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        // sleep-ok: the pause of a poll with a deadline.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The hosted database published as `name`.
+fn hosted(
+    server: &crate::database_api::Server,
+    name: &str,
+) -> tenant_host::hosting::HostedDatabase {
+    server
+        .registry
+        .resolve(name)
+        .unwrap()
+        .expect("published")
+        .database()
+        .clone()
+}
+
 pub(crate) fn string_args(s: &str) -> Vec<u8> {
     let mut args = (s.len() as u32).to_le_bytes().to_vec();
     args.extend_from_slice(s.as_bytes());
@@ -532,8 +557,12 @@ fn a_refusing_connect_hook_closes_without_a_message() {
             ..
         }
     ));
+    // The next connect must meet the stored name, not the first session.
+    let database = hosted(&server, "bouncer");
     client.close();
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until("the first session disconnected", || {
+        database.connected_clients().is_empty()
+    });
     let mut again = connect(base, "bouncer", "", V2, Some(&token));
     match again.next() {
         Received::Closed(_) => {}
@@ -562,7 +591,16 @@ fn a_slow_client_is_dropped_with_a_reason() {
         query_set_id: QuerySetId { id: 1 },
         query_strings: vec!["SELECT * FROM message".into()],
     }]);
-    std::thread::sleep(Duration::from_millis(200));
+    // Read up to the subscription's answer, then stop reading.
+    let mut before = Vec::new();
+    assert!(matches!(
+        slow.message(&mut before),
+        ServerMessage::InitialConnection { .. }
+    ));
+    assert!(matches!(
+        slow.message(&mut before),
+        ServerMessage::SubscribeApplied { request_id: 1, .. }
+    ));
     let mut writer = connect(base, "slow", "", V2, Some(&token));
     let mut pending = Vec::new();
     writer.message(&mut pending);
@@ -578,7 +616,7 @@ fn a_slow_client_is_dropped_with_a_reason() {
             ServerMessage::ReducerResult { .. }
         ));
     }
-    let mut seen = 0;
+    let mut seen = before.len();
     let close = loop {
         match slow.next() {
             Received::Messages(m) => seen += m.len(),
@@ -589,7 +627,7 @@ fn a_slow_client_is_dropped_with_a_reason() {
     assert_eq!(code, 1008, "{reason}");
     assert!(reason.contains("too slow"), "{reason}");
     assert!(
-        seen < 122,
+        seen < 120,
         "the slow client got {seen} messages before the close"
     );
     // The writer keeps being served.
@@ -622,16 +660,18 @@ fn an_idle_client_times_out() {
     // Not reading means not answering pings: after 400 ms of silence the
     // server closes (with 1000 "idle timeout"; by the time this client reads,
     // answering the buffered pings may already fail, so the close frame itself
-    // may be lost). Without the timeout the server would keep pinging and the
-    // socket would stay open past the deadline below.
-    let mut idle = connect(base, "idle", "", V2, Some(&token));
-    std::thread::sleep(Duration::from_millis(1500));
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // may be lost). Without the timeout the server would keep pinging and
+    // the session would never end: the wait below fails.
+    let database = hosted(&server, "idle");
+    let idle = connect(base, "idle", "", V2, Some(&token));
+    wait_until("the idle client connected", || {
+        database.connected_clients().len() == 1
+    });
+    wait_until("the server ended the idle session", || {
+        database.connected_clients().is_empty()
+    });
+    let mut idle = idle;
     let close = loop {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the idle socket is still open"
-        );
         match idle.next() {
             Received::Messages(_) => continue,
             Received::Closed(close) => break close,
@@ -757,12 +797,7 @@ fn a_control_character_in_a_function_name_is_answered_and_the_session_goes_on() 
     }
     // And it ends with its cleanup: the disconnect hook removes the client.
     client.close();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !database.connected_clients().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "client_disconnected did not run after the session ended"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("client_disconnected ran after the session ended", || {
+        database.connected_clients().is_empty()
+    });
 }

@@ -219,21 +219,13 @@ fn materialised(server: &Server, name: &str) -> usize {
         .materialised_views()
 }
 
-/// Waits up to 10 s until database `name` holds `expected` view
-/// materialisations; fails with `what` otherwise.
+/// Waits until database `name` holds `expected` view materialisations;
+/// fails with `what` otherwise.
 fn await_materialised(server: &Server, name: &str, expected: usize, what: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let now = materialised(server, name);
-        if now == expected {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what}: {now} materialisations, expected {expected}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    crate::ws::wait_until(
+        &format!("{what}: expected {expected} materialisations"),
+        || materialised(server, name) == expected,
+    );
 }
 
 /// A server in a fresh directory with test module `module` published as

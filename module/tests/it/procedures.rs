@@ -54,6 +54,8 @@ impl TestServer {
                         "/big" => ("200 OK", vec![b'x'; 4096]),
                         "/redirect" => ("302 Found\r\nLocation: /hello", b"moved".to_vec()),
                         "/slow" => {
+                            // sleep-ok: the behaviour under test, a server
+                            // slower than the request's timeout.
                             std::thread::sleep(Duration::from_secs(2));
                             ("200 OK", b"finally".to_vec())
                         }

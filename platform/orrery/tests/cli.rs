@@ -1,5 +1,6 @@
-//! End-to-end test of the `orrery` developer commands against a live
-//! `orrery start`: servers and login, publish (a `.wasm` and a project
+//! End-to-end tests of the `orrery` developer commands against a live
+//! `orrery start` shared by the tests of this binary (each test with its own
+//! config directory, login and database names): servers and login, publish (a `.wasm` and a project
 //! directory built by the CLI, with its progress on stderr), call, sql in
 //! all three formats and interactively from stdin, subscribe with --count
 //! and --duration, logs, describe, list, rename, delete, republishing with
@@ -14,6 +15,7 @@ mod support;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use serde_json::Value;
 
@@ -115,102 +117,186 @@ fn fails(config: &Path, args: &[&str]) -> String {
     last.to_string()
 }
 
-#[test]
-fn the_cli_drives_a_live_server() {
-    let data = tempfile::tempdir().unwrap();
-    let config_dir = tempfile::tempdir().unwrap();
-    let config = config_dir.path();
-    let server = Orrery::start(data.path());
-    let url = format!("http://{}", server.addr);
+/// The server the tests of this binary share, with its data directory.
+struct Shared {
+    /// Dropped first: killed, and checked for unexpected ERROR lines.
+    server: Orrery,
+    data: tempfile::TempDir,
+}
 
-    ok(config, &["server", "add", "mine", &url, "--default"]);
-    let servers = ok(config, &["server", "list"]);
-    assert!(servers.contains(&format!("* mine  {url}")), "{servers}");
-    let login = ok(config, &["login"]);
+/// The running shared server, started by the first test that asks. It
+/// lives while a test holds it: the last test to let go stops it (the
+/// handle kills the child on drop, so no server outlives the binary), and
+/// a later test starts a fresh one. Under cargo-nextest every test runs in
+/// its own process, so each gets its own.
+fn shared_server() -> Arc<Shared> {
+    static SHARED: Mutex<Weak<Shared>> = Mutex::new(Weak::new());
+    let mut slot = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(shared) = slot.upgrade() {
+        return shared;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let server = Orrery::start(data.path());
+    let shared = Arc::new(Shared { server, data });
+    *slot = Arc::downgrade(&shared);
+    shared
+}
+
+/// One test's view of the shared server: its own config directory with the
+/// server added as `mine` (the default) and a fresh login.
+struct Cli {
+    shared: Arc<Shared>,
+    config: tempfile::TempDir,
+    url: String,
+}
+
+impl Cli {
+    fn login() -> Cli {
+        let shared = shared_server();
+        let config = tempfile::tempdir().unwrap();
+        let url = format!("http://{}", shared.server.addr);
+        ok(config.path(), &["server", "add", "mine", &url, "--default"]);
+        let login = ok(config.path(), &["login"]);
+        assert!(
+            login.starts_with(&format!("Logged in to {url} as ")),
+            "{login}"
+        );
+        Cli {
+            shared,
+            config,
+            url,
+        }
+    }
+
+    fn config(&self) -> &Path {
+        self.config.path()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        ok(self.config(), args)
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        fails(self.config(), args)
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        orrery(self.config(), args)
+    }
+
+    /// Publishes test module `module` (built) as database `name`.
+    fn publish(&self, name: &str, module: &str) {
+        let wasm = modules::module_wasm(module);
+        let out = self.ok(&["publish", name, "--bin-path", wasm.to_str().unwrap()]);
+        assert!(
+            out.starts_with(&format!("created database {name} (")),
+            "{out}"
+        );
+    }
+
+    /// Publishes `chat` as `name` with one message, "hello, world".
+    fn chat_with_a_message(&self, name: &str) {
+        self.publish(name, "chat");
+        self.ok(&["call", name, "send_message", "1", "\"hello, world\""]);
+    }
+}
+
+// Protects `server add/list`, `login` and the token file's permissions.
+#[test]
+fn servers_and_login() {
+    let cli = Cli::login();
+    let servers = cli.ok(&["server", "list"]);
     assert!(
-        login.starts_with(&format!("Logged in to {url} as ")),
-        "{login}"
+        servers.contains(&format!("* mine  {}", cli.url)),
+        "{servers}"
     );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(config.join("cli.json"))
+        let mode = std::fs::metadata(cli.config().join("cli.json"))
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600, "the token file is the owner's only");
     }
+}
 
-    // Publish a built module, and a project the CLI builds itself; the
-    // progress goes to stderr, the one result line to stdout.
+// Protects publishing a built module and a project the CLI builds itself:
+// the progress on stderr, the one result line on stdout; and the refusal of
+// a stock `parent/child` name before any request.
+#[test]
+fn publish_a_module_and_a_project() {
+    let cli = Cli::login();
+    let url = &cli.url;
     let chat = modules::module_wasm("chat");
-    let run = orrery(
-        config,
-        &["publish", "chat", "--bin-path", chat.to_str().unwrap()],
-    );
+    let run = cli.run(&["publish", "pub-chat", "--bin-path", chat.to_str().unwrap()]);
     assert!(run.ok, "{}", run.stderr);
     assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
     assert!(
-        run.stdout.starts_with("created database chat ("),
+        run.stdout.starts_with("created database pub-chat ("),
         "{}",
         run.stdout
     );
     let kib = std::fs::metadata(&chat).unwrap().len().div_ceil(1024);
     assert_eq!(
         run.stderr,
-        format!("Checking chat on {url} …\nUploading {kib} KiB to {url} …\n")
+        format!("Checking pub-chat on {url} …\nUploading {kib} KiB to {url} …\n")
     );
     let project = modules::modules_dir().join("bank");
-    let run = orrery(
-        config,
-        &[
-            "publish",
-            "bank",
-            "--project-path",
-            project.to_str().unwrap(),
-        ],
-    );
+    let run = cli.run(&[
+        "publish",
+        "pub-bank",
+        "--project-path",
+        project.to_str().unwrap(),
+    ]);
     assert!(run.ok, "{}", run.stderr);
     assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
     assert!(
-        run.stdout.starts_with("created database bank ("),
+        run.stdout.starts_with("created database pub-bank ("),
         "{}",
         run.stdout
     );
     assert!(
         run.stderr.contains("Building bank ")
-            && run.stderr.contains(&format!("Checking bank on {url} …"))
+            && run
+                .stderr
+                .contains(&format!("Checking pub-bank on {url} …"))
             && run.stderr.contains(&format!("KiB to {url} …")),
         "{}",
         run.stderr
     );
+    let listed = cli.ok(&["list"]);
+    assert!(
+        listed.contains("pub-chat") && listed.contains("pub-bank"),
+        "{listed}"
+    );
     // A stock `parent/child` name is refused before any request: this
     // server address would not answer.
-    let e = fails(
-        config,
-        &[
-            "publish",
-            "game/eu",
-            "-s",
-            "http://127.0.0.1:9",
-            "--bin-path",
-            chat.to_str().unwrap(),
-        ],
-    );
+    let e = cli.fails(&[
+        "publish",
+        "game/eu",
+        "-s",
+        "http://127.0.0.1:9",
+        "--bin-path",
+        chat.to_str().unwrap(),
+    ]);
     assert!(
         e.contains("`game/eu`") && e.contains("no child databases") && e.contains("plain name"),
         "{e}"
     );
+}
 
-    // Calls take JSON arguments.
-    ok(
-        config,
-        &["call", "chat", "send_message", "1", "\"hello, world\""],
-    );
-    ok(config, &["call", "chat", "send_message", "1", "\"second\""]);
+// Protects calls with JSON arguments and `sql` in its three formats, the
+// owner's writes, and the interactive prompt reading stdin.
+#[test]
+fn call_and_sql() {
+    let cli = Cli::login();
+    cli.publish("sql-chat", "chat");
+    cli.ok(&["call", "sql-chat", "send_message", "1", "\"hello, world\""]);
+    cli.ok(&["call", "sql-chat", "send_message", "1", "\"second\""]);
 
     // SQL in the three formats.
-    let table = ok(config, &["sql", "chat", "SELECT id, text FROM message"]);
+    let table = cli.ok(&["sql", "sql-chat", "SELECT id, text FROM message"]);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(
         lines[0].split('|').map(str::trim).collect::<Vec<_>>(),
@@ -221,39 +307,37 @@ fn the_cli_drives_a_live_server() {
         table.contains("hello, world") && table.ends_with("(2 rows)\n"),
         "{table}"
     );
-    let json: Value = serde_json::from_str(&ok(
-        config,
-        &[
-            "sql",
-            "chat",
-            "SELECT id, text FROM message",
-            "--format",
-            "json",
-        ],
-    ))
+    let json: Value = serde_json::from_str(&cli.ok(&[
+        "sql",
+        "sql-chat",
+        "SELECT id, text FROM message",
+        "--format",
+        "json",
+    ]))
     .unwrap();
     assert_eq!(json[0]["text"], "hello, world");
     assert_eq!(json[1]["text"], "second");
-    let csv = ok(
-        config,
-        &["sql", "chat", "SELECT text FROM message", "--format", "csv"],
-    );
+    let csv = cli.ok(&[
+        "sql",
+        "sql-chat",
+        "SELECT text FROM message",
+        "--format",
+        "csv",
+    ]);
     assert_eq!(csv, "text\r\n\"hello, world\"\r\nsecond\r\n");
     // The owner may write.
-    ok(
-        config,
-        &["sql", "chat", "DELETE FROM message WHERE text = 'second'"],
-    );
-    let count = ok(
-        config,
-        &[
-            "sql",
-            "chat",
-            "SELECT COUNT(*) AS n FROM message",
-            "--format",
-            "csv",
-        ],
-    );
+    cli.ok(&[
+        "sql",
+        "sql-chat",
+        "DELETE FROM message WHERE text = 'second'",
+    ]);
+    let count = cli.ok(&[
+        "sql",
+        "sql-chat",
+        "SELECT COUNT(*) AS n FROM message",
+        "--format",
+        "csv",
+    ]);
     assert_eq!(count, "n\r\n1\r\n");
 
     // The interactive prompt reads statements from stdin: one over two
@@ -262,8 +346,8 @@ fn the_cli_drives_a_live_server() {
     // prompts, and the failure fails the run.
     let script = "SELECT text\n  FROM message;\nSELEKT nonsense;\n\n\\dt\nSELECT COUNT(*) AS n FROM message; SELECT id FROM message;\n\\q\nSELECT 'after quit';\n";
     let run = orrery_with_input(
-        config,
-        &["sql", "chat", "--interactive", "--format", "csv"],
+        cli.config(),
+        &["sql", "sql-chat", "--interactive", "--format", "csv"],
         Some(script),
     );
     assert!(!run.ok, "a failed statement fails a piped run");
@@ -284,8 +368,8 @@ fn the_cli_drives_a_live_server() {
     );
     // All well: exit 0; an unfinished statement at the end still runs.
     let run = orrery_with_input(
-        config,
-        &["sql", "chat", "-i"],
+        cli.config(),
+        &["sql", "sql-chat", "-i"],
         Some("\\h\nSELECT text FROM message"),
     );
     assert!(run.ok, "{}", run.stderr);
@@ -297,18 +381,29 @@ fn the_cli_drives_a_live_server() {
         run.stdout
     );
     // QUERY is required unless --interactive, and not allowed with it.
-    let run = orrery(config, &["sql", "chat"]);
+    let run = cli.run(&["sql", "sql-chat"]);
     assert!(!run.ok && run.stderr.contains("<QUERY>"), "{}", run.stderr);
-    let run = orrery(config, &["sql", "chat", "SELECT 1", "-i"]);
+    let run = cli.run(&["sql", "sql-chat", "SELECT 1", "-i"]);
     assert!(
         !run.ok && run.stderr.contains("cannot be used with"),
         "{}",
         run.stderr
     );
+}
 
-    // On a terminal, errors and table headers are coloured, unless
-    // NO_COLOR says otherwise.
-    let (ok_run, screen) = in_terminal(config, &["sql", "chat", "SELECT text FROM message"], None);
+// Protects colours: on a terminal, errors and table headers are coloured,
+// unless NO_COLOR says otherwise (and never without a terminal, which every
+// other run here checks).
+#[test]
+fn colours_only_on_a_terminal() {
+    let cli = Cli::login();
+    cli.chat_with_a_message("colour-chat");
+    let config = cli.config();
+    let (ok_run, screen) = in_terminal(
+        config,
+        &["sql", "colour-chat", "SELECT text FROM message"],
+        None,
+    );
     assert!(ok_run, "{screen:?}");
     assert!(screen.contains("\x1b[1m text"), "a bold header: {screen:?}");
     let (failed, screen) = in_terminal(config, &["sql", "nowhere", "SELECT 1"], None);
@@ -320,11 +415,23 @@ fn the_cli_drives_a_live_server() {
     let (_, screen) = in_terminal(config, &["sql", "nowhere", "SELECT 1"], Some("1"));
     assert!(screen.contains("error: "), "{screen:?}");
     assert!(!screen.contains('\x1b'), "NO_COLOR: {screen:?}");
+}
 
-    // Subscribe prints each transaction's changes as one JSON line.
+// Protects `subscribe`: each transaction's changes as one JSON line, with
+// --count and --duration, and a bad query as one error line.
+#[test]
+fn subscribe() {
+    let cli = Cli::login();
+    cli.chat_with_a_message("sub-chat");
     let mut watcher = Command::new(env!("CARGO_BIN_EXE_orrery"))
-        .args(["subscribe", "chat", "SELECT * FROM message", "--count", "1"])
-        .env("ORRERY_CONFIG_DIR", config)
+        .args([
+            "subscribe",
+            "sub-chat",
+            "SELECT * FROM message",
+            "--count",
+            "1",
+        ])
+        .env("ORRERY_CONFIG_DIR", cli.config())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -333,52 +440,55 @@ fn the_cli_drives_a_live_server() {
     let mut ready = String::new();
     std::io::BufRead::read_line(&mut stderr, &mut ready).unwrap();
     assert_eq!(ready.trim(), "Subscribed: 1 rows now match.");
-    ok(
-        config,
-        &["call", "chat", "send_message", "1", "\"watched\""],
-    );
+    cli.ok(&["call", "sub-chat", "send_message", "1", "\"watched\""]);
     let watched = watcher.wait_with_output().unwrap();
     assert!(watched.status.success());
     let line: Value = serde_json::from_slice(&watched.stdout).unwrap();
     assert_eq!(line["message"]["inserts"][0]["text"], "watched");
     assert_eq!(line["message"]["deletes"], Value::Array(vec![]));
-    let quiet = ok(
-        config,
-        &[
-            "subscribe",
-            "chat",
-            "SELECT * FROM user",
-            "--duration",
-            "0.3",
-        ],
-    );
+    // --duration is the behaviour under test here: it ends the run after
+    // 0.3 s, in which nothing changed.
+    let quiet = cli.ok(&[
+        "subscribe",
+        "sub-chat",
+        "SELECT * FROM user",
+        "--duration",
+        "0.3",
+    ]);
     assert!(quiet.is_empty(), "{quiet}");
-    let e = fails(
-        config,
-        &["subscribe", "chat", "SELECT * FROM nowhere", "-n", "1"],
-    );
+    let e = cli.fails(&["subscribe", "sub-chat", "SELECT * FROM nowhere", "-n", "1"]);
     assert!(e.contains("nowhere"), "{e}");
-    ok(
-        config,
-        &["sql", "chat", "DELETE FROM message WHERE text = 'watched'"],
-    );
+}
 
-    // A reducer's error is one line; the host logs it, and `logs` shows it.
-    let e = fails(config, &["call", "chat", "send_message", "99", "\"lost\""]);
+// Protects a reducer's error as one line, found again by `logs` (with
+// --level and -n), and `describe` of a database, a table and a reducer.
+#[test]
+fn logs_and_describe() {
+    let cli = Cli::login();
+    cli.publish("logs-chat", "chat");
+    let e = cli.fails(&["call", "logs-chat", "send_message", "99", "\"lost\""]);
     assert!(e.contains("no channel 99"), "{e}");
-    let logs = ok(config, &["logs", "chat", "-n", "100"]);
+    let logs = cli.ok(&["logs", "logs-chat", "-n", "100"]);
     assert!(logs.contains("no channel 99"), "{logs}");
-    let severe = ok(config, &["logs", "chat", "--level", "error"]);
+    // --level error keeps ERROR and PANIC lines only: the failed call's
+    // line is in it exactly when it was logged at one of those levels.
+    let failed = logs.lines().find(|l| l.contains("no channel 99")).unwrap();
+    let severe = cli.ok(&["logs", "logs-chat", "--level", "error"]);
+    assert_eq!(
+        severe.contains("no channel 99"),
+        failed.contains("ERROR") || failed.contains("PANIC"),
+        "{failed}\n--level error:\n{severe}"
+    );
     assert!(
         severe
             .lines()
             .all(|l| l.contains("ERROR") || l.contains("PANIC")),
         "{severe}"
     );
-    let last = ok(config, &["logs", "chat", "-n", "1"]);
+    let last = cli.ok(&["logs", "logs-chat", "-n", "1"]);
     assert_eq!(last.lines().count(), 1, "{last}");
 
-    let described = ok(config, &["describe", "chat"]);
+    let described = cli.ok(&["describe", "logs-chat"]);
     for expected in [
         "message (public)  id: u64 [primary key, auto-inc], channel_id: u64,",
         "user (public)  identity: Identity [primary key], name: Option<string>, online: bool",
@@ -387,37 +497,34 @@ fn the_cli_drives_a_live_server() {
     ] {
         assert!(described.contains(expected), "{expected}:\n{described}");
     }
-    let table = ok(config, &["describe", "chat", "table", "message"]);
+    let table = cli.ok(&["describe", "logs-chat", "table", "message"]);
     assert!(
         table.contains("channel_id  u64")
             && table.contains("message_channel_id_idx_btree  btree (channel_id)"),
         "{table}"
     );
-    let reducer = ok(config, &["describe", "chat", "reducer", "prune_messages"]);
+    let reducer = cli.ok(&["describe", "logs-chat", "reducer", "prune_messages"]);
     assert!(
         reducer.contains("host only: scheduled") && reducer.contains("PruneSchedule"),
         "{reducer}"
     );
-    let e = fails(config, &["describe", "chat", "table", "nope"]);
+    let e = cli.fails(&["describe", "logs-chat", "table", "nope"]);
     assert!(e.contains("no table `nope`"), "{e}");
-    let listed = ok(config, &["list"]);
-    assert!(
-        listed.contains("chat") && listed.contains("bank"),
-        "{listed}"
-    );
+}
 
-    // Republishing: the same module is a compatible update; a different
-    // module with other tables is refused and changes nothing.
-    let out = ok(
-        config,
-        &["publish", "chat", "--bin-path", chat.to_str().unwrap()],
-    );
-    assert!(out.starts_with("updated database chat ("), "{out}");
+// Protects republishing: the same module is a compatible update, a module
+// with other tables is refused and changes nothing, a compatible change
+// shows its plan, and --clear-data needs a confirmation.
+#[test]
+fn republish() {
+    let cli = Cli::login();
+    let url = &cli.url;
+    cli.chat_with_a_message("re-chat");
+    let chat = modules::module_wasm("chat");
+    let out = cli.ok(&["publish", "re-chat", "--bin-path", chat.to_str().unwrap()]);
+    assert!(out.starts_with("updated database re-chat ("), "{out}");
     let bank = modules::module_wasm("bank");
-    let refused = fails(
-        config,
-        &["publish", "chat", "--bin-path", bank.to_str().unwrap()],
-    );
+    let refused = cli.fails(&["publish", "re-chat", "--bin-path", bank.to_str().unwrap()]);
     assert!(
         refused.contains("cannot keep the data")
             && refused.contains("message")
@@ -426,27 +533,21 @@ fn the_cli_drives_a_live_server() {
     );
     // --break-clients is accepted; an update that breaks no client needs
     // no confirmation either way.
-    let out = ok(
-        config,
-        &[
-            "publish",
-            "chat",
-            "--break-clients",
-            "--bin-path",
-            chat.to_str().unwrap(),
-        ],
-    );
-    assert!(out.starts_with("updated database chat ("), "{out}");
+    let out = cli.ok(&[
+        "publish",
+        "re-chat",
+        "--break-clients",
+        "--bin-path",
+        chat.to_str().unwrap(),
+    ]);
+    assert!(out.starts_with("updated database re-chat ("), "{out}");
     // A compatible change shows its plan: chat-v2 adds to chat.
     let v2 = modules::module_wasm("chat-v2");
-    let run = orrery(
-        config,
-        &["publish", "chat", "--bin-path", v2.to_str().unwrap()],
-    );
+    let run = cli.run(&["publish", "re-chat", "--bin-path", v2.to_str().unwrap()]);
     assert!(run.ok, "{}", run.stderr);
     assert!(
         run.stderr.starts_with(&format!(
-            "Checking chat on {url} …\nMigration plan for chat:\n"
+            "Checking re-chat on {url} …\nMigration plan for re-chat:\n"
         )),
         "{}",
         run.stderr
@@ -458,56 +559,71 @@ fn the_cli_drives_a_live_server() {
     );
     assert!(!run.stdout.contains("Migration plan"), "{}", run.stdout);
     assert!(
-        run.stdout.starts_with("updated database chat ("),
+        run.stdout.starts_with("updated database re-chat ("),
         "{}",
         run.stdout
     );
-    let still = ok(
-        config,
-        &["sql", "chat", "SELECT text FROM message", "--format", "csv"],
-    );
+    let still = cli.ok(&[
+        "sql",
+        "re-chat",
+        "SELECT text FROM message",
+        "--format",
+        "csv",
+    ]);
     assert_eq!(still, "text\r\n\"hello, world\"\r\n");
     // --clear-data needs a confirmation; --yes gives it.
-    let e = fails(
-        config,
-        &[
-            "publish",
-            "chat",
-            "--bin-path",
-            bank.to_str().unwrap(),
-            "--clear-data",
-        ],
-    );
+    let e = cli.fails(&[
+        "publish",
+        "re-chat",
+        "--bin-path",
+        bank.to_str().unwrap(),
+        "--clear-data",
+    ]);
     assert!(e.contains("--yes"), "{e}");
-    let out = ok(
-        config,
-        &[
-            "publish",
-            "chat",
-            "--bin-path",
-            bank.to_str().unwrap(),
-            "--clear-data",
-            "-y",
-        ],
-    );
-    assert!(out.starts_with("updated database chat ("), "{out}");
+    let out = cli.ok(&[
+        "publish",
+        "re-chat",
+        "--bin-path",
+        bank.to_str().unwrap(),
+        "--clear-data",
+        "-y",
+    ]);
+    assert!(out.starts_with("updated database re-chat ("), "{out}");
+    let accounts = cli.ok(&[
+        "sql",
+        "re-chat",
+        "SELECT COUNT(*) AS n FROM account",
+        "--format",
+        "csv",
+    ]);
+    assert!(accounts.starts_with("n\r\n"), "now a bank: {accounts}");
+}
 
-    // Rename, then delete (confirmed).
-    ok(config, &["rename", "bank", "--to", "vault"]);
-    fails(config, &["sql", "bank", "SELECT * FROM account"]);
-    ok(
-        config,
-        &["sql", "vault", "SELECT COUNT(*) AS n FROM account"],
-    );
-    let e = fails(config, &["delete", "vault"]);
-    assert!(e.contains("--yes"), "{e}");
-    ok(config, &["delete", "vault", "--yes"]);
-    let e = fails(config, &["describe", "vault"]);
+// Protects rename (the old name stops resolving) and delete (confirmed).
+#[test]
+fn rename_and_delete() {
+    let cli = Cli::login();
+    cli.publish("ren-bank", "bank");
+    cli.ok(&["rename", "ren-bank", "--to", "ren-vault"]);
+    let e = cli.fails(&["sql", "ren-bank", "SELECT * FROM account"]);
     assert!(e.contains("orrery list"), "{e}");
+    cli.ok(&["sql", "ren-vault", "SELECT COUNT(*) AS n FROM account"]);
+    let e = cli.fails(&["delete", "ren-vault"]);
+    assert!(e.contains("--yes"), "{e}");
+    cli.ok(&["sql", "ren-vault", "SELECT COUNT(*) AS n FROM account"]);
+    cli.ok(&["delete", "ren-vault", "--yes"]);
+    let e = cli.fails(&["describe", "ren-vault"]);
+    assert!(e.contains("orrery list"), "{e}");
+}
 
-    // The schema extractor the stock `spacetime generate` can run.
+// Protects the schema extractor the stock `spacetime generate` can run, and
+// `generate`'s errors for a missing module or database.
+#[test]
+fn extract_schema_and_generate_errors() {
+    let cli = Cli::login();
+    let chat = modules::module_wasm("chat");
     let schema: Value =
-        serde_json::from_str(&ok(config, &["extract-schema", chat.to_str().unwrap()])).unwrap();
+        serde_json::from_str(&cli.ok(&["extract-schema", chat.to_str().unwrap()])).unwrap();
     let sections = schema["V10"]["sections"].as_array().unwrap();
     let tables: Vec<&str> = sections
         .iter()
@@ -519,60 +635,72 @@ fn the_cli_drives_a_live_server() {
         tables.contains(&"message") && tables.contains(&"user"),
         "{tables:?}"
     );
-    let e = fails(config, &["extract-schema", "/no/such/module.wasm"]);
+    let e = cli.fails(&["extract-schema", "/no/such/module.wasm"]);
     assert!(e.contains("/no/such/module.wasm"), "{e}");
-    let not_wasm = config.join("cli.json");
-    let e = fails(config, &["extract-schema", not_wasm.to_str().unwrap()]);
+    let not_wasm = cli.config().join("cli.json");
+    let e = cli.fails(&["extract-schema", not_wasm.to_str().unwrap()]);
     assert!(e.contains("not a usable module"), "{e}");
-
-    // Bad input: one line, non-zero exit, nothing changed.
-    let e = fails(
-        config,
-        &["publish", "x", "--bin-path", "/no/such/file.wasm"],
-    );
-    assert!(e.contains("/no/such/file.wasm"), "{e}");
-    let e = fails(config, &["call", "chat", "no_such_reducer"]);
-    assert!(e.contains("no_such_reducer"), "{e}");
-    let e = fails(config, &["call", "chat", "send_message", "1", "not json"]);
-    assert!(e.contains("argument 2") && e.contains("not JSON"), "{e}");
-    let e = fails(config, &["sql", "nowhere", "SELECT 1"]);
-    assert!(e.contains("orrery list"), "{e}");
-    let e = fails(config, &["sql", "chat", "SELEKT"]);
-    assert!(!e.is_empty());
-    let e = fails(
-        config,
-        &[
-            "sql",
-            "-s",
-            "http://127.0.0.1:9",
-            "chat",
-            "SELECT * FROM message",
-        ],
-    );
-    assert!(e.contains("cannot reach http://127.0.0.1:9"), "{e}");
-    let e = fails(config, &["sql", "-s", "nonesuch", "chat", "SELECT 1"]);
-    assert!(e.contains("no server named `nonesuch`"), "{e}");
-    // Bindings: a missing module, and a database that does not exist.
-    let e = fails(
-        config,
-        &[
-            "generate",
-            "-l",
-            "ts",
-            "-o",
-            "/tmp/x",
-            "--bin-path",
-            "/no/such.wasm",
-        ],
-    );
+    let out = tempfile::tempdir().unwrap();
+    let out = out.path().to_str().unwrap();
+    let e = cli.fails(&[
+        "generate",
+        "-l",
+        "ts",
+        "-o",
+        out,
+        "--bin-path",
+        "/no/such.wasm",
+    ]);
     assert!(e.contains("/no/such.wasm"), "{e}");
-    let e = fails(
-        config,
-        &["generate", "-l", "ts", "-o", "/tmp/x", "-d", "nowhere"],
-    );
+    let e = cli.fails(&["generate", "-l", "ts", "-o", out, "-d", "nowhere"]);
     assert!(e.contains("orrery list"), "{e}");
+}
 
-    // A token this server did not sign.
+// Protects bad input: one line, a non-zero exit, nothing changed.
+#[test]
+fn bad_input_is_one_line_and_changes_nothing() {
+    let cli = Cli::login();
+    cli.chat_with_a_message("bad-chat");
+    let e = cli.fails(&["publish", "x", "--bin-path", "/no/such/file.wasm"]);
+    assert!(e.contains("/no/such/file.wasm"), "{e}");
+    let e = cli.fails(&["call", "bad-chat", "no_such_reducer"]);
+    assert!(e.contains("no_such_reducer"), "{e}");
+    let e = cli.fails(&["call", "bad-chat", "send_message", "1", "not json"]);
+    assert!(e.contains("argument 2") && e.contains("not JSON"), "{e}");
+    let e = cli.fails(&["sql", "nowhere", "SELECT 1"]);
+    assert!(e.contains("orrery list"), "{e}");
+    let e = cli.fails(&["sql", "bad-chat", "SELEKT"]);
+    assert!(e.contains("SELEKT"), "{e}");
+    let e = cli.fails(&[
+        "sql",
+        "-s",
+        "http://127.0.0.1:9",
+        "bad-chat",
+        "SELECT * FROM message",
+    ]);
+    assert!(e.contains("cannot reach http://127.0.0.1:9"), "{e}");
+    let e = cli.fails(&["sql", "-s", "nonesuch", "bad-chat", "SELECT 1"]);
+    assert!(e.contains("no server named `nonesuch`"), "{e}");
+    // Nothing changed: no database `x`, the one message is still there.
+    let e = cli.fails(&["describe", "x"]);
+    assert!(e.contains("orrery list"), "{e}");
+    let csv = cli.ok(&[
+        "sql",
+        "bad-chat",
+        "SELECT text FROM message",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(csv, "text\r\n\"hello, world\"\r\n");
+}
+
+// Protects the token checks: a token this server did not sign, and an
+// expired one signed by its own key, each ask to `orrery login` again.
+#[test]
+fn foreign_and_expired_tokens_ask_for_a_login() {
+    let cli = Cli::login();
+    cli.publish("tok-chat", "chat");
+    let config = cli.config();
     let foreign = tempfile::tempdir().unwrap();
     let other = orrery_edge::auth::Keys::load_or_create(&foreign.path().join("keys"))
         .unwrap()
@@ -582,17 +710,18 @@ fn the_cli_drives_a_live_server() {
         serde_json::from_slice(&std::fs::read(config.join("cli.json")).unwrap()).unwrap();
     file["servers"]["mine"]["token"] = Value::String(other.token);
     std::fs::write(config.join("cli.json"), serde_json::to_vec(&file).unwrap()).unwrap();
-    let e = fails(config, &["sql", "chat", "SELECT * FROM message"]);
+    let e = cli.fails(&["sql", "tok-chat", "SELECT * FROM message"]);
     assert!(e.contains("orrery login"), "{e}");
-    // An expired token, signed by this server's own key.
-    let keys = orrery_edge::auth::Keys::load_or_create(&data.path().join("keys")).unwrap();
+    let keys =
+        orrery_edge::auth::Keys::load_or_create(&cli.shared.data.path().join("keys")).unwrap();
     let minted = keys.mint_anonymous(0).unwrap();
     let claims = keys.validate(&minted.token, 0).unwrap();
     let expired = keys.websocket_token(&claims, 1_000).unwrap();
     file["servers"]["mine"]["token"] = Value::String(expired);
     std::fs::write(config.join("cli.json"), serde_json::to_vec(&file).unwrap()).unwrap();
-    let e = fails(config, &["sql", "chat", "SELECT * FROM message"]);
+    let e = cli.fails(&["sql", "tok-chat", "SELECT * FROM message"]);
     assert!(e.contains("expired") && e.contains("orrery login"), "{e}");
-
-    server.stop();
+    // A fresh login works again.
+    cli.ok(&["login"]);
+    cli.ok(&["sql", "tok-chat", "SELECT * FROM message"]);
 }

@@ -8,8 +8,9 @@
 #[path = "support/process.rs"]
 mod support;
 
+use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use spacetimedb_sats::{AlgebraicType, AlgebraicValue, ProductType};
 use storage::{
@@ -51,16 +52,9 @@ fn start_recovers_databases_and_stops_on_sigterm() {
         db.flush().unwrap();
     }
 
-    let (mut child, lines_rx) = support::spawn_orrery(data.path(), &[]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut seen = Vec::new();
-    while !seen.iter().any(|l: &String| l.contains("orrery started")) {
-        let line = lines_rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("orrery start printed its banner");
-        seen.push(line);
-    }
-    let recovered = seen
+    let server = support::Orrery::start(data.path());
+    let lines = server.process.lines();
+    let recovered = lines
         .iter()
         .find(|l| l.contains("database recovered"))
         .expect("the database was reported");
@@ -70,8 +64,7 @@ fn start_recovers_databases_and_stops_on_sigterm() {
     );
 
     // The client API answers on the address it printed.
-    let banner = seen.last().unwrap();
-    let addr = &support::listen_addr(banner);
+    let addr = &server.addr;
     let response = http_get(addr, "/v1/ping");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     let response = http_get(addr, "/v1/identity/public-key");
@@ -81,18 +74,8 @@ fn start_recovers_databases_and_stops_on_sigterm() {
     );
     assert!(data.path().join("keys").join("id_ecdsa.pk8").is_file());
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
-    assert!(exit.success(), "orrery start exited with {exit}");
-    let rest: Vec<String> = lines_rx.try_iter().collect();
-    assert!(
-        rest.iter().any(|l| l.contains("stopped cleanly")),
-        "{rest:?}"
-    );
+    // SIGTERM: a clean exit that says so, and no ERROR on the way.
+    server.stop();
 }
 
 /// A plain HTTP/1.1 GET over a fresh connection; the whole response as text.
@@ -117,21 +100,21 @@ fn http_get(addr: &str, path: &str) -> String {
 #[test]
 fn start_logs_json_and_serves_metrics() {
     let data = tempfile::tempdir().unwrap();
-    let (mut child, lines_rx) = support::spawn_orrery(data.path(), &["--log-format", "json"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let banner = loop {
-        let line = lines_rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("orrery start printed its banner");
+    let server = support::Orrery::start_with(data.path(), &["--log-format", "json"]);
+    let lines = server.process.lines();
+    let mut banner = None;
+    for line in &lines {
         let json: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert_eq!(json["level"], "INFO", "{line}");
         let message = json["message"].as_str().unwrap_or_default().to_owned();
         if message.contains("orrery started") {
             assert_eq!(json["databases"], 0, "{line}");
-            break message;
+            banner = Some(message);
+            break;
         }
-    };
+    }
+    let banner = banner.expect("the banner is a JSON line");
     let addr = &support::listen_addr(&banner);
     let response = http_get(addr, "/metrics");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
@@ -142,11 +125,58 @@ fn start_logs_json_and_serves_metrics() {
         "{response}"
     );
     assert!(response.contains("\norrery_databases 0\n"), "{response}");
+    server.stop();
+}
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert!(child.wait().unwrap().success());
+// Protects the ERROR check itself: a child that logs an ERROR the test did
+// not declare makes the handle's drop fail, a declared one does not, and
+// the child is gone after the drop.
+#[test]
+fn the_error_check_catches_an_unexpected_error_line() {
+    let script = "echo '2026-01-01T00:00:00.000000Z  INFO started'; \
+                  echo '2026-01-01T00:00:00.000001Z ERROR provoked: disk on fire' >&2; \
+                  echo '{\"level\":\"ERROR\",\"message\":\"json too\"}'; \
+                  exec sleep 600";
+    let spawn = || {
+        let mut command = Command::new("sh");
+        command.args(["-c", script]);
+        let child = support::Captured::spawn(command);
+        child.wait_for_line("disk on fire");
+        child.wait_for_line("json too");
+        child
+    };
+
+    let child = spawn();
+    let mut unexpected = child.unexpected_errors();
+    unexpected.sort();
+    assert_eq!(
+        unexpected,
+        [
+            "2026-01-01T00:00:00.000001Z ERROR provoked: disk on fire",
+            "{\"level\":\"ERROR\",\"message\":\"json too\"}",
+        ]
+    );
+    let pid = child.id();
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(child)));
+    let message = dropped.expect_err("an unexpected ERROR fails the drop");
+    let message = message
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        message.contains("disk on fire") && message.contains("json too"),
+        "{message}"
+    );
+    // The drop killed the child (`sleep 600` would still run otherwise)
+    // and reaped it.
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the child outlived its handle"
+    );
+
+    let child = spawn();
+    child.expect_error("disk on fire");
+    child.expect_error("json too");
+    assert!(child.unexpected_errors().is_empty());
+    drop(child);
 }

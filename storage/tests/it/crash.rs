@@ -306,6 +306,8 @@ fn crash_rounds(kills: u64, canary: bool, seed: u64) -> Result<u64, Failure> {
             }
         }
         rng = splitmix(rng);
+        // sleep-ok: the behaviour under test, a random kill point (seeded,
+        // replayable with ORRERY_CRASH_SEED) somewhere in the child's writes.
         std::thread::sleep(Duration::from_micros(rng % 20_000));
         child.kill().unwrap();
         child.wait().unwrap();

@@ -95,6 +95,7 @@ fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
         assert!(start.elapsed() < limit, "timed out waiting for: {what}");
+        // sleep-ok: the pause of a poll with a deadline.
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -126,9 +127,29 @@ fn one_shot_schedule_fires_once_with_the_database_identity_and_is_deleted() {
         || count(&runs(&db), "scheduled_proc") == 1,
     );
     assert!(rows(db.storage(), "proc_schedule").is_empty());
-    std::thread::sleep(Duration::from_millis(200));
+    // Nothing is armed any more, and a later schedule runs (a barrier: a
+    // second run of the first one would have come before it) without a
+    // second run of the first.
+    eventually(Duration::from_secs(10), "no timer pending", || {
+        db.pending_timers() == 0
+    });
+    let outcome = call(
+        &db,
+        "schedule_once",
+        as_client(OWNER, 0),
+        args(&[enc(&50_000i64), enc("barrier")]),
+    );
+    assert!(outcome.is_committed(), "{outcome:?}");
+    eventually(
+        Duration::from_secs(10),
+        "the barrier's tick and procedure ran",
+        || {
+            let labels = runs(&db);
+            count(&labels, "barrier") == 1 && count(&labels, "scheduled_proc") == 2
+        },
+    );
     assert_eq!(count(&runs(&db), "once"), 1);
-    assert_eq!(count(&runs(&db), "scheduled_proc"), 1);
+    assert_eq!(count(&runs(&db), "scheduled_proc"), 2);
     // It ran no earlier than due; `tick` itself refuses a connection id.
     let run = rows(db.storage(), "run_log")
         .into_iter()
@@ -167,13 +188,31 @@ fn repeating_schedule_runs_until_cancelled() {
     let outcome = call(&db, "cancel_schedules", as_client(OWNER, 0), Vec::new());
     assert!(outcome.is_committed(), "{outcome:?}");
     let after_cancel = count(&runs(&db), "rep");
-    std::thread::sleep(Duration::from_millis(200));
+    // The timer is disarmed.
+    eventually(
+        Duration::from_secs(10),
+        "the interval timer disarmed",
+        || db.pending_timers() == 0,
+    );
+    // A barrier: a one-shot due five intervals later. Had the interval kept
+    // running, its runs would have come before the barrier's.
+    let outcome = call(
+        &db,
+        "schedule_once",
+        as_client(OWNER, 0),
+        args(&[enc(&100_000i64), enc("barrier")]),
+    );
+    assert!(outcome.is_committed(), "{outcome:?}");
+    eventually(Duration::from_secs(10), "the barrier ran", || {
+        count(&runs(&db), "barrier") == 1
+    });
     // At most one run was already queued when the row went away.
-    assert!(count(&runs(&db), "rep") <= after_cancel + 1);
     let settled = count(&runs(&db), "rep");
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(count(&runs(&db), "rep"), settled, "runs after cancelling");
-    assert_eq!(db.pending_timers(), 0);
+    assert!(
+        settled <= after_cancel + 1,
+        "{} runs after cancelling",
+        settled - after_cancel
+    );
 }
 
 #[test]
@@ -453,7 +492,10 @@ fn a_spinning_database_does_not_stall_another() {
         },
     )
     .unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    // A worker has taken the spin off the slow database's lane.
+    eventually(Duration::from_secs(10), "the spin started", || {
+        slow.queued_calls() == 0
+    });
     for _ in 0..50 {
         let outcome = call(&fast, "ok", as_client(OWNER, 0), Vec::new());
         assert!(outcome.is_committed(), "{outcome:?}");
@@ -639,35 +681,48 @@ fn module_logs_and_failures_reach_the_database_log_and_survive_a_restart() {
 fn procedures_run_beside_the_lane_and_their_commits_are_followed_up() {
     use orrery_module::ProcedureOutcome;
     let host = host(1);
-    let db = create(&host, "abi-coverage", in_memory());
-    // A sleeping procedure does not hold up reducer calls of its database.
-    let (done, slept) = std::sync::mpsc::channel();
+    let http = orrery_module::HttpPolicy {
+        allow_private: true,
+        ..Default::default()
+    };
+    let db = host
+        .create_database(
+            spec("abi-coverage", CallOptions { http, ..options() }),
+            in_memory(),
+            &module_bytes("abi-coverage"),
+        )
+        .unwrap();
+    // A procedure blocked (here in an HTTP request the test holds open)
+    // does not hold up reducer calls of its database on the one worker.
+    let gate = HeldResponse::listen();
+    let (done, returned) = std::sync::mpsc::sync_channel(1);
     db.submit_procedure(
-        "proc_sleep".into(),
+        "proc_http_get".into(),
         as_client(OWNER, 0),
-        enc(&400_000i64),
-        move |r| {
-            done.send((Instant::now(), r.outcome)).unwrap();
-        },
+        enc(&gate.url()),
+        move |r| done.send(r.outcome).unwrap(),
     )
     .unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    gate.wait_for_request();
     let outcome = call(
         &db,
         "add_note",
         as_client(ALICE, 0),
-        enc("during the sleep"),
+        enc("during the request"),
     );
     assert!(outcome.is_committed(), "{outcome:?}");
-    let reducer_done = Instant::now();
-    let (sleep_done, outcome) = slept.recv_timeout(Duration::from_secs(10)).unwrap();
     assert!(
-        matches!(outcome, ProcedureOutcome::Returned { .. }),
-        "{outcome:?}"
+        returned.try_recv().is_err(),
+        "the procedure returned while its request was held"
     );
-    assert!(
-        reducer_done < sleep_done,
-        "the reducer waited for the sleeping procedure"
+    gate.release();
+    let outcome = returned.recv_timeout(Duration::from_secs(30)).unwrap();
+    let ProcedureOutcome::Returned { value } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        spacetimedb_sats::bsatn::from_slice::<String>(&value).unwrap(),
+        "status 200 held"
     );
 
     let result = db
@@ -943,4 +998,58 @@ fn chat_prunes_old_messages_when_its_schedule_fires_after_a_reload() {
         .tail(50)
         .iter()
         .any(|e| e.function == "prune_messages" && e.message == "pruned 2 messages"));
+}
+
+/// A loopback HTTP server for one request, answered only when the test
+/// says so: while it holds the response, the procedure that sent the
+/// request is provably still running.
+struct HeldResponse {
+    port: u16,
+    requested: std::sync::mpsc::Receiver<()>,
+    release: std::sync::mpsc::SyncSender<()>,
+}
+
+impl HeldResponse {
+    fn listen() -> HeldResponse {
+        use std::io::{BufRead, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (requested_tx, requested) = std::sync::mpsc::sync_channel(1);
+        let (release, released) = std::sync::mpsc::sync_channel::<()>(1);
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                line.clear();
+            }
+            requested_tx.send(()).unwrap();
+            // The test dropping its end also releases the response.
+            let _ = released.recv();
+            let mut stream = stream;
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nheld",
+            );
+        });
+        HeldResponse {
+            port,
+            requested,
+            release,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/held", self.port)
+    }
+
+    /// Waits until the request has arrived (its headers read).
+    fn wait_for_request(&self) {
+        self.requested
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the procedure sent its request");
+    }
+
+    fn release(&self) {
+        self.release.send(()).unwrap();
+    }
 }

@@ -198,22 +198,54 @@ fn dropping_the_log_ends_follow_and_dropped_followers_are_forgotten() {
     );
 }
 
-/// A minimal executor: polls `future` on this thread, parking between polls.
-fn block_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
+/// Wakes the thread that polls, and records that it did.
+struct Unpark {
+    thread: thread::Thread,
+    woken: std::sync::atomic::AtomicBool,
+}
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.woken.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.unpark();
     }
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+}
+
+/// A minimal executor: polls `future` on this thread, parking between
+/// polls. It polls again only when the future's waker was called, so a
+/// future that forgets to wake fails here (after 10 s) instead of being
+/// rescued by a timed re-poll.
+fn block_on<F: Future>(future: F) -> F::Output {
+    block_on_then(future, |_| {})
+}
+
+/// [`block_on`], calling `after_first_poll(pending)` once after the first
+/// poll with whether it was pending.
+fn block_on_then<F: Future>(future: F, after_first_poll: impl FnOnce(bool)) -> F::Output {
+    let unpark = Arc::new(Unpark {
+        thread: thread::current(),
+        woken: false.into(),
+    });
+    let waker = Waker::from(unpark.clone());
     let mut cx = Context::from_waker(&waker);
     let mut future = pin!(future);
+    let mut after_first_poll = Some(after_first_poll);
     loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+        let poll = future.as_mut().poll(&mut cx);
+        if let Some(hook) = after_first_poll.take() {
+            hook(poll.is_pending());
+        }
+        if let Poll::Ready(out) = poll {
             return out;
         }
-        thread::park_timeout(Duration::from_secs(5));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !unpark
+            .woken
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            assert!(Instant::now() < deadline, "the future never woke its waker");
+            thread::park_timeout(Duration::from_secs(1));
+        }
     }
 }
 
@@ -221,16 +253,18 @@ fn block_on<F: Future>(future: F) -> F::Output {
 fn follow_is_usable_from_async_code() {
     let log = Arc::new(ModuleLog::in_memory(options()));
     let mut follow = log.follow(0);
-    let writer = {
+    // The first receive is pending before anything is appended (the append
+    // starts only then), so the append must wake it.
+    let mut writer = None;
+    let first = block_on_then(follow.recv(), |pending| {
+        assert!(pending, "nothing was appended yet");
         let log = Arc::clone(&log);
-        thread::spawn(move || {
-            thread::sleep(Duration::from_millis(50));
-            log.append(&[info("async one"), info("async two")]);
-        })
-    };
-    let first = block_on(follow.recv());
+        writer = Some(thread::spawn(move || {
+            log.append(&[info("async one"), info("async two")])
+        }));
+    });
     let second = block_on(follow.recv());
-    writer.join().unwrap();
+    writer.expect("started").join().unwrap();
     let text = |event: Option<FollowEvent>| match event {
         Some(FollowEvent::Entry(e)) => e.message,
         other => panic!("expected an entry, got {other:?}"),
