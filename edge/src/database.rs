@@ -46,7 +46,7 @@ use orrery_module::{CallResult, CallerContext, ProcedureOutcome, ReducerOutcome}
 use tenant_host::hosting::HostedDatabase;
 use tenant_host::logs::{FollowEvent, LogEntry};
 use tenant_host::registry::{
-    hex, parse_name_or_identity, random_bytes, Entry, NameOrIdentity, Registry, RegistryError,
+    parse_name_or_identity, random_bytes, Entry, NameOrIdentity, Registry, RegistryError,
 };
 
 const IDENTITY_HEADER: HeaderName = HeaderName::from_static("spacetime-identity");
@@ -436,7 +436,7 @@ fn migration_token(id: Identity, old: [u8; 32], new: [u8; 32]) -> String {
     hasher.update(&id.to_byte_array());
     hasher.update(&old);
     hasher.update(&new);
-    format!("0x{}", hex(hasher.finalize().as_bytes()))
+    format!("0x{}", hex::encode(hasher.finalize().as_bytes()))
 }
 
 async fn pre_publish(
@@ -730,16 +730,11 @@ async fn timestamp(
     if let Err(response) = resolve_database(&state.registry, &name_or_identity) {
         return response;
     }
+    let now = state.registry.host().clock().now_micros();
     json_response(
         StatusCode::OK,
-        json!({"__timestamp_micros_since_unix_epoch__": now_micros()}),
+        json!({"__timestamp_micros_since_unix_epoch__": now}),
     )
-}
-
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 // ---------------------------------------------------------------- schema
@@ -908,7 +903,7 @@ async fn logs(
                 Some(FollowEvent::Skipped(n)) => {
                     let mut line = json!({
                         "level": "Warn",
-                        "ts": now_micros(),
+                        "ts": registry.host().clock().now_micros(),
                         "target": "__spacetimedb__",
                         "message": format!("{n} log records were skipped (the reader was too slow)"),
                     })
@@ -975,11 +970,11 @@ fn outcome_message(outcome: &ReducerOutcome) -> String {
 }
 
 /// `caller` calling now over the short-lived connection `conn`.
-fn call_context(caller: &Caller, conn: ConnectionId) -> CallerContext {
+fn call_context(database: &HostedDatabase, caller: &Caller, conn: ConnectionId) -> CallerContext {
     CallerContext {
         sender: caller.identity(),
         connection_id: conn,
-        timestamp_micros: now_micros(),
+        timestamp_micros: database.clock().now_micros(),
     }
 }
 
@@ -1077,7 +1072,7 @@ async fn call(
             let database = entry.database();
             let conn = connection_id();
             with_connection(database, &caller, conn, || {
-                database.call_reducer(&function, call_context(&caller, conn), args)
+                database.call_reducer(&function, call_context(database, &caller, conn), args)
             })
             .map(|r| (function, r))
         })
@@ -1112,7 +1107,7 @@ async fn call(
             let database = entry.database();
             let conn = connection_id();
             with_connection(database, &caller, conn, || {
-                database.call_procedure(&function, call_context(&caller, conn), args)
+                database.call_procedure(&function, call_context(database, &caller, conn), args)
             })
         })
         .await;

@@ -301,12 +301,6 @@ fn truncate_reason(mut reason: String) -> String {
     reason
 }
 
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}
-
 /// Hands one client message to the database: every kind goes through the
 /// lane (procedures to their own threads), so replies come in request order.
 fn dispatch(
@@ -378,7 +372,7 @@ fn dispatch(
             reducer,
             args,
         } => {
-            let timestamp = now_micros();
+            let timestamp = db.clock().now_micros();
             if let Some(error) = invalid_function_name("reducer", &reducer) {
                 in_flight.fetch_sub(1, Ordering::AcqRel);
                 outbox.push_message(&ServerMessage::ReducerResult {
@@ -422,7 +416,7 @@ fn dispatch(
             args,
         } => {
             let started = Instant::now();
-            let timestamp = now_micros();
+            let timestamp = db.clock().now_micros();
             if let Some(error) = invalid_function_name("procedure", &procedure) {
                 in_flight.fetch_sub(1, Ordering::AcqRel);
                 outbox.push_message(&ServerMessage::ProcedureResult {

@@ -147,7 +147,7 @@ impl CompileCache {
                     match store.write(&hash, &module) {
                         Ok(()) => bump(&self.counters.artifact_writes),
                         Err(e) => tracing::warn!(
-                            module = %hex(&hash),
+                            module = %hex::encode(&hash),
                             error = %e,
                             "could not write the precompiled artifact"
                         ),
@@ -182,7 +182,7 @@ impl CompileCache {
             Err(reason) => {
                 bump(&self.counters.artifact_rejects);
                 tracing::warn!(
-                    module = %hex(hash),
+                    module = %hex::encode(hash),
                     path = %store.path(hash).display(),
                     %reason,
                     "rejected a precompiled artifact; compiling from wasm instead"
@@ -229,8 +229,8 @@ impl ArtifactStore {
     fn path(&self, hash: &[u8; 32]) -> PathBuf {
         self.dir.join(format!(
             "{}-{}.cwasm",
-            hex(hash),
-            hex(&self.fingerprint[..16])
+            hex::encode(hash),
+            hex::encode(&self.fingerprint[..16])
         ))
     }
 
@@ -382,10 +382,6 @@ impl std::hash::Hasher for Blake3Writer<'_> {
         let hash = self.0.finalize();
         u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -52,8 +52,9 @@ use orrery_module::{
 use orrery_moduledef::{ScheduledFunction, Visibility};
 use pool::{Lane, SubmitError, WorkerPool};
 use procedures::{ProcedurePool, ProcedureSlots};
-use scheduler::{next_on_grid, now_micros, Firing, ScheduleAt, Scheduler, Timer};
+use scheduler::{next_on_grid, Firing, ScheduleAt, Scheduler, Timer};
 use spacetimedb_sats::ProductValue;
+use storage::clock::{Clock, SystemClock};
 
 /// The system table of connected clients: `connection_id` (u128, primary
 /// key), `identity` (32 little-endian bytes), `jwt_payload` (the JSON claims
@@ -212,17 +213,27 @@ pub struct Host {
     scheduler: Arc<Scheduler>,
     /// Takes every database's snapshots on its policy, off the lanes.
     snapshotter: Arc<storage::Snapshotter>,
+    /// The one clock of the hosting layer: call timestamps, timers, client
+    /// records and the edge's server time all read it.
+    clock: Arc<dyn Clock>,
     config: HostConfig,
     next_key: AtomicU64,
 }
 
 impl Host {
     pub fn new(runtime: Runtime, config: HostConfig) -> Host {
+        Host::with_clock(runtime, config, Arc::new(SystemClock))
+    }
+
+    /// [`Host::new`] reading time from `clock` (tests pass a
+    /// `ManualClock`).
+    pub fn with_clock(runtime: Runtime, config: HostConfig, clock: Arc<dyn Clock>) -> Host {
         Host {
             runtime,
             pool: Arc::new(WorkerPool::with_policy(config.workers, config.pool)),
             procedures: Arc::new(ProcedurePool::default()),
-            scheduler: Arc::new(Scheduler::start()),
+            scheduler: Arc::new(Scheduler::start(clock.clone())),
+            clock,
             snapshotter: storage::Snapshotter::start(orrery_api::limits::SNAPSHOT_THREADS_DEFAULT)
                 .expect("spawning the snapshot thread"),
             config,
@@ -232,6 +243,11 @@ impl Host {
 
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
+    }
+
+    /// The hosting layer's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     pub fn workers(&self) -> usize {
@@ -257,8 +273,12 @@ impl Host {
                 return Err(PublishError::AlreadyExists);
             }
         }
-        let created =
-            module.create_database_with(&storage, spec.owner, now_micros(), &[client_table_def()]);
+        let created = module.create_database_with(
+            &storage,
+            spec.owner,
+            self.clock.now_micros(),
+            &[client_table_def()],
+        );
         let delta = match created.outcome {
             ReducerOutcome::Committed { delta } => delta,
             outcome => {
@@ -391,6 +411,7 @@ impl Host {
             pool: self.pool.clone(),
             procedures: self.procedures.clone(),
             scheduler: self.scheduler.clone(),
+            clock: self.clock.clone(),
             log,
             views: std::sync::Mutex::new(views::ViewTables::default()),
             procedure_slots: ProcedureSlots::default(),
@@ -434,6 +455,7 @@ struct DbShared {
     pool: Arc<WorkerPool>,
     procedures: Arc<ProcedurePool>,
     scheduler: Arc<Scheduler>,
+    clock: Arc<dyn Clock>,
     /// Every log record of every call, plus the host's notes on failures.
     log: ModuleLog,
     /// Materialised views, kept in storage tables and refreshed inside
@@ -527,6 +549,11 @@ impl ScheduleSlot {
 }
 
 impl HostedDatabase {
+    /// The host's clock, for timestamps this database's callers record.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.shared.clock
+    }
+
     pub fn name(&self) -> &str {
         &self.shared.name
     }
@@ -939,7 +966,7 @@ impl DbShared {
         if schedules.is_empty() {
             return;
         }
-        let now = now_micros();
+        let now = self.clock.now_micros();
         for table in &delta.tables {
             let Some(slot) = schedules.get(&table.table_id) else {
                 continue;
@@ -981,7 +1008,7 @@ impl DbShared {
         let Ok(state) = self.storage.read() else {
             return;
         };
-        let now = now_micros();
+        let now = self.clock.now_micros();
         for (&table, slot) in schedules.iter() {
             let Ok(rows) = state.scan(table) else {
                 continue;
@@ -1019,7 +1046,7 @@ impl DbShared {
         let caller = CallerContext {
             sender: self.identity(&module),
             connection_id: ConnectionId::ZERO,
-            timestamp_micros: timer.due_micros.max(now_micros()),
+            timestamp_micros: timer.due_micros.max(self.clock.now_micros()),
         };
         let mut args = Vec::new();
         storage::value::encode_row(&row, &mut args);
@@ -1074,7 +1101,7 @@ impl DbShared {
             }
             (Some(_), Some(at @ ScheduleAt::Interval { micros })) if at == timer.at => {
                 tx.rollback();
-                let next = next_on_grid(timer.due_micros, micros, now_micros());
+                let next = next_on_grid(timer.due_micros, micros, self.clock.now_micros());
                 self.arm(timer.table, timer.schedule_id, next, at);
             }
             _ => tx.rollback(),
@@ -1133,7 +1160,7 @@ impl DbShared {
         let caller = CallerContext {
             sender: identity,
             connection_id,
-            timestamp_micros: now_micros(),
+            timestamp_micros: self.clock.now_micros(),
         };
         let result = run_hook(&module, module.def().lifecycle.on_connect, tx, caller);
         self.finish("client_connected", &result);
@@ -1154,7 +1181,7 @@ impl DbShared {
         let caller = CallerContext {
             sender: identity,
             connection_id,
-            timestamp_micros: now_micros(),
+            timestamp_micros: self.clock.now_micros(),
         };
         let result = run_hook(&module, module.def().lifecycle.on_disconnect, tx, caller);
         self.finish("client_disconnected", &result);
@@ -1210,7 +1237,10 @@ impl Firing for DbShared {
             .submit(&self.lane, Box::new(move || me.run_timer(timer)));
         if let Err(SubmitError::Overloaded(_)) = submitted {
             // Not lost: try again shortly.
-            let retry = now_micros().saturating_add(OVERLOADED_RETRY.as_micros() as i64);
+            let retry = self
+                .clock
+                .now_micros()
+                .saturating_add(OVERLOADED_RETRY.as_micros() as i64);
             self.arm(timer.table, timer.schedule_id, retry, timer.at);
         }
     }

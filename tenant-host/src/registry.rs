@@ -768,8 +768,8 @@ impl Registry {
                 names: name.into_iter().collect(),
                 locked: false,
                 state: DatabaseState::Creating,
-                initial_program: hex(&hash),
-                module: Some(hex(&hash)),
+                initial_program: hex::encode(&hash),
+                module: Some(hex::encode(&hash)),
             };
             // First, so that a crash from here on leaves a directory open
             // can tell never became ready.
@@ -836,7 +836,7 @@ impl Registry {
         let mode = if clear {
             UpdateMode::ClearData {
                 owner: entry.owner,
-                timestamp_micros: now_micros(),
+                timestamp_micros: self.host.clock().now_micros(),
             }
         } else {
             UpdateMode::Migrate
@@ -868,7 +868,7 @@ impl Registry {
         {
             let mut meta = lock(&entry.meta);
             let mut next = meta.clone();
-            next.module = Some(hex(&new));
+            next.module = Some(hex::encode(&new));
             // If this fails the new module still serves, and open follows
             // the record the migration committed.
             entry.save_meta(&next)?;
@@ -1084,7 +1084,7 @@ pub fn uuid_v4() -> String {
     let mut b = random_bytes::<16>();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex(&b);
+    let h = hex::encode(&b);
     format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],
@@ -1105,30 +1105,15 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}
-
 /// Hex of a module hash, as in file names and `database.json`.
 fn hex_of(hash: &[u8; 32]) -> String {
-    hex(hash)
+    hex::encode(hash)
 }
 
 /// A module hash from its 64 hex digits.
 fn parse_hash(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
     let mut hash = [0u8; 32];
-    for (i, byte) in hash.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
+    hex::decode_to_slice(text, &mut hash).ok()?;
     Some(hash)
 }
 

@@ -372,3 +372,15 @@ const _: () = assert!(
     SNAPSHOT_EVERY_LOG_BYTES_DEFAULT * SNAPSHOT_RETAIN_DEFAULT as u64
         <= COMMITLOG_SEGMENT_BYTES_DEFAULT
 );
+
+// ---------------------------------------------------------------------------
+// The hosting layer's clock (issue 12: one clock in hosting).
+// ---------------------------------------------------------------------------
+
+/// Longest the timer thread sleeps before reading the host's clock again,
+/// in milliseconds: a wall clock stepped forward fires the timers now due
+/// within this.
+pub const SCHEDULER_CLOCK_RECHECK_MS: u64 = 1_000;
+
+// Rechecking is not a busy loop.
+const _: () = assert!(SCHEDULER_CLOCK_RECHECK_MS >= 10);

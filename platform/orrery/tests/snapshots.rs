@@ -30,18 +30,7 @@ fn send(request: ureq::Request, body: Option<&[u8]>) -> (u16, String) {
 
 /// `orrery start` with `extra` arguments, once it printed its banner.
 fn start(data: &std::path::Path, extra: &[&str]) -> Orrery {
-    let (child, lines) = support::spawn_orrery(data, extra);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let banner = loop {
-        let line = lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("orrery start printed its banner");
-        if line.contains("orrery started") {
-            break line;
-        }
-    };
-    let addr = support::listen_addr(&banner);
-    Orrery { child, addr, lines }
+    Orrery::start_with(data, extra)
 }
 
 /// The value of `name{database="id"}` in a scrape of `/metrics`, if present.

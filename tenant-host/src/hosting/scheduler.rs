@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use orrery_api::limits::SCHEDULER_CLOCK_RECHECK_MS;
 use spacetimedb_sats::AlgebraicValue;
+use storage::clock::Clock;
 use storage::TableId;
 
 /// A decoded `ScheduleAt` column value.
@@ -75,13 +77,6 @@ pub fn next_on_grid(due: i64, period: i64, now: i64) -> i64 {
     due.saturating_add(steps.saturating_mul(period))
 }
 
-/// Wall clock in µs since the Unix epoch.
-pub fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-}
-
 /// What a database does with a due timer. Implemented by the database so
 /// the scheduler does not know about modules.
 pub trait Firing: Send + Sync + 'static {
@@ -138,6 +133,8 @@ struct State {
 }
 
 struct Shared {
+    /// The host's clock: timers fall due by it.
+    clock: Arc<dyn Clock>,
     state: Mutex<State>,
     wake: Condvar,
     stopping: AtomicBool,
@@ -150,8 +147,10 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn start() -> Scheduler {
+    /// Starts the timer thread, reading time from `clock` (the host's).
+    pub fn start(clock: Arc<dyn Clock>) -> Scheduler {
         let shared = Arc::new(Shared {
+            clock,
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
             stopping: AtomicBool::new(false),
@@ -238,7 +237,7 @@ fn run(shared: &Shared) {
         if shared.stopping.load(Ordering::Acquire) {
             return;
         }
-        let now = now_micros();
+        let now = shared.clock.now_micros();
         let Some(top) = state.heap.peek() else {
             state = shared
                 .wake
@@ -251,7 +250,10 @@ fn run(shared: &Shared) {
             continue;
         }
         if top.due_micros > now {
-            let wait = Duration::from_micros((top.due_micros - now) as u64);
+            // Capped, so that a clock that jumps (a stepped wall clock, a
+            // test's manual clock) is read again soon.
+            let wait = Duration::from_micros((top.due_micros - now) as u64)
+                .min(Duration::from_millis(SCHEDULER_CLOCK_RECHECK_MS));
             state = shared
                 .wake
                 .wait_timeout(state, wait)
@@ -277,6 +279,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use std::sync::mpsc;
+    use storage::clock::SystemClock;
 
     struct Recorder(Mutex<mpsc::Sender<Timer>>);
 
@@ -297,10 +300,10 @@ mod tests {
 
     #[test]
     fn fires_in_due_order_and_rearming_replaces() {
-        let scheduler = Scheduler::start();
+        let scheduler = Scheduler::start(Arc::new(SystemClock));
         let (tx, rx) = mpsc::channel();
         let recorder: Arc<dyn Firing> = Arc::new(Recorder(Mutex::new(tx)));
-        let now = now_micros();
+        let now = SystemClock.now_micros();
         scheduler.arm(7, Arc::downgrade(&recorder), timer(1, now + 60_000));
         scheduler.arm(7, Arc::downgrade(&recorder), timer(2, now + 20_000));
         scheduler.arm(7, Arc::downgrade(&recorder), timer(3, now + 40_000));
@@ -317,13 +320,13 @@ mod tests {
 
     #[test]
     fn dropped_database_timers_are_discarded() {
-        let scheduler = Scheduler::start();
+        let scheduler = Scheduler::start(Arc::new(SystemClock));
         let (tx, rx) = mpsc::channel();
         let recorder: Arc<dyn Firing> = Arc::new(Recorder(Mutex::new(tx)));
         scheduler.arm(
             1,
             Arc::downgrade(&recorder),
-            timer(1, now_micros() + 30_000),
+            timer(1, SystemClock.now_micros() + 30_000),
         );
         drop(recorder);
         assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());

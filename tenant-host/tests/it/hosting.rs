@@ -1053,3 +1053,53 @@ impl HeldResponse {
         self.release.send(()).unwrap();
     }
 }
+
+// Protects the hosting layer's one clock: timers fall due by the host's
+// clock (here a manual one), not by the machine's.
+#[test]
+fn timers_fall_due_by_the_hosts_clock() {
+    use storage::clock::{Clock, ManualClock};
+    let clock = ManualClock::new(now());
+    let host = Host::with_clock(
+        Runtime::new().unwrap(),
+        HostConfig {
+            workers: 2,
+            ..HostConfig::default()
+        },
+        Arc::new(clock.clone()),
+    );
+    let db = create(&host, "abi-coverage", in_memory());
+    let hour = 3_600_000_000i64;
+    let caller = || CallerContext {
+        sender: OWNER,
+        connection_id: ConnectionId::from_u128(0),
+        timestamp_micros: clock.now_micros(),
+    };
+    let outcome = call(
+        &db,
+        "schedule_once",
+        caller(),
+        args(&[enc(&hour), enc("in-an-hour")]),
+    );
+    assert!(outcome.is_committed(), "{outcome:?}");
+    // A barrier: a timer due now runs, so the scheduler is running, while
+    // the one due in an hour of the host's clock has not.
+    let outcome = call(
+        &db,
+        "schedule_once",
+        caller(),
+        args(&[enc(&0i64), enc("now")]),
+    );
+    assert!(outcome.is_committed(), "{outcome:?}");
+    eventually(Duration::from_secs(30), "the timer due now ran", || {
+        count(&runs(&db), "now") == 1
+    });
+    assert_eq!(count(&runs(&db), "in-an-hour"), 0);
+
+    clock.advance(hour + 1);
+    eventually(
+        Duration::from_secs(30),
+        "the timer ran once its hour passed",
+        || count(&runs(&db), "in-an-hour") == 1,
+    );
+}
