@@ -16,9 +16,8 @@ use spacetimedb_sats::{
 
 use super::error::TypeError;
 
-/// Maximum nesting (refs followed plus structural levels) while resolving.
-/// Real modules nest a handful of levels; a cycle hits this quickly.
-pub const MAX_TYPE_DEPTH: usize = 64;
+/// Maximum nesting while resolving (`limits::MODULE_TYPE_DEPTH_MAX`).
+pub const MAX_TYPE_DEPTH: usize = orrery_api::limits::MODULE_TYPE_DEPTH_MAX;
 
 /// Checks that every `Ref` anywhere in the typespace points inside it.
 pub(crate) fn check_typespace(typespace: &Typespace) -> Result<(), (usize, TypeError)> {

@@ -38,7 +38,7 @@ const MAY_DEPEND_ON: &[(&str, Option<&[&str]>)] = &[
     ("storage", Some(&["durable", "orrery-api"])),
     ("billing", Some(&["orrery-api"])),
     ("orrery-wire", Some(&["orrery-api"])),
-    ("orrery-moduledef", Some(&["storage"])),
+    ("orrery-moduledef", Some(&["storage", "orrery-api"])),
     (
         "orrery-module",
         Some(&["orrery-moduledef", "storage", "durable", "orrery-api"]),

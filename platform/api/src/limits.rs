@@ -384,3 +384,21 @@ pub const SCHEDULER_CLOCK_RECHECK_MS: u64 = 1_000;
 
 // Rechecking is not a busy loop.
 const _: () = assert!(SCHEDULER_CLOCK_RECHECK_MS >= 10);
+
+// ---------------------------------------------------------------------------
+// Module descriptions and row-level security (issue 12: one home for limits).
+// ---------------------------------------------------------------------------
+
+/// Nesting of a module's types while they are resolved (references followed
+/// plus structural levels). Real modules nest a handful of levels; a cyclic
+/// type hits this quickly and the module is refused.
+pub const MODULE_TYPE_DEPTH_MAX: usize = 64;
+
+/// Parts one query may become once row-level security filters are applied
+/// (filters multiply across the tables of a join); past this the query is
+/// refused.
+pub const RLS_QUERY_FRAGMENTS_MAX: usize = 64;
+
+// Depth is counted per level; a depth of zero would refuse every type.
+const _: () = assert!(MODULE_TYPE_DEPTH_MAX >= 8);
+const _: () = assert!(RLS_QUERY_FRAGMENTS_MAX >= 1);

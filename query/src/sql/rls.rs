@@ -25,8 +25,8 @@ use super::check::{check, BoundProjection, BoundStatement, Catalog, Mode};
 use super::parse::{parse, ColRef, Expr, Operand, Projection, Select, Statement, TableRef};
 use super::SqlError;
 
-/// At most this many fragments per query (filters multiply across tables).
-pub const FRAGMENTS_MAX: usize = 64;
+/// At most this many fragments per query (`limits::RLS_QUERY_FRAGMENTS_MAX`).
+pub const FRAGMENTS_MAX: usize = orrery_api::limits::RLS_QUERY_FRAGMENTS_MAX;
 
 /// The visibility filters of one module, by the canonical name of the table
 /// they filter.
