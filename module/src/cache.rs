@@ -147,7 +147,7 @@ impl CompileCache {
                     match store.write(&hash, &module) {
                         Ok(()) => bump(&self.counters.artifact_writes),
                         Err(e) => tracing::warn!(
-                            module = %hex::encode(&hash),
+                            module = %hex::encode(hash),
                             error = %e,
                             "could not write the precompiled artifact"
                         ),

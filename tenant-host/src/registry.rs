@@ -768,8 +768,8 @@ impl Registry {
                 names: name.into_iter().collect(),
                 locked: false,
                 state: DatabaseState::Creating,
-                initial_program: hex::encode(&hash),
-                module: Some(hex::encode(&hash)),
+                initial_program: hex::encode(hash),
+                module: Some(hex::encode(hash)),
             };
             // First, so that a crash from here on leaves a directory open
             // can tell never became ready.
@@ -868,7 +868,7 @@ impl Registry {
         {
             let mut meta = lock(&entry.meta);
             let mut next = meta.clone();
-            next.module = Some(hex::encode(&new));
+            next.module = Some(hex::encode(new));
             // If this fails the new module still serves, and open follows
             // the record the migration committed.
             entry.save_meta(&next)?;
@@ -1084,7 +1084,7 @@ pub fn uuid_v4() -> String {
     let mut b = random_bytes::<16>();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(&b);
+    let h = hex::encode(b);
     format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],

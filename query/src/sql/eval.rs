@@ -19,6 +19,9 @@ use super::check::{
 use super::{parse, CmpOp, QueryError, SqlError};
 use crate::budget::{bsatn_len, Budget, QueryLimits};
 
+/// What a join walk hands every matching tuple: return false to stop.
+type Emit<'e, 's> = dyn FnMut(&[&'s Row], &mut Budget) -> Result<bool, QueryError> + 'e;
+
 /// The columns and rows of a query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueryResult {
@@ -157,7 +160,7 @@ impl<'s> Run<'s, '_> {
         &self,
         tuple: &mut Vec<&'s Row>,
         budget: &mut Budget,
-        emit: &mut dyn FnMut(&[&'s Row], &mut Budget) -> Result<bool, QueryError>,
+        emit: &mut Emit<'_, 's>,
     ) -> Result<bool, QueryError> {
         let i = tuple.len();
         if i == self.q.tables.len() {
