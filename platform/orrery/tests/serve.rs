@@ -9,19 +9,7 @@ mod support;
 
 use serde_json::{json, Value};
 
-use support::Orrery;
-
-fn send(request: ureq::Request, body: Option<&[u8]>) -> (u16, String) {
-    let result = match body {
-        Some(body) => request.send_bytes(body),
-        None => request.call(),
-    };
-    match result {
-        Ok(r) => (r.status(), r.into_string().unwrap()),
-        Err(ureq::Error::Status(status, r)) => (status, r.into_string().unwrap()),
-        Err(e) => panic!("request failed: {e}"),
-    }
-}
+use support::{send, Orrery};
 
 fn sql_rows(o: &Orrery, token: &str, db: &str, sql: &str) -> Vec<Value> {
     let (status, body) = send(

@@ -14,19 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use support::Orrery;
-
-fn send(request: ureq::Request, body: Option<&[u8]>) -> (u16, String) {
-    let result = match body {
-        Some(body) => request.send_bytes(body),
-        None => request.call(),
-    };
-    match result {
-        Ok(r) => (r.status(), r.into_string().unwrap()),
-        Err(ureq::Error::Status(status, r)) => (status, r.into_string().unwrap()),
-        Err(e) => panic!("request failed: {e}"),
-    }
-}
+use support::{send, Orrery};
 
 /// `orrery start` with `extra` arguments, once it printed its banner.
 fn start(data: &std::path::Path, extra: &[&str]) -> Orrery {

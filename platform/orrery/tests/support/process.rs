@@ -247,3 +247,17 @@ impl Orrery {
         self.process.check_errors();
     }
 }
+
+/// One HTTP request to a server under test: its status and body, whatever
+/// the status (a transport failure fails the test).
+pub(crate) fn send(request: ureq::Request, body: Option<&[u8]>) -> (u16, String) {
+    let result = match body {
+        Some(body) => request.send_bytes(body),
+        None => request.call(),
+    };
+    match result {
+        Ok(r) => (r.status(), r.into_string().unwrap()),
+        Err(ureq::Error::Status(status, r)) => (status, r.into_string().unwrap()),
+        Err(e) => panic!("request failed: {e}"),
+    }
+}
