@@ -201,7 +201,7 @@ pub(super) fn routes(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
 /// without one is read until `max` and refused there, with 413 and a
 /// message naming the limit either way. The handler then finds the body
 /// buffered.
-fn limited<S: Clone + Send + Sync + 'static>(
+pub(crate) fn limited<S: Clone + Send + Sync + 'static>(
     route: MethodRouter<S>,
     max: usize,
     what: &'static str,

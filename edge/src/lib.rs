@@ -6,7 +6,8 @@
 //! `GET /v1/ping`, `POST /v1/identity`, `POST /v1/identity/websocket-token`,
 //! `GET /v1/identity/public-key`, `GET /v1/identity/:identity/verify`,
 //! and `GET /metrics` (rendered by `tenant_host::metrics`).
-//! The database routes under `/v1/database` live in `database`, the
+//! The database routes under `/v1/database` live in `database`, a
+//! database's own HTTP handlers under `…/route` in [`route`], the
 //! WebSocket sessions in [`ws`], tokens and identities in [`auth`].
 //! Does not own: the
 //! databases (`tenant_host::registry`), the WebSocket protocol, or process concerns
@@ -37,6 +38,7 @@ use tenant_host::registry::Registry;
 pub mod auth;
 mod database;
 pub mod error;
+pub mod route;
 pub mod ws;
 
 // For the WebSocket route, which resolves and authenticates the same way.
@@ -61,6 +63,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/identity/{identity}/verify", get(verify))
         .route("/metrics", get(metrics))
         .merge(database::routes(state.clone()))
+        .merge(route::routes())
         .layer(axum::middleware::from_fn(error::log_errors))
         .layer(axum::middleware::from_fn(cors))
         .with_state(state)

@@ -127,6 +127,21 @@ pub(crate) struct HostEnv {
     pub(crate) view_reads: Option<BTreeSet<TableId>>,
     /// The host's own tables, which do not exist for the guest.
     pub(crate) host_tables: SharedHostTables,
+    /// Calls queued by `volatile_nonatomic_schedule_immediate` during the
+    /// running call, in order.
+    pub(crate) immediate: Vec<ImmediateCall>,
+}
+
+/// A reducer call a module queued with `volatile_nonatomic_schedule_immediate`
+/// (module-abi §3.1, §8.6): the host runs it after the call that queued it
+/// has ended, as a transaction of its own, whether or not the queuing call
+/// committed, with the database identity as sender.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImmediateCall {
+    /// The function name as the module sent it (unchecked).
+    pub function: String,
+    /// BSATN arguments as the module sent them (unchecked).
+    pub args: Vec<u8>,
 }
 
 /// The host-table policy of an instance ([`NoHostTables`] until set).
@@ -141,6 +156,7 @@ impl Default for SharedHostTables {
 
 pub(crate) use orrery_api::limits::LOG_RECORDS_PER_CALL_MAX;
 use orrery_api::limits::{GUEST_SINK_BYTES_MAX as SINK_BYTES_MAX, LOG_MESSAGE_BYTES_MAX};
+use orrery_api::limits::{IMMEDIATE_ARGS_BYTES_PER_CALL_MAX, IMMEDIATE_CALLS_PER_CALL_MAX};
 
 impl HostEnv {
     pub(crate) fn new_sink(&mut self) -> u32 {
@@ -158,8 +174,15 @@ impl HostEnv {
         self.sources.len() as u32
     }
 
-    /// Forgets every per-call handle (sources, sinks, iterators, timers).
+    /// Takes every sink not yet taken, in handle order.
+    pub(crate) fn take_sinks(&mut self) -> Vec<Vec<u8>> {
+        self.sinks.drain(..).flatten().collect()
+    }
+
+    /// Forgets every per-call handle (sources, sinks, iterators, timers)
+    /// and the calls queued for after the call.
     pub(crate) fn end_call(&mut self) {
+        self.immediate.clear();
         self.sinks.clear();
         self.sources.clear();
         self.iters.clear();
@@ -704,8 +727,34 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
     linker.func_wrap(
         v0,
         "volatile_nonatomic_schedule_immediate",
-        |_: i32, _: i32, _: i32, _: i32| -> wasmtime::Result<()> {
-            bail!("volatile_nonatomic_schedule_immediate is not supported yet")
+        |mut caller: Caller<'_, HostEnv>,
+         name_ptr: i32,
+         name_len: i32,
+         args_ptr: i32,
+         args_len: i32|
+         -> wasmtime::Result<()> {
+            let (memory, env) = memory(&mut caller)?;
+            let function = name(memory, name_ptr, name_len)?.to_owned();
+            let args = slice(memory, args_ptr, args_len)?;
+            if env.view_reads.is_some() {
+                bail!("a view may not schedule calls (module-abi §3.7)");
+            }
+            if env.immediate.len() >= IMMEDIATE_CALLS_PER_CALL_MAX {
+                bail!(
+                    "the call queued more than {IMMEDIATE_CALLS_PER_CALL_MAX} \
+                     volatile_nonatomic_schedule_immediate calls"
+                );
+            }
+            let queued: usize = env.immediate.iter().map(|c| c.args.len()).sum();
+            if queued + args.len() > IMMEDIATE_ARGS_BYTES_PER_CALL_MAX {
+                bail!(
+                    "the calls queued with volatile_nonatomic_schedule_immediate \
+                     exceed {IMMEDIATE_ARGS_BYTES_PER_CALL_MAX} bytes of arguments"
+                );
+            }
+            let args = args.to_vec();
+            env.immediate.push(ImmediateCall { function, args });
+            Ok(())
         },
     )?;
 

@@ -10,7 +10,8 @@
 //! transaction, §8.7; its second half also serves `crate::update` when a
 //! republish clears the data), and the budgets of a call ([`CallOptions`]).
 //! Procedure calls live in `instance::procedure`
-//! ([`HostedModule::call_procedure`]), view evaluation in
+//! ([`HostedModule::call_procedure`]), HTTP handler calls in
+//! `instance::http_handler` ([`HostedModule::call_http_handler`]), view evaluation in
 //! `instance::view`, and the call
 //! plumbing they share in `instance::guest_call`.
 //! Does not own: what the imports do (`orrery_module::host`), storage semantics
@@ -27,16 +28,19 @@ use storage::{ColId, Database, MutTx, TxDelta};
 use wasmtime::{Instance, InstancePre, Store, StoreLimitsBuilder, Trap, TypedFunc};
 
 use super::host::{
-    HostEnv, HttpPolicy, LogRecord, SharedHostTables, LOG_LEVEL_ERROR, LOG_LEVEL_PANIC,
+    HostEnv, HttpPolicy, ImmediateCall, LogRecord, SharedHostTables, LOG_LEVEL_ERROR,
+    LOG_LEVEL_PANIC,
 };
 use super::host_tables::{HostTables, NoHostTables};
 use super::{LoadError, Runtime};
 use orrery_moduledef::{ModuleDef, ModuleDefError};
 
 mod guest_call;
+mod http_handler;
 mod procedure;
 mod view;
 
+pub use http_handler::{HttpHandlerOutcome, HttpHandlerResult, HttpResponseParts};
 pub use procedure::{ProcedureOutcome, ProcedureRef, ProcedureResult};
 pub use view::{ViewKey, ViewOutcome, ViewRef, ViewResult};
 
@@ -51,7 +55,10 @@ pub struct CallOptions {
     /// sleeping and waiting on HTTP (which burn no fuel); sleeps and request
     /// timeouts are cut to what is left of it.
     pub procedure_deadline: Duration,
-    /// What outbound HTTP procedures may do.
+    /// Wall-clock limit of one HTTP handler call, including its
+    /// transactions and outbound requests.
+    pub http_handler_deadline: Duration,
+    /// What outbound HTTP procedures and HTTP handlers may do.
     pub http: HttpPolicy,
     /// Largest linear memory an instance may grow to, in bytes.
     pub memory_bytes_max: usize,
@@ -72,6 +79,7 @@ impl Default for CallOptions {
             fuel_per_call: limits::FUEL_PER_CALL_DEFAULT,
             deadline_per_call: Duration::from_millis(limits::CALL_DEADLINE_MS_DEFAULT),
             procedure_deadline: Duration::from_millis(limits::PROCEDURE_DEADLINE_MS_DEFAULT),
+            http_handler_deadline: Duration::from_millis(limits::HTTP_HANDLER_DEADLINE_MS_DEFAULT),
             http: HttpPolicy::default(),
             memory_bytes_max: limits::WASM_MEMORY_BYTES_DEFAULT as usize,
             args_bytes_max: ARGS_BYTES_MAX_DEFAULT,
@@ -135,6 +143,9 @@ pub struct CallResult {
     pub logs: Vec<LogRecord>,
     /// Fuel the call consumed.
     pub fuel_used: u64,
+    /// Calls the reducer queued with `volatile_nonatomic_schedule_immediate`,
+    /// for the host to run after this call, whatever its outcome.
+    pub immediate: Vec<ImmediateCall>,
 }
 
 /// A reducer named by id (position in the module definition) or source name.
@@ -585,7 +596,7 @@ impl HostedModule {
             .data_mut()
             .function
             .clone_from(&self.def.reducers[id].source_name);
-        let (ended, tx, error_message, mut logs, fuel_used) =
+        let (ended, tx, error_message, mut logs, fuel_used, immediate) =
             instance.invoke(&self.options, tx, id, caller, args);
         instance.store.data_mut().function.clear();
         // Only an instance that returned 0 or 1 is known to be healthy.
@@ -623,6 +634,7 @@ impl HostedModule {
             outcome,
             logs,
             fuel_used,
+            immediate,
         }
     }
 }
@@ -637,7 +649,14 @@ impl ModuleInstance {
         id: usize,
         caller: CallerContext,
         args: &[u8],
-    ) -> (Ended, Option<MutTx>, String, Vec<LogRecord>, u64) {
+    ) -> (
+        Ended,
+        Option<MutTx>,
+        String,
+        Vec<LogRecord>,
+        u64,
+        Vec<ImmediateCall>,
+    ) {
         let env = self.store.data_mut();
         env.end_call();
         env.logs.clear();
@@ -705,8 +724,9 @@ impl ModuleInstance {
             logs.push(notice);
             env.logs_dropped = 0;
         }
+        let immediate = std::mem::take(&mut env.immediate);
         env.end_call();
-        (ended, tx, message, logs, fuel_used)
+        (ended, tx, message, logs, fuel_used, immediate)
     }
 }
 
@@ -716,6 +736,7 @@ impl CallResult {
             outcome,
             logs: Vec::new(),
             fuel_used: 0,
+            immediate: Vec::new(),
         }
     }
 }

@@ -42,13 +42,14 @@ pub use abi::AbiVersion;
 use cache::CompileCache;
 pub use cache::{module_hash, ArtifactDirError, CacheStats};
 use host::HostEnv;
-pub use host::{is_public, HttpPolicy, LogRecord, LOG_LEVEL_ERROR, LOG_LEVEL_PANIC};
+pub use host::{is_public, HttpPolicy, ImmediateCall, LogRecord, LOG_LEVEL_ERROR, LOG_LEVEL_PANIC};
 pub use host_tables::{HostTables, NoHostTables};
 pub(crate) use instance::instance_error;
 pub use instance::{
-    CallOptions, CallResult, CallerContext, HostError, HostedModule, ModuleInstance,
-    ProcedureOutcome, ProcedureRef, ProcedureResult, ReducerOutcome, ReducerRef, ViewKey,
-    ViewOutcome, ViewRef, ViewResult, ARGS_BYTES_MAX_DEFAULT,
+    CallOptions, CallResult, CallerContext, HostError, HostedModule, HttpHandlerOutcome,
+    HttpHandlerResult, HttpResponseParts, ModuleInstance, ProcedureOutcome, ProcedureRef,
+    ProcedureResult, ReducerOutcome, ReducerRef, ViewKey, ViewOutcome, ViewRef, ViewResult,
+    ARGS_BYTES_MAX_DEFAULT,
 };
 
 /// Fuel for the set-up calls of an instance (preinit, setup, describe):
@@ -305,14 +306,6 @@ impl Runtime {
     ) -> Result<(LoadedModule, Store<HostEnv>, Instance), LoadError> {
         let module = self.compile(wasm)?;
         let abi = abi::check(&module)?;
-        if module
-            .imports()
-            .any(|import| import.name() == "volatile_nonatomic_schedule_immediate")
-        {
-            return Err(LoadError::Unsupported {
-                feature: "`volatile_nonatomic_schedule_immediate` (the `unstable` feature of the spacetimedb crate)".into(),
-            });
-        }
         let (mut store, instance) = self.instantiate(&module)?;
         let description = describe(&mut store, &instance)?;
         let logs = std::mem::take(&mut store.data_mut().logs);

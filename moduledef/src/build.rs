@@ -631,8 +631,11 @@ pub(crate) fn build(flat: Flat, version: DefVersion) -> Result<ModuleDef, Module
         });
     }
 
+    let (http_handlers, http_routes) = crate::http::build(flat.http_handlers, flat.http_routes)?;
     Ok(ModuleDef {
         version,
+        http_handlers,
+        http_routes,
         tables,
         reducers,
         procedures,

@@ -32,6 +32,14 @@ pub enum ModuleDefError {
     UnsupportedVersion { version: &'static str },
     #[error("{feature} is not supported yet")]
     Unsupported { feature: String },
+    #[error("HTTP handler `{handler}` {reason}")]
+    HttpHandler { handler: String, reason: String },
+    #[error("HTTP route {method} `{path}`: {reason}")]
+    HttpRoute {
+        method: String,
+        path: String,
+        reason: String,
+    },
     #[error("module definition has the `{section}` section more than once")]
     DuplicateSection { section: &'static str },
     #[error("module definition uses an unknown {what} variant")]

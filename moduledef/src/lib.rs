@@ -17,6 +17,7 @@
 
 mod build;
 mod error;
+mod http;
 mod names;
 mod normalize;
 mod types;
@@ -28,6 +29,7 @@ use spacetimedb_primitives::ColId;
 use spacetimedb_sats::{AlgebraicType, AlgebraicTypeRef, ProductType, Typespace};
 
 pub use error::{Lifecycle, ModuleDefError, TypeError};
+pub use http::{check_route_path, method_text, HttpHandlerInfo, HttpRouteInfo};
 pub use names::{to_snake_case, CasePolicy};
 pub use types::{is_schedule_at, option_inner, type_text, MAX_TYPE_DEPTH};
 
@@ -63,6 +65,10 @@ pub struct ModuleDef {
     /// Client visibility filters, as SQL (checked against the tables when
     /// the module is hosted: `sql::rls`).
     pub row_level_security: Vec<String>,
+    /// HTTP handlers; position = id passed to `__call_http_handler__`.
+    pub http_handlers: Vec<HttpHandlerInfo>,
+    /// HTTP routes, in definition order (`http`).
+    pub http_routes: Vec<HttpRouteInfo>,
     /// The module's typespace, unresolved, for decoding arguments and
     /// return values whose types still contain refs.
     pub typespace: Typespace,

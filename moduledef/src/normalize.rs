@@ -10,7 +10,7 @@
 //! Entry points: [`flatten_v10`], [`flatten_v9`].
 
 use spacetimedb_lib::db::raw_def::v10::{
-    CaseConversionPolicy, ExplicitNameEntry, FunctionVisibility, RawModuleDefV10,
+    CaseConversionPolicy, ExplicitNameEntry, FunctionVisibility, MethodOrAny, RawModuleDefV10,
     RawModuleDefV10Section,
 };
 use spacetimedb_lib::db::raw_def::v9::{
@@ -115,6 +115,10 @@ pub(crate) struct Flat {
     pub(crate) explicit_names: Vec<(NameKind, String, String)>,
     /// Client visibility filters (SQL), unchecked.
     pub(crate) row_level_security: Vec<String>,
+    /// HTTP handler names, in id order.
+    pub(crate) http_handlers: Vec<String>,
+    /// HTTP routes: (handler name, method, path), unchecked.
+    pub(crate) http_routes: Vec<(String, MethodOrAny, String)>,
 }
 
 fn cols(list: &ColList) -> Vec<ColId> {
@@ -192,6 +196,8 @@ pub(crate) fn flatten_v10(def: RawModuleDefV10) -> Result<Flat, ModuleDefError> 
         case_policy: CasePolicy::SnakeCase,
         explicit_names: Vec::new(),
         row_level_security: Vec::new(),
+        http_handlers: Vec::new(),
+        http_routes: Vec::new(),
     };
     let mut seen = Vec::new();
     for section in def.sections {
@@ -342,15 +348,16 @@ pub(crate) fn flatten_v10(def: RawModuleDefV10) -> Result<Flat, ModuleDefError> 
             }
             RawModuleDefV10Section::HttpHandlers(handlers) => {
                 once(&mut seen, "HttpHandlers")?;
-                if !handlers.is_empty() {
-                    return Err(unsupported("HTTP handlers"));
-                }
+                flat.http_handlers
+                    .extend(handlers.iter().map(|h| h.source_name.to_string()));
             }
             RawModuleDefV10Section::HttpRoutes(routes) => {
                 once(&mut seen, "HttpRoutes")?;
-                if !routes.is_empty() {
-                    return Err(unsupported("HTTP routes"));
-                }
+                flat.http_routes.extend(
+                    routes
+                        .into_iter()
+                        .map(|r| (r.handler_function.to_string(), r.method, r.path.to_string())),
+                );
             }
             RawModuleDefV10Section::ViewPrimaryKeys(keys) => {
                 once(&mut seen, "ViewPrimaryKeys")?;
@@ -396,6 +403,8 @@ pub(crate) fn flatten_v9(def: RawModuleDefV9) -> Result<Flat, ModuleDefError> {
             .iter()
             .map(|r| r.sql.to_string())
             .collect(),
+        http_handlers: Vec::new(),
+        http_routes: Vec::new(),
     };
     for t in def.tables {
         let source_name = t.name.to_string();

@@ -7,12 +7,13 @@
 //! resolution (at the bottom of `names.rs` and `types.rs`).
 
 use spacetimedb_lib::db::raw_def::v10::{
-    ExplicitNames, RawModuleDefV10, RawModuleDefV10Builder, RawModuleDefV10Section, RawTableDefV10,
-    RawViewDefV10,
+    ExplicitNames, MethodOrAny, RawModuleDefV10, RawModuleDefV10Builder, RawModuleDefV10Section,
+    RawTableDefV10, RawViewDefV10,
 };
 use spacetimedb_lib::db::raw_def::v9::{
     btree, direct, hash, Lifecycle as RawLifecycle, RawModuleDefV9Builder, TableAccess,
 };
+use spacetimedb_lib::http::Method as HttpMethod;
 use spacetimedb_lib::{RawModuleDef, RawModuleDefV8};
 use spacetimedb_primitives::{ColId, IndexId, TableId};
 use spacetimedb_sats::{AlgebraicType, AlgebraicTypeRef, ProductType};
@@ -595,20 +596,124 @@ fn garbage_bytes_are_decode_errors() {
     ));
 }
 
-// Protects the refusal of unstable features with a distinct error.
+// Protects the refusal of view parameters with a distinct error.
 #[test]
-fn unstable_sections_are_unsupported() {
-    let mut def = probe();
-    let mut b = RawModuleDefV10Builder::new();
-    b.add_http_handler("hello");
-    def.sections.extend(b.finish().sections);
-    let err = load_err(def);
-    assert!(matches!(&err, ModuleDefError::Unsupported { feature } if feature.contains("HTTP")));
-    assert!(err.to_string().ends_with("not supported yet"), "{err}");
-
+fn view_parameters_are_unsupported() {
     let mut def = probe();
     views(&mut def)[0].params = ProductType::from([("x", AlgebraicType::U8)]);
     assert!(matches!(load_err(def), ModuleDefError::Unsupported { .. }));
+}
+
+fn with_http(routes: &[(&str, MethodOrAny, &str)]) -> RawModuleDefV10 {
+    let mut def = probe();
+    let mut b = RawModuleDefV10Builder::new();
+    b.add_http_handler("hello");
+    b.add_http_handler("echo");
+    for (handler, method, path) in routes {
+        b.add_http_route(handler.to_string(), method.clone(), path.to_string());
+    }
+    def.sections.extend(b.finish().sections);
+    def
+}
+
+// Protects: the HttpHandlers and HttpRoutes sections decode into handler ids
+// (positions) and routes, and a request matches exactly one route by exact
+// path and by method (or any method).
+#[test]
+fn http_handlers_and_routes_decode_and_match() {
+    let get = MethodOrAny::Method(HttpMethod::Get);
+    let post = MethodOrAny::Method(HttpMethod::Post);
+    let def = load(with_http(&[
+        ("hello", get.clone(), ""),
+        ("echo", get.clone(), "/"),
+        ("hello", post, "/a/b-c_d~e/9"),
+        ("echo", MethodOrAny::Any, "/any"),
+        ("echo", get, "/a/b-c_d~e/9/"),
+    ]))
+    .expect("valid routes");
+    let names: Vec<_> = def
+        .http_handlers
+        .iter()
+        .map(|h| h.source_name.as_str())
+        .collect();
+    assert_eq!(names, ["hello", "echo"]);
+    assert_eq!(def.http_routes.len(), 5);
+    assert_eq!(def.http_routes[2].method, Some(HttpMethod::Post));
+    assert_eq!(def.http_routes[3].method, None);
+    assert_eq!(def.http_route(&HttpMethod::Get, ""), Some(0));
+    assert_eq!(def.http_route(&HttpMethod::Get, "/"), Some(1));
+    assert_eq!(def.http_route(&HttpMethod::Post, "/a/b-c_d~e/9"), Some(0));
+    assert_eq!(def.http_route(&HttpMethod::Get, "/a/b-c_d~e/9/"), Some(1));
+    // Exact paths and methods only.
+    assert_eq!(def.http_route(&HttpMethod::Get, "/a/b-c_d~e/9"), None);
+    assert_eq!(def.http_route(&HttpMethod::Post, "/"), None);
+    assert_eq!(def.http_route(&HttpMethod::Get, "//"), None);
+    assert_eq!(def.http_route(&HttpMethod::Get, "/any/"), None);
+    for method in [
+        HttpMethod::Put,
+        HttpMethod::Delete,
+        HttpMethod::Extension("PURGE".into()),
+    ] {
+        assert_eq!(def.http_route(&method, "/any"), Some(1));
+    }
+    // A module without the sections has no routes.
+    assert!(load(probe()).unwrap().http_routes.is_empty());
+}
+
+// Protects the publish-time refusal of bad route paths, overlapping routes,
+// routes to undeclared handlers and duplicate handler names, each with an
+// error that names the route and the reason.
+#[test]
+fn bad_http_routes_are_refused_with_clear_errors() {
+    for path in [
+        "no-slash",
+        "/Upper",
+        "/caf\u{e9}",
+        "/q?x",
+        "/a b",
+        "/per%20",
+        "/colon:",
+        "/dot.",
+    ] {
+        let err = load_err(with_http(&[("hello", MethodOrAny::Any, path)]));
+        assert!(
+            matches!(&err, ModuleDefError::HttpRoute { path: p, .. } if p == path),
+            "{path}: {err}"
+        );
+        assert!(err.to_string().contains("route path"), "{err}");
+    }
+    let get = || MethodOrAny::Method(HttpMethod::Get);
+    let err = load_err(with_http(&[("hello", get(), "/x"), ("echo", get(), "/x")]));
+    assert_eq!(
+        err.to_string(),
+        "HTTP route GET `/x`: overlaps the route GET `/x` to `hello`"
+    );
+    let err = load_err(with_http(&[
+        ("hello", MethodOrAny::Any, "/x"),
+        ("echo", get(), "/x"),
+    ]));
+    assert!(err.to_string().contains("overlaps"), "{err}");
+    // Different methods, or paths differing in a trailing slash, do not overlap.
+    load(with_http(&[
+        ("hello", get(), "/x"),
+        ("echo", MethodOrAny::Method(HttpMethod::Post), "/x"),
+        ("echo", get(), "/x/"),
+    ]))
+    .expect("distinct routes");
+    let err = load_err(with_http(&[("nobody", get(), "/x")]));
+    assert!(
+        err.to_string()
+            .contains("`nobody`, which the module does not declare"),
+        "{err}"
+    );
+    let mut def = with_http(&[]);
+    for s in &mut def.sections {
+        if let RawModuleDefV10Section::HttpHandlers(h) = s {
+            h.push(h[0].clone());
+        }
+    }
+    let err = load_err(def);
+    assert_eq!(err.to_string(), "HTTP handler `hello` is declared twice");
 }
 
 // Protects: row-level security filters reach the definition as written

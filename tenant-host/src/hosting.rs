@@ -15,6 +15,10 @@
 //! semantics (`storage`), the network protocol (later: the client API), or
 //! placement of databases on hosts (control-plane).
 //!
+//! HTTP handler requests run like procedures, and the calls a module queues
+//! with `volatile_nonatomic_schedule_immediate` run on the lane after the
+//! call that queued them (`hosting::http_handlers`).
+//!
 //! Connected clients live in the system table [`CLIENT_TABLE`], written in
 //! the same transaction as the connect hook (module-abi §8.7), so `get_jwt`
 //! can read a client's JWT payload and a restart can tell who was connected.
@@ -22,6 +26,7 @@
 //! schema belongs to, written in the transaction that creates, migrates or
 //! clears the database ([`recorded_module`] reads it).
 
+mod http_handlers;
 pub mod pool;
 pub mod procedures;
 pub mod scheduler;
@@ -935,6 +940,7 @@ impl DbShared {
         if let Some((level, note)) = procedure_failure_note(&result.outcome) {
             self.log.append_host(level, name, note);
         }
+        self.queue_immediate(&result.immediate);
         result
     }
 
@@ -957,6 +963,7 @@ impl DbShared {
         } else if let Some((level, note)) = failure_note(&result.outcome) {
             self.log.append_host(level, function, note);
         }
+        self.queue_immediate(&result.immediate);
     }
 
     /// Arms timers for schedule rows a committed transaction inserted (or
@@ -1398,6 +1405,7 @@ fn bare(outcome: ReducerOutcome) -> CallResult {
         outcome,
         logs: Vec::new(),
         fuel_used: 0,
+        immediate: Vec::new(),
     }
 }
 
@@ -1444,6 +1452,7 @@ fn bare_procedure(outcome: ProcedureOutcome) -> ProcedureResult {
         logs: Vec::new(),
         fuel_used: 0,
         commits: Vec::new(),
+        immediate: Vec::new(),
     }
 }
 

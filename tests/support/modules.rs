@@ -26,6 +26,7 @@ pub(crate) const MODULES: &[&str] = &[
     "hostile",
     "rls",
     "rls-v2",
+    "http-handlers",
 ];
 
 const TARGET: &str = "wasm32-unknown-unknown";

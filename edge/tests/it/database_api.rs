@@ -950,7 +950,7 @@ fn a_trapping_reducer_tells_the_caller_its_panic_and_the_owner_its_backtrace() {
 /// The status line of a raw HTTP/1.1 request that declares `length` body
 /// bytes and sends none: a route that waited for the body before checking
 /// its size would never answer, and the read times out.
-fn status_of_unsent_body(base: &str, method: &str, path: &str, length: usize) -> String {
+pub(crate) fn status_of_unsent_body(base: &str, method: &str, path: &str, length: usize) -> String {
     use std::io::{Read, Write};
     let addr = base.strip_prefix("http://").unwrap();
     let mut stream = std::net::TcpStream::connect(addr).unwrap();

@@ -6,6 +6,7 @@ mod modules;
 
 mod api;
 mod database_api;
+mod http_handlers;
 mod metrics;
 mod sql_bounds;
 mod ws;

@@ -22,6 +22,10 @@ pub(super) struct GuestCall {
     pub(super) output: Vec<u8>,
     pub(super) logs: Vec<LogRecord>,
     pub(super) fuel_used: u64,
+    /// Calls queued with `volatile_nonatomic_schedule_immediate`.
+    pub(super) immediate: Vec<crate::host::ImmediateCall>,
+    /// The other sinks the call created, in handle order.
+    pub(super) extra_sinks: Vec<Vec<u8>>,
 }
 
 /// An identity or connection id (little-endian bytes) as the i64 words of
@@ -83,6 +87,8 @@ impl ModuleInstance {
         };
         let env = self.store.data_mut();
         let output = env.take_sink(sink);
+        let extra_sinks = env.take_sinks();
+        let immediate = std::mem::take(&mut env.immediate);
         let mut logs = std::mem::take(&mut env.logs);
         if env.logs_dropped > 0 {
             let mut notice = LogRecord::host(
@@ -103,6 +109,8 @@ impl ModuleInstance {
             output,
             logs,
             fuel_used,
+            immediate,
+            extra_sinks,
         }
     }
 }

@@ -24,7 +24,7 @@ use wasmtime::TypedFunc;
 
 use super::guest_call::words;
 use super::{CallOptions, CallReducerParams, CallerContext, Ended, HostedModule};
-use crate::host::{LogRecord, ProcedureCall};
+use crate::host::{ImmediateCall, LogRecord, ProcedureCall};
 
 /// A procedure named by id (position in the module definition) or source name.
 #[derive(Clone, Copy, Debug)]
@@ -78,6 +78,9 @@ pub struct ProcedureResult {
     /// The delta of every transaction the procedure committed, in commit
     /// order (including empty ones from read-only `with_tx` blocks).
     pub commits: Vec<TxDelta>,
+    /// Calls queued with `volatile_nonatomic_schedule_immediate`, for the
+    /// host to run after this call.
+    pub immediate: Vec<ImmediateCall>,
 }
 
 impl ProcedureResult {
@@ -87,6 +90,7 @@ impl ProcedureResult {
             logs: Vec::new(),
             fuel_used: 0,
             commits: Vec::new(),
+            immediate: Vec::new(),
         }
     }
 }
@@ -222,6 +226,7 @@ impl HostedModule {
             logs,
             fuel_used: call.fuel_used,
             commits,
+            immediate: call.immediate,
         }
     }
 }

@@ -9,6 +9,7 @@ mod harness;
 mod abi_coverage;
 mod cache;
 mod hostile;
+mod http_handlers;
 mod lifecycle;
 mod load;
 mod migrate;

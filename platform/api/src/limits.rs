@@ -402,3 +402,29 @@ pub const RLS_QUERY_FRAGMENTS_MAX: usize = 64;
 // Depth is counted per level; a depth of zero would refuse every type.
 const _: () = assert!(MODULE_TYPE_DEPTH_MAX >= 8);
 const _: () = assert!(RLS_QUERY_FRAGMENTS_MAX >= 1);
+
+// --- Module HTTP handlers and scheduled-immediate calls (issue 13) ---
+
+/// The request body of one call of a module's HTTP handler
+/// (`ANY …/route/…`), in bytes: a `Content-Length` above it is refused
+/// unread with 413, a body without one is read up to it.
+pub const HTTP_HANDLER_REQUEST_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// Wall-clock limit of one HTTP handler call by default (its transactions
+/// and outbound requests included), in ms; a handler past it is stopped and
+/// answered with 530 `call_timeout`.
+pub const HTTP_HANDLER_DEADLINE_MS_DEFAULT: u64 = 30_000;
+
+/// Calls one reducer, procedure or handler call may queue with
+/// `volatile_nonatomic_schedule_immediate`; one more traps the call.
+pub const IMMEDIATE_CALLS_PER_CALL_MAX: usize = 1024;
+
+/// Argument bytes, summed, of the calls one call may queue with
+/// `volatile_nonatomic_schedule_immediate`; more traps the call.
+pub const IMMEDIATE_ARGS_BYTES_PER_CALL_MAX: usize = 16 * 1024 * 1024;
+
+// A handler's body is no larger than a module upload; a handler may take
+// as long as a procedure at most.
+const _: () = assert!(HTTP_HANDLER_REQUEST_BODY_BYTES_MAX <= MODULE_BYTES_MAX);
+const _: () = assert!(HTTP_HANDLER_DEADLINE_MS_DEFAULT <= PROCEDURE_DEADLINE_MS_DEFAULT);
+const _: () = assert!(IMMEDIATE_CALLS_PER_CALL_MAX <= LANE_QUEUED_JOBS_MAX);

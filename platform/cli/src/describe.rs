@@ -197,6 +197,26 @@ pub(crate) fn overview(database: &str, module: &Module) -> String {
             );
         }
     }
+    if !def.http_routes.is_empty() {
+        let _ = writeln!(
+            out,
+            "HTTP routes ({}), under /v1/database/{database}/route:",
+            def.http_routes.len()
+        );
+        for r in &def.http_routes {
+            let path = if r.path.is_empty() {
+                "(the prefix itself)"
+            } else {
+                &r.path
+            };
+            let _ = writeln!(
+                out,
+                "  {} {path} -> {}",
+                orrery_moduledef::method_text(r.method.as_ref()),
+                def.http_handlers[r.handler].source_name
+            );
+        }
+    }
     if !host.is_empty() {
         let _ = writeln!(out, "Only the host calls: {}", host.join(", "));
     }

@@ -192,6 +192,7 @@ mod tests {
             outcome,
             logs: Vec::new(),
             fuel_used: 10,
+            immediate: Vec::new(),
         };
         s.record(&result(ReducerOutcome::OutOfFuel), Duration::from_millis(2));
         s.record(
