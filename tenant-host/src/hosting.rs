@@ -297,6 +297,9 @@ impl Host {
         // What `init` wrote belongs in the log like any call's output.
         database.shared.log.append(&created.logs);
         database.shared.after_commit(&delta);
+        // Calls `init` queued with `volatile_nonatomic_schedule_immediate`
+        // run after it, as they do after any call.
+        database.shared.queue_immediate(&created.immediate);
         Ok(database)
     }
 
