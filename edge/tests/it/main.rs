@@ -1,12 +1,15 @@
 //! Crate API tests of `orrery-edge` (HTTP routes and WebSocket sessions
 //! against a real server on loopback), compiled as one binary.
 
+#[path = "../../../tests/support/handmade.rs"]
+mod handmade;
 #[path = "../../../tests/support/modules.rs"]
 mod modules;
 
 mod api;
 mod database_api;
 mod metrics;
+mod publish_flows;
 mod sql_bounds;
 mod ws;
 mod ws_rls;
