@@ -382,24 +382,25 @@ async fn publish(
     };
     // The token doubles as credentials (`?token=<jwt>`); it is a migration
     // token only with policy=BreakClients, and then it must be one.
-    let token = match (break_clients, query.token.as_deref()) {
-        (false, _) => None,
-        (true, None) => {
-            return fail(
-                ErrorCode::InvalidRequest,
-                "policy=BreakClients needs the token from pre_publish",
-            )
-        }
-        (true, Some(text)) => match parse_migration_token(text) {
-            Some(token) => Some(token),
-            None => {
+    let token =
+        match (break_clients, query.token.as_deref()) {
+            (false, _) => None,
+            (true, None) => {
                 return fail(
                     ErrorCode::InvalidRequest,
-                    format!("`{text}` is not a migration token: pass the token pre_publish answered"),
+                    "policy=BreakClients needs the token from pre_publish",
                 )
             }
-        },
-    };
+            (true, Some(text)) => match parse_migration_token(text) {
+                Some(token) => Some(token),
+                None => return fail(
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "`{text}` is not a migration token: pass the token pre_publish answered"
+                    ),
+                ),
+            },
+        };
     if query.clear && target.is_none() {
         return fail(
             ErrorCode::InvalidRequest,
@@ -421,9 +422,10 @@ async fn publish(
                 Some(NameTarget::Database(id)) => (Some(id), Some(name), None),
                 // The name's first publish failed: its owner creates the
                 // database now, under the identity the name holds.
-                Some(NameTarget::NoDatabase { identity, owner: holder }) if holder == owner => {
-                    (None, Some(name), Some(identity))
-                }
+                Some(NameTarget::NoDatabase {
+                    identity,
+                    owner: holder,
+                }) if holder == owner => (None, Some(name), Some(identity)),
                 Some(NameTarget::NoDatabase { .. }) => {
                     return Err(json_response(
                         StatusCode::UNAUTHORIZED,
@@ -530,8 +532,7 @@ fn check_policy(
     else {
         return Ok(());
     };
-    if orrery_moduledef::migrate::disconnects_clients(entry.database().module().def(), new.def())
-    {
+    if orrery_moduledef::migrate::disconnects_clients(entry.database().module().def(), new.def()) {
         return Err(fail(
             ErrorCode::InvalidRequest,
             "this update disconnects every client (its row-level security rules changed): \

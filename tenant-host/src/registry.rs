@@ -528,7 +528,11 @@ impl Registry {
 
     /// Frees the names a failed first publish of `caller` left on
     /// `identity` (the owner deleting a database that never came to be).
-    pub fn forget_dangling(&self, identity: &Identity, caller: &Identity) -> Result<(), RegistryError> {
+    pub fn forget_dangling(
+        &self,
+        identity: &Identity,
+        caller: &Identity,
+    ) -> Result<(), RegistryError> {
         let mut inner = lock(&self.inner);
         let names: Vec<String> = inner
             .dangling

@@ -20,7 +20,10 @@ use spacetimedb_lib::sats::{AlgebraicType, ProductType};
 use spacetimedb_lib::RawModuleDef;
 
 fn note() -> ProductType {
-    ProductType::from([("owner", AlgebraicType::U32), ("text", AlgebraicType::String)])
+    ProductType::from([
+        ("owner", AlgebraicType::U32),
+        ("text", AlgebraicType::String),
+    ])
 }
 
 /// A module of the 1.x bindings: its definition is a `RawModuleDef::V9`.

@@ -167,9 +167,19 @@ fn a_changed_row_level_security_update_needs_break_clients_logs_and_disconnects_
 
     // Without the policy (Compatible) the update is refused, and so it is
     // with a token for some other update; nothing changes, nobody leaves.
-    let refused = send(base, &owner, "PUT", "/v1/database/rules?host_type=Wasm", &v2);
+    let refused = send(
+        base,
+        &owner,
+        "PUT",
+        "/v1/database/rules?host_type=Wasm",
+        &v2,
+    );
     assert_eq!(refused.status, 400, "{}", refused.body);
-    assert!(refused.body.contains("policy=BreakClients"), "{}", refused.body);
+    assert!(
+        refused.body.contains("policy=BreakClients"),
+        "{}",
+        refused.body
+    );
     let wrong = send(
         base,
         &owner,
@@ -187,7 +197,9 @@ fn a_changed_row_level_security_update_needs_break_clients_logs_and_disconnects_
         &v2,
     );
     assert_eq!(garbage.status, 400, "{}", garbage.body);
-    assert!(!logs(base, &owner, "rules").iter().any(|m| m == DISCONNECTING));
+    assert!(!logs(base, &owner, "rules")
+        .iter()
+        .any(|m| m == DISCONNECTING));
     assert!(alice.call("join_team", team(2)), "still connected");
 
     // With the policy and the token the stock CLI sends back: updated.
@@ -199,7 +211,9 @@ fn a_changed_row_level_security_update_needs_break_clients_logs_and_disconnects_
         assert_eq!(code, 1001, "{reason}");
         // By the time a client sees its socket close, the log says why.
         assert!(
-            logs(base, &owner, "rules").iter().any(|m| m == DISCONNECTING),
+            logs(base, &owner, "rules")
+                .iter()
+                .any(|m| m == DISCONNECTING),
             "the log line comes before the disconnect"
         );
     }
@@ -215,10 +229,21 @@ fn a_changed_row_level_security_update_needs_break_clients_logs_and_disconnects_
     let mut carol = WsClient::open(base, "rules", V2);
     carol.subscribe(0, "SELECT * FROM member").unwrap();
     let pre = pre_publish(base, &owner, "rules", &v2);
-    assert_eq!(pre.json()["AutoMigrate"]["break_clients"], false, "{}", pre.body);
+    assert_eq!(
+        pre.json()["AutoMigrate"]["break_clients"],
+        false,
+        "{}",
+        pre.body
+    );
     let again = stock_update(base, &owner, "rules", &v2);
     assert_eq!(again.status, 200, "{}", again.body);
-    let plain = send(base, &owner, "PUT", "/v1/database/rules?host_type=Wasm", &v2);
+    let plain = send(
+        base,
+        &owner,
+        "PUT",
+        "/v1/database/rules?host_type=Wasm",
+        &v2,
+    );
     assert_eq!(plain.status, 200, "Compatible is fine: {}", plain.body);
     assert!(carol.call("join_team", team(0)), "still connected");
     assert_eq!(
@@ -237,7 +262,13 @@ fn a_major_version_upgrade_is_flagged_by_pre_publish_and_accepted() {
     let base = &s.base;
     let owner = mint(base);
     let (v9, v10) = (handmade::v9_module(), handmade::v10_module());
-    let created = send(base, &owner, "PUT", "/v1/database/old-notes?host_type=Wasm", &v9);
+    let created = send(
+        base,
+        &owner,
+        "PUT",
+        "/v1/database/old-notes?host_type=Wasm",
+        &v9,
+    );
     assert_eq!(created.status, 200, "{}", created.body);
     let inserted = send(
         base,
@@ -250,10 +281,25 @@ fn a_major_version_upgrade_is_flagged_by_pre_publish_and_accepted() {
 
     // 1.x → 1.x is no upgrade; 1.x → 2.x is, on both kinds of answer.
     let same = pre_publish(base, &owner, "old-notes", &v9);
-    assert_eq!(same.json()["AutoMigrate"]["major_version_upgrade"], false, "{}", same.body);
+    assert_eq!(
+        same.json()["AutoMigrate"]["major_version_upgrade"],
+        false,
+        "{}",
+        same.body
+    );
     let up = pre_publish(base, &owner, "old-notes", &v10);
-    assert_eq!(up.json()["AutoMigrate"]["major_version_upgrade"], true, "{}", up.body);
-    assert_eq!(up.json()["AutoMigrate"]["break_clients"], false, "{}", up.body);
+    assert_eq!(
+        up.json()["AutoMigrate"]["major_version_upgrade"],
+        true,
+        "{}",
+        up.body
+    );
+    assert_eq!(
+        up.json()["AutoMigrate"]["break_clients"],
+        false,
+        "{}",
+        up.body
+    );
     let manual = pre_publish(base, &owner, "old-notes", &module_bytes("chat"));
     assert_eq!(
         manual.json()["ManualMigrate"]["major_version_upgrade"],
@@ -273,9 +319,19 @@ fn a_major_version_upgrade_is_flagged_by_pre_publish_and_accepted() {
         "/v1/database/old-notes/sql",
         b"SELECT text FROM note",
     );
-    assert_eq!(rows.json()[0]["rows"], serde_json::json!([["kept"]]), "{}", rows.body);
+    assert_eq!(
+        rows.json()[0]["rows"],
+        serde_json::json!([["kept"]]),
+        "{}",
+        rows.body
+    );
     let after = pre_publish(base, &owner, "old-notes", &v10);
-    assert_eq!(after.json()["AutoMigrate"]["major_version_upgrade"], false, "{}", after.body);
+    assert_eq!(
+        after.json()["AutoMigrate"]["major_version_upgrade"],
+        false,
+        "{}",
+        after.body
+    );
 }
 
 /// A failed first publish of `name` by `owner` (init traps).
@@ -322,14 +378,34 @@ fn a_failed_first_publish_leaves_the_name_resolvable_to_no_database() {
         }
         let pre = pre_publish(base, &owner, &id.body, &module_bytes("chat"));
         assert_eq!(pre.status, 404, "a new database for the CLI: {}", pre.body);
-        let mine = send(base, &owner, "GET", &format!("/v1/identity/{}/databases", owner_identity(base, &owner)), b"");
-        assert_eq!(mine.json()["identities"], serde_json::json!([]), "{}", mine.body);
+        let mine = send(
+            base,
+            &owner,
+            "GET",
+            &format!("/v1/identity/{}/databases", owner_identity(base, &owner)),
+            b"",
+        );
+        assert_eq!(
+            mine.json()["identities"],
+            serde_json::json!([]),
+            "{}",
+            mine.body
+        );
         id.body
     };
     let id = check(&s);
     // An unknown name is still "not found", and the name is not free.
-    let unknown = send(&s.base, &owner, "GET", "/v1/database/never-was/identity", b"");
-    assert_eq!((unknown.status, unknown.body.as_str()), (404, "`never-was` not found"));
+    let unknown = send(
+        &s.base,
+        &owner,
+        "GET",
+        "/v1/database/never-was/identity",
+        b"",
+    );
+    assert_eq!(
+        (unknown.status, unknown.body.as_str()),
+        (404, "`never-was` not found")
+    );
     let theirs = send(
         &s.base,
         &other,
@@ -356,17 +432,53 @@ fn a_failed_first_publish_leaves_the_name_resolvable_to_no_database() {
     assert_eq!(created.status, 200, "{}", created.body);
     assert_eq!(created.json()["Success"]["op"], "created");
     assert_eq!(created.json()["Success"]["database_identity"], id.as_str());
-    let schema = send(&s.base, &owner, "GET", "/v1/database/doomed/schema?version=10", b"");
+    let schema = send(
+        &s.base,
+        &owner,
+        "GET",
+        "/v1/database/doomed/schema?version=10",
+        b"",
+    );
     assert_eq!(schema.status, 200, "{}", schema.body);
-    let mine = send(&s.base, &owner, "GET", &format!("/v1/identity/{}/databases", owner_identity(&s.base, &owner)), b"");
-    assert_eq!(mine.json()["identities"], serde_json::json!([id]), "{}", mine.body);
+    let mine = send(
+        &s.base,
+        &owner,
+        "GET",
+        &format!("/v1/identity/{}/databases", owner_identity(&s.base, &owner)),
+        b"",
+    );
+    assert_eq!(
+        mine.json()["identities"],
+        serde_json::json!([id]),
+        "{}",
+        mine.body
+    );
 
     // Deleting a name that never got its database frees it.
     fail_first_publish(&s, &owner, "doomed-too");
-    let id2 = send(&s.base, &owner, "GET", "/v1/database/doomed-too/identity", b"").body;
-    let deleted = send(&s.base, &owner, "DELETE", &format!("/v1/database/{id2}"), b"");
+    let id2 = send(
+        &s.base,
+        &owner,
+        "GET",
+        "/v1/database/doomed-too/identity",
+        b"",
+    )
+    .body;
+    let deleted = send(
+        &s.base,
+        &owner,
+        "DELETE",
+        &format!("/v1/database/{id2}"),
+        b"",
+    );
     assert_eq!(deleted.status, 200, "{}", deleted.body);
-    let gone = send(&s.base, &owner, "GET", "/v1/database/doomed-too/identity", b"");
+    let gone = send(
+        &s.base,
+        &owner,
+        "GET",
+        "/v1/database/doomed-too/identity",
+        b"",
+    );
     assert_eq!(gone.status, 404, "{}", gone.body);
     let by_other = send(
         &s.base,
@@ -414,9 +526,25 @@ fn clear_wipes_an_existing_database_and_is_ignored_for_a_new_one() {
     );
     assert_eq!(created.status, 200, "{}", created.body);
     assert_eq!(created.json()["Success"]["op"], "created");
-    let sql = |text: &str| send(base, &owner, "POST", "/v1/database/fresh/sql", text.as_bytes());
-    assert_eq!(sql("INSERT INTO channel (id, name) VALUES (0, 'extra')").status, 200);
-    let count = || sql("SELECT name FROM channel").json()[0]["rows"].as_array().unwrap().len();
+    let sql = |text: &str| {
+        send(
+            base,
+            &owner,
+            "POST",
+            "/v1/database/fresh/sql",
+            text.as_bytes(),
+        )
+    };
+    assert_eq!(
+        sql("INSERT INTO channel (id, name) VALUES (0, 'extra')").status,
+        200
+    );
+    let count = || {
+        sql("SELECT name FROM channel").json()[0]["rows"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
     assert_eq!(count(), 2);
 
     // `--delete-data=on-conflict` with a compatible update: the CLI sends
@@ -427,8 +555,18 @@ fn clear_wipes_an_existing_database_and_is_ignored_for_a_new_one() {
     // With a conflicting one, `pre_publish` says so and the CLI sends only
     // `clear=true`: the data goes and `init` runs again.
     let pre = pre_publish(base, &owner, "fresh", &module_bytes("bank"));
-    assert!(pre.json()["ManualMigrate"]["reason"].is_string(), "{}", pre.body);
-    let without = send(base, &owner, "PUT", "/v1/database/fresh?host_type=Wasm", &module_bytes("bank"));
+    assert!(
+        pre.json()["ManualMigrate"]["reason"].is_string(),
+        "{}",
+        pre.body
+    );
+    let without = send(
+        base,
+        &owner,
+        "PUT",
+        "/v1/database/fresh?host_type=Wasm",
+        &module_bytes("bank"),
+    );
     assert_eq!(without.status, 400, "never: refused, {}", without.body);
     assert_eq!(count(), 2, "nothing changed");
     let cleared = send(
@@ -452,7 +590,10 @@ fn clear_wipes_an_existing_database_and_is_ignored_for_a_new_one() {
         &module_bytes("chat"),
     );
     assert_eq!(back.status, 200, "{}", back.body);
-    assert_eq!(sql("INSERT INTO channel (id, name) VALUES (0, 'extra')").status, 200);
+    assert_eq!(
+        sql("INSERT INTO channel (id, name) VALUES (0, 'extra')").status,
+        200
+    );
     assert_eq!(count(), 2);
     let again = send(
         base,

@@ -18,9 +18,8 @@ use crate::{DefVersion, ModuleDef};
 /// under the old rules hold rows the new rules may hide, and only a fresh
 /// subscription evaluates the new ones.
 pub fn disconnects_clients(old: &ModuleDef, new: &ModuleDef) -> bool {
-    let rules = |def: &ModuleDef| -> BTreeSet<String> {
-        def.row_level_security.iter().cloned().collect()
-    };
+    let rules =
+        |def: &ModuleDef| -> BTreeSet<String> { def.row_level_security.iter().cloned().collect() };
     rules(old) != rules(new)
 }
 
@@ -42,7 +41,10 @@ mod tests {
     use super::*;
 
     fn row() -> ProductType {
-        ProductType::from([("owner", AlgebraicType::U32), ("text", AlgebraicType::String)])
+        ProductType::from([
+            ("owner", AlgebraicType::U32),
+            ("text", AlgebraicType::String),
+        ])
     }
 
     fn v10(rules: &[&str]) -> ModuleDef {
@@ -79,7 +81,10 @@ mod tests {
         ));
         assert!(disconnects_clients(&v10(&[]), &v10(&[MINE])), "added");
         assert!(disconnects_clients(&v10(&[MINE]), &v10(&[])), "removed");
-        assert!(disconnects_clients(&v10(&[MINE]), &v10(&[OTHERS])), "rewritten");
+        assert!(
+            disconnects_clients(&v10(&[MINE]), &v10(&[OTHERS])),
+            "rewritten"
+        );
     }
 
     #[test]

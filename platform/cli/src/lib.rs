@@ -1050,9 +1050,11 @@ impl Plan {
                 },
             });
         }
-        let auto = reply
-            .get("AutoMigrate")
-            .ok_or_else(|| anyhow!("the server's pre_publish answer is neither AutoMigrate nor ManualMigrate: {reply}"))?;
+        let auto = reply.get("AutoMigrate").ok_or_else(|| {
+            anyhow!(
+                "the server's pre_publish answer is neither AutoMigrate nor ManualMigrate: {reply}"
+            )
+        })?;
         let text = auto["migrate_plan"]
             .as_str()
             .map(str::trim_end)

@@ -825,8 +825,20 @@ fn delete_data_modes() {
 
     let e = cli.fails(&["publish", "--delete-data", "-y", "--bin-path", chat]);
     assert!(e.contains("--delete-data needs the name"), "{e}");
-    let e = cli.fails(&["publish", "mode-chat", "--delete-data=sometimes", "--bin-path", chat]);
-    assert!(e.contains("sometimes"), "{e}");
+    // An unknown mode is clap's usage error, naming the modes.
+    let run = cli.run(&[
+        "publish",
+        "mode-chat",
+        "--delete-data=sometimes",
+        "--bin-path",
+        chat,
+    ]);
+    assert!(!run.ok, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("'sometimes'") && run.stderr.contains("always, on-conflict, never"),
+        "{}",
+        run.stderr
+    );
 }
 
 // Protects `--break-clients` for an update that changes row-level security
