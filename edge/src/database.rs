@@ -34,7 +34,7 @@ use http_body_util::BodyExt;
 use orrery_api::limits;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use spacetimedb_lib::{ConnectionId, Identity, RawModuleDef};
+use spacetimedb_lib::{ConnectionId, Hash, Identity, RawModuleDef};
 use spacetimedb_sats::de::DeserializeSeed;
 use spacetimedb_sats::serde::SerdeWrapper;
 use spacetimedb_sats::{AlgebraicValue, ProductValue};
@@ -46,7 +46,8 @@ use orrery_module::{CallResult, CallerContext, ProcedureOutcome, ReducerOutcome}
 use tenant_host::hosting::HostedDatabase;
 use tenant_host::logs::{FollowEvent, LogEntry};
 use tenant_host::registry::{
-    parse_name_or_identity, random_bytes, Entry, NameOrIdentity, Registry, RegistryError,
+    parse_name_or_identity, random_bytes, Entry, NameOrIdentity, NameTarget, Registry,
+    RegistryError,
 };
 
 const IDENTITY_HEADER: HeaderName = HeaderName::from_static("spacetime-identity");
@@ -116,19 +117,38 @@ pub(crate) fn identity_headers(caller: &Caller, headers: &mut HeaderMap) {
     }
 }
 
+/// What the reference answers (404) for a name or identity that resolves
+/// but has no database, e.g. a name whose first publish failed.
+pub(crate) const NO_SUCH_DATABASE: &str = "No such database.";
+
 /// Resolves `{name_or_identity}` to a database: 400 for an invalid name,
-/// 404 `` `name` not found `` for unknown names and identities, 503 with the
-/// reason for a database that did not open on this host.
+/// 404 `` `name` not found `` for unknown names, 404 `No such database.` for
+/// an identity with no database and a name registered to no database (its
+/// first publish failed), 503 with the reason for a database that did not
+/// open on this host.
 pub(crate) fn resolve_database(
     registry: &Registry,
     name_or_identity: &str,
 ) -> Result<Arc<Entry>, Response> {
     match registry.resolve(name_or_identity) {
         Ok(Some(entry)) => Ok(entry),
-        Ok(None) => Err(fail(
-            ErrorCode::NotFound,
-            format!("`{name_or_identity}` not found"),
-        )),
+        Ok(None) => {
+            let resolved = match parse_name_or_identity(name_or_identity) {
+                Ok(NameOrIdentity::Identity(_)) => true,
+                _ => matches!(
+                    registry.name_target(name_or_identity),
+                    Some(NameTarget::NoDatabase { .. })
+                ),
+            };
+            if resolved {
+                Err(fail(ErrorCode::NotFound, NO_SUCH_DATABASE))
+            } else {
+                Err(fail(
+                    ErrorCode::NotFound,
+                    format!("`{name_or_identity}` not found"),
+                ))
+            }
+        }
         Err(e) => Err(registry_error(e)),
     }
 }
@@ -360,12 +380,27 @@ async fn publish(
             )
         }
     };
-    if break_clients && query.token.is_none() {
-        return fail(
-            ErrorCode::InvalidRequest,
-            "policy=BreakClients needs the token from pre_publish",
-        );
-    }
+    // The token doubles as credentials (`?token=<jwt>`); it is a migration
+    // token only with policy=BreakClients, and then it must be one.
+    let token =
+        match (break_clients, query.token.as_deref()) {
+            (false, _) => None,
+            (true, None) => {
+                return fail(
+                    ErrorCode::InvalidRequest,
+                    "policy=BreakClients needs the token from pre_publish",
+                )
+            }
+            (true, Some(text)) => match parse_migration_token(text) {
+                Some(token) => Some(token),
+                None => return fail(
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "`{text}` is not a migration token: pass the token pre_publish answered"
+                    ),
+                ),
+            },
+        };
     if query.clear && target.is_none() {
         return fail(
             ErrorCode::InvalidRequest,
@@ -380,11 +415,25 @@ async fn publish(
     let registry = state.registry.clone();
     let owner = caller.identity();
     let clear = query.clear;
-    let token = query.token;
     let result = blocking(move || {
         let (existing, name, identity) = match parsed {
             None => (None, None, None),
-            Some(NameOrIdentity::Name(name)) => (registry.lookup_name(&name), Some(name), None),
+            Some(NameOrIdentity::Name(name)) => match registry.name_target(&name) {
+                Some(NameTarget::Database(id)) => (Some(id), Some(name), None),
+                // The name's first publish failed: its owner creates the
+                // database now, under the identity the name holds.
+                Some(NameTarget::NoDatabase {
+                    identity,
+                    owner: holder,
+                }) if holder == owner => (None, Some(name), Some(identity)),
+                Some(NameTarget::NoDatabase { .. }) => {
+                    return Err(json_response(
+                        StatusCode::UNAUTHORIZED,
+                        json!({"PermissionDenied": {"name": name}}),
+                    ))
+                }
+                None => (None, Some(name), None),
+            },
             Some(NameOrIdentity::Identity(id)) => {
                 (registry.get(&id).map(|e| e.identity()), None, Some(id))
             }
@@ -397,16 +446,10 @@ async fn publish(
                 ))
             }
             Some(id) => {
-                if let (true, Some(token), Some(entry)) = (break_clients, &token, registry.get(&id))
-                {
-                    let expected =
-                        migration_token(id, entry.module_hash(), *blake3::hash(&body).as_bytes());
-                    if *token != expected {
-                        return Err(fail(
-                            ErrorCode::InvalidRequest,
-                            "the token does not match this update; run pre_publish again",
-                        ));
-                    }
+                // With `clear` the data goes and the clients with it: no
+                // policy applies (as the reference's reset).
+                if let (false, Some(entry)) = (clear, registry.get(&id)) {
+                    check_policy(&registry, &entry, &body, token)?;
                 }
                 registry
                     .update(&id, &owner, &body, clear)
@@ -431,12 +474,72 @@ async fn publish(
 
 /// The confirmation token of an update: a hash of the database identity and
 /// the old and new module hashes.
-fn migration_token(id: Identity, old: [u8; 32], new: [u8; 32]) -> String {
+fn migration_token(id: Identity, old: [u8; 32], new: [u8; 32]) -> Hash {
     let mut hasher = blake3::Hasher::new();
     hasher.update(&id.to_byte_array());
     hasher.update(&old);
     hasher.update(&new);
-    format!("0x{}", hex::encode(hasher.finalize().as_bytes()))
+    Hash::from_byte_array(*hasher.finalize().as_bytes())
+}
+
+/// A token as `pre_publish` answers it: the SATS-JSON of a `Hash`, a `0x`
+/// number without leading zeros. The stock CLI reads the answer into its
+/// `Hash` type and writes that back into the publish's query, so only this
+/// spelling survives the round trip unchanged.
+fn migration_token_text(token: Hash) -> String {
+    match sats_json(&token) {
+        Value::String(text) => text,
+        other => other.to_string(),
+    }
+}
+
+/// Reads a publish's `token` the way the stock CLI's `Hash` reads it: a
+/// `0x` hexadecimal number, leading zeros optional.
+fn parse_migration_token(text: &str) -> Option<Hash> {
+    serde_json::from_value(Value::String(text.to_owned())).ok()
+}
+
+/// The update policy of a publish without `clear` (client-protocol §2.3.6):
+/// an update that disconnects every client needs policy=BreakClients, and
+/// that policy needs the token `pre_publish` gave for exactly this update
+/// (this database, its current module, the new one).
+fn check_policy(
+    registry: &Registry,
+    entry: &Entry,
+    wasm: &[u8],
+    token: Option<Hash>,
+) -> Result<(), Response> {
+    if let Some(token) = token {
+        let expected = migration_token(
+            entry.identity(),
+            entry.module_hash(),
+            *blake3::hash(wasm).as_bytes(),
+        );
+        if token != expected {
+            return Err(fail(
+                ErrorCode::InvalidRequest,
+                "the token does not match this update; run pre_publish again",
+            ));
+        }
+        return Ok(());
+    }
+    // Compatible: refused only if the update would disconnect the clients.
+    // A module that does not load is left for the update to refuse.
+    let Ok(new) = registry
+        .host()
+        .runtime()
+        .host(wasm, tenant_host::registry::options(entry.identity()))
+    else {
+        return Ok(());
+    };
+    if orrery_moduledef::migrate::disconnects_clients(entry.database().module().def(), new.def()) {
+        return Err(fail(
+            ErrorCode::InvalidRequest,
+            "this update disconnects every client (its row-level security rules changed): \
+             publish with policy=BreakClients and the token pre_publish answers",
+        ));
+    }
+    Ok(())
 }
 
 async fn pre_publish(
@@ -468,22 +571,32 @@ async fn pre_publish(
             .map_err(|e| fail(ErrorCode::InvalidRequest, e.to_string()))?;
         let old = entry.database().module();
         let plan = orrery_moduledef::migrate::plan(old.def(), new.def());
+        let major = orrery_moduledef::migrate::major_version_upgrade(old.def(), new.def());
         let reply = if plan.is_automatic() {
             let token = migration_token(
                 entry.identity(),
                 entry.module_hash(),
                 *blake3::hash(&body).as_bytes(),
             );
+            let break_clients =
+                orrery_moduledef::migrate::disconnects_clients(old.def(), new.def());
+            let mut text = plan.to_string();
+            if break_clients {
+                text.push_str(
+                    "\n  - disconnect every client (row-level security changed; \
+                     they reconnect under the new rules)",
+                );
+            }
             json!({"AutoMigrate": {
-                "migrate_plan": plan.to_string(),
-                "break_clients": false,
-                "token": token,
-                "major_version_upgrade": false,
+                "migrate_plan": text,
+                "break_clients": break_clients,
+                "token": migration_token_text(token),
+                "major_version_upgrade": major,
             }})
         } else {
             json!({"ManualMigrate": {
                 "reason": plan.blockers.join("\n"),
-                "major_version_upgrade": false,
+                "major_version_upgrade": major,
             }})
         };
         Ok::<_, Response>(reply)
@@ -527,15 +640,26 @@ async fn delete(
 ) -> Response {
     let id = match parse_name_or_identity(&name_or_identity) {
         Ok(NameOrIdentity::Identity(id)) => id,
-        Ok(NameOrIdentity::Name(_)) => match resolve_database(&state.registry, &name_or_identity) {
-            Ok(entry) => entry.identity(),
-            Err(response) => return response,
+        Ok(NameOrIdentity::Name(name)) => match state.registry.name_target(&name) {
+            Some(NameTarget::NoDatabase { identity, .. }) => identity,
+            _ => match resolve_database(&state.registry, &name_or_identity) {
+                Ok(entry) => entry.identity(),
+                Err(response) => return response,
+            },
         },
         Err(e) => return registry_error(e),
     };
     let registry = state.registry.clone();
     let owner = caller.identity();
-    match blocking(move || registry.delete(&id, &owner)).await {
+    // No database (a failed first publish): 200 as for any unknown
+    // identity, and the owner's names on it are free again.
+    match blocking(move || {
+        registry
+            .forget_dangling(&id, &owner)
+            .and_then(|()| registry.delete(&id, &owner))
+    })
+    .await
+    {
         Ok(Ok(())) => StatusCode::OK.into_response(),
         Ok(Err(e)) => registry_error(e),
         Err(response) => response,
@@ -546,13 +670,24 @@ async fn identity(
     State(state): State<Arc<ApiState>>,
     Path(name_or_identity): Path<String>,
 ) -> Response {
-    match resolve_database(&state.registry, &name_or_identity) {
-        Ok(entry) => (
+    let text = |id: Identity| {
+        (
             StatusCode::OK,
             [(CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
-            hex_identity(entry.identity()),
+            hex_identity(id),
         )
-            .into_response(),
+            .into_response()
+    };
+    // A name whose first publish failed resolves to its identity, as the
+    // reference's: the stock CLI then reaches the database routes, which
+    // answer "No such database.".
+    if let Some(NameTarget::NoDatabase { identity, .. }) =
+        state.registry.name_target(&name_or_identity)
+    {
+        return text(identity);
+    }
+    match resolve_database(&state.registry, &name_or_identity) {
+        Ok(entry) => text(entry.identity()),
         Err(response) => response,
     }
 }
@@ -1239,4 +1374,41 @@ async fn sql(
         },
     }]);
     with_headers(json_response(StatusCode::OK, reply), None, started)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the stock CLI does with a token: reads it into its `Hash` and
+    /// writes that into the publish's query.
+    fn stock_round_trip(text: &str) -> String {
+        let hash: Hash = serde_json::from_value(Value::String(text.to_owned())).unwrap();
+        match serde_json::to_value(hash).unwrap() {
+            Value::String(text) => text,
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn tokens_survive_the_stock_clis_round_trip_even_with_leading_zeros() {
+        // The most significant byte of the number a `Hash` spells is its
+        // last; zero there means leading zeros in a fixed-width spelling,
+        // which the CLI's round trip drops.
+        for top in [0x00u8, 0x0f, 0x10, 0xff] {
+            let mut bytes = [0xa5u8; 32];
+            bytes[31] = top;
+            bytes[30] = 0;
+            let token = Hash::from_byte_array(bytes);
+            let text = migration_token_text(token);
+            assert!(text.starts_with("0x"), "{text}");
+            assert_eq!(stock_round_trip(&text), text, "top byte {top:#04x}");
+            assert_eq!(parse_migration_token(&text), Some(token));
+            // A zero-padded spelling names the same token.
+            let padded = format!("0x{:0>64}", &text[2..]);
+            assert_eq!(parse_migration_token(&padded), Some(token), "{padded}");
+        }
+        assert_eq!(parse_migration_token("zz"), None);
+        assert_eq!(parse_migration_token(""), None);
+    }
 }

@@ -78,6 +78,11 @@ pub const SYSTEM_TABLE_PREFIX: &str = "st_";
 /// it with their next update.
 pub const MODULE_TABLE: &str = "st_module";
 
+/// What the database's log says, before the clients are closed, when an
+/// update disconnects every client (row-level security changed). The
+/// reference writes these words; tooling and tests grep for them.
+pub const DISCONNECTING_ALL_USERS: &str = "Disconnecting all users";
+
 /// The host's tables as the module runtime sees them: every `st_*` table is
 /// hidden from guests, `get_jwt` reads [`CLIENT_TABLE`], and the module with
 /// hash `module_hash` is recorded in [`MODULE_TABLE`].
@@ -858,8 +863,13 @@ impl DbShared {
         self.log.append(&report.logs);
         let rules = row_level_security(&new)?;
         if rules != *self.clients.rules() {
-            // Clients subscribed under the old rules reconnect (§5.9).
             self.clients.set_rules(Arc::new(rules));
+        }
+        if orrery_moduledef::migrate::disconnects_clients(old.def(), new.def()) {
+            // Clients subscribed under the old rules reconnect (§5.9); the
+            // log says so first, in the words the reference uses.
+            self.log
+                .append_host(LogLevel::Info, "", DISCONNECTING_ALL_USERS);
             self.clients.close_all(
                 crate::clients::CLOSE_GOING_AWAY,
                 "module exited: row-level security changed",

@@ -310,11 +310,41 @@ pub fn is_valid_name(name: &str) -> bool {
     true
 }
 
+/// The file under the registry root naming the names whose first publish
+/// failed (`{"<name>": {"identity": "<hex>", "owner": "<hex>"}}`).
+pub const DANGLING_FILE: &str = "dangling-names.json";
+
+/// A name registered by a failed first publish.
+#[derive(Clone, Copy, Debug)]
+struct Dangling {
+    identity: Identity,
+    owner: Identity,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DanglingFile {
+    identity: String,
+    owner: String,
+}
+
+/// What [`Registry::name_target`] finds a name registered to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameTarget {
+    /// A database (serving or broken).
+    Database(Identity),
+    /// An identity whose first publish failed: no database yet.
+    NoDatabase { identity: Identity, owner: Identity },
+}
+
 struct Inner {
     databases: HashMap<Identity, Arc<Entry>>,
     /// Databases that did not open; their names stay taken.
     broken: HashMap<Identity, Arc<BrokenDatabase>>,
     names: HashMap<String, Identity>,
+    /// Names whose first publish failed: registered to an identity with no
+    /// database, owned by the publisher (also in `names`, so they stay
+    /// taken). The next publish under the name creates that identity.
+    dangling: HashMap<String, Dangling>,
     /// Names and identities of creations under way.
     reserved_names: Vec<String>,
     reserved_ids: Vec<Identity>,
@@ -380,6 +410,7 @@ impl Registry {
                 databases: HashMap::new(),
                 broken: HashMap::new(),
                 names: HashMap::new(),
+                dangling: HashMap::new(),
                 reserved_names: Vec::new(),
                 reserved_ids: Vec::new(),
             }),
@@ -431,7 +462,106 @@ impl Registry {
                 }
             }
         }
+        registry.load_dangling()?;
         Ok(registry)
+    }
+
+    /// Reads [`DANGLING_FILE`]: names still taken by a failed first publish
+    /// and not since given to a database. An unreadable file is logged and
+    /// the names are free again (nothing but a name is lost).
+    fn load_dangling(&self) -> Result<(), RegistryError> {
+        let path = self.root.join(DANGLING_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let saved: HashMap<String, DanglingFile> = match serde_json::from_slice(&bytes) {
+            Ok(saved) => saved,
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot read the names of failed first publishes; they are free again");
+                return Ok(());
+            }
+        };
+        let mut inner = lock(&self.inner);
+        for (name, saved) in saved {
+            let (Ok(identity), Ok(owner)) = (
+                Identity::from_hex(&saved.identity),
+                Identity::from_hex(&saved.owner),
+            ) else {
+                continue;
+            };
+            if !is_valid_name(&name)
+                || inner.names.contains_key(&name)
+                || inner.databases.contains_key(&identity)
+                || inner.broken.contains_key(&identity)
+            {
+                continue;
+            }
+            inner.names.insert(name.clone(), identity);
+            inner.dangling.insert(name, Dangling { identity, owner });
+        }
+        Ok(())
+    }
+
+    /// Writes [`DANGLING_FILE`] from `inner` (under its lock, so writes
+    /// follow the changes in order).
+    fn save_dangling(&self, inner: &Inner) -> Result<(), RegistryError> {
+        let saved: HashMap<&String, DanglingFile> = inner
+            .dangling
+            .iter()
+            .map(|(name, d)| {
+                (
+                    name,
+                    DanglingFile {
+                        identity: d.identity.to_hex().to_string(),
+                        owner: d.owner.to_hex().to_string(),
+                    },
+                )
+            })
+            .collect();
+        let bytes = serde_json::to_vec_pretty(&saved)
+            .map_err(|e| RegistryError::Io(std::io::Error::other(e)))?;
+        write_atomic(&self.root.join(DANGLING_FILE), &bytes)?;
+        Ok(())
+    }
+
+    /// Frees the names a failed first publish of `caller` left on
+    /// `identity` (the owner deleting a database that never came to be).
+    pub fn forget_dangling(
+        &self,
+        identity: &Identity,
+        caller: &Identity,
+    ) -> Result<(), RegistryError> {
+        let mut inner = lock(&self.inner);
+        let names: Vec<String> = inner
+            .dangling
+            .iter()
+            .filter(|(_, d)| d.identity == *identity && d.owner == *caller)
+            .map(|(name, _)| name.clone())
+            .collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        for name in &names {
+            inner.dangling.remove(name);
+            inner.names.remove(name);
+        }
+        self.save_dangling(&inner)
+    }
+
+    /// What a name is registered to: a database, or (after a failed first
+    /// publish) an identity with no database yet, with its owner.
+    pub fn name_target(&self, name: &str) -> Option<NameTarget> {
+        let inner = lock(&self.inner);
+        let identity = *inner.names.get(name)?;
+        Some(match inner.dangling.get(name) {
+            Some(d) => NameTarget::NoDatabase {
+                identity,
+                owner: d.owner,
+            },
+            None => NameTarget::Database(identity),
+        })
     }
 
     /// Opens the database in `dir`, never deleting anything that might
@@ -717,9 +847,31 @@ impl Registry {
                 return Err(RegistryError::InvalidName(name.clone()));
             }
         }
-        let identity = identity.unwrap_or_else(fresh_identity);
-        {
+        let mut name = name;
+        let identity = {
             let mut inner = lock(&self.inner);
+            // Creating by the identity a failed first publish left under a
+            // name: that name, if the publisher's; taken otherwise.
+            if let (true, Some(wanted)) = (name.is_none(), identity) {
+                let held = inner.dangling.iter().find(|(_, d)| d.identity == wanted);
+                if let Some((held, d)) = held {
+                    if d.owner != owner {
+                        return Err(RegistryError::AlreadyExists(wanted.to_hex().to_string()));
+                    }
+                    name = Some(held.clone());
+                }
+            }
+            // A name left by this owner's failed first publish keeps its
+            // identity; anyone else finds the name taken.
+            let dangling = name.as_ref().and_then(|n| inner.dangling.get(n));
+            let identity = match (dangling, identity) {
+                (Some(d), None) if d.owner == owner => d.identity,
+                (Some(d), Some(wanted)) if d.owner == owner && d.identity == wanted => wanted,
+                (Some(_), _) => {
+                    return Err(RegistryError::NameTaken(name.unwrap_or_default()));
+                }
+                (None, identity) => identity.unwrap_or_else(fresh_identity),
+            };
             if let Some(broken) = inner.broken.get(&identity) {
                 return Err(broken.error());
             }
@@ -727,24 +879,56 @@ impl Registry {
                 return Err(RegistryError::AlreadyExists(identity.to_hex().to_string()));
             }
             if let Some(name) = &name {
-                if inner.names.contains_key(name) || inner.reserved_names.contains(name) {
+                let ours = inner.dangling.contains_key(name);
+                if (!ours && inner.names.contains_key(name)) || inner.reserved_names.contains(name)
+                {
                     return Err(RegistryError::NameTaken(name.clone()));
                 }
                 inner.reserved_names.push(name.clone());
             }
             inner.reserved_ids.push(identity);
-        }
+            identity
+        };
         let result = self.create_reserved(owner, name.clone(), identity, wasm);
         let mut inner = lock(&self.inner);
         inner.reserved_ids.retain(|i| *i != identity);
         if let Some(name) = &name {
             inner.reserved_names.retain(|n| n != name);
         }
-        let entry = result?;
+        let entry = match result {
+            Ok(entry) => entry,
+            Err(e) => {
+                // As the reference: the name stays registered to the
+                // identity, which has no database; lookups of the name
+                // resolve, and the database routes answer "No such
+                // database." until a publish succeeds.
+                if let Some(name) = name {
+                    if !inner.dangling.contains_key(&name) {
+                        inner.names.insert(name.clone(), identity);
+                        inner.dangling.insert(name, Dangling { identity, owner });
+                        if let Err(save) = self.save_dangling(&inner) {
+                            tracing::warn!(error = %save, "cannot record the name of a failed first publish");
+                        }
+                    }
+                }
+                return Err(e);
+            }
+        };
+        let was_dangling = entry
+            .names()
+            .iter()
+            .any(|n| inner.dangling.remove(n).is_some());
         for name in entry.names() {
             inner.names.insert(name, identity);
         }
         inner.databases.insert(identity, entry.clone());
+        if was_dangling {
+            if let Err(e) = self.save_dangling(&inner) {
+                // The name already sits in the database's own metadata,
+                // which open reads first: a stale entry there is ignored.
+                tracing::warn!(error = %e, "cannot update the names of failed first publishes");
+            }
+        }
         Ok(entry)
     }
 

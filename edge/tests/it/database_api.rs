@@ -658,15 +658,22 @@ fn failed_first_publish_leaves_nothing_and_identities_are_publish_targets() {
         token: Some(mint(&s.base)),
     };
 
-    // Not a module: 400, no directory, no name.
+    // Not a module: 400, no database directory; as the reference, the name
+    // stays registered to an identity with no database (the owner's next
+    // publish creates it).
     let r = owner.send("PUT", "/v1/database/broken", b"\0asm not really");
     assert_eq!(r.status, 400, "{}", r.body);
-    assert_eq!(owner.get("/v1/database/broken/identity").status, 404);
+    let r = owner.get("/v1/database/broken/identity");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = owner.get(&format!("/v1/database/{}/schema?version=10", r.body));
+    assert_eq!((r.status, r.body.as_str()), (404, "No such database."));
     assert!(s.registry.all().is_empty());
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name() != "keys")
+        .filter(|e| {
+            e.file_name() != "keys" && e.file_name() != tenant_host::registry::DANGLING_FILE
+        })
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     // No body size limit: a 3 MiB non-module is refused as a module (400), not as too large.

@@ -1,6 +1,8 @@
 //! Crate API tests of `orrery-edge` (HTTP routes and WebSocket sessions
 //! against a real server on loopback), compiled as one binary.
 
+#[path = "../../../tests/support/handmade.rs"]
+mod handmade;
 #[path = "../../../tests/support/modules.rs"]
 mod modules;
 
@@ -8,6 +10,7 @@ mod api;
 mod database_api;
 mod http_handlers;
 mod metrics;
+mod publish_flows;
 mod sql_bounds;
 mod ws;
 mod ws_rls;

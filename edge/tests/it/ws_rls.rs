@@ -7,6 +7,7 @@
 
 use spacetimedb_lib::{bsatn, Identity};
 
+use crate::modules::module_bytes;
 use crate::ws::{publish, V2, V3_V2};
 use crate::ws_views::{published, sorted, sorted_strings, sql, Client};
 use crate::wsclient::Received;
@@ -135,6 +136,31 @@ fn row_level_security_limits_what_each_client_sees() {
     assert_eq!(rows(&bob.token, "SELECT * FROM doc LIMIT 2").len(), 2);
 }
 
+/// Publishes `module` to `name` as the stock CLI does an update that
+/// breaks clients: `pre_publish`, then the PUT with its token and
+/// `policy=BreakClients`.
+fn publish_breaking(base: &str, token: &str, name: &str, module: &str) {
+    let wasm = module_bytes(module);
+    let pre = ureq::post(&format!(
+        "{base}/v1/database/{name}/pre_publish?pretty_print_style=NoColor&host_type=Wasm"
+    ))
+    .set("Authorization", &format!("Bearer {token}"))
+    .send_bytes(&wasm)
+    .unwrap()
+    .into_string()
+    .unwrap();
+    let pre: serde_json::Value = serde_json::from_str(&pre).unwrap();
+    assert_eq!(pre["AutoMigrate"]["break_clients"], true, "{pre}");
+    let hash = pre["AutoMigrate"]["token"].as_str().unwrap();
+    let response = ureq::put(&format!(
+        "{base}/v1/database/{name}?token={hash}&policy=BreakClients&host_type=Wasm"
+    ))
+    .set("Authorization", &format!("Bearer {token}"))
+    .send_bytes(&wasm)
+    .unwrap_or_else(|e| panic!("publish {name}: {e:?}"));
+    assert_eq!(response.status(), 200);
+}
+
 #[test]
 fn republishing_with_changed_rules_closes_sockets_and_unchanged_rules_keep_them() {
     let (_dir, server, owner) = published("rules", "rls");
@@ -143,8 +169,17 @@ fn republishing_with_changed_rules_closes_sockets_and_unchanged_rules_keep_them(
     before.subscribe(0, "SELECT * FROM member").unwrap();
     assert!(before.call("join_team", team(0)));
 
-    // `rls-v2` has the same tables and one filter changed.
-    publish(base, &owner, "rules", "rls-v2");
+    // `rls-v2` has the same tables and one filter changed: an update that
+    // disconnects every client, refused without policy=BreakClients and
+    // done with it and the token `pre_publish` gives.
+    let plain = ureq::put(&format!("{base}/v1/database/rules?host_type=Wasm"))
+        .set("Authorization", &format!("Bearer {owner}"))
+        .send_bytes(&module_bytes("rls-v2"));
+    assert!(
+        matches!(plain, Err(ureq::Error::Status(400, _))),
+        "{plain:?}"
+    );
+    publish_breaking(base, &owner, "rules", "rls-v2");
     let closed = loop {
         match before.ws.next() {
             Received::Messages(_) => continue,

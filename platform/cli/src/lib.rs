@@ -66,10 +66,20 @@ pub enum Cmd {
         /// wasm32-unknown-unknown` first (default: the current directory).
         #[arg(long, short = 'p')]
         project_path: Option<PathBuf>,
-        /// Delete all data of an existing database and start again from the
-        /// module's `init`.
-        #[arg(long, short = 'c')]
-        clear_data: bool,
+        /// When the database exists, delete its data and start again from
+        /// the module's `init`: `always` (what the flag alone means),
+        /// `on-conflict` (only when the update cannot keep the data), or
+        /// `never` (the default: such an update is refused).
+        #[arg(
+            long = "delete-data",
+            short = 'c',
+            aliases = ["clear-database", "clear-data"],
+            value_enum,
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "always",
+        )]
+        delete_data: Option<DeleteData>,
         /// Accept an update that the server says breaks connected clients
         /// without asking.
         #[arg(long)]
@@ -239,6 +249,18 @@ pub struct ServerArg {
     server: Option<String>,
 }
 
+/// When `publish` deletes the data of an existing database (the stock
+/// CLI's `--delete-data[=MODE]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeleteData {
+    /// Always: the update replaces all data.
+    Always,
+    /// Only when the update cannot keep the data (a manual migration).
+    OnConflict,
+    /// Never: an update that cannot keep the data is refused.
+    Never,
+}
+
 #[derive(clap::Args)]
 pub struct YesArg {
     /// Do not ask for confirmation.
@@ -309,13 +331,17 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             name,
             bin_path,
             project_path,
-            clear_data,
+            delete_data,
             break_clients,
             yes,
             server,
         } => {
             if let Some(name) = &name {
                 check_plain_name(name)?;
+            }
+            let delete_data = delete_data.unwrap_or(DeleteData::Never);
+            if delete_data != DeleteData::Never && name.is_none() {
+                bail!("--delete-data needs the name of the database whose data it deletes");
             }
             let wasm = match bin_path {
                 Some(path) => path,
@@ -324,22 +350,68 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             let bytes = std::fs::read(&wasm)
                 .with_context(|| format!("cannot read the module {}", wasm.display()))?;
             let remote = Remote::authed(&mut config, &dir, &server)?;
-            if clear_data {
-                let what = name.as_deref().unwrap_or("the database");
-                confirm(
-                    &format!("Delete all data of {what} and start again from `init`?"),
-                    yes.yes,
-                )?;
-            }
             let mut query = vec!["host_type=Wasm".to_owned()];
-            if clear_data {
-                query.push("clear=true".to_owned());
-            }
-            if let (Some(name), false) = (&name, clear_data) {
-                eprintln!("Checking {name} on {} …", remote.url);
-                if let Some(token) = remote.show_plan(name, &bytes, break_clients || yes.yes)? {
-                    query.push(format!("token={}", segment(&token)));
-                    query.push("policy=BreakClients".to_owned());
+            if let Some(name) = &name {
+                let confirm_clear = |query: &mut Vec<String>| -> anyhow::Result<()> {
+                    confirm(
+                        &format!("Delete all data of {name} and start again from `init`?"),
+                        yes.yes,
+                    )?;
+                    query.push("clear=true".to_owned());
+                    Ok(())
+                };
+                if delete_data == DeleteData::Always {
+                    confirm_clear(&mut query)?;
+                } else {
+                    eprintln!("Checking {name} on {} …", remote.url);
+                    match remote.plan(name, &bytes)? {
+                        // A new database: nothing to migrate.
+                        None => {}
+                        Some(plan) => {
+                            if plan.major_version_upgrade {
+                                confirm_major_version_upgrade(name, yes.yes)?;
+                            }
+                            match plan.migration {
+                                Migration::Manual { reasons } => {
+                                    if delete_data == DeleteData::Never {
+                                        bail!(
+                                            "this update of {name} cannot keep the data: {}; nothing changed (publish with --delete-data, alias --clear-data, to replace all data; --delete-data=on-conflict replaces it only when an update needs that)",
+                                            reasons.join("; ")
+                                        );
+                                    }
+                                    eprintln!(
+                                        "This update of {name} cannot keep the data: {}",
+                                        reasons.join("; ")
+                                    );
+                                    confirm_clear(&mut query)?;
+                                }
+                                Migration::Auto {
+                                    text,
+                                    break_clients: breaks,
+                                    token,
+                                } => {
+                                    if let Some(text) = &text {
+                                        let heading = style::bold(
+                                            style::enabled(style::Stream::Stderr),
+                                            &format!("Migration plan for {name}:"),
+                                        );
+                                        eprintln!("{heading}\n{text}");
+                                    }
+                                    if breaks {
+                                        confirm_or(
+                                            &format!("This update of {name} disconnects every client connected to it. Go ahead?"),
+                                            break_clients || yes.yes,
+                                            "--break-clients or --yes",
+                                        )?;
+                                    }
+                                    // As the stock CLI: every automatic
+                                    // update carries its token.
+                                    query.push(format!("token={}", segment(&token)));
+                                    query.push("policy=BreakClients".to_owned());
+                                }
+                            }
+                        }
+                    }
                 }
             }
             let path = match &name {
@@ -697,12 +769,9 @@ impl Remote {
         Ok(identity.to_owned())
     }
 
-    /// For an update of an existing database: prints the migration plan,
-    /// or fails with the reasons it cannot keep the data. An update that
-    /// breaks connected clients needs a confirmation (`accept` gives it);
-    /// then the result is the token that lets the publish go ahead. A
-    /// database that does not exist yet has no plan.
-    fn show_plan(&self, name: &str, wasm: &[u8], accept: bool) -> anyhow::Result<Option<String>> {
+    /// `pre_publish` for an update of `name`: what the server says the
+    /// update would do, or `None` for a database that does not exist yet.
+    fn plan(&self, name: &str, wasm: &[u8]) -> anyhow::Result<Option<Plan>> {
         let url = format!(
             "{}/v1/database/{}/pre_publish?host_type=Wasm",
             self.url,
@@ -713,25 +782,7 @@ impl Remote {
             Err(ureq::Error::Status(404, _)) => return Ok(None),
             Err(e) => return Err(self.failure(e)),
         };
-        let plan = Plan::of(name, &reply)?;
-        if let Some(text) = &plan.text {
-            let heading = style::bold(
-                style::enabled(style::Stream::Stderr),
-                &format!("Migration plan for {name}:"),
-            );
-            eprintln!("{heading}\n{text}");
-        }
-        match plan.break_clients_token {
-            Some(token) => {
-                confirm_or(
-                    &format!("This update of {name} breaks clients connected to it. Go ahead?"),
-                    accept,
-                    "--break-clients or --yes",
-                )?;
-                Ok(Some(token))
-            }
-            None => Ok(None),
-        }
+        Plan::of(&reply).map(Some)
     }
 
     /// Stores this server's token in the config (under its name, or under
@@ -962,39 +1013,90 @@ fn log_line(line: &str, min: Option<Level>) -> Option<String> {
 /// What `pre_publish` said about an update.
 #[derive(Debug, PartialEq)]
 struct Plan {
-    /// The migration plan, for people.
-    text: Option<String>,
-    /// The update breaks connected clients; this token lets it go ahead.
-    break_clients_token: Option<String>,
+    /// The new module is built with the next major version of the
+    /// bindings (a 1.x module replaced by a 2.x one).
+    major_version_upgrade: bool,
+    migration: Migration,
+}
+
+#[derive(Debug, PartialEq)]
+enum Migration {
+    /// The data stays; `token` lets the publish go ahead.
+    Auto {
+        /// The migration plan, for people.
+        text: Option<String>,
+        /// The update disconnects every connected client.
+        break_clients: bool,
+        token: String,
+    },
+    /// The data cannot stay, for these reasons.
+    Manual { reasons: Vec<String> },
 }
 
 impl Plan {
     /// Reads a `pre_publish` answer (`{"AutoMigrate": …}` or
-    /// `{"ManualMigrate": …}`); the latter is an error with the reasons.
-    fn of(name: &str, reply: &Value) -> anyhow::Result<Plan> {
-        if let Some(reason) = reply["ManualMigrate"]["reason"].as_str() {
-            let reasons: Vec<&str> = reason.lines().filter(|l| !l.trim().is_empty()).collect();
-            bail!(
-                "this update of {name} cannot keep the data: {}; nothing changed (publish with --clear-data to replace all data)",
-                reasons.join("; ")
-            );
+    /// `{"ManualMigrate": …}`).
+    fn of(reply: &Value) -> anyhow::Result<Plan> {
+        if let Some(manual) = reply.get("ManualMigrate") {
+            let reason = manual["reason"].as_str().unwrap_or_default();
+            return Ok(Plan {
+                major_version_upgrade: manual["major_version_upgrade"].as_bool() == Some(true),
+                migration: Migration::Manual {
+                    reasons: reason
+                        .lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                },
+            });
         }
-        let auto = &reply["AutoMigrate"];
+        let auto = reply.get("AutoMigrate").ok_or_else(|| {
+            anyhow!(
+                "the server's pre_publish answer is neither AutoMigrate nor ManualMigrate: {reply}"
+            )
+        })?;
         let text = auto["migrate_plan"]
             .as_str()
             .map(str::trim_end)
             .filter(|t| !t.trim().is_empty())
             .map(str::to_owned);
-        let break_clients_token = match auto["break_clients"].as_bool() {
-            Some(true) => Some(auto["token"].as_str().map(str::to_owned).ok_or_else(|| {
-                anyhow!("the server says this update breaks clients but sent no token for it")
-            })?),
-            _ => None,
-        };
+        let token = auto["token"]
+            .as_str()
+            .ok_or_else(|| anyhow!("the server's pre_publish answer has no token for the update"))?
+            .to_owned();
         Ok(Plan {
-            text,
-            break_clients_token,
+            major_version_upgrade: auto["major_version_upgrade"].as_bool() == Some(true),
+            migration: Migration::Auto {
+                text,
+                break_clients: auto["break_clients"].as_bool() == Some(true),
+                token,
+            },
         })
+    }
+}
+
+/// A module of the next major version over one of the previous (1.x → 2.x)
+/// cannot be undone: asks the publisher to type `upgrade`, as the stock CLI
+/// does, unless `yes`.
+fn confirm_major_version_upgrade(name: &str, yes: bool) -> anyhow::Result<()> {
+    let warning = format!(
+        "This publish upgrades {name} from a module of the 1.x bindings to one of 2.x, which cannot be reverted."
+    );
+    if yes {
+        eprintln!("{warning}");
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("{warning} Refusing without a terminal to ask on; pass --yes to confirm");
+    }
+    eprint!("{warning}\nType 'upgrade' to accept: ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if answer.trim() == "upgrade" {
+        Ok(())
+    } else {
+        bail!("cancelled: the major version upgrade was not accepted")
     }
 }
 
@@ -1127,29 +1229,46 @@ mod tests {
 
     #[test]
     fn pre_publish_answers_become_plans() {
-        let plain = json!({"AutoMigrate": {"migrate_plan": "- add table x\n", "break_clients": false, "token": "0xab"}});
+        let plain = json!({"AutoMigrate": {"migrate_plan": "- add table x\n", "break_clients": false, "token": "0xab", "major_version_upgrade": false}});
         assert_eq!(
-            Plan::of("chat", &plain).unwrap(),
+            Plan::of(&plain).unwrap(),
             Plan {
-                text: Some("- add table x".into()),
-                break_clients_token: None
+                major_version_upgrade: false,
+                migration: Migration::Auto {
+                    text: Some("- add table x".into()),
+                    break_clients: false,
+                    token: "0xab".into(),
+                }
             }
         );
-        let breaking =
-            json!({"AutoMigrate": {"migrate_plan": "", "break_clients": true, "token": "0xab"}});
+        let breaking = json!({"AutoMigrate": {"migrate_plan": "", "break_clients": true, "token": "0xab", "major_version_upgrade": true}});
         assert_eq!(
-            Plan::of("chat", &breaking).unwrap(),
+            Plan::of(&breaking).unwrap(),
             Plan {
-                text: None,
-                break_clients_token: Some("0xab".into())
+                major_version_upgrade: true,
+                migration: Migration::Auto {
+                    text: None,
+                    break_clients: true,
+                    token: "0xab".into(),
+                }
             }
         );
-        let manual = json!({"ManualMigrate": {"reason": "table a removed\n\ncolumn b changed"}});
-        let e = Plan::of("chat", &manual).unwrap_err().to_string();
-        assert!(
-            e.contains("table a removed; column b changed") && e.contains("--clear-data"),
-            "{e}"
+        let manual = json!({"ManualMigrate": {"reason": "table a removed\n\ncolumn b changed", "major_version_upgrade": false}});
+        assert_eq!(
+            Plan::of(&manual).unwrap(),
+            Plan {
+                major_version_upgrade: false,
+                migration: Migration::Manual {
+                    reasons: vec!["table a removed".into(), "column b changed".into()]
+                }
+            }
         );
+        let e = Plan::of(&json!({"AutoMigrate": {"break_clients": false}}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no token"), "{e}");
+        let e = Plan::of(&json!("Success")).unwrap_err().to_string();
+        assert!(e.contains("neither AutoMigrate nor ManualMigrate"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! a compatible and an incompatible change; bad input: one clear line and a
 //! non-zero exit; and colours only on a terminal.
 
+#[path = "../../../tests/support/handmade.rs"]
+mod handmade;
 #[path = "../../../tests/support/modules.rs"]
 mod modules;
 #[path = "support/process.rs"]
@@ -724,4 +726,164 @@ fn foreign_and_expired_tokens_ask_for_a_login() {
     // A fresh login works again.
     cli.ok(&["login"]);
     cli.ok(&["sql", "tok-chat", "SELECT * FROM message"]);
+}
+
+/// Writes `wasm` into `cli`'s config directory as `name.wasm`; its path.
+fn wasm_file(cli: &Cli, name: &str, wasm: &[u8]) -> String {
+    let path = cli.config().join(format!("{name}.wasm"));
+    std::fs::write(&path, wasm).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+// Protects the stock CLI's `--delete-data[=always|on-conflict|never]` (and
+// its alias `--clear-database`): `never` refuses an update that cannot keep
+// the data, `on-conflict` keeps the data of a compatible update and
+// replaces it (confirmed) only on a conflict, `always` replaces it every
+// time, and a mode needs a database name.
+#[test]
+fn delete_data_modes() {
+    let cli = Cli::login();
+    cli.chat_with_a_message("mode-chat");
+    let chat = modules::module_wasm("chat");
+    let chat = chat.to_str().unwrap();
+    let v2 = modules::module_wasm("chat-v2");
+    let v2 = v2.to_str().unwrap();
+    let bank = modules::module_wasm("bank");
+    let bank = bank.to_str().unwrap();
+    let messages = |cli: &Cli| {
+        cli.ok(&[
+            "sql",
+            "mode-chat",
+            "SELECT text FROM message",
+            "--format",
+            "csv",
+        ])
+    };
+
+    let out = cli.ok(&[
+        "publish",
+        "mode-chat",
+        "--delete-data=on-conflict",
+        "--bin-path",
+        v2,
+    ]);
+    assert!(out.starts_with("updated database mode-chat ("), "{out}");
+    assert_eq!(messages(&cli), "text\r\n\"hello, world\"\r\n", "kept");
+
+    let e = cli.fails(&[
+        "publish",
+        "mode-chat",
+        "--delete-data=never",
+        "--bin-path",
+        bank,
+    ]);
+    assert!(e.contains("cannot keep the data"), "{e}");
+    let e = cli.fails(&[
+        "publish",
+        "mode-chat",
+        "--delete-data=on-conflict",
+        "--bin-path",
+        bank,
+    ]);
+    assert!(e.contains("--yes"), "a conflict asks first: {e}");
+    assert_eq!(messages(&cli), "text\r\n\"hello, world\"\r\n", "unchanged");
+    let out = cli.ok(&[
+        "publish",
+        "mode-chat",
+        "--delete-data=on-conflict",
+        "-y",
+        "--bin-path",
+        bank,
+    ]);
+    assert!(out.starts_with("updated database mode-chat ("), "{out}");
+    cli.ok(&["sql", "mode-chat", "SELECT COUNT(*) AS n FROM account"]);
+
+    // The alias and `always` (the flag alone): replaced even when the
+    // update could keep the data.
+    cli.ok(&[
+        "publish",
+        "mode-chat",
+        "--clear-database",
+        "-y",
+        "--bin-path",
+        chat,
+    ]);
+    cli.ok(&["call", "mode-chat", "send_message", "1", "\"again\""]);
+    assert_eq!(messages(&cli), "text\r\nagain\r\n");
+    let e = cli.fails(&["publish", "mode-chat", "--delete-data", "--bin-path", chat]);
+    assert!(e.contains("--yes"), "{e}");
+    assert_eq!(messages(&cli), "text\r\nagain\r\n", "unchanged");
+    cli.ok(&[
+        "publish",
+        "mode-chat",
+        "--delete-data=always",
+        "-y",
+        "--bin-path",
+        chat,
+    ]);
+    assert_eq!(messages(&cli), "text\r\n", "init ran again on empty tables");
+
+    let e = cli.fails(&["publish", "--delete-data", "-y", "--bin-path", chat]);
+    assert!(e.contains("--delete-data needs the name"), "{e}");
+    // An unknown mode is clap's usage error, naming the modes.
+    let run = cli.run(&[
+        "publish",
+        "mode-chat",
+        "--delete-data=sometimes",
+        "--bin-path",
+        chat,
+    ]);
+    assert!(!run.ok, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("'sometimes'") && run.stderr.contains("always, on-conflict, never"),
+        "{}",
+        run.stderr
+    );
+}
+
+// Protects `--break-clients` for an update that changes row-level security
+// (refused without it, "Disconnecting all users" in the database's log with
+// it), the confirmation of a major version upgrade (a 1.x module replaced by
+// a 2.x one), and `describe` after a failed first publish.
+#[test]
+fn break_clients_major_version_and_a_failed_first_publish() {
+    let cli = Cli::login();
+    cli.publish("brk-rules", "rls");
+    let v2 = modules::module_wasm("rls-v2");
+    let v2 = v2.to_str().unwrap();
+    let e = cli.fails(&["publish", "brk-rules", "--bin-path", v2]);
+    assert!(e.contains("--break-clients"), "{e}");
+    let before = cli.ok(&["logs", "brk-rules"]);
+    assert!(!before.contains("Disconnecting all users"), "{before}");
+    let out = cli.ok(&["publish", "brk-rules", "--break-clients", "--bin-path", v2]);
+    assert!(out.starts_with("updated database brk-rules ("), "{out}");
+    let after = cli.ok(&["logs", "brk-rules"]);
+    assert!(after.contains("Disconnecting all users"), "{after}");
+
+    let v9 = wasm_file(&cli, "notes-v9", &handmade::v9_module());
+    let v10 = wasm_file(&cli, "notes-v10", &handmade::v10_module());
+    let out = cli.ok(&["publish", "brk-notes", "--bin-path", &v9]);
+    assert!(out.starts_with("created database brk-notes ("), "{out}");
+    let e = cli.fails(&["publish", "brk-notes", "--bin-path", &v10]);
+    assert!(e.contains("1.x") && e.contains("--yes"), "{e}");
+    let typed = orrery_with_input(
+        cli.config(),
+        &["publish", "brk-notes", "--bin-path", &v10],
+        Some("upgrade\n"),
+    );
+    assert!(!typed.ok, "no terminal, no question: {}", typed.stdout);
+    let out = cli.ok(&["publish", "brk-notes", "-y", "--bin-path", &v10]);
+    assert!(out.starts_with("updated database brk-notes ("), "{out}");
+    // Now a 2.x module: no confirmation any more.
+    let out = cli.ok(&["publish", "brk-notes", "--bin-path", &v10]);
+    assert!(out.starts_with("updated database brk-notes ("), "{out}");
+
+    let traps = wasm_file(&cli, "init-traps", &handmade::init_traps());
+    cli.fails(&["publish", "brk-doomed", "--bin-path", &traps]);
+    let e = cli.fails(&["describe", "brk-doomed"]);
+    assert!(e.contains("No such database"), "{e}");
+    let listed = cli.ok(&["list"]);
+    assert!(!listed.contains("brk-doomed"), "{listed}");
+    cli.publish("brk-doomed", "chat");
+    cli.ok(&["describe", "brk-doomed"]);
 }
