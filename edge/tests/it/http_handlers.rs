@@ -398,14 +398,17 @@ fn await_label(client: &mut Client, label: &str) -> (u64, String, Identity) {
 // after the call that queued it, as its own transaction, with the database
 // identity as sender; it runs even when the caller fails (not atomic with
 // it); an unknown name is logged and does not stop the calls after it; a
-// handler can queue calls too.
+// handler and `init` can queue calls too.
 #[test]
 fn schedule_immediate_runs_after_its_caller_whatever_the_caller_did() {
     let (_dir, server, owner_token) = published("sched", "http-handlers");
     let database = database_identity(&server, "sched");
     let mut owner = Client::open_as(&server.base, "sched", V2, Some(&owner_token));
-    // Canary: nothing has run yet.
-    assert!(ran_rows(&mut owner).is_empty());
+    // The call `init` queued ran once the database was created.
+    let from_init = await_label(&mut owner, "from-init");
+    assert_eq!(from_init.2, database, "init's queued call runs as the database");
+    // Canary: nothing else has run yet.
+    assert_eq!(ran_rows(&mut owner).len(), 1);
 
     assert!(owner.call("kick", string_args("a")));
     let queued = await_label(&mut owner, "a");

@@ -209,6 +209,13 @@ fn router() -> Router {
 
 // ------------------------------------------------------------ reducers
 
+/// Queues `note("from-init")`: calls queued by `init` run once the database
+/// exists, like calls queued by any other reducer.
+#[reducer(init)]
+pub fn init(_ctx: &ReducerContext) {
+    spacetimedb::volatile_nonatomic_schedule_immediate!(note("from-init".to_string()));
+}
+
 /// Records one run with its sender.
 #[reducer]
 pub fn note(ctx: &ReducerContext, label: String) {
