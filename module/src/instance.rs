@@ -38,7 +38,7 @@ mod procedure;
 mod view;
 
 pub use procedure::{ProcedureOutcome, ProcedureRef, ProcedureResult};
-pub use view::{ViewKey, ViewOutcome, ViewRef, ViewResult};
+pub use view::{ViewKey, ViewOutcome, ViewReads, ViewRef, ViewResult};
 
 /// Budgets and identity of the calls made on one hosted module.
 #[derive(Clone, Debug)]

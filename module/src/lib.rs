@@ -48,7 +48,7 @@ pub(crate) use instance::instance_error;
 pub use instance::{
     CallOptions, CallResult, CallerContext, HostError, HostedModule, ModuleInstance,
     ProcedureOutcome, ProcedureRef, ProcedureResult, ReducerOutcome, ReducerRef, ViewKey,
-    ViewOutcome, ViewRef, ViewResult, ARGS_BYTES_MAX_DEFAULT,
+    ViewOutcome, ViewReads, ViewRef, ViewResult, ARGS_BYTES_MAX_DEFAULT,
 };
 
 /// Fuel for the set-up calls of an instance (preinit, setup, describe):

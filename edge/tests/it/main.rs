@@ -9,6 +9,7 @@ mod database_api;
 mod metrics;
 mod sql_bounds;
 mod ws;
+mod ws_query_views;
 mod ws_rls;
 mod ws_views;
 mod wsclient;

@@ -402,3 +402,17 @@ pub const RLS_QUERY_FRAGMENTS_MAX: usize = 64;
 // Depth is counted per level; a depth of zero would refuse every type.
 const _: () = assert!(MODULE_TYPE_DEPTH_MAX >= 8);
 const _: () = assert!(RLS_QUERY_FRAGMENTS_MAX >= 1);
+
+// ---------------------------------------------------------------------------
+// Views (issue 13: views' observable behaviour).
+// ---------------------------------------------------------------------------
+
+/// Per-caller view materialisations that no subscription reads, kept after
+/// a one-off query or SQL read them (so the next read by the same caller
+/// does not evaluate the view again, as the reference keeps them), per
+/// database, in materialisations (each one a table); past this they are
+/// dropped.
+pub const VIEW_IDLE_MATERIALISATIONS_MAX: usize = 256;
+
+// Each materialisation is a table of the database.
+const _: () = assert!(VIEW_IDLE_MATERIALISATIONS_MAX < TABLES_PER_DATABASE_MAX as usize / 2);
