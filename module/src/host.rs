@@ -252,8 +252,7 @@ fn note_point_read(
     let table = schema.table_id;
     match tx.decode_point(index, point) {
         Ok(key) => {
-            set.keys
-                .insert((table, index_schema.columns.clone(), key));
+            set.keys.insert((table, index_schema.columns.clone(), key));
         }
         Err(_) => {
             set.tables.insert(table);

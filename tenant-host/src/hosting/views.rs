@@ -294,7 +294,11 @@ impl DbShared {
     /// subscribers keep their subscriptions and see the migrated rows, and a
     /// view that fails or traps refuses the update. Returns what to put back
     /// if the update fails ([`DbShared::views_after_update`]).
-    pub(super) fn views_before_update(&self, old: &HostedModule, new: &Arc<HostedModule>) -> SavedViews {
+    pub(super) fn views_before_update(
+        &self,
+        old: &HostedModule,
+        new: &Arc<HostedModule>,
+    ) -> SavedViews {
         let mut views = lock(&self.views);
         let saved = std::mem::take(&mut views.entries);
         for (key, m) in &saved {
@@ -649,7 +653,8 @@ pub(super) fn record_view_tables(
                 })
                 .map_err(|e| format!("creating `{name}`: {e}"))?,
         };
-        tx.clear(id).map_err(|e| format!("clearing `{name}`: {e}"))?;
+        tx.clear(id)
+            .map_err(|e| format!("clearing `{name}`: {e}"))?;
         ids.push(id);
     }
     let write = |tx: &mut MutTx, table: TableId, row: Vec<AlgebraicValue>| {
