@@ -20,7 +20,7 @@
 //! `NOT_IN_TRANSACTION`. Handles (sources, iterators, sinks, timers) are
 //! slab index + 1, so 0 is never valid; they live for one call.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -123,8 +123,8 @@ pub(crate) struct HostEnv {
     pub(crate) limits: StoreLimits,
     /// Set while a procedure runs; the procedure imports need it.
     pub(crate) procedure: Option<procedure::ProcedureCall>,
-    /// Set while a view runs: the tables it has read so far. Writes trap.
-    pub(crate) view_reads: Option<BTreeSet<TableId>>,
+    /// Set while a view runs: what it has read so far. Writes trap.
+    pub(crate) view_reads: Option<crate::instance::ViewReads>,
     /// The host's own tables, which do not exist for the guest.
     pub(crate) host_tables: SharedHostTables,
     /// Calls queued by `volatile_nonatomic_schedule_immediate` during the
@@ -239,18 +239,46 @@ fn is_host_table(host: &dyn HostTables, tx: &storage::State, id: TableId) -> boo
         .is_ok_and(|schema| host.is_host_table(&schema.name))
 }
 
-/// Adds `table` to the running view's read set, if a view is running.
-fn note_read(reads: &mut Option<BTreeSet<TableId>>, table: TableId) {
+/// Adds `table`, read whole, to the running view's read set, if a view is
+/// running.
+fn note_read(reads: &mut Option<crate::instance::ViewReads>, table: TableId) {
     if let Some(reads) = reads {
-        reads.insert(table);
+        reads.tables.insert(table);
     }
 }
 
-/// Adds the table owning `index` to the running view's read set.
-fn note_index_read(reads: &mut Option<BTreeSet<TableId>>, tx: &MutTx, index: IndexId) {
+/// Adds the table owning `index` to the running view's read set: a range
+/// scan counts as reading the whole table (as the reference records it).
+fn note_index_read(reads: &mut Option<crate::instance::ViewReads>, tx: &MutTx, index: IndexId) {
     if reads.is_some() {
         if let Ok((schema, _)) = tx.index_schema(index) {
             note_read(reads, schema.table_id);
+        }
+    }
+}
+
+/// Adds the key of a point scan of `index` to the running view's read set:
+/// the view depends only on the rows with that key in the index's columns.
+/// A point that does not decode is recorded as a read of the whole table.
+fn note_point_read(
+    reads: &mut Option<crate::instance::ViewReads>,
+    tx: &MutTx,
+    index: IndexId,
+    point: &[u8],
+) {
+    let Some(set) = reads else {
+        return;
+    };
+    let Ok((schema, index_schema)) = tx.index_schema(index) else {
+        return;
+    };
+    let table = schema.table_id;
+    match tx.decode_point(index, point) {
+        Ok(key) => {
+            set.keys.insert((table, index_schema.columns.clone(), key));
+        }
+        Err(_) => {
+            set.tables.insert(table);
         }
     }
 }
@@ -594,7 +622,7 @@ pub(crate) fn link(linker: &mut Linker<HostEnv>) -> wasmtime::Result<()> {
                 }
                 let tx = env.tx.as_mut().expect("checked above");
                 let index = guest_index(&*env.host_tables.0, tx, index);
-                note_index_read(&mut env.view_reads, tx, index);
+                note_point_read(&mut env.view_reads, tx, index, point);
                 let written = if delete {
                     match tx.delete_by_point_bsatn(index, point) {
                         Ok(count) => count.to_le_bytes(),

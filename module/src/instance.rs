@@ -42,7 +42,7 @@ mod view;
 
 pub use http_handler::{HttpHandlerOutcome, HttpHandlerResult, HttpResponseParts};
 pub use procedure::{ProcedureOutcome, ProcedureRef, ProcedureResult};
-pub use view::{ViewKey, ViewOutcome, ViewRef, ViewResult};
+pub use view::{ViewKey, ViewOutcome, ViewReads, ViewRef, ViewResult};
 
 /// Budgets and identity of the calls made on one hosted module.
 #[derive(Clone, Debug)]

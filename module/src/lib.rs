@@ -48,8 +48,8 @@ pub(crate) use instance::instance_error;
 pub use instance::{
     CallOptions, CallResult, CallerContext, HostError, HostedModule, HttpHandlerOutcome,
     HttpHandlerResult, HttpResponseParts, ModuleInstance, ProcedureOutcome, ProcedureRef,
-    ProcedureResult, ReducerOutcome, ReducerRef, ViewKey, ViewOutcome, ViewRef, ViewResult,
-    ARGS_BYTES_MAX_DEFAULT,
+    ProcedureResult, ReducerOutcome, ReducerRef, ViewKey, ViewOutcome, ViewReads, ViewRef,
+    ViewResult, ARGS_BYTES_MAX_DEFAULT,
 };
 
 /// Fuel for the set-up calls of an instance (preinit, setup, describe):

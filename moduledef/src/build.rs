@@ -336,13 +336,21 @@ fn view_row(
         resolve(&flat.typespace, ty).map_err(type_err(format!("view `{view}` return type")))?;
     let (returns, inner) = match &resolved {
         AlgebraicType::Array(array) => (ViewReturn::Array, &*array.elem_ty),
+        // A query-builder view (`impl Query<T>`): the special product
+        // `{ __query__: T }` (module-abi §4.7/§4.8, §8.12).
+        AlgebraicType::Product(product)
+            if product.elements.len() == 1
+                && product.elements[0].name.as_deref() == Some(crate::QUERY_VIEW_RETURN_TAG) =>
+        {
+            (ViewReturn::Query, &product.elements[0].algebraic_type)
+        }
         other => match option_inner(other) {
             Some(inner) => (ViewReturn::Option, inner),
             None => {
                 return Err(ModuleDefError::View {
                     view: view.to_owned(),
                     reason: format!(
-                        "return type {} is neither an array nor an option",
+                        "return type {} is neither an array, an option nor a query",
                         describe(&resolved)
                     ),
                 })
@@ -472,6 +480,38 @@ pub(crate) fn build(flat: Flat, version: DefVersion) -> Result<ModuleDef, Module
             });
         }
         let (returns, row_type) = view_row(&flat, &v.source_name, &v.return_type)?;
+        // A query view over a table's row type has that table's primary key
+        // (as the reference derives it; clients' code generation uses it).
+        let source = match (returns, &v.return_type) {
+            (ViewReturn::Query, AlgebraicType::Product(product)) => {
+                match product.elements.first().map(|e| &e.algebraic_type) {
+                    Some(AlgebraicType::Ref(r)) => tables
+                        .iter()
+                        .find(|t: &&TableInfo| t.product_type_ref == *r),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let primary_key: Vec<ColId> = source.and_then(|t| t.def.primary_key).into_iter().collect();
+        // The single columns the source table indexes: the view's table
+        // indexes them too, so subscriptions may join on them.
+        let indexed_columns: Vec<ColId> = source
+            .map(|t| {
+                let mut cols: Vec<ColId> = t
+                    .def
+                    .indexes
+                    .iter()
+                    .filter_map(|i| match i.columns.as_slice() {
+                        [col] => Some(*col),
+                        _ => None,
+                    })
+                    .collect();
+                cols.sort();
+                cols.dedup();
+                cols
+            })
+            .unwrap_or_default();
         views.push(ViewInfo {
             source_name: v.source_name.clone(),
             canonical_name,
@@ -480,7 +520,8 @@ pub(crate) fn build(flat: Flat, version: DefVersion) -> Result<ModuleDef, Module
             is_anonymous: v.is_anonymous,
             returns,
             row_type,
-            primary_key: Vec::new(),
+            primary_key,
+            indexed_columns,
         });
     }
     for (view, columns) in &flat.view_primary_keys {
@@ -490,6 +531,7 @@ pub(crate) fn build(flat: Flat, version: DefVersion) -> Result<ModuleDef, Module
                 reason: "has primary-key metadata but no such view exists".into(),
             });
         };
+        info.primary_key.clear();
         for column in columns {
             let Some(pos) = info
                 .row_type

@@ -131,11 +131,18 @@ pub struct ProcedureInfo {
     pub visibility: Visibility,
 }
 
-/// Whether a view returns `Vec<T>` or `Option<T>`.
+/// The name of the one field of the product a query-builder view declares
+/// as its return type (`spacetimedb::RawQuery<T>`).
+pub const QUERY_VIEW_RETURN_TAG: &str = "__query__";
+
+/// Whether a view returns `Vec<T>`, `Option<T>` or a query over `T` (the
+/// query-builder form, whose rows the host computes by running the SQL the
+/// view returns).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ViewReturn {
     Array,
     Option,
+    Query,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -150,8 +157,12 @@ pub struct ViewInfo {
     pub returns: ViewReturn,
     /// The resolved row product (columns of the materialisation).
     pub row_type: ProductType,
-    /// From the optional `ViewPrimaryKeys` section.
+    /// From the optional `ViewPrimaryKeys` section, or for a query view
+    /// over a table's rows, that table's primary key.
     pub primary_key: Vec<ColId>,
+    /// Columns the view's table indexes (single-column, non-unique): for a
+    /// query view over a table's rows, the columns that table indexes.
+    pub indexed_columns: Vec<ColId>,
 }
 
 /// The function a schedule table fires.

@@ -566,6 +566,13 @@ impl MutTx {
         &self.touched
     }
 
+    /// The net changes this transaction has made so far (what its commit
+    /// would report now), for a [`crate::PreCommit`] hook that needs the
+    /// rows written, not only the tables.
+    pub fn pending_delta(&self) -> TxDelta {
+        self.delta()
+    }
+
     /// Commits: runs the database's [`crate::PreCommit`] hook if this
     /// transaction wrote anything, writes the record to the commit log (if
     /// anything changed) and returns the delta. Durability is separate: wait

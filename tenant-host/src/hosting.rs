@@ -89,6 +89,9 @@ pub const DISCONNECTING_ALL_USERS: &str = "Disconnecting all users";
 #[derive(Debug)]
 struct SystemTables {
     module_hash: [u8; 32],
+    /// The module's views, set once it is hosted: recorded in the `st_view*`
+    /// tables with the module.
+    views: std::sync::OnceLock<Vec<orrery_moduledef::ViewInfo>>,
 }
 
 impl HostTables for SystemTables {
@@ -106,7 +109,8 @@ impl HostTables for SystemTables {
             vec![AlgebraicValue::Bytes(self.module_hash.to_vec().into())],
         )
         .map_err(|e| format!("writing `{MODULE_TABLE}`: {e}"))?;
-        Ok(())
+        let views = self.views.get().map_or(&[][..], Vec::as_slice);
+        views::record_view_tables(tx, views)
     }
 
     fn is_host_table(&self, name: &str) -> bool {
@@ -373,10 +377,13 @@ impl Host {
 
     fn host_module(&self, wasm: &[u8], spec: &DatabaseSpec) -> Result<HostedModule, PublishError> {
         let mut options = spec.options.clone();
-        options.host_tables = Arc::new(SystemTables {
+        let system = Arc::new(SystemTables {
             module_hash: orrery_module::module_hash(wasm),
+            views: Default::default(),
         });
+        options.host_tables = system.clone();
         let module = self.runtime.host(wasm, options)?;
+        let _ = system.views.set(module.def().views.clone());
         if let Some(table) = module
             .def()
             .tables
@@ -843,14 +850,30 @@ impl DbShared {
         mode: orrery_module::update::UpdateMode,
     ) -> Result<orrery_module::update::UpdateReport, PublishError> {
         let old = self.module();
-        // The old views must not run during the migration; whatever its
-        // result, their materialisations are dropped after it (subscribers
-        // to views reconnect, see `Clients`).
-        lock(&self.views).clear();
+        let new = Arc::new(new);
+        // A migration keeps the materialisations of the views the new module
+        // still has and re-evaluates them with it inside the migration's
+        // transaction (a view that fails refuses the update; subscribers
+        // keep their subscriptions); clearing the database drops them all
+        // (their subscribers reconnect, see `Clients`).
+        let saved = match mode {
+            orrery_module::update::UpdateMode::Migrate => {
+                Some(self.views_before_update(&old, &new))
+            }
+            orrery_module::update::UpdateMode::ClearData { .. } => {
+                lock(&self.views).clear();
+                None
+            }
+        };
         let result = orrery_module::update::update_database(&new, old.def(), &self.storage, mode);
-        if let Err(e) = self.drop_view_tables() {
-            self.log
-                .append_host(LogLevel::Warn, "", format!("dropping view tables: {e}"));
+        match saved {
+            Some(saved) => self.views_after_update(saved, result.is_ok()),
+            None => {
+                if let Err(e) = self.drop_view_tables() {
+                    self.log
+                        .append_host(LogLevel::Warn, "", format!("dropping view tables: {e}"));
+                }
+            }
         }
         let report = match result {
             Ok(report) => report,
@@ -879,7 +902,7 @@ impl DbShared {
         *self
             .module
             .write()
-            .unwrap_or_else(|poison| poison.into_inner()) = Arc::new(new);
+            .unwrap_or_else(|poison| poison.into_inner()) = new;
         *self
             .schedules
             .write()

@@ -171,6 +171,7 @@ struct DbSample {
     database: String,
     calls: Vec<(Outcome, crate::hosting::stats::HistogramSnapshot)>,
     fuel_used: u64,
+    view_evaluations: u64,
     connections: usize,
     subscriptions: usize,
     queries: usize,
@@ -201,6 +202,7 @@ fn sample_all(registry: &Registry) -> Vec<DbSample> {
                     .map(|&o| (o, stats.durations(o)))
                     .collect(),
                 fuel_used: stats.fuel_used(),
+                view_evaluations: stats.view_evaluations(),
                 connections: clients.connections(),
                 subscriptions: clients.subscriptions(),
                 queries: clients.distinct_queries(),
@@ -268,12 +270,18 @@ pub fn render(registry: &Registry) -> String {
         }
     }
 
-    let per_db: [PerDatabase; 12] = [
+    let per_db: [PerDatabase; 13] = [
         (
             "orrery_fuel_used_total",
             Kind::Counter,
             "Wasm fuel used by reducer calls.",
             |d| d.fuel_used,
+        ),
+        (
+            "orrery_view_evaluations_total",
+            Kind::Counter,
+            "Views evaluated (materialisations made or refreshed).",
+            |d| d.view_evaluations,
         ),
         (
             "orrery_connections",

@@ -13,6 +13,7 @@ mod metrics;
 mod publish_flows;
 mod sql_bounds;
 mod ws;
+mod ws_query_views;
 mod ws_rls;
 mod ws_views;
 mod wsclient;

@@ -6,7 +6,6 @@
 //! touched by commit/abort, and views recording reads and trapping on writes.
 //! Owns no production code.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use spacetimedb_sats::{AlgebraicType, ProductType};
@@ -323,14 +322,14 @@ fn http_errors_and_bad_requests() {
 fn views_record_reads_and_cannot_write() {
     let mut h = Harness::new();
     h.store.data_mut().tx = Some(h.db.begin().unwrap());
-    h.store.data_mut().view_reads = Some(BTreeSet::new());
+    h.store.data_mut().view_reads = Some(crate::instance::ViewReads::default());
     assert_eq!(
         h.call::<_, i32>("datastore_table_row_count", (h.table as i32, OUT as i32)),
         0
     );
     assert_eq!(
         h.store.data().view_reads,
-        Some(BTreeSet::from([TableId(h.table)]))
+        Some(crate::instance::ViewReads::of_tables([TableId(h.table)]))
     );
     let error = h.insert(1).unwrap_err();
     assert!(format!("{error:#}").contains("read-only"), "{error:#}");

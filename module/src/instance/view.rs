@@ -10,16 +10,19 @@
 //! engine; such views come back as [`ViewOutcome::NeedsSql`]), storing
 //! materialisations or deciding when to refresh them (`hosting::views`).
 //!
-//! Read sets are per table: the host re-evaluates a materialisation when a
-//! transaction writes any table its last evaluation read. Views with parameters are not supported (upstream does not
+//! Read sets ([`ViewReads`]) follow the reference's rule: a point lookup in
+//! an index (`datastore_index_scan_point_bsatn`, e.g. `find` or `filter`
+//! with one value) records the key it looked up, so only a write of a row
+//! with that key in those columns makes the view stale; a table scan, a
+//! range scan or a row count records the whole table. Views with parameters are not supported (upstream does not
 //! support them end to end either, §8.12); the module definition does not
 //! list parameters, so every view is called with empty arguments.
 
 use std::collections::BTreeSet;
 
 use spacetimedb_lib::Identity;
-use spacetimedb_sats::ProductValue;
-use storage::{Database, MutTx, TableId};
+use spacetimedb_sats::{AlgebraicValue, ProductValue};
+use storage::{ColId, Database, MutTx, TableId};
 
 use super::guest_call::words;
 use super::{Ended, HostedModule};
@@ -81,14 +84,56 @@ pub enum ViewOutcome {
     },
 }
 
+/// What one view evaluation read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ViewReads {
+    /// Tables read whole (scans, range scans, row counts).
+    pub tables: BTreeSet<TableId>,
+    /// Keys looked up by point scans: table, index columns, key (a product
+    /// for several columns).
+    pub keys: BTreeSet<(TableId, Vec<ColId>, AlgebraicValue)>,
+}
+
+impl ViewReads {
+    /// Reads of whole tables only.
+    pub fn of_tables(tables: impl IntoIterator<Item = TableId>) -> ViewReads {
+        ViewReads {
+            tables: tables.into_iter().collect(),
+            keys: BTreeSet::new(),
+        }
+    }
+
+    /// Every table read, whole or by key.
+    pub fn all_tables(&self) -> BTreeSet<TableId> {
+        let mut all = self.tables.clone();
+        all.extend(self.keys.iter().map(|(table, _, _)| *table));
+        all
+    }
+
+    /// Whether a write of `row` (inserted or deleted) into `table` can
+    /// change what the view read.
+    pub fn affected_by(&self, table: TableId, row: &[AlgebraicValue]) -> bool {
+        if self.tables.contains(&table) {
+            return true;
+        }
+        self.keys
+            .iter()
+            .filter(|(t, _, _)| *t == table)
+            .any(|(_, columns, key)| {
+                columns.iter().all(|c| c.idx() < row.len())
+                    && storage::value::project_key(row, columns) == *key
+            })
+    }
+}
+
 /// One view evaluation: its outcome, logs, fuel and read set.
 #[derive(Debug)]
 pub struct ViewResult {
     pub outcome: ViewOutcome,
     pub logs: Vec<LogRecord>,
     pub fuel_used: u64,
-    /// Every table the view read (scans, index lookups, row counts).
-    pub reads: BTreeSet<TableId>,
+    /// What the view read (tables, index keys).
+    pub reads: ViewReads,
 }
 
 impl ViewResult {
@@ -97,7 +142,7 @@ impl ViewResult {
             outcome,
             logs: Vec::new(),
             fuel_used: 0,
-            reads: BTreeSet::new(),
+            reads: ViewReads::default(),
         }
     }
 }
@@ -181,7 +226,7 @@ impl HostedModule {
                 return (missing_export("__call_view_anon__"), tx);
             };
             instance.store.data_mut().tx = Some(tx);
-            instance.store.data_mut().view_reads = Some(BTreeSet::new());
+            instance.store.data_mut().view_reads = Some(ViewReads::default());
             instance.call_guest(
                 &info.source_name,
                 self.options.fuel_per_call,
@@ -196,7 +241,7 @@ impl HostedModule {
             };
             let [s0, s1, s2, s3] = words::<4>(&sender.unwrap_or(Identity::ZERO).to_byte_array());
             instance.store.data_mut().tx = Some(tx);
-            instance.store.data_mut().view_reads = Some(BTreeSet::new());
+            instance.store.data_mut().view_reads = Some(ViewReads::default());
             instance.call_guest(
                 &info.source_name,
                 self.options.fuel_per_call,

@@ -72,7 +72,7 @@ fn sender_aware_views_answer_per_caller() {
     let owner = module.call_view(&db, "my_notes", Some(OWNER));
     assert!(view_rows(&owner).is_empty());
     assert_eq!(
-        alice.reads.iter().copied().collect::<Vec<_>>(),
+        alice.reads.all_tables().into_iter().collect::<Vec<_>>(),
         [note_table(&db)]
     );
     assert_eq!(
@@ -95,7 +95,7 @@ fn anonymous_views_ignore_the_sender_and_change_nothing() {
     let alice = module.call_view(&db, "note_count", Some(ALICE));
     assert_eq!(count(view_rows(&alice)), 2);
     assert_eq!(
-        anyone.reads.iter().copied().collect::<Vec<_>>(),
+        anyone.reads.all_tables().into_iter().collect::<Vec<_>>(),
         [note_table(&db)]
     );
     assert_eq!(rows(&db, "note").len(), 2);

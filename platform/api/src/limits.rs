@@ -428,3 +428,17 @@ pub const IMMEDIATE_ARGS_BYTES_PER_CALL_MAX: usize = 16 * 1024 * 1024;
 const _: () = assert!(HTTP_HANDLER_REQUEST_BODY_BYTES_MAX <= MODULE_BYTES_MAX);
 const _: () = assert!(HTTP_HANDLER_DEADLINE_MS_DEFAULT <= PROCEDURE_DEADLINE_MS_DEFAULT);
 const _: () = assert!(IMMEDIATE_CALLS_PER_CALL_MAX <= LANE_QUEUED_JOBS_MAX);
+
+// ---------------------------------------------------------------------------
+// Views (issue 13: views' observable behaviour).
+// ---------------------------------------------------------------------------
+
+/// Per-caller view materialisations that no subscription reads, kept after
+/// a one-off query or SQL read them (so the next read by the same caller
+/// does not evaluate the view again, as the reference keeps them), per
+/// database, in materialisations (each one a table); past this they are
+/// dropped.
+pub const VIEW_IDLE_MATERIALISATIONS_MAX: usize = 256;
+
+// Each materialisation is a table of the database.
+const _: () = assert!(VIEW_IDLE_MATERIALISATIONS_MAX < TABLES_PER_DATABASE_MAX as usize / 2);

@@ -53,7 +53,7 @@ impl HostedDatabase {
                     let result =
                         select(&shared.storage, &statement, sender, caller_is_owner, &rules);
                     if created {
-                        shared.evict_unused_views();
+                        shared.evict_idle_views_over_limit();
                     }
                     result?.ok_or_else(|| SqlError("views cannot be written".into()).into())
                 })

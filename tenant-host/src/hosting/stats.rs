@@ -144,6 +144,8 @@ pub struct CallStats {
     /// Indexed by [`Outcome`].
     durations: [Histogram; 9],
     fuel_used: AtomicU64,
+    /// Evaluations of views (one per materialisation made or refreshed).
+    view_evaluations: AtomicU64,
 }
 
 impl Default for CallStats {
@@ -151,6 +153,7 @@ impl Default for CallStats {
         CallStats {
             durations: std::array::from_fn(|_| Histogram::new(CALL_BUCKETS)),
             fuel_used: AtomicU64::new(0),
+            view_evaluations: AtomicU64::new(0),
         }
     }
 }
@@ -166,6 +169,16 @@ impl CallStats {
     /// Calls that ended with `outcome`: count and durations.
     pub fn durations(&self, outcome: Outcome) -> HistogramSnapshot {
         self.durations[outcome.index()].snapshot()
+    }
+
+    /// Counts one evaluation of a view.
+    pub fn record_view_evaluation(&self) {
+        self.view_evaluations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Views evaluated so far (materialisations made or refreshed).
+    pub fn view_evaluations(&self) -> u64 {
+        self.view_evaluations.load(Ordering::Relaxed)
     }
 
     /// Fuel used by every call counted.
