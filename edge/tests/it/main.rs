@@ -7,6 +7,8 @@ mod modules;
 mod api;
 mod database_api;
 mod metrics;
+mod migrations;
+mod names;
 mod sql_bounds;
 mod ws;
 mod ws_rls;
