@@ -60,7 +60,7 @@ fn republishing_with_the_changes_the_reference_migrates_keeps_the_rows() {
     call(base, &owner, db, "add_counter", json!(["old-a"]));
     call(base, &owner, db, "add_counter", json!(["old-b"]));
     call(base, &owner, db, "add_keyed", json!([1, "first"]));
-    call(base, &owner, db, "ping", json!(["before"]));
+    call(base, &owner, db, "send_ping", json!(["before"]));
     let paint_before = rows(base, &owner, db, "SELECT * FROM paint");
     assert_eq!(paint_before.len(), 2);
 
@@ -98,7 +98,7 @@ fn republishing_with_the_changes_the_reference_migrates_keeps_the_rows() {
 
     // The event table takes its new columns.
     client.subscribe(0, "SELECT * FROM ping").unwrap();
-    assert!(client.call("ping", bsatn::to_vec(&(5u64, "after".to_string())).unwrap()));
+    assert!(client.call("send_ping", bsatn::to_vec(&(5u64, "after".to_string())).unwrap()));
 
     // Going back removes the variant `Blue`: the reference refuses that,
     // and nothing changes.

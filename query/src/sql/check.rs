@@ -547,7 +547,10 @@ impl<C: Catalog + ?Sized> Checker<'_, C> {
                 cols.iter()
                     .map(|(c, alias)| {
                         let pos = self.column(c, &tables)?;
-                        let name = alias.clone().unwrap_or_else(|| c.column.clone());
+                        // Unaliased, a column is named canonically, however written.
+                        let name = alias.clone().unwrap_or_else(|| {
+                            column_name(&tables[pos.table].schema, pos.col).to_string()
+                        });
                         Ok((pos, name))
                     })
                     .collect::<Result<_, SqlError>>()?,

@@ -64,6 +64,6 @@ pub fn add_keyed(ctx: &ReducerContext, key: u32, value: String) {
 }
 
 #[reducer]
-pub fn ping(ctx: &ReducerContext, text: String) {
+pub fn send_ping(ctx: &ReducerContext, text: String) {
     ctx.db.ping().insert(Ping { text });
 }

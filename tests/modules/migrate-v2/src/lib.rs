@@ -54,6 +54,6 @@ pub fn add_keyed(ctx: &ReducerContext, key: u32, value: String) {
 }
 
 #[reducer]
-pub fn ping(ctx: &ReducerContext, seq: u64, body: String) {
+pub fn send_ping(ctx: &ReducerContext, seq: u64, body: String) {
     ctx.db.ping().insert(Ping { seq, body });
 }
