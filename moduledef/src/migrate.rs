@@ -166,7 +166,10 @@ impl fmt::Display for MigrationStep {
                 write!(f, "table `{table}`: add unique constraint `{constraint}`")
             }
             MigrationStep::RemoveConstraint { table, constraint } => {
-                write!(f, "table `{table}`: remove unique constraint `{constraint}`")
+                write!(
+                    f,
+                    "table `{table}`: remove unique constraint `{constraint}`"
+                )
             }
             MigrationStep::AddSequence {
                 table,
@@ -417,11 +420,7 @@ fn plan_table(
                 == (b.start, b.min_value, b.max_value, b.increment)
     };
     for sequence in &old.def.sequences {
-        let kept = new
-            .def
-            .sequences
-            .iter()
-            .find(|s| s.name == sequence.name);
+        let kept = new.def.sequences.iter().find(|s| s.name == sequence.name);
         if !kept.is_some_and(|s| same_sequence(sequence, s)) {
             steps.push(MigrationStep::RemoveSequence {
                 table: table.to_owned(),
@@ -430,11 +429,7 @@ fn plan_table(
         }
     }
     for sequence in &new.def.sequences {
-        let before = old
-            .def
-            .sequences
-            .iter()
-            .find(|s| s.name == sequence.name);
+        let before = old.def.sequences.iter().find(|s| s.name == sequence.name);
         if !before.is_some_and(|s| same_sequence(s, sequence)) {
             steps.push(MigrationStep::AddSequence {
                 table: table.to_owned(),

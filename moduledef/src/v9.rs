@@ -115,7 +115,7 @@ pub fn to_v9(raw: &RawModuleDefV10, def: &ModuleDef) -> Result<RawModuleDefV9, V
                 primary_key: table
                     .def
                     .primary_key
-                    .map(|c| ColList::from(c))
+                    .map(ColList::from)
                     .unwrap_or_else(ColList::empty),
                 indexes: table
                     .def

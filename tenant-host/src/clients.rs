@@ -627,25 +627,25 @@ impl Clients {
                 identity,
                 &self.rules(),
             )
-                .map_err(|e| e.to_string())
-                .and_then(|fragments| {
-                    let schema = fragments[0].returned_table();
-                    let mut budget = Budget::new(QueryLimits::one_off(owner));
-                    let mut rows: Vec<storage::Row> = Vec::new();
-                    for fragment in &fragments {
-                        rows.extend(
-                            fragment
-                                .initial_bounded(&state, &mut budget)
-                                .map_err(|e| e.to_string())?,
-                        );
-                    }
-                    Ok(QueryRows {
-                        tables: vec![SingleTableRows {
-                            table: view_tables::client_name(&schema.name).to_string(),
-                            rows: subs::encode_rows(&rows, schema),
-                        }],
-                    })
-                }),
+            .map_err(|e| e.to_string())
+            .and_then(|fragments| {
+                let schema = fragments[0].returned_table();
+                let mut budget = Budget::new(QueryLimits::one_off(owner));
+                let mut rows: Vec<storage::Row> = Vec::new();
+                for fragment in &fragments {
+                    rows.extend(
+                        fragment
+                            .initial_bounded(&state, &mut budget)
+                            .map_err(|e| e.to_string())?,
+                    );
+                }
+                Ok(QueryRows {
+                    tables: vec![SingleTableRows {
+                        table: view_tables::client_name(&schema.name).to_string(),
+                        rows: subs::encode_rows(&rows, schema),
+                    }],
+                })
+            }),
         };
         outbox.push_message(&ServerMessage::OneOffQueryResult { request_id, result });
     }

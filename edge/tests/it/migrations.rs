@@ -72,7 +72,11 @@ fn republishing_with_the_changes_the_reference_migrates_keeps_the_rows() {
     call(base, &owner, db, "add_paint", json!([3, true]));
     let mut client = Client::open(base, db, V2);
     let blue = client.query("SELECT * FROM paint WHERE id = 3").unwrap();
-    assert_eq!(blue, [bsatn::to_vec(&(3u32, 2u8)).unwrap()], "tag 2 is Blue");
+    assert_eq!(
+        blue,
+        [bsatn::to_vec(&(3u32, 2u8)).unwrap()],
+        "tag 2 is Blue"
+    );
     let red = client.query("SELECT * FROM paint WHERE id = 1").unwrap();
     assert_eq!(red, [bsatn::to_vec(&(1u32, 0u8)).unwrap()]);
 
@@ -98,7 +102,10 @@ fn republishing_with_the_changes_the_reference_migrates_keeps_the_rows() {
 
     // The event table takes its new columns.
     client.subscribe(0, "SELECT * FROM ping").unwrap();
-    assert!(client.call("send_ping", bsatn::to_vec(&(5u64, "after".to_string())).unwrap()));
+    assert!(client.call(
+        "send_ping",
+        bsatn::to_vec(&(5u64, "after".to_string())).unwrap()
+    ));
 
     // Going back removes the variant `Blue`: the reference refuses that,
     // and nothing changes.
@@ -112,7 +119,12 @@ fn republishing_with_the_changes_the_reference_migrates_keeps_the_rows() {
     assert_eq!(rows(base, &owner, db, "SELECT * FROM paint").len(), 3);
     call(base, &owner, db, "add_counter", json!(["still-v2"]));
     assert_eq!(
-        rows(base, &owner, db, "SELECT n FROM counter WHERE label = 'still-v2'"),
+        rows(
+            base,
+            &owner,
+            db,
+            "SELECT n FROM counter WHERE label = 'still-v2'"
+        ),
         [json!([3])]
     );
 }

@@ -198,7 +198,10 @@ fn subscriptions_and_one_off_queries_take_either_name_and_answer_canonically() {
         .subscribe(1, "SELECT * FROM t_1 WHERE playerID2 = 7")
         .unwrap();
     client
-        .subscribe(2, "SELECT a.* FROM t1 a JOIN t_1 b ON a.id = b.id WHERE b.already_snake = 'x'")
+        .subscribe(
+            2,
+            "SELECT a.* FROM t1 a JOIN t_1 b ON a.id = b.id WHERE b.already_snake = 'x'",
+        )
         .unwrap();
     other.subscribe(0, "SELECT * FROM HTTPServer").unwrap();
 
@@ -226,11 +229,14 @@ fn subscriptions_and_one_off_queries_take_either_name_and_answer_canonically() {
         .iter()
         .flat_map(|s| s.tables.iter().map(|t| &*t.table_name))
         .collect();
-    assert!(!names.is_empty() && names.iter().all(|n| *n == "t_1"), "{names:?}");
+    assert!(
+        !names.is_empty() && names.iter().all(|n| *n == "t_1"),
+        "{names:?}"
+    );
     client.apply(&update.query_sets);
     let row = bsatn::to_vec(&(1u64, 7u32, "x".to_string())).unwrap();
     for set in 0..3 {
-        assert_eq!(client.held[&set], [row.clone()], "set {set}");
+        assert_eq!(client.held[&set], std::slice::from_ref(&row), "set {set}");
     }
     assert!(client.call("add_u_8", t1_args(8, "y")));
     assert_eq!(client.held[&0].len(), 2);
@@ -238,7 +244,11 @@ fn subscriptions_and_one_off_queries_take_either_name_and_answer_canonically() {
     assert!(other.call("set_http_port", bsatn::to_vec(&80u16).unwrap()));
     assert_eq!(other.held[&0], [bsatn::to_vec(&80u16).unwrap()]);
 
-    for text in ["SELECT * FROM t1", "SELECT * FROM t_1", "SELECT t1.* FROM t1"] {
+    for text in [
+        "SELECT * FROM t1",
+        "SELECT * FROM t_1",
+        "SELECT t1.* FROM t1",
+    ] {
         assert_eq!(
             sorted(other.query(text).unwrap()),
             sorted(client.held[&0].clone()),
@@ -255,7 +265,10 @@ fn schema_serves_v10_as_published_and_v9_in_canonical_form() {
     let base = &server.base;
     let (status, v10) = schema(base, "names-schema", "10");
     assert_eq!(status, 200, "{v10}");
-    assert!(v10.contains("\"add_u8\"") && v10.contains("\"playerID2\""), "{v10}");
+    assert!(
+        v10.contains("\"add_u8\"") && v10.contains("\"playerID2\""),
+        "{v10}"
+    );
 
     let (status, body) = schema(base, "names-schema", "9");
     assert_eq!(status, 200, "{body}");

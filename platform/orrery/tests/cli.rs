@@ -737,16 +737,28 @@ fn call_sql_and_subscribe_by_source_or_canonical_name() {
     cli.ok(&["call", "names-cli", "add_u8", "7", "\"seven\""]);
     cli.ok(&["call", "names-cli", "add_u_8", "8", "\"eight\""]);
     assert_eq!(cli.ok(&["call", "names-cli", "double_u8", "4"]).trim(), "8");
-    assert_eq!(cli.ok(&["call", "names-cli", "double_u_8", "5"]).trim(), "10");
+    assert_eq!(
+        cli.ok(&["call", "names-cli", "double_u_8", "5"]).trim(),
+        "10"
+    );
     let e = cli.fails(&["call", "names-cli", "add_u_9", "1", "\"x\""]);
     assert!(e.contains("add_u_9"), "{e}");
 
     let canonical = cli.ok(&["sql", "names-cli", "SELECT * FROM t_1"]);
     let source = cli.ok(&["sql", "names-cli", "SELECT * FROM t1"]);
     assert_eq!(canonical, source);
-    let header: Vec<&str> = canonical.lines().next().unwrap().split('|').map(str::trim).collect();
+    let header: Vec<&str> = canonical
+        .lines()
+        .next()
+        .unwrap()
+        .split('|')
+        .map(str::trim)
+        .collect();
     assert_eq!(header, ["id", "player_id_2", "already_snake"]);
-    assert!(canonical.contains("seven") && canonical.ends_with("(2 rows)\n"), "{canonical}");
+    assert!(
+        canonical.contains("seven") && canonical.ends_with("(2 rows)\n"),
+        "{canonical}"
+    );
     let json: Value = serde_json::from_str(&cli.ok(&[
         "sql",
         "names-cli",
@@ -782,7 +794,14 @@ fn call_sql_and_subscribe_by_source_or_canonical_name() {
     assert_eq!(line["t_1"]["inserts"][0]["already_snake"], "nine");
 
     let described = cli.ok(&["describe", "names-cli"]);
-    for name in ["t_1", "http_server", "CustomName", "add_u_8", "explicitReducer", "double_u_8"] {
+    for name in [
+        "t_1",
+        "http_server",
+        "CustomName",
+        "add_u_8",
+        "explicitReducer",
+        "double_u_8",
+    ] {
         assert!(described.contains(name), "{name}: {described}");
     }
 }

@@ -509,7 +509,10 @@ fn paint_v1() -> TableDef {
         name: "paint".into(),
         columns: ProductType::from([
             ("id", AlgebraicType::U32),
-            ("color", AlgebraicType::simple_enum(["Red", "Green"].into_iter())),
+            (
+                "color",
+                AlgebraicType::simple_enum(["Red", "Green"].into_iter()),
+            ),
             ("n", AlgebraicType::U64),
         ]),
         primary_key: Some(ColId(0)),
@@ -571,10 +574,19 @@ fn alter_widens_enums_adds_sequences_and_drops_keys_and_replays() {
 
     let mut tx = db.begin().unwrap();
     let blue = tx.insert_row(table, paint(1, 2, 0)).unwrap();
-    assert_eq!(blue.row.to_vec(), paint(1, 2, 1), "the sequence starts at 1");
+    assert_eq!(
+        blue.row.to_vec(),
+        paint(1, 2, 1),
+        "the sequence starts at 1"
+    );
     tx.insert_row(table, paint(3, 0, 0)).unwrap();
     tx.commit().unwrap();
-    let expected = vec![paint(1, 0, 0), paint(1, 2, 1), paint(2, 1, 0), paint(3, 0, 2)];
+    let expected = vec![
+        paint(1, 0, 0),
+        paint(1, 2, 1),
+        paint(2, 1, 0),
+        paint(3, 0, 2),
+    ];
     assert_eq!(sorted_rows(&db, table), expected);
     drop(db);
 
