@@ -917,6 +917,18 @@ async fn schema(
     match (version, &raw) {
         (10, RawModuleDef::V10(def)) => json_response(StatusCode::OK, sats_json(def)),
         (9, RawModuleDef::V9(def)) => json_response(StatusCode::OK, sats_json(def)),
+        // V9 carries canonical names only (what the reference serves).
+        (9, RawModuleDef::V10(def)) => match orrery_moduledef::v9::to_v9(def, module.def()) {
+            Ok(v9) => json_response(StatusCode::OK, sats_json(&v9)),
+            Err(missing) => fail(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "this module's definition cannot be expressed as version 9: {}; \
+                     ask for version=10",
+                    missing.join("; ")
+                ),
+            ),
+        },
         (10, _) => fail(
             ErrorCode::NotFound,
             "the module only provides a V9 definition; ask for version=9",
@@ -1173,18 +1185,9 @@ async fn call(
     let module = entry.database().module();
     let def = module.def();
     let started = Instant::now();
-    let reducer = def.reducer(&function).or_else(|| {
-        def.reducers
-            .iter()
-            .enumerate()
-            .find(|(_, r)| r.canonical_name == function)
-    });
-    let procedure = def.procedure(&function).or_else(|| {
-        def.procedures
-            .iter()
-            .enumerate()
-            .find(|(_, p)| p.canonical_name == function)
-    });
+    // By canonical name, else by the name in module source.
+    let reducer = def.reducer(&function);
+    let procedure = def.procedure(&function);
     if let Some((_, reducer)) = reducer {
         let function = reducer.source_name.clone();
         if reducer.lifecycle.is_some() {

@@ -126,10 +126,9 @@ fn migrate(
     for step in &plan.steps {
         let table = match step {
             MigrationStep::AddTable { .. } => continue,
-            MigrationStep::AddIndex { table, .. }
-            | MigrationStep::DropIndex { table, .. }
-            | MigrationStep::AddColumns { table, .. }
-            | MigrationStep::ChangeAccess { table, .. } => table.as_str(),
+            // Every other step alters an existing table, all of its changes
+            // at once (`MutTx::alter_table` checks what the rows allow).
+            step => step.table(),
         };
         if altered.contains(&table) {
             continue;

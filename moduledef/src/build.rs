@@ -305,6 +305,21 @@ fn build_table(flat: &Flat, namer: &Namer, t: &FlatTable) -> Result<TableInfo, M
         }
     }
 
+    // Canonical column names (what SQL and clients see); the source names stay
+    // in `TableInfo::column_source_names` for lookups by accessor.
+    let mut columns = columns;
+    let mut canonical_columns = BTreeSet::new();
+    for element in columns.elements.iter_mut() {
+        let source = element.name.as_deref().unwrap_or_default();
+        let canonical = namer.column(source);
+        if !canonical_columns.insert(canonical.clone()) {
+            return Err(ModuleDefError::DuplicateColumn {
+                table: table.to_owned(),
+                column: canonical,
+            });
+        }
+        element.name = Some(canonical.into());
+    }
     let def = TableDef {
         name: namer.table(table),
         columns,
@@ -319,6 +334,7 @@ fn build_table(flat: &Flat, namer: &Namer, t: &FlatTable) -> Result<TableInfo, M
         source_name: t.source_name.clone(),
         canonical_name: def.name.clone(),
         product_type_ref: t.product_type_ref,
+        column_source_names: names,
         def,
         indexes: index_infos,
         schedule: None,
@@ -518,6 +534,11 @@ pub(crate) fn build(flat: Flat, version: DefVersion) -> Result<ModuleDef, Module
             id: v.index,
             is_public: v.is_public,
             is_anonymous: v.is_anonymous,
+            column_source_names: row_type
+                .elements
+                .iter()
+                .map(|e| e.name.as_deref().unwrap_or_default().to_owned())
+                .collect(),
             returns,
             row_type,
             primary_key,
@@ -545,6 +566,23 @@ pub(crate) fn build(flat: Flat, version: DefVersion) -> Result<ModuleDef, Module
                 });
             };
             info.primary_key.push(ColId(pos as u16));
+        }
+    }
+    // A view's columns are canonical names, like a table's.
+    for view in &mut views {
+        let mut seen = BTreeSet::new();
+        for element in view.row_type.elements.iter_mut() {
+            let Some(source) = element.name.as_deref() else {
+                continue;
+            };
+            let canonical = namer.column(source);
+            if !seen.insert(canonical.clone()) {
+                return Err(ModuleDefError::View {
+                    view: view.source_name.clone(),
+                    reason: format!("two columns have the canonical name `{canonical}`"),
+                });
+            }
+            element.name = Some(canonical.into());
         }
     }
 

@@ -23,6 +23,7 @@ mod normalize;
 mod types;
 
 pub mod migrate;
+pub mod v9;
 
 use spacetimedb_lib::RawModuleDef;
 use spacetimedb_primitives::ColId;
@@ -83,6 +84,9 @@ pub struct TableInfo {
     pub canonical_name: String,
     /// The row type's ref in [`ModuleDef::typespace`].
     pub product_type_ref: AlgebraicTypeRef,
+    /// Column names as the module declares them (accessors), parallel to
+    /// `def.columns`, whose names are the canonical ones.
+    pub column_source_names: Vec<String>,
     /// Ready for `MutTx::create_table`: name = canonical name, fully resolved
     /// columns, index names = the source names the guest looks up.
     pub def: storage::TableDef,
@@ -155,8 +159,11 @@ pub struct ViewInfo {
     pub is_public: bool,
     pub is_anonymous: bool,
     pub returns: ViewReturn,
-    /// The resolved row product (columns of the materialisation).
+    /// The resolved row product (columns of the materialisation), with
+    /// canonical column names.
     pub row_type: ProductType,
+    /// Column names as the module declares them, parallel to `row_type`.
+    pub column_source_names: Vec<String>,
     /// From the optional `ViewPrimaryKeys` section, or for a query view
     /// over a table's rows, that table's primary key.
     pub primary_key: Vec<ColId>,
@@ -230,21 +237,22 @@ impl ModuleDef {
             .find(|(_, t)| t.source_name == source_name)
     }
 
-    /// Reducer id and info by source name, else by canonical name (what
-    /// clients see, and what generated bindings send).
+    /// Reducer id and info by canonical name (what clients see, and what
+    /// generated bindings send), else by source name (the accessor in module
+    /// code, which the stock CLI's users type too).
     pub fn reducer(&self, name: &str) -> Option<(usize, &ReducerInfo)> {
         let mut all = self.reducers.iter().enumerate();
         all.clone()
-            .find(|(_, r)| r.source_name == name)
-            .or_else(|| all.find(|(_, r)| r.canonical_name == name))
+            .find(|(_, r)| r.canonical_name == name)
+            .or_else(|| all.find(|(_, r)| r.source_name == name))
     }
 
-    /// Procedure id and info by source name, else by canonical name.
+    /// Procedure id and info by canonical name, else by source name.
     pub fn procedure(&self, name: &str) -> Option<(usize, &ProcedureInfo)> {
         let mut all = self.procedures.iter().enumerate();
         all.clone()
-            .find(|(_, p)| p.source_name == name)
-            .or_else(|| all.find(|(_, p)| p.canonical_name == name))
+            .find(|(_, p)| p.canonical_name == name)
+            .or_else(|| all.find(|(_, p)| p.source_name == name))
     }
 }
 

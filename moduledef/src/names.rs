@@ -20,54 +20,21 @@ pub enum CasePolicy {
     SnakeCase,
 }
 
-/// Converts an identifier to snake_case. Our own rules:
+/// Converts an identifier to snake_case exactly as the stock CLI's module
+/// validator does, so the canonical names we serve match the ones it computes
+/// from our `/schema` (client-protocol.md §10 item 20): `convert_case` 0.6's
+/// `Case::Snake` with its default word boundaries.
 ///
-/// 1. A name that contains no uppercase letter is returned unchanged
-///    (`already_snake`, `person2`, `a__b`, `_private` stay as they are).
-/// 2. Otherwise the name is split into words, and the words are lowercased and
-///    joined with a single `_`:
-///    * `_`, `-`, spaces and any other character that is not a letter or
-///      digit separate words and are dropped;
-///    * an uppercase letter after a lowercase letter or a digit starts a new
-///      word (`MyTable` → `my_table`, `Vec3D` → `vec3_d`);
-///    * in a run of uppercase letters followed by a lowercase letter, the last
-///      uppercase letter starts the new word (`HTTPServer` → `http_server`,
-///      `getHTTPResponse` → `get_http_response`);
-///    * digits and lowercase letters continue the current word
-///      (`Person2` → `person2`, `V2beta` → `v2beta`).
-/// 3. Leading underscores of the original are kept (`_MyTable` → `_my_table`).
-///
-/// Letters are classified with Unicode `char::is_uppercase`/`is_lowercase`.
+/// Words are split at `_`, `-` and spaces (which are dropped, so leading,
+/// trailing and doubled underscores disappear), between a lowercase letter
+/// and an uppercase one, between letters and digits in either direction, and
+/// before the last capital of an acronym followed by a lowercase letter;
+/// the words are lowercased and joined with one `_`. Examples: `add_u8` →
+/// `add_u_8`, `t1` → `t_1`, `HTTPServer` → `http_server`, `playerID2` →
+/// `player_id_2`, `_private` → `private`.
 pub fn to_snake_case(name: &str) -> String {
-    if !name.chars().any(char::is_uppercase) {
-        return name.to_owned();
-    }
-    let leading = name.len() - name.trim_start_matches('_').len();
-    let chars: Vec<char> = name[leading..].chars().collect();
-    let mut words: Vec<String> = Vec::new();
-    let mut current = String::new();
-    for (i, &c) in chars.iter().enumerate() {
-        if !c.is_alphanumeric() {
-            if !current.is_empty() {
-                words.push(std::mem::take(&mut current));
-            }
-            continue;
-        }
-        if c.is_uppercase() && !current.is_empty() {
-            let prev = chars[i - 1];
-            let next_is_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-            let boundary =
-                prev.is_lowercase() || prev.is_numeric() || (prev.is_uppercase() && next_is_lower);
-            if boundary {
-                words.push(std::mem::take(&mut current));
-            }
-        }
-        current.extend(c.to_lowercase());
-    }
-    if !current.is_empty() {
-        words.push(current);
-    }
-    format!("{}{}", "_".repeat(leading), words.join("_"))
+    use convert_case::{Case, Casing};
+    name.to_case(Case::Snake)
 }
 
 /// Applies the policy and the explicit overrides.
@@ -127,6 +94,14 @@ impl Namer {
         self.apply(&self.functions, source)
     }
 
+    /// Columns: the policy only (explicit names do not cover columns).
+    pub(crate) fn column(&self, source: &str) -> String {
+        match self.policy {
+            CasePolicy::None => source.to_owned(),
+            CasePolicy::SnakeCase => to_snake_case(source),
+        }
+    }
+
     pub(crate) fn index(&self, source: &str) -> String {
         self.apply(&self.indexes, source)
     }
@@ -136,27 +111,37 @@ impl Namer {
 mod tests {
     use super::*;
 
-    // Protects the documented snake-case rules, including the examples the
-    // brief names (Counter, MyTable, HTTPServer, person2, already_snake).
+    // Protects canonical names matching the stock CLI's validator
+    // (convert_case 0.6 `Case::Snake`): digits start words, acronyms split
+    // before their last capital, separators and leading/trailing underscores
+    // disappear. These are the names clients and SQL see.
     #[test]
     fn snake_case_examples() {
         let cases = [
+            ("add_u8", "add_u_8"),
+            ("t1", "t_1"),
+            ("u8", "u_8"),
+            ("HTTPServer", "http_server"),
+            ("playerID2", "player_id_2"),
+            ("already_snake", "already_snake"),
+            ("_private", "private"),
+            ("trailing_", "trailing"),
+            ("__both__", "both"),
+            ("a__b", "a_b"),
             ("Counter", "counter"),
             ("MyTable", "my_table"),
-            ("HTTPServer", "http_server"),
-            ("person2", "person2"),
-            ("Person2", "person2"),
-            ("already_snake", "already_snake"),
-            ("a__b", "a__b"),
-            ("_private", "_private"),
-            ("_MyTable", "_my_table"),
+            ("_MyTable", "my_table"),
+            ("person2", "person_2"),
+            ("Person2", "person_2"),
             ("getHTTPResponse", "get_http_response"),
-            ("Vec3D", "vec3_d"),
-            ("V2beta", "v2beta"),
+            ("Vec3D", "vec_3_d"),
+            ("V2beta", "v_2_beta"),
             ("My_Table", "my_table"),
             ("ID", "id"),
             ("userID", "user_id"),
             ("kebab-Case", "kebab_case"),
+            ("fruitName", "fruit_name"),
+            ("BasketId", "basket_id"),
         ];
         for (input, expected) in cases {
             assert_eq!(to_snake_case(input), expected, "input {input:?}");
@@ -179,6 +164,7 @@ mod tests {
         assert_eq!(namer.function("DoIt"), "doIt");
         assert_eq!(namer.function("counter"), "counter");
         assert_eq!(namer.index("DoIt"), "do_it");
+        assert_eq!(namer.column("playerID2"), "player_id_2");
         let verbatim = Namer::new(CasePolicy::None, vec![]);
         assert_eq!(verbatim.table("MyTable"), "MyTable");
     }

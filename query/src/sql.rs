@@ -27,7 +27,7 @@ mod tests;
 pub use crate::budget::{Budget, LimitExceeded, QueryLimits};
 pub use check::{
     check, BoundExpr, BoundOperand, BoundProjection, BoundSelect, BoundStatement, BoundTable,
-    Catalog, ColPos, Mode,
+    Catalog, ColPos, Mode, Named, Names,
 };
 pub use eval::{eval_select, run_query, QueryResult};
 pub use parse::{

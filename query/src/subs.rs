@@ -31,7 +31,7 @@ use crate::budget::{Budget, LimitExceeded, QueryLimits};
 use crate::sql::parse::{Expr, Operand};
 use crate::sql::rls::Rules;
 use crate::sql::{
-    check, parse, view_tables, BoundExpr, BoundProjection, BoundStatement, Mode, SqlError,
+    check, parse, view_tables, BoundExpr, BoundProjection, BoundStatement, Catalog, Mode, SqlError,
     Statement,
 };
 use orrery_wire::messages::{BsatnRowList, RowSizeHint};
@@ -136,29 +136,31 @@ pub(crate) fn index_on(schema: &TableSchema, col: usize) -> Option<IndexId> {
 impl Query {
     /// Parses and checks `sql` in [`Mode::Subscription`] for this caller.
     /// Errors carry a client-facing text.
-    pub fn compile(
-        state: &State,
+    pub fn compile<C: Catalog + ?Sized>(
+        state: &C,
         sql: &str,
         caller_is_owner: bool,
         sender: Identity,
     ) -> Result<Query, SqlError> {
         let text = sql.trim();
-        let statement = parse(text)?;
+        let mut statement = parse(text)?;
+        state.canonicalize(&mut statement);
         Query::compile_statement(state, &statement, text, caller_is_owner, sender)
     }
 
     /// [`Query::compile`] under row-level security: for a non-owner whose
     /// query reads a filtered table, the fragments whose results' bag union
     /// the caller may see (each shared like any query); else one query.
-    pub fn compile_secured(
-        state: &State,
+    pub fn compile_secured<C: Catalog + ?Sized>(
+        state: &C,
         sql: &str,
         caller_is_owner: bool,
         sender: Identity,
         rules: &Rules,
     ) -> Result<Vec<Query>, SqlError> {
         let text = sql.trim();
-        let statement = parse(text)?;
+        let mut statement = parse(text)?;
+        state.canonicalize(&mut statement);
         let select = match &statement {
             Statement::Select(select) if !caller_is_owner && rules.applies_to(select) => select,
             _ => {
@@ -188,8 +190,8 @@ impl Query {
             .collect()
     }
 
-    fn compile_statement(
-        state: &State,
+    fn compile_statement<C: Catalog + ?Sized>(
+        state: &C,
         statement: &Statement,
         text: &str,
         caller_is_owner: bool,

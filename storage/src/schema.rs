@@ -123,11 +123,15 @@ impl TableSchema {
 }
 
 impl TableSchema {
-    /// Checks that `new` may replace `self` in place, keeping every row: same
-    /// table id and name, the old columns unchanged as a prefix of the new
-    /// ones, one default per added column (of its type), and the same primary
-    /// key, unique constraints, sequences and event flag. Indexes that serve no
-    /// unique constraint may come and go; visibility may change.
+    /// Checks that `new` may replace `self` in place, without looking at the
+    /// rows: same table id, name and event flag; for a table that keeps rows,
+    /// the old columns as a prefix of the new ones, each with its name and a
+    /// type that accepts every value of the old one ([`type_widens`]: enum
+    /// variants appended), and one default per added column (of its type).
+    /// An event table holds no rows, so its columns may change freely.
+    /// Indexes, the primary key, unique constraints and sequences may change;
+    /// what depends on the rows (uniqueness, a new sequence's range) is
+    /// checked when the rows are carried over (`Table::altered`).
     pub fn check_alter(
         &self,
         new: &TableSchema,
@@ -143,6 +147,17 @@ impl TableSchema {
                 new.name, new.table_id
             )));
         }
+        if new.is_event != self.is_event {
+            return Err(err("the event flag changed".into()));
+        }
+        if self.is_event {
+            if !added_defaults.is_empty() {
+                return Err(err(
+                    "an event table holds no rows, so added columns need no defaults".into(),
+                ));
+            }
+            return Ok(());
+        }
         let old_cols = &self.columns.elements;
         let new_cols = &new.columns.elements;
         if new_cols.len() < old_cols.len() {
@@ -153,7 +168,7 @@ impl TableSchema {
             )));
         }
         for (i, (old, new)) in old_cols.iter().zip(new_cols.iter()).enumerate() {
-            if old.name != new.name || old.algebraic_type != new.algebraic_type {
+            if old.name != new.name || !type_widens(&old.algebraic_type, &new.algebraic_type) {
                 return Err(err(format!(
                     "column {i} (`{}`) changed name or type",
                     old.name.as_deref().unwrap_or("?")
@@ -177,19 +192,32 @@ impl TableSchema {
                 )));
             }
         }
-        if new.primary_key != self.primary_key {
-            return Err(err("the primary key changed".into()));
-        }
-        if new.unique_constraints != self.unique_constraints {
-            return Err(err("the unique constraints changed".into()));
-        }
-        if new.sequences != self.sequences {
-            return Err(err("the sequences changed".into()));
-        }
-        if new.is_event != self.is_event {
-            return Err(err("the event flag changed".into()));
-        }
         Ok(())
+    }
+}
+
+/// True if every value of type `old` is also a value of type `new`: the same
+/// type, or sums whose variants are those of `old` (same names, each payload
+/// widening) followed by new ones, products with the same fields (names and
+/// widening types) and arrays of widening elements.
+pub fn type_widens(old: &AlgebraicType, new: &AlgebraicType) -> bool {
+    match (old, new) {
+        (AlgebraicType::Sum(old), AlgebraicType::Sum(new)) => {
+            old.variants.len() <= new.variants.len()
+                && old.variants.iter().zip(new.variants.iter()).all(|(o, n)| {
+                    o.name == n.name && type_widens(&o.algebraic_type, &n.algebraic_type)
+                })
+        }
+        (AlgebraicType::Product(old), AlgebraicType::Product(new)) => {
+            old.elements.len() == new.elements.len()
+                && old.elements.iter().zip(new.elements.iter()).all(|(o, n)| {
+                    o.name == n.name && type_widens(&o.algebraic_type, &n.algebraic_type)
+                })
+        }
+        (AlgebraicType::Array(old), AlgebraicType::Array(new)) => {
+            type_widens(&old.elem_ty, &new.elem_ty)
+        }
+        (old, new) => old == new,
     }
 }
 

@@ -131,12 +131,45 @@ impl Table {
 
     /// This table under a new schema (already checked by
     /// [`TableSchema::check_alter`]): every row gains `added_defaults` at the
-    /// end, indexes are rebuilt, sequence counters carry over unchanged.
+    /// end and indexes are rebuilt, which fails if rows collide under a new
+    /// unique constraint. A sequence kept (same name, column and bounds)
+    /// keeps its counter; a new one starts afresh, and is refused if a row
+    /// already holds a value in its range (so it can never hand out a value
+    /// a row has). An event table must be empty.
     pub(crate) fn altered(
         &self,
         schema: Arc<TableSchema>,
         added_defaults: &[AlgebraicValue],
     ) -> Result<Table, String> {
+        if schema.is_event && self.len > 0 {
+            return Err(format!(
+                "event table holds {} rows; its schema can change only while it is empty",
+                self.len
+            ));
+        }
+        for seq in &schema.sequences {
+            let kept = self.schema.sequences.iter().any(|old| old == seq);
+            if kept {
+                continue;
+            }
+            let col = seq.column.idx();
+            let taken = self.rows().find_map(|(_, row)| {
+                let value = crate::value::integer_value(row.get(col)?)?;
+                (seq.min_value..=seq.max_value)
+                    .contains(&value)
+                    .then_some(value)
+            });
+            if let Some(value) = taken {
+                return Err(format!(
+                    "cannot add sequence `{}`: column `{}` already holds {value}, inside the \
+                     sequence's range [{}, {}]",
+                    seq.name,
+                    schema.column_name(seq.column),
+                    seq.min_value,
+                    seq.max_value
+                ));
+            }
+        }
         let rows = self
             .rows()
             .map(|(_, row)| -> Row {
@@ -147,8 +180,12 @@ impl Table {
                 }
             })
             .collect();
-        let mut table = Table::load(schema, rows)?;
-        table.sequences = self.sequences.clone();
+        let mut table = Table::load(schema.clone(), rows)?;
+        for (new_pos, seq) in schema.sequences.iter().enumerate() {
+            if let Some(old_pos) = self.schema.sequences.iter().position(|old| old == seq) {
+                table.sequences[new_pos] = self.sequences[old_pos].clone();
+            }
+        }
         Ok(table)
     }
 

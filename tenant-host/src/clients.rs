@@ -32,7 +32,7 @@ use storage::{CommitObserver, Database, State, TxDelta, TxOffset};
 
 use orrery_query::sql::rls::Rules;
 use orrery_query::sql::view_tables;
-use orrery_query::sql::{Budget, QueryLimits};
+use orrery_query::sql::{Budget, Named, Names, QueryLimits};
 use orrery_query::subs::{self, Query, QueryKey};
 use orrery_wire::messages::{
     QueryRows, QuerySetId, QuerySetUpdate, ReducerOk, ReducerOutcome, SingleTableRows, TableUpdate,
@@ -291,6 +291,8 @@ pub struct Clients {
     durability: Arc<Durability>,
     /// The module's row-level security, applied to non-owners' queries.
     rules: Mutex<Arc<Rules>>,
+    /// The module's accessor names, which SQL resolves after canonical ones.
+    names: Mutex<Arc<Names>>,
     pub stats: ClientStats,
 }
 
@@ -305,6 +307,7 @@ impl Clients {
             registry: Mutex::new(Registry::default()),
             durability: Durability::start(storage.clone()),
             rules: Mutex::new(Arc::new(Rules::default())),
+            names: Mutex::new(Arc::new(Names::default())),
             stats: ClientStats::default(),
         })
     }
@@ -318,6 +321,16 @@ impl Clients {
     /// The row-level security in force.
     pub fn rules(&self) -> Arc<Rules> {
         lock(&self.rules).clone()
+    }
+
+    /// Installs the module's accessor names (set with the module).
+    pub fn set_names(&self, names: Arc<Names>) {
+        *lock(&self.names) = names;
+    }
+
+    /// The module's accessor names in force.
+    pub fn names(&self) -> Arc<Names> {
+        lock(&self.names).clone()
     }
 
     /// Stops the durability watch thread; called when the database unloads.
@@ -453,9 +466,14 @@ impl Clients {
             }
         }
         let rules = self.rules();
+        let names = self.names();
+        let catalog = Named {
+            catalog: state,
+            names: &names,
+        };
         let mut queries: Vec<Query> = Vec::new();
         for sql in &texts {
-            let compiled = Query::compile_secured(state, sql, owner, identity, &rules)
+            let compiled = Query::compile_secured(&catalog, sql, owner, identity, &rules)
                 .map_err(|e| SubscriptionRefused(format!("{e} (in `{sql}`)")))?;
             for query in compiled {
                 if !queries.iter().any(|q| q.key() == query.key()) {
@@ -599,26 +617,35 @@ impl Clients {
         };
         let result = match storage.read() {
             Err(e) => Err(format!("the database is unavailable: {e}")),
-            Ok(state) => Query::compile_secured(&state, sql, owner, identity, &self.rules())
-                .map_err(|e| e.to_string())
-                .and_then(|fragments| {
-                    let schema = fragments[0].returned_table();
-                    let mut budget = Budget::new(QueryLimits::one_off(owner));
-                    let mut rows: Vec<storage::Row> = Vec::new();
-                    for fragment in &fragments {
-                        rows.extend(
-                            fragment
-                                .initial_bounded(&state, &mut budget)
-                                .map_err(|e| e.to_string())?,
-                        );
-                    }
-                    Ok(QueryRows {
-                        tables: vec![SingleTableRows {
-                            table: view_tables::client_name(&schema.name).to_string(),
-                            rows: subs::encode_rows(&rows, schema),
-                        }],
-                    })
-                }),
+            Ok(state) => Query::compile_secured(
+                &Named {
+                    catalog: &*state,
+                    names: &self.names(),
+                },
+                sql,
+                owner,
+                identity,
+                &self.rules(),
+            )
+            .map_err(|e| e.to_string())
+            .and_then(|fragments| {
+                let schema = fragments[0].returned_table();
+                let mut budget = Budget::new(QueryLimits::one_off(owner));
+                let mut rows: Vec<storage::Row> = Vec::new();
+                for fragment in &fragments {
+                    rows.extend(
+                        fragment
+                            .initial_bounded(&state, &mut budget)
+                            .map_err(|e| e.to_string())?,
+                    );
+                }
+                Ok(QueryRows {
+                    tables: vec![SingleTableRows {
+                        table: view_tables::client_name(&schema.name).to_string(),
+                        rows: subs::encode_rows(&rows, schema),
+                    }],
+                })
+            }),
         };
         outbox.push_message(&ServerMessage::OneOffQueryResult { request_id, result });
     }

@@ -412,6 +412,7 @@ impl Host {
         log.append(module.load_logs());
         let clients = Clients::new(&storage);
         clients.set_rules(Arc::new(row_level_security(&module)?));
+        clients.set_names(Arc::new(module_names(module.def())));
         storage.set_commit_observer(Some(clients.clone()));
         let shared = Arc::new_cyclic(|me: &Weak<DbShared>| DbShared {
             clients,
@@ -520,9 +521,34 @@ fn row_level_security(
     if filters.is_empty() {
         return Ok(Default::default());
     }
-    let catalog = ModuleTables::of(module)?;
+    let tables = ModuleTables::of(module)?;
+    let names = module_names(module.def());
+    let catalog = orrery_query::sql::Named {
+        catalog: &tables,
+        names: &names,
+    };
     orrery_query::sql::rls::Rules::compile(filters, &catalog)
         .map_err(PublishError::RowLevelSecurity)
+}
+
+/// The accessor names of a module's tables, views and their columns.
+pub(crate) fn module_names(def: &orrery_moduledef::ModuleDef) -> orrery_query::sql::Names {
+    let mut names = orrery_query::sql::Names::default();
+    for table in &def.tables {
+        names.add(
+            &table.canonical_name,
+            &table.source_name,
+            table.column_source_names.clone(),
+        );
+    }
+    for view in &def.views {
+        names.add(
+            &view.canonical_name,
+            &view.source_name,
+            view.column_source_names.clone(),
+        );
+    }
+    names
 }
 
 /// A module's tables as the SQL checker sees them, before they exist.
@@ -884,6 +910,7 @@ impl DbShared {
             }
         };
         self.log.append(&report.logs);
+        self.clients.set_names(Arc::new(module_names(new.def())));
         let rules = row_level_security(&new)?;
         if rules != *self.clients.rules() {
             self.clients.set_rules(Arc::new(rules));

@@ -1,5 +1,5 @@
 //! Shared by the tests of several crates: builds the real SpacetimeDB 2.10.1 test
-//! modules of `tests/modules/` (`chat`, `chat-v2`, `bank`, `abi-coverage`, `hostile`, `rls`, `rls-v2`, `http-handlers`, `query-views`, `query-views-v2`) for
+//! modules of `tests/modules/` (listed in [`MODULES`]) for
 //! `wasm32-unknown-unknown` and hands out their `.wasm` files.
 //!
 //! Included with `#[path = ".../tests/support/modules.rs"] mod modules;` (not a test
@@ -29,6 +29,9 @@ pub(crate) const MODULES: &[&str] = &[
     "http-handlers",
     "query-views",
     "query-views-v2",
+    "names",
+    "migrate-v1",
+    "migrate-v2",
 ];
 
 const TARGET: &str = "wasm32-unknown-unknown";

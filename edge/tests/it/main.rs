@@ -10,6 +10,8 @@ mod api;
 mod database_api;
 mod http_handlers;
 mod metrics;
+mod migrations;
+mod names;
 mod publish_flows;
 mod sql_bounds;
 mod ws;

@@ -228,12 +228,9 @@ fn incompatible_plan_lists_every_blocker() {
     assert!(!plan.is_automatic());
     assert!(plan.steps.is_empty(), "no steps when blocked: {plan:?}");
     let expected = [
-        "table `user`: column `age` changed type from u32 to u64",
+        "table `user`: column `age` changed type from u32 to u64 (only enum variants may be added)",
         "table `user`: column `x` added without a default",
-        "table `user`: sequences changed from `user_id_seq` on `id` to none",
         "table `message` removed",
-        "table `score`: primary key `player` added",
-        "table `score`: unique constraint on (`points`) added",
         "table `log`: became an event table",
         "table `item`: column `a` moved from position 0 to 1 (columns may only be added at the end)",
         "table `item`: column `b` moved from position 1 to 0 (columns may only be added at the end)",
@@ -242,13 +239,13 @@ fn incompatible_plan_lists_every_blocker() {
     assert_eq!(plan.blockers, expected, "{plan}");
     let text = plan.to_string();
     assert!(
-        text.starts_with("the new version cannot be migrated automatically (10 blocking changes")
+        text.starts_with("the new version cannot be migrated automatically (7 blocking changes")
     );
     assert!(text.contains("\n  - table `message` removed"));
 }
 
 #[test]
-fn removed_columns_primary_keys_and_constraints_block() {
+fn removed_and_reordered_columns_block() {
     let new = build(|b| {
         b.build_table_with_new_type(
             "user",
@@ -295,12 +292,172 @@ fn removed_columns_primary_keys_and_constraints_block() {
         plan.blockers,
         [
             "table `user`: column `age` removed",
-            "table `score`: unique constraint on (`player`) removed",
             "table `log`: column `line` moved from position 0 to 1 (columns may only be added at the end)",
             "table `log`: column `when` added at position 0, before existing columns (new columns go at the end)",
         ],
         "{plan}"
     );
+}
+
+/// A one-table definition: `t(id u32, color <color>)`, with `keys` applied.
+fn colored(
+    color: AlgebraicType,
+    keys: impl FnOnce(
+        spacetimedb_lib::db::raw_def::v10::RawTableDefBuilderV10<'_>,
+    ) -> spacetimedb_lib::db::raw_def::v10::RawTableDefBuilderV10<'_>,
+) -> ModuleDef {
+    build(|b| {
+        let table = b.build_table_with_new_type(
+            "t",
+            ProductType::from([("id", AlgebraicType::U32), ("color", color)]),
+            true,
+        );
+        keys(table).finish();
+    })
+}
+
+fn rgb(names: &[&'static str]) -> AlgebraicType {
+    AlgebraicType::simple_enum(names.iter().copied())
+}
+
+// Protects the reference's rule for enum columns: variants may only be
+// appended (same names, same layout); removing, renaming or reordering them,
+// or a payload that changes the layout, blocks.
+#[test]
+fn enum_variants_may_only_be_appended() {
+    let old = colored(rgb(&["Red", "Green"]), |t| t);
+    let appended = plan(&old, &colored(rgb(&["Red", "Green", "Blue"]), |t| t));
+    assert!(appended.is_automatic(), "{appended}");
+    assert_eq!(
+        appended.steps,
+        [MigrationStep::ChangeColumns {
+            table: "t".into(),
+            columns: vec!["color".into()]
+        }]
+    );
+    let option = |inner| AlgebraicType::option(inner);
+    let nested = plan(
+        &colored(option(rgb(&["Red"])), |t| t),
+        &colored(option(rgb(&["Red", "Blue"])), |t| t),
+    );
+    assert!(nested.is_automatic(), "inside an Option: {nested}");
+
+    for (new, why) in [
+        (rgb(&["Red"]), "enum variants were removed"),
+        (
+            rgb(&["Green", "Red", "Blue"]),
+            "variant 0 renamed from `Red` to `Green` (new variants go at the end)",
+        ),
+        (rgb(&["Red", "Verde", "Blue"]), "variant 1 renamed"),
+        (
+            AlgebraicType::sum([
+                ("Red", AlgebraicType::unit()),
+                ("Green", AlgebraicType::unit()),
+                ("Rgb", AlgebraicType::U64),
+            ]),
+            "change the enum's layout from 1 to 16 bytes",
+        ),
+        (AlgebraicType::U8, "only enum variants may be added"),
+    ] {
+        let refused = plan(&old, &colored(new, |t| t));
+        assert!(!refused.is_automatic(), "{why}");
+        assert!(
+            refused.blockers[0].starts_with("table `t`: column `color` changed type")
+                && refused.blockers[0].contains(why),
+            "{refused}"
+        );
+    }
+}
+
+// Protects the reference's automatic key, constraint and sequence changes:
+// a primary key removed or added, a unique constraint added or removed and
+// a sequence added, changed or removed are steps (the rows are checked when
+// applied); a unique constraint whose columns change under its name blocks.
+#[test]
+fn keys_constraints_and_sequences_change_automatically() {
+    let base = || rgb(&["Red"]);
+    let pk = colored(base(), |t| t.with_primary_key(0).with_unique_constraint(0));
+    let plain = colored(base(), |t| t);
+    let t = |s: &str| s.to_owned();
+    let removed = plan(&pk, &plain);
+    assert!(removed.is_automatic(), "{removed}");
+    assert_eq!(
+        removed.steps,
+        [
+            MigrationStep::ChangePrimaryKey {
+                table: t("t"),
+                column: None
+            },
+            MigrationStep::RemoveConstraint {
+                table: t("t"),
+                constraint: t("t_id_key")
+            },
+        ]
+    );
+    assert!(removed.to_string().contains("remove the primary key"));
+    let added = plan(&plain, &pk);
+    assert!(added.is_automatic(), "{added}");
+    assert!(added.steps.contains(&MigrationStep::AddConstraint {
+        table: t("t"),
+        constraint: t("t_id_key")
+    }));
+
+    let sequence = plan(&plain, &colored(base(), |t| t.with_column_sequence(0)));
+    assert!(sequence.is_automatic(), "{sequence}");
+    assert_eq!(
+        sequence.steps,
+        [MigrationStep::AddSequence {
+            table: t("t"),
+            sequence: t("t_id_seq"),
+            column: t("id")
+        }]
+    );
+    let dropped = plan(&colored(base(), |t| t.with_column_sequence(0)), &plain);
+    assert_eq!(
+        dropped.steps,
+        [MigrationStep::RemoveSequence {
+            table: t("t"),
+            sequence: t("t_id_seq")
+        }]
+    );
+
+    // Same constraint name, other columns.
+    let mut moved = colored(base(), |t| t.with_unique_constraint(0));
+    let other = colored(base(), |t| t.with_unique_constraint(1));
+    moved.tables[0].def.unique_constraints[0].name = "t_key".into();
+    let mut other = other;
+    other.tables[0].def.unique_constraints[0].name = "t_key".into();
+    let refused = plan(&moved, &other);
+    assert_eq!(
+        refused.blockers,
+        ["table `t`: unique constraint `t_key` changed its columns"]
+    );
+}
+
+// Protects event tables: they hold no rows, so any change of their columns
+// is one automatic reschema step, flagged as breaking clients.
+#[test]
+fn event_table_columns_change_freely() {
+    let event = |cols: ProductType| {
+        build(|b| {
+            b.build_table_with_new_type("ev", cols, true)
+                .with_event(true)
+                .finish();
+        })
+    };
+    let old = event(ProductType::from([("text", AlgebraicType::String)]));
+    let new = event(ProductType::from([
+        ("seq", AlgebraicType::U64),
+        ("body", AlgebraicType::U32),
+    ]));
+    let changed = plan(&old, &new);
+    assert!(changed.is_automatic(), "{changed}");
+    assert_eq!(
+        changed.steps,
+        [MigrationStep::ReschemaEventTable { table: "ev".into() }]
+    );
+    assert!(changed.breaks_clients());
+    assert!(plan(&old, &old).steps.is_empty());
 }
 
 #[test]

@@ -887,3 +887,83 @@ fn break_clients_major_version_and_a_failed_first_publish() {
     cli.publish("brk-doomed", "chat");
     cli.ok(&["describe", "brk-doomed"]);
 }
+
+// Protects names with the stock CLI's argument shapes: a reducer and a
+// procedure called by source or canonical name (`add_u8` / `add_u_8`),
+// tables and columns queried and subscribed to by either name, answers in
+// canonical names, and `describe` listing the canonical names.
+#[test]
+fn call_sql_and_subscribe_by_source_or_canonical_name() {
+    let cli = Cli::login();
+    cli.publish("names-cli", "names");
+    cli.ok(&["call", "names-cli", "add_u8", "7", "\"seven\""]);
+    cli.ok(&["call", "names-cli", "add_u_8", "8", "\"eight\""]);
+    assert_eq!(cli.ok(&["call", "names-cli", "double_u8", "4"]).trim(), "8");
+    assert_eq!(
+        cli.ok(&["call", "names-cli", "double_u_8", "5"]).trim(),
+        "10"
+    );
+    let e = cli.fails(&["call", "names-cli", "add_u_9", "1", "\"x\""]);
+    assert!(e.contains("add_u_9"), "{e}");
+
+    let canonical = cli.ok(&["sql", "names-cli", "SELECT * FROM t_1"]);
+    let source = cli.ok(&["sql", "names-cli", "SELECT * FROM t1"]);
+    assert_eq!(canonical, source);
+    let header: Vec<&str> = canonical
+        .lines()
+        .next()
+        .unwrap()
+        .split('|')
+        .map(str::trim)
+        .collect();
+    assert_eq!(header, ["id", "player_id_2", "already_snake"]);
+    assert!(
+        canonical.contains("seven") && canonical.ends_with("(2 rows)\n"),
+        "{canonical}"
+    );
+    let json: Value = serde_json::from_str(&cli.ok(&[
+        "sql",
+        "names-cli",
+        "SELECT playerID2 FROM t1 WHERE playerID2 = 8",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(json, serde_json::json!([{"player_id_2": 8}]));
+
+    let mut watcher = Command::new(env!("CARGO_BIN_EXE_orrery"))
+        .args([
+            "subscribe",
+            "names-cli",
+            "SELECT * FROM t1 WHERE playerID2 = 9",
+            "--count",
+            "1",
+        ])
+        .env("ORRERY_CONFIG_DIR", cli.config())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(watcher.stderr.take().unwrap());
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut ready).unwrap();
+    assert_eq!(ready.trim(), "Subscribed: 0 rows now match.");
+    cli.ok(&["call", "names-cli", "add_u_8", "9", "\"nine\""]);
+    let watched = watcher.wait_with_output().unwrap();
+    assert!(watched.status.success());
+    let line: Value = serde_json::from_slice(&watched.stdout).unwrap();
+    assert_eq!(line["t_1"]["inserts"][0]["player_id_2"], 9);
+    assert_eq!(line["t_1"]["inserts"][0]["already_snake"], "nine");
+
+    let described = cli.ok(&["describe", "names-cli"]);
+    for name in [
+        "t_1",
+        "http_server",
+        "CustomName",
+        "add_u_8",
+        "explicitReducer",
+        "double_u_8",
+    ] {
+        assert!(described.contains(name), "{name}: {described}");
+    }
+}

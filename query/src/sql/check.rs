@@ -21,12 +21,126 @@ use super::{CmpOp, ColRef, Expr, Operand, Projection, Select, SqlError, Statemen
 pub trait Catalog {
     /// The schema of the table named `name` (canonical name), public or not.
     fn table_schema(&self, name: &str) -> Option<Arc<TableSchema>>;
+
+    /// The canonical name of the table or view whose accessor (the name in
+    /// module source) is `name`, where the two differ (client-protocol §6.1:
+    /// tables resolve by canonical name first, then by accessor).
+    fn canonical_table(&self, _name: &str) -> Option<String> {
+        None
+    }
+
+    /// The accessor names of the columns of table or view `table`
+    /// (canonical name), parallel to its columns, where any differs.
+    fn column_accessors(&self, _table: &str) -> Option<Arc<[String]>> {
+        None
+    }
+
+    /// Rewrites the tables `statement` names by accessor to their canonical
+    /// names (see [`Names::canonicalize`]); nothing without accessor names.
+    fn canonicalize(&self, _statement: &mut Statement) {}
+}
+
+/// The accessor names a module declares beside its canonical ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    tables: std::collections::HashMap<String, String>,
+    columns: std::collections::HashMap<String, Arc<[String]>>,
+}
+
+impl Names {
+    /// Records table or view `canonical`, known in module source as
+    /// `accessor`, whose columns are known there as `column_accessors`.
+    pub fn add(&mut self, canonical: &str, accessor: &str, column_accessors: Vec<String>) {
+        if canonical != accessor {
+            self.tables
+                .entry(accessor.to_owned())
+                .or_insert_with(|| canonical.to_owned());
+        }
+        self.columns
+            .insert(canonical.to_owned(), Arc::from(column_accessors));
+    }
+
+    /// The canonical name of the table or view known by accessor `name`,
+    /// if `name` is not itself a canonical name.
+    pub fn canonical_table(&self, name: &str) -> Option<&str> {
+        if self.columns.contains_key(name) {
+            return None;
+        }
+        self.tables.get(name).map(String::as_str)
+    }
+
+    /// Rewrites every table that `statement` names by its accessor to the
+    /// canonical name, so that everything keyed by table (row-level
+    /// security, view materialisation, result names) sees one name. In a
+    /// SELECT the written name stays the table's alias, so qualified
+    /// columns keep resolving.
+    pub fn canonicalize(&self, statement: &mut Statement) {
+        let rename = |name: &mut String| match self.canonical_table(name) {
+            Some(canonical) => {
+                *name = canonical.to_owned();
+                true
+            }
+            None => false,
+        };
+        match statement {
+            Statement::Select(select) => {
+                let tables = std::iter::once(&mut select.from)
+                    .chain(select.joins.iter_mut().map(|j| &mut j.table));
+                for table in tables {
+                    let written = table.name.clone();
+                    if rename(&mut table.name) && table.alias.is_none() {
+                        table.alias = Some(written);
+                    }
+                }
+            }
+            Statement::Insert(insert) => {
+                rename(&mut insert.table);
+            }
+            Statement::Update(update) => {
+                rename(&mut update.table);
+            }
+            Statement::Delete(delete) => {
+                rename(&mut delete.table);
+            }
+        }
+    }
+}
+
+/// A catalog that also knows the module's accessor names.
+pub struct Named<'a, C: ?Sized> {
+    pub catalog: &'a C,
+    pub names: &'a Names,
+}
+
+impl<C: Catalog + ?Sized> Catalog for Named<'_, C> {
+    fn table_schema(&self, name: &str) -> Option<Arc<TableSchema>> {
+        self.catalog.table_schema(name)
+    }
+
+    fn canonical_table(&self, name: &str) -> Option<String> {
+        self.names.canonical_table(name).map(str::to_owned)
+    }
+
+    fn column_accessors(&self, table: &str) -> Option<Arc<[String]>> {
+        self.names.columns.get(table).cloned()
+    }
+
+    fn canonicalize(&self, statement: &mut Statement) {
+        self.names.canonicalize(statement);
+    }
 }
 
 impl Catalog for State {
     fn table_schema(&self, name: &str) -> Option<Arc<TableSchema>> {
         let id = self.table_id_from_name(name)?;
         self.schema(id).ok().cloned()
+    }
+}
+
+impl Catalog for storage::ReadTx<'_> {
+    fn table_schema(&self, name: &str) -> Option<Arc<TableSchema>> {
+        let state: &State = self;
+        state.table_schema(name)
     }
 }
 
@@ -176,16 +290,22 @@ impl<C: Catalog + ?Sized> Checker<'_, C> {
     /// for this caller (the host materialises views before checking).
     /// Names of view tables as such never resolve.
     fn table(&self, name: &str) -> Result<Arc<TableSchema>, SqlError> {
-        let found = match view_tables::is_view_table(name) {
-            true => None,
-            false => self
-                .catalog
+        let lookup = |name: &str| {
+            self.catalog
                 .table_schema(name)
                 .or_else(|| self.catalog.table_schema(&view_tables::anonymous(name)))
                 .or_else(|| {
                     let mine = view_tables::per_sender(name, self.sender);
                     self.catalog.table_schema(&mine)
-                }),
+                })
+        };
+        let found = match view_tables::is_view_table(name) {
+            true => None,
+            false => lookup(name).or_else(|| {
+                self.catalog
+                    .canonical_table(name)
+                    .and_then(|canonical| lookup(&canonical))
+            }),
         };
         match found {
             Some(schema) if schema.public || self.caller_is_owner => Ok(schema),
@@ -205,13 +325,20 @@ impl<C: Catalog + ?Sized> Checker<'_, C> {
     }
 
     fn column(&self, c: &ColRef, scope: &[BoundTable]) -> Result<ColPos, SqlError> {
+        // By canonical name first, then by the accessor in module source.
         let find = |table: usize| {
-            scope[table]
-                .schema
+            let schema = &scope[table].schema;
+            schema
                 .columns
                 .elements
                 .iter()
                 .position(|e| e.has_name(&c.column))
+                .or_else(|| {
+                    let accessors = self
+                        .catalog
+                        .column_accessors(view_tables::client_name(&schema.name))?;
+                    accessors.iter().position(|a| *a == c.column)
+                })
                 .map(|col| ColPos { table, col })
         };
         match &c.table {
@@ -420,7 +547,10 @@ impl<C: Catalog + ?Sized> Checker<'_, C> {
                 cols.iter()
                     .map(|(c, alias)| {
                         let pos = self.column(c, &tables)?;
-                        let name = alias.clone().unwrap_or_else(|| c.column.clone());
+                        // Unaliased, a column is named canonically, however written.
+                        let name = alias.clone().unwrap_or_else(|| {
+                            column_name(&tables[pos.table].schema, pos.col).to_string()
+                        });
                         Ok((pos, name))
                     })
                     .collect::<Result<_, SqlError>>()?,

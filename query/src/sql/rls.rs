@@ -43,7 +43,8 @@ impl Rules {
         let mut reads: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for sql in filters {
             let bad = |why: String| format!("row-level security filter `{sql}`: {why}");
-            let statement = parse(sql).map_err(|e| bad(e.0))?;
+            let mut statement = parse(sql).map_err(|e| bad(e.0))?;
+            catalog.canonicalize(&mut statement);
             let bound = check(
                 &statement,
                 catalog,

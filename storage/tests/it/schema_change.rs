@@ -386,7 +386,6 @@ fn alter_refuses_incompatible_changes_and_changes_nothing() {
     let table = tx.create_table(user_v1()).unwrap();
     tx.insert_row(table, user(0, "ann", 30)).unwrap();
     tx.commit().unwrap();
-    let before = sorted_rows(&db, table);
 
     let reason = |def: TableDef, defaults: Vec<AlgebraicValue>| -> String {
         let mut tx = db.begin().unwrap();
@@ -420,16 +419,36 @@ fn alter_refuses_incompatible_changes_and_changes_nothing() {
     )
     .contains("default of added column `karma`"));
 
+    // A unique constraint the rows violate (two users named "ann").
+    let mut tx = db.begin().unwrap();
+    tx.insert_row(table, user(0, "ann", 31)).unwrap();
+    tx.commit().unwrap();
+    let before = sorted_rows(&db, table);
     let mut unique = user_v1();
     unique.unique_constraints.push(UniqueConstraintDef {
         name: "user_name_key".into(),
         columns: vec![ColId(1)],
     });
-    assert!(reason(unique, vec![]).contains("unique constraints changed"));
+    let why = reason(unique, vec![]);
+    assert!(
+        why.contains("two rows share key") && why.contains("user_name_key"),
+        "{why}"
+    );
 
+    // A changed sequence starts afresh; rows hold values in its range.
     let mut sequence = user_v1();
     sequence.sequences[0].increment = 2;
-    assert!(reason(sequence, vec![]).contains("sequences changed"));
+    let why = reason(sequence, vec![]);
+    assert!(
+        why.contains("cannot add sequence `id_seq`: column `id` already holds"),
+        "{why}"
+    );
+
+    // A widened type must keep the old variants first.
+    let mut reordered = user_v1();
+    reordered.columns.elements[2].algebraic_type =
+        AlgebraicType::simple_enum(["B", "A"].into_iter());
+    assert!(reason(reordered, vec![]).contains("column 2 (`age`) changed name or type"));
 
     let mut event = user_v1();
     event.is_event = true;
@@ -481,4 +500,106 @@ fn drop_and_recreate_under_the_same_name_replays() {
         vec![user(1, "bob", 40)],
         "the new table's own sequence starts afresh"
     );
+}
+
+/// `paint(id u32 pk, color Red | Green, n u64)`: the v1 of the migrations the
+/// reference applies automatically.
+fn paint_v1() -> TableDef {
+    TableDef {
+        name: "paint".into(),
+        columns: ProductType::from([
+            ("id", AlgebraicType::U32),
+            (
+                "color",
+                AlgebraicType::simple_enum(["Red", "Green"].into_iter()),
+            ),
+            ("n", AlgebraicType::U64),
+        ]),
+        primary_key: Some(ColId(0)),
+        indexes: vec![index("paint_id_idx", IndexAlgorithm::BTree, &[0])],
+        unique_constraints: vec![UniqueConstraintDef {
+            name: "paint_id_key".into(),
+            columns: vec![ColId(0)],
+        }],
+        sequences: vec![],
+        public: true,
+        is_event: false,
+    }
+}
+
+fn paint(id: u32, color: u8, n: u64) -> Vec<AlgebraicValue> {
+    vec![
+        id.into(),
+        AlgebraicValue::sum(color, AlgebraicValue::unit()),
+        n.into(),
+    ]
+}
+
+// Protects the in-place changes behind the reference's automatic
+// migrations: an enum variant appended (old rows stay readable), a sequence
+// added over a column holding only zeros (it starts at 1), and the primary
+// key removed (duplicates accepted); then the same schema, rows and counter
+// from the log alone and from a snapshot. And an event table's columns
+// change freely.
+#[test]
+fn alter_widens_enums_adds_sequences_and_drops_keys_and_replays() {
+    let disk = Disk::new();
+    let db = disk.open();
+    let mut tx = db.begin().unwrap();
+    let table = tx.create_table(paint_v1()).unwrap();
+    tx.insert_row(table, paint(1, 0, 0)).unwrap();
+    tx.insert_row(table, paint(2, 1, 0)).unwrap();
+    let ev = tx.create_table(notice_def()).unwrap();
+    tx.commit().unwrap();
+
+    let mut v2 = paint_v1();
+    v2.columns.elements[1].algebraic_type =
+        AlgebraicType::simple_enum(["Red", "Green", "Blue"].into_iter());
+    v2.primary_key = None;
+    v2.unique_constraints.clear();
+    v2.sequences = vec![SequenceDef {
+        name: "paint_n_seq".into(),
+        ..seq(2)
+    }];
+    let mut ev_v2 = notice_def();
+    ev_v2.columns = ProductType::from([("seq", AlgebraicType::U64), ("at", AlgebraicType::I64)]);
+    ev_v2.primary_key = None;
+    ev_v2.unique_constraints.clear();
+    ev_v2.sequences.clear();
+    ev_v2.indexes.clear();
+    let mut tx = db.begin().unwrap();
+    tx.alter_table(table, v2, vec![]).unwrap();
+    tx.alter_table(ev, ev_v2, vec![]).unwrap();
+    tx.commit().unwrap();
+
+    let mut tx = db.begin().unwrap();
+    let blue = tx.insert_row(table, paint(1, 2, 0)).unwrap();
+    assert_eq!(
+        blue.row.to_vec(),
+        paint(1, 2, 1),
+        "the sequence starts at 1"
+    );
+    tx.insert_row(table, paint(3, 0, 0)).unwrap();
+    tx.commit().unwrap();
+    let expected = vec![
+        paint(1, 0, 0),
+        paint(1, 2, 1),
+        paint(2, 1, 0),
+        paint(3, 0, 2),
+    ];
+    assert_eq!(sorted_rows(&db, table), expected);
+    drop(db);
+
+    // From the log alone, then from a snapshot: the same rows and counter.
+    let db = disk.open();
+    assert_eq!(sorted_rows(&db, table), expected);
+    db.take_snapshot().unwrap().expect("a snapshot");
+    drop(db);
+    let db = disk.open();
+    assert_eq!(sorted_rows(&db, table), expected);
+    let mut tx = db.begin().unwrap();
+    let next = tx.insert_row(table, paint(4, 2, 0)).unwrap();
+    assert!(next.row[2] > AlgebraicValue::U64(2), "{:?}", next.row);
+    tx.insert_row(ev, vec![1u64.into(), 2i64.into()]).unwrap();
+    tx.commit().unwrap();
 }

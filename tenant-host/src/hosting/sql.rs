@@ -15,7 +15,9 @@ use super::HostedDatabase;
 use orrery_query::sql::check::{check, BoundProjection, BoundStatement, Mode};
 use orrery_query::sql::exec::{execute, DmlStats};
 use orrery_query::sql::rls::Rules;
-use orrery_query::sql::{eval_select, parse, Budget, QueryError, QueryLimits, SqlError, Statement};
+use orrery_query::sql::{
+    eval_select, parse, Budget, Named, Names, QueryError, QueryLimits, SqlError, Statement,
+};
 
 /// What one SQL statement produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +40,9 @@ impl HostedDatabase {
         sender: Identity,
         caller_is_owner: bool,
     ) -> Result<SqlOutcome, QueryError> {
-        let statement = parse(sql)?;
+        let names = self.clients().names();
+        let mut statement = parse(sql)?;
+        names.canonicalize(&mut statement);
         if !super::views::named_views(&self.module(), &statement).is_empty() {
             // Views are materialised on the lane, where nothing drops them
             // before the query has read them.
@@ -50,8 +54,14 @@ impl HostedDatabase {
                         .materialise_views_for(&[&sql], sender)
                         .map_err(|outcome| SqlError(super::views::describe(&outcome)))?;
                     let rules = shared.clients.rules();
-                    let result =
-                        select(&shared.storage, &statement, sender, caller_is_owner, &rules);
+                    let result = select(
+                        &shared.storage,
+                        &statement,
+                        sender,
+                        caller_is_owner,
+                        &rules,
+                        &names,
+                    );
                     if created {
                         shared.evict_idle_views_over_limit();
                     }
@@ -60,8 +70,14 @@ impl HostedDatabase {
                 .map_err(|e| SqlError(e.to_string()))?;
         }
         let rules = self.clients().rules();
-        if let Some(outcome) = select(self.storage(), &statement, sender, caller_is_owner, &rules)?
-        {
+        if let Some(outcome) = select(
+            self.storage(),
+            &statement,
+            sender,
+            caller_is_owner,
+            &rules,
+            &names,
+        )? {
             return Ok(outcome);
         }
         if !caller_is_owner {
@@ -76,7 +92,11 @@ impl HostedDatabase {
                 .storage
                 .begin()
                 .map_err(|e| SqlError(e.to_string()))?;
-            let bound = match check(&statement, &*tx, Mode::Sql, true, sender)
+            let catalog = Named {
+                catalog: &*tx,
+                names: &names,
+            };
+            let bound = match check(&statement, &catalog, Mode::Sql, true, sender)
                 .and_then(refuse_system_tables)
             {
                 Ok(bound) => bound,
@@ -119,9 +139,14 @@ fn select(
     sender: Identity,
     caller_is_owner: bool,
     rules: &Rules,
+    names: &Names,
 ) -> Result<Option<SqlOutcome>, QueryError> {
     let state = storage.read().map_err(|e| SqlError(e.to_string()))?;
-    let bound = check(statement, &*state, Mode::Sql, caller_is_owner, sender)?;
+    let catalog = Named {
+        catalog: &*state,
+        names,
+    };
+    let bound = check(statement, &catalog, Mode::Sql, caller_is_owner, sender)?;
     let BoundStatement::Select(bound) = &bound else {
         return Ok(None);
     };
@@ -152,7 +177,7 @@ fn select(
         }
         let fragment = Statement::Select(fragment);
         let BoundStatement::Select(fragment) =
-            check(&fragment, &*state, Mode::Sql, caller_is_owner, sender)?
+            check(&fragment, &catalog, Mode::Sql, caller_is_owner, sender)?
         else {
             unreachable!("a fragment of a SELECT is a SELECT");
         };

@@ -455,7 +455,12 @@ pub(super) fn named_views(module: &HostedModule, statement: &Statement) -> Vec<u
     std::iter::once(&select.from)
         .chain(select.joins.iter().map(|j| &j.table))
         .filter(|table| !tables.iter().any(|t| t.canonical_name == table.name))
-        .filter_map(|table| views.iter().position(|v| v.canonical_name == table.name))
+        .filter_map(|table| {
+            views
+                .iter()
+                .position(|v| v.canonical_name == table.name)
+                .or_else(|| views.iter().position(|v| v.source_name == table.name))
+        })
         .collect()
 }
 
