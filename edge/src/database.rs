@@ -382,25 +382,26 @@ async fn publish(
     };
     // The token doubles as credentials (`?token=<jwt>`); it is a migration
     // token only with policy=BreakClients, and then it must be one.
-    let token =
-        match (break_clients, query.token.as_deref()) {
-            (false, _) => None,
-            (true, None) => {
+    let token = match (break_clients, query.token.as_deref()) {
+        (false, _) => None,
+        (true, None) => {
+            return fail(
+                ErrorCode::InvalidRequest,
+                "policy=BreakClients needs the token from pre_publish",
+            )
+        }
+        (true, Some(text)) => match parse_migration_token(text) {
+            Some(token) => Some(token),
+            None => {
                 return fail(
-                    ErrorCode::InvalidRequest,
-                    "policy=BreakClients needs the token from pre_publish",
-                )
-            }
-            (true, Some(text)) => match parse_migration_token(text) {
-                Some(token) => Some(token),
-                None => return fail(
                     ErrorCode::InvalidRequest,
                     format!(
                         "`{text}` is not a migration token: pass the token pre_publish answered"
                     ),
-                ),
-            },
-        };
+                )
+            }
+        },
+    };
     if query.clear && target.is_none() {
         return fail(
             ErrorCode::InvalidRequest,

@@ -406,7 +406,10 @@ fn schedule_immediate_runs_after_its_caller_whatever_the_caller_did() {
     let mut owner = Client::open_as(&server.base, "sched", V2, Some(&owner_token));
     // The call `init` queued ran once the database was created.
     let from_init = await_label(&mut owner, "from-init");
-    assert_eq!(from_init.2, database, "init's queued call runs as the database");
+    assert_eq!(
+        from_init.2, database,
+        "init's queued call runs as the database"
+    );
     // Canary: nothing else has run yet.
     assert_eq!(ran_rows(&mut owner).len(), 1);
 

@@ -133,6 +133,13 @@ fn sql_resolves_tables_and_columns_by_either_name_in_every_clause() {
         assert_eq!(columns, ["id", "player_id_2", "already_snake"], "{text}");
         assert_eq!(rows, all, "{text}");
     }
+    // A query-builder view: its SQL names `t1` and `playerID2` as the
+    // module's source does; read by either of its own names.
+    for text in ["SELECT * FROM t_1_high", "SELECT * FROM t1_high"] {
+        let (columns, rows) = query(base, &owner, db, text);
+        assert_eq!(columns, ["id", "player_id_2", "already_snake"], "{text}");
+        assert_eq!(rows, all[1..], "{text}");
+    }
     // Columns by either name in projections, filters and joins, tables
     // qualified by the name as written.
     for text in [

@@ -30,7 +30,8 @@ use crate::logs::LogLevel;
 use orrery_module::{HostedModule, ViewKey, ViewOutcome, ViewReads, ViewRef};
 use orrery_query::sql::parse::Statement;
 use orrery_query::sql::{
-    check, eval_select, parse, view_tables, BoundProjection, Budget, Mode, QueryLimits,
+    check, eval_select, parse, view_tables, BoundProjection, Budget, Mode, Named, Names,
+    QueryLimits,
 };
 use orrery_wire::messages::{QuerySetId, ServerMessage, UnsubscribeFlags};
 use spacetimedb_lib::ConnectionId;
@@ -276,7 +277,11 @@ impl DbShared {
             ViewOutcome::NeedsSql { query } => {
                 let sender = key.sender.unwrap_or(self.owner);
                 let row_type = &module.def().views[key.view].row_type;
-                run_view_query(&tx, &query, sender, row_type)
+                // The query builder writes the module's source names; resolve
+                // them by the module being evaluated (the new one during a
+                // migration).
+                let names = super::module_names(module.def());
+                run_view_query(&tx, &query, sender, row_type, &names)
             }
             other => Err(other),
         };
@@ -512,12 +517,18 @@ fn run_view_query(
     sql: &str,
     sender: Identity,
     row_type: &spacetimedb_sats::ProductType,
+    names: &Names,
 ) -> Evaluated {
     let failed = |message: String| ViewOutcome::Failed {
         message: format!("the view's query `{sql}` failed: {message}"),
     };
-    let statement = parse(sql).map_err(|e| failed(e.to_string()))?;
-    let bound = check(&statement, &**tx, Mode::Sql, true, sender).map_err(|e| failed(e.0))?;
+    let mut statement = parse(sql).map_err(|e| failed(e.to_string()))?;
+    names.canonicalize(&mut statement);
+    let catalog = Named {
+        catalog: &**tx,
+        names,
+    };
+    let bound = check(&statement, &catalog, Mode::Sql, true, sender).map_err(|e| failed(e.0))?;
     let orrery_query::sql::BoundStatement::Select(select) = bound else {
         return Err(failed("it is not a SELECT".into()));
     };

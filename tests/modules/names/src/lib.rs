@@ -5,7 +5,10 @@
 //! `playerID2` / `player_id_2`).
 #![allow(non_snake_case)]
 
-use spacetimedb::{procedure, reducer, table, ProcedureContext, ReducerContext, Table};
+use spacetimedb::{
+    procedure, reducer, table, view, AnonymousViewContext, ProcedureContext, Query, ReducerContext,
+    Table,
+};
 
 /// Canonical name `t_1`; columns `id`, `player_id_2`, `already_snake`.
 #[table(accessor = t1, public)]
@@ -56,4 +59,11 @@ pub fn explicit_reducer(ctx: &ReducerContext, v: u32) {
 #[procedure]
 pub fn double_u8(_ctx: &mut ProcedureContext, x: u8) -> u16 {
     u16::from(x) * 2
+}
+
+/// Canonical name `t_1_high`: a query-builder view, whose SQL names the
+/// table and column by their source names (`t1`, `playerID2`).
+#[view(accessor = t1_high, public)]
+pub fn t1_high(ctx: &AnonymousViewContext) -> impl Query<T1> {
+    ctx.from.t1().r#where(|t| t.playerID2.gt(7u32))
 }
