@@ -765,6 +765,14 @@ fn any_procedure_name_is_answered_and_one_database_holds_a_bounded_share_of_the_
         );
     }
 
+    // A call's slot is given back when its job ends, just after its reply
+    // was delivered: wait until the calls above gave theirs back.
+    eventually(
+        Duration::from_secs(30),
+        "the slots of the calls above come back",
+        || db.procedure_calls() == 0,
+    );
+
     // Calls whose replies wait on a gate keep their slots.
     let (gate_tx, gate_rx) = std::sync::mpsc::sync_channel::<()>(0);
     let gate = std::sync::Arc::new(std::sync::Mutex::new(gate_rx));
