@@ -931,6 +931,7 @@ mod tests {
                 std::time::Instant::now() < deadline,
                 "the waiters never blocked"
             );
+            // sleep-ok: the pause of a poll with a deadline.
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         gate.set(true);
