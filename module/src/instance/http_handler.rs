@@ -18,6 +18,7 @@
 use spacetimedb_lib::http::{Request, Response};
 use storage::{Database, TxDelta};
 
+use super::procedure::end_own_transactions;
 use super::{CallOptions, Ended, HostedModule};
 use crate::host::{ImmediateCall, LogRecord, ProcedureCall};
 
@@ -163,24 +164,7 @@ impl HostedModule {
             },
         );
         let mut logs = call.logs;
-        let env = instance.store.data_mut();
-        if let Some(tx) = env.tx.take() {
-            tx.rollback();
-            let mut notice = LogRecord::host(
-                0,
-                format!(
-                    "aborting the transaction `{}` left open when it ended",
-                    info.source_name
-                ),
-            );
-            notice.function.clone_from(&info.source_name);
-            logs.push(notice);
-        }
-        let commits = env
-            .procedure
-            .take()
-            .map(|call| call.commits)
-            .unwrap_or_default();
+        let commits = end_own_transactions(instance.store.data_mut(), &info.source_name, &mut logs);
         let healthy = matches!(call.ended, Ended::Returned(0));
         let outcome = match call.ended {
             Ended::Returned(0) => {

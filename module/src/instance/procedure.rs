@@ -183,24 +183,7 @@ impl HostedModule {
             },
         );
         let mut logs = call.logs;
-        let env = instance.store.data_mut();
-        if let Some(tx) = env.tx.take() {
-            tx.rollback();
-            let mut notice = LogRecord::host(
-                0,
-                format!(
-                    "aborting the transaction `{}` left open when it ended",
-                    info.source_name
-                ),
-            );
-            notice.function.clone_from(&info.source_name);
-            logs.push(notice);
-        }
-        let commits = env
-            .procedure
-            .take()
-            .map(|call| call.commits)
-            .unwrap_or_default();
+        let commits = end_own_transactions(instance.store.data_mut(), &info.source_name, &mut logs);
         let healthy = matches!(call.ended, Ended::Returned(0));
         let outcome = match call.ended {
             Ended::Returned(0) => match check_value(&info.return_type, &call.output) {
@@ -260,4 +243,26 @@ fn check_value(ty: &spacetimedb_sats::AlgebraicType, bytes: &[u8]) -> Result<(),
         return Err(format!("has {} trailing bytes", reader.len()));
     }
     Ok(())
+}
+
+/// After a procedure or HTTP handler ended: rolls back the transaction it
+/// left open (with a notice in `logs`) and returns the ones it committed.
+pub(super) fn end_own_transactions(
+    env: &mut crate::host::HostEnv,
+    function: &str,
+    logs: &mut Vec<LogRecord>,
+) -> Vec<TxDelta> {
+    if let Some(tx) = env.tx.take() {
+        tx.rollback();
+        let mut notice = LogRecord::host(
+            0,
+            format!("aborting the transaction `{function}` left open when it ended"),
+        );
+        notice.function = function.to_owned();
+        logs.push(notice);
+    }
+    env.procedure
+        .take()
+        .map(|call| call.commits)
+        .unwrap_or_default()
 }
