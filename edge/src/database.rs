@@ -533,11 +533,21 @@ fn check_policy(
     else {
         return Ok(());
     };
-    if orrery_moduledef::migrate::disconnects_clients(entry.database().module().def(), new.def()) {
+    // An update the plan blocks is refused by the update itself, with the
+    // blockers, which say more than the policy would.
+    let old = entry.database().module();
+    if !orrery_moduledef::migrate::plan(old.def(), new.def()).is_automatic() {
+        return Ok(());
+    }
+    let reasons = orrery_moduledef::migrate::disconnect_reasons(old.def(), new.def());
+    if !reasons.is_empty() {
         return Err(fail(
             ErrorCode::InvalidRequest,
-            "this update disconnects every client (its row-level security rules changed): \
-             publish with policy=BreakClients and the token pre_publish answers",
+            format!(
+                "this update disconnects every client ({}): \
+                 publish with policy=BreakClients and the token pre_publish answers",
+                reasons.join("; ")
+            ),
         ));
     }
     Ok(())
@@ -579,14 +589,14 @@ async fn pre_publish(
                 entry.module_hash(),
                 *blake3::hash(&body).as_bytes(),
             );
-            let break_clients =
-                orrery_moduledef::migrate::disconnects_clients(old.def(), new.def());
+            let reasons = orrery_moduledef::migrate::disconnect_reasons(old.def(), new.def());
+            let break_clients = !reasons.is_empty();
             let mut text = plan.to_string();
             if break_clients {
-                text.push_str(
-                    "\n  - disconnect every client (row-level security changed; \
-                     they reconnect under the new rules)",
-                );
+                text.push_str(&format!(
+                    "\n  - disconnect every client ({}; they reconnect to the new module)",
+                    reasons.join("; ")
+                ));
             }
             json!({"AutoMigrate": {
                 "migrate_plan": text,

@@ -39,6 +39,7 @@ pub mod auth;
 mod database;
 pub mod error;
 pub mod route;
+pub mod tenant_url;
 pub mod ws;
 
 // For the WebSocket route, which resolves and authenticates the same way.
@@ -51,10 +52,27 @@ pub struct ApiState {
     pub registry: Arc<Registry>,
     /// Limits and timers of WebSocket sessions.
     pub ws: ws::WsConfig,
+    /// The domain under which `<database>.<domain>` is a tenant URL
+    /// ([`tenant_url`]); `None` serves the path form only.
+    pub tenant_domain: Option<String>,
 }
 
 /// The router of the client API.
 pub fn router(state: Arc<ApiState>) -> Router {
+    let domain = state.tenant_domain.clone();
+    let routes = routes(state);
+    match domain {
+        // Tenant hosts are rewritten before routing, so the outer router
+        // only forwards to the inner one.
+        Some(domain) => Router::new()
+            .fallback_service(tower::util::MapRequest::new(routes, move |request| {
+                tenant_url::rewrite(request, &domain)
+            })),
+        None => routes,
+    }
+}
+
+fn routes(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/v1/ping", get(ping))
         .route("/v1/identity", post(mint_identity))
@@ -98,9 +116,14 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 /// CORS for browsers (client-protocol §2.1): any origin, any method, the
-/// headers the SDK sends; preflights are answered here.
+/// headers the SDK sends. Preflights (an `OPTIONS` naming the method it
+/// asks for) are answered here; any other `OPTIONS` is routed, so a
+/// module's HTTP handler for `OPTIONS` is reachable.
 async fn cors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let preflight = request.method() == Method::OPTIONS;
+    let preflight = request.method() == Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(axum::http::header::ACCESS_CONTROL_REQUEST_METHOD);
     let mut response = if preflight {
         StatusCode::OK.into_response()
     } else {

@@ -33,6 +33,7 @@ fn server() -> Server {
         keys: Keys::ephemeral().unwrap(),
         registry: Arc::new(Registry::open(dir.path(), host).unwrap()),
         ws: Default::default(),
+        tenant_domain: None,
     });
     runtime.spawn(serve(listener, state, std::future::pending()));
     Server {

@@ -58,6 +58,11 @@ enum Command {
         /// port 0 picks a free port, printed at start).
         #[arg(long, default_value = "127.0.0.1:3000")]
         listen_addr: String,
+        /// Domain of tenant URLs: database NAME is served at
+        /// `NAME.DOMAIN` (by the Host header) as well as under
+        /// `/v1/database/NAME`.
+        #[arg(long, env = "ORRERY_DOMAIN", default_value = "localhost")]
+        domain: String,
         /// Log lines for people (`human`) or one JSON object per line
         /// (`json`). `RUST_LOG` filters them (default `info`).
         #[arg(long, env = "ORRERY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
@@ -111,6 +116,7 @@ fn main() -> anyhow::Result<()> {
         Command::Start {
             data_dir,
             listen_addr,
+            domain,
             log_format,
             snapshot_every_txs,
             snapshot_every_log_mib,
@@ -123,7 +129,7 @@ fn main() -> anyhow::Result<()> {
                 },
                 ..DbOptions::default()
             };
-            start(&data_dir, &listen_addr, options)
+            start(&data_dir, &listen_addr, &domain, options)
         }
         Command::Dev(cmd) => {
             let code = orrery_cli::main(cmd);
@@ -135,7 +141,12 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn start(data_dir: &Path, listen_addr: &str, options: DbOptions) -> anyhow::Result<()> {
+fn start(
+    data_dir: &Path,
+    listen_addr: &str,
+    domain: &str,
+    options: DbOptions,
+) -> anyhow::Result<()> {
     let databases_dir = data_dir.join("databases");
     std::fs::create_dir_all(&databases_dir)
         .with_context(|| format!("create data directory {}", databases_dir.display()))?;
@@ -170,6 +181,7 @@ fn start(data_dir: &Path, listen_addr: &str, options: DbOptions) -> anyhow::Resu
         keys,
         registry: registry.clone(),
         ws: Default::default(),
+        tenant_domain: Some(domain.to_owned()),
     });
     let server = runtime.spawn(orrery_edge::serve(listener, state, async move {
         let _ = shutdown_rx.await;
