@@ -35,6 +35,7 @@ use crate::auth::{AuthError, Claims, Keys};
 use crate::error::{fail, ErrorCode};
 use tenant_host::registry::Registry;
 
+pub mod access;
 pub mod auth;
 mod database;
 pub mod error;
@@ -55,6 +56,8 @@ pub struct ApiState {
     /// The domain under which `<database>.<domain>` is a tenant URL
     /// ([`tenant_url`]); `None` serves the path form only.
     pub tenant_domain: Option<String>,
+    /// Who may act as a database's owner ([`access`]).
+    pub access: access::Access,
 }
 
 /// The router of the client API.
@@ -94,7 +97,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let registry = state.registry.clone();
-    axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             // Log followers would otherwise keep their responses open.
@@ -238,9 +242,23 @@ async fn websocket_token(
     headers: HeaderMap,
     Query(query): Query<TokenQuery>,
 ) -> Response {
-    let claims = match required(&state.keys, &headers, &query) {
-        Ok(claims) => claims,
-        Err(response) => return response,
+    // An account credential gets a short-lived token for the account's
+    // identity (what the stock SDKs fetch before they connect).
+    let claims = if database::account_credential(&headers, query.token.as_deref()).is_some() {
+        let uri = query
+            .token
+            .as_deref()
+            .and_then(|token| format!("/?token={token}").parse().ok())
+            .unwrap_or_else(|| axum::http::Uri::from_static("/"));
+        match caller_or_mint(&state, &headers, &uri, None).await {
+            Ok(caller) => caller.claims,
+            Err(response) => return response,
+        }
+    } else {
+        match required(&state.keys, &headers, &query) {
+            Ok(claims) => claims,
+            Err(response) => return response,
+        }
     };
     match state.keys.websocket_token(&claims, now_secs()) {
         Ok(token) => json(StatusCode::OK, serde_json::json!({ "token": token })),

@@ -96,6 +96,27 @@ pub fn render(registry: &Registry) -> String {
         "Databases hosted by this process.",
     );
     x.sample("orrery_databases", &[], dbs.len());
+    let cache = registry.host().runtime().cache_stats();
+    for (name, help, value) in [
+        (
+            "orrery_module_compiles_total",
+            "Modules compiled from wasm (neither cached in memory nor on disk).",
+            cache.compiles,
+        ),
+        (
+            "orrery_module_artifact_hits_total",
+            "Modules loaded from a verified compiled artifact on disk.",
+            cache.artifact_hits,
+        ),
+        (
+            "orrery_module_artifact_rejects_total",
+            "Compiled artifacts on disk refused (tampered, truncated or foreign) and compiled again.",
+            cache.artifact_rejects,
+        ),
+    ] {
+        x.family(name, Kind::Counter, help);
+        x.sample(name, &[], value);
+    }
 
     x.family(
         "orrery_reducer_calls_total",

@@ -34,6 +34,7 @@ fn server() -> Server {
         registry: Arc::new(Registry::open(dir.path(), host).unwrap()),
         ws: Default::default(),
         tenant_domain: None,
+        access: orrery_edge::access::Access::open(),
     });
     runtime.spawn(serve(listener, state, std::future::pending()));
     Server {

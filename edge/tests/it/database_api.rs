@@ -55,6 +55,16 @@ pub(crate) fn server(dir: &Path, keys: Keys) -> Server {
 
 /// [`server`] with WebSocket limits and timers of the test's choosing.
 pub(crate) fn server_with(dir: &Path, keys: Keys, ws: orrery_edge::ws::WsConfig) -> Server {
+    server_with_access(dir, keys, ws, orrery_edge::access::Access::open())
+}
+
+/// [`server_with`] with the given rules of who may act as an owner.
+pub(crate) fn server_with_access(
+    dir: &Path,
+    keys: Keys,
+    ws: orrery_edge::ws::WsConfig,
+    access: orrery_edge::access::Access,
+) -> Server {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -71,6 +81,7 @@ pub(crate) fn server_with(dir: &Path, keys: Keys, ws: orrery_edge::ws::WsConfig)
         registry: registry.clone(),
         ws,
         tenant_domain: Some("localhost".into()),
+        access,
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = runtime.spawn(serve(listener, state, async move {

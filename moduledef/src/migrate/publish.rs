@@ -122,7 +122,7 @@ mod tests {
             note.push(ProductTypeElement::new_named(AlgebraicType::U8, "tag"));
         }
         let table = b
-            .build_table_with_new_type("note", ProductType::from(note), true)
+            .build_table_with_new_type("note", ProductType::from(note.into_boxed_slice()), true)
             .with_access(TableAccess::Public);
         let table = if tag {
             table.with_default_column_value(2, AlgebraicValue::U8(0))

@@ -159,7 +159,13 @@ fn start(
     // Directories that are not registry databases (not named by a database
     // identity) are bare storage: recovered and kept durable, not served.
     let bare = open_bare_storage(&databases_dir, &options)?;
-    let runtime = orrery_module::Runtime::new().context("start the module runtime")?;
+    // Compiled modules are kept under the data directory, so a restart
+    // loads each module's artifact instead of compiling it again.
+    let runtime = orrery_module::Runtime::with_config(orrery_module::RuntimeConfig {
+        artifact_dir: Some(data_dir.join("artifacts")),
+        ..orrery_module::RuntimeConfig::default()
+    })
+    .context("start the module runtime")?;
     let host = Arc::new(Host::new(runtime, HostConfig::default()));
     let registry = Arc::new(
         Registry::open_with(&databases_dir, host, options)
@@ -182,6 +188,7 @@ fn start(
         registry: registry.clone(),
         ws: Default::default(),
         tenant_domain: Some(domain.to_owned()),
+        access: orrery_edge::access::Access::open(),
     });
     let server = runtime.spawn(orrery_edge::serve(listener, state, async move {
         let _ = shutdown_rx.await;
