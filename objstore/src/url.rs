@@ -419,8 +419,8 @@ mod tests {
         ] {
             assert!(check_endpoint(ok).is_ok(), "{ok}");
         }
-        assert_eq!(check_endpoint("http://127.0.0.1:8333").unwrap(), true);
-        assert_eq!(check_endpoint("https://s3.example.com").unwrap(), false);
+        assert!(check_endpoint("http://127.0.0.1:8333").unwrap());
+        assert!(!check_endpoint("https://s3.example.com").unwrap());
         for insecure in [
             "http://10.0.0.1:9000",
             "http://s3.example.com",

@@ -310,7 +310,7 @@ impl SigningKey {
         }
         let seed = lines
             .next()
-            .and_then(|hex| from_hex::<32>(hex))
+            .and_then(from_hex::<32>)
             .ok_or("the second line is not 64 lowercase hex digits")?;
         if lines.next() != Some("") || lines.next().is_some() {
             return Err("text after the key");
