@@ -24,6 +24,7 @@ const CRATE_DIRS: &[&str] = &[
     "edge",
     "billing",
     "control-plane",
+    "objstore",
     "tests/src",
     // The fuzz targets: a Cargo workspace of its own, same conventions.
     "fuzz",
@@ -57,6 +58,7 @@ const MAY_DEPEND_ON: &[(&str, Option<&[&str]>)] = &[
             "storage",
             "durable",
             "billing",
+            "orrery-objstore",
             "orrery-api",
         ]),
     ),
@@ -70,6 +72,7 @@ const MAY_DEPEND_ON: &[(&str, Option<&[&str]>)] = &[
             "orrery-wire",
             "storage",
             "durable",
+            "orrery-objstore",
             "orrery-api",
         ]),
     ),
@@ -81,10 +84,17 @@ const MAY_DEPEND_ON: &[(&str, Option<&[&str]>)] = &[
             "orrery-wire",
             "storage",
             "durable",
+            "orrery-objstore",
             "orrery-api",
         ]),
     ),
-    ("control-plane", Some(&["storage", "billing", "orrery-api"])),
+    (
+        "control-plane",
+        Some(&["storage", "billing", "orrery-objstore", "orrery-api"]),
+    ),
+    // Object stores and module artifacts: for the control plane, the host
+    // and the CLI (and the orrery binary, which may depend on anything).
+    ("orrery-objstore", Some(&["orrery-api"])),
     ("orrery", None),
     ("loadgen", Some(&["orrery-wire"])),
     ("tests", None),
