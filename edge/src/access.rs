@@ -43,7 +43,43 @@ pub struct Grant {
     pub databases: Option<Vec<String>>,
     /// The credential's id in the audit log (`tok_…`, or `session`).
     pub credential: String,
+    /// What the authenticator keeps for its later calls on this grant.
+    pub handle: Handle,
 }
+
+/// An authenticator's own value (its principal, say), carried by a
+/// [`Grant`] and opaque to the edge.
+#[derive(Clone)]
+pub struct Handle(Arc<dyn std::any::Any + Send + Sync>);
+
+impl Handle {
+    pub fn new<T: std::any::Any + Send + Sync>(value: T) -> Handle {
+        Handle(Arc::new(value))
+    }
+
+    /// A handle that holds nothing.
+    pub fn none() -> Handle {
+        Handle::new(())
+    }
+
+    pub fn get<T: std::any::Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handle(..)")
+    }
+}
+
+impl PartialEq for Handle {
+    fn eq(&self, other: &Handle) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Handle {}
 
 impl Grant {
     /// True if the credential may do `needed` on a database named one of `names`.
@@ -216,6 +252,7 @@ mod tests {
             scope,
             databases: databases.map(|d| d.iter().map(|s| s.to_string()).collect()),
             credential: "tok_1".into(),
+            handle: Handle::none(),
         }
     }
 

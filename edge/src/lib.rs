@@ -96,8 +96,21 @@ pub async fn serve(
     state: Arc<ApiState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, state, Router::new(), shutdown).await
+}
+
+/// [`serve`] with `extra` routes of the same process beside the client API
+/// (the control-plane API of `orrery start`), matched first.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: Arc<ApiState>,
+    extra: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let registry = state.registry.clone();
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = extra
+        .merge(router(state))
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use orrery_api::access::{Scope, API_TOKEN_PREFIX};
-use orrery_edge::access::{Access, Authenticator, BoxFuture, Grant, OwnerEvent, Refusal};
+use orrery_edge::access::{Access, Authenticator, BoxFuture, Grant, Handle, OwnerEvent, Refusal};
 use spacetimedb_lib::Identity;
 
 use crate::database_api::{keys, mint, server_with_access, Server};
@@ -46,6 +46,7 @@ impl Accounts {
                 scope,
                 databases: databases.map(|d| d.iter().map(|s| s.to_string()).collect()),
                 credential: format!("tok_{n}"),
+                handle: Handle::none(),
             },
         );
         token

@@ -63,6 +63,12 @@ enum Command {
         /// `/v1/database/NAME`.
         #[arg(long, env = "ORRERY_DOMAIN", default_value = "localhost")]
         domain: String,
+        /// Local development only: anyone who reaches the server may publish
+        /// with a minted identity, as on a stock standalone server, so stock
+        /// tools and their test suites work unchanged. Refused unless the
+        /// listen address is loopback.
+        #[arg(long, env = "ORRERY_DEV")]
+        dev: bool,
         /// Log lines for people (`human`) or one JSON object per line
         /// (`json`). `RUST_LOG` filters them (default `info`).
         #[arg(long, env = "ORRERY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
@@ -117,6 +123,7 @@ fn main() -> anyhow::Result<()> {
             data_dir,
             listen_addr,
             domain,
+            dev,
             log_format,
             snapshot_every_txs,
             snapshot_every_log_mib,
@@ -129,7 +136,7 @@ fn main() -> anyhow::Result<()> {
                 },
                 ..DbOptions::default()
             };
-            start(&data_dir, &listen_addr, &domain, options)
+            start(&data_dir, &listen_addr, &domain, dev, options)
         }
         Command::Dev(cmd) => {
             let code = orrery_cli::main(cmd);
@@ -145,6 +152,7 @@ fn start(
     data_dir: &Path,
     listen_addr: &str,
     domain: &str,
+    dev: bool,
     options: DbOptions,
 ) -> anyhow::Result<()> {
     let databases_dir = data_dir.join("databases");
