@@ -155,6 +155,9 @@ fn start(
     dev: bool,
     options: DbOptions,
 ) -> anyhow::Result<()> {
+    if dev {
+        refuse_dev_off_loopback(listen_addr)?;
+    }
     let databases_dir = data_dir.join("databases");
     std::fs::create_dir_all(&databases_dir)
         .with_context(|| format!("create data directory {}", databases_dir.display()))?;
@@ -278,4 +281,25 @@ fn open_bare_storage(
         open.push((name, db));
     }
     Ok(open)
+}
+
+/// `--dev` opens publishing to anyone who reaches the server: only on a
+/// loopback address, and never quietly.
+fn refuse_dev_off_loopback(listen_addr: &str) -> anyhow::Result<()> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<_> = listen_addr
+        .to_socket_addrs()
+        .with_context(|| format!("resolve the listen address {listen_addr}"))?
+        .collect();
+    if addrs.is_empty() || addrs.iter().any(|a| !a.ip().is_loopback()) {
+        anyhow::bail!(
+            "--dev opens publishing to anyone who can reach the server, so it needs a loopback \
+             listen address (127.0.0.1 or ::1), not {listen_addr}"
+        );
+    }
+    tracing::warn!(
+        "DEVELOPMENT MODE (--dev): anyone who reaches {listen_addr} may publish databases with a \
+         minted identity; never use this for anything but local development"
+    );
+    Ok(())
 }
