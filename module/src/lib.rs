@@ -17,9 +17,10 @@
 //! [`HostedModule::create_database`] → [`CallResult`]); what the imports do,
 //! including every datastore import against the call's `storage::MutTx`,
 //! lives in `orrery_module::host`. Procedures ([`HostedModule::call_procedure`],
-//! with their own transactions and outbound HTTP under an [`HttpPolicy`])
-//! and views ([`HostedModule::call_view`]) live beside
-//! reducers in `orrery_module::instance`. HTTP handlers are not callable yet.
+//! with their own transactions and outbound HTTP under an [`HttpPolicy`]),
+//! HTTP handlers ([`HostedModule::call_http_handler`]) and views
+//! ([`HostedModule::call_view`]) live beside reducers in
+//! `orrery_module::instance`.
 
 mod abi;
 mod cache;
