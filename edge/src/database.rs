@@ -949,10 +949,8 @@ async fn add_name(
             StatusCode::UNAUTHORIZED,
             json!({"PermissionDenied": {"domain": name}}),
         ),
-        Err(e) => json_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"OtherError": e.to_string()}),
-        ),
+        // Through the one error path, so a 5xx is logged with its message.
+        Err(e) => registry_error(e),
     }
 }
 
@@ -1017,10 +1015,8 @@ async fn replace_names(
             StatusCode::BAD_REQUEST,
             json!({"OtherError": e.to_string()}),
         ),
-        Err(e) => json_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"OtherError": e.to_string()}),
-        ),
+        // Through the one error path, so a 5xx is logged with its message.
+        Err(e) => registry_error(e),
     }
 }
 
