@@ -53,10 +53,6 @@ pub use instance::{
     ViewResult, ARGS_BYTES_MAX_DEFAULT,
 };
 
-/// Fuel for the set-up calls of an instance (preinit, setup, describe):
-/// plenty for any real module, finite for a hostile one.
-const SETUP_FUEL: u64 = 2_000_000_000;
-
 /// Wall-clock cap on instance set-up, enforced by epoch interruption.
 const SETUP_WALL_CLOCK: Duration = Duration::from_millis(limits::MODULE_SETUP_MS_MAX);
 
@@ -344,7 +340,7 @@ impl Runtime {
         let mut store = Store::new(&self.engine, HostEnv::default());
         store.limiter(|env| &mut env.limits);
         store
-            .set_fuel(SETUP_FUEL)
+            .set_fuel(limits::MODULE_SETUP_FUEL_MAX)
             .expect("fuel is enabled in the engine config");
         store.set_epoch_deadline(ticks(SETUP_WALL_CLOCK));
         let instance = pre.instantiate(&mut store).map_err(|e| match e
