@@ -221,11 +221,7 @@ fn credentials_with_token(
 }
 
 #[allow(clippy::result_large_err)]
-fn required(
-    state: &ApiState,
-    headers: &HeaderMap,
-    query: &TokenQuery,
-) -> Result<Claims, Response> {
+fn required(state: &ApiState, headers: &HeaderMap, query: &TokenQuery) -> Result<Claims, Response> {
     credentials(state, headers, query)?
         .ok_or_else(|| fail(ErrorCode::Unauthorized, "Authorization required"))
 }

@@ -169,12 +169,13 @@ fn tokens_are_issued_and_expire_on_the_host_clock() {
     assert_eq!(status, 200, "{body}");
     let short: serde_json::Value = serde_json::from_str(&body).unwrap();
     let short = short["token"].as_str().unwrap().to_owned();
-    assert_eq!(
-        claims_of(&short)["exp"],
-        now_secs + WEBSOCKET_TOKEN_SECONDS
-    );
+    assert_eq!(claims_of(&short)["exp"], now_secs + WEBSOCKET_TOKEN_SECONDS);
 
-    let verify = format!("{}/v1/identity/{}/verify", s.base, minted["identity"].as_str().unwrap());
+    let verify = format!(
+        "{}/v1/identity/{}/verify",
+        s.base,
+        minted["identity"].as_str().unwrap()
+    );
     let (status, _, _) = send(agent().get(&format!("{verify}?token={short}")));
     assert_eq!(status, 204);
     // Past its expiry and the leeway on the host's clock, it is refused.
