@@ -39,7 +39,7 @@ use spacetimedb_sats::de::DeserializeSeed;
 use spacetimedb_sats::serde::SerdeWrapper;
 use spacetimedb_sats::{AlgebraicValue, ProductValue};
 
-use super::{credentials_with_token, json as json_response, now_secs, ApiState, TokenQuery};
+use super::{credentials_with_token, json as json_response, ApiState, TokenQuery};
 use crate::access::{owner_may, Access, Grant, OwnerEvent, Refusal, NEEDS_ACCOUNT_TOKEN};
 use crate::auth::Claims;
 use crate::error::{fail, ErrorCode};
@@ -176,7 +176,7 @@ pub(crate) async fn caller_or_mint(
             grant: Some(Arc::new(grant)),
         });
     }
-    if let Some((claims, token)) = credentials_with_token(keys, headers, &TokenQuery { token })? {
+    if let Some((claims, token)) = credentials_with_token(state, headers, &TokenQuery { token })? {
         return Ok(Caller {
             claims,
             token,
@@ -184,7 +184,7 @@ pub(crate) async fn caller_or_mint(
             grant: None,
         });
     }
-    let now = now_secs();
+    let now = state.now_secs();
     let minted = keys
         .mint_anonymous(now)
         .map_err(|e| fail(ErrorCode::Internal, e.to_string()))?;
@@ -949,10 +949,8 @@ async fn add_name(
             StatusCode::UNAUTHORIZED,
             json!({"PermissionDenied": {"domain": name}}),
         ),
-        Err(e) => json_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"OtherError": e.to_string()}),
-        ),
+        // Through the one error path, so a 5xx is logged with its message.
+        Err(e) => registry_error(e),
     }
 }
 
@@ -1017,10 +1015,8 @@ async fn replace_names(
             StatusCode::BAD_REQUEST,
             json!({"OtherError": e.to_string()}),
         ),
-        Err(e) => json_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"OtherError": e.to_string()}),
-        ),
+        // Through the one error path, so a 5xx is logged with its message.
+        Err(e) => registry_error(e),
     }
 }
 

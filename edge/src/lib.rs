@@ -169,10 +169,16 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response {
         .into_response()
 }
 
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+impl ApiState {
+    /// Seconds since the Unix epoch on the host's clock: what tokens are
+    /// issued and checked at (tests steer it with a `ManualClock`).
+    fn now_secs(&self) -> i64 {
+        self.registry
+            .host()
+            .clock()
+            .now_micros()
+            .div_euclid(1_000_000)
+    }
 }
 
 #[derive(Deserialize)]
@@ -185,17 +191,17 @@ struct TokenQuery {
 /// optional).
 #[allow(clippy::result_large_err)]
 fn credentials(
-    keys: &Keys,
+    state: &ApiState,
     headers: &HeaderMap,
     query: &TokenQuery,
 ) -> Result<Option<Claims>, Response> {
-    Ok(credentials_with_token(keys, headers, query)?.map(|(claims, _)| claims))
+    Ok(credentials_with_token(state, headers, query)?.map(|(claims, _)| claims))
 }
 
 /// [`credentials`] with the token they came in.
 #[allow(clippy::result_large_err)]
 fn credentials_with_token(
-    keys: &Keys,
+    state: &ApiState,
     headers: &HeaderMap,
     query: &TokenQuery,
 ) -> Result<Option<(Claims, String)>, Response> {
@@ -217,7 +223,7 @@ fn credentials_with_token(
             None => return Ok(None),
         },
     };
-    match keys.validate(&token, now_secs()) {
+    match state.keys.validate(&token, state.now_secs()) {
         Ok(claims) => Ok(Some((claims, token))),
         Err(AuthError::Malformed(_)) => Err(fail(
             ErrorCode::InvalidRequest,
@@ -228,8 +234,8 @@ fn credentials_with_token(
 }
 
 #[allow(clippy::result_large_err)]
-fn required(keys: &Keys, headers: &HeaderMap, query: &TokenQuery) -> Result<Claims, Response> {
-    credentials(keys, headers, query)?
+fn required(state: &ApiState, headers: &HeaderMap, query: &TokenQuery) -> Result<Claims, Response> {
+    credentials(state, headers, query)?
         .ok_or_else(|| fail(ErrorCode::Unauthorized, "Authorization required"))
 }
 
@@ -238,7 +244,7 @@ async fn ping() -> StatusCode {
 }
 
 async fn mint_identity(State(state): State<Arc<ApiState>>) -> Response {
-    match state.keys.mint_anonymous(now_secs()) {
+    match state.keys.mint_anonymous(state.now_secs()) {
         Ok(minted) => json(
             StatusCode::OK,
             serde_json::json!({
@@ -268,12 +274,12 @@ async fn websocket_token(
             Err(response) => return response,
         }
     } else {
-        match required(&state.keys, &headers, &query) {
+        match required(&state, &headers, &query) {
             Ok(claims) => claims,
             Err(response) => return response,
         }
     };
-    match state.keys.websocket_token(&claims, now_secs()) {
+    match state.keys.websocket_token(&claims, state.now_secs()) {
         Ok(token) => json(StatusCode::OK, serde_json::json!({ "token": token })),
         Err(e) => fail(ErrorCode::Internal, e.to_string()),
     }
@@ -297,7 +303,7 @@ async fn verify(
     headers: HeaderMap,
     Query(query): Query<TokenQuery>,
 ) -> Response {
-    let claims = match required(&state.keys, &headers, &query) {
+    let claims = match required(&state, &headers, &query) {
         Ok(claims) => claims,
         Err(response) => return response,
     };

@@ -960,6 +960,35 @@ fn what_init_logs_on_the_first_publish_is_served_by_the_logs_route() {
     );
 }
 
+// Protects the one error path of the names routes: a failure to save the
+// names (here the metadata file cannot be replaced) is a plain-text error
+// with its stable code, which `log_errors` logs, not a raw JSON 500.
+#[test]
+fn a_names_route_that_cannot_save_answers_through_the_error_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path(), keys(dir.path()));
+    let owner = Client {
+        base: &s.base,
+        token: Some(mint(&s.base)),
+    };
+    let r = owner.publish("/v1/database/unsaved", "chat");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id = owner.get("/v1/database/unsaved/identity").body;
+    // A non-empty directory cannot be renamed over, even by root.
+    let meta = dir.path().join(&id).join("database.json");
+    assert!(meta.is_file(), "{}", meta.display());
+    std::fs::remove_file(&meta).unwrap();
+    std::fs::create_dir_all(meta.join("in-the-way")).unwrap();
+    for r in [
+        owner.send("POST", "/v1/database/unsaved/names", b"second"),
+        owner.send("PUT", "/v1/database/unsaved/names", br#"["third"]"#),
+    ] {
+        assert_eq!(r.status, 500, "{}", r.body);
+        assert_eq!(r.code.as_deref(), Some("internal"), "{}", r.body);
+        assert!(r.body.contains("database.json"), "{}", r.body);
+    }
+}
+
 // Protects the callers of a trapping reducer from the module's internals: the
 // HTTP answer carries the module's panic message, never the wasm backtrace,
 // which goes to the owner's log instead.
