@@ -163,7 +163,7 @@ impl Credential {
                 "this API token is not valid for this database; create one that lists it",
             ));
         }
-        if !self.scope().includes(needed) {
+        if !self.scope().covers(needed) {
             return Err(Error::forbidden(format!(
                 "this API token has scope {}; this needs {}",
                 self.scope().as_str(),
@@ -376,7 +376,7 @@ impl ControlPlane {
                 "this needs an account-wide credential; this API token lists databases",
             ));
         }
-        if !principal.credential.scope().includes(needed) {
+        if !principal.credential.scope().covers(needed) {
             return Err(Error::forbidden(format!(
                 "this API token has scope {}; this needs {}",
                 principal.credential.scope().as_str(),

@@ -48,37 +48,9 @@ pub const SESSION_PREFIX: &str = "orrs_";
 /// Random bytes in a session secret and in an API token's secret part.
 pub const SECRET_BYTES: usize = 32;
 
-/// What a credential may do; each scope includes the ones below it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Scope {
-    /// Logs, SQL queries, private tables, describe.
-    Read,
-    /// Publish (and create a database by first publish), plus read.
-    Deploy,
-    /// Delete, rename, tokens, audit, plus deploy.
-    Admin,
-}
-
-impl Scope {
-    pub const ALL: [Scope; 3] = [Scope::Read, Scope::Deploy, Scope::Admin];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Read => "read",
-            Scope::Deploy => "deploy",
-            Scope::Admin => "admin",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Scope> {
-        Scope::ALL.into_iter().find(|scope| scope.as_str() == text)
-    }
-
-    /// Whether a credential with this scope may do what `needed` requires.
-    pub fn includes(self, needed: Scope) -> bool {
-        self >= needed
-    }
-}
+/// What a credential may do; each scope includes the ones below it (the
+/// platform's one definition, shared with the edge).
+pub use orrery_api::access::Scope;
 
 /// The claims of a well-formed API token.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -287,10 +259,16 @@ mod tests {
 
     #[test]
     fn scopes_are_ordered() {
-        assert!(Scope::Admin.includes(Scope::Deploy));
-        assert!(Scope::Deploy.includes(Scope::Read));
-        assert!(!Scope::Read.includes(Scope::Deploy));
-        assert!(!Scope::Deploy.includes(Scope::Admin));
+        assert!(Scope::Admin.covers(Scope::Deploy));
+        assert!(Scope::Deploy.covers(Scope::Read));
+        assert!(!Scope::Read.covers(Scope::Deploy));
+        assert!(!Scope::Deploy.covers(Scope::Admin));
+        // The edge tells account credentials apart by the same prefixes.
+        assert_eq!(
+            format!("{API_TOKEN_PREFIX}."),
+            orrery_api::access::API_TOKEN_PREFIX
+        );
+        assert_eq!(SESSION_PREFIX, orrery_api::access::SESSION_PREFIX);
         for scope in Scope::ALL {
             assert_eq!(Scope::parse(scope.as_str()), Some(scope));
         }

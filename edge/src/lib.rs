@@ -99,17 +99,19 @@ pub async fn serve(
     serve_with(listener, state, Router::new(), shutdown).await
 }
 
-/// [`serve`] with `extra` routes of the same process beside the client API
-/// (the control-plane API of `orrery start`), matched first.
+/// [`serve`] with `api` answering every path under `/api/` (the
+/// control-plane API of `orrery start`, whose routes carry that prefix)
+/// beside the client API.
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     state: Arc<ApiState>,
-    extra: Router,
+    api: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let registry = state.registry.clone();
-    let app = extra
-        .merge(router(state))
+    let app = Router::new()
+        .route_service("/api/{*rest}", api)
+        .fallback_service(router(state))
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

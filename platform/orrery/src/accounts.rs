@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 use tenant_host::registry::Registry;
 
 /// The edge's authenticator over a control plane in the same process.
-pub struct Embedded {
-    pub plane: Arc<ControlPlane>,
+pub(crate) struct Embedded {
+    pub(crate) plane: Arc<ControlPlane>,
 }
 
 /// What a grant carries for the later calls of its request.
@@ -167,8 +167,8 @@ impl Authenticator for Embedded {
 
 /// The databases of this process's registry, as the control-plane API
 /// renames and deletes them.
-pub struct LocalHosts {
-    pub registry: Arc<Registry>,
+pub(crate) struct LocalHosts {
+    pub(crate) registry: Arc<Registry>,
 }
 
 impl LocalHosts {
@@ -186,7 +186,7 @@ impl LocalHosts {
 }
 
 /// Renames database `from` of the registry to `to`, as its owner.
-pub fn rename_local(registry: &Registry, from: &str, to: &str) -> Result<(), String> {
+pub(crate) fn rename_local(registry: &Registry, from: &str, to: &str) -> Result<(), String> {
     let Some(id) = registry.lookup_name(from) else {
         // Created in the control plane but never published: nothing here.
         return Ok(());
@@ -200,7 +200,7 @@ pub fn rename_local(registry: &Registry, from: &str, to: &str) -> Result<(), Str
 }
 
 /// Deletes database `name` of the registry, as its owner.
-pub fn delete_local(registry: &Registry, name: &str) -> Result<(), String> {
+pub(crate) fn delete_local(registry: &Registry, name: &str) -> Result<(), String> {
     let Some(id) = registry.lookup_name(name) else {
         return Ok(());
     };
@@ -213,12 +213,12 @@ pub fn delete_local(registry: &Registry, name: &str) -> Result<(), String> {
 }
 
 impl LocalHosts {
-    pub fn rename(&self, from: &str, to: &str) -> BoxFuture<'static, Result<(), String>> {
+    pub(crate) fn rename(&self, from: &str, to: &str) -> BoxFuture<'static, Result<(), String>> {
         let (from, to) = (from.to_owned(), to.to_owned());
         self.run(move |registry| rename_local(registry, &from, &to))
     }
 
-    pub fn delete(&self, name: &str) -> BoxFuture<'static, Result<(), String>> {
+    pub(crate) fn delete(&self, name: &str) -> BoxFuture<'static, Result<(), String>> {
         let name = name.to_owned();
         self.run(move |registry| delete_local(registry, &name))
     }

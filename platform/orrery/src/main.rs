@@ -24,6 +24,8 @@ use storage::{Database, DbOptions, DbStorage, SnapshotPolicy};
 use tenant_host::hosting::{Host, HostConfig};
 use tenant_host::registry::Registry;
 
+mod accounts;
+
 #[derive(Parser)]
 #[command(
     name = "orrery",
@@ -189,6 +191,15 @@ fn start(
         .thread_name("api")
         .build()
         .context("start the async runtime")?;
+    // The control plane, embedded: accounts, tokens and databases in SQLite
+    // under the data directory (the same code a separate control plane runs
+    // over Postgres).
+    let metadata = format!("sqlite://{}", data_dir.join("control-plane.db").display());
+    let plane = runtime
+        .block_on(control_plane::Store::connect(&metadata))
+        .map(|store| control_plane::ControlPlane::new(store, control_plane::Config::default()))
+        .context("open the control plane's metadata store")?;
+    let plane = Arc::new(plane);
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(listen_addr))
         .with_context(|| format!("listen on {listen_addr}"))?;
@@ -199,7 +210,12 @@ fn start(
         registry: registry.clone(),
         ws: Default::default(),
         tenant_domain: Some(domain.to_owned()),
-        access: orrery_edge::access::Access::open(),
+        access: orrery_edge::access::Access {
+            authenticator: Some(Arc::new(accounts::Embedded {
+                plane: plane.clone(),
+            })),
+            open_publishing: dev,
+        },
     });
     let server = runtime.spawn(orrery_edge::serve(listener, state, async move {
         let _ = shutdown_rx.await;
