@@ -24,6 +24,7 @@ const CRATE_DIRS: &[&str] = &[
     "edge",
     "billing",
     "control-plane",
+    "control-api",
     "tests/src",
     // The fuzz targets: a Cargo workspace of its own, same conventions.
     "fuzz",
@@ -85,6 +86,7 @@ const MAY_DEPEND_ON: &[(&str, Option<&[&str]>)] = &[
         ]),
     ),
     ("control-plane", Some(&["storage", "billing", "orrery-api"])),
+    ("control-api", Some(&["control-plane", "orrery-api"])),
     ("orrery", None),
     ("loadgen", Some(&["orrery-wire"])),
     ("tests", None),
