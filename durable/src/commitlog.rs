@@ -584,6 +584,8 @@ mod tests {
             self.0.append(bytes)
         }
         fn sync(&mut self) -> io::Result<()> {
+            // sleep-ok: a simulated fsync latency, the behaviour under test
+            // (appenders pile up behind a slow sync); nothing waits on it.
             std::thread::sleep(std::time::Duration::from_micros(500));
             self.0.sync()
         }

@@ -248,17 +248,7 @@ impl Keys {
     fn uuid_v4(&self) -> Result<String, AuthError> {
         let mut bytes = [0u8; 16];
         self.rng.fill(&mut bytes).map_err(|_| AuthError::Random)?;
-        bytes[6] = (bytes[6] & 0x0f) | 0x40;
-        bytes[8] = (bytes[8] & 0x3f) | 0x80;
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        Ok(format!(
-            "{}-{}-{}-{}-{}",
-            &hex[0..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..32]
-        ))
+        Ok(tenant_host::registry::uuid_v4_from(bytes))
     }
 }
 

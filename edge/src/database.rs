@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -39,9 +39,11 @@ use spacetimedb_sats::de::DeserializeSeed;
 use spacetimedb_sats::serde::SerdeWrapper;
 use spacetimedb_sats::{AlgebraicValue, ProductValue};
 
-use super::{credentials_with_token, json as json_response, now_secs, ApiState, TokenQuery};
-use crate::auth::{Claims, Keys};
+use super::{credentials_with_token, json as json_response, ApiState, TokenQuery};
+use crate::access::{owner_may, Access, Grant, OwnerEvent, Refusal, NEEDS_ACCOUNT_TOKEN};
+use crate::auth::Claims;
 use crate::error::{fail, ErrorCode};
+use orrery_api::access::{is_account_credential, Scope};
 use orrery_module::{CallResult, CallerContext, ProcedureOutcome, ReducerOutcome};
 use tenant_host::hosting::HostedDatabase;
 use tenant_host::logs::{FollowEvent, LogEntry};
@@ -63,37 +65,126 @@ pub(crate) struct Caller {
     pub(crate) token: String,
     /// Whether the credentials were minted for this request (the WebSocket
     /// route tells the client its new token).
-    #[allow(dead_code)]
     pub(crate) minted: bool,
+    /// What the account credential the caller came with may do; `None` for
+    /// an app identity.
+    pub(crate) grant: Option<Arc<Grant>>,
 }
 
 impl Caller {
     pub(crate) fn identity(&self) -> Identity {
         self.claims.identity
     }
+
+    /// [`owner_may`] for this caller on `entry`.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn owner_may(
+        &self,
+        access: &Access,
+        entry: &Entry,
+        needed: Scope,
+    ) -> Result<(), Response> {
+        owner_may(
+            access,
+            self.identity(),
+            self.grant.as_deref(),
+            entry.owner(),
+            &entry.names(),
+            needed,
+        )
+    }
+
+    /// The account half of the owner check, for routes whose registry call
+    /// checks the identity itself (and answers a stranger in its own words).
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn account_may(
+        &self,
+        access: &Access,
+        entry: &Entry,
+        needed: Scope,
+    ) -> Result<(), Response> {
+        if self.identity() != entry.owner() {
+            return Ok(());
+        }
+        self.owner_may(access, entry, needed)
+    }
+
+    /// Whether the caller sees the database as its owner does (private
+    /// tables, SQL writes): the owner check for `read`.
+    pub(crate) fn is_owner(&self, access: &Access, entry: &Entry) -> bool {
+        self.owner_may(access, entry, Scope::Read).is_ok()
+    }
+}
+
+/// The account credential of a request, if it came with one: the bearer
+/// token, or a `?token=` when there is no `Authorization` header.
+pub(crate) fn account_credential(
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+) -> Option<String> {
+    match headers.get(AUTHORIZATION) {
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|token| is_account_credential(token))
+            .map(str::to_owned),
+        None => query_token
+            .filter(|token| is_account_credential(token))
+            .map(str::to_owned),
+    }
 }
 
 /// "Get or create" credentials (client-protocol §2.1): `Authorization:
 /// Bearer` first, then a `?token=` that looks like a JWT (publish and delete
 /// use `token` for a confirmation hash); without either a fresh identity is
-/// minted. Invalid tokens are refused with the usual 400/401.
-pub(crate) fn caller_or_mint(
-    keys: &Keys,
+/// minted. Invalid tokens are refused with the usual 400/401. An account
+/// credential (a session or an API token) is checked by the access's
+/// authenticator and acts as the account's identity.
+pub(crate) async fn caller_or_mint(
+    state: &ApiState,
     headers: &HeaderMap,
     uri: &Uri,
+    client: Option<std::net::IpAddr>,
 ) -> Result<Caller, Response> {
+    let keys = &state.keys;
     let token = Query::<TokenQuery>::try_from_uri(uri)
         .ok()
         .and_then(|q| q.0.token)
         .filter(|t| t.matches('.').count() == 2);
-    if let Some((claims, token)) = credentials_with_token(keys, headers, &TokenQuery { token })? {
+    if let Some(credential) = account_credential(headers, token.as_deref()) {
+        let Some(authenticator) = &state.access.authenticator else {
+            return Err(fail(
+                ErrorCode::Unauthorized,
+                "this server has no accounts: account tokens are not accepted here",
+            ));
+        };
+        let grant = authenticator
+            .authenticate(&credential, client)
+            .await
+            .map_err(Refusal::into_response)?;
+        return Ok(Caller {
+            claims: Claims {
+                identity: grant.identity,
+                issuer: grant.issuer.clone(),
+                subject: grant.account.clone(),
+                payload: grant.claims_payload(),
+            },
+            token: credential,
+            minted: false,
+            grant: Some(Arc::new(grant)),
+        });
+    }
+    if let Some((claims, token)) = credentials_with_token(state, headers, &TokenQuery { token })? {
         return Ok(Caller {
             claims,
             token,
             minted: false,
+            grant: None,
         });
     }
-    let now = now_secs();
+    let now = state.now_secs();
     let minted = keys
         .mint_anonymous(now)
         .map_err(|e| fail(ErrorCode::Internal, e.to_string()))?;
@@ -104,6 +195,7 @@ pub(crate) fn caller_or_mint(
         claims,
         token: minted.token,
         minted: true,
+        grant: None,
     })
 }
 
@@ -275,7 +367,11 @@ async fn get_or_mint(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let caller = match caller_or_mint(&state.keys, request.headers(), request.uri()) {
+    let client = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    let caller = match caller_or_mint(&state, request.headers(), request.uri(), client).await {
         Ok(caller) => caller,
         Err(response) => return response,
     };
@@ -297,13 +393,6 @@ fn registry_error(e: RegistryError) -> Response {
         RegistryError::Broken { .. } => ErrorCode::Unavailable,
     };
     fail(code, e.to_string())
-}
-
-fn not_owner() -> Response {
-    fail(
-        ErrorCode::Forbidden,
-        "only the owner of the database may do this",
-    )
 }
 
 async fn blocking<R: Send + 'static>(
@@ -413,9 +502,14 @@ async fn publish(
         Some(Ok(parsed)) => Some(parsed),
         Some(Err(e)) => return registry_error(e),
     };
+    if let Err(response) = claim_for_publish(&state, &caller, parsed.as_ref()).await {
+        return response;
+    }
     let registry = state.registry.clone();
     let owner = caller.identity();
     let clear = query.clear;
+    let (access, publisher) = (state.access.clone(), caller.clone());
+    let module = body.clone();
     let result = blocking(move || {
         let (existing, name, identity) = match parsed {
             None => (None, None, None),
@@ -447,10 +541,17 @@ async fn publish(
                 ))
             }
             Some(id) => {
+                if let Some(entry) = registry.get(&id) {
+                    publisher.account_may(&access, &entry, Scope::Deploy)?;
+                }
                 // With `clear` the data goes and the clients with it: no
                 // policy applies (as the reference's reset).
+                // A stranger is refused by the update itself, before any
+                // word about the policy.
                 if let (false, Some(entry)) = (clear, registry.get(&id)) {
-                    check_policy(&registry, &entry, &body, token)?;
+                    if entry.owner() == owner {
+                        check_policy(&registry, &entry, &body, token)?;
+                    }
                 }
                 registry
                     .update(&id, &owner, &body, clear)
@@ -465,12 +566,89 @@ async fn publish(
     })
     .await;
     match result {
-        Ok(Ok((id, name, op))) => json_response(
-            StatusCode::OK,
-            json!({"Success": {"domain": name, "database_identity": hex_identity(id), "op": op}}),
-        ),
+        Ok(Ok((id, name, op))) => {
+            if let (Some(grant), Some(authenticator)) = (&caller.grant, &state.access.authenticator)
+            {
+                let database = name.clone().or_else(|| {
+                    state
+                        .registry
+                        .get(&id)
+                        .and_then(|e| e.names().first().cloned())
+                });
+                if let Some(database) = database {
+                    let event = OwnerEvent::Published {
+                        database,
+                        module,
+                        created: op == "created",
+                    };
+                    authenticator.record(grant, event).await;
+                }
+            }
+            json_response(
+                StatusCode::OK,
+                json!({"Success": {"domain": name, "database_identity": hex_identity(id), "op": op}}),
+            )
+        }
         Ok(Err(response)) | Err(response) => response,
     }
+}
+
+/// The access rules of a publish before it runs. A publish that creates a
+/// database needs, with accounts, an account credential whose scope covers
+/// `deploy` and a name the account may claim (the control plane claims it
+/// now, or refuses); with open publishing anyone may create. Updates are
+/// checked against the database's owner when it is found.
+#[allow(clippy::result_large_err)]
+async fn claim_for_publish(
+    state: &ApiState,
+    caller: &Caller,
+    target: Option<&NameOrIdentity>,
+) -> Result<(), Response> {
+    let creates = match target {
+        None => true,
+        Some(NameOrIdentity::Name(name)) => !matches!(
+            state.registry.name_target(name),
+            Some(NameTarget::Database(_))
+        ),
+        Some(NameOrIdentity::Identity(id)) => state.registry.get(id).is_none(),
+    };
+    if !creates {
+        return Ok(());
+    }
+    let Some(grant) = &caller.grant else {
+        if state.access.open_publishing {
+            return Ok(());
+        }
+        // No credentials at all is 401; an app identity's token is 403.
+        let code = if caller.minted {
+            ErrorCode::Unauthorized
+        } else {
+            ErrorCode::Forbidden
+        };
+        return Err(fail(code, format!("publishing {NEEDS_ACCOUNT_TOKEN}")));
+    };
+    if !grant.scope.covers(Scope::Deploy) {
+        return Err(fail(
+            ErrorCode::Forbidden,
+            format!(
+                "this token's scope is `{}`; publishing needs `deploy` or more",
+                grant.scope
+            ),
+        ));
+    }
+    let Some(NameOrIdentity::Name(name)) = target else {
+        return Err(fail(
+            ErrorCode::InvalidRequest,
+            "a database of an account needs a name: publish with PUT /v1/database/<name>",
+        ));
+    };
+    let Some(authenticator) = &state.access.authenticator else {
+        return Err(fail(ErrorCode::Internal, "account credential without an authenticator"));
+    };
+    authenticator
+        .claim_database(grant, name)
+        .await
+        .map_err(Refusal::into_response)
 }
 
 /// The confirmation token of an update: a hash of the database identity and
@@ -533,11 +711,21 @@ fn check_policy(
     else {
         return Ok(());
     };
-    if orrery_moduledef::migrate::disconnects_clients(entry.database().module().def(), new.def()) {
+    // An update the plan blocks is refused by the update itself, with the
+    // blockers, which say more than the policy would.
+    let old = entry.database().module();
+    if !orrery_moduledef::migrate::plan(old.def(), new.def()).is_automatic() {
+        return Ok(());
+    }
+    let reasons = orrery_moduledef::migrate::disconnect_reasons(old.def(), new.def());
+    if !reasons.is_empty() {
         return Err(fail(
             ErrorCode::InvalidRequest,
-            "this update disconnects every client (its row-level security rules changed): \
-             publish with policy=BreakClients and the token pre_publish answers",
+            format!(
+                "this update disconnects every client ({}): \
+                 publish with policy=BreakClients and the token pre_publish answers",
+                reasons.join("; ")
+            ),
         ));
     }
     Ok(())
@@ -560,8 +748,8 @@ async fn pre_publish(
         Ok(entry) => entry,
         Err(response) => return response,
     };
-    if entry.owner() != caller.identity() {
-        return not_owner();
+    if let Err(response) = caller.owner_may(&state.access, &entry, Scope::Deploy) {
+        return response;
     }
     let registry = state.registry.clone();
     let result = blocking(move || {
@@ -579,14 +767,14 @@ async fn pre_publish(
                 entry.module_hash(),
                 *blake3::hash(&body).as_bytes(),
             );
-            let break_clients =
-                orrery_moduledef::migrate::disconnects_clients(old.def(), new.def());
+            let reasons = orrery_moduledef::migrate::disconnect_reasons(old.def(), new.def());
+            let break_clients = !reasons.is_empty();
             let mut text = plan.to_string();
             if break_clients {
-                text.push_str(
-                    "\n  - disconnect every client (row-level security changed; \
-                     they reconnect under the new rules)",
-                );
+                text.push_str(&format!(
+                    "\n  - disconnect every client ({}; they reconnect to the new module)",
+                    reasons.join("; ")
+                ));
             }
             json!({"AutoMigrate": {
                 "migrate_plan": text,
@@ -650,6 +838,15 @@ async fn delete(
         },
         Err(e) => return registry_error(e),
     };
+    let names = match state.registry.get(&id) {
+        Some(entry) => {
+            if let Err(response) = caller.account_may(&state.access, &entry, Scope::Admin) {
+                return response;
+            }
+            entry.names()
+        }
+        None => Vec::new(),
+    };
     let registry = state.registry.clone();
     let owner = caller.identity();
     // No database (a failed first publish): 200 as for any unknown
@@ -661,7 +858,17 @@ async fn delete(
     })
     .await
     {
-        Ok(Ok(())) => StatusCode::OK.into_response(),
+        Ok(Ok(())) => {
+            if let (Some(grant), Some(authenticator)) = (&caller.grant, &state.access.authenticator)
+            {
+                for database in names {
+                    authenticator
+                        .record(grant, OwnerEvent::Deleted { database })
+                        .await;
+                }
+            }
+            StatusCode::OK.into_response()
+        }
         Ok(Err(e)) => registry_error(e),
         Err(response) => response,
     }
@@ -713,6 +920,15 @@ async fn add_name(
         Ok(entry) => entry,
         Err(response) => return response,
     };
+    if caller.grant.is_some() {
+        return fail(
+            ErrorCode::InvalidRequest,
+            "a database of an account has one name: rename it instead (PUT names with one name)",
+        );
+    }
+    if let Err(response) = caller.account_may(&state.access, &entry, Scope::Admin) {
+        return response;
+    }
     let name = body.trim().to_owned();
     let registry = state.registry.clone();
     let (id, who, new_name) = (entry.identity(), caller.identity(), name.clone());
@@ -733,10 +949,8 @@ async fn add_name(
             StatusCode::UNAUTHORIZED,
             json!({"PermissionDenied": {"domain": name}}),
         ),
-        Err(e) => json_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"OtherError": e.to_string()}),
-        ),
+        // Through the one error path, so a 5xx is logged with its message.
+        Err(e) => registry_error(e),
     }
 }
 
@@ -763,6 +977,24 @@ async fn replace_names(
             "the body must be a JSON array of names",
         );
     };
+    if let Err(response) = caller.account_may(&state.access, &entry, Scope::Admin) {
+        return response;
+    }
+    if let (Some(grant), Some(authenticator)) = (&caller.grant, &state.access.authenticator) {
+        // An account's database has exactly one name, which the control
+        // plane moves first (it knows every name of the platform).
+        let ([to], Some(from)) = (names.as_slice(), entry.names().first().cloned()) else {
+            return fail(
+                ErrorCode::InvalidRequest,
+                "a database of an account has exactly one name: send one",
+            );
+        };
+        if caller.identity() == entry.owner() {
+            if let Err(refusal) = authenticator.rename_database(grant, &from, to).await {
+                return refusal.into_response();
+            }
+        }
+    }
     let registry = state.registry.clone();
     let (id, who) = (entry.identity(), caller.identity());
     let result = match blocking(move || registry.replace_names(&id, &who, names)).await {
@@ -783,10 +1015,8 @@ async fn replace_names(
             StatusCode::BAD_REQUEST,
             json!({"OtherError": e.to_string()}),
         ),
-        Err(e) => json_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"OtherError": e.to_string()}),
-        ),
+        // Through the one error path, so a 5xx is logged with its message.
+        Err(e) => registry_error(e),
     }
 }
 
@@ -850,6 +1080,9 @@ async fn set_locked(
         Ok(entry) => entry,
         Err(response) => return response,
     };
+    if let Err(response) = caller.account_may(&state.access, &entry, Scope::Admin) {
+        return response;
+    }
     let registry = state.registry.clone();
     let (id, who) = (entry.identity(), caller.identity());
     match blocking(move || registry.set_locked(&id, &who, locked)).await {
@@ -1013,8 +1246,8 @@ async fn logs(
         Ok(entry) => entry,
         Err(response) => return response,
     };
-    if entry.owner() != caller.identity() {
-        return not_owner();
+    if let Err(response) = caller.owner_may(&state.access, &entry, Scope::Read) {
+        return response;
     }
     let headers = [
         (
@@ -1344,11 +1577,14 @@ async fn sql(
     };
     let confirmed = query.confirmed.unwrap_or(true);
     let started = Instant::now();
+    let is_owner = caller.is_owner(&state.access, &entry);
+    let may_write = caller
+        .owner_may(&state.access, &entry, Scope::Deploy)
+        .is_ok();
     let result = blocking(move || {
         let database = entry.database();
-        let is_owner = caller.identity() == entry.owner();
         with_connection(database, &caller, connection_id(), || {
-            let outcome = database.run_sql(&body, caller.identity(), is_owner)?;
+            let outcome = database.run_sql(&body, caller.identity(), is_owner, may_write)?;
             if let (true, Some(offset)) = (confirmed, outcome.offset) {
                 database
                     .storage()

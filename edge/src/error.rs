@@ -30,6 +30,8 @@ pub enum ErrorCode {
     Forbidden,
     /// No such database, function or resource (404).
     NotFound,
+    /// The name is taken by another account (409).
+    Conflict,
     /// The request body is larger than the route accepts (413).
     PayloadTooLarge,
     /// The body's content type is not one the route reads (415).
@@ -56,6 +58,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::OutOfEnergy => "out_of_energy",
@@ -73,6 +76,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::OutOfEnergy => StatusCode::PAYMENT_REQUIRED,

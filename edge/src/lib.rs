@@ -35,10 +35,12 @@ use crate::auth::{AuthError, Claims, Keys};
 use crate::error::{fail, ErrorCode};
 use tenant_host::registry::Registry;
 
+pub mod access;
 pub mod auth;
 mod database;
 pub mod error;
 pub mod route;
+pub mod tenant_url;
 pub mod ws;
 
 // For the WebSocket route, which resolves and authenticates the same way.
@@ -51,10 +53,29 @@ pub struct ApiState {
     pub registry: Arc<Registry>,
     /// Limits and timers of WebSocket sessions.
     pub ws: ws::WsConfig,
+    /// The domain under which `<database>.<domain>` is a tenant URL
+    /// ([`tenant_url`]); `None` serves the path form only.
+    pub tenant_domain: Option<String>,
+    /// Who may act as a database's owner ([`access`]).
+    pub access: access::Access,
 }
 
 /// The router of the client API.
 pub fn router(state: Arc<ApiState>) -> Router {
+    let domain = state.tenant_domain.clone();
+    let routes = routes(state);
+    match domain {
+        // Tenant hosts are rewritten before routing, so the outer router
+        // only forwards to the inner one.
+        Some(domain) => Router::new()
+            .fallback_service(tower::util::MapRequest::new(routes, move |request| {
+                tenant_url::rewrite(request, &domain)
+            })),
+        None => routes,
+    }
+}
+
+fn routes(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/v1/ping", get(ping))
         .route("/v1/identity", post(mint_identity))
@@ -75,8 +96,22 @@ pub async fn serve(
     state: Arc<ApiState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, state, Router::new(), shutdown).await
+}
+
+/// [`serve`] with `extra` routes of the same process beside the client API
+/// (the control-plane API of `orrery start`), matched first.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: Arc<ApiState>,
+    extra: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let registry = state.registry.clone();
-    axum::serve(listener, router(state))
+    let app = extra
+        .merge(router(state))
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             // Log followers would otherwise keep their responses open.
@@ -98,9 +133,14 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 /// CORS for browsers (client-protocol §2.1): any origin, any method, the
-/// headers the SDK sends; preflights are answered here.
+/// headers the SDK sends. Preflights (an `OPTIONS` naming the method it
+/// asks for) are answered here; any other `OPTIONS` is routed, so a
+/// module's HTTP handler for `OPTIONS` is reachable.
 async fn cors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let preflight = request.method() == Method::OPTIONS;
+    let preflight = request.method() == Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(axum::http::header::ACCESS_CONTROL_REQUEST_METHOD);
     let mut response = if preflight {
         StatusCode::OK.into_response()
     } else {
@@ -129,10 +169,16 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response {
         .into_response()
 }
 
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+impl ApiState {
+    /// Seconds since the Unix epoch on the host's clock: what tokens are
+    /// issued and checked at (tests steer it with a `ManualClock`).
+    fn now_secs(&self) -> i64 {
+        self.registry
+            .host()
+            .clock()
+            .now_micros()
+            .div_euclid(1_000_000)
+    }
 }
 
 #[derive(Deserialize)]
@@ -145,17 +191,17 @@ struct TokenQuery {
 /// optional).
 #[allow(clippy::result_large_err)]
 fn credentials(
-    keys: &Keys,
+    state: &ApiState,
     headers: &HeaderMap,
     query: &TokenQuery,
 ) -> Result<Option<Claims>, Response> {
-    Ok(credentials_with_token(keys, headers, query)?.map(|(claims, _)| claims))
+    Ok(credentials_with_token(state, headers, query)?.map(|(claims, _)| claims))
 }
 
 /// [`credentials`] with the token they came in.
 #[allow(clippy::result_large_err)]
 fn credentials_with_token(
-    keys: &Keys,
+    state: &ApiState,
     headers: &HeaderMap,
     query: &TokenQuery,
 ) -> Result<Option<(Claims, String)>, Response> {
@@ -177,7 +223,7 @@ fn credentials_with_token(
             None => return Ok(None),
         },
     };
-    match keys.validate(&token, now_secs()) {
+    match state.keys.validate(&token, state.now_secs()) {
         Ok(claims) => Ok(Some((claims, token))),
         Err(AuthError::Malformed(_)) => Err(fail(
             ErrorCode::InvalidRequest,
@@ -188,8 +234,8 @@ fn credentials_with_token(
 }
 
 #[allow(clippy::result_large_err)]
-fn required(keys: &Keys, headers: &HeaderMap, query: &TokenQuery) -> Result<Claims, Response> {
-    credentials(keys, headers, query)?
+fn required(state: &ApiState, headers: &HeaderMap, query: &TokenQuery) -> Result<Claims, Response> {
+    credentials(state, headers, query)?
         .ok_or_else(|| fail(ErrorCode::Unauthorized, "Authorization required"))
 }
 
@@ -198,7 +244,7 @@ async fn ping() -> StatusCode {
 }
 
 async fn mint_identity(State(state): State<Arc<ApiState>>) -> Response {
-    match state.keys.mint_anonymous(now_secs()) {
+    match state.keys.mint_anonymous(state.now_secs()) {
         Ok(minted) => json(
             StatusCode::OK,
             serde_json::json!({
@@ -215,11 +261,25 @@ async fn websocket_token(
     headers: HeaderMap,
     Query(query): Query<TokenQuery>,
 ) -> Response {
-    let claims = match required(&state.keys, &headers, &query) {
-        Ok(claims) => claims,
-        Err(response) => return response,
+    // An account credential gets a short-lived token for the account's
+    // identity (what the stock SDKs fetch before they connect).
+    let claims = if database::account_credential(&headers, query.token.as_deref()).is_some() {
+        let uri = query
+            .token
+            .as_deref()
+            .and_then(|token| format!("/?token={token}").parse().ok())
+            .unwrap_or_else(|| axum::http::Uri::from_static("/"));
+        match caller_or_mint(&state, &headers, &uri, None).await {
+            Ok(caller) => caller.claims,
+            Err(response) => return response,
+        }
+    } else {
+        match required(&state, &headers, &query) {
+            Ok(claims) => claims,
+            Err(response) => return response,
+        }
     };
-    match state.keys.websocket_token(&claims, now_secs()) {
+    match state.keys.websocket_token(&claims, state.now_secs()) {
         Ok(token) => json(StatusCode::OK, serde_json::json!({ "token": token })),
         Err(e) => fail(ErrorCode::Internal, e.to_string()),
     }
@@ -243,7 +303,7 @@ async fn verify(
     headers: HeaderMap,
     Query(query): Query<TokenQuery>,
 ) -> Response {
-    let claims = match required(&state.keys, &headers, &query) {
+    let claims = match required(&state, &headers, &query) {
         Ok(claims) => claims,
         Err(response) => return response,
     };

@@ -69,6 +69,9 @@ pub struct Session {
     pub token: String,
     /// The JWT claims as JSON, for the module's `get_jwt`.
     pub jwt_payload: Option<String>,
+    /// Whether the session sees the database as its owner (private tables):
+    /// the owner's identity with the right to read (`access::owner_may`).
+    pub owner: bool,
     pub negotiated: Negotiated,
 }
 
@@ -96,8 +99,7 @@ pub async fn run(mut socket: WebSocket, session: Session, config: WsConfig) {
         token: session.token.clone(),
     });
     let clients = db.clients().clone();
-    let owner = identity == db.owner();
-    clients.connect(connection_id, identity, owner, outbox.clone());
+    clients.connect(connection_id, identity, session.owner, outbox.clone());
     let mut durable = clients.durable();
     let confirmed = session.negotiated.confirmed;
     let compression = session.negotiated.compression;
@@ -598,6 +600,7 @@ pub(crate) async fn subscribe(
         connection_id,
         token: caller.token.clone(),
         jwt_payload: Some(caller.claims.payload.clone()),
+        owner: caller.is_owner(&state.access, &entry),
         negotiated,
     };
     let config = state.ws.clone();

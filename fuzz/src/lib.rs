@@ -154,6 +154,7 @@ pub fn ws_dispatch(fixture: &Fixture, data: &[u8]) {
             connection_id,
             token: String::new(),
             jwt_payload: None,
+            owner,
             negotiated: Negotiated {
                 protocol,
                 compression: Compression::None,

@@ -17,9 +17,10 @@
 //! [`HostedModule::create_database`] → [`CallResult`]); what the imports do,
 //! including every datastore import against the call's `storage::MutTx`,
 //! lives in `orrery_module::host`. Procedures ([`HostedModule::call_procedure`],
-//! with their own transactions and outbound HTTP under an [`HttpPolicy`])
-//! and views ([`HostedModule::call_view`]) live beside
-//! reducers in `orrery_module::instance`. HTTP handlers are not callable yet.
+//! with their own transactions and outbound HTTP under an [`HttpPolicy`]),
+//! HTTP handlers ([`HostedModule::call_http_handler`]) and views
+//! ([`HostedModule::call_view`]) live beside reducers in
+//! `orrery_module::instance`.
 
 mod abi;
 mod cache;
@@ -51,10 +52,6 @@ pub use instance::{
     ProcedureResult, ReducerOutcome, ReducerRef, ViewKey, ViewOutcome, ViewReads, ViewRef,
     ViewResult, ARGS_BYTES_MAX_DEFAULT,
 };
-
-/// Fuel for the set-up calls of an instance (preinit, setup, describe):
-/// plenty for any real module, finite for a hostile one.
-const SETUP_FUEL: u64 = 2_000_000_000;
 
 /// Wall-clock cap on instance set-up, enforced by epoch interruption.
 const SETUP_WALL_CLOCK: Duration = Duration::from_millis(limits::MODULE_SETUP_MS_MAX);
@@ -343,7 +340,7 @@ impl Runtime {
         let mut store = Store::new(&self.engine, HostEnv::default());
         store.limiter(|env| &mut env.limits);
         store
-            .set_fuel(SETUP_FUEL)
+            .set_fuel(limits::MODULE_SETUP_FUEL_MAX)
             .expect("fuel is enabled in the engine config");
         store.set_epoch_deadline(ticks(SETUP_WALL_CLOCK));
         let instance = pre.instantiate(&mut store).map_err(|e| match e

@@ -30,7 +30,7 @@ use spacetimedb_sats::{AlgebraicType, AlgebraicValue};
 use crate::{ModuleDef, ScheduledFunction, TableInfo};
 
 mod publish;
-pub use publish::{disconnects_clients, major_version_upgrade};
+pub use publish::{disconnect_reasons, disconnects_clients, major_version_upgrade};
 
 /// One step of an automatic migration. Tables are named by their canonical
 /// (storage) name.

@@ -9,7 +9,8 @@
 //! through the production path (`HostedDatabase::submit_reducer`,
 //! pipelined), then drops everything without a shutdown snapshot (as after a
 //! crash) and times the restart: `Database::open` (snapshot load + log
-//! replay) and `Host::open_database` (module compile and checks). With the
+//! replay) and `Host::open_database` (module load and checks; the compiled
+//! artifact is kept on disk, as `orrery start` keeps it). With the
 //! policy it also times a restart after a clean stop
 //! (`Database::snapshot_if_behind` first). Does not own: the goals, which
 //! BENCHMARKS.md records with results.
@@ -28,7 +29,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use orrery_module::{CallOptions, CallerContext, ReducerOutcome, Runtime};
+use orrery_module::{CallOptions, CallerContext, ReducerOutcome, Runtime, RuntimeConfig};
 use serde_json::{json, Value};
 use spacetimedb_lib::{ConnectionId, Identity};
 use storage::{Database, DbOptions, DbStorage, SnapshotPolicy, TxOffset};
@@ -148,9 +149,17 @@ fn options(policy: &str) -> DbOptions {
     }
 }
 
-fn host() -> Host {
+/// A host whose runtime keeps compiled modules in `artifacts`, as
+/// `orrery start` does under its data directory: a restart loads the
+/// artifact instead of compiling the module again.
+fn host(artifacts: &Path) -> Host {
+    let runtime = Runtime::with_config(RuntimeConfig {
+        artifact_dir: Some(artifacts.to_owned()),
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime");
     Host::new(
-        Runtime::new().expect("runtime"),
+        runtime,
         HostConfig {
             workers: WORKERS,
             ..HostConfig::default()
@@ -288,7 +297,7 @@ fn restarts(dir: &Path, policy: &str, wasm: &[u8], config: &Config) -> Value {
     let mut total = Vec::new();
     let mut last = None;
     for _ in 0..config.restarts {
-        let host = host();
+        let host = host(&dir.with_file_name("artifacts"));
         let (r, hosted) = restart(dir, policy, wasm, &host);
         drop(hosted);
         drop(host);
@@ -316,7 +325,7 @@ fn run(history: u64, policy: &str, wasm: &[u8], config: &Config) -> Value {
         &format!("{policy}, {history} transfers: creating and seeding…"),
     );
     let (fill_rate, stats) = {
-        let host = host();
+        let host = host(&tmp.path().join("artifacts"));
         let (storage, _) =
             Database::open(DbStorage::dir(&dir).expect("storage dir"), options(policy))
                 .expect("open");

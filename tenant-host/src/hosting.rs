@@ -915,14 +915,16 @@ impl DbShared {
         if rules != *self.clients.rules() {
             self.clients.set_rules(Arc::new(rules));
         }
-        if orrery_moduledef::migrate::disconnects_clients(old.def(), new.def()) {
-            // Clients subscribed under the old rules reconnect (§5.9); the
-            // log says so first, in the words the reference uses.
+        let reasons = orrery_moduledef::migrate::disconnect_reasons(old.def(), new.def());
+        if !reasons.is_empty() {
+            // Clients subscribed under the old rules or decoding the old
+            // rows reconnect (§5.9); the log says so first, in the words
+            // the reference uses.
             self.log
                 .append_host(LogLevel::Info, "", DISCONNECTING_ALL_USERS);
             self.clients.close_all(
                 crate::clients::CLOSE_GOING_AWAY,
-                "module exited: row-level security changed",
+                &format!("module exited: {}", reasons.join("; ")),
             );
         }
         let schedules = schedule_slots(&self.storage, &new)?;
@@ -955,15 +957,20 @@ impl DbShared {
         args: &[u8],
     ) -> ProcedureResult {
         let module = self.module();
+        let refused = |outcome| {
+            let result = bare_procedure(outcome);
+            self.stats.record_procedure(&result, Duration::ZERO);
+            result
+        };
         let Some(id) = module.procedure_id(ProcedureRef::Name(procedure)) else {
-            return bare_procedure(ProcedureOutcome::NoSuchProcedure {
+            return refused(ProcedureOutcome::NoSuchProcedure {
                 procedure: procedure.to_owned(),
             });
         };
         if module.def().procedures[id].visibility == Visibility::Private
             && caller.sender != self.owner
         {
-            return bare_procedure(ProcedureOutcome::NotCallable {
+            return refused(ProcedureOutcome::NotCallable {
                 procedure: procedure.to_owned(),
             });
         }
@@ -988,6 +995,7 @@ impl DbShared {
                     args.len()
                 ),
             });
+            self.stats.record_procedure(&result, Duration::ZERO);
             self.log.append_host(
                 LogLevel::Warn,
                 name,
@@ -995,7 +1003,9 @@ impl DbShared {
             );
             return result;
         }
+        let started = std::time::Instant::now();
         let result = module.call_procedure(&self.storage, ProcedureRef::Id(id), caller, args);
+        self.stats.record_procedure(&result, started.elapsed());
         self.log.append(&result.logs);
         for delta in &result.commits {
             self.after_commit(delta);

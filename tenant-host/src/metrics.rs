@@ -1,9 +1,8 @@
 //! Prometheus metrics of a host process: `GET /metrics` in the text
 //! exposition format 0.0.4, labelled by database identity (hex).
 //!
-//! Owns: [`Exposition`] (a small hand-written renderer: `# HELP`/`# TYPE`
-//! lines, label escaping, counters, gauges and cumulative histograms),
-//! [`render`] (walks the registry at scrape time) and [`CONTENT_TYPE`].
+//! Owns: [`render`] (walks the registry at scrape time into an
+//! [`Exposition`], the text renderer of `orrery_api::prometheus`).
 //! Does not own: the counters themselves — reducer calls live with each
 //! database (`hosting::stats::CallStats`), client fan-out in
 //! `clients::ClientStats`, commit-log syncs in storage
@@ -12,164 +11,21 @@
 //! registry entry, databases that did not open in the registry.
 //!
 //! Invariants: every sample of a metric family follows its `# TYPE` line
-//! with no other family in between; histogram buckets are cumulative and
-//! end with `le="+Inf"` equal to `_count`.
+//! with no other family in between.
 
-use std::fmt::Write;
 use std::time::Duration;
 
-use crate::hosting::stats::Outcome;
+use crate::hosting::stats::{FnOutcome, Outcome};
 use crate::registry::Registry;
 
-/// The Content-Type of a scrape.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// The kind of a metric family (`# TYPE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Counter,
-    Gauge,
-    Histogram,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-            Kind::Histogram => "histogram",
-        }
-    }
-}
-
-/// A histogram's state: upper bounds in seconds, per-bucket (not
-/// cumulative) counts with one extra slot for values above the last bound,
-/// and the sum of every observation.
-#[derive(Debug, Clone, Copy)]
-pub struct HistogramValue<'a> {
-    pub bounds: &'a [f64],
-    pub buckets: &'a [u64],
-    pub sum: Duration,
-}
-
-/// A text exposition being written.
-#[derive(Debug, Default)]
-pub struct Exposition {
-    out: String,
-}
-
-impl Exposition {
-    pub fn new() -> Exposition {
-        Exposition::default()
-    }
-
-    /// Starts a metric family: its `# HELP` and `# TYPE` lines.
-    pub fn family(&mut self, name: &str, kind: Kind, help: &str) {
-        let help = help.replace('\\', "\\\\").replace('\n', "\\n");
-        let _ = writeln!(self.out, "# HELP {name} {help}");
-        let _ = writeln!(self.out, "# TYPE {name} {}", kind.name());
-    }
-
-    /// One sample line.
-    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Into<Value>) {
-        self.out.push_str(name);
-        write_labels(&mut self.out, labels, None);
-        let _ = writeln!(self.out, " {}", value.into());
-    }
-
-    /// The `_bucket`, `_sum` and `_count` lines of one histogram.
-    pub fn histogram(&mut self, name: &str, labels: &[(&str, &str)], value: HistogramValue<'_>) {
-        let mut cumulative = 0u64;
-        for (i, count) in value.buckets.iter().enumerate() {
-            cumulative += count;
-            let le = match value.bounds.get(i) {
-                Some(bound) => Value::F64(*bound).to_string(),
-                None => "+Inf".to_owned(),
-            };
-            let _ = write!(self.out, "{name}_bucket");
-            write_labels(&mut self.out, labels, Some(&le));
-            let _ = writeln!(self.out, " {cumulative}");
-        }
-        let _ = write!(self.out, "{name}_sum");
-        write_labels(&mut self.out, labels, None);
-        let _ = writeln!(self.out, " {}", Value::F64(value.sum.as_secs_f64()));
-        let _ = write!(self.out, "{name}_count");
-        write_labels(&mut self.out, labels, None);
-        let _ = writeln!(self.out, " {cumulative}");
-    }
-
-    pub fn finish(self) -> String {
-        self.out
-    }
-}
-
-/// A sample value: integers print exactly, floats in Prometheus spelling.
-#[derive(Debug, Clone, Copy)]
-pub enum Value {
-    U64(u64),
-    F64(f64),
-}
-
-impl From<u64> for Value {
-    fn from(v: u64) -> Value {
-        Value::U64(v)
-    }
-}
-
-impl From<usize> for Value {
-    fn from(v: usize) -> Value {
-        Value::U64(v as u64)
-    }
-}
-
-impl From<f64> for Value {
-    fn from(v: f64) -> Value {
-        Value::F64(v)
-    }
-}
-
-impl std::fmt::Display for Value {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match *self {
-            Value::U64(v) => write!(f, "{v}"),
-            Value::F64(v) if v.is_nan() => f.write_str("NaN"),
-            Value::F64(v) if v == f64::INFINITY => f.write_str("+Inf"),
-            Value::F64(v) if v == f64::NEG_INFINITY => f.write_str("-Inf"),
-            Value::F64(v) => write!(f, "{v}"),
-        }
-    }
-}
-
-fn write_labels(out: &mut String, labels: &[(&str, &str)], le: Option<&str>) {
-    if labels.is_empty() && le.is_none() {
-        return;
-    }
-    out.push('{');
-    let mut first = true;
-    for (name, value) in labels.iter().copied().chain(le.map(|le| ("le", le))) {
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        out.push_str(name);
-        out.push_str("=\"");
-        for c in value.chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '"' => out.push_str("\\\""),
-                '\n' => out.push_str("\\n"),
-                c => out.push(c),
-            }
-        }
-        out.push('"');
-    }
-    out.push('}');
-}
+pub use orrery_api::prometheus::{Exposition, HistogramValue, Kind, Value, CONTENT_TYPE};
 
 /// Everything `/metrics` reports about one database, read once per scrape.
 struct DbSample {
     database: String,
     calls: Vec<(Outcome, crate::hosting::stats::HistogramSnapshot)>,
+    procedures: Vec<(FnOutcome, crate::hosting::stats::HistogramSnapshot)>,
+    http_handlers: Vec<(FnOutcome, crate::hosting::stats::HistogramSnapshot)>,
     fuel_used: u64,
     view_evaluations: u64,
     connections: usize,
@@ -200,6 +56,14 @@ fn sample_all(registry: &Registry) -> Vec<DbSample> {
                 calls: Outcome::ALL
                     .iter()
                     .map(|&o| (o, stats.durations(o)))
+                    .collect(),
+                procedures: FnOutcome::ALL
+                    .iter()
+                    .map(|&o| (o, stats.procedure_durations(o)))
+                    .collect(),
+                http_handlers: FnOutcome::ALL
+                    .iter()
+                    .map(|&o| (o, stats.http_handler_durations(o)))
                     .collect(),
                 fuel_used: stats.fuel_used(),
                 view_evaluations: stats.view_evaluations(),
@@ -232,6 +96,27 @@ pub fn render(registry: &Registry) -> String {
         "Databases hosted by this process.",
     );
     x.sample("orrery_databases", &[], dbs.len());
+    let cache = registry.host().runtime().cache_stats();
+    for (name, help, value) in [
+        (
+            "orrery_module_compiles_total",
+            "Modules compiled from wasm (neither cached in memory nor on disk).",
+            cache.compiles,
+        ),
+        (
+            "orrery_module_artifact_hits_total",
+            "Modules loaded from a verified compiled artifact on disk.",
+            cache.artifact_hits,
+        ),
+        (
+            "orrery_module_artifact_rejects_total",
+            "Compiled artifacts on disk refused (tampered, truncated or foreign) and compiled again.",
+            cache.artifact_rejects,
+        ),
+    ] {
+        x.family(name, Kind::Counter, help);
+        x.sample(name, &[], value);
+    }
 
     x.family(
         "orrery_reducer_calls_total",
@@ -267,6 +152,54 @@ pub fn render(registry: &Registry) -> String {
                     sum: h.sum,
                 },
             );
+        }
+    }
+
+    for (name, what, of) in [
+        (
+            "orrery_procedure",
+            "Procedure calls",
+            (|d: &DbSample| &d.procedures) as fn(&DbSample) -> &Vec<_>,
+        ),
+        (
+            "orrery_http_handler",
+            "HTTP handler calls",
+            |d: &DbSample| &d.http_handlers,
+        ),
+    ] {
+        let total = format!("{name}_calls_total");
+        x.family(&total, Kind::Counter, &format!("{what} by outcome."));
+        for d in &dbs {
+            for (outcome, h) in of(d) {
+                let labels = [
+                    ("database", d.database.as_str()),
+                    ("outcome", outcome.label()),
+                ];
+                x.sample(&total, &labels, h.count);
+            }
+        }
+        let seconds = format!("{name}_duration_seconds");
+        x.family(
+            &seconds,
+            Kind::Histogram,
+            &format!("Wall-clock time of {} by outcome.", what.to_lowercase()),
+        );
+        for d in &dbs {
+            for (outcome, h) in of(d).iter().filter(|(_, h)| h.count > 0) {
+                let labels = [
+                    ("database", d.database.as_str()),
+                    ("outcome", outcome.label()),
+                ];
+                x.histogram(
+                    &seconds,
+                    &labels,
+                    HistogramValue {
+                        bounds: h.bounds,
+                        buckets: &h.buckets,
+                        sum: h.sum,
+                    },
+                );
+            }
         }
     }
 
@@ -446,55 +379,5 @@ fn render_broken(x: &mut Exposition, registry: &Registry) {
             ],
             1u64,
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_families_escapes_and_cumulative_buckets() {
-        let mut x = Exposition::new();
-        x.family("t_total", Kind::Counter, "A counter.\nSecond line \\ here.");
-        x.sample("t_total", &[("db", "a\"b\\c\nd"), ("k", "v")], 3u64);
-        x.family("g", Kind::Gauge, "A gauge.");
-        x.sample("g", &[], 0.25);
-        x.family("h_seconds", Kind::Histogram, "A histogram.");
-        x.histogram(
-            "h_seconds",
-            &[("db", "x")],
-            HistogramValue {
-                bounds: &[0.001, 0.5, 1.0],
-                buckets: &[2, 0, 3, 1],
-                sum: Duration::from_millis(1500),
-            },
-        );
-        let text = x.finish();
-        let want = "\
-# HELP t_total A counter.\\nSecond line \\\\ here.
-# TYPE t_total counter
-t_total{db=\"a\\\"b\\\\c\\nd\",k=\"v\"} 3
-# HELP g A gauge.
-# TYPE g gauge
-g 0.25
-# HELP h_seconds A histogram.
-# TYPE h_seconds histogram
-h_seconds_bucket{db=\"x\",le=\"0.001\"} 2
-h_seconds_bucket{db=\"x\",le=\"0.5\"} 2
-h_seconds_bucket{db=\"x\",le=\"1\"} 5
-h_seconds_bucket{db=\"x\",le=\"+Inf\"} 6
-h_seconds_sum{db=\"x\"} 1.5
-h_seconds_count{db=\"x\"} 6
-";
-        assert_eq!(text, want);
-    }
-
-    #[test]
-    fn special_floats() {
-        assert_eq!(Value::F64(f64::INFINITY).to_string(), "+Inf");
-        assert_eq!(Value::F64(f64::NAN).to_string(), "NaN");
-        assert_eq!(Value::F64(0.0001).to_string(), "0.0001");
-        assert_eq!(Value::U64(7).to_string(), "7");
     }
 }

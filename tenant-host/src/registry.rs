@@ -51,18 +51,18 @@ pub enum RegistryError {
     #[error("Cannot rename to {0} because it already is in use.")]
     NameTaken(String),
     #[error("the caller does not own database {0}")]
-    NotOwner(String),
+    NotOwner(Identity),
     #[error("Database is locked and cannot be deleted or cleared. Unlock it first.")]
     Locked,
     #[error("a database with identity {0} already exists")]
-    AlreadyExists(String),
+    AlreadyExists(Identity),
     /// The database exists on this host but did not open; its files are kept.
     #[error(
         "database {identity} is unavailable: {}; its data is kept on the host for an operator to repair",
         reason.describe()
     )]
     Broken {
-        identity: String,
+        identity: Identity,
         reason: BrokenReason,
     },
     #[error(transparent)]
@@ -187,7 +187,7 @@ impl BrokenDatabase {
 
     fn error(&self) -> RegistryError {
         RegistryError::Broken {
-            identity: self.identity.to_hex().to_string(),
+            identity: self.identity,
             reason: self.reason,
         }
     }
@@ -856,7 +856,7 @@ impl Registry {
                 let held = inner.dangling.iter().find(|(_, d)| d.identity == wanted);
                 if let Some((held, d)) = held {
                     if d.owner != owner {
-                        return Err(RegistryError::AlreadyExists(wanted.to_hex().to_string()));
+                        return Err(RegistryError::AlreadyExists(wanted));
                     }
                     name = Some(held.clone());
                 }
@@ -876,7 +876,7 @@ impl Registry {
                 return Err(broken.error());
             }
             if inner.databases.contains_key(&identity) || inner.reserved_ids.contains(&identity) {
-                return Err(RegistryError::AlreadyExists(identity.to_hex().to_string()));
+                return Err(RegistryError::AlreadyExists(identity));
             }
             if let Some(name) = &name {
                 let ours = inner.dangling.contains_key(name);
@@ -942,7 +942,7 @@ impl Registry {
         let dir = self.root.join(identity.to_hex().as_str());
         if dir.exists() {
             // Not in the registry yet on disk: never overwrite what is there.
-            return Err(RegistryError::AlreadyExists(identity.to_hex().to_string()));
+            return Err(RegistryError::AlreadyExists(identity));
         }
         let made = (|| {
             create_dir_all_durable(&dir)?;
@@ -1077,7 +1077,7 @@ impl Registry {
             return Ok(());
         };
         if entry.owner != *caller {
-            return Err(RegistryError::NotOwner(id.to_hex().to_string()));
+            return Err(RegistryError::NotOwner(*id));
         }
         if entry.locked() {
             return Err(RegistryError::Locked);
@@ -1234,7 +1234,7 @@ impl Registry {
             .get(id)
             .ok_or_else(|| RegistryError::NotFound(id.to_hex().to_string()))?;
         if entry.owner != *caller {
-            return Err(RegistryError::NotOwner(id.to_hex().to_string()));
+            return Err(RegistryError::NotOwner(*id));
         }
         Ok(entry)
     }
@@ -1265,7 +1265,14 @@ fn fresh_identity() -> Identity {
 
 /// A random UUIDv4 in its text form.
 pub fn uuid_v4() -> String {
-    let mut b = random_bytes::<16>();
+    uuid_v4_from(random_bytes::<16>())
+}
+
+/// The UUIDv4 text form of 16 random bytes (their version and variant bits
+/// are set): the one formatting of the workspace, for callers with their own
+/// random source.
+pub fn uuid_v4_from(random: [u8; 16]) -> String {
+    let mut b = random;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);
@@ -1438,6 +1445,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Protects the one UUIDv4 formatting: 8-4-4-4-12 lowercase hex with the
+    // version nibble 4 and the variant bits 10, whatever the random bytes.
+    #[test]
+    fn uuid_v4_sets_version_and_variant() {
+        assert_eq!(
+            uuid_v4_from([0xff; 16]),
+            "ffffffff-ffff-4fff-bfff-ffffffffffff"
+        );
+        assert_eq!(
+            uuid_v4_from([0; 16]),
+            "00000000-0000-4000-8000-000000000000"
+        );
+        let random = uuid_v4();
+        assert_eq!(random.len(), 36);
+        assert_eq!(&random[14..15], "4");
+    }
 
     #[test]
     fn name_grammar() {

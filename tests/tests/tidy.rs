@@ -25,6 +25,7 @@ const CRATE_DIRS: &[&str] = &[
     "billing",
     "control-plane",
     "control-api",
+    "objstore",
     "tests/src",
     // The fuzz targets: a Cargo workspace of its own, same conventions.
     "fuzz",
@@ -58,6 +59,7 @@ const MAY_DEPEND_ON: &[(&str, Option<&[&str]>)] = &[
             "storage",
             "durable",
             "billing",
+            "orrery-objstore",
             "orrery-api",
         ]),
     ),
@@ -71,6 +73,7 @@ const MAY_DEPEND_ON: &[(&str, Option<&[&str]>)] = &[
             "orrery-wire",
             "storage",
             "durable",
+            "orrery-objstore",
             "orrery-api",
         ]),
     ),
@@ -82,10 +85,17 @@ const MAY_DEPEND_ON: &[(&str, Option<&[&str]>)] = &[
             "orrery-wire",
             "storage",
             "durable",
+            "orrery-objstore",
             "orrery-api",
         ]),
     ),
-    ("control-plane", Some(&["storage", "billing", "orrery-api"])),
+    (
+        "control-plane",
+        Some(&["storage", "billing", "orrery-objstore", "orrery-api"]),
+    ),
+    // Object stores and module artifacts: for the control plane, the host
+    // and the CLI (and the orrery binary, which may depend on anything).
+    ("orrery-objstore", Some(&["orrery-api"])),
     ("control-api", Some(&["control-plane", "orrery-api"])),
     ("orrery", None),
     ("loadgen", Some(&["orrery-wire"])),
@@ -239,6 +249,8 @@ fn no_dbg_macro() {
 // a loaded machine and slow on an idle one. The few that are not (the pause
 // of a polling loop with a deadline, or a sleep that is the behaviour under
 // test) say so with a `sleep-ok:` comment on one of the three lines before.
+// Test files are scanned whole; other sources from their first
+// `#[cfg(test)]` line on (unit tests sit at the bottom of their file).
 #[test]
 fn test_code_does_not_sleep_for_a_condition() {
     let root = metadata::workspace_root();
@@ -248,12 +260,17 @@ fn test_code_does_not_sleep_for_a_condition() {
     let mut offenders = Vec::new();
     for dir in CRATE_DIRS {
         for file in rust_files(&root.join(dir)) {
-            if !is_test_file(&root, &file) {
-                continue;
-            }
             let text = read(&file);
             let lines: Vec<&str> = text.lines().collect();
-            for (number, line) in lines.iter().enumerate() {
+            let first_test_line = if is_test_file(&root, &file) {
+                0
+            } else {
+                match first_cfg_test_line(&lines) {
+                    Some(number) => number,
+                    None => continue,
+                }
+            };
+            for (number, line) in lines.iter().enumerate().skip(first_test_line) {
                 if !code_part(line).contains(needle) {
                     continue;
                 }
@@ -555,6 +572,27 @@ fn is_test_file(root: &Path, file: &Path) -> bool {
         .skip(usize::from(first == Some("tests".as_ref())))
         .any(|component| component.as_os_str() == "tests");
     in_test_dir || file.file_name().is_some_and(|name| name == "tests.rs")
+}
+
+/// The index of the first line that is a `#[cfg(test)]` attribute.
+fn first_cfg_test_line(lines: &[&str]) -> Option<usize> {
+    lines
+        .iter()
+        .position(|line| code_part(line).trim() == "#[cfg(test)]")
+}
+
+// Protects the sleep rule's reach into unit tests: scanning starts at the
+// first `#[cfg(test)]` attribute, not before, and not at a comment naming it.
+#[test]
+fn unit_tests_start_at_the_first_cfg_test_attribute() {
+    let lines = [
+        "fn main() {}",
+        "// #[cfg(test)] in a comment",
+        "    #[cfg(test)]",
+        "mod tests {}",
+    ];
+    assert_eq!(first_cfg_test_line(&lines), Some(2));
+    assert_eq!(first_cfg_test_line(&lines[..2]), None);
 }
 
 /// The part of a line that is code: empty for `//` and `/*` comment lines,

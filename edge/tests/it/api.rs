@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use orrery_edge::auth::Keys;
+use durable::clock::{Clock, ManualClock, SystemClock};
+use orrery_edge::auth::{Keys, EXPIRY_LEEWAY_SECONDS, WEBSOCKET_TOKEN_SECONDS};
 use orrery_edge::{serve, ApiState};
 use orrery_module::Runtime;
 use tenant_host::hosting::{Host, HostConfig};
@@ -18,6 +19,11 @@ struct Server {
 }
 
 fn server() -> Server {
+    server_with_clock(Arc::new(SystemClock))
+}
+
+/// [`server`] whose host reads time from `clock`.
+fn server_with_clock(clock: Arc<dyn Clock>) -> Server {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -28,11 +34,17 @@ fn server() -> Server {
         .unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let host = Arc::new(Host::new(Runtime::new().unwrap(), HostConfig::default()));
+    let host = Arc::new(Host::with_clock(
+        Runtime::new().unwrap(),
+        HostConfig::default(),
+        clock,
+    ));
     let state = Arc::new(ApiState {
         keys: Keys::ephemeral().unwrap(),
         registry: Arc::new(Registry::open(dir.path(), host).unwrap()),
         ws: Default::default(),
+        tenant_domain: None,
+        access: orrery_edge::access::Access::open(),
     });
     runtime.spawn(serve(listener, state, std::future::pending()));
     Server {
@@ -134,6 +146,52 @@ fn minted_identities_get_websocket_tokens_and_verify() {
     assert_eq!(status, 400);
     let (status, _, body) = send(agent().get(&verify));
     assert_eq!((status, body.as_str()), (401, "Authorization required"));
+}
+
+// Protects: the edge issues and checks tokens at the host's clock, not the
+// system's, so a test (or a host) that moves its clock moves token expiry.
+#[test]
+fn tokens_are_issued_and_expire_on_the_host_clock() {
+    let now_secs: i64 = 2_000_000_000;
+    let clock = ManualClock::new(now_secs * 1_000_000);
+    let s = server_with_clock(Arc::new(clock.clone()));
+    let (status, _, body) = send(agent().post(&format!("{}/v1/identity", s.base)));
+    assert_eq!(status, 200, "{body}");
+    let minted: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let token = minted["token"].as_str().unwrap().to_owned();
+    assert_eq!(claims_of(&token)["iat"], now_secs);
+
+    let (status, _, body) = send(
+        agent()
+            .post(&format!("{}/v1/identity/websocket-token", s.base))
+            .set("Authorization", &format!("Bearer {token}")),
+    );
+    assert_eq!(status, 200, "{body}");
+    let short: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let short = short["token"].as_str().unwrap().to_owned();
+    assert_eq!(claims_of(&short)["exp"], now_secs + WEBSOCKET_TOKEN_SECONDS);
+
+    let verify = format!(
+        "{}/v1/identity/{}/verify",
+        s.base,
+        minted["identity"].as_str().unwrap()
+    );
+    let (status, _, _) = send(agent().get(&format!("{verify}?token={short}")));
+    assert_eq!(status, 204);
+    // Past its expiry and the leeway on the host's clock, it is refused.
+    clock.advance((WEBSOCKET_TOKEN_SECONDS + EXPIRY_LEEWAY_SECONDS + 1) * 1_000_000);
+    let (status, _, body) = send(agent().get(&format!("{verify}?token={short}")));
+    assert_eq!(status, 401, "{body}");
+}
+
+/// The JSON claims of a JWT (its middle part, unpadded base64url).
+fn claims_of(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT has three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url payload");
+    serde_json::from_slice(&bytes).expect("JSON claims")
 }
 
 #[test]

@@ -55,6 +55,16 @@ pub(crate) fn server(dir: &Path, keys: Keys) -> Server {
 
 /// [`server`] with WebSocket limits and timers of the test's choosing.
 pub(crate) fn server_with(dir: &Path, keys: Keys, ws: orrery_edge::ws::WsConfig) -> Server {
+    server_with_access(dir, keys, ws, orrery_edge::access::Access::open())
+}
+
+/// [`server_with`] with the given rules of who may act as an owner.
+pub(crate) fn server_with_access(
+    dir: &Path,
+    keys: Keys,
+    ws: orrery_edge::ws::WsConfig,
+    access: orrery_edge::access::Access,
+) -> Server {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -70,6 +80,8 @@ pub(crate) fn server_with(dir: &Path, keys: Keys, ws: orrery_edge::ws::WsConfig)
         keys,
         registry: registry.clone(),
         ws,
+        tenant_domain: Some("localhost".into()),
+        access,
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = runtime.spawn(serve(listener, state, async move {
@@ -410,9 +422,19 @@ fn update_clear_pre_publish_names_lock_and_delete() {
         r.body
     );
     let auto = &r.json()["AutoMigrate"];
-    assert_eq!(auto["break_clients"], false);
-    assert!(auto["token"].as_str().unwrap().starts_with("0x"));
-    assert!(auto["migrate_plan"].is_string());
+    // chat-v2 adds the column `user.karma`: clients decoding the old rows
+    // are disconnected, so the update needs policy=BreakClients.
+    assert_eq!(auto["break_clients"], true, "{}", r.body);
+    let hash = auto["token"].as_str().unwrap().to_owned();
+    assert!(hash.starts_with("0x"));
+    assert!(
+        auto["migrate_plan"]
+            .as_str()
+            .unwrap()
+            .contains("table `user` gains columns"),
+        "{}",
+        r.body
+    );
     let r = other.send(
         "POST",
         "/v1/database/chat-b/pre_publish",
@@ -427,6 +449,17 @@ fn update_clear_pre_publish_names_lock_and_delete() {
     let r = other.publish(&format!("/v1/database/{id}"), "chat-v2");
     assert_eq!(r.status, 403, "{}", r.body);
     let r = owner.publish("/v1/database/chat-b", "chat-v2");
+    assert_eq!(r.status, 400, "without the policy: {}", r.body);
+    assert!(
+        r.body.contains("table `user` gains columns") && r.body.contains("policy=BreakClients"),
+        "{}",
+        r.body
+    );
+    let r = owner.send(
+        "PUT",
+        &format!("/v1/database/chat-b?token={hash}&policy=BreakClients&host_type=Wasm"),
+        &module_bytes("chat-v2"),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["Success"]["op"], "updated");
     let got = rows(&owner.sql("chat-b", "SELECT name, karma FROM user"));
@@ -729,6 +762,10 @@ fn procedures_over_http_and_shutdown_ends_log_followers() {
     };
     let r = owner.publish("/v1/database/coverage", "abi-coverage");
     assert_eq!(r.status, 200, "{}", r.body);
+    let id = r.json()["Success"]["database_identity"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // A procedure's return value is untyped SATS-JSON.
     let r = owner.call("coverage", "proc_with_tx", "[2]");
@@ -748,6 +785,18 @@ fn procedures_over_http_and_shutdown_ends_log_followers() {
     let r = owner.call("coverage", "proc_with_tx", r#"["two"]"#);
     assert_eq!(r.status, 400);
     assert!(r.body.starts_with("invalid arguments"), "{}", r.body);
+
+    // `/metrics` counts procedure calls by outcome, apart from reducers.
+    let (_, text) = crate::metrics::scrape(&s.base);
+    let procedures = |outcome: &str| {
+        crate::metrics::value(
+            &text,
+            &format!("orrery_procedure_calls_total{{database=\"{id}\",outcome=\"{outcome}\"}}"),
+        )
+    };
+    assert_eq!(procedures("returned"), Some(2.0), "{text}");
+    assert_eq!(procedures("trapped"), Some(1.0), "{text}");
+    assert_eq!(procedures("timeout"), Some(0.0), "{text}");
 
     // A follower does not hold up a graceful shutdown.
     let response = owner
@@ -909,6 +958,35 @@ fn what_init_logs_on_the_first_publish_is_served_by_the_logs_route() {
         "{}",
         r.body
     );
+}
+
+// Protects the one error path of the names routes: a failure to save the
+// names (here the metadata file cannot be replaced) is a plain-text error
+// with its stable code, which `log_errors` logs, not a raw JSON 500.
+#[test]
+fn a_names_route_that_cannot_save_answers_through_the_error_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path(), keys(dir.path()));
+    let owner = Client {
+        base: &s.base,
+        token: Some(mint(&s.base)),
+    };
+    let r = owner.publish("/v1/database/unsaved", "chat");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id = owner.get("/v1/database/unsaved/identity").body;
+    // A non-empty directory cannot be renamed over, even by root.
+    let meta = dir.path().join(&id).join("database.json");
+    assert!(meta.is_file(), "{}", meta.display());
+    std::fs::remove_file(&meta).unwrap();
+    std::fs::create_dir_all(meta.join("in-the-way")).unwrap();
+    for r in [
+        owner.send("POST", "/v1/database/unsaved/names", b"second"),
+        owner.send("PUT", "/v1/database/unsaved/names", br#"["third"]"#),
+    ] {
+        assert_eq!(r.status, 500, "{}", r.body);
+        assert_eq!(r.code.as_deref(), Some("internal"), "{}", r.body);
+        assert!(r.body.contains("database.json"), "{}", r.body);
+    }
 }
 
 // Protects the callers of a trapping reducer from the module's internals: the

@@ -119,11 +119,24 @@ fn routes_match_exactly_and_answer_what_the_handler_returns() {
         assert_eq!(r.text(), NO_SUCH_ROUTE, "{method} `{path}`");
     }
 
-    for method in ["GET", "PUT", "DELETE", "PATCH", "PURGE"] {
+    for method in ["GET", "PUT", "DELETE", "PATCH", "PURGE", "OPTIONS"] {
         let r = send(method, &format!("{base}/any"), &[], b"");
         assert_eq!(r.status, 200, "{method} /any");
         assert_eq!(r.text(), format!("any {method}"));
     }
+    // A browser's preflight is answered by the server's CORS, not the module.
+    let r = send(
+        "OPTIONS",
+        &format!("{base}/any"),
+        &[
+            ("Origin", "http://app.example"),
+            ("Access-Control-Request-Method", "PUT"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "");
+    assert_eq!(r.header("access-control-allow-origin"), ["*"]);
 
     let r = get(&format!("{base}/teapot"));
     assert_eq!((r.status, r.text().as_str()), (418, "teapot"));
@@ -310,6 +323,20 @@ fn failing_handlers_are_answered_with_5xx_and_the_database_keeps_serving() {
 
     let r = get(&format!("{base}/foo"));
     assert_eq!((r.status, r.text().as_str()), (200, "foo"));
+
+    // `/metrics` counts handler calls by outcome, apart from reducers.
+    let id = database_identity(&server, "failing").to_hex().to_string();
+    let (_, text) = crate::metrics::scrape(&server.base);
+    let calls = |outcome: &str| {
+        crate::metrics::value(
+            &text,
+            &format!("orrery_http_handler_calls_total{{database=\"{id}\",outcome=\"{outcome}\"}}"),
+        )
+        .unwrap_or_else(|| panic!("no {outcome} series: {text}"))
+    };
+    assert_eq!(calls("trapped"), 1.0, "{text}");
+    assert_eq!(calls("timeout") + calls("out_of_fuel"), 1.0, "{text}");
+    assert_eq!(calls("returned"), 1.0, "{text}");
 }
 
 // Protects the host's memory: a handler's request body over
@@ -452,4 +479,69 @@ fn schedule_immediate_runs_after_its_caller_whatever_the_caller_did() {
     assert_eq!((r.status, r.text().as_str()), (200, "scheduled"));
     let queued = await_label(&mut owner, "from-handler");
     assert_eq!(queued.2, database);
+}
+
+// Protects tenant URLs (issue 14 item 7): `<name>.<domain>` reaches the
+// database's routes (stock routes and the module's own) as the path form
+// does; the path form still works on a tenant host, and other hosts are
+// not rewritten.
+#[test]
+fn a_tenant_host_reaches_the_database_as_the_path_form_does() {
+    let (_dir, server, owner) = published("web", "http-handlers");
+    let auth = format!("Bearer {owner}");
+    let tenant = [("Host", "web.localhost")];
+
+    let by_path = get(&format!(
+        "{}/v1/database/web/schema?version=10",
+        server.base
+    ));
+    let by_host = send(
+        "GET",
+        &format!("{}/schema?version=10", server.base),
+        &tenant,
+        b"",
+    );
+    assert_eq!(by_path.status, 200, "{}", by_path.text());
+    assert_eq!((by_host.status, by_host.text()), (200, by_path.text()));
+
+    let r = send("GET", &format!("{}/route/foo", server.base), &tenant, b"");
+    assert_eq!((r.status, r.text().as_str()), (200, "foo"));
+    let r = send(
+        "GET",
+        &format!("{}/route/foo", server.base),
+        &[("Host", "web.localhost:3000")],
+        b"",
+    );
+    assert_eq!((r.status, r.text().as_str()), (200, "foo"), "with a port");
+
+    let r = send(
+        "POST",
+        &format!("{}/sql", server.base),
+        &[("Host", "web.localhost"), ("Authorization", &auth)],
+        b"SELECT * FROM item",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // The SDKs' path form on a tenant host, and a host that is no tenant.
+    let r = send(
+        "GET",
+        &format!("{}/v1/database/web/route/foo", server.base),
+        &tenant,
+        b"",
+    );
+    assert_eq!((r.status, r.text().as_str()), (200, "foo"));
+    let r = send(
+        "GET",
+        &format!("{}/route/foo", server.base),
+        &[("Host", "localhost")],
+        b"",
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = send(
+        "GET",
+        &format!("{}/route/foo", server.base),
+        &[("Host", "nope.localhost")],
+        b"",
+    );
+    assert_eq!(r.status, 404, "an unknown tenant: {}", r.text());
 }

@@ -6,6 +6,7 @@ mod handmade;
 #[path = "../../../tests/support/modules.rs"]
 mod modules;
 
+mod accounts;
 mod api;
 mod database_api;
 mod http_handlers;

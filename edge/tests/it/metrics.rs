@@ -41,7 +41,7 @@ fn call(base: &str, token: &str, name: &str, reducer: &str, args: &str) -> u16 {
 }
 
 /// Content type and body of a scrape.
-fn scrape(base: &str) -> (String, String) {
+pub(crate) fn scrape(base: &str) -> (String, String) {
     let r = agent().get(&format!("{base}/metrics")).call().unwrap();
     assert_eq!(r.status(), 200);
     let content_type = r.header("content-type").unwrap_or_default().to_owned();
@@ -49,7 +49,7 @@ fn scrape(base: &str) -> (String, String) {
 }
 
 /// The value of the sample `series` (name and labels, exactly as rendered).
-fn value(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn value(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|line| {
         let rest = line.strip_prefix(series)?.strip_prefix(' ')?;
         Some(rest.parse().unwrap())

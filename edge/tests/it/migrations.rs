@@ -13,16 +13,40 @@ use crate::modules::module_bytes;
 use crate::ws::{publish, V2};
 use crate::ws_views::{sql, Client};
 
-/// PUTs `module` over database `name`; the status and body.
-fn republish(base: &str, token: &str, name: &str, module: &str) -> (u16, String) {
-    let response = ureq::put(&format!("{base}/v1/database/{name}?host_type=Wasm"))
+/// Sends `bytes` with `method` to `path`; the status and body.
+fn send(base: &str, token: &str, method: &str, path: &str, bytes: &[u8]) -> (u16, String) {
+    let response = ureq::request(method, &format!("{base}{path}"))
         .set("Authorization", &format!("Bearer {token}"))
-        .send_bytes(&module_bytes(module));
+        .send_bytes(bytes);
     match response {
         Ok(r) => (r.status(), r.into_string().unwrap()),
         Err(ureq::Error::Status(status, r)) => (status, r.into_string().unwrap()),
-        Err(e) => panic!("publish {name}: {e}"),
+        Err(e) => panic!("{method} {path}: {e}"),
     }
+}
+
+/// PUTs `module` over database `name` as the stock CLI does: `pre_publish`
+/// first, then, for an automatic update, with its token and
+/// `policy=BreakClients`; otherwise plainly (and the update is refused
+/// with the reasons). The status and body of the PUT.
+fn republish(base: &str, token: &str, name: &str, module: &str) -> (u16, String) {
+    let wasm = module_bytes(module);
+    let (status, body) = send(
+        base,
+        token,
+        "POST",
+        &format!("/v1/database/{name}/pre_publish?host_type=Wasm"),
+        &wasm,
+    );
+    assert_eq!(status, 200, "pre_publish {name}: {body}");
+    let pre: Value = serde_json::from_str(&body).unwrap();
+    let path = match pre["AutoMigrate"]["token"].as_str() {
+        Some(hash) => {
+            format!("/v1/database/{name}?token={hash}&policy=BreakClients&host_type=Wasm")
+        }
+        None => format!("/v1/database/{name}?host_type=Wasm"),
+    };
+    send(base, token, "PUT", &path, &wasm)
 }
 
 fn call(base: &str, token: &str, db: &str, function: &str, args: Value) {
@@ -63,6 +87,23 @@ fn republishing_with_the_changes_the_reference_migrates_keeps_the_rows() {
     call(base, &owner, db, "send_ping", json!(["before"]));
     let paint_before = rows(base, &owner, db, "SELECT * FROM paint");
     assert_eq!(paint_before.len(), 2);
+
+    // v2 reshapes the event table `ping`, which disconnects every client:
+    // a plain update is refused with that reason and changes nothing.
+    let (status, body) = send(
+        base,
+        &owner,
+        "PUT",
+        &format!("/v1/database/{db}?host_type=Wasm"),
+        &module_bytes("migrate-v2"),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("event table `ping` changes its columns")
+            && body.contains("policy=BreakClients"),
+        "{body}"
+    );
+    call(base, &owner, db, "send_ping", json!(["still v1"]));
 
     let (status, body) = republish(base, &owner, db, "migrate-v2");
     assert_eq!(status, 200, "{body}");

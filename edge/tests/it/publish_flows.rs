@@ -3,7 +3,7 @@
 //! §2.3.7, §8.4): an update that changes row-level security needs
 //! `policy=BreakClients` with the `pre_publish` token (in the spelling the
 //! CLI's `Hash` writes back), logs "Disconnecting all users" and then closes
-//! every socket; a major version upgrade (a 1.x module replaced by a 2.x
+//! every socket, and so does one that adds columns to a table; a major version upgrade (a 1.x module replaced by a 2.x
 //! one) is flagged by `pre_publish` and accepted; a failed first publish
 //! leaves the name registered to an identity with no database, as the
 //! reference does; `clear=true` wipes an existing database and is ignored
@@ -253,6 +253,61 @@ fn a_changed_row_level_security_update_needs_break_clients_logs_and_disconnects_
             .count(),
         1
     );
+}
+
+// Clients decode rows by the schema they were built against: an update
+// that adds columns to a table needs policy=BreakClients too, and closes
+// every socket with the reason.
+#[test]
+fn an_update_that_adds_columns_needs_break_clients_and_disconnects_everyone() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path(), keys(dir.path()));
+    let base = &s.base;
+    let owner = mint(base);
+    let created = send(
+        base,
+        &owner,
+        "PUT",
+        "/v1/database/growing?host_type=Wasm",
+        &module_bytes("chat"),
+    );
+    assert_eq!(created.status, 200, "{}", created.body);
+    // Subscribed to a table the update leaves alone: only the new column
+    // elsewhere disconnects her.
+    let mut alice = WsClient::open(base, "growing", V2);
+    alice.subscribe(0, "SELECT * FROM channel").unwrap();
+
+    let v2 = module_bytes("chat-v2");
+    let pre = pre_publish(base, &owner, "growing", &v2);
+    let auto = pre.json()["AutoMigrate"].clone();
+    assert_eq!(auto["break_clients"], true, "{}", pre.body);
+    let refused = send(
+        base,
+        &owner,
+        "PUT",
+        "/v1/database/growing?host_type=Wasm",
+        &v2,
+    );
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains("table `user` gains columns"),
+        "{}",
+        refused.body
+    );
+    assert!(
+        alice.query("SELECT * FROM reaction").is_err(),
+        "still chat: {}",
+        refused.body
+    );
+
+    let updated = stock_update(base, &owner, "growing", &v2);
+    assert_eq!(updated.status, 200, "{}", updated.body);
+    let (code, reason) = closed(&mut alice);
+    assert_eq!(code, 1001, "{reason}");
+    assert!(reason.contains("table `user` gains columns"), "{reason}");
+    assert!(logs(base, &owner, "growing")
+        .iter()
+        .any(|m| m == DISCONNECTING));
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! come from a database or a request. Relations between limits are checked at
 //! compile time below.
 
+// ---------------------------------------------------------------- storage and WebAssembly instances
+
 /// Largest row a table accepts, in BSATN bytes.
 pub const ROW_BYTES_MAX: u64 = 16 * 1024 * 1024;
 
@@ -76,6 +78,11 @@ pub const PROCEDURE_DEADLINE_MS_DEFAULT: u64 = 60_000;
 /// `__describe_module__`), in ms.
 pub const MODULE_SETUP_MS_MAX: u64 = 10_000;
 
+/// Wasm fuel the set-up calls of one instance (`__preinit__*`, `__setup__`,
+/// `__describe_module__`) may burn together: plenty for any real module,
+/// finite for a hostile one.
+pub const MODULE_SETUP_FUEL_MAX: u64 = 2_000_000_000;
+
 /// Largest argument payload (BSATN bytes) one call accepts by default.
 pub const CALL_ARGS_BYTES_DEFAULT: u64 = 4 * 1024 * 1024;
 
@@ -139,6 +146,8 @@ pub const WS_IDLE_TIMEOUT_MS: u64 = 30_000;
 /// Bytes of a bearer token the server reads; longer ones are refused unread.
 pub const TOKEN_BYTES_MAX: usize = 16 * 1024;
 
+// ---------------------------------------------------------------- relations between the limits above
+
 // The largest call a client may send fits in one message, with room for the
 // message's own fields.
 const _: () = assert!((CALL_ARGS_BYTES_DEFAULT as usize) < WS_PAYLOAD_BYTES_MAX);
@@ -193,7 +202,7 @@ const _: () = assert!(
 const _: () =
     assert!(WASM_INSTANCES_POOLED_MAX as u64 * WASM_CORE_INSTANCE_BYTES_MAX <= 1024 * 1024 * 1024);
 
-// --- Procedures on a bounded pool, and names at the edge (issue 12: fuzzing and the NUL-name crash) ---
+// ---------------------------------------------------------------- procedures and function names
 
 /// Procedure calls one database may have queued or running at once; one
 /// more is refused as overloaded.
@@ -217,10 +226,7 @@ const _: () = assert!(PROCEDURES_RUNNING_COUNT_MAX * 4 <= PROCEDURE_THREADS_COUN
 // A full queue holds every database's share many times over.
 const _: () = assert!(PROCEDURE_THREADS_COUNT_MAX <= PROCEDURES_QUEUED_COUNT_MAX);
 
-// ---------------------------------------------------------------------------
-// Bounded queries and fair lanes (issue 12: a non-owner's SQL is unbounded;
-// fairness between databases).
-// ---------------------------------------------------------------------------
+// ---------------------------------------------------------------- queries, subscriptions and lanes
 
 /// SQL text longer than this is refused before parsing (client-protocol §6.1).
 pub const SQL_TEXT_BYTES_MAX: usize = 50_000;
@@ -314,11 +320,10 @@ const _: () = assert!(LANE_TURN_JOBS_MAX <= LANE_QUEUED_JOBS_MAX);
 // workers than it reserves; reserving none would undo the fairness rule.
 const _: () = assert!(POOL_WORKERS_RESERVED_FOR_QUICK_LANES >= 1);
 
-// ---------------------------------------------------------------------------
-// Request bodies at the HTTP edge (issue 12: request bodies are unbounded).
-// Each route reads at most its limit and answers 413 past it, before
-// buffering more (a `Content-Length` above the limit is refused unread).
-// ---------------------------------------------------------------------------
+// ---------------------------------------------------------------- request bodies
+// Each route of the HTTP edge reads at most its limit and answers 413 past
+// it, before buffering more (a `Content-Length` above the limit is refused
+// unread).
 
 /// A module upload (`POST /v1/database`, `PUT /v1/database/{name}`,
 /// `pre_publish`): the wasm bytes.
@@ -342,7 +347,7 @@ const _: () = assert!(MODULE_BYTES_MAX as u64 * 4 <= COMPILED_MODULES_CACHE_BYTE
 // A call's body is not a module's: uploads are the largest body there is.
 const _: () = assert!(CALL_BODY_BYTES_MAX <= MODULE_BYTES_MAX);
 
-// --- Snapshot policy (issue 12, "Nothing takes snapshots") ---
+// ---------------------------------------------------------------- snapshots
 
 /// Committed transactions since the last snapshot after which a database
 /// takes the next one in the background. A restart replays at most about
@@ -373,9 +378,7 @@ const _: () = assert!(
         <= COMMITLOG_SEGMENT_BYTES_DEFAULT
 );
 
-// ---------------------------------------------------------------------------
-// The hosting layer's clock (issue 12: one clock in hosting).
-// ---------------------------------------------------------------------------
+// ---------------------------------------------------------------- schedules
 
 /// Longest the timer thread sleeps before reading the host's clock again,
 /// in milliseconds: a wall clock stepped forward fires the timers now due
@@ -385,9 +388,7 @@ pub const SCHEDULER_CLOCK_RECHECK_MS: u64 = 1_000;
 // Rechecking is not a busy loop.
 const _: () = assert!(SCHEDULER_CLOCK_RECHECK_MS >= 10);
 
-// ---------------------------------------------------------------------------
-// Module descriptions and row-level security (issue 12: one home for limits).
-// ---------------------------------------------------------------------------
+// ---------------------------------------------------------------- module descriptions and row-level security
 
 /// Nesting of a module's types while they are resolved (references followed
 /// plus structural levels). Real modules nest a handful of levels; a cyclic
@@ -403,7 +404,7 @@ pub const RLS_QUERY_FRAGMENTS_MAX: usize = 64;
 const _: () = assert!(MODULE_TYPE_DEPTH_MAX >= 8);
 const _: () = assert!(RLS_QUERY_FRAGMENTS_MAX >= 1);
 
-// --- Module HTTP handlers and scheduled-immediate calls (issue 13) ---
+// ---------------------------------------------------------------- HTTP handlers and scheduled-immediate calls
 
 /// The request body of one call of a module's HTTP handler
 /// (`ANY …/route/…`), in bytes: a `Content-Length` above it is refused
@@ -429,9 +430,7 @@ const _: () = assert!(HTTP_HANDLER_REQUEST_BODY_BYTES_MAX <= MODULE_BYTES_MAX);
 const _: () = assert!(HTTP_HANDLER_DEADLINE_MS_DEFAULT <= PROCEDURE_DEADLINE_MS_DEFAULT);
 const _: () = assert!(IMMEDIATE_CALLS_PER_CALL_MAX <= LANE_QUEUED_JOBS_MAX);
 
-// ---------------------------------------------------------------------------
-// Views (issue 13: views' observable behaviour).
-// ---------------------------------------------------------------------------
+// ---------------------------------------------------------------- views
 
 /// Per-caller view materialisations that no subscription reads, kept after
 /// a one-off query or SQL read them (so the next read by the same caller

@@ -58,6 +58,17 @@ enum Command {
         /// port 0 picks a free port, printed at start).
         #[arg(long, default_value = "127.0.0.1:3000")]
         listen_addr: String,
+        /// Domain of tenant URLs: database NAME is served at
+        /// `NAME.DOMAIN` (by the Host header) as well as under
+        /// `/v1/database/NAME`.
+        #[arg(long, env = "ORRERY_DOMAIN", default_value = "localhost")]
+        domain: String,
+        /// Local development only: anyone who reaches the server may publish
+        /// with a minted identity, as on a stock standalone server, so stock
+        /// tools and their test suites work unchanged. Refused unless the
+        /// listen address is loopback.
+        #[arg(long, env = "ORRERY_DEV")]
+        dev: bool,
         /// Log lines for people (`human`) or one JSON object per line
         /// (`json`). `RUST_LOG` filters them (default `info`).
         #[arg(long, env = "ORRERY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
@@ -111,6 +122,8 @@ fn main() -> anyhow::Result<()> {
         Command::Start {
             data_dir,
             listen_addr,
+            domain,
+            dev,
             log_format,
             snapshot_every_txs,
             snapshot_every_log_mib,
@@ -123,7 +136,7 @@ fn main() -> anyhow::Result<()> {
                 },
                 ..DbOptions::default()
             };
-            start(&data_dir, &listen_addr, options)
+            start(&data_dir, &listen_addr, &domain, dev, options)
         }
         Command::Dev(cmd) => {
             let code = orrery_cli::main(cmd);
@@ -135,7 +148,16 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn start(data_dir: &Path, listen_addr: &str, options: DbOptions) -> anyhow::Result<()> {
+fn start(
+    data_dir: &Path,
+    listen_addr: &str,
+    domain: &str,
+    dev: bool,
+    options: DbOptions,
+) -> anyhow::Result<()> {
+    if dev {
+        refuse_dev_off_loopback(listen_addr)?;
+    }
     let databases_dir = data_dir.join("databases");
     std::fs::create_dir_all(&databases_dir)
         .with_context(|| format!("create data directory {}", databases_dir.display()))?;
@@ -148,7 +170,13 @@ fn start(data_dir: &Path, listen_addr: &str, options: DbOptions) -> anyhow::Resu
     // Directories that are not registry databases (not named by a database
     // identity) are bare storage: recovered and kept durable, not served.
     let bare = open_bare_storage(&databases_dir, &options)?;
-    let runtime = orrery_module::Runtime::new().context("start the module runtime")?;
+    // Compiled modules are kept under the data directory, so a restart
+    // loads each module's artifact instead of compiling it again.
+    let runtime = orrery_module::Runtime::with_config(orrery_module::RuntimeConfig {
+        artifact_dir: Some(data_dir.join("artifacts")),
+        ..orrery_module::RuntimeConfig::default()
+    })
+    .context("start the module runtime")?;
     let host = Arc::new(Host::new(runtime, HostConfig::default()));
     let registry = Arc::new(
         Registry::open_with(&databases_dir, host, options)
@@ -170,6 +198,8 @@ fn start(data_dir: &Path, listen_addr: &str, options: DbOptions) -> anyhow::Resu
         keys,
         registry: registry.clone(),
         ws: Default::default(),
+        tenant_domain: Some(domain.to_owned()),
+        access: orrery_edge::access::Access::open(),
     });
     let server = runtime.spawn(orrery_edge::serve(listener, state, async move {
         let _ = shutdown_rx.await;
@@ -251,4 +281,25 @@ fn open_bare_storage(
         open.push((name, db));
     }
     Ok(open)
+}
+
+/// `--dev` opens publishing to anyone who reaches the server: only on a
+/// loopback address, and never quietly.
+fn refuse_dev_off_loopback(listen_addr: &str) -> anyhow::Result<()> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<_> = listen_addr
+        .to_socket_addrs()
+        .with_context(|| format!("resolve the listen address {listen_addr}"))?
+        .collect();
+    if addrs.is_empty() || addrs.iter().any(|a| !a.ip().is_loopback()) {
+        anyhow::bail!(
+            "--dev opens publishing to anyone who can reach the server, so it needs a loopback \
+             listen address (127.0.0.1 or ::1), not {listen_addr}"
+        );
+    }
+    tracing::warn!(
+        "DEVELOPMENT MODE (--dev): anyone who reaches {listen_addr} may publish databases with a \
+         minted identity; never use this for anything but local development"
+    );
+    Ok(())
 }

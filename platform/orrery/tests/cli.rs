@@ -543,9 +543,26 @@ fn republish() {
         chat.to_str().unwrap(),
     ]);
     assert!(out.starts_with("updated database re-chat ("), "{out}");
-    // A compatible change shows its plan: chat-v2 adds to chat.
+    // A compatible change shows its plan: chat-v2 adds to chat. It adds a
+    // column, which disconnects every client: without a terminal to ask on
+    // that needs --break-clients, and nothing changes without it.
     let v2 = modules::module_wasm("chat-v2");
-    let run = cli.run(&["publish", "re-chat", "--bin-path", v2.to_str().unwrap()]);
+    let e = cli.fails(&["publish", "re-chat", "--bin-path", v2.to_str().unwrap()]);
+    assert!(
+        e.contains("disconnects every client") && e.contains("--break-clients"),
+        "{e}"
+    );
+    assert!(
+        !cli.run(&["sql", "re-chat", "SELECT * FROM reaction"]).ok,
+        "still chat, which has no table `reaction`"
+    );
+    let run = cli.run(&[
+        "publish",
+        "re-chat",
+        "--break-clients",
+        "--bin-path",
+        v2.to_str().unwrap(),
+    ]);
     assert!(run.ok, "{}", run.stderr);
     assert!(
         run.stderr.starts_with(&format!(
@@ -764,6 +781,7 @@ fn delete_data_modes() {
         "publish",
         "mode-chat",
         "--delete-data=on-conflict",
+        "--break-clients",
         "--bin-path",
         v2,
     ]);

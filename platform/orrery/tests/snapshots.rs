@@ -3,7 +3,8 @@
 // Protects the snapshot policy as an operator sees it: a served database
 // takes snapshots on its own while transactions commit (the metric shows the
 // newest one), a SIGTERM leaves a snapshot at the last transaction, and the
-// next start replays no commit-log record and still has every row.
+// next start replays no commit-log record, compiles no module (it loads
+// the artifact kept under the data directory) and still has every row.
 
 #[path = "../../../tests/support/modules.rs"]
 mod modules;
@@ -29,6 +30,18 @@ fn metric(o: &Orrery, name: &str, id: &str) -> Option<u64> {
     body.lines()
         .find_map(|line| line.strip_prefix(&prefix))
         .map(|value| value.parse().unwrap())
+}
+
+/// The value of the unlabelled process-wide series `name`.
+fn process_metric(o: &Orrery, name: &str) -> u64 {
+    let (status, body) = send(ureq::get(&o.url("/metrics")), None);
+    assert_eq!(status, 200, "{body}");
+    let prefix = format!("{name} ");
+    body.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {name} in {body}"))
+        .parse()
+        .unwrap()
 }
 
 fn call(o: &Orrery, bearer: &str, reducer: &str, args: &str) {
@@ -89,6 +102,9 @@ fn snapshots_on_policy_and_at_sigterm_leave_nothing_to_replay() {
         Some(0),
         "a clean stop leaves a snapshot at the last transaction"
     );
+    // The module was not compiled again: its artifact was kept on disk.
+    assert_eq!(process_metric(&o, "orrery_module_compiles_total"), 0);
+    assert!(process_metric(&o, "orrery_module_artifact_hits_total") >= 1);
     assert!(metric(&o, "orrery_snapshot_offset", &id).is_some());
     let (status, body) = send(
         ureq::post(&o.url("/v1/database/bank/sql")).set("Authorization", &bearer),

@@ -180,3 +180,39 @@ fn the_error_check_catches_an_unexpected_error_line() {
     assert!(child.unexpected_errors().is_empty());
     drop(child);
 }
+
+// Protects the promise of `--dev`: open publishing only where nobody else
+// can reach it. On a non-loopback address the process refuses to start and
+// says why; on loopback it starts and says loudly what it is.
+#[test]
+fn dev_mode_is_refused_off_loopback_and_announced_on_it() {
+    let data = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_orrery"))
+        .args(["start", "--dev", "--listen-addr", "0.0.0.0:0", "--data-dir"])
+        .arg(data.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--dev") && stderr.contains("loopback"),
+        "{stderr}"
+    );
+    assert!(
+        !data.path().join("databases").exists(),
+        "nothing was created"
+    );
+
+    let server = support::Orrery::start(data.path());
+    assert!(
+        server
+            .process
+            .lines()
+            .iter()
+            .any(|line| line.contains("DEVELOPMENT MODE")),
+        "{:?}",
+        server.process.lines()
+    );
+    server.stop();
+}

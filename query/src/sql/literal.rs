@@ -172,18 +172,7 @@ fn fixed_hex(
 }
 
 fn hex_bytes(h: &str) -> Result<Vec<u8>, SqlError> {
-    let bad = || SqlError(format!("`{h}` is not valid hex"));
-    if !h.len().is_multiple_of(2) {
-        return Err(bad());
-    }
-    (0..h.len())
-        .step_by(2)
-        .map(|i| {
-            h.get(i..i + 2)
-                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-                .ok_or_else(bad)
-        })
-        .collect()
+    hex::decode(h).map_err(|_| SqlError(format!("`{h}` is not valid hex")))
 }
 
 /// Expands decimal/scientific text into a plain signed integer string, or
@@ -349,4 +338,22 @@ pub fn rfc3339_micros(s: &str) -> Option<i64> {
     let days = era * 146_097 + doe - 719_468;
     let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset * 60;
     Some(secs * 1_000_000 + micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Protects byte-string literals: plain hex digits of either case decode;
+    // odd lengths, non-digits and a sign (which `u8::from_str_radix` took
+    // as part of a pair) are refused with the literal in the message.
+    #[test]
+    fn hex_bytes_decodes_plain_hex_only() {
+        assert_eq!(hex_bytes("0aFF").unwrap(), vec![0x0a, 0xff]);
+        assert_eq!(hex_bytes("").unwrap(), Vec::<u8>::new());
+        for bad in ["abc", "zz", "+f", "0é"] {
+            let error = hex_bytes(bad).unwrap_err();
+            assert!(error.0.contains(bad), "{bad}: {}", error.0);
+        }
+    }
 }

@@ -62,7 +62,7 @@ impl DbShared {
     fn http_handler(&self, path: &str, request: &Request, body: &[u8]) -> HttpHandlerResult {
         let module = self.module();
         let Some(handler) = module.def().http_route(&request.method, path) else {
-            return HttpHandlerResult {
+            let result = HttpHandlerResult {
                 outcome: HttpHandlerOutcome::NoSuchHandler {
                     handler: usize::MAX,
                 },
@@ -71,10 +71,15 @@ impl DbShared {
                 commits: Vec::new(),
                 immediate: Vec::new(),
             };
+            self.stats
+                .record_http_handler(&result, std::time::Duration::ZERO);
+            return result;
         };
         let name = module.def().http_handlers[handler].source_name.clone();
         let now = self.clock.now_micros();
+        let started = std::time::Instant::now();
         let result = module.call_http_handler(&self.storage, handler, request, body, now);
+        self.stats.record_http_handler(&result, started.elapsed());
         self.log.append(&result.logs);
         for delta in &result.commits {
             self.after_commit(delta);

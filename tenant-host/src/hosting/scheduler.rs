@@ -279,7 +279,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use std::sync::mpsc;
-    use storage::clock::SystemClock;
+    use storage::clock::ManualClock;
 
     struct Recorder(Mutex<mpsc::Sender<Timer>>);
 
@@ -298,38 +298,62 @@ mod tests {
         }
     }
 
+    /// A scheduler on a manual clock at [`T0`] and the clock, which only
+    /// moves when a test moves it, so nothing fires while timers are armed.
+    fn manual() -> (Scheduler, ManualClock) {
+        let clock = ManualClock::new(T0);
+        (Scheduler::start(Arc::new(clock.clone())), clock)
+    }
+
+    const T0: i64 = 1_700_000_000_000_000;
+
+    /// The schedule ids `rx` receives up to and including `last`.
+    fn received_until(rx: &mpsc::Receiver<Timer>, last: u64) -> Vec<u64> {
+        let mut got = Vec::new();
+        while got.last() != Some(&last) {
+            let timer = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the timer fires once the clock has passed it");
+            got.push(timer.schedule_id);
+        }
+        got
+    }
+
+    // Protects the heap order, re-arming and cancelling. A sentinel due last
+    // proves that nothing else fires: timers leave the heap in due order, so
+    // a stale or cancelled timer that fired would arrive before it.
     #[test]
     fn fires_in_due_order_and_rearming_replaces() {
-        let scheduler = Scheduler::start(Arc::new(SystemClock));
+        let (scheduler, clock) = manual();
         let (tx, rx) = mpsc::channel();
         let recorder: Arc<dyn Firing> = Arc::new(Recorder(Mutex::new(tx)));
-        let now = SystemClock.now_micros();
-        scheduler.arm(7, Arc::downgrade(&recorder), timer(1, now + 60_000));
-        scheduler.arm(7, Arc::downgrade(&recorder), timer(2, now + 20_000));
-        scheduler.arm(7, Arc::downgrade(&recorder), timer(3, now + 40_000));
+        scheduler.arm(7, Arc::downgrade(&recorder), timer(1, T0 + 60_000));
+        scheduler.arm(7, Arc::downgrade(&recorder), timer(2, T0 + 20_000));
+        scheduler.arm(7, Arc::downgrade(&recorder), timer(3, T0 + 40_000));
         // Re-arming id 3 later replaces its first timer.
-        scheduler.arm(7, Arc::downgrade(&recorder), timer(3, now + 80_000));
+        scheduler.arm(7, Arc::downgrade(&recorder), timer(3, T0 + 80_000));
         scheduler.cancel(7, TableId(1), 1);
-        let got: Vec<u64> = (0..2)
-            .map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap().schedule_id)
-            .collect();
-        assert_eq!(got, vec![2, 3]);
-        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+        scheduler.arm(7, Arc::downgrade(&recorder), timer(99, T0 + 90_000));
+        assert_eq!(scheduler.pending(7), 3);
+        clock.set(T0 + 100_000);
+        assert_eq!(received_until(&rx, 99), vec![2, 3, 99]);
         assert_eq!(scheduler.pending(7), 0);
     }
 
+    // Protects: a timer whose database is gone is dropped, not fired. The
+    // sentinel of a live database is due later, so it arrives first and
+    // alone only if the dropped one was discarded.
     #[test]
     fn dropped_database_timers_are_discarded() {
-        let scheduler = Scheduler::start(Arc::new(SystemClock));
+        let (scheduler, clock) = manual();
         let (tx, rx) = mpsc::channel();
-        let recorder: Arc<dyn Firing> = Arc::new(Recorder(Mutex::new(tx)));
-        scheduler.arm(
-            1,
-            Arc::downgrade(&recorder),
-            timer(1, SystemClock.now_micros() + 30_000),
-        );
-        drop(recorder);
-        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+        let dropped: Arc<dyn Firing> = Arc::new(Recorder(Mutex::new(tx.clone())));
+        let live: Arc<dyn Firing> = Arc::new(Recorder(Mutex::new(tx)));
+        scheduler.arm(1, Arc::downgrade(&dropped), timer(1, T0 + 30_000));
+        scheduler.arm(2, Arc::downgrade(&live), timer(99, T0 + 60_000));
+        drop(dropped);
+        clock.set(T0 + 100_000);
+        assert_eq!(received_until(&rx, 99), vec![99]);
     }
 
     #[test]

@@ -32,13 +32,15 @@ pub struct SqlOutcome {
 
 impl HostedDatabase {
     /// Runs one SQL statement for `sender`. Non-owners see public tables only
-    /// and may not write. A SELECT runs under the caller's one-off limits
+    /// and may not write; an owner writes only if `caller_may_write` (an
+    /// owner with a read-only token may not). A SELECT runs under the caller's one-off limits
     /// ([`QueryLimits::one_off`]); crossing one is [`QueryError::Limit`].
     pub fn run_sql(
         &self,
         sql: &str,
         sender: Identity,
         caller_is_owner: bool,
+        caller_may_write: bool,
     ) -> Result<SqlOutcome, QueryError> {
         let names = self.clients().names();
         let mut statement = parse(sql)?;
@@ -83,6 +85,12 @@ impl HostedDatabase {
         if !caller_is_owner {
             return Err(SqlError(
                 "only the database owner may run INSERT, UPDATE or DELETE".into(),
+            )
+            .into());
+        }
+        if !caller_may_write {
+            return Err(SqlError(
+                "INSERT, UPDATE and DELETE need a token with the deploy scope or more".into(),
             )
             .into());
         }

@@ -1,8 +1,10 @@
-//! Per-database call statistics: reducer calls and their durations by
-//! outcome, and fuel used, as plain atomics read at scrape time.
+//! Per-database call statistics: reducer, procedure and HTTP handler calls
+//! and their durations by outcome, and fuel used, as plain atomics read at
+//! scrape time.
 //!
-//! Owns: [`CallStats`] (recorded after every client and scheduled reducer
-//! call), [`Outcome`] (the metric label of a [`ReducerOutcome`]) and
+//! Owns: [`CallStats`] (recorded after every reducer, procedure and handler
+//! call), [`Outcome`] (the metric label of a [`ReducerOutcome`]),
+//! [`FnOutcome`] (the label of a procedure's or handler's outcome) and
 //! [`Histogram`], a fixed-bucket duration histogram.
 //! Does not own: rendering (`crate::metrics`) or client fan-out counters
 //! (`crate::clients::ClientStats`).
@@ -14,7 +16,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use orrery_module::{CallResult, ReducerOutcome};
+use orrery_module::{
+    CallResult, HttpHandlerOutcome, HttpHandlerResult, ProcedureOutcome, ProcedureResult,
+    ReducerOutcome,
+};
 
 /// Upper bounds, in seconds, of the reducer duration buckets.
 pub const CALL_BUCKETS: &[f64] = &[
@@ -83,6 +88,75 @@ impl Outcome {
     }
 }
 
+/// How a procedure or HTTP handler call ended, as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FnOutcome {
+    /// The procedure returned, or the handler answered (whatever its status).
+    Returned,
+    Trapped,
+    OutOfFuel,
+    Timeout,
+    BadArguments,
+    /// No such procedure, or no handler routed at the request's method and path.
+    NotFound,
+    NotCallable,
+    Internal,
+}
+
+impl FnOutcome {
+    pub const ALL: [FnOutcome; 8] = [
+        FnOutcome::Returned,
+        FnOutcome::Trapped,
+        FnOutcome::OutOfFuel,
+        FnOutcome::Timeout,
+        FnOutcome::BadArguments,
+        FnOutcome::NotFound,
+        FnOutcome::NotCallable,
+        FnOutcome::Internal,
+    ];
+
+    pub fn of_procedure(outcome: &ProcedureOutcome) -> FnOutcome {
+        match outcome {
+            ProcedureOutcome::Returned { .. } => FnOutcome::Returned,
+            ProcedureOutcome::Trapped { .. } => FnOutcome::Trapped,
+            ProcedureOutcome::OutOfFuel => FnOutcome::OutOfFuel,
+            ProcedureOutcome::Timeout => FnOutcome::Timeout,
+            ProcedureOutcome::BadArguments { .. } => FnOutcome::BadArguments,
+            ProcedureOutcome::NoSuchProcedure { .. } => FnOutcome::NotFound,
+            ProcedureOutcome::NotCallable { .. } => FnOutcome::NotCallable,
+            ProcedureOutcome::Internal { .. } => FnOutcome::Internal,
+        }
+    }
+
+    pub fn of_http_handler(outcome: &HttpHandlerOutcome) -> FnOutcome {
+        match outcome {
+            HttpHandlerOutcome::Responded(_) => FnOutcome::Returned,
+            HttpHandlerOutcome::Trapped { .. } => FnOutcome::Trapped,
+            HttpHandlerOutcome::OutOfFuel => FnOutcome::OutOfFuel,
+            HttpHandlerOutcome::Timeout => FnOutcome::Timeout,
+            HttpHandlerOutcome::NoSuchHandler { .. } => FnOutcome::NotFound,
+            HttpHandlerOutcome::Internal { .. } => FnOutcome::Internal,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            FnOutcome::Returned => "returned",
+            FnOutcome::Trapped => "trapped",
+            FnOutcome::OutOfFuel => "out_of_fuel",
+            FnOutcome::Timeout => "timeout",
+            FnOutcome::BadArguments => "bad_arguments",
+            FnOutcome::NotFound => "not_found",
+            FnOutcome::NotCallable => "not_callable",
+            FnOutcome::Internal => "internal",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// A fixed-bucket histogram of durations.
 #[derive(Debug)]
 pub struct Histogram {
@@ -138,11 +212,15 @@ impl Histogram {
     }
 }
 
-/// Reducer calls of one database.
+/// Reducer, procedure and HTTP handler calls of one database.
 #[derive(Debug)]
 pub struct CallStats {
-    /// Indexed by [`Outcome`].
+    /// Reducer calls, indexed by [`Outcome`].
     durations: [Histogram; 9],
+    /// Procedure calls, indexed by [`FnOutcome`].
+    procedures: [Histogram; 8],
+    /// HTTP handler calls, indexed by [`FnOutcome`].
+    http_handlers: [Histogram; 8],
     fuel_used: AtomicU64,
     /// Evaluations of views (one per materialisation made or refreshed).
     view_evaluations: AtomicU64,
@@ -152,6 +230,8 @@ impl Default for CallStats {
     fn default() -> CallStats {
         CallStats {
             durations: std::array::from_fn(|_| Histogram::new(CALL_BUCKETS)),
+            procedures: std::array::from_fn(|_| Histogram::new(CALL_BUCKETS)),
+            http_handlers: std::array::from_fn(|_| Histogram::new(CALL_BUCKETS)),
             fuel_used: AtomicU64::new(0),
             view_evaluations: AtomicU64::new(0),
         }
@@ -166,9 +246,33 @@ impl CallStats {
             .fetch_add(result.fuel_used, Ordering::Relaxed);
     }
 
-    /// Calls that ended with `outcome`: count and durations.
+    /// Reducer calls that ended with `outcome`: count and durations.
     pub fn durations(&self, outcome: Outcome) -> HistogramSnapshot {
         self.durations[outcome.index()].snapshot()
+    }
+
+    /// Counts one procedure call that ended with `result` after `took`.
+    pub fn record_procedure(&self, result: &ProcedureResult, took: Duration) {
+        self.procedures[FnOutcome::of_procedure(&result.outcome).index()].record(took);
+        self.fuel_used
+            .fetch_add(result.fuel_used, Ordering::Relaxed);
+    }
+
+    /// Procedure calls that ended with `outcome`: count and durations.
+    pub fn procedure_durations(&self, outcome: FnOutcome) -> HistogramSnapshot {
+        self.procedures[outcome.index()].snapshot()
+    }
+
+    /// Counts one HTTP handler call that ended with `result` after `took`.
+    pub fn record_http_handler(&self, result: &HttpHandlerResult, took: Duration) {
+        self.http_handlers[FnOutcome::of_http_handler(&result.outcome).index()].record(took);
+        self.fuel_used
+            .fetch_add(result.fuel_used, Ordering::Relaxed);
+    }
+
+    /// HTTP handler calls that ended with `outcome`: count and durations.
+    pub fn http_handler_durations(&self, outcome: FnOutcome) -> HistogramSnapshot {
+        self.http_handlers[outcome.index()].snapshot()
     }
 
     /// Counts one evaluation of a view.
@@ -196,6 +300,50 @@ mod tests {
         for (i, o) in Outcome::ALL.iter().enumerate() {
             assert_eq!(o.index(), i);
         }
+    }
+
+    #[test]
+    fn fn_outcomes_index_their_slot() {
+        for (i, o) in FnOutcome::ALL.iter().enumerate() {
+            assert_eq!(o.index(), i);
+        }
+    }
+
+    #[test]
+    fn procedures_and_handlers_are_counted_apart_from_reducers() {
+        let s = CallStats::default();
+        let procedure = |outcome| ProcedureResult {
+            outcome,
+            logs: Vec::new(),
+            fuel_used: 3,
+            commits: Vec::new(),
+            immediate: Vec::new(),
+        };
+        let handler = |outcome| HttpHandlerResult {
+            outcome,
+            logs: Vec::new(),
+            fuel_used: 4,
+            commits: Vec::new(),
+            immediate: Vec::new(),
+        };
+        s.record_procedure(
+            &procedure(ProcedureOutcome::Returned { value: Vec::new() }),
+            Duration::from_millis(1),
+        );
+        s.record_procedure(
+            &procedure(ProcedureOutcome::Timeout),
+            Duration::from_secs(30),
+        );
+        s.record_http_handler(
+            &handler(HttpHandlerOutcome::NoSuchHandler { handler: 0 }),
+            Duration::ZERO,
+        );
+        assert_eq!(s.procedure_durations(FnOutcome::Returned).count, 1);
+        assert_eq!(s.procedure_durations(FnOutcome::Timeout).count, 1);
+        assert_eq!(s.http_handler_durations(FnOutcome::NotFound).count, 1);
+        assert_eq!(s.http_handler_durations(FnOutcome::Returned).count, 0);
+        assert!(Outcome::ALL.iter().all(|&o| s.durations(o).count == 0));
+        assert_eq!(s.fuel_used(), 10);
     }
 
     #[test]

@@ -222,7 +222,7 @@ fn unreadable_module_is_kept_and_answers_broken_by_name() {
         registry.create(owner(), None, Some(id), &wasm).map(|_| ()),
     ] {
         assert!(
-            matches!(result, Err(RegistryError::Broken { .. })),
+            matches!(result, Err(RegistryError::Broken { identity, .. }) if identity == id),
             "{result:?}"
         );
     }

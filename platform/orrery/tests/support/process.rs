@@ -214,12 +214,21 @@ pub(crate) struct Orrery {
 }
 
 impl Orrery {
+    /// `orrery start --dev`: publishing is open to minted identities, as
+    /// the stock flows these tests drive expect.
     pub(crate) fn start(data: &Path) -> Orrery {
         Orrery::start_with(data, &[])
     }
 
     /// [`Orrery::start`] with `extra` arguments for `orrery start`.
     pub(crate) fn start_with(data: &Path, extra: &[&str]) -> Orrery {
+        let mut args = vec!["--dev"];
+        args.extend_from_slice(extra);
+        Orrery::start_closed(data, &args)
+    }
+
+    /// `orrery start` as it runs by default: owner actions need accounts.
+    pub(crate) fn start_closed(data: &Path, extra: &[&str]) -> Orrery {
         let process = spawn_orrery(data, extra);
         let banner = process.wait_for_line("orrery started");
         let addr = listen_addr(&banner);

@@ -1,0 +1,20 @@
+//! The object stores of the platform, through the `object_store` crate.
+//!
+//! Owns: which stores exist and how they are named ([`url`]: `s3://bucket/prefix`
+//! with endpoint and credentials from the standard `AWS_*` variables,
+//! `file:///dir`, the embedded default, and `memory://` for tests), and the
+//! content-addressed module objects `modules/<sha256>.wasm` and
+//! `modules/<sha256>.manifest` ([`modules`]), loaded only after their signed
+//! manifest and hash verify.
+//! Does not own: signing and verification themselves (`orrery_api::manifest`),
+//! which module a database runs (the control plane's metadata store), or the
+//! commit-log segments and snapshots (a later issue adds them here).
+//!
+//! The API is async (`object_store`'s); callers bring a Tokio runtime.
+
+pub mod modules;
+pub mod url;
+
+pub use modules::{ModuleHash, ModuleStore, ModuleStoreError, VerifiedModule};
+pub use object_store;
+pub use url::{ObjectStoreUrl, OpenError, S3Settings, UrlError};

@@ -1,0 +1,225 @@
+//! The accounts of `orrery start`: the edge's `Authenticator` answered in
+//! process by the embedded control plane, and the control-plane API's
+//! `DatabaseHosts` answered by the in-process registry.
+//!
+//! Owns: [`Embedded`] (translating between `control_plane` principals and
+//! errors and the edge's grants and refusals) and [`LocalHosts`].
+//! Does not own: any rule of who may do what (the control plane decides;
+//! the edge applies the grant).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use control_plane::{ControlPlane, Credential, Error, ErrorCode, Principal, TokenDatabases};
+use orrery_edge::access::{Authenticator, BoxFuture, Grant, Handle, OwnerEvent, Refusal};
+use sha2::{Digest, Sha256};
+use tenant_host::registry::Registry;
+
+/// The edge's authenticator over a control plane in the same process.
+pub struct Embedded {
+    pub plane: Arc<ControlPlane>,
+}
+
+/// What a grant carries for the later calls of its request.
+struct Carried {
+    principal: Principal,
+    client: Option<IpAddr>,
+}
+
+fn refusal(error: Error) -> Refusal {
+    let message = error.to_string();
+    match error.code() {
+        ErrorCode::Unauthorized => Refusal::Unauthorized(message),
+        ErrorCode::Forbidden | ErrorCode::NotFound => Refusal::Forbidden(message),
+        ErrorCode::Conflict => Refusal::Conflict(message),
+        ErrorCode::InvalidRequest => Refusal::Invalid(message),
+        _ => {
+            tracing::error!(error = %message, "the control plane failed");
+            Refusal::Unavailable(message)
+        }
+    }
+}
+
+fn carried(grant: &Grant) -> Result<&Carried, Refusal> {
+    grant
+        .handle
+        .get::<Carried>()
+        .ok_or_else(|| Refusal::Unavailable("a grant this server did not make".into()))
+}
+
+impl Embedded {
+    async fn grant(&self, credential: &str, client: Option<IpAddr>) -> Result<Grant, Error> {
+        let principal = self.plane.authenticate(credential).await?;
+        let (scope, databases) = match &principal.credential {
+            Credential::Session { .. } => (control_plane::Scope::Admin, None),
+            Credential::ApiToken {
+                scope, databases, ..
+            } => {
+                let listed = match databases {
+                    TokenDatabases::All => None,
+                    TokenDatabases::Listed(ids) => Some(
+                        self.plane
+                            .list_databases(&principal)
+                            .await?
+                            .into_iter()
+                            .filter(|d| ids.contains(&d.id))
+                            .map(|d| d.name)
+                            .collect(),
+                    ),
+                };
+                (*scope, listed)
+            }
+        };
+        let credential_id = match &principal.credential {
+            Credential::Session { .. } => "session".to_owned(),
+            Credential::ApiToken { token_id, .. } => token_id.to_string(),
+        };
+        Ok(Grant {
+            identity: principal.identity,
+            account: principal.account_id.to_string(),
+            issuer: control_plane::PLATFORM_ISSUER.to_owned(),
+            scope,
+            databases,
+            credential: credential_id,
+            handle: Handle::new(Carried { principal, client }),
+        })
+    }
+}
+
+impl Authenticator for Embedded {
+    fn authenticate<'a>(
+        &'a self,
+        credential: &'a str,
+        client: Option<IpAddr>,
+    ) -> BoxFuture<'a, Result<Grant, Refusal>> {
+        Box::pin(async move { self.grant(credential, client).await.map_err(refusal) })
+    }
+
+    fn claim_database<'a>(
+        &'a self,
+        grant: &'a Grant,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<(), Refusal>> {
+        Box::pin(async move {
+            let carried = carried(grant)?;
+            match self
+                .plane
+                .authorize(&carried.principal, name, control_plane::Scope::Deploy)
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(Error::NotFound { .. }) => self
+                    .plane
+                    .create_database(&carried.principal, name, carried.client)
+                    .await
+                    .map(|_| ())
+                    .map_err(refusal),
+                Err(e) => Err(refusal(e)),
+            }
+        })
+    }
+
+    fn rename_database<'a>(
+        &'a self,
+        grant: &'a Grant,
+        from: &'a str,
+        to: &'a str,
+    ) -> BoxFuture<'a, Result<(), Refusal>> {
+        Box::pin(async move {
+            let carried = carried(grant)?;
+            self.plane
+                .rename_database(&carried.principal, from, to, carried.client)
+                .await
+                .map(|_| ())
+                .map_err(refusal)
+        })
+    }
+
+    fn record<'a>(&'a self, grant: &'a Grant, event: OwnerEvent) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let Ok(carried) = carried(grant) else { return };
+            let (what, result) = match event {
+                OwnerEvent::Published {
+                    database, module, ..
+                } => {
+                    let sha = hex::encode(Sha256::digest(&module));
+                    let result = self
+                        .plane
+                        .record_publish(&carried.principal, &database, &sha, carried.client)
+                        .await
+                        .map(|_| ());
+                    (format!("the publish of {database}"), result)
+                }
+                OwnerEvent::Deleted { database } => {
+                    let result = self
+                        .plane
+                        .delete_database(&carried.principal, &database, carried.client)
+                        .await;
+                    (format!("the deletion of {database}"), result)
+                }
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %e, "the control plane did not record {what}");
+            }
+        })
+    }
+}
+
+/// The databases of this process's registry, as the control-plane API
+/// renames and deletes them.
+pub struct LocalHosts {
+    pub registry: Arc<Registry>,
+}
+
+impl LocalHosts {
+    fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Registry) -> Result<T, String> + Send + 'static,
+    ) -> BoxFuture<'static, Result<T, String>> {
+        let registry = self.registry.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || job(&registry))
+                .await
+                .map_err(|e| format!("the host task failed: {e}"))?
+        })
+    }
+}
+
+/// Renames database `from` of the registry to `to`, as its owner.
+pub fn rename_local(registry: &Registry, from: &str, to: &str) -> Result<(), String> {
+    let Some(id) = registry.lookup_name(from) else {
+        // Created in the control plane but never published: nothing here.
+        return Ok(());
+    };
+    let entry = registry
+        .get(&id)
+        .ok_or_else(|| format!("`{from}` has no database on this host"))?;
+    registry
+        .replace_names(&id, &entry.owner(), vec![to.to_owned()])
+        .map_err(|e| e.to_string())
+}
+
+/// Deletes database `name` of the registry, as its owner.
+pub fn delete_local(registry: &Registry, name: &str) -> Result<(), String> {
+    let Some(id) = registry.lookup_name(name) else {
+        return Ok(());
+    };
+    let Some(entry) = registry.get(&id) else {
+        return Ok(());
+    };
+    registry
+        .delete(&id, &entry.owner())
+        .map_err(|e| e.to_string())
+}
+
+impl LocalHosts {
+    pub fn rename(&self, from: &str, to: &str) -> BoxFuture<'static, Result<(), String>> {
+        let (from, to) = (from.to_owned(), to.to_owned());
+        self.run(move |registry| rename_local(registry, &from, &to))
+    }
+
+    pub fn delete(&self, name: &str) -> BoxFuture<'static, Result<(), String>> {
+        let name = name.to_owned();
+        self.run(move |registry| delete_local(registry, &name))
+    }
+}
