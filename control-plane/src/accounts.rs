@@ -88,7 +88,7 @@ impl ControlPlane {
     ) -> Result<LoggedIn, Error> {
         let now = self.now_ms();
         let account_id = AccountId::generate();
-        let mut tx = self.store.pool().begin().await.context("begin a sign-up")?;
+        let mut tx = self.store.begin_write().await?;
         if let Some(code) = invite {
             let used = sqlx::query(
                 "UPDATE invites SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL \
@@ -179,7 +179,7 @@ impl ControlPlane {
         };
         let account = account_from_row(row)?;
         let now = self.now_ms();
-        let mut tx = self.store.pool().begin().await.context("begin a login")?;
+        let mut tx = self.store.begin_write().await?;
         sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND expires_at <= $2")
             .bind(account.id.as_str())
             .bind(now)
@@ -240,12 +240,7 @@ impl ControlPlane {
             return Err(Error::InvalidCredentials);
         }
         let hash = hash_off_thread(new_password.to_owned()).await?;
-        let mut tx = self
-            .store
-            .pool()
-            .begin()
-            .await
-            .context("begin a password change")?;
+        let mut tx = self.store.begin_write().await?;
         sqlx::query("UPDATE accounts SET password_hash = $1 WHERE id = $2")
             .bind(&hash)
             .bind(account.id.as_str())

@@ -81,12 +81,7 @@ impl ControlPlane {
             now.div_euclid(1000),
             expires_at_ms.map(|ms| ms.div_euclid(1000)),
         )?;
-        let mut tx = self
-            .store
-            .pool()
-            .begin()
-            .await
-            .context("begin a token creation")?;
+        let mut tx = self.store.begin_write().await?;
         sqlx::query(
             "INSERT INTO api_tokens (id, account_id, name, token_hash, scope, all_databases, \
              created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -175,12 +170,7 @@ impl ControlPlane {
         client_ip: Option<IpAddr>,
     ) -> Result<(), Error> {
         self.require_account_scope(principal, Scope::Admin)?;
-        let mut tx = self
-            .store
-            .pool()
-            .begin()
-            .await
-            .context("begin a revocation")?;
+        let mut tx = self.store.begin_write().await?;
         let exists = sqlx::query("SELECT id FROM api_tokens WHERE id = $1 AND account_id = $2")
             .bind(token_id)
             .bind(principal.account_id.as_str())

@@ -59,12 +59,7 @@ impl ControlPlane {
     ) -> Result<Database, Error> {
         self.require_account_scope(principal, Scope::Deploy)?;
         validate_database_name(name)?;
-        let mut tx = self
-            .store
-            .pool()
-            .begin()
-            .await
-            .context("begin a database creation")?;
+        let mut tx = self.store.begin_write().await?;
         let database = self
             .insert_database(&mut tx, principal, name, client_ip)
             .await?;
@@ -152,7 +147,7 @@ impl ControlPlane {
         if new_name == database.name {
             return Ok(database);
         }
-        let mut tx = self.store.pool().begin().await.context("begin a rename")?;
+        let mut tx = self.store.begin_write().await?;
         let renamed = sqlx::query("UPDATE databases SET name = $1 WHERE id = $2")
             .bind(new_name)
             .bind(database.id.as_str())
@@ -247,7 +242,7 @@ impl ControlPlane {
             }
             Err(error) => return Err(error),
         };
-        let mut tx = self.store.pool().begin().await.context("begin a publish")?;
+        let mut tx = self.store.begin_write().await?;
         let database = match existing {
             Some(database) => database,
             None => {
@@ -255,6 +250,14 @@ impl ControlPlane {
                     .await?
             }
         };
+        // Publishes to one database take turns: this no-op write locks the
+        // database's row (Postgres) or the file (SQLite, already locked)
+        // until the commit, so versions are numbered without gaps or races.
+        sqlx::query("UPDATE databases SET name = name WHERE id = $1")
+            .bind(database.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .context("lock a database for a publish")?;
         if database.suspended_at_ms.is_some() {
             return Err(Error::forbidden(format!(
                 "database {name:?} is suspended by the operator"
@@ -313,12 +316,7 @@ impl ControlPlane {
     ) -> Result<(), Error> {
         self.require_operator(principal)?;
         let database = self.database_by_name(name).await?;
-        let mut tx = self
-            .store
-            .pool()
-            .begin()
-            .await
-            .context("begin a suspension")?;
+        let mut tx = self.store.begin_write().await?;
         sqlx::query(
             "UPDATE databases SET suspended_at = $1 WHERE id = $2 AND suspended_at IS NULL",
         )
@@ -364,12 +362,7 @@ impl ControlPlane {
         client_ip: Option<IpAddr>,
         detail: Option<&str>,
     ) -> Result<(), Error> {
-        let mut tx = self
-            .store
-            .pool()
-            .begin()
-            .await
-            .context("begin a deletion")?;
+        let mut tx = self.store.begin_write().await?;
         // Children first: SQLite enforces the cascades only with its
         // foreign-key pragma on, so the order does not rely on it.
         for table in ["api_token_databases", "module_versions", "placements"] {

@@ -26,6 +26,7 @@ on_both_backends!(control_plane::SignupMode::Open =>
     wrong_password_and_unknown_email_get_the_same_answer,
     login_flood_is_rate_limited_per_email,
     login_flood_is_rate_limited_per_ip,
+    signup_flood_is_rate_limited_per_ip,
     change_password_ends_other_sessions,
     sessions_expire_after_30_days,
     malformed_and_unknown_credentials,
@@ -203,6 +204,27 @@ async fn login_flood_is_rate_limited_per_ip(h: Harness) {
     h.cp.login("ann@example.com", PASSWORD, ip("203.0.113.6"))
         .await
         .unwrap();
+}
+
+async fn signup_flood_is_rate_limited_per_ip(h: Harness) {
+    let flooder = ip("203.0.113.7");
+    // Attempts count before anything else is checked, so refused ones too.
+    for n in 0..20 {
+        let error =
+            h.cp.signup(&format!("not an email {n}"), PASSWORD, None, flooder)
+                .await
+                .unwrap_err();
+        assert_eq!(error.code().as_str(), "invalid_request", "{n}: {error}");
+    }
+    let limited =
+        h.cp.signup("ann@example.com", PASSWORD, None, flooder)
+            .await
+            .unwrap_err();
+    assert!(matches!(limited, Error::RateLimited { .. }), "{limited}");
+    h.clock.advance_ms(3_000);
+    h.cp.signup("ann@example.com", PASSWORD, None, flooder)
+        .await
+        .expect("one sign-up refilled after 3 s");
 }
 
 async fn change_password_ends_other_sessions(h: Harness) {

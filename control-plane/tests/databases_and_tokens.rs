@@ -27,6 +27,7 @@ on_both_backends!(control_plane::SignupMode::Open =>
     a_read_token_cannot_publish,
     first_publish_creates_the_database,
     publishes_record_versions,
+    concurrent_publishes_get_distinct_versions,
     audit_log_is_newest_first_and_per_account,
     account_level_actions_need_account_wide_admin,
 );
@@ -434,6 +435,24 @@ async fn publishes_record_versions(h: Harness) {
         entries[0].detail.as_deref(),
         Some(format!("version 2 sha256 {SHA_B}").as_str())
     );
+}
+
+async fn concurrent_publishes_get_distinct_versions(h: Harness) {
+    let ann = account(&h, "ann@example.com").await;
+    h.cp.create_database(&ann, "chat", None).await.unwrap();
+    let mut publishes = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let cp = h.cp.clone();
+        let ann = ann.clone();
+        publishes.spawn(async move { cp.record_publish(&ann, "chat", SHA_A, None).await });
+    }
+    let mut versions = Vec::new();
+    while let Some(published) = publishes.join_next().await {
+        versions.push(published.unwrap().expect("a concurrent publish").version);
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=8).collect::<Vec<i64>>());
+    assert_eq!(h.cp.audit_log(&ann, 100).await.unwrap().len(), 9);
 }
 
 async fn audit_log_is_newest_first_and_per_account(h: Harness) {

@@ -118,10 +118,7 @@ impl Caller {
 
 /// The account credential of a request, if it came with one: the bearer
 /// token, or a `?token=` when there is no `Authorization` header.
-pub(crate) fn account_credential(
-    headers: &HeaderMap,
-    query_token: Option<&str>,
-) -> Option<String> {
+pub(crate) fn account_credential(headers: &HeaderMap, query_token: Option<&str>) -> Option<String> {
     match headers.get(AUTHORIZATION) {
         Some(value) => value
             .to_str()
@@ -643,7 +640,10 @@ async fn claim_for_publish(
         ));
     };
     let Some(authenticator) = &state.access.authenticator else {
-        return Err(fail(ErrorCode::Internal, "account credential without an authenticator"));
+        return Err(fail(
+            ErrorCode::Internal,
+            "account credential without an authenticator",
+        ));
     };
     authenticator
         .claim_database(grant, name)

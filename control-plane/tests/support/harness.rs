@@ -15,7 +15,7 @@ use sqlx::Connection;
 pub const START_MS: i64 = 1_767_225_600_000;
 
 pub struct Harness {
-    pub cp: ControlPlane,
+    pub cp: Arc<ControlPlane>,
     pub clock: ManualClock,
     pub url: String,
     // Keeps the SQLite folder alive for the test.
@@ -39,13 +39,13 @@ impl Harness {
     async fn open(url: String, signup: SignupMode, dir: Option<tempfile::TempDir>) -> Harness {
         let store = Store::connect(&url).await.expect("connect the store");
         let clock = ManualClock::new(START_MS);
-        let cp = ControlPlane::new(
+        let cp = Arc::new(ControlPlane::new(
             store,
             Config {
                 signup,
                 clock: Arc::new(clock.clone()),
             },
-        );
+        ));
         Harness {
             cp,
             clock,

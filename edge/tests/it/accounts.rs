@@ -182,7 +182,12 @@ fn publishing_needs_an_account_token_with_the_deploy_scope() {
     let (status, body) = publish(base, Some(&app), "chat", "chat");
     assert_eq!(status, 403, "{body}");
     // An unknown account token: 401.
-    let (status, body) = publish(base, Some(&format!("{API_TOKEN_PREFIX}e30.nope")), "chat", "chat");
+    let (status, body) = publish(
+        base,
+        Some(&format!("{API_TOKEN_PREFIX}e30.nope")),
+        "chat",
+        "chat",
+    );
     assert_eq!(status, 401, "{body}");
     // A read token may not publish.
     let read = accounts.token("acc_a", Scope::Read, None);
@@ -211,7 +216,10 @@ fn publishing_needs_an_account_token_with_the_deploy_scope() {
     // plane said; a nameless publish is refused with a hint.
     let other = accounts.token("acc_b", Scope::Admin, None);
     let (status, body) = publish(base, Some(&other), "chat", "bank");
-    assert_eq!(status, 401, "an update of another account's database: {body}");
+    assert_eq!(
+        status, 401,
+        "an update of another account's database: {body}"
+    );
     assert!(body.contains("PermissionDenied"), "{body}");
     let (status, body) = send(
         base,
@@ -249,8 +257,24 @@ fn owner_routes_follow_the_tokens_scope_and_databases() {
 
     // Logs: read is enough, but only for the listed database; an app
     // identity is told it needs an account token.
-    assert_eq!(send(base, Some(&read_alpha), "GET", "/v1/database/alpha/logs", b"").0, 200);
-    let (status, body) = send(base, Some(&read_alpha), "GET", "/v1/database/beta/logs", b"");
+    assert_eq!(
+        send(
+            base,
+            Some(&read_alpha),
+            "GET",
+            "/v1/database/alpha/logs",
+            b""
+        )
+        .0,
+        200
+    );
+    let (status, body) = send(
+        base,
+        Some(&read_alpha),
+        "GET",
+        "/v1/database/beta/logs",
+        b"",
+    );
     assert_eq!(status, 403, "{body}");
     let (status, body) = send(base, Some(&app), "GET", "/v1/database/alpha/logs", b"");
     assert_eq!(status, 403, "{body}");
@@ -258,10 +282,22 @@ fn owner_routes_follow_the_tokens_scope_and_databases() {
     // SQL: a read token queries private tables as the owner but may not
     // write; a deploy token writes.
     let insert = b"INSERT INTO channel (id, name) VALUES (100, 'extra')";
-    let (status, body) = send(base, Some(&read_alpha), "POST", "/v1/database/alpha/sql", insert);
+    let (status, body) = send(
+        base,
+        Some(&read_alpha),
+        "POST",
+        "/v1/database/alpha/sql",
+        insert,
+    );
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("deploy"), "{body}");
-    let (status, body) = send(base, Some(&deploy), "POST", "/v1/database/alpha/sql", insert);
+    let (status, body) = send(
+        base,
+        Some(&deploy),
+        "POST",
+        "/v1/database/alpha/sql",
+        insert,
+    );
     assert_eq!(status, 200, "{body}");
     let (status, body) = send(base, Some(&app), "POST", "/v1/database/alpha/sql", insert);
     assert_eq!(status, 400, "an app user never writes: {body}");
@@ -281,7 +317,10 @@ fn owner_routes_follow_the_tokens_scope_and_databases() {
     assert_eq!(status, 403, "{body}");
     let (status, body) = send(base, Some(&admin), "DELETE", "/v1/database/beta", b"");
     assert_eq!(status, 200, "{body}");
-    assert!(accounts.recorded().iter().any(|r| r.ends_with("deleted beta")));
+    assert!(accounts
+        .recorded()
+        .iter()
+        .any(|r| r.ends_with("deleted beta")));
 
     // Rename: one name, moved by the control plane first.
     let (status, body) = send(
@@ -292,7 +331,9 @@ fn owner_routes_follow_the_tokens_scope_and_databases() {
         br#"["gamma"]"#,
     );
     assert_eq!(status, 200, "{body}");
-    assert!(accounts.recorded().contains(&"renamed alpha gamma".to_owned()));
+    assert!(accounts
+        .recorded()
+        .contains(&"renamed alpha gamma".to_owned()));
     assert_eq!(send(base, None, "GET", "/v1/database/gamma", b"").0, 200);
     let (status, body) = send(
         base,
@@ -318,7 +359,13 @@ fn an_account_token_connects_over_websocket_as_the_account() {
     assert!(owner.call("set_name", crate::ws::string_args("boss")));
 
     // The short-lived token the SDKs fetch first is for the same identity.
-    let (status, body) = send(base, Some(&deploy), "POST", "/v1/identity/websocket-token", b"");
+    let (status, body) = send(
+        base,
+        Some(&deploy),
+        "POST",
+        "/v1/identity/websocket-token",
+        b"",
+    );
     assert_eq!(status, 200, "{body}");
     let short: serde_json::Value = serde_json::from_str(&body).unwrap();
     let short = short["token"].as_str().unwrap();

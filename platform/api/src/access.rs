@@ -94,8 +94,12 @@ mod tests {
             }
         }
         assert_eq!(format!("{encoded}."), API_TOKEN_PREFIX);
-        assert!(is_account_credential(&format!("{API_TOKEN_PREFIX}e30.c2VjcmV0")));
+        assert!(is_account_credential(&format!(
+            "{API_TOKEN_PREFIX}e30.c2VjcmV0"
+        )));
         assert!(is_account_credential("orrs_00ff"));
-        assert!(!is_account_credential("eyJ0eXAiOiJKV1QiLCJhbGciOiJFUzI1NiJ9.e30.sig"));
+        assert!(!is_account_credential(
+            "eyJ0eXAiOiJKV1QiLCJhbGciOiJFUzI1NiJ9.e30.sig"
+        ));
     }
 }
