@@ -24,6 +24,7 @@ const CRATE_DIRS: &[&str] = &[
     "edge",
     "billing",
     "control-plane",
+    "control-api",
     "objstore",
     "tests/src",
     // The fuzz targets: a Cargo workspace of its own, same conventions.
@@ -95,6 +96,7 @@ const MAY_DEPEND_ON: &[(&str, Option<&[&str]>)] = &[
     // Object stores and module artifacts: for the control plane, the host
     // and the CLI (and the orrery binary, which may depend on anything).
     ("orrery-objstore", Some(&["orrery-api"])),
+    ("control-api", Some(&["control-plane", "orrery-api"])),
     ("orrery", None),
     ("loadgen", Some(&["orrery-wire"])),
     ("tests", None),

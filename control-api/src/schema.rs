@@ -1,0 +1,243 @@
+//! The JSON bodies of the API, with their OpenAPI schemas.
+//!
+//! Owns: the request and response types and their conversion from the
+//! control plane's records. Times are Unix milliseconds (`…_at_ms`);
+//! identities are 64 hex digits.
+
+use control_plane::{Account, AuditEntry, CreatedToken, Database, LoggedIn, TokenInfo};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Every error: `{"error": {"code", "message"}}`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable code: `invalid_request`, `unauthorized`, `forbidden`,
+    /// `not_found`, `conflict`, `confirmation_required`, `rate_limited`,
+    /// `internal`.
+    pub code: String,
+    pub message: String,
+}
+
+/// `POST /signup`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SignupRequest {
+    pub email: String,
+    pub password: String,
+    /// An operator's invitation (`orri_…`), needed when sign-up is by
+    /// invitation only.
+    #[serde(default)]
+    pub invite: Option<String>,
+}
+
+/// `POST /login`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+/// `POST /account/password`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// An account.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AccountJson {
+    pub id: String,
+    pub email: String,
+    /// `member` or `operator`.
+    pub role: String,
+    /// The account's identity: the owner of its databases.
+    pub identity: String,
+    pub created_at_ms: i64,
+}
+
+impl From<Account> for AccountJson {
+    fn from(account: Account) -> AccountJson {
+        AccountJson {
+            id: account.id.to_string(),
+            email: account.email,
+            role: account.role.as_str().to_owned(),
+            identity: account.identity.to_hex().to_string(),
+            created_at_ms: account.created_at_ms,
+        }
+    }
+}
+
+/// A new session: also set as the `orrery_session` cookie.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SessionJson {
+    pub account: AccountJson,
+    /// `orrs_…`: a bearer credential, shown here only.
+    pub session: String,
+    pub expires_at_ms: i64,
+}
+
+impl From<LoggedIn> for SessionJson {
+    fn from(logged_in: LoggedIn) -> SessionJson {
+        SessionJson {
+            account: logged_in.account.into(),
+            session: logged_in.session,
+            expires_at_ms: logged_in.expires_at_ms,
+        }
+    }
+}
+
+/// `POST /tokens`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenRequest {
+    /// A label for people (1 to 100 characters).
+    pub name: String,
+    /// `read`, `deploy` or `admin`.
+    pub scope: String,
+    /// The databases the token is for; absent: the whole account.
+    #[serde(default)]
+    pub databases: Option<Vec<String>>,
+    /// Seconds until the token expires; absent: never.
+    #[serde(default)]
+    pub expires_in_secs: Option<u64>,
+}
+
+/// What is known of an API token (never the token itself).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenInfoJson {
+    pub id: String,
+    pub name: String,
+    pub scope: String,
+    /// `null`: account-wide; otherwise the current names of its databases.
+    pub databases: Option<Vec<String>>,
+    pub created_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+    pub revoked_at_ms: Option<i64>,
+    pub last_used_at_ms: Option<i64>,
+}
+
+impl From<TokenInfo> for TokenInfoJson {
+    fn from(info: TokenInfo) -> TokenInfoJson {
+        TokenInfoJson {
+            id: info.id.to_string(),
+            name: info.name,
+            scope: info.scope.as_str().to_owned(),
+            databases: info.databases,
+            created_at_ms: info.created_at_ms,
+            expires_at_ms: info.expires_at_ms,
+            revoked_at_ms: info.revoked_at_ms,
+            last_used_at_ms: info.last_used_at_ms,
+        }
+    }
+}
+
+/// A new API token: `token` is shown this once and never again.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreatedTokenJson {
+    pub id: String,
+    /// The bearer token (`Authorization: Bearer …`, `spacetime login --token …`).
+    pub token: String,
+    pub name: String,
+    pub scope: String,
+    pub databases: Option<Vec<String>>,
+    pub created_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+}
+
+impl From<CreatedToken> for CreatedTokenJson {
+    fn from(created: CreatedToken) -> CreatedTokenJson {
+        let info = TokenInfoJson::from(created.info);
+        CreatedTokenJson {
+            id: info.id,
+            token: created.token,
+            name: info.name,
+            scope: info.scope,
+            databases: info.databases,
+            created_at_ms: info.created_at_ms,
+            expires_at_ms: info.expires_at_ms,
+        }
+    }
+}
+
+/// `POST /databases` and `PATCH /databases/{name}`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DatabaseName {
+    /// A DNS label: 1 to 63 of `a-z`, `0-9` and `-`, not starting or ending
+    /// with `-`.
+    pub name: String,
+}
+
+/// A database of an account.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DatabaseJson {
+    pub id: String,
+    pub name: String,
+    pub account_id: String,
+    pub owner_identity: String,
+    pub created_at_ms: i64,
+    /// When an operator suspended it (no new publish), if it is.
+    pub suspended_at_ms: Option<i64>,
+}
+
+impl From<Database> for DatabaseJson {
+    fn from(database: Database) -> DatabaseJson {
+        DatabaseJson {
+            id: database.id.to_string(),
+            name: database.name,
+            account_id: database.account_id.to_string(),
+            owner_identity: database.owner_identity.to_hex().to_string(),
+            created_at_ms: database.created_at_ms,
+            suspended_at_ms: database.suspended_at_ms,
+        }
+    }
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntryJson {
+    pub at_ms: i64,
+    /// An account id, or `email:…` for a failed login.
+    pub actor: String,
+    /// `session` or an API token id.
+    pub via: Option<String>,
+    /// `publish`, `database.create`, `database.rename`, `database.delete`,
+    /// `database.suspend`, `token.create`, `token.revoke`, `login.failed`,
+    /// `password.change`.
+    pub action: String,
+    pub target: Option<String>,
+    pub client_ip: Option<String>,
+    pub detail: Option<String>,
+}
+
+impl From<AuditEntry> for AuditEntryJson {
+    fn from(entry: AuditEntry) -> AuditEntryJson {
+        AuditEntryJson {
+            at_ms: entry.at_ms,
+            actor: entry.actor,
+            via: entry.via,
+            action: entry.action.as_str().to_owned(),
+            target: entry.target,
+            client_ip: entry.client_ip,
+            detail: entry.detail,
+        }
+    }
+}
+
+/// `POST /admin/invites`.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct InviteRequest {
+    /// Only this email may use the invitation; absent: anyone.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// A new invitation, shown once.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InviteJson {
+    /// `orri_…`: usable once within 7 days.
+    pub invite: String,
+}
