@@ -129,7 +129,7 @@ fn require_operator(principal: &Principal) -> Result<(), ApiError> {
     let credential = &principal.credential;
     if principal.role != Role::Operator
         || !credential.is_account_wide()
-        || !credential.scope().includes(Scope::Admin)
+        || !credential.scope().covers(Scope::Admin)
     {
         return Err(control_plane::Error::Forbidden(
             "this needs the operator role with an account-wide admin credential".into(),

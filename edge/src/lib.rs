@@ -109,9 +109,20 @@ pub async fn serve_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let registry = state.registry.clone();
+    // Paths under `/api/` go to `api` whole (no path parameters added, the
+    // prefix kept); everything else to the client API.
+    let api = api.into_service::<axum::body::Body>();
+    let client = router(state).into_service::<axum::body::Body>();
+    let dispatch = tower::service_fn(move |request: axum::extract::Request| {
+        let service = if request.uri().path().starts_with("/api/") {
+            api.clone()
+        } else {
+            client.clone()
+        };
+        tower::ServiceExt::oneshot(service, request)
+    });
     let app = Router::new()
-        .route_service("/api/{*rest}", api)
-        .fallback_service(router(state))
+        .fallback_service(dispatch)
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

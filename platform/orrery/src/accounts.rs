@@ -3,7 +3,8 @@
 //! `DatabaseHosts` answered by the in-process registry.
 //!
 //! Owns: [`Embedded`] (translating between `control_plane` principals and
-//! errors and the edge's grants and refusals) and [`LocalHosts`].
+//! errors and the edge's grants and refusals) and [`LocalHosts`] (renames
+//! and deletions the control-plane API makes, applied to the registry).
 //! Does not own: any rule of who may do what (the control plane decides;
 //! the edge applies the grant).
 
@@ -212,14 +213,23 @@ pub(crate) fn delete_local(registry: &Registry, name: &str) -> Result<(), String
         .map_err(|e| e.to_string())
 }
 
-impl LocalHosts {
-    pub(crate) fn rename(&self, from: &str, to: &str) -> BoxFuture<'static, Result<(), String>> {
+impl control_api::DatabaseHosts for LocalHosts {
+    fn rename<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+    ) -> control_api::BoxFuture<'a, Result<(), control_api::HostError>> {
         let (from, to) = (from.to_owned(), to.to_owned());
-        self.run(move |registry| rename_local(registry, &from, &to))
+        let done = self.run(move |registry| rename_local(registry, &from, &to));
+        Box::pin(async move { done.await.map_err(control_api::HostError) })
     }
 
-    pub(crate) fn delete(&self, name: &str) -> BoxFuture<'static, Result<(), String>> {
+    fn delete<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> control_api::BoxFuture<'a, Result<(), control_api::HostError>> {
         let name = name.to_owned();
-        self.run(move |registry| delete_local(registry, &name))
+        let done = self.run(move |registry| delete_local(registry, &name));
+        Box::pin(async move { done.await.map_err(control_api::HostError) })
     }
 }

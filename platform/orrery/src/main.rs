@@ -4,8 +4,11 @@
 //! developer commands (publish, call, sql, logs, …) are HTTP clients of a
 //! server and live in `cli`. `orrery start` builds one tenant host, opens
 //! (recovers) every database of the data directory's registry
-//! (`tenant_host::registry`), serves the client API (`orrery_edge`:
-//! identities and databases) on `--listen-addr`, and keeps running until
+//! (`tenant_host::registry`), opens the embedded control plane
+//! (`control_plane` over SQLite in the data directory; `accounts` adapts it
+//! to the edge), serves the client API (`orrery_edge`: identities and
+//! databases) and the control-plane API (`control_api`, under `/api/`) on
+//! `--listen-addr`, and keeps running until
 //! SIGTERM or Ctrl-C; then it stops accepting, finishes requests in flight,
 //! makes every commit log durable and snapshots every database that is
 //! behind, so the next start replays nothing. Logs go to stdout through
@@ -33,7 +36,7 @@ mod accounts;
     about = "Orrery: a self-hostable platform for real-time database modules",
     after_help = "\
 From nothing to a live subscription:
-  orrery start                                    # the platform, in its own terminal
+  orrery start --dev                              # the platform for local development, in its own terminal
   orrery publish chat --project-path ./my-module  # build the module, create database `chat`
   orrery subscribe chat 'SELECT * FROM message'   # one JSON line per transaction
   orrery call chat send_message 1 '\"hello\"'       # arguments are JSON values
@@ -217,9 +220,21 @@ fn start(
             open_publishing: dev,
         },
     });
-    let server = runtime.spawn(orrery_edge::serve(listener, state, async move {
-        let _ = shutdown_rx.await;
+    let control_api = control_api::router(Arc::new(control_api::ApiState {
+        control_plane: plane.clone(),
+        config: control_api::ApiConfig { behind_tls: false },
+        hosts: Some(Arc::new(accounts::LocalHosts {
+            registry: registry.clone(),
+        })),
     }));
+    let server = runtime.spawn(orrery_edge::serve_with(
+        listener,
+        state,
+        control_api,
+        async move {
+            let _ = shutdown_rx.await;
+        },
+    ));
     let databases = registry.all().len() + bare.len();
     tracing::info!(data_dir = %data_dir.display(), databases, "orrery started; listening on http://{local}; SIGTERM or Ctrl-C stops");
 

@@ -14,7 +14,13 @@ use serde_json::{json, Value};
 use support::{send, Orrery};
 
 /// `method` on `path` with an optional bearer and body: status and body.
-fn request(o: &Orrery, method: &str, path: &str, bearer: Option<&str>, body: &[u8]) -> (u16, String) {
+fn request(
+    o: &Orrery,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: &[u8],
+) -> (u16, String) {
     let mut r = ureq::request(method, &o.url(path));
     if let Some(bearer) = bearer {
         r = r.set("Authorization", &format!("Bearer {bearer}"));
@@ -43,8 +49,13 @@ fn sign_up_create_a_token_publish_call_read_logs_and_delete() {
     let (status, minted) = request(&o, "POST", "/v1/identity", None, b"");
     assert_eq!(status, 200, "{minted}");
     let app = json_of(&minted)["token"].as_str().unwrap().to_owned();
-    let (status, body) =
-        request(&o, "PUT", "/v1/database/chat?host_type=Wasm", Some(&app), &wasm);
+    let (status, body) = request(
+        &o,
+        "PUT",
+        "/v1/database/chat?host_type=Wasm",
+        Some(&app),
+        &wasm,
+    );
     assert_eq!(status, 403, "an app identity publishes nothing: {body}");
 
     // Sign up, then a deploy token for CI.
@@ -67,14 +78,21 @@ fn sign_up_create_a_token_publish_call_read_logs_and_delete() {
         "POST",
         "/api/v1/tokens",
         Some(&session),
-        json!({"name": "ci", "scope": "deploy"}).to_string().as_bytes(),
+        json!({"name": "ci", "scope": "deploy"})
+            .to_string()
+            .as_bytes(),
     );
     assert_eq!(status, 201, "{body}");
     let deploy = json_of(&body)["token"].as_str().unwrap().to_owned();
 
     // Publish with the token over plain HTTP: the account owns the database.
-    let (status, body) =
-        request(&o, "PUT", "/v1/database/chat?host_type=Wasm", Some(&deploy), &wasm);
+    let (status, body) = request(
+        &o,
+        "PUT",
+        "/v1/database/chat?host_type=Wasm",
+        Some(&deploy),
+        &wasm,
+    );
     assert_eq!(status, 200, "{body}");
     let (status, info) = request(&o, "GET", "/v1/database/chat", None, b"");
     assert_eq!(status, 200, "{info}");

@@ -100,7 +100,8 @@ fn http_get(addr: &str, path: &str) -> String {
 #[test]
 fn start_logs_json_and_serves_metrics() {
     let data = tempfile::tempdir().unwrap();
-    let server = support::Orrery::start_with(data.path(), &["--log-format", "json"]);
+    // As by default (no --dev), so every line of a clean start is INFO.
+    let server = support::Orrery::start_closed(data.path(), &["--log-format", "json"]);
     let lines = server.process.lines();
     let mut banner = None;
     for line in &lines {
