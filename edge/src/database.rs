@@ -370,7 +370,15 @@ async fn get_or_mint(
         .map(|info| info.0.ip());
     let caller = match caller_or_mint(&state, request.headers(), request.uri(), client).await {
         Ok(caller) => caller,
-        Err(response) => return response,
+        Err(response) => {
+            // Read what the client is still sending (bounded by the largest
+            // body any route takes), so that a refused upload sees the
+            // refusal instead of a connection reset mid-write. Whatever the
+            // read gives, the refusal is the answer.
+            let body = http_body_util::Limited::new(request.into_body(), limits::MODULE_BYTES_MAX);
+            let _ = body.collect().await;
+            return response;
+        }
     };
     request.extensions_mut().insert(caller.clone());
     let mut response = next.run(request).await;

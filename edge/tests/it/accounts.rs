@@ -189,6 +189,16 @@ fn publishing_needs_an_account_token_with_the_deploy_scope() {
         "chat",
     );
     assert_eq!(status, 401, "{body}");
+    // A refused credential with a large upload still gets its answer, not
+    // a connection reset while the body is on its way.
+    let (status, body) = send(
+        base,
+        Some(&format!("{API_TOKEN_PREFIX}e30.revoked")),
+        "PUT",
+        "/v1/database/chat?host_type=Wasm",
+        &vec![0u8; 8 << 20],
+    );
+    assert_eq!(status, 401, "{body}");
     // A read token may not publish.
     let read = accounts.token("acc_a", Scope::Read, None);
     let (status, body) = publish(base, Some(&read), "chat", "chat");
