@@ -79,12 +79,9 @@ pub(crate) async fn suspend_database(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     require_operator(&caller.principal)?;
-    if let Some(hosts) = &state.hosts {
-        hosts
-            .suspend(&name)
-            .await
-            .map_err(|e| ApiError::internal(format!("the host could not suspend {name:?}: {e}")))?;
-    }
+    state
+        .tell_hosts("suspend", &name, |hosts| hosts.suspend(&name))
+        .await?;
     state
         .control_plane
         .suspend_database(&caller.principal, &name, caller.client_ip)
@@ -111,12 +108,9 @@ pub(crate) async fn delete_database(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     require_operator(&caller.principal)?;
-    if let Some(hosts) = &state.hosts {
-        hosts
-            .delete(&name)
-            .await
-            .map_err(|e| ApiError::internal(format!("the host could not delete {name:?}: {e}")))?;
-    }
+    state
+        .tell_hosts("delete", &name, |hosts| hosts.delete(&name))
+        .await?;
     state
         .control_plane
         .operator_delete_database(&caller.principal, &name, caller.client_ip)

@@ -121,12 +121,11 @@ pub(crate) async fn rename_database(
     if database.name == request.name {
         return Ok(Json(database.into()));
     }
-    if let Some(hosts) = &state.hosts {
-        hosts
-            .rename(&database.name, &request.name)
-            .await
-            .map_err(|e| ApiError::internal(format!("the host could not rename {name:?}: {e}")))?;
-    }
+    state
+        .tell_hosts("rename", &name, |hosts| {
+            hosts.rename(&database.name, &request.name)
+        })
+        .await?;
     let renamed = cp
         .rename_database(&caller.principal, &name, &request.name, caller.client_ip)
         .await;
@@ -181,12 +180,9 @@ pub(crate) async fn delete_database(
     if confirm.confirm.as_deref() != Some(database.name.as_str()) {
         return Err(ApiError::confirmation_required(&database.name));
     }
-    if let Some(hosts) = &state.hosts {
-        hosts
-            .delete(&database.name)
-            .await
-            .map_err(|e| ApiError::internal(format!("the host could not delete {name:?}: {e}")))?;
-    }
+    state
+        .tell_hosts("delete", &name, |hosts| hosts.delete(&database.name))
+        .await?;
     cp.delete_database(&caller.principal, &name, caller.client_ip)
         .await?;
     Ok(StatusCode::NO_CONTENT)

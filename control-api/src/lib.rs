@@ -73,6 +73,22 @@ impl ApiState {
             ..self
         }
     }
+
+    /// Tells the hosts, if any, through `call`; their refusal fails the
+    /// request with `internal`, saying the host could not `what` `name`.
+    pub(crate) async fn tell_hosts<'a>(
+        &'a self,
+        what: &str,
+        name: &str,
+        call: impl FnOnce(&'a dyn DatabaseHosts) -> hosts::BoxFuture<'a, Result<(), HostError>>,
+    ) -> Result<(), ApiError> {
+        match &self.hosts {
+            Some(hosts) => call(hosts.as_ref()).await.map_err(|e| {
+                ApiError::internal(format!("the host could not {what} {name:?}: {e}"))
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 type Shared = Arc<ApiState>;
