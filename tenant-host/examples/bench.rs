@@ -54,6 +54,9 @@ struct Config {
     workers: usize,
     /// Run only these parts (`startup`, `hosted`, `parallel`, `direct`); all if empty.
     only: Vec<String>,
+    /// `--no-snapshots`: databases take no background snapshots (to measure
+    /// what the default snapshot policy costs the runs).
+    no_snapshots: bool,
 }
 
 impl Config {
@@ -71,6 +74,7 @@ impl Config {
             wasm: None,
             only: Vec::new(),
             workers: HOST_WORKERS,
+            no_snapshots: false,
         };
         let mut args = std::env::args().skip(1);
         let number = |value: Option<String>| -> u64 {
@@ -81,6 +85,7 @@ impl Config {
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--json" => config.json = true,
+                "--no-snapshots" => config.no_snapshots = true,
                 "--accounts" => config.accounts = number(args.next()).max(2),
                 "--transfers" => config.transfers = number(args.next()).max(100) as usize,
                 "--wasm" => config.wasm = Some(args.next().unwrap_or_else(|| usage()).into()),
@@ -101,7 +106,7 @@ impl Config {
 fn usage() -> ! {
     say(
         Stream::Err,
-        "usage: bench [--json] [--accounts N] [--transfers N] [--wasm PATH] [--workers N] [--only startup,hosted,parallel,direct]",
+        "usage: bench [--json] [--accounts N] [--transfers N] [--wasm PATH] [--workers N] [--no-snapshots] [--only startup,hosted,parallel,direct]",
     );
     std::process::exit(2)
 }
@@ -259,11 +264,15 @@ fn now_micros() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
+/// Set once from `--no-snapshots` before any database opens.
+static NO_SNAPSHOTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn durable_db(dir: &Path) -> Database {
-    let (db, _) = Database::open(
-        DbStorage::dir(dir).expect("storage dir"),
-        DbOptions::default(),
-    )
+    let mut options = DbOptions::default();
+    if NO_SNAPSHOTS.load(std::sync::atomic::Ordering::Relaxed) {
+        options.snapshot_policy = storage::SnapshotPolicy::NEVER;
+    }
+    let (db, _) = Database::open(DbStorage::dir(dir).expect("storage dir"), options)
     .expect("open database");
     db
 }
@@ -605,6 +614,7 @@ fn hosted_parallel(host: &Host, wasm: &[u8], dir: &Path, config: &Config, report
 
 fn main() {
     let config = Config::from_args();
+    NO_SNAPSHOTS.store(config.no_snapshots, std::sync::atomic::Ordering::Relaxed);
     let wasm = wasm_bytes(&config);
     let mut report = Report::default();
     report.put(
@@ -617,6 +627,7 @@ fn main() {
     report.put("pipeline_window", WINDOW as u64);
     report.put("parallel_dbs", PARALLEL_DBS as u64);
     report.put("host_workers", config.workers as u64);
+    report.put("snapshots", if config.no_snapshots { "off" } else { "policy" });
     report.put("wasm_bytes", wasm.len() as u64);
 
     if config.runs("startup") {
