@@ -1,6 +1,6 @@
 //! Control plane: who may do what. Accounts, sessions, API tokens, databases
 //! and their names, module versions, and the audit log, over one metadata
-//! store (docs/design/control-plane.md).
+//! store (docs/design/control-plane.md), and signed module artifacts.
 //!
 //! Owns: the metadata store ([`Store`]: `sqlx`, SQLite or PostgreSQL, one set
 //! of migrations in `control-plane/migrations/`), passwords (argon2id),
@@ -10,8 +10,9 @@
 //! module versions, the audit log, and the operator's functions.
 //! Does not own: HTTP (the future `control-api` crate maps [`Error::code`] to
 //! statuses 1:1), running modules or serving tenants (`tenant-host`, `edge`),
-//! storing wasm or signing manifests (not built yet), hosts and placement
-//! (their tables exist; the code comes with the `orrery host` process).
+//! hosts and placement (their tables exist; the code comes with the
+//! `orrery host` process). It stores and signs modules ([`ModuleSigning`])
+//! but never runs them: validation is a [`ModuleValidator`] the binary gives it.
 //!
 //! Start with [`Store::connect`], [`ControlPlane::new`],
 //! [`ControlPlane::signup`], [`ControlPlane::authenticate`] and
@@ -27,6 +28,7 @@ mod databases;
 mod error;
 mod ids;
 mod limits;
+mod modules;
 mod names;
 mod password;
 mod plane;
@@ -40,6 +42,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use databases::{Database, ModuleVersion};
 pub use error::{Error, ErrorCode, Unauthenticated};
 pub use ids::{AccountId, AuditId, DatabaseId, InviteId, SessionId, TokenId};
+pub use modules::{ModuleSigning, ModuleValidator, SignedModule};
 pub use names::{validate_database_name, DATABASE_NAME_BYTES_MAX};
 pub use password::{check_password_rule, PASSWORD_BYTES_MAX, PASSWORD_CHARS_MIN};
 pub use plane::{

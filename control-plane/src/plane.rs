@@ -232,6 +232,9 @@ pub struct ControlPlane {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) signup_mode: SignupMode,
     pub(crate) limits: RateLimits,
+    /// Module validation, storage and signing; `None` until
+    /// [`ControlPlane::with_module_signing`].
+    pub(crate) modules: Option<Arc<crate::modules::ModuleSigning>>,
 }
 
 impl ControlPlane {
@@ -241,7 +244,14 @@ impl ControlPlane {
             limits: RateLimits::new(config.clock.clone()),
             clock: config.clock,
             signup_mode: config.signup,
+            modules: None,
         }
+    }
+
+    /// This control plane signs modules with `signing` (publishing needs it).
+    pub fn with_module_signing(mut self, signing: crate::modules::ModuleSigning) -> ControlPlane {
+        self.modules = Some(Arc::new(signing));
+        self
     }
 
     pub fn store(&self) -> &Store {

@@ -178,6 +178,22 @@ pub trait Authenticator: Send + Sync + 'static {
     fn record<'a>(&'a self, grant: &'a Grant, event: OwnerEvent) -> BoxFuture<'a, ()>;
 }
 
+/// The control plane's module signing, as a publish asks for it before
+/// the module reaches the registry (whose `ModuleVerifier` then loads the
+/// signed copy).
+pub trait ModuleSigner: Send + Sync + 'static {
+    /// Has the control plane validate `wasm`, store it and sign its
+    /// manifest as the next module of `database`, published with `grant`
+    /// (an account credential) or, with open publishing, by `publisher`.
+    fn sign<'a>(
+        &'a self,
+        grant: Option<&'a Grant>,
+        publisher: Identity,
+        database: &'a str,
+        wasm: axum::body::Bytes,
+    ) -> BoxFuture<'a, Result<(), Refusal>>;
+}
+
 /// Who may act as a database's owner on this server.
 #[derive(Clone)]
 pub struct Access {
@@ -185,6 +201,9 @@ pub struct Access {
     pub authenticator: Option<Arc<dyn Authenticator>>,
     /// Whether app identities own what they publish (`orrery start --dev`).
     pub open_publishing: bool,
+    /// Signs every published module before it is loaded; `None` on a
+    /// server whose registry runs modules unsigned.
+    pub signer: Option<Arc<dyn ModuleSigner>>,
 }
 
 impl Access {
@@ -194,6 +213,7 @@ impl Access {
         Access {
             authenticator: None,
             open_publishing: true,
+            signer: None,
         }
     }
 }
@@ -265,6 +285,7 @@ mod tests {
         let accounts = Access {
             authenticator: None,
             open_publishing: false,
+            signer: None,
         };
         let names = ["chat".to_string()];
         let g = grant(Scope::Deploy, None);

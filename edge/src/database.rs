@@ -395,7 +395,7 @@ fn registry_error(e: RegistryError) -> Response {
         | RegistryError::Publish(_) => ErrorCode::InvalidRequest,
         RegistryError::NotOwner(_) | RegistryError::Locked => ErrorCode::Forbidden,
         RegistryError::Storage(_) | RegistryError::Io(_) => ErrorCode::Internal,
-        RegistryError::Broken { .. } => ErrorCode::Unavailable,
+        RegistryError::Broken { .. } | RegistryError::Unverified(_) => ErrorCode::Unavailable,
     };
     fail(code, e.to_string())
 }
@@ -509,6 +509,20 @@ async fn publish(
     };
     if let Err(response) = claim_for_publish(&state, &caller, parsed.as_ref()).await {
         return response;
+    }
+    if let Some(signer) = &state.access.signer {
+        let database = target.as_deref().unwrap_or("unnamed");
+        if let Err(refusal) = signer
+            .sign(
+                caller.grant.as_deref(),
+                caller.identity(),
+                database,
+                body.clone(),
+            )
+            .await
+        {
+            return refusal.into_response();
+        }
     }
     let registry = state.registry.clone();
     let owner = caller.identity();

@@ -272,8 +272,8 @@ fn durable_db(dir: &Path) -> Database {
     if NO_SNAPSHOTS.load(std::sync::atomic::Ordering::Relaxed) {
         options.snapshot_policy = storage::SnapshotPolicy::NEVER;
     }
-    let (db, _) = Database::open(DbStorage::dir(dir).expect("storage dir"), options)
-    .expect("open database");
+    let (db, _) =
+        Database::open(DbStorage::dir(dir).expect("storage dir"), options).expect("open database");
     db
 }
 
@@ -627,7 +627,10 @@ fn main() {
     report.put("pipeline_window", WINDOW as u64);
     report.put("parallel_dbs", PARALLEL_DBS as u64);
     report.put("host_workers", config.workers as u64);
-    report.put("snapshots", if config.no_snapshots { "off" } else { "policy" });
+    report.put(
+        "snapshots",
+        if config.no_snapshots { "off" } else { "policy" },
+    );
     report.put("wasm_bytes", wasm.len() as u64);
 
     if config.runs("startup") {

@@ -351,11 +351,22 @@ pub fn render(registry: &Registry) -> String {
         }
     }
     render_broken(&mut x, registry);
+    x.family(
+        "orrery_modules_refused_total",
+        Kind::Counter,
+        "Modules this host refused to run because no valid control-plane signature vouches for them.",
+    );
+    x.sample(
+        "orrery_modules_refused_total",
+        &[],
+        registry.refused_modules(),
+    );
     x.finish()
 }
 
 /// The databases that did not open: how many, and one series each with
-/// its reason (`metadata`, `module`, `storage`, `load`).
+/// its reason (`metadata`, `module`, `storage`, `load`, `panic`,
+/// `unverified_module`).
 fn render_broken(x: &mut Exposition, registry: &Registry) {
     let broken = registry.broken();
     x.family(

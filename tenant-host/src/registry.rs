@@ -65,6 +65,10 @@ pub enum RegistryError {
         identity: Identity,
         reason: BrokenReason,
     },
+    /// The module is not one the control plane signed, or its signed copy
+    /// does not match (see [`ModuleVerifier`]).
+    #[error("module refused: {0}")]
+    Unverified(String),
     #[error(transparent)]
     Publish(Box<PublishError>),
     #[error("database storage: {0}")]
@@ -119,6 +123,9 @@ pub enum BrokenReason {
     Load,
     /// Opening it panicked (a broken invariant in its data or in the host).
     Panic,
+    /// No signed manifest vouches for its module, or the signed copy is
+    /// tampered (see [`ModuleVerifier`]).
+    Unverified,
 }
 
 impl BrokenReason {
@@ -130,6 +137,7 @@ impl BrokenReason {
             BrokenReason::Storage => "storage",
             BrokenReason::Load => "load",
             BrokenReason::Panic => "panic",
+            BrokenReason::Unverified => "unverified_module",
         }
     }
 
@@ -141,6 +149,7 @@ impl BrokenReason {
             BrokenReason::Storage => "its storage did not recover",
             BrokenReason::Load => "its module does not load against its stored data",
             BrokenReason::Panic => "opening it failed unexpectedly",
+            BrokenReason::Unverified => "its module is not one the control plane signed",
         }
     }
 }
@@ -360,6 +369,24 @@ pub struct Registry {
     /// Becomes true when the process starts shutting down; long-running
     /// requests (log followers) end then.
     closing: tokio::sync::watch::Sender<bool>,
+    /// Where module bytes are checked before they run; `None` runs what
+    /// publishers send (a host without a control plane).
+    verifier: Option<Arc<dyn ModuleVerifier>>,
+    /// Modules the verifier refused since the process started.
+    refused_modules: std::sync::atomic::AtomicU64,
+}
+
+/// The control plane's signature on a module, as a host checks it.
+///
+/// With a verifier the registry runs a module (at publish and at every
+/// open) only after it answers with bytes equal to the module's: the
+/// implementation fetches the signed manifest of the module's SHA-256,
+/// checks it with the control plane's public key, and checks the stored
+/// bytes against it. Called from blocking contexts only.
+pub trait ModuleVerifier: Send + Sync + 'static {
+    /// The signed bytes of the module whose SHA-256 is `sha256`, or why
+    /// there are none (unsigned, tampered, unreachable).
+    fn verified(&self, sha256: [u8; 32]) -> Result<Vec<u8>, String>;
 }
 
 /// What opening one database directory came to.
@@ -401,11 +428,26 @@ impl Registry {
         host: Arc<Host>,
         db_options: DbOptions,
     ) -> Result<Registry, RegistryError> {
+        Registry::open_verified(root, host, db_options, None)
+    }
+
+    /// [`Registry::open_with`] where every module runs only after
+    /// `verifier` vouches for it: at publish (refused with
+    /// [`RegistryError::Unverified`]) and at open (listed broken with
+    /// [`BrokenReason::Unverified`]).
+    pub fn open_verified(
+        root: &Path,
+        host: Arc<Host>,
+        db_options: DbOptions,
+        verifier: Option<Arc<dyn ModuleVerifier>>,
+    ) -> Result<Registry, RegistryError> {
         create_dir_all_durable(root)?;
         let registry = Registry {
             root: root.to_path_buf(),
             host,
             db_options,
+            verifier,
+            refused_modules: std::sync::atomic::AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 databases: HashMap::new(),
                 broken: HashMap::new(),
@@ -665,6 +707,9 @@ impl Registry {
                 (module_hash(&wasm), wasm)
             }
         };
+        let wasm = self
+            .verify(&wasm)
+            .map_err(|e| failure(BrokenReason::Unverified, e))?;
         let database = self
             .host
             .open_database(spec(identity, owner, dir), db, &wasm)
@@ -753,6 +798,40 @@ impl Registry {
 
     pub fn host(&self) -> &Arc<Host> {
         &self.host
+    }
+
+    /// Modules the verifier refused since the process started (at publish
+    /// or at open).
+    pub fn refused_modules(&self) -> u64 {
+        self.refused_modules
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `wasm` as the verifier vouches for it (the bytes to run), or why not.
+    /// Without a verifier, `wasm` itself.
+    fn verify(&self, wasm: &[u8]) -> Result<Vec<u8>, RegistryError> {
+        let Some(verifier) = &self.verifier else {
+            return Ok(wasm.to_vec());
+        };
+        let sha256 = orrery_api::manifest::sha256(wasm);
+        let refused = |why: String| {
+            self.refused_modules
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(
+                module_sha256 = %hex::encode(sha256),
+                reason = %why,
+                "refusing a module that is not signed by the control plane"
+            );
+            RegistryError::Unverified(why)
+        };
+        match verifier.verified(sha256) {
+            Ok(signed) if signed == wasm => Ok(signed),
+            Ok(_) => Err(refused(format!(
+                "the signed copy of module {} differs from the bytes here",
+                hex::encode(sha256)
+            ))),
+            Err(why) => Err(refused(why)),
+        }
     }
 
     /// Tells long-running requests that the process is shutting down.
@@ -889,7 +968,9 @@ impl Registry {
             inner.reserved_ids.push(identity);
             identity
         };
-        let result = self.create_reserved(owner, name.clone(), identity, wasm);
+        let result = self
+            .verify(wasm)
+            .and_then(|wasm| self.create_reserved(owner, name.clone(), identity, &wasm));
         let mut inner = lock(&self.inner);
         inner.reserved_ids.retain(|i| *i != identity);
         if let Some(name) = &name {
@@ -1013,6 +1094,9 @@ impl Registry {
         if clear && entry.locked() {
             return Err(RegistryError::Locked);
         }
+        // Checked before anything changes: a refused module leaves the
+        // previous one serving.
+        let wasm = &self.verify(wasm)?;
         let _publishing = lock(&entry.publishing);
         let old = entry.module_hash();
         let new = module_hash(wasm);

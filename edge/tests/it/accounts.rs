@@ -133,6 +133,7 @@ fn server(dir: &std::path::Path, accounts: &Accounts) -> Server {
     let access = Access {
         authenticator: Some(Arc::new(accounts.clone())),
         open_publishing: false,
+        signer: None,
     };
     server_with_access(dir, keys(dir), Default::default(), access)
 }

@@ -65,6 +65,17 @@ pub(crate) fn server_with_access(
     ws: orrery_edge::ws::WsConfig,
     access: orrery_edge::access::Access,
 ) -> Server {
+    server_verified(dir, keys, ws, access, None)
+}
+
+/// [`server_with_access`] over a registry that runs only modules `verifier` vouches for.
+pub(crate) fn server_verified(
+    dir: &Path,
+    keys: Keys,
+    ws: orrery_edge::ws::WsConfig,
+    access: orrery_edge::access::Access,
+    verifier: Option<Arc<dyn tenant_host::registry::ModuleVerifier>>,
+) -> Server {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -75,7 +86,9 @@ pub(crate) fn server_with_access(
         .unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let host = Arc::new(Host::new(Runtime::new().unwrap(), HostConfig::default()));
-    let registry = Arc::new(Registry::open(dir, host).unwrap());
+    let registry = Arc::new(
+        Registry::open_verified(dir, host, storage::DbOptions::default(), verifier).unwrap(),
+    );
     let state = Arc::new(ApiState {
         keys,
         registry: registry.clone(),

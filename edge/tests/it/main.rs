@@ -14,6 +14,7 @@ mod metrics;
 mod migrations;
 mod names;
 mod publish_flows;
+mod signing;
 mod sql_bounds;
 mod ws;
 mod ws_query_views;

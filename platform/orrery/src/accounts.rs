@@ -12,13 +12,18 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use control_plane::{ControlPlane, Credential, Error, ErrorCode, Principal, TokenDatabases};
-use orrery_edge::access::{Authenticator, BoxFuture, Grant, Handle, OwnerEvent, Refusal};
+use orrery_edge::access::{
+    Authenticator, BoxFuture, Grant, Handle, ModuleSigner, OwnerEvent, Refusal,
+};
 use sha2::{Digest, Sha256};
+use spacetimedb_lib::Identity;
 use tenant_host::registry::Registry;
 
 /// The edge's authenticator over a control plane in the same process.
 pub(crate) struct Embedded {
     pub(crate) plane: Arc<ControlPlane>,
+    /// `--dev`: modules published without an account are signed too.
+    pub(crate) open_publishing: bool,
 }
 
 /// What a grant carries for the later calls of its request.
@@ -162,6 +167,39 @@ impl Authenticator for Embedded {
             if let Err(e) = result {
                 tracing::error!(error = %e, "the control plane did not record {what}");
             }
+        })
+    }
+}
+
+impl ModuleSigner for Embedded {
+    fn sign<'a>(
+        &'a self,
+        grant: Option<&'a Grant>,
+        publisher: Identity,
+        database: &'a str,
+        wasm: axum::body::Bytes,
+    ) -> BoxFuture<'a, Result<(), Refusal>> {
+        Box::pin(async move {
+            let signed = match grant {
+                Some(grant) => {
+                    let carried = carried(grant)?;
+                    self.plane
+                        .sign_module(&carried.principal, database, wasm.to_vec())
+                        .await
+                }
+                None if self.open_publishing => {
+                    let publisher = publisher.to_hex().to_string();
+                    self.plane
+                        .sign_module_unowned(database, &publisher, wasm.to_vec())
+                        .await
+                }
+                None => {
+                    return Err(Refusal::Unauthorized(
+                        "publishing needs an account credential".into(),
+                    ))
+                }
+            };
+            signed.map(|_| ()).map_err(refusal)
         })
     }
 }

@@ -28,6 +28,7 @@ use tenant_host::hosting::{Host, HostConfig};
 use tenant_host::registry::Registry;
 
 mod accounts;
+mod signing;
 
 #[derive(Parser)]
 #[command(
@@ -177,47 +178,72 @@ fn start(
     let bare = open_bare_storage(&databases_dir, &options)?;
     // Compiled modules are kept under the data directory, so a restart
     // loads each module's artifact instead of compiling it again.
-    let runtime = orrery_module::Runtime::with_config(orrery_module::RuntimeConfig {
+    let module_runtime = orrery_module::Runtime::with_config(orrery_module::RuntimeConfig {
         artifact_dir: Some(data_dir.join("artifacts")),
         ..orrery_module::RuntimeConfig::default()
     })
     .context("start the module runtime")?;
-    let host = Arc::new(Host::new(runtime, HostConfig::default()));
-    let registry = Arc::new(
-        Registry::open_with(&databases_dir, host, options)
-            .context("open the databases of the data directory")?,
-    );
-    let keys = orrery_edge::auth::Keys::load_or_create(&data_dir.join("keys"))
-        .context("load or create the token signing key")?;
+    let host = Arc::new(Host::new(module_runtime, HostConfig::default()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("api")
         .build()
         .context("start the async runtime")?;
     // The control plane, embedded: accounts, tokens and databases in SQLite
-    // under the data directory (the same code a separate control plane runs
-    // over Postgres).
+    // under the data directory, module artifacts and their signed manifests
+    // in a folder object store (the same code a separate control plane runs
+    // over Postgres and S3).
+    let objects = data_dir.join("objects");
+    let modules = orrery_objstore::ModuleStore::open(&orrery_objstore::ObjectStoreUrl::File {
+        dir: std::path::absolute(&objects).context("resolve the object store folder")?,
+    })
+    .context("open the object store")?;
+    let signing_key =
+        signing::load_or_create_key(&data_dir.join("keys").join("module-signing.key"))?;
+    let verifying_key = signing_key.verifying_key();
     let metadata = format!("sqlite://{}", data_dir.join("control-plane.db").display());
     let plane = runtime
         .block_on(control_plane::Store::connect(&metadata))
-        .map(|store| control_plane::ControlPlane::new(store, control_plane::Config::default()))
+        .map(|store| {
+            control_plane::ControlPlane::new(store, control_plane::Config::default())
+                .with_module_signing(control_plane::ModuleSigning::new(
+                    modules.clone(),
+                    signing_key,
+                    Arc::new(signing::RuntimeValidator { host: host.clone() }),
+                ))
+        })
         .context("open the control plane's metadata store")?;
     let plane = Arc::new(plane);
+    // Every module runs only once its signed manifest verifies.
+    let verifier = signing::ObjectStoreVerifier {
+        store: modules,
+        key: verifying_key,
+        runtime: runtime.handle().clone(),
+    };
+    let registry = Arc::new(
+        Registry::open_verified(&databases_dir, host, options, Some(Arc::new(verifier)))
+            .context("open the databases of the data directory")?,
+    );
+    let keys = orrery_edge::auth::Keys::load_or_create(&data_dir.join("keys"))
+        .context("load or create the token signing key")?;
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(listen_addr))
         .with_context(|| format!("listen on {listen_addr}"))?;
     let local = listener.local_addr().context("read the listen address")?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+    let embedded = Arc::new(accounts::Embedded {
+        plane: plane.clone(),
+        open_publishing: dev,
+    });
     let state = Arc::new(orrery_edge::ApiState {
         keys,
         registry: registry.clone(),
         ws: Default::default(),
         tenant_domain: Some(domain.to_owned()),
         access: orrery_edge::access::Access {
-            authenticator: Some(Arc::new(accounts::Embedded {
-                plane: plane.clone(),
-            })),
+            authenticator: Some(embedded.clone()),
             open_publishing: dev,
+            signer: Some(embedded),
         },
     });
     let control_api = control_api::router(Arc::new(control_api::ApiState {
