@@ -10,8 +10,8 @@
 //! module versions, the audit log, and the operator's functions.
 //! Does not own: HTTP (the future `control-api` crate maps [`Error::code`] to
 //! statuses 1:1), running modules or serving tenants (`tenant-host`, `edge`),
-//! hosts and placement (their tables exist; the code comes with the
-//! `orrery host` process). It stores and signs modules ([`ModuleSigning`])
+//! moving databases between hosts. Hosts register and heartbeat, and a
+//! database is placed on the host of its first publish (`hosts`). It stores and signs modules ([`ModuleSigning`])
 //! but never runs them: validation is a [`ModuleValidator`] the binary gives it.
 //!
 //! Start with [`Store::connect`], [`ControlPlane::new`],
@@ -26,6 +26,7 @@ mod audit;
 mod clock;
 mod databases;
 mod error;
+mod hosts;
 mod ids;
 mod limits;
 mod modules;
@@ -41,6 +42,7 @@ pub use audit::{AuditAction, AuditEntry, AUDIT_READ_ENTRIES_MAX};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use databases::{Database, ModuleVersion};
 pub use error::{Error, ErrorCode, Unauthenticated};
+pub use hosts::{HostInfo, Placement, HOST_ID_BYTES_MAX, LEASE_MS};
 pub use ids::{AccountId, AuditId, DatabaseId, InviteId, SessionId, TokenId};
 pub use modules::{ModuleSigning, ModuleValidator, SignedModule};
 pub use names::{validate_database_name, DATABASE_NAME_BYTES_MAX};
