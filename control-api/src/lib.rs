@@ -22,6 +22,7 @@ mod databases;
 mod error;
 mod extract;
 mod hosts;
+mod internal;
 mod schema;
 mod tokens;
 
@@ -38,6 +39,11 @@ use utoipa_axum::routes;
 pub use error::{ApiError, CONFIRMATION_REQUIRED};
 pub use extract::{SESSION_COOKIE, SESSION_COOKIE_MAX_AGE_S};
 pub use hosts::{BoxFuture, DatabaseHosts, HostError};
+pub use internal::{
+    internal_router, ClaimRequest, GrantJson, InternalState, PublishedRequest, RegisterHostRequest,
+    RegisteredJson, RenameRequest, SignedJson, CLIENT_IP_HEADER, CREDENTIAL_HEADER,
+    INTERNAL_PREFIX, JOIN_SECRET_CHARS_MIN,
+};
 pub use schema::*;
 
 /// Where every route of this API lives.

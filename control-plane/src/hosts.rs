@@ -123,6 +123,28 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// The names of the databases a credential is limited to; `None` for
+    /// an account-wide credential (what a host needs to check it).
+    pub async fn credential_databases(
+        &self,
+        principal: &crate::Principal,
+    ) -> Result<Option<Vec<String>>, Error> {
+        match &principal.credential {
+            crate::Credential::ApiToken {
+                databases: crate::TokenDatabases::Listed(ids),
+                ..
+            } => Ok(Some(
+                self.list_databases(principal)
+                    .await?
+                    .into_iter()
+                    .filter(|d| ids.contains(&d.id))
+                    .map(|d| d.name)
+                    .collect(),
+            )),
+            _ => Ok(None),
+        }
+    }
+
     /// Host `id`.
     pub async fn host(&self, id: &str) -> Result<HostInfo, Error> {
         let row = sqlx::query(

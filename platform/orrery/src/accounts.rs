@@ -11,7 +11,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use control_plane::{ControlPlane, Credential, Error, ErrorCode, Principal, TokenDatabases};
+use control_plane::{ControlPlane, Credential, Error, ErrorCode, Principal};
 use orrery_edge::access::{
     Authenticator, BoxFuture, Grant, Handle, ModuleSigner, OwnerEvent, Refusal,
 };
@@ -56,26 +56,8 @@ fn carried(grant: &Grant) -> Result<&Carried, Refusal> {
 impl Embedded {
     async fn grant(&self, credential: &str, client: Option<IpAddr>) -> Result<Grant, Error> {
         let principal = self.plane.authenticate(credential).await?;
-        let (scope, databases) = match &principal.credential {
-            Credential::Session { .. } => (control_plane::Scope::Admin, None),
-            Credential::ApiToken {
-                scope, databases, ..
-            } => {
-                let listed = match databases {
-                    TokenDatabases::All => None,
-                    TokenDatabases::Listed(ids) => Some(
-                        self.plane
-                            .list_databases(&principal)
-                            .await?
-                            .into_iter()
-                            .filter(|d| ids.contains(&d.id))
-                            .map(|d| d.name)
-                            .collect(),
-                    ),
-                };
-                (*scope, listed)
-            }
-        };
+        let scope = principal.credential.scope();
+        let databases = self.plane.credential_databases(&principal).await?;
         let credential_id = match &principal.credential {
             Credential::Session { .. } => "session".to_owned(),
             Credential::ApiToken { token_id, .. } => token_id.to_string(),
