@@ -131,7 +131,7 @@ pub(crate) fn signup(
         Ok(response) => json_of(response)?,
         Err(ureq::Error::Status(409, response)) => {
             let message = crate::error_message(409, &response.into_string().unwrap_or_default());
-            bail!("{message} (log in with `orrery login --email {email}`)")
+            bail!("{message} (`orrery login --email {email}`)")
         }
         Err(e) => return Err(remote.api_failure(e)),
     };
@@ -177,10 +177,9 @@ pub(crate) fn login_with_token(
     let account = match remote.api_response("GET", "/account", None) {
         Ok(response) => json_of(response)?,
         Err(ureq::Error::Status(status @ (400 | 401 | 403), response)) => {
-            let message =
-                crate::error_message(status, &response.into_string().unwrap_or_default());
+            let message = crate::error_message(status, &response.into_string().unwrap_or_default());
             bail!(
-                "{} refused the token: {message}; nothing was stored (create a token with `orrery token create`, or log in with `orrery login --email`)",
+                "{} refused the token, so it is not kept: {message}",
                 remote.url
             )
         }
@@ -188,16 +187,22 @@ pub(crate) fn login_with_token(
     };
     let (Some(email), Some(identity)) = (account["email"].as_str(), account["identity"].as_str())
     else {
-        bail!("{} answered without the account's email and identity", remote.url);
+        bail!(
+            "{} answered without the account's email and identity",
+            remote.url
+        );
     };
     remote.identity = Some(identity.to_owned());
     remote.remember_as(config, dir, Some(email))?;
-    println!("Logged in to {} as {email} with the given token", remote.url);
+    println!(
+        "Logged in to {} as {email} with the given token",
+        remote.url
+    );
     Ok(())
 }
 
 /// `orrery logout`: ends the session on the server (an API token has none
-/// to end) and forgets the stored credential.
+/// to end: it stays valid until revoked) and forgets the stored credential.
 pub(crate) fn logout(config: &mut Config, dir: &Path, arg: &ServerArg) -> anyhow::Result<()> {
     let remote = Remote::at(config, arg.server.as_deref(), arg.token.as_deref())?;
     let stored = config
@@ -209,11 +214,15 @@ pub(crate) fn logout(config: &mut Config, dir: &Path, arg: &ServerArg) -> anyhow
         return Ok(());
     }
     let mut unended = None;
-    if remote.has_account_credential() {
+    let session = remote
+        .token
+        .as_deref()
+        .is_some_and(|t| t.starts_with(orrery_api::access::SESSION_PREFIX));
+    if session {
         match remote.api_response("POST", "/logout", None) {
             Ok(_) => {}
-            // 403: an API token, which has no session to end; 401: a session
-            // that already ended or expired.
+            // 401: the session already ended or expired; 403: the server
+            // took it for an API token, which has no session to end.
             Err(ureq::Error::Status(401 | 403, _)) => {}
             Err(e) => unended = Some(remote.api_failure(e)),
         }
@@ -310,7 +319,10 @@ pub(crate) fn token(cmd: TokenCmd, config: &Config) -> anyhow::Result<()> {
                         text(&t["id"]),
                         text(&t["name"]),
                         text(&t["scope"]),
-                        for_databases(&t["databases"]),
+                        match t["databases"].as_array() {
+                            Some(names) => names.iter().map(text).collect::<Vec<_>>().join(", "),
+                            None => "all".to_owned(),
+                        },
                         t["created_at_ms"].as_i64().map(utc).unwrap_or_default(),
                         t["last_used_at_ms"]
                             .as_i64()
@@ -462,8 +474,7 @@ fn read_password(from_stdin: bool, confirm: bool) -> anyhow::Result<String> {
     if !std::io::stdin().is_terminal() {
         bail!("no terminal to ask for the password on; pass --password-stdin and write the password to stdin");
     }
-    let password =
-        rpassword::prompt_password("Password: ").context("cannot read the password")?;
+    let password = rpassword::prompt_password("Password: ").context("cannot read the password")?;
     if password.is_empty() {
         bail!("no password given");
     }
@@ -481,7 +492,9 @@ fn read_password(from_stdin: bool, confirm: bool) -> anyhow::Result<String> {
 /// `d` (`30d`, `12h`, `90m`, `3600s`).
 pub(crate) fn parse_duration(text: &str) -> Result<u64, String> {
     let wrong = || {
-        format!("`{text}` is not a duration: write a number and a unit, like 30d, 12h, 90m or 3600s")
+        format!(
+            "`{text}` is not a duration: write a number and a unit, like 30d, 12h, 90m or 3600s"
+        )
     };
     let text = text.trim();
     let split = text
@@ -497,7 +510,9 @@ pub(crate) fn parse_duration(text: &str) -> Result<u64, String> {
         _ => return Err(wrong()),
     };
     match n.checked_mul(unit_secs) {
-        Some(0) => Err(format!("`{text}` is no time at all; a token must live a while")),
+        Some(0) => Err(format!(
+            "`{text}` is no time at all; a token must live a while"
+        )),
         Some(secs) => Ok(secs),
         None => Err(format!("`{text}` is too long")),
     }

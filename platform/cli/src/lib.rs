@@ -307,7 +307,12 @@ pub struct ServerArg {
     server: Option<String>,
     /// The credential for this command only (an API token from `orrery token
     /// create`, or a session), instead of the one stored by `orrery login`.
-    #[arg(long, env = "ORRERY_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "ORRERY_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     token: Option<String>,
 }
 
@@ -813,6 +818,8 @@ pub(crate) struct Remote {
     pub(crate) token: Option<String>,
     /// The identity of `token`, hex, when known without asking.
     pub(crate) identity: Option<String>,
+    /// `token` came from `--token` or `ORRERY_TOKEN`, not the config.
+    pub(crate) given: bool,
     pub(crate) agent: ureq::Agent,
 }
 
@@ -831,7 +838,8 @@ impl Remote {
         token: Option<&str>,
     ) -> anyhow::Result<Remote> {
         let (name, server) = config.server(server)?;
-        let (token, identity) = match token.map(str::trim).filter(|t| !t.is_empty()) {
+        let given = token.map(str::trim).filter(|t| !t.is_empty());
+        let (token, identity) = match given {
             // Whose token it is is not known here; `identity()` asks.
             Some(token) => (Some(token.to_owned()), None),
             None => (server.token, server.identity),
@@ -841,6 +849,7 @@ impl Remote {
             url: server.url.trim_end_matches('/').to_owned(),
             token,
             identity,
+            given: given.is_some(),
             agent: ureq::AgentBuilder::new()
                 .timeout_connect(Duration::from_secs(10))
                 .build(),
@@ -1016,6 +1025,7 @@ impl Remote {
                     server: &self.name,
                     surface,
                     account: self.token.is_none() || self.has_account_credential(),
+                    given: self.given,
                     retry_after: retry_after.as_deref(),
                 };
                 status_error(status, body.trim(), &context)
@@ -1090,6 +1100,8 @@ struct Failed<'a> {
     /// The request carried an account credential, or none: a refusal is
     /// solved by logging in to an account, not by minting an identity.
     account: bool,
+    /// The credential came from `--token` or `ORRERY_TOKEN`.
+    given: bool,
     /// The `Retry-After` header of a 429.
     retry_after: Option<&'a str>,
 }
@@ -1113,9 +1125,12 @@ fn status_error(status: u16, body: &str, failed: &Failed) -> anyhow::Error {
     let message = error_message(status, body);
     let server = failed.server;
     let hint = match (status, failed.surface) {
-        (401, _) if failed.account => format!(
-            " (log in with `orrery login --email EMAIL -s {server}` or pass --token)"
-        ),
+        (401, _) if failed.given => {
+            " (from --token or ORRERY_TOKEN; `orrery token create` makes a new one)".to_owned()
+        }
+        (401, _) if failed.account => {
+            format!(" (log in with `orrery login --email EMAIL -s {server}` or pass --token)")
+        }
         (401, _) => format!(" (your token is not valid there: run `orrery login -s {server}`)"),
         // The server's message names the scope it needs.
         (403, _) if message.contains("scope") => {
@@ -1525,6 +1540,97 @@ mod tests {
             e.contains("`game/eu`") && e.contains("no child databases"),
             "{e}"
         );
+    }
+
+    fn failed(surface: Surface, account: bool, given: bool) -> Failed<'static> {
+        Failed {
+            server: "prod",
+            surface,
+            account,
+            given,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn error_bodies_of_both_apis_become_messages() {
+        let api = r#"{"error":{"code":"unauthorized","message":"the API token was revoked"}}"#;
+        assert_eq!(error_message(401, api), "the API token was revoked");
+        assert_eq!(
+            error_message(404, "\"no such database\""),
+            "no such database"
+        );
+        assert_eq!(error_message(400, "bad\nrequest"), "bad request");
+        assert_eq!(error_message(502, ""), "HTTP 502");
+        // Some other JSON is shown as it is.
+        assert_eq!(error_message(500, r#"{"oops":1}"#), r#"{"oops":1}"#);
+    }
+
+    #[test]
+    fn hints_say_what_to_do_next() {
+        let api = r#"{"error":{"code":"unauthorized","message":"unknown session or API token"}}"#;
+        let e = status_error(401, api, &failed(Surface::Client, true, false)).to_string();
+        assert_eq!(
+            e,
+            "unknown session or API token (log in with `orrery login --email EMAIL -s prod` or pass --token)"
+        );
+        let e = status_error(401, "revoked", &failed(Surface::Client, true, true)).to_string();
+        assert!(e.contains("--token or ORRERY_TOKEN"), "{e}");
+        // A minted identity's token: a plain login mints a fresh one.
+        let e = status_error(401, "expired", &failed(Surface::Client, false, false)).to_string();
+        assert!(e.ends_with("run `orrery login -s prod`)"), "{e}");
+        let scope = "this token's scope is `read`; this needs `deploy` or more";
+        let e = status_error(403, scope, &failed(Surface::Client, true, true)).to_string();
+        assert!(e.starts_with(scope) && e.contains("--scope deploy"), "{e}");
+        let e = status_error(403, "nope", &failed(Surface::Client, true, false)).to_string();
+        assert!(
+            e.ends_with("(only the database's owner may do this)"),
+            "{e}"
+        );
+        let e = status_error(403, "nope", &failed(Surface::Api, true, false)).to_string();
+        assert_eq!(e, "nope");
+        let limited =
+            r#"{"error":{"code":"rate_limited","message":"too many attempts; retry after 7 s"}}"#;
+        let e = status_error(429, limited, &failed(Surface::Api, true, false)).to_string();
+        assert_eq!(
+            e,
+            "too many attempts; retry after 7 s (too many requests: retry later)"
+        );
+        let with_header = Failed {
+            retry_after: Some("7"),
+            ..failed(Surface::Api, true, false)
+        };
+        let e = status_error(429, limited, &with_header).to_string();
+        assert!(e.ends_with("(too many requests: retry in 7 s)"), "{e}");
+    }
+
+    #[test]
+    fn a_given_token_beats_the_stored_one() {
+        let mut config = Config::default();
+        config.servers.get_mut("local").unwrap().token = Some("stored".into());
+        config.servers.get_mut("local").unwrap().identity = Some("c200aa".into());
+        let stored = Remote::at(&config, None, None).unwrap();
+        assert_eq!(
+            (
+                stored.token.as_deref(),
+                stored.identity.as_deref(),
+                stored.given
+            ),
+            (Some("stored"), Some("c200aa"), false)
+        );
+        let given = Remote::at(&config, None, Some(" orrs_given ")).unwrap();
+        assert_eq!(
+            (
+                given.token.as_deref(),
+                given.identity.as_deref(),
+                given.given
+            ),
+            (Some("orrs_given"), None, true)
+        );
+        assert!(given.has_account_credential() && !stored.has_account_credential());
+        // An empty ORRERY_TOKEN is no token.
+        let empty = Remote::at(&config, None, Some("")).unwrap();
+        assert_eq!(empty.token.as_deref(), Some("stored"));
     }
 
     #[test]
