@@ -1,5 +1,6 @@
 //! The CLI's configuration file: known servers, the default one, and the
-//! identity token obtained from each.
+//! credential kept for each (an identity token minted by a `--dev` server,
+//! or an account's session or API token).
 //!
 //! The file is `orrery/cli.json` in the user's config directory
 //! (`$ORRERY_CONFIG_DIR`, else `$XDG_CONFIG_HOME/orrery`, else
@@ -23,16 +24,20 @@ pub(crate) struct Config {
     pub(crate) servers: BTreeMap<String, Server>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub(crate) struct Server {
     pub(crate) url: String,
-    /// The identity token this CLI uses there (from `login`, or minted on
-    /// first use).
+    /// The bearer this CLI sends there: a minted identity token (plain
+    /// `login`, or minted on first use), or an account credential (a session
+    /// from `signup` or `login --email`, an API token from `login --token`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) token: Option<String>,
     /// The identity of that token, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) identity: Option<String>,
+    /// The account's email, for an account credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) email: Option<String>,
 }
 
 impl Default for Config {
@@ -42,8 +47,7 @@ impl Default for Config {
             "local".to_owned(),
             Server {
                 url: LOCAL_URL.to_owned(),
-                token: None,
-                identity: None,
+                ..Server::default()
             },
         );
         Config {
@@ -112,8 +116,7 @@ impl Config {
                 url.to_owned(),
                 Server {
                     url: url.to_owned(),
-                    token: None,
-                    identity: None,
+                    ..Server::default()
                 },
             ));
         }

@@ -1,21 +1,26 @@
 //! The developer commands of `orrery` (everything but `start`): servers and
-//! login, publish, call, sql, logs, describe, list, rename, delete. Each is
-//! a thin client of the HTTP API a server speaks (client-protocol §2), with
+//! login, publish, call, sql, logs, describe, list, rename, delete, and the
+//! account commands. Each is a thin client of the HTTP API a server speaks
+//! (client-protocol §2, and the control-plane API under `/api/v1`), with
 //! the argument shapes of the stock `spacetime` CLI where it has the same
 //! command, so habits carry over.
 //!
-//! Owns: the [`Cmd`] tree, talking to a server ([`Remote`]), confirmations,
-//! and turning failures into one line plus a hint ([`main`] prints it and
-//! exits with 1). Does not own: the config file (`config`), result
-//! rendering (`output`), the interactive SQL prompt (`repl`),
-//! colours and the error line's shape (`style`), subscriptions (`subscribe`),
-//! describing a module (`describe`) or code generation (`generate`).
+//! Owns: the [`Cmd`] tree, talking to a server ([`Remote`], the one place
+//! that picks the bearer: `--token`, else `ORRERY_TOKEN`, else the stored
+//! credential), confirmations, and turning failures into one line plus a
+//! hint ([`main`] prints it and exits with 1). Does not own: the config file
+//! (`config`), the account commands (`account`: signup, login with a
+//! password or a token, logout, API tokens, databases), result rendering
+//! (`output`), the interactive SQL prompt (`repl`), colours and the error
+//! line's shape (`style`), subscriptions (`subscribe`), describing a module
+//! (`describe`) or code generation (`generate`).
 
 // A CLI's output is its stdout and stderr, not logs.
 #![allow(clippy::disallowed_macros)]
 // `ureq::Error` is large; it never outlives one request here.
 #![allow(clippy::result_large_err)]
 
+mod account;
 pub(crate) mod config;
 mod describe;
 mod generate;
@@ -35,20 +40,73 @@ use serde_json::{json, Value};
 use config::Config;
 use output::{Format, ResultSet};
 
+pub use account::{DbCmd, Scope, TokenCmd};
+
 /// The developer commands.
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Manage the servers this CLI talks to.
     #[command(subcommand)]
     Server(ServerCmd),
-    /// Obtain an identity token from a server and keep it for later commands.
+    /// Create an account on a server and log in to it.
     ///
-    /// Commands that need an identity log in on first use by themselves; this
-    /// does it explicitly and prints the identity.
+    /// The password is asked for twice on the terminal (not shown), or read
+    /// as the first line of stdin with --password-stdin. The session is kept
+    /// in the CLI's config (readable by you only) for later commands.
+    Signup {
+        /// The account's email.
+        #[arg(long)]
+        email: String,
+        /// Read the password from the first line of stdin (for scripts).
+        #[arg(long)]
+        password_stdin: bool,
+        /// An operator's invitation (`orri_…`), on a server where sign-up is
+        /// by invitation only.
+        #[arg(long)]
+        invite: Option<String>,
+        /// Server name (see `orrery server list`) or URL; the default server
+        /// otherwise.
+        #[arg(short = 's', long = "server")]
+        server: Option<String>,
+    },
+    /// Log in to a server and keep the credential for later commands.
+    ///
+    /// With --email: log in to your account (the password is asked for, or
+    /// read from stdin with --password-stdin) and keep the session. With
+    /// --token: keep an API token (from `orrery token create`) after the
+    /// server accepts it. With neither: obtain a fresh identity, as a
+    /// `--dev` server hands out to anyone (commands that need one do this by
+    /// themselves on first use).
     Login {
+        /// Log in to the account with this email.
+        #[arg(long, conflicts_with = "token")]
+        email: Option<String>,
+        /// Read the password from the first line of stdin (for scripts).
+        #[arg(long, requires = "email")]
+        password_stdin: bool,
+        /// Keep this API token (or session) instead of logging in with a
+        /// password.
+        #[arg(long)]
+        token: Option<String>,
+        /// Server name (see `orrery server list`) or URL; the default server
+        /// otherwise.
+        #[arg(short = 's', long = "server")]
+        server: Option<String>,
+    },
+    /// End the session on the server and forget the stored credential.
+    ///
+    /// An API token is only forgotten here: revoke it with `orrery token
+    /// revoke`.
+    Logout {
         #[command(flatten)]
         server: ServerArg,
     },
+    /// Create, list and revoke API tokens (for CI, scripts and apps).
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Create and list your account's databases.
+    #[command(subcommand)]
+    Db(DbCmd),
     /// Publish a module: create the database, or update it in place.
     ///
     /// An update migrates the data automatically when it can (adding tables,
@@ -247,6 +305,15 @@ pub struct ServerArg {
     /// otherwise.
     #[arg(short = 's', long = "server")]
     server: Option<String>,
+    /// The credential for this command only (an API token from `orrery token
+    /// create`, or a session), instead of the one stored by `orrery login`.
+    #[arg(
+        long,
+        env = "ORRERY_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    token: Option<String>,
 }
 
 /// When `publish` deletes the data of an existing database (the stock
@@ -320,13 +387,40 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
     let mut config = Config::load(&dir)?;
     match cmd {
         Cmd::Server(cmd) => server_cmd(cmd, &mut config, &dir),
-        Cmd::Login { server } => {
-            let mut remote = Remote::new(&config, &server)?;
+        Cmd::Signup {
+            email,
+            password_stdin,
+            invite,
+            server,
+        } => account::signup(
+            &mut config,
+            &dir,
+            server.as_deref(),
+            &email,
+            password_stdin,
+            invite,
+        ),
+        Cmd::Login {
+            email: Some(email),
+            password_stdin,
+            server,
+            ..
+        } => account::login(&mut config, &dir, server.as_deref(), &email, password_stdin),
+        Cmd::Login {
+            token: Some(token),
+            server,
+            ..
+        } => account::login_with_token(&mut config, &dir, server.as_deref(), &token),
+        Cmd::Login { server, .. } => {
+            let mut remote = Remote::at(&config, server.as_deref(), None)?;
             let identity = remote.login()?;
             remote.remember(&mut config, &dir)?;
             println!("Logged in to {} as {identity}", remote.url);
             Ok(())
         }
+        Cmd::Logout { server } => account::logout(&mut config, &dir, &server),
+        Cmd::Token(cmd) => account::token(cmd, &config),
+        Cmd::Db(cmd) => account::db(cmd, &config),
         Cmd::Publish {
             name,
             bin_path,
@@ -562,10 +656,7 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
         }
         Cmd::List { server } => {
             let remote = Remote::authed(&mut config, &dir, &server)?;
-            let identity = remote
-                .identity
-                .clone()
-                .ok_or_else(|| anyhow!("no identity for {}; run `orrery login`", remote.url))?;
+            let identity = remote.identity()?;
             let url = format!("{}/v1/identity/{identity}/databases", remote.url);
             let reply: Value = remote.send_json(remote.agent.get(&url), None)?;
             let ids = reply["identities"].as_array().cloned().unwrap_or_default();
@@ -680,8 +771,7 @@ fn server_cmd(cmd: ServerCmd, config: &mut Config, dir: &Path) -> anyhow::Result
             }
             let entry = config::Server {
                 url: url.clone(),
-                token: None,
-                identity: None,
+                ..config::Server::default()
             };
             config.servers.insert(name.clone(), entry);
             if default {
@@ -698,7 +788,11 @@ fn server_cmd(cmd: ServerCmd, config: &mut Config, dir: &Path) -> anyhow::Result
                 } else {
                     " "
                 };
-                let who = server.identity.as_deref().unwrap_or("(not logged in)");
+                let who = server
+                    .email
+                    .as_deref()
+                    .or(server.identity.as_deref())
+                    .unwrap_or("(not logged in)");
                 println!("{mark} {name}  {}  {who}", server.url);
             }
             Ok(())
@@ -716,31 +810,54 @@ fn server_cmd(cmd: ServerCmd, config: &mut Config, dir: &Path) -> anyhow::Result
 }
 
 /// One server, its token, and an HTTP agent.
-struct Remote {
+pub(crate) struct Remote {
     /// The config entry's name, or the URL for an unconfigured one.
-    name: String,
-    url: String,
-    token: Option<String>,
-    identity: Option<String>,
-    agent: ureq::Agent,
+    pub(crate) name: String,
+    pub(crate) url: String,
+    /// The bearer every request carries.
+    pub(crate) token: Option<String>,
+    /// The identity of `token`, hex, when known without asking.
+    pub(crate) identity: Option<String>,
+    /// `token` came from `--token` or `ORRERY_TOKEN`, not the config.
+    pub(crate) given: bool,
+    pub(crate) agent: ureq::Agent,
 }
 
 impl Remote {
     fn new(config: &Config, arg: &ServerArg) -> anyhow::Result<Remote> {
-        let (name, server) = config.server(arg.server.as_deref())?;
+        Remote::at(config, arg.server.as_deref(), arg.token.as_deref())
+    }
+
+    /// The server `server` (the default one if `None`) with its bearer: this
+    /// is the one place that picks it. `token` (`--token`, which clap takes
+    /// from `ORRERY_TOKEN` when the flag is absent) beats the credential the
+    /// config stores for the server.
+    pub(crate) fn at(
+        config: &Config,
+        server: Option<&str>,
+        token: Option<&str>,
+    ) -> anyhow::Result<Remote> {
+        let (name, server) = config.server(server)?;
+        let given = token.map(str::trim).filter(|t| !t.is_empty());
+        let (token, identity) = match given {
+            // Whose token it is is not known here; `identity()` asks.
+            Some(token) => (Some(token.to_owned()), None),
+            None => (server.token, server.identity),
+        };
         Ok(Remote {
             name,
             url: server.url.trim_end_matches('/').to_owned(),
-            token: server.token,
-            identity: server.identity,
+            token,
+            identity,
+            given: given.is_some(),
             agent: ureq::AgentBuilder::new()
                 .timeout_connect(Duration::from_secs(10))
                 .build(),
         })
     }
 
-    /// A remote with a token: the stored one, else a freshly minted one,
-    /// saved for next time.
+    /// A remote with a token: the given or stored one, else a freshly minted
+    /// one, saved for next time.
     fn authed(config: &mut Config, dir: &Path, arg: &ServerArg) -> anyhow::Result<Remote> {
         let mut remote = Remote::new(config, arg)?;
         if remote.token.is_none() {
@@ -748,6 +865,30 @@ impl Remote {
             remote.remember(config, dir)?;
         }
         Ok(remote)
+    }
+
+    /// Whether the bearer is an account credential (a session or an API
+    /// token) rather than an app identity's token.
+    pub(crate) fn has_account_credential(&self) -> bool {
+        self.token
+            .as_deref()
+            .is_some_and(orrery_api::access::is_account_credential)
+    }
+
+    /// The identity the bearer acts as: the stored one, or for an account
+    /// credential given on the command line, the account's (asked of the
+    /// server).
+    fn identity(&self) -> anyhow::Result<String> {
+        if let Some(identity) = &self.identity {
+            return Ok(identity.clone());
+        }
+        if self.has_account_credential() {
+            let account = self.api("GET", "/account", None)?;
+            if let Some(identity) = account["identity"].as_str() {
+                return Ok(identity.to_owned());
+            }
+        }
+        bail!("no identity for {}; run `orrery login`", self.url)
     }
 
     /// `POST /v1/identity`: a new identity and its token.
@@ -788,17 +929,73 @@ impl Remote {
     /// Stores this server's token in the config (under its name, or under
     /// its URL if it was given as one).
     fn remember(&self, config: &mut Config, dir: &Path) -> anyhow::Result<()> {
+        self.remember_as(config, dir, None)
+    }
+
+    /// [`Remote::remember`], with the account's `email` for an account
+    /// credential.
+    pub(crate) fn remember_as(
+        &self,
+        config: &mut Config,
+        dir: &Path,
+        email: Option<&str>,
+    ) -> anyhow::Result<()> {
         let entry = config
             .servers
             .entry(self.name.clone())
             .or_insert_with(|| config::Server {
                 url: self.url.clone(),
-                token: None,
-                identity: None,
+                ..config::Server::default()
             });
         entry.token = self.token.clone();
         entry.identity = self.identity.clone();
+        entry.email = email.map(str::to_owned);
         config.save(dir)
+    }
+
+    /// `method` on the control-plane API's `path` (under `/api/v1`) with
+    /// the bearer and a JSON body; the JSON answer (`null` for none), or
+    /// the API's error as one line with a hint.
+    pub(crate) fn api(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let response = self
+            .api_response(method, path, body)
+            .map_err(|e| self.api_failure(e))?;
+        let text = response
+            .into_string()
+            .context("the server's reply is not text")?;
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).context("the server's reply is not JSON")
+    }
+
+    /// [`Remote::api`] without the error mapping, for callers that treat
+    /// some statuses themselves.
+    pub(crate) fn api_response(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<ureq::Response, ureq::Error> {
+        let request = self
+            .agent
+            .request(method, &format!("{}/api/v1{path}", self.url));
+        self.send(request, |r| match body {
+            Some(body) => r
+                .set("Content-Type", "application/json")
+                .send_string(&body.to_string()),
+            None => r.call(),
+        })
+    }
+
+    /// A failed control-plane API request as one line.
+    pub(crate) fn api_failure(&self, error: ureq::Error) -> anyhow::Error {
+        self.failure_on(error, Surface::Api)
     }
 
     /// Sends `request` with the token, if any, through `send`.
@@ -813,12 +1010,25 @@ impl Remote {
         }
     }
 
-    /// A failed request as one line: the server's message and a hint.
+    /// A failed request of the client API as one line: the server's
+    /// message and a hint.
     fn failure(&self, error: ureq::Error) -> anyhow::Error {
+        self.failure_on(error, Surface::Client)
+    }
+
+    fn failure_on(&self, error: ureq::Error, surface: Surface) -> anyhow::Error {
         match error {
             ureq::Error::Status(status, response) => {
+                let retry_after = response.header("Retry-After").map(str::to_owned);
                 let body = response.into_string().unwrap_or_default();
-                status_error(status, body.trim(), &self.name)
+                let context = Failed {
+                    server: &self.name,
+                    surface,
+                    account: self.token.is_none() || self.has_account_credential(),
+                    given: self.given,
+                    retry_after: retry_after.as_deref(),
+                };
+                status_error(status, body.trim(), &context)
             }
             ureq::Error::Transport(e) => anyhow!(
                 "cannot reach {}: {e}; is `orrery start` running there? (check `orrery server list`)",
@@ -873,17 +1083,68 @@ fn json_of(response: ureq::Response) -> anyhow::Result<Value> {
     serde_json::from_str(&text).context("the server's reply is not JSON")
 }
 
-/// One line for a failed request, with a hint where one helps.
-fn status_error(status: u16, body: &str, server: &str) -> anyhow::Error {
-    let message = match serde_json::from_str::<Value>(body) {
+/// Which of a server's two APIs answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Surface {
+    /// The client API (`/v1/…`): databases, calls, SQL, publishing.
+    Client,
+    /// The control-plane API (`/api/v1/…`): accounts, tokens, databases.
+    Api,
+}
+
+/// What a failed request's hint depends on.
+struct Failed<'a> {
+    /// The server's name in the config (or its URL).
+    server: &'a str,
+    surface: Surface,
+    /// The request carried an account credential, or none: a refusal is
+    /// solved by logging in to an account, not by minting an identity.
+    account: bool,
+    /// The credential came from `--token` or `ORRERY_TOKEN`.
+    given: bool,
+    /// The `Retry-After` header of a 429.
+    retry_after: Option<&'a str>,
+}
+
+/// The message of an error body: the control-plane API's
+/// `{"error":{"code","message"}}`, a JSON string, or plain text.
+fn error_message(status: u16, body: &str) -> String {
+    match serde_json::from_str::<Value>(body) {
         Ok(Value::String(s)) => s,
+        Ok(value) if value["error"]["message"].is_string() => value["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
         _ if body.is_empty() => format!("HTTP {status}"),
         _ => body.replace('\n', " "),
-    };
-    let hint = match status {
-        401 => format!(" (your token is not valid there: run `orrery login -s {server}`)"),
-        403 => " (only the database's owner may do this)".to_owned(),
-        404 => " (check the name with `orrery list`)".to_owned(),
+    }
+}
+
+/// One line for a failed request, with a hint where one helps.
+fn status_error(status: u16, body: &str, failed: &Failed) -> anyhow::Error {
+    let message = error_message(status, body);
+    let server = failed.server;
+    let hint = match (status, failed.surface) {
+        (401, _) if failed.given => {
+            " (from --token or ORRERY_TOKEN; `orrery token create` makes a new one)".to_owned()
+        }
+        (401, _) if failed.account => {
+            format!(" (log in with `orrery login --email EMAIL -s {server}` or pass --token)")
+        }
+        (401, _) => format!(" (your token is not valid there: run `orrery login -s {server}`)"),
+        // The server's message names the scope it needs.
+        (403, _) if message.contains("scope") => {
+            " (pass a token with that scope; `orrery token create --scope deploy` makes one)"
+                .to_owned()
+        }
+        // The server's message says how to get an account token.
+        (403, _) if message.contains("orrery token create") => String::new(),
+        (403, Surface::Client) => " (only the database's owner may do this)".to_owned(),
+        (404, Surface::Client) => " (check the name with `orrery list`)".to_owned(),
+        (429, _) => match failed.retry_after {
+            Some(seconds) => format!(" (too many requests: retry in {seconds} s)"),
+            None => " (too many requests: retry later)".to_owned(),
+        },
         _ => String::new(),
     };
     anyhow!("{message}{hint}")
@@ -1279,6 +1540,97 @@ mod tests {
             e.contains("`game/eu`") && e.contains("no child databases"),
             "{e}"
         );
+    }
+
+    fn failed(surface: Surface, account: bool, given: bool) -> Failed<'static> {
+        Failed {
+            server: "prod",
+            surface,
+            account,
+            given,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn error_bodies_of_both_apis_become_messages() {
+        let api = r#"{"error":{"code":"unauthorized","message":"the API token was revoked"}}"#;
+        assert_eq!(error_message(401, api), "the API token was revoked");
+        assert_eq!(
+            error_message(404, "\"no such database\""),
+            "no such database"
+        );
+        assert_eq!(error_message(400, "bad\nrequest"), "bad request");
+        assert_eq!(error_message(502, ""), "HTTP 502");
+        // Some other JSON is shown as it is.
+        assert_eq!(error_message(500, r#"{"oops":1}"#), r#"{"oops":1}"#);
+    }
+
+    #[test]
+    fn hints_say_what_to_do_next() {
+        let api = r#"{"error":{"code":"unauthorized","message":"unknown session or API token"}}"#;
+        let e = status_error(401, api, &failed(Surface::Client, true, false)).to_string();
+        assert_eq!(
+            e,
+            "unknown session or API token (log in with `orrery login --email EMAIL -s prod` or pass --token)"
+        );
+        let e = status_error(401, "revoked", &failed(Surface::Client, true, true)).to_string();
+        assert!(e.contains("--token or ORRERY_TOKEN"), "{e}");
+        // A minted identity's token: a plain login mints a fresh one.
+        let e = status_error(401, "expired", &failed(Surface::Client, false, false)).to_string();
+        assert!(e.ends_with("run `orrery login -s prod`)"), "{e}");
+        let scope = "this token's scope is `read`; this needs `deploy` or more";
+        let e = status_error(403, scope, &failed(Surface::Client, true, true)).to_string();
+        assert!(e.starts_with(scope) && e.contains("--scope deploy"), "{e}");
+        let e = status_error(403, "nope", &failed(Surface::Client, true, false)).to_string();
+        assert!(
+            e.ends_with("(only the database's owner may do this)"),
+            "{e}"
+        );
+        let e = status_error(403, "nope", &failed(Surface::Api, true, false)).to_string();
+        assert_eq!(e, "nope");
+        let limited =
+            r#"{"error":{"code":"rate_limited","message":"too many attempts; retry after 7 s"}}"#;
+        let e = status_error(429, limited, &failed(Surface::Api, true, false)).to_string();
+        assert_eq!(
+            e,
+            "too many attempts; retry after 7 s (too many requests: retry later)"
+        );
+        let with_header = Failed {
+            retry_after: Some("7"),
+            ..failed(Surface::Api, true, false)
+        };
+        let e = status_error(429, limited, &with_header).to_string();
+        assert!(e.ends_with("(too many requests: retry in 7 s)"), "{e}");
+    }
+
+    #[test]
+    fn a_given_token_beats_the_stored_one() {
+        let mut config = Config::default();
+        config.servers.get_mut("local").unwrap().token = Some("stored".into());
+        config.servers.get_mut("local").unwrap().identity = Some("c200aa".into());
+        let stored = Remote::at(&config, None, None).unwrap();
+        assert_eq!(
+            (
+                stored.token.as_deref(),
+                stored.identity.as_deref(),
+                stored.given
+            ),
+            (Some("stored"), Some("c200aa"), false)
+        );
+        let given = Remote::at(&config, None, Some(" orrs_given ")).unwrap();
+        assert_eq!(
+            (
+                given.token.as_deref(),
+                given.identity.as_deref(),
+                given.given
+            ),
+            (Some("orrs_given"), None, true)
+        );
+        assert!(given.has_account_credential() && !stored.has_account_credential());
+        // An empty ORRERY_TOKEN is no token.
+        let empty = Remote::at(&config, None, Some("")).unwrap();
+        assert_eq!(empty.token.as_deref(), Some("stored"));
     }
 
     #[test]

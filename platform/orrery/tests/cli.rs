@@ -42,6 +42,7 @@ fn orrery_with_input(config: &Path, args: &[&str], input: Option<&str>) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_orrery"))
         .args(args)
         .env("ORRERY_CONFIG_DIR", config)
+        .env_remove("ORRERY_TOKEN")
         .env_remove("NO_COLOR")
         .env("TERM", "xterm-256color")
         .stdin(Stdio::piped())
@@ -83,6 +84,7 @@ fn in_terminal(config: &Path, args: &[&str], no_color: Option<&str>) -> (bool, S
     command
         .args(["-qec", &line, "/dev/null"])
         .env("ORRERY_CONFIG_DIR", config)
+        .env_remove("ORRERY_TOKEN")
         .env("TERM", "xterm-256color")
         .env("SHELL", "/bin/sh")
         .stdin(Stdio::null());

@@ -270,3 +270,55 @@ pub(crate) fn send(request: ureq::Request, body: Option<&[u8]>) -> (u16, String)
         Err(e) => panic!("request failed: {e}"),
     }
 }
+
+/// What one run of the `orrery` CLI did.
+pub(crate) struct CliRun {
+    pub(crate) ok: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl CliRun {
+    /// The last line of stderr, which must be the run's one `error:` line.
+    pub(crate) fn error_line(&self) -> &str {
+        let errors = self
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error"))
+            .count();
+        assert_eq!(errors, 1, "one error line: {}", self.stderr);
+        let last = self.stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with("error: "), "{}", self.stderr);
+        last
+    }
+}
+
+/// Runs the CLI, `orrery ARGS`, with its config in `config`, `input` on its
+/// stdin and `env` set (a developer's own `ORRERY_TOKEN` never leaks in).
+pub(crate) fn run_cli(config: &Path, args: &[&str], env: &[(&str, &str)], input: &str) -> CliRun {
+    use std::io::Write;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_orrery"));
+    command
+        .args(args)
+        .env("ORRERY_CONFIG_DIR", config)
+        .env("NO_COLOR", "1")
+        .env_remove("ORRERY_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn {command:?}: {e}"));
+    let mut stdin = child.stdin.take().expect("piped");
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    CliRun {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
