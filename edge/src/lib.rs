@@ -109,12 +109,14 @@ pub async fn serve_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let registry = state.registry.clone();
-    // Paths under `/api/` go to `api` whole (no path parameters added, the
-    // prefix kept); everything else to the client API.
+    // Paths under `/api/` (the control-plane API) and `/internal/` (calls
+    // between the control plane and hosts) go to `api` whole (no path
+    // parameters added, the prefix kept); everything else to the client API.
     let api = api.into_service::<axum::body::Body>();
     let client = router(state).into_service::<axum::body::Body>();
     let dispatch = tower::service_fn(move |request: axum::extract::Request| {
-        let service = if request.uri().path().starts_with("/api/") {
+        let path = request.uri().path();
+        let service = if path.starts_with("/api/") || path.starts_with("/internal/") {
             api.clone()
         } else {
             client.clone()

@@ -2,7 +2,14 @@
 //!
 //! Composition only: it parses arguments and wires crates together. The
 //! developer commands (publish, call, sql, logs, …) are HTTP clients of a
-//! server and live in `cli`. `orrery start` builds one tenant host, opens
+//! server and live in `cli`. Three commands run processes:
+//! `orrery control-plane` (the control plane alone: metadata over SQLite or
+//! Postgres, module signing into an object store, the control-plane API and
+//! the internal API hosts call), `orrery host` (one pooled host: registers
+//! with the control plane, heartbeats, serves tenants, runs only signed
+//! modules; `remote` and `pool`), and `orrery start`, both in one process.
+//! Every flag also comes from an environment variable and from the file
+//! `--config` names (`config_file`). `orrery start` builds one tenant host, opens
 //! (recovers) every database of the data directory's registry
 //! (`tenant_host::registry`), opens the embedded control plane
 //! (`control_plane` over SQLite in the data directory; `accounts` adapts it
@@ -20,7 +27,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use orrery_api::limits::{SNAPSHOT_EVERY_LOG_BYTES_DEFAULT, SNAPSHOT_EVERY_TXS_DEFAULT};
 use storage::{Database, DbOptions, DbStorage, SnapshotPolicy};
@@ -28,6 +35,10 @@ use tenant_host::hosting::{Host, HostConfig};
 use tenant_host::registry::Registry;
 
 mod accounts;
+mod config_file;
+mod pool;
+mod processes;
+mod remote;
 mod signing;
 
 #[derive(Parser)]
@@ -37,7 +48,8 @@ mod signing;
     about = "Orrery: a self-hostable platform for real-time database modules",
     after_help = "\
 From nothing to a live subscription:
-  orrery start --dev                              # the platform for local development, in its own terminal
+  orrery start                                    # the platform, in its own terminal
+  orrery signup --email you@example.com           # an account; the CLI is logged in
   orrery publish chat --project-path ./my-module  # build the module, create database `chat`
   orrery subscribe chat 'SELECT * FROM message'   # one JSON line per transaction
   orrery call chat send_message 1 '\"hello\"'       # arguments are JSON values
@@ -57,12 +69,16 @@ enum Command {
     /// its snapshots and commit log. The process stops cleanly on SIGTERM or
     /// Ctrl-C, after making every committed transaction durable.
     Start {
+        /// Settings file (TOML): `flag-name = value` at the top or under
+        /// `[start]`; flags and environment variables win over it.
+        #[arg(long, env = "ORRERY_CONFIG")]
+        config: Option<PathBuf>,
         /// Directory holding all state; created if missing.
-        #[arg(long, default_value = "orrery-data")]
+        #[arg(long, env = "ORRERY_DATA_DIR", default_value = "orrery-data")]
         data_dir: PathBuf,
         /// Address the client API listens on (loopback unless told otherwise;
         /// port 0 picks a free port, printed at start).
-        #[arg(long, default_value = "127.0.0.1:3000")]
+        #[arg(long, env = "ORRERY_LISTEN_ADDR", default_value = "127.0.0.1:3000")]
         listen_addr: String,
         /// Domain of tenant URLs: database NAME is served at
         /// `NAME.DOMAIN` (by the Host header) as well as under
@@ -85,6 +101,85 @@ enum Command {
         snapshot_every_txs: u64,
         /// … or after this many MiB of commit log since its last one,
         /// whichever comes first (0: never by size).
+        #[arg(long, env = "ORRERY_SNAPSHOT_EVERY_LOG_MIB", default_value_t = SNAPSHOT_EVERY_LOG_BYTES_DEFAULT / MIB)]
+        snapshot_every_log_mib: u64,
+    },
+    /// Run the control plane alone: accounts, tokens, databases, module
+    /// signing and placement, for hosts started with `orrery host`.
+    ///
+    /// Stateless apart from its metadata store, so several may run behind a
+    /// load balancer.
+    ControlPlane {
+        /// Settings file (TOML): `flag-name = value` at the top or under
+        /// `[control-plane]`; flags and environment variables win over it.
+        #[arg(long, env = "ORRERY_CONFIG")]
+        config: Option<PathBuf>,
+        /// Metadata store: `sqlite:///path/file.db` or `postgres://…`.
+        #[arg(long, env = "ORRERY_METADATA")]
+        metadata: String,
+        /// Where modules and manifests are stored: `s3://bucket/prefix`
+        /// (settings from the `AWS_*` variables) or `file:///dir`.
+        #[arg(long, env = "ORRERY_OBJECT_STORE")]
+        object_store: String,
+        /// The ed25519 key manifests are signed with (created, 0600, if missing).
+        #[arg(long, env = "ORRERY_SIGNING_KEY")]
+        signing_key: PathBuf,
+        /// Address the control-plane API and the hosts' internal API listen on.
+        #[arg(long, env = "ORRERY_LISTEN_ADDR", default_value = "127.0.0.1:3100")]
+        listen_addr: String,
+        /// The secret hosts present (at least 32 characters); the same on every host.
+        #[arg(long, env = "ORRERY_JOIN_SECRET", hide_env_values = true)]
+        join_secret: String,
+        /// Clients reach the API over TLS (session cookies get `Secure`).
+        #[arg(long, env = "ORRERY_BEHIND_TLS")]
+        behind_tls: bool,
+        /// Sign-up needs an invitation from an operator.
+        #[arg(long, env = "ORRERY_INVITE_ONLY")]
+        invite_only: bool,
+        #[arg(long, env = "ORRERY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+        log_format: LogFormat,
+    },
+    /// Run one pooled host: it registers with the control plane, serves the
+    /// databases placed on it, and runs only modules the control plane signed.
+    Host {
+        /// Settings file (TOML): `flag-name = value` at the top or under
+        /// `[host]`; flags and environment variables win over it.
+        #[arg(long, env = "ORRERY_CONFIG")]
+        config: Option<PathBuf>,
+        /// The control plane's URL (`http://…` or `https://…`).
+        #[arg(long, env = "ORRERY_CONTROL_PLANE")]
+        control_plane: String,
+        /// The object store the control plane stores modules in.
+        #[arg(long, env = "ORRERY_OBJECT_STORE")]
+        object_store: String,
+        /// The host's local state (databases, compiled modules, keys).
+        #[arg(long, env = "ORRERY_CACHE_DIR", default_value = "orrery-cache")]
+        cache_dir: PathBuf,
+        /// Address tenant traffic (and the control plane) reaches this host on.
+        #[arg(long, env = "ORRERY_LISTEN_ADDR", default_value = "127.0.0.1:3000")]
+        listen_addr: String,
+        /// The URL the control plane calls this host at (default
+        /// `http://` and the bound listen address).
+        #[arg(long, env = "ORRERY_ADVERTISE_URL")]
+        advertise_url: Option<String>,
+        /// This host's name at the control plane (default: one made on
+        /// first start and kept in the cache directory).
+        #[arg(long, env = "ORRERY_HOST_ID")]
+        host_id: Option<String>,
+        /// The control plane's join secret.
+        #[arg(long, env = "ORRERY_JOIN_SECRET", hide_env_values = true)]
+        join_secret: String,
+        /// The control plane's manifest key (`ed25519:<hex>`); when given,
+        /// a control plane that signs with another key is refused.
+        #[arg(long, env = "ORRERY_MODULE_PUBLIC_KEY")]
+        module_public_key: Option<String>,
+        /// Domain of tenant URLs (`NAME.DOMAIN`).
+        #[arg(long, env = "ORRERY_DOMAIN", default_value = "localhost")]
+        domain: String,
+        #[arg(long, env = "ORRERY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+        log_format: LogFormat,
+        #[arg(long, env = "ORRERY_SNAPSHOT_EVERY_TXS", default_value_t = SNAPSHOT_EVERY_TXS_DEFAULT)]
+        snapshot_every_txs: u64,
         #[arg(long, env = "ORRERY_SNAPSHOT_EVERY_LOG_MIB", default_value_t = SNAPSHOT_EVERY_LOG_BYTES_DEFAULT / MIB)]
         snapshot_every_log_mib: u64,
     },
@@ -123,9 +218,72 @@ fn init_logs(format: LogFormat) {
     }
 }
 
+fn snapshot_options(every_txs: u64, every_log_mib: u64) -> DbOptions {
+    DbOptions {
+        snapshot_policy: SnapshotPolicy {
+            every_txs,
+            every_log_bytes: every_log_mib.saturating_mul(MIB),
+        },
+        ..DbOptions::default()
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    config_file::apply(&Cli::command())?;
     match Cli::parse().command {
+        Command::ControlPlane {
+            config: _,
+            metadata,
+            object_store,
+            signing_key,
+            listen_addr,
+            join_secret,
+            behind_tls,
+            invite_only,
+            log_format,
+        } => {
+            init_logs(log_format);
+            processes::control_plane(processes::ControlPlaneArgs {
+                metadata,
+                object_store,
+                signing_key,
+                listen_addr,
+                join_secret,
+                behind_tls,
+                invite_only,
+            })
+        }
+        Command::Host {
+            config: _,
+            control_plane,
+            object_store,
+            cache_dir,
+            listen_addr,
+            advertise_url,
+            host_id,
+            join_secret,
+            module_public_key,
+            domain,
+            log_format,
+            snapshot_every_txs,
+            snapshot_every_log_mib,
+        } => {
+            init_logs(log_format);
+            processes::host(processes::HostArgs {
+                control_plane,
+                object_store,
+                cache_dir,
+                listen_addr,
+                advertise_url,
+                host_id,
+                join_secret,
+                module_public_key,
+                domain,
+                options: snapshot_options(snapshot_every_txs, snapshot_every_log_mib),
+            })
+        }
         Command::Start {
+            config: _,
             data_dir,
             listen_addr,
             domain,
@@ -135,13 +293,7 @@ fn main() -> anyhow::Result<()> {
             snapshot_every_log_mib,
         } => {
             init_logs(log_format);
-            let options = DbOptions {
-                snapshot_policy: SnapshotPolicy {
-                    every_txs: snapshot_every_txs,
-                    every_log_bytes: snapshot_every_log_mib.saturating_mul(MIB),
-                },
-                ..DbOptions::default()
-            };
+            let options = snapshot_options(snapshot_every_txs, snapshot_every_log_mib);
             start(&data_dir, &listen_addr, &domain, dev, options)
         }
         Command::Dev(cmd) => {
@@ -167,11 +319,7 @@ fn start(
     let databases_dir = data_dir.join("databases");
     std::fs::create_dir_all(&databases_dir)
         .with_context(|| format!("create data directory {}", databases_dir.display()))?;
-    let (stop_tx, stop_rx) = mpsc::sync_channel(1);
-    ctrlc::set_handler(move || {
-        let _ = stop_tx.try_send(());
-    })
-    .context("install the SIGTERM/Ctrl-C handler")?;
+    let stop_rx = stop_signal()?;
 
     // Directories that are not registry databases (not named by a database
     // identity) are bare storage: recovered and kept durable, not served.
@@ -209,7 +357,7 @@ fn start(
                 .with_module_signing(control_plane::ModuleSigning::new(
                     modules.clone(),
                     signing_key,
-                    Arc::new(signing::RuntimeValidator { host: host.clone() }),
+                    Arc::new(signing::RuntimeValidator::Shared(host.clone())),
                 ))
         })
         .context("open the control plane's metadata store")?;
@@ -264,6 +412,21 @@ fn start(
     let databases = registry.all().len() + bare.len();
     tracing::info!(data_dir = %data_dir.display(), databases, "orrery started; listening on http://{local}; SIGTERM or Ctrl-C stops");
 
+    serve_until_stopped(stop_rx, shutdown_tx, runtime, server, &registry, &bare, databases)
+}
+
+/// Waits for SIGTERM or Ctrl-C, then stops a host side cleanly: no new
+/// connections, requests in flight finished (30 s at most), every commit
+/// log durable, and a snapshot of every database with new transactions.
+pub(crate) fn serve_until_stopped(
+    stop_rx: mpsc::Receiver<()>,
+    shutdown_tx: tokio::sync::oneshot::Sender<()>,
+    runtime: tokio::runtime::Runtime,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    registry: &Registry,
+    bare: &[(String, Database)],
+    databases: usize,
+) -> anyhow::Result<()> {
     stop_rx.recv().context("wait for a stop signal")?;
     tracing::info!("stopping: no new connections; finishing requests in flight");
     let _ = shutdown_tx.send(());
@@ -280,7 +443,7 @@ fn start(
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     tracing::info!("stopping: making committed transactions durable");
     registry.flush_all().context("flush the databases")?;
-    for (name, db) in &bare {
+    for (name, db) in bare {
         db.flush()
             .with_context(|| format!("flush database `{name}`"))?;
     }
@@ -290,7 +453,7 @@ fn start(
     if registry.snapshot_all().is_err() {
         tracing::warn!("some snapshots failed; the next start replays their logs");
     }
-    for (name, db) in &bare {
+    for (name, db) in bare {
         if let Err(e) = db.snapshot_if_behind() {
             tracing::warn!(database = %name, error = %e, "snapshot at shutdown failed");
         }
@@ -299,9 +462,19 @@ fn start(
     Ok(())
 }
 
+/// A channel that receives once on SIGTERM or Ctrl-C.
+pub(crate) fn stop_signal() -> anyhow::Result<mpsc::Receiver<()>> {
+    let (stop_tx, stop_rx) = mpsc::sync_channel(1);
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.try_send(());
+    })
+    .context("install the SIGTERM/Ctrl-C handler")?;
+    Ok(stop_rx)
+}
+
 /// Opens (recovers) every directory under `databases_dir` whose name is not
 /// a database identity: storage written without the registry.
-fn open_bare_storage(
+pub(crate) fn open_bare_storage(
     databases_dir: &Path,
     options: &DbOptions,
 ) -> anyhow::Result<Vec<(String, Database)>> {
@@ -342,7 +515,7 @@ fn open_bare_storage(
 
 /// `--dev` opens publishing to anyone who reaches the server: only on a
 /// loopback address, and never quietly.
-fn refuse_dev_off_loopback(listen_addr: &str) -> anyhow::Result<()> {
+pub(crate) fn refuse_dev_off_loopback(listen_addr: &str) -> anyhow::Result<()> {
     use std::net::ToSocketAddrs;
     let addrs: Vec<_> = listen_addr
         .to_socket_addrs()

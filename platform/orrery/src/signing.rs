@@ -17,13 +17,21 @@ use tenant_host::hosting::Host;
 
 /// Validates modules as a host would load them: compile, check imports and
 /// exports, describe, and validate the description.
-pub(crate) struct RuntimeValidator {
-    pub(crate) host: Arc<Host>,
+pub(crate) enum RuntimeValidator {
+    /// The runtime of the host in the same process (`orrery start`), whose
+    /// cache then holds the compiled module the host loads next.
+    Shared(Arc<Host>),
+    /// A runtime of its own (`orrery control-plane`).
+    Own(orrery_module::Runtime),
 }
 
 impl control_plane::ModuleValidator for RuntimeValidator {
     fn validate(&self, wasm: &[u8]) -> Result<(), String> {
-        let loaded = self.host.runtime().load(wasm).map_err(|e| e.to_string())?;
+        let runtime = match self {
+            RuntimeValidator::Shared(host) => host.runtime(),
+            RuntimeValidator::Own(runtime) => runtime,
+        };
+        let loaded = runtime.load(wasm).map_err(|e| e.to_string())?;
         orrery_moduledef::ModuleDef::from_bsatn(&loaded.description)
             .map(|_| ())
             .map_err(|e| e.to_string())

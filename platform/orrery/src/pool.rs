@@ -1,0 +1,213 @@
+//! The two ends of the calls a separate control plane makes to its pooled
+//! hosts: [`HttpHosts`] (the control plane's `DatabaseHosts`, over HTTP to
+//! the host a database is placed on) and [`host_router`] (the host's
+//! internal routes that answer it, with the join secret).
+//!
+//! Owns: those two and the paths between them. Does not own: placement
+//! (`control_plane`), or what a rename or deletion does to the registry
+//! (`accounts::rename_local`, `accounts::delete_local`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use control_api::{BoxFuture, DatabaseHosts, HostError, RenameRequest, INTERNAL_PREFIX};
+use control_plane::ControlPlane;
+use tenant_host::registry::Registry;
+
+use crate::accounts::{delete_local, rename_local};
+
+/// The control plane's hosts, reached at the addresses they registered.
+pub(crate) struct HttpHosts {
+    pub(crate) plane: Arc<ControlPlane>,
+    pub(crate) join_secret: String,
+    pub(crate) http: reqwest::Client,
+}
+
+impl HttpHosts {
+    pub(crate) fn new(plane: Arc<ControlPlane>, join_secret: String) -> anyhow::Result<HttpHosts> {
+        Ok(HttpHosts {
+            plane,
+            join_secret,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()?,
+        })
+    }
+
+    /// The address of the host serving `name` (or, during the undo of a
+    /// rename, `other`), if it is placed.
+    async fn address(&self, name: &str, other: Option<&str>) -> Result<Option<String>, HostError> {
+        for candidate in std::iter::once(name).chain(other) {
+            let placement = self
+                .plane
+                .placement(candidate)
+                .await
+                .map_err(|e| HostError(e.to_string()))?;
+            if let Some(placement) = placement {
+                return Ok(Some(placement.address));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> Result<(), HostError> {
+        let response = request
+            .bearer_auth(&self.join_secret)
+            .send()
+            .await
+            .map_err(|e| HostError(format!("the host did not answer to {what}: {e}")))?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        Err(HostError(format!("the host refused to {what}: {status} {body}")))
+    }
+}
+
+impl DatabaseHosts for HttpHosts {
+    fn rename<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), HostError>> {
+        Box::pin(async move {
+            let Some(address) = self.address(from, Some(to)).await? else {
+                return Ok(());
+            };
+            let url = format!("{address}{INTERNAL_PREFIX}/databases/{from}/rename");
+            let request = self.http.post(url).json(&RenameRequest { to: to.to_owned() });
+            self.send(request, &format!("rename {from} to {to}")).await
+        })
+    }
+
+    fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), HostError>> {
+        Box::pin(async move {
+            let Some(address) = self.address(name, None).await? else {
+                return Ok(());
+            };
+            let url = format!("{address}{INTERNAL_PREFIX}/databases/{name}");
+            self.send(self.http.delete(url), &format!("delete {name}"))
+                .await
+        })
+    }
+}
+
+struct HostState {
+    registry: Arc<Registry>,
+    join_secret: String,
+    control_plane_url: String,
+}
+
+/// The host's routes besides the client API: the internal routes the
+/// control plane calls, and a pointer to the control plane for `/api/`.
+pub(crate) fn host_router(
+    registry: Arc<Registry>,
+    join_secret: String,
+    control_plane_url: String,
+) -> Router {
+    let state = Arc::new(HostState {
+        registry,
+        join_secret,
+        control_plane_url,
+    });
+    Router::new()
+        .route(
+            &format!("{INTERNAL_PREFIX}/databases/{{name}}/rename"),
+            post(rename),
+        )
+        .route(
+            &format!("{INTERNAL_PREFIX}/databases/{{name}}"),
+            axum::routing::delete(delete),
+        )
+        .fallback(elsewhere)
+        .with_state(state)
+}
+
+fn error(status: StatusCode, code: &str, message: String) -> Response {
+    (
+        status,
+        Json(serde_json::json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+fn check_secret(state: &HostState, headers: &HeaderMap) -> Result<(), Response> {
+    let presented = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let expected = state.join_secret.as_bytes();
+    let same = presented.len() == expected.len()
+        && presented
+            .bytes()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "internal routes need the join secret".into(),
+        ))
+    }
+}
+
+async fn run(
+    state: &HostState,
+    job: impl FnOnce(&Registry) -> Result<(), String> + Send + 'static,
+) -> Response {
+    let registry = state.registry.clone();
+    match tokio::task::spawn_blocking(move || job(&registry)).await {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(message)) => error(StatusCode::CONFLICT, "conflict", message),
+        Err(e) => {
+            tracing::error!(error = %e, "a host task failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("the host task failed: {e}"),
+            )
+        }
+    }
+}
+
+async fn rename(
+    State(state): State<Arc<HostState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Json(request): Json<RenameRequest>,
+) -> Response {
+    if let Err(refused) = check_secret(&state, &headers) {
+        return refused;
+    }
+    run(&state, move |registry| rename_local(registry, &name, &request.to)).await
+}
+
+async fn delete(
+    State(state): State<Arc<HostState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    if let Err(refused) = check_secret(&state, &headers) {
+        return refused;
+    }
+    run(&state, move |registry| delete_local(registry, &name)).await
+}
+
+/// `/api/…` on a host: the control-plane API lives elsewhere.
+async fn elsewhere(State(state): State<Arc<HostState>>) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "this is a host; the control-plane API is served by the control plane at {}",
+            state.control_plane_url
+        ),
+    )
+}
