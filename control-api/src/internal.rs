@@ -51,8 +51,7 @@ pub fn internal_router(state: Arc<InternalState>) -> Router {
         .route("/databases/{name}/rename", post(rename))
         .route(
             "/databases/{name}/modules",
-            post(sign_module)
-                .layer(DefaultBodyLimit::max(orrery_api::limits::MODULE_BYTES_MAX)),
+            post(sign_module).layer(DefaultBodyLimit::max(orrery_api::limits::MODULE_BYTES_MAX)),
         )
         .route("/databases/{name}/published", post(published))
         .route("/databases/{name}", delete(deleted));

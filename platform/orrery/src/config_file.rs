@@ -19,11 +19,14 @@ const PROCESS_COMMANDS: [&str; 3] = ["start", "control-plane", "host"];
 /// command is a process command, and sets the environment from it.
 pub(crate) fn apply(cli: &clap::Command) -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let Some(command) = args.get(1).filter(|a| PROCESS_COMMANDS.contains(&a.as_str())) else {
+    let Some(command) = args
+        .get(1)
+        .filter(|a| PROCESS_COMMANDS.contains(&a.as_str()))
+    else {
         return Ok(());
     };
-    let path = config_path(&args[2..])
-        .or_else(|| std::env::var_os("ORRERY_CONFIG").map(PathBuf::from));
+    let path =
+        config_path(&args[2..]).or_else(|| std::env::var_os("ORRERY_CONFIG").map(PathBuf::from));
     let Some(path) = path else { return Ok(()) };
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("read the config file {}", path.display()))?;
@@ -54,7 +57,11 @@ fn config_path(args: &[String]) -> Option<PathBuf> {
 
 /// The environment variables the file sets for `command`, checked against
 /// the commands' flags.
-fn settings(cli: &clap::Command, command: &str, text: &str) -> anyhow::Result<Vec<(String, String)>> {
+fn settings(
+    cli: &clap::Command,
+    command: &str,
+    text: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
     let table: toml::Table = text.parse().context("not valid TOML")?;
     let find = |name: &str| {
         cli.get_subcommands()
@@ -69,7 +76,9 @@ fn settings(cli: &clap::Command, command: &str, text: &str) -> anyhow::Result<Ve
             .map(|e| e.to_string_lossy().into_owned())
     };
     let this = find(command);
+    // Section values win over top-level ones for the same flag.
     let mut out = Vec::new();
+    let mut top = Vec::new();
     for (key, value) in &table {
         if let toml::Value::Table(section) = value {
             if !PROCESS_COMMANDS.contains(&key.as_str()) {
@@ -86,19 +95,21 @@ fn settings(cli: &clap::Command, command: &str, text: &str) -> anyhow::Result<Ve
             }
             continue;
         }
-        let known = PROCESS_COMMANDS.iter().any(|c| env_of(find(c), key).is_some());
+        let known = PROCESS_COMMANDS
+            .iter()
+            .any(|c| env_of(find(c), key).is_some());
         if !known {
             bail!("unknown setting `{key}` (keys are the flags of start, control-plane and host)");
         }
         if let Some(env) = env_of(this, key) {
-            out.push((env, text_of(key, value)?));
+            top.push((env, text_of(key, value)?));
         }
     }
-    // Section values win over top-level ones: they are later in `out`, and
-    // the first one set is kept, so put them first.
-    out.reverse();
-    let mut seen = std::collections::HashSet::new();
-    out.retain(|(env, _)| seen.insert(env.clone()));
+    for (env, value) in top {
+        if !out.iter().any(|(e, _)| *e == env) {
+            out.push((env, value));
+        }
+    }
     Ok(out)
 }
 
@@ -107,7 +118,10 @@ fn text_of(key: &str, value: &toml::Value) -> anyhow::Result<String> {
         toml::Value::String(s) => s.clone(),
         toml::Value::Integer(n) => n.to_string(),
         toml::Value::Boolean(b) => b.to_string(),
-        other => bail!("`{key}` is a {}; use a string, number or boolean", other.type_str()),
+        other => bail!(
+            "`{key}` is a {}; use a string, number or boolean",
+            other.type_str()
+        ),
     })
 }
 
@@ -162,7 +176,10 @@ mod tests {
     #[test]
     fn unknown_keys_sections_and_values_are_errors() {
         let e = settings(&cli(), "host", "listen-adr = \"x\"").unwrap_err();
-        assert!(e.to_string().contains("unknown setting `listen-adr`"), "{e}");
+        assert!(
+            e.to_string().contains("unknown setting `listen-adr`"),
+            "{e}"
+        );
         let e = settings(&cli(), "host", "[hosts]\nx = 1").unwrap_err();
         assert!(e.to_string().contains("unknown section [hosts]"), "{e}");
         let e = settings(&cli(), "start", "[host]\nmetadata = \"x\"").unwrap_err();
@@ -176,8 +193,14 @@ mod tests {
     #[test]
     fn the_path_comes_from_either_spelling() {
         let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(config_path(&args(&["--config", "a.toml"])), Some("a.toml".into()));
-        assert_eq!(config_path(&args(&["--x", "--config=b.toml"])), Some("b.toml".into()));
+        assert_eq!(
+            config_path(&args(&["--config", "a.toml"])),
+            Some("a.toml".into())
+        );
+        assert_eq!(
+            config_path(&args(&["--x", "--config=b.toml"])),
+            Some("b.toml".into())
+        );
         assert_eq!(config_path(&args(&["--x"])), None);
     }
 }

@@ -412,7 +412,15 @@ fn start(
     let databases = registry.all().len() + bare.len();
     tracing::info!(data_dir = %data_dir.display(), databases, "orrery started; listening on http://{local}; SIGTERM or Ctrl-C stops");
 
-    serve_until_stopped(stop_rx, shutdown_tx, runtime, server, &registry, &bare, databases)
+    serve_until_stopped(
+        stop_rx,
+        shutdown_tx,
+        runtime,
+        server,
+        &registry,
+        &bare,
+        databases,
+    )
 }
 
 /// Waits for SIGTERM or Ctrl-C, then stops a host side cleanly: no new

@@ -67,7 +67,9 @@ impl HttpHosts {
         }
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
-        Err(HostError(format!("the host refused to {what}: {status} {body}")))
+        Err(HostError(format!(
+            "the host refused to {what}: {status} {body}"
+        )))
     }
 }
 
@@ -78,7 +80,10 @@ impl DatabaseHosts for HttpHosts {
                 return Ok(());
             };
             let url = format!("{address}{INTERNAL_PREFIX}/databases/{from}/rename");
-            let request = self.http.post(url).json(&RenameRequest { to: to.to_owned() });
+            let request = self
+                .http
+                .post(url)
+                .json(&RenameRequest { to: to.to_owned() });
             self.send(request, &format!("rename {from} to {to}")).await
         })
     }
@@ -186,7 +191,10 @@ async fn rename(
     if let Err(refused) = check_secret(&state, &headers) {
         return refused;
     }
-    run(&state, move |registry| rename_local(registry, &name, &request.to)).await
+    run(&state, move |registry| {
+        rename_local(registry, &name, &request.to)
+    })
+    .await
 }
 
 async fn delete(

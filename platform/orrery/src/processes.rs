@@ -185,7 +185,10 @@ fn host_id(cache_dir: &Path, given: Option<String>) -> anyhow::Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
     }
-    let id = format!("host-{}", hex::encode(tenant_host::registry::random_bytes::<4>()));
+    let id = format!(
+        "host-{}",
+        hex::encode(tenant_host::registry::random_bytes::<4>())
+    );
     durable::fs::write_atomic(&path, id.as_bytes())
         .with_context(|| format!("write {}", path.display()))?;
     Ok(id)
@@ -225,7 +228,8 @@ pub(crate) fn host(args: HostArgs) -> anyhow::Result<()> {
         .with_context(|| format!("create {}", databases_dir.display()))?;
     let runtime = async_runtime()?;
     let id = host_id(&args.cache_dir, args.host_id)?;
-    let client = remote::ControlPlaneClient::new(&args.control_plane, args.join_secret.clone(), id.clone())?;
+    let client =
+        remote::ControlPlaneClient::new(&args.control_plane, args.join_secret.clone(), id.clone())?;
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(&args.listen_addr))
         .with_context(|| format!("listen on {}", args.listen_addr))?;
@@ -254,7 +258,9 @@ pub(crate) fn host(args: HostArgs) -> anyhow::Result<()> {
             configured
         }
         (None, Some(offered)) => offered,
-        (None, None) => bail!("the control plane does not sign modules; a host runs only signed modules"),
+        (None, None) => {
+            bail!("the control plane does not sign modules; a host runs only signed modules")
+        }
     };
     let module_runtime = orrery_module::Runtime::with_config(orrery_module::RuntimeConfig {
         artifact_dir: Some(args.cache_dir.join("artifacts")),
@@ -286,11 +292,20 @@ pub(crate) fn host(args: HostArgs) -> anyhow::Result<()> {
             signer: Some(client.clone()),
         },
     });
-    let internal = pool::host_router(registry.clone(), args.join_secret, args.control_plane.clone());
+    let internal = pool::host_router(
+        registry.clone(),
+        args.join_secret,
+        args.control_plane.clone(),
+    );
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = runtime.spawn(orrery_edge::serve_with(listener, state, internal, async move {
-        let _ = shutdown_rx.await;
-    }));
+    let server = runtime.spawn(orrery_edge::serve_with(
+        listener,
+        state,
+        internal,
+        async move {
+            let _ = shutdown_rx.await;
+        },
+    ));
     runtime.spawn(remote::heartbeats((*client).clone()));
     let databases = registry.all().len() + bare.len();
     tracing::info!(
@@ -299,5 +314,13 @@ pub(crate) fn host(args: HostArgs) -> anyhow::Result<()> {
         databases,
         "orrery host started; listening on http://{local}; SIGTERM or Ctrl-C stops"
     );
-    crate::serve_until_stopped(stop_rx, shutdown_tx, runtime, server, &registry, &bare, databases)
+    crate::serve_until_stopped(
+        stop_rx,
+        shutdown_tx,
+        runtime,
+        server,
+        &registry,
+        &bare,
+        databases,
+    )
 }

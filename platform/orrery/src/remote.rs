@@ -56,9 +56,7 @@ impl ControlPlaneClient {
         join_secret: String,
         host_id: String,
     ) -> anyhow::Result<ControlPlaneClient> {
-        let http = reqwest::Client::builder()
-            .timeout(CALL_TIMEOUT)
-            .build()?;
+        let http = reqwest::Client::builder().timeout(CALL_TIMEOUT).build()?;
         Ok(ControlPlaneClient {
             http,
             base: base.trim_end_matches('/').to_owned(),
