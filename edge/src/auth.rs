@@ -248,7 +248,7 @@ impl Keys {
     fn uuid_v4(&self) -> Result<String, AuthError> {
         let mut bytes = [0u8; 16];
         self.rng.fill(&mut bytes).map_err(|_| AuthError::Random)?;
-        Ok(tenant_host::registry::uuid_v4_from(bytes))
+        Ok(orrery_api::ids::uuid_v4_from(bytes))
     }
 }
 

@@ -48,8 +48,7 @@ use orrery_module::{CallResult, CallerContext, ProcedureOutcome, ReducerOutcome}
 use tenant_host::hosting::HostedDatabase;
 use tenant_host::logs::{FollowEvent, LogEntry};
 use tenant_host::registry::{
-    parse_name_or_identity, random_bytes, Entry, NameOrIdentity, NameTarget, Registry,
-    RegistryError,
+    parse_name_or_identity, Entry, NameOrIdentity, NameTarget, Registry, RegistryError,
 };
 
 const IDENTITY_HEADER: HeaderName = HeaderName::from_static("spacetime-identity");
@@ -1384,7 +1383,7 @@ fn call_context(database: &HostedDatabase, caller: &Caller, conn: ConnectionId) 
 /// A fresh random non-zero connection id.
 pub(crate) fn connection_id() -> ConnectionId {
     loop {
-        let id = ConnectionId::from_le_byte_array(random_bytes::<16>());
+        let id = ConnectionId::from_le_byte_array(orrery_api::ids::random_bytes::<16>());
         if id != ConnectionId::ZERO {
             return id;
         }

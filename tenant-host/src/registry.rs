@@ -1344,40 +1344,7 @@ pub const LOCAL_ISSUER: &str = "localhost";
 
 /// A database identity derived like a minted client identity.
 fn fresh_identity() -> Identity {
-    Identity::from_claims(LOCAL_ISSUER, &uuid_v4())
-}
-
-/// A random UUIDv4 in its text form.
-pub fn uuid_v4() -> String {
-    uuid_v4_from(random_bytes::<16>())
-}
-
-/// The UUIDv4 text form of 16 random bytes (their version and variant bits
-/// are set): the one formatting of the workspace, for callers with their own
-/// random source.
-pub fn uuid_v4_from(random: [u8; 16]) -> String {
-    let mut b = random;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
-/// `N` bytes from the system's secure random source.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; N];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .expect("the system random source works");
-    bytes
+    Identity::from_claims(LOCAL_ISSUER, &orrery_api::ids::uuid_v4())
 }
 
 /// Hex of a module hash, as in file names and `database.json`.
@@ -1529,23 +1496,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    // Protects the one UUIDv4 formatting: 8-4-4-4-12 lowercase hex with the
-    // version nibble 4 and the variant bits 10, whatever the random bytes.
-    #[test]
-    fn uuid_v4_sets_version_and_variant() {
-        assert_eq!(
-            uuid_v4_from([0xff; 16]),
-            "ffffffff-ffff-4fff-bfff-ffffffffffff"
-        );
-        assert_eq!(
-            uuid_v4_from([0; 16]),
-            "00000000-0000-4000-8000-000000000000"
-        );
-        let random = uuid_v4();
-        assert_eq!(random.len(), 36);
-        assert_eq!(&random[14..15], "4");
-    }
 
     #[test]
     fn name_grammar() {

@@ -185,10 +185,7 @@ fn host_id(cache_dir: &Path, given: Option<String>) -> anyhow::Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
     }
-    let id = format!(
-        "host-{}",
-        hex::encode(tenant_host::registry::random_bytes::<4>())
-    );
+    let id = format!("host-{}", hex::encode(orrery_api::ids::random_bytes::<4>()));
     durable::fs::write_atomic(&path, id.as_bytes())
         .with_context(|| format!("write {}", path.display()))?;
     Ok(id)
