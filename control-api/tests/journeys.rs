@@ -213,6 +213,11 @@ fn journey(server: &Server) {
         .call("GET", "/audit?limit=many", Auth::Bearer(&session), None)
         .expect_error(400, "invalid_request");
 
+    // An API token cannot log out or change the password: 403, as documented.
+    server
+        .call("POST", "/logout", Auth::Bearer(&api_token), None)
+        .expect_error(403, "forbidden");
+
     // Revoke the token: it is refused from then on.
     server
         .call(

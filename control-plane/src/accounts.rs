@@ -350,7 +350,7 @@ fn account_from_row(row: &AnyRow) -> Result<Account, Error> {
 fn session_of(principal: &Principal) -> Result<&SessionId, Error> {
     match &principal.credential {
         Credential::Session { session_id } => Ok(session_id),
-        Credential::ApiToken { .. } => Err(Error::invalid(
+        Credential::ApiToken { .. } => Err(Error::forbidden(
             "this needs a login session, not an API token",
         )),
     }
