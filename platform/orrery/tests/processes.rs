@@ -273,12 +273,37 @@ fn separate_processes_over_postgres_and_s3_sign_up_publish_subscribe_and_delete(
     )
     .unwrap();
     let mut host = start_host(&config, &servers.s3_endpoint);
-    let host_url = format!("http://{}", host.addr);
-    let port = host.addr.rsplit(':').next().unwrap().to_owned();
 
+    let (session, deploy) = journey(&cp.url, &host.addr, &ts_dir, dir.path());
+
+    // A host restart serves the same databases (modules verified again from S3).
+    stop(&mut host.process, "orrery host");
+    let mut host = start_host(&config, &servers.s3_endpoint);
+    let host_url = format!("http://{}", host.addr);
+    let (status, body) = request(
+        &host_url,
+        "POST",
+        "/v1/database/jledger/sql",
+        Some(&deploy),
+        b"SELECT * FROM account",
+    );
+    assert_eq!(status, 200, "{body}");
+
+    rename_and_delete(&cp.url, &host_url, &session, &deploy);
+    stop(&mut host.process, "orrery host");
+    stop(&mut cp.process, "orrery control-plane");
+}
+
+/// Sign up and make tokens through the control-plane API at `api_url`; the
+/// refusals; publish with the CLI and with plain HTTP on the host at
+/// `host_addr`; the stock SDK at the tenant URL; logs. Returns the session
+/// and the deploy token.
+fn journey(api_url: &str, host_addr: &str, ts_dir: &Path, dir: &Path) -> (String, String) {
+    let host_url = format!("http://{host_addr}");
+    let port = host_addr.rsplit(':').next().unwrap().to_owned();
     // Sign up and make tokens through the control-plane API.
     let (status, body) = request(
-        &cp.url,
+        api_url,
         "POST",
         "/api/v1/signup",
         None,
@@ -294,7 +319,7 @@ fn separate_processes_over_postgres_and_s3_sign_up_publish_subscribe_and_delete(
             request_body["databases"] = json!(databases);
         }
         let (status, body) = request(
-            &cp.url,
+            api_url,
             "POST",
             "/api/v1/tokens",
             Some(&session),
@@ -342,7 +367,7 @@ fn separate_processes_over_postgres_and_s3_sign_up_publish_subscribe_and_delete(
     assert!(body.contains("not valid"), "{body}");
 
     // Publish with the `orrery` CLI …
-    let cli_config = dir.path().join("cli");
+    let cli_config = dir.join("cli");
     let chat_path = modules::module_wasm("chat");
     let out = run(
         "orrery publish",
@@ -381,13 +406,13 @@ fn separate_processes_over_postgres_and_s3_sign_up_publish_subscribe_and_delete(
 
     // The control plane knows both, placed on this host, and the modules
     // sit in S3 with their signed manifests.
-    let (status, body) = request(&cp.url, "GET", "/api/v1/databases", Some(&session), b"");
+    let (status, body) = request(api_url, "GET", "/api/v1/databases", Some(&session), b"");
     assert_eq!(status, 200, "{body}");
     assert!(
         body.contains("\"jchat\"") && body.contains("\"jledger\""),
         "{body}"
     );
-    let (status, body) = request(&cp.url, "GET", "/api/v1/audit", Some(&session), b"");
+    let (status, body) = request(api_url, "GET", "/api/v1/audit", Some(&session), b"");
     assert_eq!(status, 200, "{body}");
     assert!(
         body.contains("publish"),
@@ -441,22 +466,15 @@ fn separate_processes_over_postgres_and_s3_sign_up_publish_subscribe_and_delete(
     let (status, body) = request(&host_url, "GET", "/v1/database/jchat/logs", Some(&app), b"");
     assert_eq!(status, 403, "{body}");
 
-    // A host restart serves the same databases (modules verified again from S3).
-    stop(&mut host.process, "orrery host");
-    let mut host = start_host(&config, &servers.s3_endpoint);
-    let host_url = format!("http://{}", host.addr);
-    let (status, body) = request(
-        &host_url,
-        "POST",
-        "/v1/database/jledger/sql",
-        Some(&deploy),
-        b"SELECT * FROM account",
-    );
-    assert_eq!(status, 200, "{body}");
+    (session, deploy)
+}
 
+/// Rename and delete through the control-plane API: the host follows.
+fn rename_and_delete(api_url: &str, host_url: &str, session: &str, deploy: &str) {
+    let (session, deploy) = (session.to_owned(), deploy.to_owned());
     // Rename and delete through the control-plane API: the host follows.
     let (status, body) = request(
-        &cp.url,
+        api_url,
         "PATCH",
         "/api/v1/databases/jledger",
         Some(&session),
@@ -472,7 +490,7 @@ fn separate_processes_over_postgres_and_s3_sign_up_publish_subscribe_and_delete(
     );
     assert_eq!(status, 200, "the host serves the new name: {body}");
     let (status, body) = request(
-        &cp.url,
+        api_url,
         "DELETE",
         "/api/v1/databases/jbooks?confirm=jbooks",
         Some(&session),
@@ -487,7 +505,25 @@ fn separate_processes_over_postgres_and_s3_sign_up_publish_subscribe_and_delete(
         b"SELECT * FROM account",
     );
     assert_eq!(status, 404, "deleted on the host too: {body}");
+}
 
-    stop(&mut host.process, "orrery host");
-    stop(&mut cp.process, "orrery control-plane");
+#[test]
+fn the_same_journey_on_orrery_start_with_sqlite() {
+    let ts_dir = repo_root().join("tests/ts");
+    assert!(
+        ts_dir.join("node_modules/spacetimedb").is_dir(),
+        "the npm packages are missing: run `npm ci` in {} (./scripts/test does)",
+        ts_dir.display()
+    );
+    let data = tempfile::tempdir().unwrap();
+    let o = support::Orrery::start_closed(data.path(), &[]);
+    let url = o.url("");
+    let (session, deploy) = journey(&url, &o.addr, &ts_dir, data.path());
+    rename_and_delete(&url, &url, &session, &deploy);
+    assert!(
+        data.path().join("control-plane.db").is_file()
+            && data.path().join("objects/modules").is_dir(),
+        "SQLite metadata and the folder object store under the data directory"
+    );
+    o.stop();
 }
