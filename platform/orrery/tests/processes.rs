@@ -440,7 +440,7 @@ fn journey(api_url: &str, host_addr: &str, ts_dir: &Path, dir: &Path) -> (String
         "chat.test.ts at the tenant URL",
         Command::new("npx")
             .args(["--no-install", "tsx", "chat.test.ts"])
-            .current_dir(&ts_dir)
+            .current_dir(ts_dir)
             .env("ORRERY_URL", &tenant_url)
             .env("ORRERY_DB", "jchat")
             .env("ORRERY_OWNER_TOKEN", &deploy),
@@ -482,7 +482,7 @@ fn rename_and_delete(api_url: &str, host_url: &str, session: &str, deploy: &str)
     );
     assert!(status == 200 || status == 204, "{status} {body}");
     let (status, body) = request(
-        &host_url,
+        host_url,
         "POST",
         "/v1/database/jbooks/sql",
         Some(&deploy),
@@ -498,7 +498,7 @@ fn rename_and_delete(api_url: &str, host_url: &str, session: &str, deploy: &str)
     );
     assert!(status == 200 || status == 204, "{status} {body}");
     let (status, body) = request(
-        &host_url,
+        host_url,
         "POST",
         "/v1/database/jbooks/sql",
         Some(&deploy),
