@@ -87,8 +87,9 @@ impl FromRequestParts<Arc<InternalState>> for FromHost {
     }
 }
 
-/// Compares in time that depends on the lengths only.
-fn secrets_equal(a: &[u8], b: &[u8]) -> bool {
+/// Whether two secrets are equal, compared in time that depends on the
+/// lengths only (the join-secret check of both ends).
+pub fn secrets_equal(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

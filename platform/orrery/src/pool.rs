@@ -139,21 +139,14 @@ fn error(status: StatusCode, code: &str, message: String) -> Response {
         .into_response()
 }
 
-/// Whether the request carries the join secret (compared in time that
-/// depends on the lengths only).
+/// Whether the request carries the join secret.
 fn has_secret(state: &HostState, headers: &HeaderMap) -> bool {
     let presented = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    let expected = state.join_secret.as_bytes();
-    presented.len() == expected.len()
-        && presented
-            .bytes()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    control_api::secrets_equal(presented.as_bytes(), state.join_secret.as_bytes())
 }
 
 fn no_secret() -> Response {

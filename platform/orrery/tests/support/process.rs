@@ -322,3 +322,26 @@ pub(crate) fn run_cli(config: &Path, args: &[&str], env: &[(&str, &str)], input:
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
+
+/// The repository's root folder.
+pub(crate) fn repo_root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// Runs a command to success; its stdout.
+pub(crate) fn run(what: &str, command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    stdout
+}
