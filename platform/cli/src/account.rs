@@ -291,22 +291,21 @@ pub(crate) fn token(cmd: TokenCmd, config: &Config) -> anyhow::Result<()> {
         }
         TokenCmd::List { json, server } => {
             let remote = account_remote(config, &server)?;
-            let tokens = remote.api("GET", "/tokens", None)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&tokens)?);
-                return Ok(());
-            }
-            let tokens = tokens.as_array().cloned().unwrap_or_default();
-            if tokens.is_empty() {
-                println!(
-                    "No API tokens on {}; create one with `orrery token create`",
-                    remote.url
-                );
-                return Ok(());
-            }
-            let rows = tokens
-                .iter()
-                .map(|t| {
+            list(
+                &remote,
+                "/tokens",
+                json,
+                "No API tokens on {url}; create one with `orrery token create`",
+                &[
+                    "id",
+                    "name",
+                    "scope",
+                    "databases",
+                    "created",
+                    "last used",
+                    "status",
+                ],
+                |t| {
                     let status = if t["revoked_at_ms"].is_i64() {
                         "revoked".to_owned()
                     } else {
@@ -329,21 +328,8 @@ pub(crate) fn token(cmd: TokenCmd, config: &Config) -> anyhow::Result<()> {
                             .map_or_else(|| "never".to_owned(), utc),
                         status,
                     ]
-                })
-                .collect();
-            print_table(
-                &[
-                    "id",
-                    "name",
-                    "scope",
-                    "databases",
-                    "created",
-                    "last used",
-                    "status",
-                ],
-                rows,
-            );
-            Ok(())
+                },
+            )
         }
         TokenCmd::Revoke { id, server } => {
             let remote = account_remote(config, &server)?;
@@ -377,22 +363,13 @@ pub(crate) fn db(cmd: DbCmd, config: &Config) -> anyhow::Result<()> {
         }
         DbCmd::List { json, server } => {
             let remote = account_remote(config, &server)?;
-            let databases = remote.api("GET", "/databases", None)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&databases)?);
-                return Ok(());
-            }
-            let databases = databases.as_array().cloned().unwrap_or_default();
-            if databases.is_empty() {
-                println!(
-                    "No databases on {}; create one with `orrery db create NAME` or `orrery publish NAME`",
-                    remote.url
-                );
-                return Ok(());
-            }
-            let rows = databases
-                .iter()
-                .map(|d| {
+            list(
+                &remote,
+                "/databases",
+                json,
+                "No databases on {url}; create one with `orrery db create NAME` or `orrery publish NAME`",
+                &["name", "id", "created", "status"],
+                |d| {
                     vec![
                         text(&d["name"]),
                         text(&d["id"]),
@@ -402,12 +379,35 @@ pub(crate) fn db(cmd: DbCmd, config: &Config) -> anyhow::Result<()> {
                             None => "active".to_owned(),
                         },
                     ]
-                })
-                .collect();
-            print_table(&["name", "id", "created", "status"], rows);
-            Ok(())
+                },
+            )
         }
     }
+}
+
+/// `GET path` of the API: the JSON as it came with `--json`, else `empty`
+/// (`{url}` replaced by the server's) when the list is empty, else a table
+/// of `headers` with one `row` per element.
+fn list(
+    remote: &Remote,
+    path: &str,
+    json: bool,
+    empty: &str,
+    headers: &[&str],
+    row: impl Fn(&Value) -> Vec<String>,
+) -> anyhow::Result<()> {
+    let listed = remote.api("GET", path, None)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&listed)?);
+        return Ok(());
+    }
+    let items = listed.as_array().cloned().unwrap_or_default();
+    if items.is_empty() {
+        println!("{}", empty.replace("{url}", &remote.url));
+        return Ok(());
+    }
+    print_table(headers, items.iter().map(row).collect());
+    Ok(())
 }
 
 /// The server without a credential (sign-up and login send none).
