@@ -5,13 +5,15 @@
 //! `file:///dir`, the embedded default, and `memory://` for tests), and the
 //! content-addressed module objects `modules/<sha256>.wasm` and
 //! `modules/<sha256>.manifest` ([`modules`]), loaded only after their signed
-//! manifest and hash verify.
+//! manifest and hash verify; where databases' logs and snapshots live and
+//! which segments recovery replays ([`layout`]).
 //! Does not own: signing and verification themselves (`orrery_api::manifest`),
 //! which module a database runs (the control plane's metadata store), or the
-//! commit-log segments and snapshots (a later issue adds them here).
+//! shipping commit-log segments and snapshots (issue 15 builds it on [`layout`]).
 //!
 //! The API is async (`object_store`'s); callers bring a Tokio runtime.
 
+pub mod layout;
 pub mod modules;
 pub mod url;
 
