@@ -6,17 +6,20 @@
 //! content-addressed module objects `modules/<sha256>.wasm` and
 //! `modules/<sha256>.manifest` ([`modules`]), loaded only after their signed
 //! manifest and hash verify; where databases' logs and snapshots live and
-//! which segments recovery replays ([`layout`]).
+//! which segments recovery replays ([`layout`]), and each database's `head`,
+//! moved only by conditional put ([`head`]).
 //! Does not own: signing and verification themselves (`orrery_api::manifest`),
 //! which module a database runs (the control plane's metadata store), or the
 //! shipping commit-log segments and snapshots (issue 15 builds it on [`layout`]).
 //!
 //! The API is async (`object_store`'s); callers bring a Tokio runtime.
 
+pub mod head;
 pub mod layout;
 pub mod modules;
 pub mod url;
 
+pub use head::{Head, HeadError, HeadGeneration, HeadSnapshot, HeadVersion, Heads};
 pub use modules::{ModuleHash, ModuleStore, ModuleStoreError, VerifiedModule};
 pub use object_store;
 pub use url::{ObjectStoreUrl, OpenError, S3Settings, UrlError};

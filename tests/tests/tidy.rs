@@ -95,7 +95,7 @@ const MAY_DEPEND_ON: &[(&str, Option<&[&str]>)] = &[
     ),
     // Object stores and module artifacts: for the control plane, the host
     // and the CLI (and the orrery binary, which may depend on anything).
-    ("orrery-objstore", Some(&["orrery-api"])),
+    ("orrery-objstore", Some(&["durable", "orrery-api"])),
     ("control-api", Some(&["control-plane", "orrery-api"])),
     ("orrery", None),
     ("loadgen", Some(&["orrery-wire"])),
