@@ -4,8 +4,10 @@
 //!
 //! Owns: [`CommitLog`] (open with verification and torn-tail repair, append,
 //! durability tracking, replay, segment listing and removal) and its options.
+//! Reading the durable log in pieces and segment images ([`CommitLog::read_durable`],
+//! [`decode_segment_image`]), which shipping copies elsewhere.
 //! Does not own: what payloads mean (the engine encodes transactions),
-//! snapshots, or shipping sealed segments elsewhere; I/O goes through the
+//! snapshots, or where copies go; I/O goes through the
 //! [`SegmentStore`] trait so those layers and fault-injecting tests can plug in.
 //!
 //! Entry points: [`CommitLog::open`], [`CommitLog::append`],
@@ -18,6 +20,7 @@
 
 mod error;
 mod format;
+mod frames;
 mod memory;
 mod recovery;
 mod stats;
@@ -30,6 +33,7 @@ pub use error::{
     ReplayError,
 };
 pub use format::{HeaderFault, RecordFault};
+pub use frames::{decode_segment_image, DurableFrames, ImageError, LogPosition};
 pub use memory::MemorySegmentStore;
 pub use stats::{SyncStatsSnapshot, SYNC_BUCKETS};
 pub use store::{FileSegmentStore, SegmentFile, SegmentStore};

@@ -56,12 +56,57 @@ impl DatabaseKey {
         ))
     }
 
-    /// `db/<id>/gen-<g>/snapshots/<offset>`, the prefix of one snapshot's objects.
-    pub fn snapshot_prefix(&self, generation: u64, offset: u64) -> ObjectPath {
+    /// `db/<id>/`, everything of this database.
+    pub fn prefix(&self) -> ObjectPath {
+        ObjectPath::from(format!("db/{}", self.0))
+    }
+
+    /// `db/<id>/gen-<g>/snapshots/`, the prefix of generation `g`'s snapshot manifests.
+    pub fn snapshots_prefix(&self, generation: u64) -> ObjectPath {
+        ObjectPath::from(format!("db/{}/gen-{generation:020}/snapshots", self.0))
+    }
+
+    /// `db/<id>/gen-<g>/snapshots/<offset>.manifest`: a snapshot taken by
+    /// generation `g` at `offset` (docs/design/snapshot.md's manifest).
+    pub fn snapshot_path(&self, snapshot: SnapshotRef) -> ObjectPath {
         ObjectPath::from(format!(
-            "db/{}/gen-{generation:020}/snapshots/{offset:020}",
-            self.0
+            "db/{}/gen-{:020}/snapshots/{:020}.manifest",
+            self.0, snapshot.generation, snapshot.offset
         ))
+    }
+
+    /// `db/<id>/objects/`, the prefix of snapshot parts.
+    pub fn objects_prefix(&self) -> ObjectPath {
+        ObjectPath::from(format!("db/{}/objects", self.0))
+    }
+
+    /// `db/<id>/objects/<blake3-hex>`: one snapshot part, named by the hash
+    /// of its bytes and shared by every snapshot (of any generation) holding it.
+    pub fn object_path(&self, hash_hex: &str) -> ObjectPath {
+        ObjectPath::from(format!("db/{}/objects/{hash_hex}", self.0))
+    }
+
+    /// `db/<id>/files/`, the prefix of the host's own files of the database.
+    pub fn files_prefix(&self) -> ObjectPath {
+        ObjectPath::from(format!("db/{}/files", self.0))
+    }
+
+    /// `db/<id>/files/<name>`: a file of the host's directory of the database
+    /// (its registry metadata and module files), copied as it is. `name` is
+    /// a relative, `/`-separated path.
+    pub fn file_path(&self, name: &str) -> ObjectPath {
+        ObjectPath::from(format!("db/{}/files/{name}", self.0))
+    }
+
+    /// The snapshot a key of this database names, or `None` for any other key.
+    pub fn parse_snapshot_path(&self, path: &ObjectPath) -> Option<SnapshotRef> {
+        let rest = path.as_ref().strip_prefix(&format!("db/{}/gen-", self.0))?;
+        let (generation, rest) = rest.split_once("/snapshots/")?;
+        let offset = rest.strip_suffix(".manifest")?;
+        Some(SnapshotRef {
+            generation: parse_padded(generation)?,
+            offset: parse_padded(offset)?,
+        })
     }
 
     /// The segment a key of this database names, or `None` for any other key.
@@ -97,6 +142,32 @@ pub struct Generation {
 pub struct SegmentRef {
     pub generation: u64,
     pub first_offset: u64,
+}
+
+/// A stored snapshot: the generation that took it and its offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SnapshotRef {
+    pub generation: u64,
+    pub offset: u64,
+}
+
+/// Whether a snapshot belongs to the history `head` follows: its offset lies
+/// in its generation's window (a deposed holder's snapshot past its
+/// successor's start holds transactions that history never had).
+pub fn snapshot_in_history(generations: &[Generation], snapshot: SnapshotRef) -> bool {
+    let mut windows: Vec<Generation> = generations.to_vec();
+    windows.sort_by_key(|g| (g.generation, g.start_offset));
+    windows.dedup_by_key(|g| g.generation);
+    let Some(index) = windows
+        .iter()
+        .position(|g| g.generation == snapshot.generation)
+    else {
+        return false;
+    };
+    // A snapshot at `offset` holds the transactions up to and including it;
+    // below its generation's start they are its predecessors' history.
+    let end = windows.get(index + 1).map(|next| next.start_offset);
+    end.is_none_or(|end| snapshot.offset < end)
 }
 
 /// A segment to replay, and where its generation's window ends.
@@ -272,6 +343,34 @@ mod tests {
         // A generation head never listed (a holder whose grant lost) is ignored.
         let plan = replay_plan(&[gen(1, 0)], &[seg(1, 0), seg(7, 0)], 0);
         assert_eq!(plan.len(), 1);
+    }
+
+    #[test]
+    fn snapshots_parse_back_and_count_only_inside_their_window() {
+        let db = DatabaseKey::new("abc").expect("key");
+        let snap = SnapshotRef {
+            generation: 2,
+            offset: 41,
+        };
+        let path = db.snapshot_path(snap);
+        assert_eq!(
+            path.as_ref(),
+            "db/abc/gen-00000000000000000002/snapshots/00000000000000000041.manifest"
+        );
+        assert_eq!(db.parse_snapshot_path(&path), Some(snap));
+        assert_eq!(db.parse_snapshot_path(&db.object_path("ff")), None);
+        assert_eq!(db.parse_segment_path(&path), None);
+        let generations = [gen(1, 0), gen(2, 30), gen(3, 50)];
+        let at = |generation, offset| SnapshotRef { generation, offset };
+        // Inside the window, or below its start (hydrated history): kept.
+        assert!(snapshot_in_history(&generations, at(2, 41)));
+        assert!(snapshot_in_history(&generations, at(2, 29)));
+        assert!(snapshot_in_history(&generations, at(2, 49)));
+        // At or past the successor's start, or of an unknown generation: not history.
+        assert!(!snapshot_in_history(&generations, at(2, 50)));
+        assert!(!snapshot_in_history(&generations, at(1, 30)));
+        assert!(!snapshot_in_history(&generations, at(4, 60)));
+        assert!(snapshot_in_history(&generations, at(3, 900)));
     }
 
     #[test]

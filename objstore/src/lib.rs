@@ -7,19 +7,25 @@
 //! `modules/<sha256>.manifest` ([`modules`]), loaded only after their signed
 //! manifest and hash verify; where databases' logs and snapshots live and
 //! which segments recovery replays ([`layout`]), and each database's `head`,
-//! moved only by conditional put ([`head`]).
+//! moved only by conditional put ([`head`]); shipping a database's log and
+//! snapshots as the holder of a generation ([`ship`]) and reading them back
+//! into a local copy ([`recover`]).
 //! Does not own: signing and verification themselves (`orrery_api::manifest`),
-//! which module a database runs (the control plane's metadata store), or the
-//! shipping commit-log segments and snapshots (issue 15 builds it on [`layout`]).
+//! which module a database runs (the control plane's metadata store), the
+//! engine's log and snapshot formats (`durable`), or when hosts take databases.
 //!
 //! The API is async (`object_store`'s); callers bring a Tokio runtime.
 
 pub mod head;
 pub mod layout;
 pub mod modules;
+pub mod recover;
+pub mod ship;
 pub mod url;
 
 pub use head::{Head, HeadError, HeadGeneration, HeadSnapshot, HeadVersion, Heads};
 pub use modules::{ModuleHash, ModuleStore, ModuleStoreError, VerifiedModule};
 pub use object_store;
+pub use recover::{DatabaseStore, Hydrated, RecoverError, Remote};
+pub use ship::{follow, Holder, LocalCopy, LocalReadError, ShipError, ShipOptions, ShipStatus};
 pub use url::{ObjectStoreUrl, OpenError, S3Settings, UrlError};

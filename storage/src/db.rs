@@ -289,6 +289,11 @@ impl Database {
         Database { inner }
     }
 
+    /// The database's snapshot store, if it keeps snapshots.
+    pub fn snapshot_repo(&self) -> Option<&SnapshotRepo> {
+        self.inner.snapshots.as_ref()
+    }
+
     /// Hands the database to `snapshotter` (or with `None` takes it back):
     /// from now on, once [`DbOptions::snapshot_policy`] is due, a commit asks
     /// for a snapshot that one of the snapshotter's threads takes with

@@ -374,6 +374,9 @@ pub struct Registry {
     verifier: Option<Arc<dyn ModuleVerifier>>,
     /// Modules the verifier refused since the process started.
     refused_modules: std::sync::atomic::AtomicU64,
+    /// Where databases are copied to and restored from; `None` keeps them
+    /// on this host only.
+    replica: Option<Arc<dyn Replica>>,
 }
 
 /// The control plane's signature on a module, as a host checks it.
@@ -387,6 +390,53 @@ pub trait ModuleVerifier: Send + Sync + 'static {
     /// The signed bytes of the module whose SHA-256 is `sha256`, or why
     /// there are none (unsigned, tampered, unreachable).
     fn verified(&self, sha256: [u8; 32]) -> Result<Vec<u8>, String>;
+}
+
+/// A copy of the host's databases kept elsewhere (the object store), so that
+/// losing the host's directory loses nothing the copy holds.
+///
+/// The registry asks it for databases missing here at open, hands it every
+/// database that opens or is created, and tells it of deletions. Called
+/// from blocking contexts only.
+pub trait Replica: Send + Sync + 'static {
+    /// The databases the copy holds that this host serves.
+    fn databases(&self) -> Result<Vec<Identity>, String>;
+    /// Writes the directory `dir` (absent) of database `identity` from the
+    /// copy: its `database.json`, module files and storage. `dir` appears
+    /// whole or not at all.
+    fn restore(&self, identity: Identity, dir: &Path) -> Result<(), String>;
+    /// `entry` opened (or was created) and serves: copy it from now on.
+    fn follow(&self, entry: &Arc<Entry>);
+    /// Database `identity` is being deleted: stop copying it, and do not
+    /// offer it again from [`Replica::databases`].
+    fn forget(&self, identity: Identity);
+}
+
+/// The files of a database directory a [`Replica`] copies besides the
+/// storage: `database.json` and each module file, as (name relative to the
+/// directory, path).
+pub fn replicated_files(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut files = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir.join(MODULES_DIR)) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_module = name
+                .strip_suffix(".wasm")
+                .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+            if is_module {
+                files.push((format!("{MODULES_DIR}/{name}"), entry.path()));
+            }
+        }
+    }
+    files.sort();
+    // Last, so a copy never names a module file it does not hold yet.
+    files.push((META_FILE.to_owned(), dir.join(META_FILE)));
+    files
+}
+
+/// Where a database directory keeps its storage (`storage::DbStorage::dir`).
+pub fn storage_dir(dir: &Path) -> PathBuf {
+    dir.join(STORAGE_DIR)
 }
 
 /// What opening one database directory came to.
@@ -441,12 +491,29 @@ impl Registry {
         db_options: DbOptions,
         verifier: Option<Arc<dyn ModuleVerifier>>,
     ) -> Result<Registry, RegistryError> {
+        Registry::open_replicated(root, host, db_options, verifier, None)
+    }
+
+    /// [`Registry::open_verified`] with a [`Replica`]: databases the replica
+    /// holds that `root` lacks are restored from it first, and every
+    /// database that opens or is created is handed to it.
+    pub fn open_replicated(
+        root: &Path,
+        host: Arc<Host>,
+        db_options: DbOptions,
+        verifier: Option<Arc<dyn ModuleVerifier>>,
+        replica: Option<Arc<dyn Replica>>,
+    ) -> Result<Registry, RegistryError> {
         create_dir_all_durable(root)?;
+        if let Some(replica) = &replica {
+            restore_missing(root, replica.as_ref())?;
+        }
         let registry = Registry {
             root: root.to_path_buf(),
             host,
             db_options,
             verifier,
+            replica,
             refused_modules: std::sync::atomic::AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 databases: HashMap::new(),
@@ -479,6 +546,9 @@ impl Registry {
             let (id, names) = match registry.open_dir(identity, dir) {
                 Opened::Removed => continue,
                 Opened::Serving(entry) => {
+                    if let Some(replica) = &registry.replica {
+                        replica.follow(&entry);
+                    }
                     let names = entry.names();
                     lock(&registry.inner).databases.insert(identity, entry);
                     (identity, names)
@@ -1003,6 +1073,9 @@ impl Registry {
             inner.names.insert(name, identity);
         }
         inner.databases.insert(identity, entry.clone());
+        if let Some(replica) = &self.replica {
+            replica.follow(&entry);
+        }
         if was_dangling {
             if let Err(e) = self.save_dangling(&inner) {
                 // The name already sits in the database's own metadata,
@@ -1184,6 +1257,9 @@ impl Registry {
             .database
             .clients()
             .close_all(crate::clients::CLOSE_GOING_AWAY, "module exited");
+        if let Some(replica) = &self.replica {
+            replica.forget(*id);
+        }
         std::fs::remove_dir_all(&entry.dir)?;
         Ok(())
     }
@@ -1322,6 +1398,35 @@ impl Registry {
         }
         Ok(entry)
     }
+}
+
+/// Restores from `replica` every database it holds that `root` has no
+/// directory for. One that fails is logged and left to the next open: its
+/// copy is untouched, and nothing is served in its place.
+fn restore_missing(root: &Path, replica: &dyn Replica) -> Result<(), RegistryError> {
+    let held = replica.databases().map_err(|e| {
+        RegistryError::Storage(format!("cannot list the databases of the replica: {e}"))
+    })?;
+    for identity in held {
+        let dir = root.join(identity.to_hex().as_str());
+        if dir.exists() {
+            continue;
+        }
+        let started = Instant::now();
+        match replica.restore(identity, &dir) {
+            Ok(()) => tracing::info!(
+                database = %identity.to_hex(),
+                restore_ms = started.elapsed().as_millis() as u64,
+                "database restored from the replica"
+            ),
+            Err(e) => tracing::error!(
+                database = %identity.to_hex(),
+                error = %e,
+                "cannot restore a database from the replica; it stays there for the next start"
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// Call options of database `identity`: defaults plus its identity.

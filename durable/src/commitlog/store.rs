@@ -22,6 +22,16 @@ pub trait SegmentStore: Send + Sync + 'static {
     fn list(&self) -> io::Result<Vec<TxOffset>>;
     /// The whole content of a segment (as far as the medium returns it).
     fn read(&self, first: TxOffset) -> io::Result<Vec<u8>>;
+    /// The content of a segment from byte `start` on (empty past its end).
+    /// Stores that can seek override it; the default reads the whole segment.
+    fn read_from(&self, first: TxOffset, start: u64) -> io::Result<Vec<u8>> {
+        let mut bytes = self.read(first)?;
+        let start = usize::try_from(start)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        bytes.drain(..start);
+        Ok(bytes)
+    }
     /// Creates a new, empty segment; its directory entry is durable on return.
     /// Fails if the segment already exists.
     fn create(&self, first: TxOffset) -> io::Result<Box<dyn SegmentFile>>;
@@ -114,6 +124,15 @@ impl SegmentStore for FileSegmentStore {
 
     fn read(&self, first: TxOffset) -> io::Result<Vec<u8>> {
         std::fs::read(self.path(first))
+    }
+
+    fn read_from(&self, first: TxOffset, start: u64) -> io::Result<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = File::open(self.path(first))?;
+        file.seek(SeekFrom::Start(start))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        Ok(bytes)
     }
 
     fn create(&self, first: TxOffset) -> io::Result<Box<dyn SegmentFile>> {

@@ -367,6 +367,18 @@ pub const SNAPSHOT_THREADS_DEFAULT: usize = 1;
 /// dropped (and asked again by the database's next commit).
 pub const SNAPSHOT_QUEUE_DATABASES_MAX: usize = 4096;
 
+/// How often, in `local` durability mode, a host ships the records that
+/// became durable since the last ship to the object store: the most a lost
+/// host can lose (issue 15 asks for at most one second).
+pub const SHIP_INTERVAL_MS_DEFAULT: u64 = 500;
+
+/// Largest log piece shipped as one object, in bytes of records (one record
+/// larger than this still ships whole, in a piece of its own).
+pub const SHIP_PIECE_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+const _: () = assert!(SHIP_INTERVAL_MS_DEFAULT > 0 && SHIP_INTERVAL_MS_DEFAULT <= 1000);
+const _: () = assert!(SHIP_PIECE_BYTES_MAX as u64 <= COMMITLOG_SEGMENT_BYTES_DEFAULT);
+
 // A snapshot that cannot be kept could not be recovered from.
 const _: () = assert!(SNAPSHOT_RETAIN_DEFAULT >= 1);
 const _: () = assert!(SNAPSHOT_EVERY_TXS_DEFAULT > 0 && SNAPSHOT_EVERY_LOG_BYTES_DEFAULT > 0);

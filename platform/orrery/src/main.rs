@@ -39,6 +39,7 @@ mod config_file;
 mod pool;
 mod processes;
 mod remote;
+mod replica;
 mod signing;
 
 #[derive(Parser)]
@@ -316,9 +317,7 @@ fn start(
     if dev {
         refuse_dev_off_loopback(listen_addr)?;
     }
-    let databases_dir = data_dir.join("databases");
-    std::fs::create_dir_all(&databases_dir)
-        .with_context(|| format!("create data directory {}", databases_dir.display()))?;
+    let databases_dir = cache_dir(data_dir)?;
     let stop_rx = stop_signal()?;
 
     // Directories that are not registry databases (not named by a database
@@ -368,9 +367,24 @@ fn start(
         key: verifying_key,
         runtime: runtime.handle().clone(),
     };
+    // Every database is copied to the object store and restored from it
+    // when the cache lacks it.
+    let replica = Arc::new(replica::ObjectStoreReplica::open(
+        &orrery_objstore::ObjectStoreUrl::File {
+            dir: std::path::absolute(&objects).context("resolve the object store folder")?,
+        },
+        runtime.handle().clone(),
+        None,
+    )?);
     let registry = Arc::new(
-        Registry::open_verified(&databases_dir, host, options, Some(Arc::new(verifier)))
-            .context("open the databases of the data directory")?,
+        Registry::open_replicated(
+            &databases_dir,
+            host,
+            options,
+            Some(Arc::new(verifier)),
+            Some(replica.clone()),
+        )
+        .context("open the databases of the data directory")?,
     );
     let keys = orrery_edge::auth::Keys::load_or_create(&data_dir.join("keys"))
         .context("load or create the token signing key")?;
@@ -419,8 +433,25 @@ fn start(
         server,
         &registry,
         &bare,
+        Some(&replica),
         databases,
     )
+}
+
+/// `<data-dir>/cache`, the local copy of the databases (created if missing).
+/// A data directory from before the object store keeps its databases in
+/// `databases/`; that folder becomes the cache.
+fn cache_dir(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let cache = data_dir.join("cache");
+    let legacy = data_dir.join("databases");
+    if !cache.exists() && legacy.is_dir() {
+        std::fs::rename(&legacy, &cache)
+            .with_context(|| format!("move {} to {}", legacy.display(), cache.display()))?;
+        tracing::info!(cache = %cache.display(), "the databases folder is now the cache folder");
+    }
+    std::fs::create_dir_all(&cache)
+        .with_context(|| format!("create data directory {}", cache.display()))?;
+    Ok(cache)
 }
 
 /// Waits for SIGTERM or Ctrl-C, then stops a host side cleanly: no new
@@ -433,6 +464,7 @@ pub(crate) fn serve_until_stopped(
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     registry: &Registry,
     bare: &[(String, Database)],
+    replica: Option<&replica::ObjectStoreReplica>,
     databases: usize,
 ) -> anyhow::Result<()> {
     stop_rx.recv().context("wait for a stop signal")?;
@@ -448,7 +480,6 @@ pub(crate) fn serve_until_stopped(
             tracing::warn!("requests still running after 30 s (log followers?); stopping anyway")
         }
     }
-    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     tracing::info!("stopping: making committed transactions durable");
     registry.flush_all().context("flush the databases")?;
     for (name, db) in bare {
@@ -466,6 +497,13 @@ pub(crate) fn serve_until_stopped(
             tracing::warn!(database = %name, error = %e, "snapshot at shutdown failed");
         }
     }
+    if let Some(replica) = replica {
+        tracing::info!(
+            "stopping: shipping the last transactions and snapshots to the object store"
+        );
+        runtime.block_on(replica.shutdown());
+    }
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     tracing::info!(databases, "stopped cleanly");
     Ok(())
 }
@@ -498,7 +536,10 @@ pub(crate) fn open_bare_storage(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        // Registry databases, and dot names (a restore under way).
+        if name.starts_with('.')
+            || (name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
             continue;
         }
         let started = Instant::now();

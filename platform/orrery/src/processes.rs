@@ -271,9 +271,22 @@ pub(crate) fn host(args: HostArgs) -> anyhow::Result<()> {
         runtime: runtime.handle().clone(),
     };
     let host = Arc::new(Host::new(module_runtime, HostConfig::default()));
+    // Databases are copied to the object store; those the control plane
+    // placed here and the cache lacks are restored from it.
+    let replica = Arc::new(crate::replica::ObjectStoreReplica::open(
+        &ObjectStoreUrl::parse(&args.object_store).context("--object-store")?,
+        runtime.handle().clone(),
+        Some(registered.databases.iter().cloned().collect()),
+    )?);
     let registry = Arc::new(
-        Registry::open_verified(&databases_dir, host, args.options, Some(Arc::new(verifier)))
-            .context("open the databases of the cache directory")?,
+        Registry::open_replicated(
+            &databases_dir,
+            host,
+            args.options,
+            Some(Arc::new(verifier)),
+            Some(replica.clone()),
+        )
+        .context("open the databases of the cache directory")?,
     );
     let keys = orrery_edge::auth::Keys::load_or_create(&args.cache_dir.join("keys"))
         .context("load or create the token signing key")?;
@@ -318,6 +331,7 @@ pub(crate) fn host(args: HostArgs) -> anyhow::Result<()> {
         server,
         &registry,
         &bare,
+        Some(&replica),
         databases,
     )
 }

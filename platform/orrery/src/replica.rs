@@ -1,0 +1,369 @@
+//! The host's databases copied to the object store
+//! ([`tenant_host::registry::Replica`] over `orrery_objstore`).
+//!
+//! Every database that opens or is created on this host is followed: the
+//! host takes the next generation in its `head`, starting where the store's
+//! history ends, and ships its log (within [`ShipOptions::interval`]), its
+//! snapshots and its registry files (`database.json`, module files) there.
+//! A host whose cache directory lacks a database the store holds restores it
+//! from the store before opening (`orrery_objstore::DatabaseStore::hydrate`).
+//! Deleting a database removes its `database.json` from the store, so it is
+//! not restored again; its log and snapshots stay.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use durable::commitlog::{DurableFrames, LogPosition};
+use durable::snapshot::BlobStore;
+use orrery_objstore::layout::DatabaseKey;
+use orrery_objstore::object_store::path::Path as ObjectPath;
+use orrery_objstore::object_store::ObjectStore;
+use orrery_objstore::{DatabaseStore, Heads, LocalCopy, LocalReadError, ShipOptions, ShipStatus};
+use spacetimedb_lib::Identity;
+use tenant_host::registry::{replicated_files, storage_dir, Entry, Replica};
+
+/// How long shutdown waits for each database's last shipping pass.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(20);
+
+/// The registry file every restorable database has in the store.
+const META_FILE: &str = "database.json";
+
+struct Follower {
+    stop: tokio::sync::watch::Sender<bool>,
+    status: Arc<ShipStatus>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Copies databases to one object store and restores them from it.
+pub(crate) struct ObjectStoreReplica {
+    store: Arc<dyn ObjectStore>,
+    heads: Heads,
+    runtime: tokio::runtime::Handle,
+    options: ShipOptions,
+    /// Only databases with one of these names are restored (the ones the
+    /// control plane placed on this host); `None` restores every one.
+    placed: Option<HashSet<String>>,
+    followers: Mutex<HashMap<Identity, Follower>>,
+}
+
+impl ObjectStoreReplica {
+    /// The replica over the store `url` names (`file://`, `s3://`, `memory://`).
+    pub(crate) fn open(
+        url: &orrery_objstore::ObjectStoreUrl,
+        runtime: tokio::runtime::Handle,
+        placed: Option<HashSet<String>>,
+    ) -> anyhow::Result<ObjectStoreReplica> {
+        use anyhow::Context;
+        let store = url
+            .open()
+            .with_context(|| format!("open the object store {url}"))?;
+        let folder = match url {
+            orrery_objstore::ObjectStoreUrl::File { dir } => Some(dir.clone()),
+            _ => None,
+        };
+        Ok(ObjectStoreReplica::new(
+            store.clone(),
+            Heads::new(store, folder),
+            runtime,
+            ShipOptions::default(),
+            placed,
+        ))
+    }
+
+    pub(crate) fn new(
+        store: Arc<dyn ObjectStore>,
+        heads: Heads,
+        runtime: tokio::runtime::Handle,
+        options: ShipOptions,
+        placed: Option<HashSet<String>>,
+    ) -> ObjectStoreReplica {
+        ObjectStoreReplica {
+            store,
+            heads,
+            runtime,
+            options,
+            placed,
+            followers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn database(&self, identity: Identity) -> DatabaseStore {
+        let key = DatabaseKey::new(identity.to_hex().as_str())
+            .expect("64 hex digits are a valid database key");
+        DatabaseStore::new(self.store.clone(), self.heads.clone(), key)
+    }
+
+    /// Stops every follower after a last pass (call after the registry's
+    /// final flush and snapshots), waiting up to [`SHUTDOWN_WAIT`] each.
+    pub(crate) async fn shutdown(&self) {
+        let followers: Vec<(Identity, Follower)> = lock(&self.followers).drain().collect();
+        for (identity, follower) in followers {
+            let _ = follower.stop.send(true);
+            if tokio::time::timeout(SHUTDOWN_WAIT, follower.task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    database = %identity.to_hex(),
+                    error = ?follower.status.last_error(),
+                    "the last shipping pass did not finish before shutdown"
+                );
+            }
+        }
+    }
+
+    async fn list_databases(&self) -> Result<Vec<Identity>, String> {
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&ObjectPath::from("db")))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for prefix in listed.common_prefixes {
+            let Some(hex) = prefix.filename() else {
+                continue;
+            };
+            let Ok(identity) = Identity::from_hex(hex) else {
+                continue;
+            };
+            let Some(meta) = self
+                .database(identity)
+                .file(META_FILE)
+                .await
+                .map_err(|e| e.to_string())?
+            else {
+                continue; // deleted, or never finished its first ship
+            };
+            if let Some(placed) = &self.placed {
+                let names = meta_names(&meta);
+                if !names.iter().any(|n| placed.contains(n)) {
+                    continue;
+                }
+            }
+            out.push(identity);
+        }
+        Ok(out)
+    }
+
+    async fn restore_into(&self, identity: Identity, dir: &Path) -> Result<(), String> {
+        let database = self.database(identity);
+        // Beside the directory, under a dot name the registry and the bare
+        // storage scan both skip, so a restore a crash cut is never opened.
+        let hex = identity.to_hex();
+        let staging = dir.with_file_name(format!(".restoring-{hex}"));
+        if staging.exists() {
+            tokio::fs::remove_dir_all(&staging)
+                .await
+                .map_err(|e| format!("{}: {e}", staging.display()))?;
+        }
+        tokio::fs::create_dir_all(&staging)
+            .await
+            .map_err(|e| format!("{}: {e}", staging.display()))?;
+        let hydrated = database
+            .hydrate(&storage_dir(&staging))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut names = database.files().await.map_err(|e| e.to_string())?;
+        if !names.iter().any(|n| n == META_FILE) {
+            return Err(format!("the store holds no {META_FILE} for it"));
+        }
+        // `database.json` last: it names module files that must be there.
+        names.sort_by_key(|n| n == META_FILE);
+        for name in names {
+            let Some(bytes) = database.file(&name).await.map_err(|e| e.to_string())? else {
+                continue;
+            };
+            let path = safe_join(&staging, &name)?;
+            let write = move || durable::fs::write_atomic(&path, &bytes);
+            tokio::task::spawn_blocking(write)
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("{name}: {e}"))?;
+        }
+        tokio::fs::rename(&staging, dir)
+            .await
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        if let Some(parent) = dir.parent() {
+            durable::fs::sync_dir(parent).map_err(|e| e.to_string())?;
+        }
+        tracing::info!(
+            database = %identity.to_hex(),
+            snapshot = ?hydrated.snapshot.map(|s| s.offset),
+            snapshots_skipped = hydrated.skipped.len(),
+            records = hydrated.records,
+            log_bytes = hydrated.bytes,
+            "database read back from the object store"
+        );
+        Ok(())
+    }
+}
+
+/// `name` (a relative `/`-separated path from the store) under `dir`;
+/// refuses anything that would leave it.
+fn safe_join(dir: &Path, name: &str) -> Result<PathBuf, String> {
+    let mut path = dir.to_path_buf();
+    for part in name.split('/') {
+        if part.is_empty() || part == "." || part == ".." || part.contains('\\') {
+            return Err(format!("refusing the file name {name:?} from the store"));
+        }
+        path.push(part);
+    }
+    Ok(path)
+}
+
+fn meta_names(bytes: &[u8]) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Names {
+        #[serde(default)]
+        names: Vec<String>,
+    }
+    serde_json::from_slice::<Names>(bytes)
+        .map(|m| m.names)
+        .unwrap_or_default()
+}
+
+impl Replica for ObjectStoreReplica {
+    fn databases(&self) -> Result<Vec<Identity>, String> {
+        self.runtime.block_on(self.list_databases())
+    }
+
+    fn restore(&self, identity: Identity, dir: &Path) -> Result<(), String> {
+        self.runtime.block_on(self.restore_into(identity, dir))
+    }
+
+    fn follow(&self, entry: &Arc<Entry>) {
+        let identity = entry.identity();
+        let copy = Arc::new(HostedCopy {
+            storage: entry.database().storage().clone(),
+            dir: entry.dir().to_path_buf(),
+        });
+        let status = Arc::new(ShipStatus::default());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = self.runtime.spawn(follow_database(
+            self.database(identity),
+            copy,
+            self.options.clone(),
+            status.clone(),
+            stopped,
+        ));
+        let previous = lock(&self.followers).insert(identity, Follower { stop, status, task });
+        if let Some(previous) = previous {
+            let _ = previous.stop.send(true);
+        }
+    }
+
+    fn forget(&self, identity: Identity) {
+        if let Some(follower) = lock(&self.followers).remove(&identity) {
+            let _ = follower.stop.send(true);
+            follower.task.abort();
+        }
+        let database = self.database(identity);
+        if let Err(e) = self.runtime.block_on(database.remove_file(META_FILE)) {
+            tracing::error!(
+                database = %identity.to_hex(),
+                error = %e,
+                "cannot mark a deleted database in the object store; a host with an empty cache would restore it"
+            );
+        }
+    }
+}
+
+/// Takes the database (next generation, from where the store's history
+/// ends) and ships it until stopped; retries the start with backoff while
+/// the store is unreachable.
+async fn follow_database(
+    database: DatabaseStore,
+    copy: Arc<HostedCopy>,
+    options: ShipOptions,
+    status: Arc<ShipStatus>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let name = database.key().as_str().to_owned();
+    let mut backoff = Duration::from_millis(100);
+    let (holder, start) = loop {
+        match take(&database, &copy).await {
+            Ok(taken) => break taken,
+            Err(e) => {
+                tracing::warn!(database = %name, error = %e, "cannot start shipping to the object store; retrying");
+                status
+                    .failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if *stop.borrow() {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => return,
+                }
+                backoff = (backoff * 2).min(options.backoff_max);
+            }
+        }
+    };
+    tracing::debug!(database = %name, generation = holder.generation(), start, "shipping to the object store");
+    orrery_objstore::follow(Arc::new(holder), copy, start, options, status, stop).await;
+}
+
+async fn take(
+    database: &DatabaseStore,
+    copy: &Arc<HostedCopy>,
+) -> Result<(orrery_objstore::Holder, u64), String> {
+    let remote = database.inspect().await.map_err(|e| e.to_string())?;
+    let end = database.log_end(&remote).await.map_err(|e| e.to_string())?;
+    let local_next = {
+        let storage = copy.storage.clone();
+        tokio::task::spawn_blocking(move || {
+            storage.flush().map_err(|e| e.to_string())?;
+            let state = storage.read().map_err(|e| e.to_string())?;
+            Ok::<_, String>(state.last_offset().map_or(0, |o| o.0 + 1))
+        })
+        .await
+        .map_err(|e| e.to_string())??
+    };
+    if local_next < end {
+        return Err(format!(
+            "the local copy ends at offset {local_next} but the object store's history reaches {end}: \
+             this cache is stale; move it aside to restore from the store"
+        ));
+    }
+    let holder = database.take(end).await.map_err(|e| e.to_string())?;
+    Ok((holder, end))
+}
+
+/// A hosted database as shipping reads it.
+struct HostedCopy {
+    storage: storage::Database,
+    dir: PathBuf,
+}
+
+impl LocalCopy for HostedCopy {
+    fn read_durable(
+        &self,
+        from: LogPosition,
+        max_bytes: usize,
+    ) -> Result<Option<DurableFrames>, LocalReadError> {
+        let log = self
+            .storage
+            .commit_log()
+            .ok_or_else(|| LocalReadError::Other("the database keeps no log".into()))?;
+        Ok(log.read_durable(from, max_bytes)?)
+    }
+
+    fn newest_snapshot(&self) -> Option<u64> {
+        let repo = self.storage.snapshot_repo()?;
+        repo.list().ok()?.first().map(|o| o.0)
+    }
+
+    fn snapshot_store(&self) -> Option<Arc<dyn BlobStore>> {
+        Some(self.storage.snapshot_repo()?.store().clone())
+    }
+
+    fn files(&self) -> Vec<(String, PathBuf)> {
+        replicated_files(&self.dir)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
