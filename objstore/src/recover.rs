@@ -170,7 +170,7 @@ impl DatabaseStore {
             return Ok(after_snapshot);
         };
         let key = self.db.segment_path(last.segment);
-        let bytes = self.get(&key).await?.ok_or_else(|| RecoverError::Gap {
+        let bytes = self.get(&key).await?.ok_or(RecoverError::Gap {
             needed: last.segment.first_offset,
             found: None,
         })?;
@@ -237,7 +237,7 @@ impl DatabaseStore {
         }))
         .buffered(FETCH_CONCURRENCY);
         while let Some((planned, key, fetched)) = pieces.next().await {
-            let bytes = fetched?.ok_or_else(|| RecoverError::Gap {
+            let bytes = fetched?.ok_or(RecoverError::Gap {
                 needed: next,
                 found: Some(planned.segment.first_offset),
             })?;

@@ -39,6 +39,9 @@ struct DbSample {
     snapshots: storage::SnapshotStats,
     recovery: Option<Duration>,
     records_replayed: Option<u64>,
+    /// The last durable offset and how copying to the replica goes.
+    durable: Option<u64>,
+    replica: Option<crate::registry::ReplicaStatus>,
 }
 
 fn sample_all(registry: &Registry) -> Vec<DbSample> {
@@ -78,6 +81,8 @@ fn sample_all(registry: &Registry) -> Vec<DbSample> {
                 snapshots: db.storage().snapshot_stats(),
                 recovery: entry.recovery_time(),
                 records_replayed: entry.recovery_report().map(|r| r.records_replayed),
+                durable: db.storage().durable_offset().map(|o| o.0),
+                replica: registry.replica_status(&entry.identity()),
             }
         })
         .collect()
@@ -350,6 +355,7 @@ pub fn render(registry: &Registry) -> String {
             );
         }
     }
+    render_replica(&mut x, &dbs);
     render_broken(&mut x, registry);
     x.family(
         "orrery_modules_refused_total",
@@ -362,6 +368,63 @@ pub fn render(registry: &Registry) -> String {
         registry.refused_modules(),
     );
     x.finish()
+}
+
+/// Copying databases to the object store: the offset each copy holds, how
+/// far it lags the local log, and its failures (a copy failing for a while,
+/// or fenced, needs an operator).
+fn render_replica(x: &mut Exposition, dbs: &[DbSample]) {
+    let copied: Vec<(&DbSample, &crate::registry::ReplicaStatus)> = dbs
+        .iter()
+        .filter_map(|d| d.replica.as_ref().map(|r| (d, r)))
+        .collect();
+    type Read = fn(&DbSample, &crate::registry::ReplicaStatus) -> Option<u64>;
+    let per_database: [(&str, Kind, &str, Read); 5] = [
+        (
+            "orrery_replica_shipped_offset",
+            Kind::Gauge,
+            "The last transaction offset the object store holds of the database.",
+            |_, r| r.shipped_through,
+        ),
+        (
+            "orrery_replica_lag_transactions",
+            Kind::Gauge,
+            "Durable transactions of the database the object store does not hold yet.",
+            |d, r| {
+                let durable = d.durable?;
+                Some(match r.shipped_through {
+                    Some(shipped) => durable.saturating_sub(shipped),
+                    None => durable + 1,
+                })
+            },
+        ),
+        (
+            "orrery_replica_failures_total",
+            Kind::Counter,
+            "Failed attempts to copy the database to the object store (each is retried).",
+            |_, r| Some(r.failures_total),
+        ),
+        (
+            "orrery_replica_failing",
+            Kind::Gauge,
+            "Failed attempts since the last success; 0 while copying works.",
+            |_, r| Some(r.failing_for),
+        ),
+        (
+            "orrery_replica_fenced",
+            Kind::Gauge,
+            "1 when another host took the database over and this one stopped copying it.",
+            |_, r| Some(u64::from(r.fenced)),
+        ),
+    ];
+    for (name, kind, help, read) in per_database {
+        x.family(name, kind, help);
+        for (d, r) in &copied {
+            if let Some(value) = read(d, r) {
+                x.sample(name, &[("database", d.database.as_str())], value);
+            }
+        }
+    }
 }
 
 /// The databases that did not open: how many, and one series each with

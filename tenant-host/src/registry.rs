@@ -410,6 +410,21 @@ pub trait Replica: Send + Sync + 'static {
     /// Database `identity` is being deleted: stop copying it, and do not
     /// offer it again from [`Replica::databases`].
     fn forget(&self, identity: Identity);
+    /// How copying database `identity` goes (`None` if it is not copied).
+    fn status(&self, identity: Identity) -> Option<ReplicaStatus>;
+}
+
+/// How copying one database to a [`Replica`] goes, for metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    /// The last offset the copy holds.
+    pub shipped_through: Option<u64>,
+    /// Failed attempts since the process started.
+    pub failures_total: u64,
+    /// Failed attempts since the last success (0 when healthy).
+    pub failing_for: u64,
+    /// Another host took the database over; this one stopped copying it.
+    pub fenced: bool,
 }
 
 /// The files of a database directory a [`Replica`] copies besides the
@@ -868,6 +883,12 @@ impl Registry {
 
     pub fn host(&self) -> &Arc<Host> {
         &self.host
+    }
+
+    /// How copying database `id` to the replica goes; `None` without a
+    /// replica or before it follows the database.
+    pub fn replica_status(&self, id: &Identity) -> Option<ReplicaStatus> {
+        self.replica.as_ref()?.status(*id)
     }
 
     /// Modules the verifier refused since the process started (at publish

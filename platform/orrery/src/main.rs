@@ -434,7 +434,6 @@ fn start(
         &registry,
         &bare,
         Some(&replica),
-        databases,
     )
 }
 
@@ -465,7 +464,6 @@ pub(crate) fn serve_until_stopped(
     registry: &Registry,
     bare: &[(String, Database)],
     replica: Option<&replica::ObjectStoreReplica>,
-    databases: usize,
 ) -> anyhow::Result<()> {
     stop_rx.recv().context("wait for a stop signal")?;
     tracing::info!("stopping: no new connections; finishing requests in flight");
@@ -504,6 +502,7 @@ pub(crate) fn serve_until_stopped(
         runtime.block_on(replica.shutdown());
     }
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    let databases = registry.all().len() + bare.len();
     tracing::info!(databases, "stopped cleanly");
     Ok(())
 }

@@ -332,6 +332,5 @@ pub(crate) fn host(args: HostArgs) -> anyhow::Result<()> {
         &registry,
         &bare,
         Some(&replica),
-        databases,
     )
 }

@@ -22,7 +22,7 @@ use orrery_objstore::object_store::path::Path as ObjectPath;
 use orrery_objstore::object_store::ObjectStore;
 use orrery_objstore::{DatabaseStore, Heads, LocalCopy, LocalReadError, ShipOptions, ShipStatus};
 use spacetimedb_lib::Identity;
-use tenant_host::registry::{replicated_files, storage_dir, Entry, Replica};
+use tenant_host::registry::{replicated_files, storage_dir, Entry, Replica, ReplicaStatus};
 
 /// How long shutdown waits for each database's last shipping pass.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(20);
@@ -176,7 +176,12 @@ impl ObjectStoreReplica {
                 continue;
             };
             let path = safe_join(&staging, &name)?;
-            let write = move || durable::fs::write_atomic(&path, &bytes);
+            let write = move || {
+                if let Some(parent) = path.parent() {
+                    durable::fs::create_dir_all_durable(parent)?;
+                }
+                durable::fs::write_atomic(&path, &bytes)
+            };
             tokio::task::spawn_blocking(write)
                 .await
                 .map_err(|e| e.to_string())?
@@ -252,6 +257,18 @@ impl Replica for ObjectStoreReplica {
         if let Some(previous) = previous {
             let _ = previous.stop.send(true);
         }
+    }
+
+    fn status(&self, identity: Identity) -> Option<ReplicaStatus> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let followers = lock(&self.followers);
+        let status = &followers.get(&identity)?.status;
+        Some(ReplicaStatus {
+            shipped_through: status.shipped_through(),
+            failures_total: status.failures.load(Relaxed),
+            failing_for: status.failing_for.load(Relaxed),
+            fenced: status.fenced(),
+        })
     }
 
     fn forget(&self, identity: Identity) {

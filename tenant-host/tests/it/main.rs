@@ -8,5 +8,6 @@ mod harness;
 
 mod hosting;
 mod logs;
+mod pool;
 mod registry;
 mod snapshots;

@@ -161,6 +161,13 @@ impl Captured {
         self.wait()
     }
 
+    /// SIGKILL (no shutdown work at all), then waits for the exit.
+    #[allow(dead_code)]
+    pub(crate) fn kill(&mut self) -> ExitStatus {
+        self.child.kill().expect("SIGKILL");
+        self.wait()
+    }
+
     /// Waits for the exit and the end of the output.
     pub(crate) fn wait(&mut self) -> ExitStatus {
         let status = self.child.wait().unwrap();

@@ -1,0 +1,154 @@
+//! End-to-end test of the object store as the truth of `orrery start`'s
+//! databases (issue 15, `local` durability mode).
+
+// Protects what a user of a self-hosted `orrery start` relies on: once the
+// metrics say a database's copy caught up, losing the cache folder (here by
+// SIGKILL and `rm -rf <data-dir>/cache`) loses nothing; the next start reads
+// every database back from the object store, serves it, and copies its new
+// transactions under a new generation, so a second loss loses nothing either.
+// A deleted database is not brought back.
+
+#[path = "../../../tests/support/modules.rs"]
+mod modules;
+#[path = "support/process.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use support::{send, Orrery};
+
+/// The value of `name{database="id"}` in a scrape of `/metrics`, if present.
+fn metric(o: &Orrery, name: &str, id: &str) -> Option<u64> {
+    let (status, body) = send(ureq::get(&o.url("/metrics")), None);
+    assert_eq!(status, 200, "{body}");
+    let prefix = format!("{name}{{database=\"{id}\"}} ");
+    body.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map(|value| value.parse().unwrap())
+}
+
+/// Waits until the object store holds every durable transaction of `id`.
+fn wait_shipped(o: &Orrery, id: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if metric(o, "orrery_replica_lag_transactions", id) == Some(0) {
+            return metric(o, "orrery_replica_shipped_offset", id).expect("shipped offset");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "database {id} never caught up: lag {:?}, failing {:?}",
+            metric(o, "orrery_replica_lag_transactions", id),
+            metric(o, "orrery_replica_failing", id)
+        );
+        // sleep-ok: paces a poll of /metrics that has a deadline.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn call(o: &Orrery, bearer: &str, db: &str, reducer: &str, args: &str) {
+    let (status, body) = send(
+        ureq::post(&o.url(&format!("/v1/database/{db}/call/{reducer}")))
+            .set("Authorization", bearer)
+            .set("Content-Type", "application/json"),
+        Some(args.as_bytes()),
+    );
+    assert_eq!(status, 200, "{reducer}({args}): {body}");
+}
+
+fn balance(o: &Orrery, bearer: &str, account: u32) -> Value {
+    let (status, body) = send(
+        ureq::post(&o.url("/v1/database/bank/sql")).set("Authorization", bearer),
+        Some(format!("SELECT * FROM account WHERE id = {account}").as_bytes()),
+    );
+    assert_eq!(status, 200, "{body}");
+    let rows: Value = serde_json::from_str(&body).unwrap();
+    rows[0]["rows"].clone()
+}
+
+fn publish(o: &Orrery, bearer: &str, name: &str, wasm: &[u8]) -> String {
+    let (status, body) = send(
+        ureq::put(&o.url(&format!("/v1/database/{name}?host_type=Wasm")))
+            .set("Authorization", bearer),
+        Some(wasm),
+    );
+    assert_eq!(status, 200, "{body}");
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    reply["Success"]["database_identity"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// SIGKILL, then the cache folder is gone.
+fn crash_and_lose_the_cache(o: Orrery, data: &std::path::Path) {
+    let mut o = o;
+    o.process.kill();
+    o.process.check_errors();
+    let cache = data.join("cache");
+    assert!(cache.is_dir(), "the databases live in <data-dir>/cache");
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+#[test]
+fn a_lost_cache_is_read_back_from_the_object_store() {
+    let wasm = modules::module_bytes("bank");
+    let data = tempfile::tempdir().unwrap();
+    let o = Orrery::start(data.path());
+    let (status, body) = send(ureq::post(&o.url("/v1/identity")), None);
+    assert_eq!(status, 200, "{body}");
+    let minted: Value = serde_json::from_str(&body).unwrap();
+    let bearer = format!("Bearer {}", minted["token"].as_str().unwrap());
+    let id = publish(&o, &bearer, "bank", &wasm);
+    call(&o, &bearer, "bank", "seed", "[4]");
+    for i in 0..20u64 {
+        let (from, to) = (1 + i % 4, 1 + (i + 1) % 4);
+        call(
+            &o,
+            &bearer,
+            "bank",
+            "transfer",
+            &format!("[{from}, {to}, 5]"),
+        );
+    }
+    // A database deleted before the loss stays deleted.
+    let scratch = publish(&o, &bearer, "scratch", &wasm);
+    wait_shipped(&o, &scratch);
+    let (status, body) = send(
+        ureq::delete(&o.url("/v1/database/scratch")).set("Authorization", &bearer),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let first = wait_shipped(&o, &id);
+    // Account 1 gave 5 five times and got 5 five times.
+    let before = balance(&o, &bearer, 1);
+    assert_eq!(before, serde_json::json!([[1, 1_000_000]]));
+    crash_and_lose_the_cache(o, data.path());
+
+    let o = Orrery::start(data.path());
+    o.process
+        .wait_for_line("database read back from the object store");
+    assert_eq!(balance(&o, &bearer, 1), before);
+    let (status, _) = send(
+        ureq::post(&o.url("/v1/database/scratch/sql")).set("Authorization", &bearer),
+        Some(b"SELECT * FROM account"),
+    );
+    assert_eq!(status, 404, "a deleted database is not brought back");
+    // New transactions are copied under the new generation.
+    call(&o, &bearer, "bank", "transfer", "[1, 2, 7]");
+    let second = wait_shipped(&o, &id);
+    assert!(second > first, "{second} > {first}");
+    crash_and_lose_the_cache(o, data.path());
+
+    let o = Orrery::start(data.path());
+    assert_eq!(
+        balance(&o, &bearer, 1),
+        serde_json::json!([[1, 1_000_000 - 7]])
+    );
+    assert_eq!(
+        balance(&o, &bearer, 2),
+        serde_json::json!([[2, 1_000_000 + 7]])
+    );
+    o.stop();
+}
