@@ -207,6 +207,11 @@ impl ObjectStoreUrl {
     }
 
     /// Opens the store with explicit S3 settings (ignored for other kinds).
+    ///
+    /// An S3 request is retried a few times within ten seconds
+    /// ([`s3_retries`]) rather than `object_store`'s three minutes, so an
+    /// outage reaches the caller (shipping's own backoff, its metrics and
+    /// logs) while it lasts instead of hanging one request.
     pub fn open_with(&self, s3: &S3Settings) -> Result<Arc<dyn ObjectStore>, OpenError> {
         let store_error = |source| OpenError::Store {
             url: self.to_string(),
@@ -225,7 +230,13 @@ impl ObjectStoreUrl {
             Self::S3 { bucket, prefix } => {
                 let mut builder = AmazonS3Builder::new()
                     .with_bucket_name(bucket)
-                    .with_region(s3.region.as_deref().unwrap_or(DEFAULT_REGION));
+                    .with_region(s3.region.as_deref().unwrap_or(DEFAULT_REGION))
+                    .with_retry(s3_retries())
+                    .with_client_options(
+                        object_store::ClientOptions::new()
+                            .with_connect_timeout(std::time::Duration::from_secs(5))
+                            .with_timeout(std::time::Duration::from_secs(60)),
+                    );
                 if let Some(endpoint) = &s3.endpoint {
                     let loopback_http = check_endpoint(endpoint)?;
                     builder = builder
@@ -339,6 +350,21 @@ fn percent_decode(text: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// The retries of one S3 request: transient failures (connection refused or
+/// reset, 5xx, throttling) are retried with backoff from 100 ms, at most 4
+/// times and 10 s in all.
+pub fn s3_retries() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        backoff: object_store::BackoffConfig {
+            init_backoff: std::time::Duration::from_millis(100),
+            max_backoff: std::time::Duration::from_secs(2),
+            base: 2.0,
+        },
+        max_retries: 4,
+        retry_timeout: std::time::Duration::from_secs(10),
+    }
 }
 
 #[cfg(test)]

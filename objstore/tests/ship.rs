@@ -391,3 +391,141 @@ async fn a_deposed_holder_is_fenced_and_its_late_records_never_return(kind: Kind
     want.extend(expected("new", 50..70));
     assert_eq!(records_of(cache.path(), 0), want);
 }
+
+/// A TCP relay in front of the S3 server that the test can cut: while cut,
+/// it drops every connection (open ones too), as a server that went away.
+struct CutProxy {
+    addr: std::net::SocketAddr,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    open: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl CutProxy {
+    async fn start(upstream: String) -> CutProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (cut_in, open_in) = (cut.clone(), open.clone());
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if cut_in.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection close
+                }
+                let upstream = upstream.clone();
+                let relay = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                open_in.lock().unwrap().push(relay.abort_handle());
+            }
+        });
+        CutProxy {
+            addr,
+            cut,
+            open,
+            accept,
+        }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for relay in self.open.lock().unwrap().drain(..) {
+            relay.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+// The S3 server goes away while the database keeps committing (`local`
+// mode): shipping fails visibly (failures counted, the error kept), drops
+// nothing, and catches up once the server is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipping_rides_out_an_s3_outage_and_catches_up() {
+    let Some(settings) = stores::s3_settings("ship_outage") else {
+        return;
+    };
+    let endpoint = settings.endpoint.clone().expect("an S3 endpoint");
+    let upstream = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let proxy = CutProxy::start(upstream).await;
+    let url = ObjectStoreUrl::parse(&format!(
+        "s3://{}/{}",
+        stores::s3_bucket(),
+        stores::unique_prefix("ship_outage")
+    ))
+    .unwrap();
+    let through_proxy = url
+        .open_with(&orrery_objstore::S3Settings {
+            endpoint: Some(format!("http://{}", proxy.addr)),
+            ..settings.clone()
+        })
+        .unwrap();
+    let direct = url.open_with(&settings).unwrap();
+    let key = DatabaseKey::new("ship_outage").unwrap();
+    let store = DatabaseStore::new(
+        through_proxy.clone(),
+        Heads::new(through_proxy, None),
+        key.clone(),
+    );
+    let local = Local::new();
+    local.append(0..50, "d");
+    let holder = Arc::new(store.take(0).await.expect("take"));
+    let status = Arc::new(ShipStatus::default());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(follow(
+        holder,
+        local.clone(),
+        0,
+        fast(),
+        status.clone(),
+        stopped,
+    ));
+    let wait = |done: fn(&ShipStatus) -> bool| {
+        let status = status.clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(90), status.wait_for(done))
+                .await
+                .unwrap_or_else(|_| panic!("no progress: {:?}", status.last_error()));
+        }
+    };
+    wait(|s| s.shipped_through() == Some(49)).await;
+    proxy.cut();
+    local.append(50..150, "d");
+    wait(|s| s.failing_for.load(std::sync::atomic::Ordering::Relaxed) >= 2).await;
+    assert!(status.last_error().is_some());
+    assert!(
+        status.shipped_through().is_some_and(|s| s < 149),
+        "the canary: nothing new reached the store while it was away"
+    );
+    proxy.restore();
+    wait(|s| {
+        s.shipped_through() == Some(149)
+            && s.failing_for.load(std::sync::atomic::Ordering::Relaxed) == 0
+    })
+    .await;
+    assert_eq!(status.last_error(), None);
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    let reader = DatabaseStore::new(direct.clone(), Heads::new(direct, None), key);
+    let cache = tempfile::tempdir().unwrap();
+    let report = reader.hydrate(cache.path()).await.expect("hydrate");
+    assert_eq!(report.next_offset, 150);
+    assert_eq!(records_of(cache.path(), 0), expected("d", 0..150));
+}
