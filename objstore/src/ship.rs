@@ -52,6 +52,9 @@ impl From<HeadError> for ShipError {
     }
 }
 
+/// The least time between two records of log progress in `head`.
+pub const HEAD_RECORD_INTERVAL: Duration = Duration::from_secs(1);
+
 /// What copying one snapshot did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SnapshotShipped {
@@ -68,6 +71,8 @@ pub struct Holder {
     generation: u64,
     start_offset: u64,
     head: tokio::sync::Mutex<(Head, HeadVersion)>,
+    /// When progress was last recorded in `head`, and the offset recorded.
+    recorded: Mutex<(Option<std::time::Instant>, Option<u64>)>,
 }
 
 impl DatabaseStore {
@@ -88,6 +93,7 @@ impl DatabaseStore {
             generation,
             start_offset,
             head: tokio::sync::Mutex::new((head, version)),
+            recorded: Mutex::new((None, None)),
         })
     }
 }
@@ -196,7 +202,18 @@ impl Holder {
             .await?;
         *head = next;
         *version = new_version;
+        *self.recorded.lock().unwrap_or_else(|p| p.into_inner()) =
+            (Some(std::time::Instant::now()), head.shipped_through);
         Ok(())
+    }
+
+    /// Whether `head` lags `shipped_through` and was last moved more than
+    /// [`HEAD_RECORD_INTERVAL`] ago (or never): `head` is moved at most that
+    /// often for log progress, so a busy database pays one conditional put
+    /// per interval rather than one per piece.
+    fn record_due(&self, shipped_through: Option<u64>) -> bool {
+        let (at, recorded) = *self.recorded.lock().unwrap_or_else(|p| p.into_inner());
+        shipped_through > recorded && at.is_none_or(|at| at.elapsed() >= HEAD_RECORD_INTERVAL)
     }
 
     async fn put(&self, key: &ObjectPath, bytes: Vec<u8>) -> Result<(), ShipError> {
@@ -300,6 +317,9 @@ pub struct ShipStatus {
     pub wake: tokio::sync::Notify,
     /// Told every time the loop makes progress or fails.
     progress: tokio::sync::Notify,
+    /// `shipped_end` again, for threads that block on it ([`ShipStatus::wait_shipped`]).
+    held: Mutex<u64>,
+    held_grew: std::sync::Condvar,
 }
 
 impl ShipStatus {
@@ -344,6 +364,45 @@ impl ShipStatus {
         }
     }
 
+    /// Blocks the calling thread until offset `offset` is shipped, waking
+    /// the loop first so that it ships now (group commit: every waiter
+    /// that arrives during an upload is served by the next one). Fails after
+    /// `deadline`, or at once if the loop stopped, with the reason.
+    pub fn wait_shipped(&self, offset: u64, deadline: Duration) -> Result<(), String> {
+        let until = std::time::Instant::now() + deadline;
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        while *held <= offset {
+            if self.stopped() || self.fenced() {
+                return Err(format!(
+                    "shipping has stopped: {}",
+                    self.last_error()
+                        .unwrap_or_else(|| "the database was closed".into())
+                ));
+            }
+            self.wake.notify_one();
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "not shipped within {deadline:?}: {}",
+                    self.last_error()
+                        .unwrap_or_else(|| "the object store is slow".into())
+                ));
+            }
+            held = self
+                .held_grew
+                .wait_timeout(held, left.min(Duration::from_millis(200)))
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        Ok(())
+    }
+
+    fn set_shipped_end(&self, end: u64) {
+        self.shipped_end.store(end, Ordering::Release);
+        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = end;
+        self.held_grew.notify_all();
+    }
+
     fn set_error(&self, error: Option<String>) {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
     }
@@ -370,7 +429,7 @@ pub async fn follow(
 ) {
     let mut position = LogPosition::at(TxOffset(from));
     let mut files = FilesShipped::default();
-    status.shipped_end.store(from, Ordering::Release);
+    status.set_shipped_end(from);
     let mut backoff = Duration::from_millis(50);
     loop {
         let stopping = *stop.borrow();
@@ -440,6 +499,7 @@ pub async fn follow(
     }
     status.stopped.store(true, Ordering::Release);
     status.changed();
+    status.held_grew.notify_all();
 }
 
 /// The size and modification time of each file as last shipped.
@@ -480,7 +540,6 @@ async fn ship_once(
     // Files first: a module file is written before the transaction that
     // starts using it, so it reaches the store before that record does.
     ship_files(holder, local, files).await?;
-    let mut shipped_log = false;
     loop {
         let read = {
             let (local, at, max) = (local.clone(), *position, options.piece_bytes_max);
@@ -500,21 +559,18 @@ async fn ship_once(
                 };
                 ship_snapshot(holder, local, snapshot, status).await?;
                 *position = LogPosition::at(TxOffset(snapshot + 1));
-                status.shipped_end.store(snapshot + 1, Ordering::Release);
+                status.set_shipped_end(snapshot + 1);
                 continue;
             }
             Err(LocalReadError::Other(e)) => return Err(ShipError::Local(e)),
         };
         holder.put_log(&piece).await?;
         *position = piece.resume;
-        shipped_log = true;
         status.pieces.fetch_add(1, Ordering::Relaxed);
         status
             .bytes
             .fetch_add(piece.frames.len() as u64, Ordering::Relaxed);
-        status
-            .shipped_end
-            .store(piece.last.0 + 1, Ordering::Release);
+        status.set_shipped_end(piece.last.0 + 1);
         status.changed();
     }
     let newest = local.newest_snapshot();
@@ -524,7 +580,7 @@ async fn ship_once(
         if let Some(offset) = newest {
             ship_snapshot(holder, local, offset, status).await?;
         }
-    } else if shipped_log {
+    } else if holder.record_due(status.shipped_through()) {
         holder.record(status.shipped_through(), None).await?;
     }
     Ok(())

@@ -514,7 +514,27 @@ async fn shipping_rides_out_an_s3_outage_and_catches_up() {
         status.shipped_through().is_some_and(|s| s < 149),
         "the canary: nothing new reached the store while it was away"
     );
+    // A writer that needs its transaction in the store (`object-store`
+    // mode) is told it is not there while the store is away...
+    let refused = tokio::task::spawn_blocking({
+        let status = status.clone();
+        move || status.wait_shipped(149, Duration::from_millis(300))
+    })
+    .await
+    .unwrap();
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("not shipped within")),
+        "{refused:?}"
+    );
+    // ...and served once it is back.
+    let waiter = tokio::task::spawn_blocking({
+        let status = status.clone();
+        move || status.wait_shipped(149, Duration::from_secs(60))
+    });
     proxy.restore();
+    assert_eq!(waiter.await.unwrap(), Ok(()));
     wait(|s| {
         s.shipped_through() == Some(149)
             && s.failing_for.load(std::sync::atomic::Ordering::Relaxed) == 0

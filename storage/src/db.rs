@@ -115,6 +115,7 @@ pub(crate) struct DbInner {
     me: Weak<DbInner>,
     observer: RwLock<Option<Arc<dyn CommitObserver>>>,
     pre_commit: RwLock<Option<Arc<dyn PreCommit>>>,
+    elsewhere: RwLock<Option<Arc<dyn DurableElsewhere>>>,
 }
 
 /// Sees every committed transaction, in commit order, with the state right
@@ -140,6 +141,17 @@ pub trait CommitObserver: Send + Sync {
 /// [`Database::read`].
 pub trait PreCommit: Send + Sync {
     fn before_commit(&self, tx: MutTx) -> (MutTx, Result<(), String>);
+}
+
+/// A second place a transaction must reach before it counts as durable (the
+/// object store, for a database in the `object-store` durability mode).
+/// [`Database::wait_durable`] and [`Database::durable_offset`] consult it
+/// after the local log; [`Database::flush`] does not (it is about this host).
+pub trait DurableElsewhere: Send + Sync {
+    /// The highest offset held there.
+    fn held_through(&self) -> Option<TxOffset>;
+    /// Blocks until `offset` is held there, or says why it is not (yet).
+    fn wait_held(&self, offset: TxOffset) -> Result<(), String>;
 }
 
 /// A read-only view of the committed state; writers wait while it is held.
@@ -281,6 +293,7 @@ impl Database {
                 me: me.clone(),
                 observer: RwLock::new(None),
                 pre_commit: RwLock::new(None),
+                elsewhere: RwLock::new(None),
             }),
         }
     }
@@ -373,21 +386,41 @@ impl Database {
         Ok(ReadTx(self.inner.state.read()))
     }
 
-    /// Highest offset known durable (everything below it is durable too).
-    /// For an in-memory database every commit counts as durable.
+    /// Highest offset known durable (everything below it is durable too):
+    /// in the local log and, if set, [`DurableElsewhere`] too. For an
+    /// in-memory database every commit counts as durable.
     pub fn durable_offset(&self) -> Option<TxOffset> {
-        match &self.inner.log {
+        let local = match &self.inner.log {
             Some(log) => log.durable_offset(),
             None => self.inner.state.read().last_offset(),
+        };
+        match &*self.inner.elsewhere.read() {
+            Some(elsewhere) => local.min(elsewhere.held_through()),
+            None => local,
         }
     }
 
-    /// Blocks until `offset` is durable, or fails if the log failed first.
+    /// Blocks until `offset` is durable (locally, then where
+    /// [`DurableElsewhere`] says), or fails if the log failed first;
+    /// [`commitlog::DurabilityError::NotYetElsewhere`] when the second place
+    /// did not take it in time (it may still).
     pub fn wait_durable(&self, offset: TxOffset) -> Result<(), commitlog::DurabilityError> {
-        match &self.inner.log {
-            Some(log) => log.wait_durable(offset),
+        if let Some(log) = &self.inner.log {
+            log.wait_durable(offset)?;
+        }
+        let elsewhere = self.inner.elsewhere.read().clone();
+        match elsewhere {
+            Some(elsewhere) => elsewhere
+                .wait_held(offset)
+                .map_err(|reason| commitlog::DurabilityError::NotYetElsewhere { offset, reason }),
             None => Ok(()),
         }
+    }
+
+    /// Makes [`Database::wait_durable`] also wait for `elsewhere` (or, with
+    /// `None`, only for the local log).
+    pub fn set_durable_elsewhere(&self, elsewhere: Option<Arc<dyn DurableElsewhere>>) {
+        *self.inner.elsewhere.write() = elsewhere;
     }
 
     /// Waits until everything committed so far is durable.

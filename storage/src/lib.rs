@@ -27,7 +27,10 @@ mod table;
 mod tx;
 pub mod value;
 
-pub use db::{CommitObserver, Database, DbOptions, DbStorage, PreCommit, ReadTx, RecoveryReport};
+pub use db::{
+    CommitObserver, Database, DbOptions, DbStorage, DurableElsewhere, PreCommit, ReadTx,
+    RecoveryReport,
+};
 pub use error::{CommitError, OpenError, SchemaError, TakeSnapshotError, TxError};
 pub use schema::{
     IndexAlgorithm, IndexDef, SequenceDef, TableDef, TableSchema, UniqueConstraintDef,

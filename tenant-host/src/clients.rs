@@ -923,9 +923,12 @@ impl Durability {
                 latest.end
             };
             drop(me);
-            if storage.wait_durable(TxOffset(target - 1)).is_err() {
+            match storage.wait_durable(TxOffset(target - 1)) {
+                Ok(()) => {}
+                // Not yet in the object store (it is away): wait again.
+                Err(storage::commitlog::DurabilityError::NotYetElsewhere { .. }) => continue,
                 // The log failed: nothing will become durable any more.
-                return;
+                Err(_) => return,
             }
             published = target;
             match weak.upgrade() {

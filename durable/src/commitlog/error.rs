@@ -156,6 +156,10 @@ pub enum DurabilityError {
     NotAppended { offset: TxOffset, next: TxOffset },
     #[error("offset {offset} is not durable and the group-commit thread has stopped")]
     Closed { offset: TxOffset },
+    /// Durable on the host, but not yet where the database's durability
+    /// mode also requires it (the object store); it may still get there.
+    #[error("offset {offset} is durable on this host but not yet in the object store: {reason}")]
+    NotYetElsewhere { offset: TxOffset, reason: String },
 }
 
 /// Failure while replaying records.

@@ -3,6 +3,7 @@
 //! messages and HTTP API types.
 //!
 //! Owns: the scopes of account credentials and their prefixes ([`access`]),
+//! the durability modes of databases ([`durability`]),
 //! every id type that crosses a crate boundary ([`ids`]), every hard
 //! ceiling the platform enforces ([`limits`]), the metrics text format every
 //! process serves ([`prometheus`]), and the signed module manifest the
@@ -13,9 +14,11 @@
 //! ed25519-dalek, sha2 and getrandom (key generation).
 
 pub mod access;
+pub mod durability;
 pub mod ids;
 pub mod limits;
 pub mod manifest;
 pub mod prometheus;
 
+pub use durability::Durability;
 pub use ids::TxOffset;

@@ -30,6 +30,7 @@ use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use orrery_api::limits::{SNAPSHOT_EVERY_LOG_BYTES_DEFAULT, SNAPSHOT_EVERY_TXS_DEFAULT};
+use orrery_api::Durability;
 use storage::{Database, DbOptions, DbStorage, SnapshotPolicy};
 use tenant_host::hosting::{Host, HostConfig};
 use tenant_host::registry::Registry;
@@ -66,8 +67,9 @@ struct Cli {
 enum Command {
     /// Run the platform in one process with embedded defaults.
     ///
-    /// Every database under DATA_DIR/databases/ is opened and recovered from
-    /// its snapshots and commit log. The process stops cleanly on SIGTERM or
+    /// Every database under DATA_DIR/cache/ is opened and recovered from
+    /// its snapshots and commit log, or read back from the object store
+    /// (DATA_DIR/objects/) when the cache lacks it. The process stops cleanly on SIGTERM or
     /// Ctrl-C, after making every committed transaction durable.
     Start {
         /// Settings file (TOML): `flag-name = value` at the top or under
@@ -104,6 +106,12 @@ enum Command {
         /// whichever comes first (0: never by size).
         #[arg(long, env = "ORRERY_SNAPSHOT_EVERY_LOG_MIB", default_value_t = SNAPSHOT_EVERY_LOG_BYTES_DEFAULT / MIB)]
         snapshot_every_log_mib: u64,
+        /// When a transaction counts as durable for the databases here:
+        /// `local` (fsync on the host; the object store gets it within
+        /// half a second) or `object-store` (only once the object store
+        /// holds it).
+        #[arg(long, env = "ORRERY_DURABILITY", default_value_t = Durability::Local, value_parser = parse_durability)]
+        durability: Durability,
     },
     /// Run the control plane alone: accounts, tokens, databases, module
     /// signing and placement, for hosts started with `orrery host`.
@@ -183,12 +191,22 @@ enum Command {
         snapshot_every_txs: u64,
         #[arg(long, env = "ORRERY_SNAPSHOT_EVERY_LOG_MIB", default_value_t = SNAPSHOT_EVERY_LOG_BYTES_DEFAULT / MIB)]
         snapshot_every_log_mib: u64,
+        /// When a transaction counts as durable for the databases here:
+        /// `local` (fsync on the host; the object store gets it within
+        /// half a second) or `object-store` (only once the object store
+        /// holds it).
+        #[arg(long, env = "ORRERY_DURABILITY", default_value_t = Durability::Local, value_parser = parse_durability)]
+        durability: Durability,
     },
     #[command(flatten)]
     Dev(orrery_cli::Cmd),
 }
 
 const MIB: u64 = 1024 * 1024;
+
+fn parse_durability(text: &str) -> Result<Durability, String> {
+    text.parse()
+}
 
 /// How `orrery` writes its logs to stdout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -268,9 +286,11 @@ fn main() -> anyhow::Result<()> {
             log_format,
             snapshot_every_txs,
             snapshot_every_log_mib,
+            durability,
         } => {
             init_logs(log_format);
             processes::host(processes::HostArgs {
+                durability,
                 control_plane,
                 object_store,
                 cache_dir,
@@ -292,10 +312,11 @@ fn main() -> anyhow::Result<()> {
             log_format,
             snapshot_every_txs,
             snapshot_every_log_mib,
+            durability,
         } => {
             init_logs(log_format);
             let options = snapshot_options(snapshot_every_txs, snapshot_every_log_mib);
-            start(&data_dir, &listen_addr, &domain, dev, options)
+            start(&data_dir, &listen_addr, &domain, dev, options, durability)
         }
         Command::Dev(cmd) => {
             let code = orrery_cli::main(cmd);
@@ -313,6 +334,7 @@ fn start(
     domain: &str,
     dev: bool,
     options: DbOptions,
+    durability: Durability,
 ) -> anyhow::Result<()> {
     if dev {
         refuse_dev_off_loopback(listen_addr)?;
@@ -375,6 +397,7 @@ fn start(
         },
         runtime.handle().clone(),
         None,
+        durability,
     )?);
     let registry = Arc::new(
         Registry::open_replicated(

@@ -40,6 +40,7 @@ pub(crate) struct HostArgs {
     pub(crate) module_public_key: Option<String>,
     pub(crate) domain: String,
     pub(crate) options: DbOptions,
+    pub(crate) durability: orrery_api::Durability,
 }
 
 fn check_join_secret(secret: &str) -> anyhow::Result<()> {
@@ -277,6 +278,7 @@ pub(crate) fn host(args: HostArgs) -> anyhow::Result<()> {
         &ObjectStoreUrl::parse(&args.object_store).context("--object-store")?,
         runtime.handle().clone(),
         Some(registered.databases.iter().cloned().collect()),
+        args.durability,
     )?);
     let registry = Arc::new(
         Registry::open_replicated(

@@ -17,12 +17,18 @@ use std::time::Duration;
 
 use durable::commitlog::{DurableFrames, LogPosition};
 use durable::snapshot::BlobStore;
+use orrery_api::{Durability, TxOffset};
 use orrery_objstore::layout::DatabaseKey;
 use orrery_objstore::object_store::path::Path as ObjectPath;
 use orrery_objstore::object_store::ObjectStore;
 use orrery_objstore::{DatabaseStore, Heads, LocalCopy, LocalReadError, ShipOptions, ShipStatus};
 use spacetimedb_lib::Identity;
 use tenant_host::registry::{replicated_files, storage_dir, Entry, Replica, ReplicaStatus};
+
+/// The longest a transaction of an `object-store` mode database waits to
+/// reach the object store before the wait fails with the reason (the call
+/// that waited reports it; the transaction ships once the store is back).
+const DURABLE_WAIT_MAX: Duration = Duration::from_secs(30);
 
 /// How long shutdown waits for each database's last shipping pass.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(20);
@@ -45,6 +51,8 @@ pub(crate) struct ObjectStoreReplica {
     /// Only databases with one of these names are restored (the ones the
     /// control plane placed on this host); `None` restores every one.
     placed: Option<HashSet<String>>,
+    /// When a transaction of a database here counts as durable.
+    durability: Durability,
     followers: Mutex<HashMap<Identity, Follower>>,
 }
 
@@ -54,6 +62,7 @@ impl ObjectStoreReplica {
         url: &orrery_objstore::ObjectStoreUrl,
         runtime: tokio::runtime::Handle,
         placed: Option<HashSet<String>>,
+        durability: Durability,
     ) -> anyhow::Result<ObjectStoreReplica> {
         use anyhow::Context;
         let store = url
@@ -69,6 +78,7 @@ impl ObjectStoreReplica {
             runtime,
             ShipOptions::default(),
             placed,
+            durability,
         ))
     }
 
@@ -78,6 +88,7 @@ impl ObjectStoreReplica {
         runtime: tokio::runtime::Handle,
         options: ShipOptions,
         placed: Option<HashSet<String>>,
+        durability: Durability,
     ) -> ObjectStoreReplica {
         ObjectStoreReplica {
             store,
@@ -85,6 +96,7 @@ impl ObjectStoreReplica {
             runtime,
             options,
             placed,
+            durability,
             followers: Mutex::new(HashMap::new()),
         }
     }
@@ -245,6 +257,14 @@ impl Replica for ObjectStoreReplica {
             dir: entry.dir().to_path_buf(),
         });
         let status = Arc::new(ShipStatus::default());
+        let storage = entry.database().storage();
+        match self.durability {
+            // A transaction is durable once the object store holds it.
+            Durability::ObjectStore => storage.set_durable_elsewhere(Some(Arc::new(Shipped {
+                status: status.clone(),
+            }))),
+            Durability::Local => storage.set_durable_elsewhere(None),
+        }
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let task = self.runtime.spawn(follow_database(
             self.database(identity),
@@ -346,6 +366,22 @@ async fn take(
     }
     let holder = database.take(end).await.map_err(|e| e.to_string())?;
     Ok((holder, end))
+}
+
+/// The object store as the second place an `object-store` mode database's
+/// transactions must reach before they count as durable.
+struct Shipped {
+    status: Arc<ShipStatus>,
+}
+
+impl storage::DurableElsewhere for Shipped {
+    fn held_through(&self) -> Option<TxOffset> {
+        self.status.shipped_through().map(TxOffset)
+    }
+
+    fn wait_held(&self, offset: TxOffset) -> Result<(), String> {
+        self.status.wait_shipped(offset.0, DURABLE_WAIT_MAX)
+    }
 }
 
 /// A hosted database as shipping reads it.

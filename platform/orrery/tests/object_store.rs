@@ -1,5 +1,5 @@
-//! End-to-end test of the object store as the truth of `orrery start`'s
-//! databases (issue 15, `local` durability mode).
+//! End-to-end tests of the object store as the truth of `orrery start`'s
+//! databases (issue 15), in both durability modes.
 
 // Protects what a user of a self-hosted `orrery start` relies on: once the
 // metrics say a database's copy caught up, losing the cache folder (here by
@@ -150,5 +150,34 @@ fn a_lost_cache_is_read_back_from_the_object_store() {
         balance(&o, &bearer, 2),
         serde_json::json!([[2, 1_000_000 + 7]])
     );
+    o.stop();
+}
+
+// In `object-store` mode a write reported durable is in the object store:
+// a confirmed SQL write returns only once it is shipped, so a crash right
+// after it, with the cache lost, still finds it.
+#[test]
+fn in_object_store_mode_a_confirmed_write_survives_losing_the_host_at_once() {
+    let wasm = modules::module_bytes("bank");
+    let data = tempfile::tempdir().unwrap();
+    let o = Orrery::start_with(data.path(), &["--durability", "object-store"]);
+    let (status, body) = send(ureq::post(&o.url("/v1/identity")), None);
+    assert_eq!(status, 200, "{body}");
+    let minted: Value = serde_json::from_str(&body).unwrap();
+    let bearer = format!("Bearer {}", minted["token"].as_str().unwrap());
+    publish(&o, &bearer, "bank", &wasm);
+    call(&o, &bearer, "bank", "seed", "[2]");
+    for id in 10..15 {
+        let (status, body) = send(
+            ureq::post(&o.url("/v1/database/bank/sql")).set("Authorization", &bearer),
+            Some(format!("INSERT INTO account (id, balance) VALUES ({id}, {id})").as_bytes()),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    crash_and_lose_the_cache(o, data.path());
+    let o = Orrery::start_with(data.path(), &["--durability", "object-store"]);
+    for id in 10..15 {
+        assert_eq!(balance(&o, &bearer, id), serde_json::json!([[id, id]]));
+    }
     o.stop();
 }
