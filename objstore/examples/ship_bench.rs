@@ -12,6 +12,9 @@
 //!   `--payload` bytes for `--seconds`, while the shipping loop runs with the
 //!   default interval; for every transaction, the time from durable to
 //!   shipped. Goal: p99 ≤ 1 s.
+//! - `object_store_mode`: 1, 16 and 256 writers each commit and wait until
+//!   the store holds their transaction, for `--seconds`. Goal: ≥ 20,000
+//!   durable transactions per second, p99 ≤ 50 ms.
 //! - `read_back`: a database of `--mib` MiB (as a snapshot, and as log
 //!   only) shipped, then read back into an empty folder with
 //!   `DatabaseStore::hydrate`. Goal: ≤ 3 s for 100 MiB.
@@ -254,6 +257,67 @@ async fn lag(database: DatabaseStore, args: &Args) -> serde_json::Value {
     })
 }
 
+/// `object-store` mode: `writers` threads each commit a transaction and
+/// wait until the store holds it (local fsync, then the upload of a piece
+/// holding it), for `seconds`; group commit comes from every waiter that
+/// arrives during an upload being served by the next one.
+async fn object_store_mode(
+    database: DatabaseStore,
+    writers: usize,
+    seconds: u64,
+    payload: usize,
+) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let local = Local::open(dir.path());
+    let holder = Arc::new(database.take(0).await.unwrap());
+    let status = Arc::new(ShipStatus::default());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(follow(
+        holder,
+        local.clone(),
+        0,
+        ShipOptions::default(),
+        status.clone(),
+        stopped,
+    ));
+    let started = Instant::now();
+    let end = started + Duration::from_secs(seconds);
+    let threads: Vec<_> = (0..writers)
+        .map(|_| {
+            let (local, status) = (local.clone(), status.clone());
+            std::thread::spawn(move || {
+                let mut latencies = Vec::new();
+                while Instant::now() < end {
+                    let begun = Instant::now();
+                    let offset = local.log.append(vec![3u8; payload]).unwrap();
+                    local.log.wait_durable(offset).unwrap();
+                    status
+                        .wait_shipped(offset.0, Duration::from_secs(30))
+                        .unwrap();
+                    latencies.push(begun.elapsed().as_secs_f64() * 1000.0);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies: Vec<f64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    serde_json::json!({
+        "writers": writers,
+        "payload_bytes": payload,
+        "durable_tx_per_s": (latencies.len() as f64 / elapsed).round(),
+        "commit_ms_p50": percentile(&latencies, 0.50),
+        "commit_ms_p99": percentile(&latencies, 0.99),
+        "pieces": status.pieces.load(std::sync::atomic::Ordering::Relaxed),
+    })
+}
+
 /// Ships `mib` MiB (as one snapshot of 1 MiB tables plus a 1,000-record log
 /// tail, or as log records of 4 KiB only), then reads it back.
 async fn read_back(database: DatabaseStore, mib: usize, as_snapshot: bool) -> serde_json::Value {
@@ -335,11 +399,17 @@ async fn main() {
     let args = args();
     let (kind, database) = store();
     let lag = lag(database("lag"), &args).await;
+    let mut modes = Vec::new();
+    for writers in [1, 16, 256] {
+        let name = format!("durable{writers}");
+        modes.push(object_store_mode(database(&name), writers, args.seconds, args.payload).await);
+    }
     let snapshot = read_back(database("snapshot"), args.mib, true).await;
     let log = read_back(database("log"), args.mib, false).await;
     let out = serde_json::json!({
         "store": kind,
         "lag": lag,
+        "object_store_mode": modes,
         "read_back": [snapshot, log],
     });
     let text = if args.json {
