@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::extract::{Body, Caller, Params};
-use crate::schema::{AuditEntryJson, DatabaseJson, DatabaseName, ErrorBody};
+use crate::schema::{AuditEntryJson, CreateDatabase, DatabaseJson, DatabaseName, ErrorBody};
 use crate::ApiState;
 
 /// Entries `GET /audit` returns without `?limit`.
@@ -26,10 +26,10 @@ const AUDIT_DEFAULT_LIMIT: u32 = 100;
     post,
     path = "/databases",
     tag = "databases",
-    request_body = DatabaseName,
+    request_body = CreateDatabase,
     responses(
         (status = 201, body = DatabaseJson),
-        (status = 400, body = ErrorBody, description = "the name is not a DNS label"),
+        (status = 400, body = ErrorBody, description = "the name is not a DNS label, or the durability mode is unknown"),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "needs an account-wide deploy credential"),
         (status = 409, body = ErrorBody, description = "the name is taken"),
@@ -38,11 +38,23 @@ const AUDIT_DEFAULT_LIMIT: u32 = 100;
 pub(crate) async fn create_database(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-    Body(request): Body<DatabaseName>,
+    Body(request): Body<CreateDatabase>,
 ) -> Result<(StatusCode, Json<DatabaseJson>), ApiError> {
+    let durability = match request.durability.as_deref() {
+        Some(text) => Some(
+            text.parse::<orrery_api::Durability>()
+                .map_err(control_plane::Error::InvalidRequest)?,
+        ),
+        None => None,
+    };
     let database = state
         .control_plane
-        .create_database(&caller.principal, &request.name, caller.client_ip)
+        .create_database_with(
+            &caller.principal,
+            &request.name,
+            durability,
+            caller.client_ip,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(database.into())))
 }

@@ -216,22 +216,33 @@ async fn claim(
     caller: OnBehalf,
     Path(name): Path<String>,
     Json(request): Json<ClaimRequest>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Json<ClaimedJson>, ApiError> {
     let plane = &state.control_plane;
-    match plane
+    let database = match plane
         .authorize(&caller.principal, &name, control_plane::Scope::Deploy)
         .await
     {
-        Ok(_) => {}
+        Ok(database) => database,
         Err(control_plane::Error::NotFound { .. }) => {
             plane
                 .create_database(&caller.principal, &name, caller.client_ip)
-                .await?;
+                .await?
         }
         Err(e) => return Err(e.into()),
-    }
+    };
     plane.place_database(&name, &request.host).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(ClaimedJson {
+        durability: database.durability.map(|mode| mode.as_str().to_owned()),
+    }))
+}
+
+/// What a host learns when it claims a database for a first publish.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedJson {
+    /// The database's durability mode (`local`, `object-store`); absent:
+    /// the host's default.
+    #[serde(default)]
+    pub durability: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug)]

@@ -40,9 +40,9 @@ pub use error::{ApiError, CONFIRMATION_REQUIRED};
 pub use extract::{SESSION_COOKIE, SESSION_COOKIE_MAX_AGE_S};
 pub use hosts::{BoxFuture, DatabaseHosts, HostError};
 pub use internal::{
-    internal_router, secrets_equal, ClaimRequest, GrantJson, InternalState, PublishedRequest,
-    RegisterHostRequest, RegisteredJson, RenameRequest, SignedJson, CLIENT_IP_HEADER,
-    CREDENTIAL_HEADER, INTERNAL_PREFIX, JOIN_SECRET_CHARS_MIN,
+    internal_router, secrets_equal, ClaimRequest, ClaimedJson, GrantJson, InternalState,
+    PublishedRequest, RegisterHostRequest, RegisteredJson, RenameRequest, SignedJson,
+    CLIENT_IP_HEADER, CREDENTIAL_HEADER, INTERNAL_PREFIX, JOIN_SECRET_CHARS_MIN,
 };
 pub use schema::*;
 

@@ -163,7 +163,20 @@ impl From<CreatedToken> for CreatedTokenJson {
     }
 }
 
-/// `POST /databases` and `PATCH /databases/{name}`.
+/// `POST /databases`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreateDatabase {
+    /// A DNS label: 1 to 63 of `a-z`, `0-9` and `-`, not starting or ending
+    /// with `-`.
+    pub name: String,
+    /// `local` (durable at the host's fsync; the object store gets it
+    /// within a second) or `object-store` (durable once the object store
+    /// holds it); absent: the host's default.
+    #[serde(default)]
+    pub durability: Option<String>,
+}
+
+/// `PATCH /databases/{name}`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DatabaseName {
     /// A DNS label: 1 to 63 of `a-z`, `0-9` and `-`, not starting or ending
@@ -181,6 +194,8 @@ pub struct DatabaseJson {
     pub created_at_ms: i64,
     /// When an operator suspended it (no new publish), if it is.
     pub suspended_at_ms: Option<i64>,
+    /// Its durability mode (`local`, `object-store`), if one was chosen.
+    pub durability: Option<String>,
 }
 
 impl From<Database> for DatabaseJson {
@@ -192,6 +207,7 @@ impl From<Database> for DatabaseJson {
             owner_identity: database.owner_identity.to_hex().to_string(),
             created_at_ms: database.created_at_ms,
             suspended_at_ms: database.suspended_at_ms,
+            durability: database.durability.map(|mode| mode.as_str().to_owned()),
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct Database {
     pub created_at_ms: i64,
     /// When an operator suspended it: it takes no new publishes.
     pub suspended_at_ms: Option<i64>,
+    /// Its durability mode; `None` leaves it to the host's default.
+    pub durability: Option<orrery_api::Durability>,
 }
 
 /// A published module version of a database.
@@ -45,7 +47,7 @@ pub struct ModuleVersion {
     pub published_at_ms: i64,
 }
 
-const DATABASE_COLUMNS: &str = "id, name, account_id, created_at, suspended_at";
+const DATABASE_COLUMNS: &str = "id, name, account_id, created_at, suspended_at, durability";
 
 impl ControlPlane {
     /// Creates a database named `name` in the principal's account (an
@@ -57,11 +59,24 @@ impl ControlPlane {
         name: &str,
         client_ip: Option<IpAddr>,
     ) -> Result<Database, Error> {
+        self.create_database_with(principal, name, None, client_ip)
+            .await
+    }
+
+    /// [`ControlPlane::create_database`] with a durability mode (`None`:
+    /// the host's default).
+    pub async fn create_database_with(
+        &self,
+        principal: &Principal,
+        name: &str,
+        durability: Option<orrery_api::Durability>,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Database, Error> {
         self.require_account_scope(principal, Scope::Deploy)?;
         validate_database_name(name)?;
         let mut tx = self.store.begin_write().await?;
         let database = self
-            .insert_database(&mut tx, principal, name, client_ip)
+            .insert_database(&mut tx, principal, name, durability, client_ip)
             .await?;
         tx.commit().await.context("commit a database creation")?;
         Ok(database)
@@ -72,6 +87,7 @@ impl ControlPlane {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         principal: &Principal,
         name: &str,
+        durability: Option<orrery_api::Durability>,
         client_ip: Option<IpAddr>,
     ) -> Result<Database, Error> {
         let database = Database {
@@ -81,14 +97,17 @@ impl ControlPlane {
             owner_identity: principal.identity,
             created_at_ms: self.now_ms(),
             suspended_at_ms: None,
+            durability,
         };
         let inserted = sqlx::query(
-            "INSERT INTO databases (id, name, account_id, created_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO databases (id, name, account_id, created_at, durability) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(database.id.as_str())
         .bind(name)
         .bind(database.account_id.as_str())
         .bind(database.created_at_ms)
+        .bind(durability.map(|mode| mode.as_str()))
         .execute(&mut **tx)
         .await;
         match inserted {
@@ -246,7 +265,7 @@ impl ControlPlane {
         let database = match existing {
             Some(database) => database,
             None => {
-                self.insert_database(&mut tx, principal, name, client_ip)
+                self.insert_database(&mut tx, principal, name, None, client_ip)
                     .await?
             }
         };
@@ -429,6 +448,13 @@ fn database_from_row(row: &AnyRow) -> Result<Database, Error> {
         account_id,
         created_at_ms: get(row, "created_at")?,
         suspended_at_ms: get(row, "suspended_at")?,
+        durability: match get::<Option<String>>(row, "durability")? {
+            Some(text) => Some(
+                text.parse()
+                    .map_err(|e: String| Error::Internal(format!("stored durability mode: {e}")))?,
+            ),
+            None => None,
+        },
     })
 }
 

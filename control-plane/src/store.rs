@@ -26,8 +26,14 @@ const POOL_CONNECTIONS_MAX: u32 = 8;
 /// The migrations, embedded in the binary so a deployed control plane needs
 /// no files beside it. Add new ones at the end; never edit an applied one
 /// (sqlx refuses a changed checksum).
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/0001_initial.sql")),
+    (
+        2,
+        "durability",
+        include_str!("../migrations/0002_durability.sql"),
+    ),
+];
 
 /// Which database the store runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -157,12 +157,14 @@ pub trait Authenticator: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Grant, Refusal>>;
 
     /// Before a first publish creates database `name`: makes `name` the
-    /// account's (or confirms it is), or refuses.
+    /// account's (or confirms it is), or refuses. Answers the database's
+    /// durability mode when the control plane chose one (`None`: the
+    /// host's default).
     fn claim_database<'a>(
         &'a self,
         grant: &'a Grant,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<(), Refusal>>;
+    ) -> BoxFuture<'a, Result<Option<orrery_api::Durability>, Refusal>>;
 
     /// Before a rename: moves the account's database `from` to the free
     /// name `to`, or refuses.

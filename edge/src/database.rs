@@ -506,9 +506,10 @@ async fn publish(
         Some(Ok(parsed)) => Some(parsed),
         Some(Err(e)) => return registry_error(e),
     };
-    if let Err(response) = claim_for_publish(&state, &caller, parsed.as_ref()).await {
-        return response;
-    }
+    let durability = match claim_for_publish(&state, &caller, parsed.as_ref()).await {
+        Ok(durability) => durability,
+        Err(response) => return response,
+    };
     if let Some(signer) = &state.access.signer {
         let database = target.as_deref().unwrap_or("unnamed");
         if let Err(refusal) = signer
@@ -577,7 +578,7 @@ async fn publish(
                     .map_err(registry_error)
             }
             None => registry
-                .create(owner, name.clone(), identity, &body)
+                .create_with(owner, name.clone(), identity, &body, durability)
                 .map(|entry| (entry.identity(), name, "created"))
                 .map_err(registry_error),
         }
@@ -621,7 +622,7 @@ async fn claim_for_publish(
     state: &ApiState,
     caller: &Caller,
     target: Option<&NameOrIdentity>,
-) -> Result<(), Response> {
+) -> Result<Option<orrery_api::Durability>, Response> {
     let creates = match target {
         None => true,
         Some(NameOrIdentity::Name(name)) => !matches!(
@@ -631,11 +632,11 @@ async fn claim_for_publish(
         Some(NameOrIdentity::Identity(id)) => state.registry.get(id).is_none(),
     };
     if !creates {
-        return Ok(());
+        return Ok(None);
     }
     let Some(grant) = &caller.grant else {
         if state.access.open_publishing {
-            return Ok(());
+            return Ok(None);
         }
         // No credentials at all is 401; an app identity's token is 403.
         let code = if caller.minted {

@@ -108,6 +108,10 @@ struct Meta {
     /// directories written before modules were stored by hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     module: Option<String>,
+    /// The durability mode the control plane chose (`local`,
+    /// `object-store`); absent: the host's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    durability: Option<String>,
 }
 
 /// Why a database of this host did not open.
@@ -250,6 +254,12 @@ impl Entry {
 
     pub fn locked(&self) -> bool {
         lock(&self.meta).locked
+    }
+
+    /// The durability mode the control plane chose for this database
+    /// (`None`: the host's default; an unknown name counts as none).
+    pub fn durability(&self) -> Option<orrery_api::Durability> {
+        lock(&self.meta).durability.as_deref()?.parse().ok()
     }
 
     /// BLAKE3 of the module serving now.
@@ -1012,6 +1022,19 @@ impl Registry {
         identity: Option<Identity>,
         wasm: &[u8],
     ) -> Result<Arc<Entry>, RegistryError> {
+        self.create_with(owner, name, identity, wasm, None)
+    }
+
+    /// [`Registry::create`] with the durability mode the control plane
+    /// chose for the database (kept in its `database.json`).
+    pub fn create_with(
+        &self,
+        owner: Identity,
+        name: Option<String>,
+        identity: Option<Identity>,
+        wasm: &[u8],
+        durability: Option<orrery_api::Durability>,
+    ) -> Result<Arc<Entry>, RegistryError> {
         if let Some(name) = &name {
             if !is_valid_name(name) {
                 return Err(RegistryError::InvalidName(name.clone()));
@@ -1059,9 +1082,9 @@ impl Registry {
             inner.reserved_ids.push(identity);
             identity
         };
-        let result = self
-            .verify(wasm)
-            .and_then(|wasm| self.create_reserved(owner, name.clone(), identity, &wasm));
+        let result = self.verify(wasm).and_then(|wasm| {
+            self.create_reserved(owner, name.clone(), identity, &wasm, durability)
+        });
         let mut inner = lock(&self.inner);
         inner.reserved_ids.retain(|i| *i != identity);
         if let Some(name) = &name {
@@ -1113,6 +1136,7 @@ impl Registry {
         name: Option<String>,
         identity: Identity,
         wasm: &[u8],
+        durability: Option<orrery_api::Durability>,
     ) -> Result<Arc<Entry>, RegistryError> {
         let dir = self.root.join(identity.to_hex().as_str());
         if dir.exists() {
@@ -1129,6 +1153,7 @@ impl Registry {
                 state: DatabaseState::Creating,
                 initial_program: hex::encode(hash),
                 module: Some(hex::encode(hash)),
+                durability: durability.map(|mode| mode.as_str().to_owned()),
             };
             // First, so that a crash from here on leaves a directory open
             // can tell never became ready.

@@ -77,6 +77,12 @@ pub enum DbCmd {
     Create {
         /// A DNS label: `a-z`, `0-9` and `-`, at most 63 characters.
         name: String,
+        /// When a transaction counts as durable: `local` (at the host's
+        /// fsync; the object store gets it within a second) or
+        /// `object-store` (once the object store holds it). Default: the
+        /// host's.
+        #[arg(long, value_parser = parse_durability)]
+        durability: Option<orrery_api::Durability>,
         #[command(flatten)]
         server: ServerArg,
     },
@@ -348,16 +354,29 @@ pub(crate) fn token(cmd: TokenCmd, config: &Config) -> anyhow::Result<()> {
     }
 }
 
+fn parse_durability(text: &str) -> Result<orrery_api::Durability, String> {
+    text.parse()
+}
+
 /// `orrery db …`.
 pub(crate) fn db(cmd: DbCmd, config: &Config) -> anyhow::Result<()> {
     match cmd {
-        DbCmd::Create { name, server } => {
+        DbCmd::Create {
+            name,
+            durability,
+            server,
+        } => {
             let remote = account_remote(config, &server)?;
-            let created = remote.api("POST", "/databases", Some(&json!({"name": name})))?;
+            let mut body = json!({"name": name});
+            if let Some(mode) = durability {
+                body["durability"] = json!(mode.as_str());
+            }
+            let created = remote.api("POST", "/databases", Some(&body))?;
             println!(
-                "Created database {} ({}); give it a module with `orrery publish {name}`",
+                "Created database {} ({}, durability {}); give it a module with `orrery publish {name}`",
                 text(&created["name"]),
-                text(&created["id"])
+                text(&created["id"]),
+                created["durability"].as_str().unwrap_or("the host's default")
             );
             Ok(())
         }

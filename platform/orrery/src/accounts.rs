@@ -87,7 +87,7 @@ impl Authenticator for Embedded {
         &'a self,
         grant: &'a Grant,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<(), Refusal>> {
+    ) -> BoxFuture<'a, Result<Option<orrery_api::Durability>, Refusal>> {
         Box::pin(async move {
             let carried = carried(grant)?;
             match self
@@ -95,12 +95,12 @@ impl Authenticator for Embedded {
                 .authorize(&carried.principal, name, control_plane::Scope::Deploy)
                 .await
             {
-                Ok(_) => Ok(()),
+                Ok(database) => Ok(database.durability),
                 Err(Error::NotFound { .. }) => self
                     .plane
                     .create_database(&carried.principal, name, carried.client)
                     .await
-                    .map(|_| ())
+                    .map(|database| database.durability)
                     .map_err(refusal),
                 Err(e) => Err(refusal(e)),
             }

@@ -178,7 +178,7 @@ impl Authenticator for ControlPlaneClient {
         &'a self,
         grant: &'a Grant,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<(), Refusal>> {
+    ) -> BoxFuture<'a, Result<Option<orrery_api::Durability>, Refusal>> {
         Box::pin(async move {
             let request = self
                 .on_behalf(
@@ -189,7 +189,11 @@ impl Authenticator for ControlPlaneClient {
                 .json(&ClaimRequest {
                     host: self.host_id.clone(),
                 });
-            self.send::<serde_json::Value>(request).await.map(|_| ())
+            // A control plane from before durability modes answers 204.
+            let claimed: Option<control_api::ClaimedJson> = self.send(request).await?;
+            Ok(claimed
+                .and_then(|claimed| claimed.durability)
+                .and_then(|mode| mode.parse::<orrery_api::Durability>().ok()))
         })
     }
 

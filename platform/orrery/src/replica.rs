@@ -258,7 +258,7 @@ impl Replica for ObjectStoreReplica {
         });
         let status = Arc::new(ShipStatus::default());
         let storage = entry.database().storage();
-        match self.durability {
+        match entry.durability().unwrap_or(self.durability) {
             // A transaction is durable once the object store holds it.
             Durability::ObjectStore => storage.set_durable_elsewhere(Some(Arc::new(Shipped {
                 status: status.clone(),

@@ -134,6 +134,20 @@ fn signup_deploy_with_a_token_revoke_it_and_log_out() {
 
     let out = dev.ok(&["db", "create", "chat"]);
     assert!(out.starts_with("Created database chat ("), "{out}");
+    assert!(out.contains("durability the host's default"), "{out}");
+    let out = dev.ok(&["db", "create", "ledger", "--durability", "object-store"]);
+    assert!(out.contains("durability object-store"), "{out}");
+    // A mode clap refuses (its usage error ends with a pointer to --help).
+    let refused = dev.run(
+        &["db", "create", "other", "--durability", "eventually"],
+        &[],
+        "",
+    );
+    assert!(
+        !refused.ok && refused.stderr.contains("`local` or `object-store`"),
+        "{}",
+        refused.stderr
+    );
     let databases = dev.json(&["db", "list", "--json"]);
     let names: Vec<&str> = databases
         .as_array()
@@ -141,7 +155,7 @@ fn signup_deploy_with_a_token_revoke_it_and_log_out() {
         .iter()
         .filter_map(|d| d["name"].as_str())
         .collect();
-    assert_eq!(names, ["chat"], "{databases}");
+    assert_eq!(names, ["chat", "ledger"], "{databases}");
     let table = dev.ok(&["db", "list"]);
     assert!(table.lines().any(|l| l.starts_with(" chat ")), "{table}");
 

@@ -181,3 +181,103 @@ fn in_object_store_mode_a_confirmed_write_survives_losing_the_host_at_once() {
     }
     o.stop();
 }
+
+/// `method` on `path` with a bearer and a JSON or wasm body: status and body.
+fn api(o: &Orrery, method: &str, path: &str, bearer: Option<&str>, body: &[u8]) -> (u16, String) {
+    let mut r = ureq::request(method, &o.url(path));
+    if let Some(bearer) = bearer {
+        r = r.set("Authorization", &format!("Bearer {bearer}"));
+    }
+    if path.starts_with("/api/") {
+        r = r.set("Content-Type", "application/json");
+    }
+    send(r, Some(body))
+}
+
+// The durability mode is a database setting the control plane keeps:
+// `orrery db create NAME --durability object-store` (here its API) makes
+// that database's confirmed writes wait for the object store on a host
+// whose default is `local`; an unknown mode is refused with the choices.
+#[test]
+fn a_database_created_in_object_store_mode_keeps_it_on_a_local_host() {
+    let wasm = modules::module_bytes("bank");
+    let data = tempfile::tempdir().unwrap();
+    let o = Orrery::start_closed(data.path(), &[]);
+    let signup =
+        serde_json::json!({"email": "ops@example.com", "password": "correct horse battery"});
+    let (status, body) = api(
+        &o,
+        "POST",
+        "/api/v1/signup",
+        None,
+        signup.to_string().as_bytes(),
+    );
+    assert_eq!(status, 201, "{body}");
+    let session: Value = serde_json::from_str(&body).unwrap();
+    let session = session["session"].as_str().unwrap().to_owned();
+    let (status, body) = api(
+        &o,
+        "POST",
+        "/api/v1/tokens",
+        Some(&session),
+        br#"{"name": "ci", "scope": "deploy"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let token: Value = serde_json::from_str(&body).unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    let (status, body) = api(
+        &o,
+        "POST",
+        "/api/v1/databases",
+        Some(&token),
+        br#"{"name": "ledger", "durability": "eventually"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("`local` or `object-store`"), "{body}");
+    let (status, body) = api(
+        &o,
+        "POST",
+        "/api/v1/databases",
+        Some(&token),
+        br#"{"name": "ledger", "durability": "object-store"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    assert!(body.contains(r#""durability":"object-store""#), "{body}");
+    let (status, body) = api(
+        &o,
+        "PUT",
+        "/v1/database/ledger?host_type=Wasm",
+        Some(&token),
+        &wasm,
+    );
+    assert_eq!(status, 200, "{body}");
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    let id = reply["Success"]["database_identity"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let meta =
+        std::fs::read_to_string(data.path().join("cache").join(&id).join("database.json")).unwrap();
+    let meta: Value = serde_json::from_str(&meta).unwrap();
+    assert_eq!(meta["durability"], "object-store", "{meta}");
+    let bearer = format!("Bearer {token}");
+    for id in 20..25 {
+        let (status, body) = send(
+            ureq::post(&o.url("/v1/database/ledger/sql")).set("Authorization", &bearer),
+            Some(format!("INSERT INTO account (id, balance) VALUES ({id}, {id})").as_bytes()),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    crash_and_lose_the_cache(o, data.path());
+    let o = Orrery::start_closed(data.path(), &[]);
+    for id in 20..25 {
+        let (status, body) = send(
+            ureq::post(&o.url("/v1/database/ledger/sql")).set("Authorization", &bearer),
+            Some(format!("SELECT * FROM account WHERE id = {id}").as_bytes()),
+        );
+        assert_eq!(status, 200, "{body}");
+        let rows: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(rows[0]["rows"], serde_json::json!([[id, id]]));
+    }
+    o.stop();
+}
