@@ -289,6 +289,10 @@ pub(super) fn routes(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
             "/v1/database/{name_or_identity}/sql",
             limited(post(sql), limits::SQL_BODY_BYTES_MAX, "the SQL text"),
         )
+        .route(
+            "/v1/database/{name_or_identity}/backups",
+            get(crate::backups::list).post(crate::backups::create),
+        )
         .route("/v1/database/{name_or_identity}/lock", post(lock))
         .route("/v1/database/{name_or_identity}/unlock", post(unlock))
         .route(
@@ -399,7 +403,7 @@ fn registry_error(e: RegistryError) -> Response {
     fail(code, e.to_string())
 }
 
-async fn blocking<R: Send + 'static>(
+pub(crate) async fn blocking<R: Send + 'static>(
     job: impl FnOnce() -> R + Send + 'static,
 ) -> Result<R, Response> {
     tokio::task::spawn_blocking(job)

@@ -37,6 +37,7 @@ use tenant_host::registry::Registry;
 
 pub mod access;
 pub mod auth;
+pub mod backups;
 mod database;
 pub mod error;
 pub mod route;
@@ -58,6 +59,8 @@ pub struct ApiState {
     pub tenant_domain: Option<String>,
     /// Who may act as a database's owner ([`access`]).
     pub access: access::Access,
+    /// Where databases are backed up; `None` answers 503 to backup calls.
+    pub backups: Option<Arc<dyn backups::Backups>>,
 }
 
 /// The router of the client API.

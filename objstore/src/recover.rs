@@ -335,6 +335,12 @@ impl DatabaseStore {
         }
     }
 
+    /// The bytes of any object of this database (e.g. a snapshot manifest
+    /// at [`DatabaseKey::snapshot_path`]), `None` if it does not exist.
+    pub async fn object(&self, key: &ObjectPath) -> Result<Option<Vec<u8>>, RecoverError> {
+        self.get(key).await
+    }
+
     /// An object's bytes, `None` if it does not exist.
     pub(crate) async fn get(&self, key: &ObjectPath) -> Result<Option<Vec<u8>>, RecoverError> {
         match self.store.get(key).await {

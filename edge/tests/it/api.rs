@@ -45,6 +45,7 @@ fn server_with_clock(clock: Arc<dyn Clock>) -> Server {
         ws: Default::default(),
         tenant_domain: None,
         access: orrery_edge::access::Access::open(),
+        backups: None,
     });
     runtime.spawn(serve(listener, state, std::future::pending()));
     Server {

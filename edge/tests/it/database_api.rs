@@ -95,6 +95,7 @@ pub(crate) fn server_verified(
         ws,
         tenant_domain: Some("localhost".into()),
         access,
+        backups: None,
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = runtime.spawn(serve(listener, state, async move {

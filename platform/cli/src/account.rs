@@ -354,6 +354,77 @@ pub(crate) fn token(cmd: TokenCmd, config: &Config) -> anyhow::Result<()> {
     }
 }
 
+/// `orrery backup …`.
+#[derive(Subcommand)]
+pub enum BackupCmd {
+    /// Take a backup of DATABASE now (a snapshot in the object store);
+    /// prints it once the store holds it.
+    Create {
+        database: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// List DATABASE's backups, newest first: id, offset, time and size.
+    List {
+        database: String,
+        /// Print a JSON array of objects with `id`, `offset`, `time` and `size`.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+}
+
+/// `orrery backup …`: the host's `/v1/database/{name}/backups`.
+pub(crate) fn backup(cmd: BackupCmd, config: &mut Config, dir: &Path) -> anyhow::Result<()> {
+    match cmd {
+        BackupCmd::Create { database, server } => {
+            let remote = Remote::authed(config, dir, &server)?;
+            let url = format!("{}/v1/database/{}/backups", remote.url, segment(&database));
+            let made = remote.send_json(remote.agent.post(&url), None)?;
+            println!(
+                "Backed up {database}: backup {} at offset {}, {} ({} bytes)",
+                text(&made["id"]),
+                text(&made["offset"]),
+                text(&made["time"]),
+                text(&made["size"])
+            );
+            Ok(())
+        }
+        BackupCmd::List {
+            database,
+            json,
+            server,
+        } => {
+            let remote = Remote::authed(config, dir, &server)?;
+            let url = format!("{}/v1/database/{}/backups", remote.url, segment(&database));
+            let listed = remote.send_json(remote.agent.get(&url), None)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&listed)?);
+                return Ok(());
+            }
+            let items = listed.as_array().cloned().unwrap_or_default();
+            if items.is_empty() {
+                println!(
+                    "No backups of {database} yet; take one with `orrery backup create {database}`"
+                );
+                return Ok(());
+            }
+            let rows = items
+                .iter()
+                .map(|b| {
+                    ["id", "offset", "time", "size"]
+                        .iter()
+                        .map(|key| text(&b[*key]))
+                        .collect()
+                })
+                .collect();
+            print_table(&["id", "offset", "time", "size"], rows);
+            Ok(())
+        }
+    }
+}
+
 fn parse_durability(text: &str) -> Result<orrery_api::Durability, String> {
     text.parse()
 }

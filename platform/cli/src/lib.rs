@@ -40,7 +40,7 @@ use serde_json::{json, Value};
 use config::Config;
 use output::{Format, ResultSet};
 
-pub use account::{DbCmd, Scope, TokenCmd};
+pub use account::{BackupCmd, DbCmd, Scope, TokenCmd};
 
 /// The developer commands.
 #[derive(Subcommand)]
@@ -107,6 +107,9 @@ pub enum Cmd {
     /// Create and list your account's databases.
     #[command(subcommand)]
     Db(DbCmd),
+    /// Take and list backups of a database (snapshots in the object store).
+    #[command(subcommand)]
+    Backup(BackupCmd),
     /// Publish a module: create the database, or update it in place.
     ///
     /// An update migrates the data automatically when it can (adding tables,
@@ -421,6 +424,7 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Logout { server } => account::logout(&mut config, &dir, &server),
         Cmd::Token(cmd) => account::token(cmd, &config),
         Cmd::Db(cmd) => account::db(cmd, &config),
+        Cmd::Backup(cmd) => account::backup(cmd, &mut config, &dir),
         Cmd::Publish {
             name,
             bin_path,
@@ -858,7 +862,11 @@ impl Remote {
 
     /// A remote with a token: the given or stored one, else a freshly minted
     /// one, saved for next time.
-    fn authed(config: &mut Config, dir: &Path, arg: &ServerArg) -> anyhow::Result<Remote> {
+    pub(crate) fn authed(
+        config: &mut Config,
+        dir: &Path,
+        arg: &ServerArg,
+    ) -> anyhow::Result<Remote> {
         let mut remote = Remote::new(config, arg)?;
         if remote.token.is_none() {
             remote.login()?;
@@ -1058,7 +1066,11 @@ impl Remote {
         json_of(self.call(request, |r| r.send_bytes(body))?)
     }
 
-    fn send_json(&self, request: ureq::Request, body: Option<Value>) -> anyhow::Result<Value> {
+    pub(crate) fn send_json(
+        &self,
+        request: ureq::Request,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let response = match body {
             Some(body) => self.call(request, |r| {
                 r.set("Content-Type", "application/json")

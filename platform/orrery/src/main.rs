@@ -430,6 +430,7 @@ fn start(
             open_publishing: dev,
             signer: Some(embedded),
         },
+        backups: Some(replica.clone()),
     });
     let control_api = control_api::router(Arc::new(control_api::ApiState {
         control_plane: plane.clone(),

@@ -303,6 +303,7 @@ pub(crate) fn host(args: HostArgs) -> anyhow::Result<()> {
             open_publishing: false,
             signer: Some(client.clone()),
         },
+        backups: Some(replica.clone()),
     });
     let internal = pool::host_router(
         registry.clone(),

@@ -18,6 +18,7 @@ use std::time::Duration;
 use durable::commitlog::{DurableFrames, LogPosition};
 use durable::snapshot::BlobStore;
 use orrery_api::{Durability, TxOffset};
+use orrery_edge::backups::{Backup, Backups};
 use orrery_objstore::layout::DatabaseKey;
 use orrery_objstore::object_store::path::Path as ObjectPath;
 use orrery_objstore::object_store::ObjectStore;
@@ -366,6 +367,74 @@ async fn take(
     }
     let holder = database.take(end).await.map_err(|e| e.to_string())?;
     Ok((holder, end))
+}
+
+/// How long `POST …/backups` waits for its snapshot to reach the store.
+const BACKUP_WAIT_MAX: Duration = Duration::from_secs(60);
+
+impl ObjectStoreReplica {
+    /// The backups of `identity` in the store: the snapshots of its
+    /// history, newest first, each read for its time and size.
+    async fn list_backups(&self, identity: Identity) -> Result<Vec<Backup>, String> {
+        let database = self.database(identity);
+        let remote = database.inspect().await.map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for snapshot in remote.history_snapshots() {
+            let key = database.key().snapshot_path(snapshot);
+            let Some(bytes) = database.object(&key).await.map_err(|e| e.to_string())? else {
+                continue; // removed meanwhile
+            };
+            let Ok(manifest) = durable::snapshot::Manifest::decode(&bytes) else {
+                continue; // damaged: not a backup anyone can restore
+            };
+            out.push(Backup {
+                id: backup_id(snapshot),
+                offset: snapshot.offset,
+                taken_at_micros: manifest.created_at_micros,
+                bytes: bytes.len() as u64 + manifest.parts.iter().map(|p| p.len).sum::<u64>(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// A backup's id: the generation that took the snapshot and its offset.
+fn backup_id(snapshot: orrery_objstore::layout::SnapshotRef) -> String {
+    format!("{}-{}", snapshot.generation, snapshot.offset)
+}
+
+impl Backups for ObjectStoreReplica {
+    fn list(&self, entry: &Entry) -> Result<Vec<Backup>, String> {
+        self.runtime.block_on(self.list_backups(entry.identity()))
+    }
+
+    fn create(&self, entry: &Entry) -> Result<Backup, String> {
+        let storage = entry.database().storage();
+        let offset = match storage.take_snapshot().map_err(|e| e.to_string())? {
+            Some(written) => written.offset.0,
+            None => return Err("the database has no transaction to back up yet".into()),
+        };
+        let status = lock(&self.followers)
+            .get(&entry.identity())
+            .map(|f| f.status.clone())
+            .ok_or("the database is not copied to the object store")?;
+        status.wake.notify_one();
+        let shipped = self.runtime.block_on(tokio::time::timeout(
+            BACKUP_WAIT_MAX,
+            status.wait_for(|s| s.snapshot_shipped() >= Some(offset) || s.stopped()),
+        ));
+        if shipped.is_err() || status.snapshot_shipped() < Some(offset) {
+            return Err(format!(
+                "the snapshot at offset {offset} did not reach the object store: {}",
+                status.last_error().unwrap_or_else(|| "it is slow".into())
+            ));
+        }
+        self.runtime
+            .block_on(self.list_backups(entry.identity()))?
+            .into_iter()
+            .find(|b| b.offset == offset)
+            .ok_or_else(|| format!("the snapshot at offset {offset} is not listed"))
+    }
 }
 
 /// The object store as the second place an `object-store` mode database's

@@ -29,8 +29,15 @@ fn metric(o: &Orrery, name: &str, id: &str) -> Option<u64> {
         .map(|value| value.parse().unwrap())
 }
 
-/// Waits until the object store holds every durable transaction of `id`.
-fn wait_shipped(o: &Orrery, id: &str) -> u64 {
+/// Commits a marker row through a confirmed SQL write (it returns once the
+/// write, and so every earlier transaction, is durable on the host), then
+/// waits until the object store holds everything durable; the offset shipped.
+fn settle(o: &Orrery, bearer: &str, db: &str, id: &str, marker: u32) -> u64 {
+    let (status, body) = send(
+        ureq::post(&o.url(&format!("/v1/database/{db}/sql"))).set("Authorization", bearer),
+        Some(format!("INSERT INTO account (id, balance) VALUES ({marker}, 0)").as_bytes()),
+    );
+    assert_eq!(status, 200, "{body}");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if metric(o, "orrery_replica_lag_transactions", id) == Some(0) {
@@ -114,13 +121,13 @@ fn a_lost_cache_is_read_back_from_the_object_store() {
     }
     // A database deleted before the loss stays deleted.
     let scratch = publish(&o, &bearer, "scratch", &wasm);
-    wait_shipped(&o, &scratch);
+    settle(&o, &bearer, "scratch", &scratch, 1000);
     let (status, body) = send(
         ureq::delete(&o.url("/v1/database/scratch")).set("Authorization", &bearer),
         None,
     );
     assert_eq!(status, 200, "{body}");
-    let first = wait_shipped(&o, &id);
+    let first = settle(&o, &bearer, "bank", &id, 1000);
     // Account 1 gave 5 five times and got 5 five times.
     let before = balance(&o, &bearer, 1);
     assert_eq!(before, serde_json::json!([[1, 1_000_000]]));
@@ -137,7 +144,7 @@ fn a_lost_cache_is_read_back_from_the_object_store() {
     assert_eq!(status, 404, "a deleted database is not brought back");
     // New transactions are copied under the new generation.
     call(&o, &bearer, "bank", "transfer", "[1, 2, 7]");
-    let second = wait_shipped(&o, &id);
+    let second = settle(&o, &bearer, "bank", &id, 1001);
     assert!(second > first, "{second} > {first}");
     crash_and_lose_the_cache(o, data.path());
 
@@ -279,5 +286,86 @@ fn a_database_created_in_object_store_mode_keeps_it_on_a_local_host() {
         let rows: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(rows[0]["rows"], serde_json::json!([[id, id]]));
     }
+    o.stop();
+}
+
+/// Files under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        files_under(&e.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+// `orrery backup create DB` takes a snapshot now and answers once the
+// object store holds it; `orrery backup list DB --json` lists every backup
+// newest first with its id, offset, time and size; a table that did not
+// change between two backups is stored once.
+#[test]
+fn backups_are_taken_on_demand_listed_and_share_unchanged_parts() {
+    let wasm = modules::module_bytes("bank");
+    let data = tempfile::tempdir().unwrap();
+    let cli = tempfile::tempdir().unwrap();
+    let o = Orrery::start(data.path());
+    let (status, body) = send(ureq::post(&o.url("/v1/identity")), None);
+    assert_eq!(status, 200, "{body}");
+    let minted: Value = serde_json::from_str(&body).unwrap();
+    let token = minted["token"].as_str().unwrap().to_owned();
+    let bearer = format!("Bearer {token}");
+    let id = publish(&o, &bearer, "bank", &wasm);
+    let server = o.url("");
+    let orrery = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--server", &server, "--token", &token]);
+        let run = support::run_cli(cli.path(), &all, &[], "");
+        assert!(run.ok, "orrery {args:?}: {}", run.stderr);
+        run.stdout
+    };
+    let out = orrery(&["backup", "list", "bank"]);
+    assert!(out.contains("No backups of bank yet"), "{out}");
+
+    call(&o, &bearer, "bank", "seed", "[3]");
+    let out = orrery(&["backup", "create", "bank"]);
+    assert!(out.starts_with("Backed up bank: backup "), "{out}");
+    let objects = data
+        .path()
+        .join("objects")
+        .join("db")
+        .join(&id)
+        .join("objects");
+    let after_first = files_under(&objects);
+    assert!(after_first > 1, "the snapshot's parts are in the store");
+    call(&o, &bearer, "bank", "transfer", "[1, 2, 10]");
+    orrery(&["backup", "create", "bank"]);
+    let listed: Value =
+        serde_json::from_str(&orrery(&["backup", "list", "bank", "--json"])).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    for backup in listed {
+        for key in ["id", "offset", "time", "size"] {
+            assert!(!backup[key].is_null(), "{key} in {backup}");
+        }
+        assert!(backup["time"].as_str().unwrap().ends_with('Z'), "{backup}");
+    }
+    assert!(
+        listed[0]["offset"].as_u64() > listed[1]["offset"].as_u64(),
+        "newest first: {listed:?}"
+    );
+    // Only the changed table (and the snapshot metadata) were stored again.
+    let after_second = files_under(&objects);
+    assert!(
+        after_second < 2 * after_first,
+        "{after_second} objects after two backups of {after_first}"
+    );
     o.stop();
 }
