@@ -1,11 +1,14 @@
 //! A database's backups over HTTP: `GET /v1/database/{name}/backups` lists
-//! them (read), `POST` takes one now (deploy). An Orrery extension beside
-//! the reference's database routes.
+//! them (read), `POST` takes one now (deploy), and `POST
+//! /v1/database/{name}/restore` makes a new database of the state after
+//! one of its transactions (deploy, and the new name must be free). Orrery
+//! extensions beside the reference's database routes.
 //!
-//! Owns: the [`Backups`] seam the binary fills (snapshots in the object
-//! store, `orrery_objstore`) and the JSON of a backup: `id`, `offset`,
-//! `time` (RFC 3339, UTC) and `size` (bytes).
-//! Does not own: taking or storing snapshots, or restoring them.
+//! Owns: the [`Backups`] seam the binary fills (snapshots and logs in the
+//! object store, `orrery_objstore`), the JSON of a backup: `id`, `offset`,
+//! `time` (RFC 3339, UTC) and `size` (bytes), and the restore request
+//! `{"into": NAME, "snapshot": ID}` or `{"into": NAME, "offset": N}`.
+//! Does not own: taking, storing or reading back snapshots and logs.
 
 use std::sync::Arc;
 
@@ -34,8 +37,28 @@ pub struct Backup {
     pub bytes: u64,
 }
 
+/// The point of a database's history a restore goes back to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RestorePoint {
+    /// Exactly the backup with this id.
+    Backup(String),
+    /// Right after the transaction at this offset.
+    Offset(u64),
+}
+
 /// Where a host's databases are backed up. Called from blocking contexts.
 pub trait Backups: Send + Sync + 'static {
+    /// Writes into `dir` (absent) the directory of a new database
+    /// `identity` named `name`, holding `entry`'s state at `point` and its
+    /// module; returns the offset of the last transaction restored.
+    fn restore(
+        &self,
+        entry: &Entry,
+        point: &RestorePoint,
+        identity: spacetimedb_lib::Identity,
+        name: &str,
+        dir: &std::path::Path,
+    ) -> Result<u64, String>;
     /// The backups of `entry`, newest first.
     fn list(&self, entry: &Entry) -> Result<Vec<Backup>, String>;
     /// Takes a snapshot of `entry` now and returns it once the object
@@ -101,6 +124,89 @@ pub(crate) async fn create(
     match blocking(move || backups.create(&entry)).await {
         Ok(Ok(backup)) => (StatusCode::CREATED, Json(backup_json(&backup))).into_response(),
         Ok(Err(e)) => fail(ErrorCode::Unavailable, format!("the backup failed: {e}")),
+        Err(response) => response,
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RestoreRequest {
+    /// The new database's name.
+    into: String,
+    snapshot: Option<String>,
+    offset: Option<u64>,
+}
+
+pub(crate) async fn restore(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name_or_identity): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let request: RestoreRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return fail(
+                ErrorCode::InvalidRequest,
+                format!("a restore is {{\"into\": NAME, \"snapshot\": ID}} or {{\"into\": NAME, \"offset\": N}}: {e}"),
+            )
+        }
+    };
+    let point = match (request.snapshot, request.offset) {
+        (Some(id), None) => RestorePoint::Backup(id),
+        (None, Some(offset)) => RestorePoint::Offset(offset),
+        _ => {
+            return fail(
+                ErrorCode::InvalidRequest,
+                "give exactly one of `snapshot` (a backup id) and `offset`",
+            )
+        }
+    };
+    let (entry, backups) = match target(&state, &caller, &name_or_identity, Scope::Deploy) {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let into = request.into;
+    if !tenant_host::registry::is_valid_name(&into) {
+        return fail(
+            ErrorCode::InvalidRequest,
+            format!("`{into}` is not a valid database name"),
+        );
+    }
+    if state.registry.name_target(&into).is_some() {
+        return fail(
+            ErrorCode::Conflict,
+            format!("Cannot restore into {into} because it already is in use."),
+        );
+    }
+    // With accounts, the new database is the account's like any first publish.
+    if let (Some(grant), Some(authenticator)) = (&caller.grant, &state.access.authenticator) {
+        if let Err(refusal) = authenticator.claim_database(grant, &into).await {
+            return refusal.into_response();
+        }
+    }
+    let identity = spacetimedb_lib::Identity::from_byte_array(orrery_api::ids::random_bytes());
+    let registry = state.registry.clone();
+    let restored = blocking(move || {
+        let dir = registry.root().join(identity.to_hex().as_str());
+        let offset = backups.restore(&entry, &point, identity, &into, &dir)?;
+        registry
+            .adopt(identity)
+            .map_err(|e| format!("the restored database did not open: {e}"))?;
+        Ok::<_, String>((into, offset))
+    })
+    .await;
+    match restored {
+        Ok(Ok((into, offset))) => (
+            StatusCode::CREATED,
+            Json(json!({
+                "database": into,
+                "identity": identity.to_hex().to_string(),
+                "offset": offset,
+            })),
+        )
+            .into_response(),
+        Ok(Err(e)) => fail(ErrorCode::Unavailable, format!("the restore failed: {e}")),
         Err(response) => response,
     }
 }

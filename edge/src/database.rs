@@ -293,6 +293,10 @@ pub(super) fn routes(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
             "/v1/database/{name_or_identity}/backups",
             get(crate::backups::list).post(crate::backups::create),
         )
+        .route(
+            "/v1/database/{name_or_identity}/restore",
+            post(crate::backups::restore),
+        )
         .route("/v1/database/{name_or_identity}/lock", post(lock))
         .route("/v1/database/{name_or_identity}/unlock", post(unlock))
         .route(

@@ -26,6 +26,6 @@ pub mod url;
 pub use head::{Head, HeadError, HeadGeneration, HeadSnapshot, HeadVersion, Heads};
 pub use modules::{ModuleHash, ModuleStore, ModuleStoreError, VerifiedModule};
 pub use object_store;
-pub use recover::{DatabaseStore, Hydrated, RecoverError, Remote};
+pub use recover::{DatabaseStore, Hydrated, RecoverError, Remote, RestorePoint};
 pub use ship::{follow, Holder, LocalCopy, LocalReadError, ShipError, ShipOptions, ShipStatus};
 pub use url::{ObjectStoreUrl, OpenError, S3Settings, UrlError};

@@ -59,6 +59,20 @@ pub enum RecoverError {
     Gap { needed: u64, found: Option<u64> },
     #[error("local copy: {0}")]
     Local(String),
+    /// The restore point is not in the history the store holds.
+    #[error("{0}")]
+    NoSuchPoint(String),
+}
+
+/// Where a restore puts a database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestorePoint {
+    /// Everything the store holds.
+    Latest,
+    /// Right after the transaction at this offset.
+    Offset(u64),
+    /// Exactly this snapshot (no log after it).
+    Snapshot(SnapshotRef),
 }
 
 /// The store's copy of a database, as listed.
@@ -188,10 +202,40 @@ impl DatabaseStore {
     /// log yet): the newest snapshot of the history that verifies, then every
     /// record after it, in the commit log's own format.
     pub async fn hydrate(&self, dir: &Path) -> Result<Hydrated, RecoverError> {
+        self.hydrate_to(dir, RestorePoint::Latest).await
+    }
+
+    /// [`DatabaseStore::hydrate`] as of `point`: the state right after one
+    /// transaction of the history, exactly (a restore).
+    pub async fn hydrate_to(
+        &self,
+        dir: &Path,
+        point: RestorePoint,
+    ) -> Result<Hydrated, RecoverError> {
         let remote = self.inspect().await?;
         let mut report = Hydrated::default();
         let mut chosen = None;
-        for snapshot in remote.history_snapshots() {
+        let (until, candidates) = match point {
+            RestorePoint::Latest => (None, remote.history_snapshots()),
+            RestorePoint::Offset(offset) => (
+                Some(offset),
+                remote
+                    .history_snapshots()
+                    .into_iter()
+                    .filter(|s| s.offset <= offset)
+                    .collect(),
+            ),
+            RestorePoint::Snapshot(wanted) => {
+                if !remote.history_snapshots().contains(&wanted) {
+                    return Err(RecoverError::NoSuchPoint(format!(
+                        "no snapshot {}-{} in the history of this database",
+                        wanted.generation, wanted.offset
+                    )));
+                }
+                (Some(wanted.offset), vec![wanted])
+            }
+        };
+        for snapshot in candidates {
             match self.fetch_snapshot(snapshot).await? {
                 Ok(found) => {
                     chosen = Some(found);
@@ -230,6 +274,19 @@ impl DatabaseStore {
             )));
         }
         let plan = replay_plan(&remote.generations(), &remote.segments, from);
+        let plan: Vec<PlannedSegment> = match until {
+            // Nothing past the restore point is fetched; the window's end
+            // stops replay right after it.
+            Some(until) => plan
+                .into_iter()
+                .filter(|p| p.segment.first_offset <= until)
+                .map(|p| PlannedSegment {
+                    replay_before: Some(p.replay_before.map_or(until + 1, |b| b.min(until + 1))),
+                    ..p
+                })
+                .collect(),
+            None => plan,
+        };
         let mut next = from;
         let mut pieces = futures_util::stream::iter(plan.iter().map(|planned| {
             let key = self.db.segment_path(planned.segment);
@@ -253,6 +310,14 @@ impl DatabaseStore {
         }
         log.flush().map_err(local)?;
         drop(log);
+        if let Some(until) = until {
+            if next != until + 1 {
+                return Err(RecoverError::NoSuchPoint(format!(
+                    "the history reaches offset {} only, not {until}",
+                    next.saturating_sub(1)
+                )));
+            }
+        }
         report.next_offset = next;
         Ok(report)
     }

@@ -22,7 +22,7 @@ use orrery_objstore::layout::DatabaseKey;
 use orrery_objstore::object_store::{ObjectStore, PutPayload};
 use orrery_objstore::{
     follow, DatabaseStore, Heads, LocalCopy, LocalReadError, ObjectStoreUrl, RecoverError,
-    ShipOptions, ShipStatus,
+    RestorePoint, ShipOptions, ShipStatus,
 };
 use stores::{Fixture, Kind};
 
@@ -224,13 +224,39 @@ async fn ship_lose_the_copy_and_recover(kind: Kind) {
         .read(TxOffset(80))
         .expect("the snapshot verifies locally");
     assert_eq!(snapshot.parts[1].bytes, b"state as of 80");
-    assert_eq!(
-        store
-            .log_end(&store.inspect().await.expect("inspect"))
-            .await
-            .expect("end"),
-        300
-    );
+    let remote = store.inspect().await.expect("inspect");
+    assert_eq!(store.log_end(&remote).await.expect("end"), 300);
+    // Restore points: right after a transaction, or exactly a snapshot.
+    let cache = tempfile::tempdir().expect("cache");
+    let report = store
+        .hydrate_to(cache.path(), RestorePoint::Offset(150))
+        .await
+        .expect("to 150");
+    assert_eq!(report.snapshot.map(|s| s.offset), Some(80));
+    assert_eq!(report.next_offset, 151);
+    assert_eq!(records_of(cache.path(), 81), expected("a", 81..151));
+    let cache = tempfile::tempdir().expect("cache");
+    let report = store
+        .hydrate_to(cache.path(), RestorePoint::Offset(40))
+        .await
+        .expect("to 40, before any snapshot");
+    assert_eq!(report.snapshot, None);
+    assert_eq!(records_of(cache.path(), 0), expected("a", 0..41));
+    let cache = tempfile::tempdir().expect("cache");
+    let snapshot = remote.history_snapshots()[0];
+    let report = store
+        .hydrate_to(cache.path(), RestorePoint::Snapshot(snapshot))
+        .await
+        .expect("to the snapshot");
+    assert_eq!((report.snapshot, report.records), (Some(snapshot), 0));
+    for beyond in [RestorePoint::Offset(300), RestorePoint::Offset(10_000)] {
+        let cache = tempfile::tempdir().expect("cache");
+        let refused = store.hydrate_to(cache.path(), beyond).await;
+        assert!(
+            matches!(refused, Err(RecoverError::NoSuchPoint(_))),
+            "{refused:?}"
+        );
+    }
 }
 
 async fn a_damaged_snapshot_falls_back_to_an_older_one(kind: Kind) {

@@ -895,6 +895,38 @@ impl Registry {
         &self.host
     }
 
+    /// Opens a database directory written under the root by someone else
+    /// (a restore) and serves it: its names must be free.
+    pub fn adopt(&self, identity: Identity) -> Result<Arc<Entry>, RegistryError> {
+        let dir = self.root.join(identity.to_hex().as_str());
+        let entry = match self.open_dir(identity, dir) {
+            Opened::Serving(entry) => entry,
+            Opened::Broken(broken) => return Err(broken.error()),
+            Opened::Removed => return Err(RegistryError::NotFound(identity.to_hex().to_string())),
+        };
+        let mut inner = lock(&self.inner);
+        if let Some(taken) = entry
+            .names()
+            .into_iter()
+            .find(|n| inner.names.contains_key(n))
+        {
+            return Err(RegistryError::NameTaken(taken));
+        }
+        for name in entry.names() {
+            inner.names.insert(name, identity);
+        }
+        inner.databases.insert(identity, entry.clone());
+        if let Some(replica) = &self.replica {
+            replica.follow(&entry);
+        }
+        Ok(entry)
+    }
+
+    /// The folder holding every database directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// How copying database `id` to the replica goes; `None` without a
     /// replica or before it follows the database.
     pub fn replica_status(&self, id: &Identity) -> Option<ReplicaStatus> {

@@ -375,6 +375,33 @@ pub enum BackupCmd {
     },
 }
 
+/// `orrery restore DATABASE (--snapshot ID | --offset N) --into NEW`.
+pub(crate) fn restore(
+    database: &str,
+    snapshot: Option<String>,
+    offset: Option<u64>,
+    into: &str,
+    server: &ServerArg,
+    config: &mut Config,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let remote = Remote::authed(config, dir, server)?;
+    let mut body = json!({"into": into});
+    match (snapshot, offset) {
+        (Some(id), None) => body["snapshot"] = json!(id),
+        (None, Some(offset)) => body["offset"] = json!(offset),
+        _ => bail!("give exactly one of --snapshot ID and --offset N"),
+    }
+    let url = format!("{}/v1/database/{}/restore", remote.url, segment(database));
+    let restored = remote.send_json(remote.agent.post(&url), Some(body))?;
+    println!(
+        "Restored {database} as of offset {} into the new database {into} ({})",
+        text(&restored["offset"]),
+        text(&restored["identity"])
+    );
+    Ok(())
+}
+
 /// `orrery backup …`: the host's `/v1/database/{name}/backups`.
 pub(crate) fn backup(cmd: BackupCmd, config: &mut Config, dir: &Path) -> anyhow::Result<()> {
     match cmd {

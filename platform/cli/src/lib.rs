@@ -110,6 +110,24 @@ pub enum Cmd {
     /// Take and list backups of a database (snapshots in the object store).
     #[command(subcommand)]
     Backup(BackupCmd),
+    /// Make a new database of DATABASE's state at a backup or right after
+    /// a transaction (a branch: same module, state exactly as of that
+    /// point); DATABASE itself is untouched.
+    #[command(group(clap::ArgGroup::new("point").required(true).args(["snapshot", "offset"])))]
+    Restore {
+        database: String,
+        /// A backup id from `orrery backup list`.
+        #[arg(long)]
+        snapshot: Option<String>,
+        /// The offset of the last transaction to keep.
+        #[arg(long)]
+        offset: Option<u64>,
+        /// The new database's name.
+        #[arg(long)]
+        into: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
     /// Publish a module: create the database, or update it in place.
     ///
     /// An update migrates the data automatically when it can (adding tables,
@@ -425,6 +443,21 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Token(cmd) => account::token(cmd, &config),
         Cmd::Db(cmd) => account::db(cmd, &config),
         Cmd::Backup(cmd) => account::backup(cmd, &mut config, &dir),
+        Cmd::Restore {
+            database,
+            snapshot,
+            offset,
+            into,
+            server,
+        } => account::restore(
+            &database,
+            snapshot,
+            offset,
+            &into,
+            &server,
+            &mut config,
+            &dir,
+        ),
         Cmd::Publish {
             name,
             bin_path,

@@ -18,7 +18,7 @@ use std::time::Duration;
 use durable::commitlog::{DurableFrames, LogPosition};
 use durable::snapshot::BlobStore;
 use orrery_api::{Durability, TxOffset};
-use orrery_edge::backups::{Backup, Backups};
+use orrery_edge::backups::{Backup, Backups, RestorePoint};
 use orrery_objstore::layout::DatabaseKey;
 use orrery_objstore::object_store::path::Path as ObjectPath;
 use orrery_objstore::object_store::ObjectStore;
@@ -403,7 +403,96 @@ fn backup_id(snapshot: orrery_objstore::layout::SnapshotRef) -> String {
     format!("{}-{}", snapshot.generation, snapshot.offset)
 }
 
+impl ObjectStoreReplica {
+    /// Writes the directory of a new database `identity` named `name` into
+    /// `dir`: `source`'s history at `point` from the store, its module
+    /// files, and its `database.json` with the new name.
+    async fn restore_copy(
+        &self,
+        source: Identity,
+        point: &RestorePoint,
+        identity: Identity,
+        name: &str,
+        dir: &Path,
+    ) -> Result<u64, String> {
+        let database = self.database(source);
+        let point = match point {
+            RestorePoint::Offset(offset) => orrery_objstore::RestorePoint::Offset(*offset),
+            RestorePoint::Backup(id) => {
+                let parsed = id.split_once('-').and_then(|(generation, offset)| {
+                    Some(orrery_objstore::layout::SnapshotRef {
+                        generation: generation.parse().ok()?,
+                        offset: offset.parse().ok()?,
+                    })
+                });
+                orrery_objstore::RestorePoint::Snapshot(parsed.ok_or_else(|| {
+                    format!("`{id}` is not a backup id (see `orrery backup list`)")
+                })?)
+            }
+        };
+        let staging = dir.with_file_name(format!(".restoring-{}", identity.to_hex()));
+        if staging.exists() {
+            tokio::fs::remove_dir_all(&staging)
+                .await
+                .map_err(|e| format!("{}: {e}", staging.display()))?;
+        }
+        let hydrated = database
+            .hydrate_to(&storage_dir(&staging), point)
+            .await
+            .map_err(|e| e.to_string())?;
+        for file in database.files().await.map_err(|e| e.to_string())? {
+            let Some(bytes) = database.file(&file).await.map_err(|e| e.to_string())? else {
+                continue;
+            };
+            let bytes = if file == META_FILE {
+                renamed_meta(&bytes, name)?
+            } else {
+                bytes
+            };
+            let path = safe_join(&staging, &file)?;
+            tokio::task::spawn_blocking(move || {
+                if let Some(parent) = path.parent() {
+                    durable::fs::create_dir_all_durable(parent)?;
+                }
+                durable::fs::write_atomic(&path, &bytes)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("{file}: {e}"))?;
+        }
+        tokio::fs::rename(&staging, dir)
+            .await
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        if let Some(parent) = dir.parent() {
+            durable::fs::sync_dir(parent).map_err(|e| e.to_string())?;
+        }
+        Ok(hydrated.next_offset.saturating_sub(1))
+    }
+}
+
+/// A source database's `database.json` for its restored copy: the new name
+/// only, unlocked, ready.
+fn renamed_meta(bytes: &[u8], name: &str) -> Result<Vec<u8>, String> {
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("{META_FILE}: {e}"))?;
+    meta["names"] = serde_json::json!([name]);
+    meta["locked"] = serde_json::json!(false);
+    serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())
+}
+
 impl Backups for ObjectStoreReplica {
+    fn restore(
+        &self,
+        entry: &Entry,
+        point: &RestorePoint,
+        identity: Identity,
+        name: &str,
+        dir: &Path,
+    ) -> Result<u64, String> {
+        self.runtime
+            .block_on(self.restore_copy(entry.identity(), point, identity, name, dir))
+    }
+
     fn list(&self, entry: &Entry) -> Result<Vec<Backup>, String> {
         self.runtime.block_on(self.list_backups(entry.identity()))
     }

@@ -310,9 +310,11 @@ fn files_under(dir: &std::path::Path) -> usize {
 // `orrery backup create DB` takes a snapshot now and answers once the
 // object store holds it; `orrery backup list DB --json` lists every backup
 // newest first with its id, offset, time and size; a table that did not
-// change between two backups is stored once.
+// change between two backups is stored once. `orrery restore DB
+// --snapshot ID | --offset N --into NEW` branches a new database holding
+// exactly the state at that point, which serves like any other.
 #[test]
-fn backups_are_taken_on_demand_listed_and_share_unchanged_parts() {
+fn backups_are_taken_listed_and_restored_into_new_databases() {
     let wasm = modules::module_bytes("bank");
     let data = tempfile::tempdir().unwrap();
     let cli = tempfile::tempdir().unwrap();
@@ -367,5 +369,86 @@ fn backups_are_taken_on_demand_listed_and_share_unchanged_parts() {
         after_second < 2 * after_first,
         "{after_second} objects after two backups of {after_first}"
     );
+
+    // Restore: a backup, and right after a transaction, into new databases.
+    call(&o, &bearer, "bank", "transfer", "[1, 2, 5]");
+    let marker = settle(&o, &bearer, "bank", &id, 1000);
+    call(&o, &bearer, "bank", "transfer", "[1, 2, 1]");
+    let first = listed[1]["id"].as_str().unwrap();
+    let out = orrery(&[
+        "restore",
+        "bank",
+        "--snapshot",
+        first,
+        "--into",
+        "bank-first",
+    ]);
+    assert!(out.contains("into the new database bank-first"), "{out}");
+    let marker_offset = marker.to_string();
+    orrery(&[
+        "restore",
+        "bank",
+        "--offset",
+        &marker_offset,
+        "--into",
+        "bank-marker",
+    ]);
+    assert_eq!(
+        balance_in(&o, &bearer, "bank-first", 1),
+        serde_json::json!([[1, 1_000_000]])
+    );
+    assert_eq!(
+        balance_in(&o, &bearer, "bank-marker", 1),
+        serde_json::json!([[1, 1_000_000 - 15]]),
+        "the transfer before the marker, not the one after"
+    );
+    assert_eq!(
+        balance_in(&o, &bearer, "bank-marker", 1000),
+        serde_json::json!([[1000, 0]])
+    );
+    assert_eq!(
+        balance_in(&o, &bearer, "bank", 1),
+        serde_json::json!([[1, 1_000_000 - 16]])
+    );
+    // A restored database serves and is copied like any other.
+    call(&o, &bearer, "bank-marker", "transfer", "[1, 2, 100]");
+    assert_eq!(
+        balance_in(&o, &bearer, "bank-marker", 1),
+        serde_json::json!([[1, 1_000_000 - 115]])
+    );
+    // Refusals say why.
+    let mut args = vec!["restore", "bank", "--offset", "5", "--into", "bank-first"];
+    args.extend_from_slice(&["--server", &server, "--token", &token]);
+    let taken = support::run_cli(cli.path(), &args, &[], "");
+    assert!(
+        !taken.ok && taken.stderr.contains("already is in use"),
+        "{}",
+        taken.stderr
+    );
+    let mut args = vec![
+        "restore",
+        "bank",
+        "--offset",
+        "999999",
+        "--into",
+        "bank-future",
+    ];
+    args.extend_from_slice(&["--server", &server, "--token", &token]);
+    let beyond = support::run_cli(cli.path(), &args, &[], "");
+    assert!(
+        !beyond.ok && beyond.stderr.contains("history reaches offset"),
+        "{}",
+        beyond.stderr
+    );
     o.stop();
+}
+
+fn balance_in(o: &Orrery, bearer: &str, db: &str, account: u32) -> Value {
+    let (status, body) = send(
+        ureq::post(&o.url(&format!("/v1/database/{db}/sql"))).set("Authorization", bearer),
+        Some(format!("SELECT * FROM account WHERE id = {account}").as_bytes()),
+    );
+    assert_eq!(status, 200, "{body}");
+    let rows: Value = serde_json::from_str(&body).unwrap();
+    rows[0]["rows"].clone()
 }
