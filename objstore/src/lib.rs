@@ -9,13 +9,15 @@
 //! which segments recovery replays ([`layout`]), and each database's `head`,
 //! moved only by conditional put ([`head`]); shipping a database's log and
 //! snapshots as the holder of a generation ([`ship`]) and reading them back
-//! into a local copy ([`recover`]).
+//! into a local copy ([`recover`]), and deleting what no retained restore
+//! point needs ([`gc`]).
 //! Does not own: signing and verification themselves (`orrery_api::manifest`),
 //! which module a database runs (the control plane's metadata store), the
 //! engine's log and snapshot formats (`durable`), or when hosts take databases.
 //!
 //! The API is async (`object_store`'s); callers bring a Tokio runtime.
 
+pub mod gc;
 pub mod head;
 pub mod layout;
 pub mod modules;
@@ -23,6 +25,7 @@ pub mod recover;
 pub mod ship;
 pub mod url;
 
+pub use gc::{Collected, Retention};
 pub use head::{Head, HeadError, HeadGeneration, HeadSnapshot, HeadVersion, Heads};
 pub use modules::{ModuleHash, ModuleStore, ModuleStoreError, VerifiedModule};
 pub use object_store;
