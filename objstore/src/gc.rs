@@ -105,7 +105,7 @@ impl DatabaseStore {
                 }
             }
         }
-        history.sort_by(|a, b| b.0.offset.cmp(&a.0.offset));
+        history.sort_by_key(|(s, _)| std::cmp::Reverse(s.offset));
         let floor = history
             .iter()
             .find(|(_, m)| m.created_at_micros <= window_start)

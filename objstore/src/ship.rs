@@ -285,6 +285,10 @@ pub struct ShipOptions {
     pub piece_bytes_max: usize,
     /// The longest wait between retries after a failure.
     pub backoff_max: Duration,
+    /// The point-in-time history kept; `None` keeps everything.
+    pub retention: Option<crate::gc::Retention>,
+    /// How often the holder collects garbage (with `retention`).
+    pub gc_every: Duration,
 }
 
 impl Default for ShipOptions {
@@ -293,6 +297,8 @@ impl Default for ShipOptions {
             interval: Duration::from_millis(orrery_api::limits::SHIP_INTERVAL_MS_DEFAULT),
             piece_bytes_max: orrery_api::limits::SHIP_PIECE_BYTES_MAX,
             backoff_max: Duration::from_secs(5),
+            retention: None,
+            gc_every: Duration::from_secs(600),
         }
     }
 }
@@ -431,6 +437,7 @@ pub async fn follow(
     let mut files = FilesShipped::default();
     status.set_shipped_end(from);
     let mut backoff = Duration::from_millis(50);
+    let mut collected_at: Option<std::time::Instant> = None;
     loop {
         let stopping = *stop.borrow();
         match ship_once(
@@ -448,6 +455,12 @@ pub async fn follow(
                 status.failing_for.store(0, Ordering::Release);
                 status.set_error(None);
                 status.changed();
+                if let Some(retention) = options.retention {
+                    if collected_at.is_none_or(|at| at.elapsed() >= options.gc_every) {
+                        collected_at = Some(std::time::Instant::now());
+                        collect(&holder, retention).await;
+                    }
+                }
             }
             Err(ShipError::Fenced(reason)) => {
                 tracing::error!(
@@ -584,6 +597,29 @@ async fn ship_once(
         holder.record(status.shipped_through(), None).await?;
     }
     Ok(())
+}
+
+/// One garbage collection as the holder; failures are logged (the next
+/// one tries again; nothing is lost by not collecting).
+async fn collect(holder: &Holder, retention: crate::gc::Retention) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    match holder.store.collect_garbage(retention, now).await {
+        Ok(collected) => tracing::debug!(
+            database = holder.store.db.as_str(),
+            floor = ?collected.floor.map(|f| f.offset),
+            manifests = collected.manifests_deleted,
+            pieces = collected.pieces_deleted,
+            parts = collected.parts_deleted,
+            "garbage collected"
+        ),
+        Err(e) => tracing::warn!(
+            database = holder.store.db.as_str(),
+            error = %e,
+            "garbage collection failed; the next one tries again"
+        ),
+    }
 }
 
 async fn ship_snapshot(

@@ -139,6 +139,7 @@ fn fast() -> ShipOptions {
         interval: Duration::from_millis(10),
         piece_bytes_max: 700,
         backoff_max: Duration::from_millis(100),
+        ..ShipOptions::default()
     }
 }
 

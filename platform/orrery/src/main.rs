@@ -112,6 +112,11 @@ enum Command {
         /// holds it).
         #[arg(long, env = "ORRERY_DURABILITY", default_value_t = Durability::Local, value_parser = parse_durability)]
         durability: Durability,
+        /// Days of point-in-time history each database keeps in the object
+        /// store (restorable to any transaction in them); older snapshots
+        /// and log pieces are deleted. 0 keeps everything.
+        #[arg(long, env = "ORRERY_RETENTION_DAYS", default_value_t = 7)]
+        retention_days: u64,
     },
     /// Run the control plane alone: accounts, tokens, databases, module
     /// signing and placement, for hosts started with `orrery host`.
@@ -197,6 +202,11 @@ enum Command {
         /// holds it).
         #[arg(long, env = "ORRERY_DURABILITY", default_value_t = Durability::Local, value_parser = parse_durability)]
         durability: Durability,
+        /// Days of point-in-time history each database keeps in the object
+        /// store (restorable to any transaction in them); older snapshots
+        /// and log pieces are deleted. 0 keeps everything.
+        #[arg(long, env = "ORRERY_RETENTION_DAYS", default_value_t = 7)]
+        retention_days: u64,
     },
     #[command(flatten)]
     Dev(orrery_cli::Cmd),
@@ -287,10 +297,12 @@ fn main() -> anyhow::Result<()> {
             snapshot_every_txs,
             snapshot_every_log_mib,
             durability,
+            retention_days,
         } => {
             init_logs(log_format);
             processes::host(processes::HostArgs {
                 durability,
+                retention_days,
                 control_plane,
                 object_store,
                 cache_dir,
@@ -313,10 +325,18 @@ fn main() -> anyhow::Result<()> {
             snapshot_every_txs,
             snapshot_every_log_mib,
             durability,
+            retention_days,
         } => {
             init_logs(log_format);
             let options = snapshot_options(snapshot_every_txs, snapshot_every_log_mib);
-            start(&data_dir, &listen_addr, &domain, dev, options, durability)
+            start(
+                &data_dir,
+                &listen_addr,
+                &domain,
+                dev,
+                options,
+                (durability, retention_days),
+            )
         }
         Command::Dev(cmd) => {
             let code = orrery_cli::main(cmd);
@@ -334,7 +354,7 @@ fn start(
     domain: &str,
     dev: bool,
     options: DbOptions,
-    durability: Durability,
+    (durability, retention_days): (Durability, u64),
 ) -> anyhow::Result<()> {
     if dev {
         refuse_dev_off_loopback(listen_addr)?;
@@ -398,6 +418,7 @@ fn start(
         runtime.handle().clone(),
         None,
         durability,
+        retention_days,
     )?);
     let registry = Arc::new(
         Registry::open_replicated(

@@ -41,6 +41,7 @@ pub(crate) struct HostArgs {
     pub(crate) domain: String,
     pub(crate) options: DbOptions,
     pub(crate) durability: orrery_api::Durability,
+    pub(crate) retention_days: u64,
 }
 
 fn check_join_secret(secret: &str) -> anyhow::Result<()> {
@@ -279,6 +280,7 @@ pub(crate) fn host(args: HostArgs) -> anyhow::Result<()> {
         runtime.handle().clone(),
         Some(registered.databases.iter().cloned().collect()),
         args.durability,
+        args.retention_days,
     )?);
     let registry = Arc::new(
         Registry::open_replicated(

@@ -31,6 +31,9 @@ use tenant_host::registry::{replicated_files, storage_dir, Entry, Replica, Repli
 /// that waited reports it; the transaction ships once the store is back).
 const DURABLE_WAIT_MAX: Duration = Duration::from_secs(30);
 
+/// Objects younger than this are never collected (writes in flight).
+const RETENTION_GRACE: Duration = Duration::from_secs(3600);
+
 /// How long shutdown waits for each database's last shipping pass.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(20);
 
@@ -64,6 +67,7 @@ impl ObjectStoreReplica {
         runtime: tokio::runtime::Handle,
         placed: Option<HashSet<String>>,
         durability: Durability,
+        retention_days: u64,
     ) -> anyhow::Result<ObjectStoreReplica> {
         use anyhow::Context;
         let store = url
@@ -77,7 +81,14 @@ impl ObjectStoreReplica {
             store.clone(),
             Heads::new(store, folder),
             runtime,
-            ShipOptions::default(),
+            ShipOptions {
+                // Zero days keeps every point forever.
+                retention: (retention_days > 0).then(|| orrery_objstore::Retention {
+                    window: Duration::from_secs(retention_days.saturating_mul(86_400)),
+                    grace: RETENTION_GRACE,
+                }),
+                ..ShipOptions::default()
+            },
             placed,
             durability,
         ))
