@@ -452,3 +452,80 @@ fn balance_in(o: &Orrery, bearer: &str, db: &str, account: u32) -> Value {
     let rows: Value = serde_json::from_str(&body).unwrap();
     rows[0]["rows"].clone()
 }
+
+// SIGKILL while writes are being uploaded, in `object-store` mode: every
+// write that was answered survives the loss of the host's cache; the ones
+// cut off were never answered.
+#[test]
+fn sigkill_during_uploads_loses_no_acknowledged_write() {
+    let wasm = modules::module_bytes("bank");
+    let data = tempfile::tempdir().unwrap();
+    let o = Orrery::start_with(data.path(), &["--durability", "object-store"]);
+    let (status, body) = send(ureq::post(&o.url("/v1/identity")), None);
+    assert_eq!(status, 200, "{body}");
+    let minted: Value = serde_json::from_str(&body).unwrap();
+    let bearer = format!("Bearer {}", minted["token"].as_str().unwrap());
+    publish(&o, &bearer, "bank", &wasm);
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u32>::new()));
+    let writers: Vec<_> = (0..4u32)
+        .map(|w| {
+            let (url, bearer, acknowledged) = (
+                o.url("/v1/database/bank/sql"),
+                bearer.clone(),
+                acknowledged.clone(),
+            );
+            std::thread::spawn(move || {
+                for i in 0..10_000u32 {
+                    let id = 10_000 + w * 10_000 + i;
+                    let sent =
+                        ureq::post(&url)
+                            .set("Authorization", &bearer)
+                            .send_string(&format!(
+                                "INSERT INTO account (id, balance) VALUES ({id}, 1)"
+                            ));
+                    match sent {
+                        Ok(response) if response.status() == 200 => {
+                            acknowledged.lock().unwrap().push(id)
+                        }
+                        // The server is gone: stop.
+                        _ => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    // Kill once writes are flowing, in the middle of uploads.
+    while acknowledged.lock().unwrap().len() < 200 {
+        std::thread::yield_now();
+    }
+    crash_and_lose_the_cache(o, data.path());
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let o = Orrery::start_with(data.path(), &["--durability", "object-store"]);
+    let (status, body) = send(
+        ureq::post(&o.url("/v1/database/bank/sql")).set("Authorization", &bearer),
+        Some(b"SELECT id FROM account"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let rows: Value = serde_json::from_str(&body).unwrap();
+    let present: std::collections::HashSet<u64> = rows[0]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row[0].as_u64().unwrap())
+        .collect();
+    let lost: Vec<u32> = acknowledged
+        .iter()
+        .copied()
+        .filter(|id| !present.contains(&u64::from(*id)))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost: {lost:?}",
+        lost.len()
+    );
+    assert!(acknowledged.len() >= 200);
+    o.stop();
+}
