@@ -15,6 +15,9 @@
 //! - `object_store_mode`: 1, 16 and 256 writers each commit and wait until
 //!   the store holds their transaction, for `--seconds`. Goal: ≥ 20,000
 //!   durable transactions per second, p99 ≤ 50 ms.
+//! - `local_mode_cost`: 64 writers commit and wait for the local fsync as
+//!   fast as they can, without and with shipping running. Goal: no more
+//!   than 10% fewer durable transactions per second with it.
 //! - `read_back`: a database of `--mib` MiB (as a snapshot, and as log
 //!   only) shipped, then read back into an empty folder with
 //!   `DatabaseStore::hydrate`. Goal: ≤ 3 s for 100 MiB.
@@ -318,6 +321,66 @@ async fn object_store_mode(
     })
 }
 
+/// `local` mode's cost: writers commit and wait for the local fsync as fast
+/// as they can for `seconds`, with and without the shipping loop running.
+async fn local_mode_cost(
+    database: DatabaseStore,
+    writers: usize,
+    seconds: u64,
+    payload: usize,
+) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for shipping in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let local = Local::open(dir.path());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let status = Arc::new(ShipStatus::default());
+        let task = if shipping {
+            let holder = Arc::new(database.take(0).await.unwrap());
+            Some(tokio::spawn(follow(
+                holder,
+                local.clone(),
+                0,
+                ShipOptions::default(),
+                status.clone(),
+                stopped,
+            )))
+        } else {
+            None
+        };
+        let started = Instant::now();
+        let end = started + Duration::from_secs(seconds);
+        let threads: Vec<_> = (0..writers)
+            .map(|_| {
+                let local = local.clone();
+                std::thread::spawn(move || {
+                    let mut done = 0u64;
+                    while Instant::now() < end {
+                        let offset = local.log.append(vec![5u8; payload]).unwrap();
+                        local.log.wait_durable(offset).unwrap();
+                        done += 1;
+                    }
+                    done
+                })
+            })
+            .collect();
+        let total: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        let rate = (total as f64 / started.elapsed().as_secs_f64()).round();
+        stop.send(true).ok();
+        if let Some(task) = task {
+            task.await.unwrap();
+        }
+        let key = if shipping {
+            "durable_tx_per_s_shipping"
+        } else {
+            "durable_tx_per_s_alone"
+        };
+        out.insert(key.into(), serde_json::json!(rate));
+    }
+    out.insert("writers".into(), serde_json::json!(writers));
+    serde_json::Value::Object(out)
+}
+
 /// Ships `mib` MiB (as one snapshot of 1 MiB tables plus a 1,000-record log
 /// tail, or as log records of 4 KiB only), then reads it back.
 async fn read_back(database: DatabaseStore, mib: usize, as_snapshot: bool) -> serde_json::Value {
@@ -398,6 +461,7 @@ async fn read_back(database: DatabaseStore, mib: usize, as_snapshot: bool) -> se
 async fn main() {
     let args = args();
     let (kind, database) = store();
+    let local_cost = local_mode_cost(database("cost"), 64, args.seconds, args.payload).await;
     let lag = lag(database("lag"), &args).await;
     let mut modes = Vec::new();
     for writers in [1, 16, 256] {
@@ -408,6 +472,7 @@ async fn main() {
     let log = read_back(database("log"), args.mib, false).await;
     let out = serde_json::json!({
         "store": kind,
+        "local_mode_cost": local_cost,
         "lag": lag,
         "object_store_mode": modes,
         "read_back": [snapshot, log],
