@@ -172,11 +172,42 @@ impl ObjectStoreReplica {
     }
 
     async fn restore_into(&self, identity: Identity, dir: &Path) -> Result<(), String> {
-        let database = self.database(identity);
-        // Beside the directory, under a dot name the registry and the bare
-        // storage scan both skip, so a restore a crash cut is never opened.
-        let hex = identity.to_hex();
-        let staging = dir.with_file_name(format!(".restoring-{hex}"));
+        let hydrated = self
+            .write_directory(
+                identity,
+                orrery_objstore::RestorePoint::Latest,
+                identity,
+                dir,
+                None,
+            )
+            .await?;
+        tracing::info!(
+            database = %identity.to_hex(),
+            snapshot = ?hydrated.snapshot.map(|s| s.offset),
+            snapshots_skipped = hydrated.skipped.len(),
+            records = hydrated.records,
+            log_bytes = hydrated.bytes,
+            "database read back from the object store"
+        );
+        Ok(())
+    }
+
+    /// Writes the directory `dir` of database `identity` from `source`'s
+    /// copy in the store as of `point`: storage, module files and
+    /// `database.json` (last; under the name `rename` when given). Staged
+    /// beside `dir` under a dot name the registry and the bare-storage scan
+    /// both skip, then renamed into place, so `dir` appears whole or not
+    /// at all.
+    async fn write_directory(
+        &self,
+        source: Identity,
+        point: orrery_objstore::RestorePoint,
+        identity: Identity,
+        dir: &Path,
+        rename: Option<&str>,
+    ) -> Result<orrery_objstore::Hydrated, String> {
+        let database = self.database(source);
+        let staging = dir.with_file_name(format!(".restoring-{}", identity.to_hex()));
         if staging.exists() {
             tokio::fs::remove_dir_all(&staging)
                 .await
@@ -186,7 +217,7 @@ impl ObjectStoreReplica {
             .await
             .map_err(|e| format!("{}: {e}", staging.display()))?;
         let hydrated = database
-            .hydrate(&storage_dir(&staging))
+            .hydrate_to(&storage_dir(&staging), point)
             .await
             .map_err(|e| e.to_string())?;
         let mut names = database.files().await.map_err(|e| e.to_string())?;
@@ -198,6 +229,10 @@ impl ObjectStoreReplica {
         for name in names {
             let Some(bytes) = database.file(&name).await.map_err(|e| e.to_string())? else {
                 continue;
+            };
+            let bytes = match rename {
+                Some(new_name) if name == META_FILE => renamed_meta(&bytes, new_name)?,
+                _ => bytes,
             };
             let path = safe_join(&staging, &name)?;
             let write = move || {
@@ -217,15 +252,7 @@ impl ObjectStoreReplica {
         if let Some(parent) = dir.parent() {
             durable::fs::sync_dir(parent).map_err(|e| e.to_string())?;
         }
-        tracing::info!(
-            database = %identity.to_hex(),
-            snapshot = ?hydrated.snapshot.map(|s| s.offset),
-            snapshots_skipped = hydrated.skipped.len(),
-            records = hydrated.records,
-            log_bytes = hydrated.bytes,
-            "database read back from the object store"
-        );
-        Ok(())
+        Ok(hydrated)
     }
 }
 
@@ -426,7 +453,6 @@ impl ObjectStoreReplica {
         name: &str,
         dir: &Path,
     ) -> Result<u64, String> {
-        let database = self.database(source);
         let point = match point {
             RestorePoint::Offset(offset) => orrery_objstore::RestorePoint::Offset(*offset),
             RestorePoint::Backup(id) => {
@@ -441,42 +467,9 @@ impl ObjectStoreReplica {
                 })?)
             }
         };
-        let staging = dir.with_file_name(format!(".restoring-{}", identity.to_hex()));
-        if staging.exists() {
-            tokio::fs::remove_dir_all(&staging)
-                .await
-                .map_err(|e| format!("{}: {e}", staging.display()))?;
-        }
-        let hydrated = database
-            .hydrate_to(&storage_dir(&staging), point)
-            .await
-            .map_err(|e| e.to_string())?;
-        for file in database.files().await.map_err(|e| e.to_string())? {
-            let Some(bytes) = database.file(&file).await.map_err(|e| e.to_string())? else {
-                continue;
-            };
-            let bytes = if file == META_FILE {
-                renamed_meta(&bytes, name)?
-            } else {
-                bytes
-            };
-            let path = safe_join(&staging, &file)?;
-            tokio::task::spawn_blocking(move || {
-                if let Some(parent) = path.parent() {
-                    durable::fs::create_dir_all_durable(parent)?;
-                }
-                durable::fs::write_atomic(&path, &bytes)
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("{file}: {e}"))?;
-        }
-        tokio::fs::rename(&staging, dir)
-            .await
-            .map_err(|e| format!("{}: {e}", dir.display()))?;
-        if let Some(parent) = dir.parent() {
-            durable::fs::sync_dir(parent).map_err(|e| e.to_string())?;
-        }
+        let hydrated = self
+            .write_directory(source, point, identity, dir, Some(name))
+            .await?;
         Ok(hydrated.next_offset.saturating_sub(1))
     }
 }
