@@ -144,14 +144,7 @@ impl DatabaseStore {
     /// Reads `head` and lists the database's log pieces and snapshots.
     pub async fn inspect(&self) -> Result<Remote, RecoverError> {
         let head = self.heads.read(&self.db).await?;
-        let prefix = self.db.prefix();
-        let listed: Vec<ObjectPath> = self
-            .store
-            .list(Some(&prefix))
-            .map_ok(|meta| meta.location)
-            .try_collect()
-            .await
-            .map_err(|e| store_error(&prefix, e))?;
+        let listed = self.list(&self.db.prefix()).await?;
         let mut segments = Vec::new();
         let mut snapshots = Vec::new();
         for path in &listed {
@@ -372,13 +365,7 @@ impl DatabaseStore {
     /// ([`crate::ship::LocalCopy::files`]).
     pub async fn files(&self) -> Result<Vec<String>, RecoverError> {
         let prefix = self.db.files_prefix();
-        let listed: Vec<ObjectPath> = self
-            .store
-            .list(Some(&prefix))
-            .map_ok(|meta| meta.location)
-            .try_collect()
-            .await
-            .map_err(|e| store_error(&prefix, e))?;
+        let listed = self.list(&prefix).await?;
         let strip = format!("{}/", prefix.as_ref());
         Ok(listed
             .iter()
@@ -404,6 +391,16 @@ impl DatabaseStore {
     /// at [`DatabaseKey::snapshot_path`]), `None` if it does not exist.
     pub async fn object(&self, key: &ObjectPath) -> Result<Option<Vec<u8>>, RecoverError> {
         self.get(key).await
+    }
+
+    /// Every key under `prefix`.
+    async fn list(&self, prefix: &ObjectPath) -> Result<Vec<ObjectPath>, RecoverError> {
+        self.store
+            .list(Some(prefix))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .map_err(|e| store_error(prefix, e))
     }
 
     /// An object's bytes, `None` if it does not exist.

@@ -19,16 +19,6 @@ use serde_json::Value;
 
 use support::{send, Orrery};
 
-/// The value of `name{database="id"}` in a scrape of `/metrics`, if present.
-fn metric(o: &Orrery, name: &str, id: &str) -> Option<u64> {
-    let (status, body) = send(ureq::get(&o.url("/metrics")), None);
-    assert_eq!(status, 200, "{body}");
-    let prefix = format!("{name}{{database=\"{id}\"}} ");
-    body.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .map(|value| value.parse().unwrap())
-}
-
 /// Commits a marker row through a confirmed SQL write (it returns once the
 /// write, and so every earlier transaction, is durable on the host), then
 /// waits until the object store holds everything durable; the offset shipped.
@@ -40,14 +30,16 @@ fn settle(o: &Orrery, bearer: &str, db: &str, id: &str, marker: u32) -> u64 {
     assert_eq!(status, 200, "{body}");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if metric(o, "orrery_replica_lag_transactions", id) == Some(0) {
-            return metric(o, "orrery_replica_shipped_offset", id).expect("shipped offset");
+        if o.metric("orrery_replica_lag_transactions", id) == Some(0) {
+            return o
+                .metric("orrery_replica_shipped_offset", id)
+                .expect("shipped offset");
         }
         assert!(
             Instant::now() < deadline,
             "database {id} never caught up: lag {:?}, failing {:?}",
-            metric(o, "orrery_replica_lag_transactions", id),
-            metric(o, "orrery_replica_failing", id)
+            o.metric("orrery_replica_lag_transactions", id),
+            o.metric("orrery_replica_failing", id)
         );
         // sleep-ok: paces a poll of /metrics that has a deadline.
         std::thread::sleep(Duration::from_millis(20));

@@ -22,16 +22,6 @@ fn start(data: &std::path::Path, extra: &[&str]) -> Orrery {
     Orrery::start_with(data, extra)
 }
 
-/// The value of `name{database="id"}` in a scrape of `/metrics`, if present.
-fn metric(o: &Orrery, name: &str, id: &str) -> Option<u64> {
-    let (status, body) = send(ureq::get(&o.url("/metrics")), None);
-    assert_eq!(status, 200, "{body}");
-    let prefix = format!("{name}{{database=\"{id}\"}} ");
-    body.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .map(|value| value.parse().unwrap())
-}
-
 /// The value of the unlabelled process-wide series `name`.
 fn process_metric(o: &Orrery, name: &str) -> u64 {
     let (status, body) = send(ureq::get(&o.url("/metrics")), None);
@@ -85,11 +75,11 @@ fn snapshots_on_policy_and_at_sigterm_leave_nothing_to_replay() {
     }
     // The policy's snapshots run in the background: wait for one.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while metric(&o, "orrery_snapshots_total", &id).unwrap_or(0) == 0 {
+    while o.metric("orrery_snapshots_total", &id).unwrap_or(0) == 0 {
         assert!(Instant::now() < deadline, "no snapshot after 30 transfers");
         std::thread::yield_now();
     }
-    assert!(metric(&o, "orrery_snapshot_offset", &id).is_some());
+    assert!(o.metric("orrery_snapshot_offset", &id).is_some());
     // A few more, fewer than the interval: only the shutdown snapshot holds them.
     for _ in 0..3 {
         call(&o, &bearer, "transfer", "[1, 2, 1]");
@@ -98,14 +88,14 @@ fn snapshots_on_policy_and_at_sigterm_leave_nothing_to_replay() {
 
     let o = start(data.path(), &[]);
     assert_eq!(
-        metric(&o, "orrery_recovery_records_replayed", &id),
+        o.metric("orrery_recovery_records_replayed", &id),
         Some(0),
         "a clean stop leaves a snapshot at the last transaction"
     );
     // The module was not compiled again: its artifact was kept on disk.
     assert_eq!(process_metric(&o, "orrery_module_compiles_total"), 0);
     assert!(process_metric(&o, "orrery_module_artifact_hits_total") >= 1);
-    assert!(metric(&o, "orrery_snapshot_offset", &id).is_some());
+    assert!(o.metric("orrery_snapshot_offset", &id).is_some());
     let (status, body) = send(
         ureq::post(&o.url("/v1/database/bank/sql")).set("Authorization", &bearer),
         Some(b"SELECT * FROM account WHERE id = 1"),

@@ -251,6 +251,17 @@ impl Orrery {
         self.process.expect_error(substring);
     }
 
+    /// The value of `name{database="id"}` in a scrape of `/metrics`, if present.
+    #[allow(dead_code)]
+    pub(crate) fn metric(&self, name: &str, id: &str) -> Option<u64> {
+        let (status, body) = send(ureq::get(&self.url("/metrics")), None);
+        assert_eq!(status, 200, "{body}");
+        let prefix = format!("{name}{{database=\"{id}\"}} ");
+        body.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map(|value| value.parse().unwrap())
+    }
+
     /// SIGTERM, then a clean exit that says so; then the ERROR check.
     pub(crate) fn stop(mut self) {
         let exit = self.process.terminate();
