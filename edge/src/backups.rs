@@ -7,7 +7,8 @@
 //! Owns: the [`Backups`] seam the binary fills (snapshots and logs in the
 //! object store, `orrery_objstore`), the JSON of a backup: `id`, `offset`,
 //! `time` (RFC 3339, UTC) and `size` (bytes), and the restore request
-//! `{"into": NAME, "snapshot": ID}` or `{"into": NAME, "offset": N}`.
+//! `{"into": NAME}` with one of `"snapshot": ID`, `"offset": N` or
+//! `"at": RFC3339`.
 //! Does not own: taking, storing or reading back snapshots and logs.
 
 use std::sync::Arc;
@@ -44,6 +45,9 @@ pub enum RestorePoint {
     Backup(String),
     /// Right after the transaction at this offset.
     Offset(u64),
+    /// Right after the last transaction committed at or before this time
+    /// (microseconds since the Unix epoch).
+    Time(i64),
 }
 
 /// Where a host's databases are backed up. Called from blocking contexts.
@@ -135,6 +139,8 @@ pub(crate) struct RestoreRequest {
     into: String,
     snapshot: Option<String>,
     offset: Option<u64>,
+    /// RFC 3339, e.g. `2026-12-06T21:00:00Z`.
+    at: Option<String>,
 }
 
 pub(crate) async fn restore(
@@ -152,15 +158,25 @@ pub(crate) async fn restore(
             )
         }
     };
-    let point = match (request.snapshot, request.offset) {
-        (Some(id), None) => RestorePoint::Backup(id),
-        (None, Some(offset)) => RestorePoint::Offset(offset),
-        _ => {
-            return fail(
-                ErrorCode::InvalidRequest,
-                "give exactly one of `snapshot` (a backup id) and `offset`",
-            )
-        }
+    let point = match (request.snapshot, request.offset, request.at) {
+        (Some(id), None, None) => RestorePoint::Backup(id),
+        (None, Some(offset), None) => RestorePoint::Offset(offset),
+        (None, None, Some(at)) => match humantime::parse_rfc3339_weak(&at) {
+            Ok(time) => RestorePoint::Time(
+                time.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+            ),
+            Err(e) => {
+                return fail(
+                    ErrorCode::InvalidRequest,
+                    format!("`at` is not an RFC 3339 time ({e}): {at}"),
+                )
+            }
+        },
+        _ => return fail(
+            ErrorCode::InvalidRequest,
+            "give exactly one of `snapshot` (a backup id), `offset` and `at` (an RFC 3339 time)",
+        ),
     };
     let (entry, backups) = match target(&state, &caller, &name_or_identity, Scope::Deploy) {
         Ok(found) => found,

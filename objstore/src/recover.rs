@@ -64,8 +64,12 @@ pub enum RecoverError {
     NoSuchPoint(String),
 }
 
+/// Reads a commit-log payload's commit time (the engine's format, not this
+/// crate's), microseconds since the Unix epoch.
+pub type CommitTime = fn(&[u8]) -> Option<i64>;
+
 /// Where a restore puts a database.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub enum RestorePoint {
     /// Everything the store holds.
     Latest,
@@ -73,6 +77,13 @@ pub enum RestorePoint {
     Offset(u64),
     /// Exactly this snapshot (no log after it).
     Snapshot(SnapshotRef),
+    /// Right after the last transaction committed at or before `micros`
+    /// (since the Unix epoch), as `commit_micros` reads a payload's commit
+    /// time (`None`: a record that carries none, taken as earlier).
+    Time {
+        micros: i64,
+        commit_micros: CommitTime,
+    },
 }
 
 /// The store's copy of a database, as listed.
@@ -208,8 +219,15 @@ impl DatabaseStore {
         let remote = self.inspect().await?;
         let mut report = Hydrated::default();
         let mut chosen = None;
+        let not_after = match point {
+            RestorePoint::Time {
+                micros,
+                commit_micros,
+            } => Some((micros, commit_micros)),
+            _ => None,
+        };
         let (until, candidates) = match point {
-            RestorePoint::Latest => (None, remote.history_snapshots()),
+            RestorePoint::Latest | RestorePoint::Time { .. } => (None, remote.history_snapshots()),
             RestorePoint::Offset(offset) => (
                 Some(offset),
                 remote
@@ -230,6 +248,10 @@ impl DatabaseStore {
         };
         for snapshot in candidates {
             match self.fetch_snapshot(snapshot).await? {
+                // Taken after the time: it holds transactions from after it.
+                Ok((_, manifest, _))
+                    if not_after.is_some_and(|(micros, _)| manifest.created_at_micros > micros) => {
+                }
                 Ok(found) => {
                     chosen = Some(found);
                     report.snapshot = Some(snapshot);
@@ -299,7 +321,19 @@ impl DatabaseStore {
             }
             report.log_pieces += 1;
             report.bytes += bytes.len() as u64;
-            next = replay_piece(&log, planned, &key, &bytes, next, &mut report.records)?;
+            let (after, ended) = replay_piece(
+                &log,
+                planned,
+                &key,
+                &bytes,
+                next,
+                not_after,
+                &mut report.records,
+            )?;
+            next = after;
+            if ended {
+                break;
+            }
         }
         log.flush().map_err(local)?;
         drop(log);
@@ -417,30 +451,41 @@ impl DatabaseStore {
 
 /// Appends the records of one piece that continue the log at `next` and lie
 /// in the piece's generation window; returns the new `next`.
+/// Also returns whether a record committed after `not_after`'s time was
+/// met (replay ends there).
 fn replay_piece(
     log: &CommitLog,
     planned: &PlannedSegment,
     key: &ObjectPath,
     bytes: &[u8],
     mut next: u64,
+    not_after: Option<(i64, CommitTime)>,
     records: &mut u64,
-) -> Result<u64, RecoverError> {
+) -> Result<(u64, bool), RecoverError> {
     let mut appended = Ok(());
+    let mut ended = false;
     decode_segment_image(
         bytes,
         TxOffset(planned.segment.first_offset),
         |offset, payload| {
             let in_window = planned.replay_before.is_none_or(|before| offset.0 < before);
-            if offset.0 == next && in_window && appended.is_ok() {
-                appended = log.append(payload.to_vec()).map(|_| ()).map_err(local);
-                next += 1;
-                *records += 1;
+            if offset.0 != next || !in_window || appended.is_err() || ended {
+                return;
             }
+            if let Some((micros, commit_micros)) = not_after {
+                if commit_micros(payload).is_some_and(|t| t > micros) {
+                    ended = true;
+                    return;
+                }
+            }
+            appended = log.append(payload.to_vec()).map(|_| ()).map_err(local);
+            next += 1;
+            *records += 1;
         },
     )
     .map_err(|e| damaged(key, next, &e))?;
     appended?;
-    Ok(next)
+    Ok((next, ended))
 }
 
 fn damaged(key: &ObjectPath, offset: u64, e: &ImageError) -> RecoverError {

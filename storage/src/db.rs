@@ -116,6 +116,8 @@ pub(crate) struct DbInner {
     observer: RwLock<Option<Arc<dyn CommitObserver>>>,
     pre_commit: RwLock<Option<Arc<dyn PreCommit>>>,
     elsewhere: RwLock<Option<Arc<dyn DurableElsewhere>>>,
+    /// Stamps each commit-log record with its commit time.
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 /// Sees every committed transaction, in commit order, with the state right
@@ -174,6 +176,7 @@ impl Database {
             options,
             &RecoveryReport::default(),
             0,
+            Arc::new(SystemClock),
         )
     }
 
@@ -257,7 +260,15 @@ impl Database {
             });
         }
         report.last_offset = state.last_offset();
-        let db = Database::from_parts(state, Some(log), repo, options, &report, replayed_bytes);
+        let db = Database::from_parts(
+            state,
+            Some(log),
+            repo,
+            options,
+            &report,
+            replayed_bytes,
+            storage.clock,
+        );
         Ok((db, report))
     }
 
@@ -268,6 +279,7 @@ impl Database {
         options: DbOptions,
         recovered: &RecoveryReport,
         replayed_bytes: u64,
+        clock: Arc<dyn Clock>,
     ) -> Database {
         // Without a snapshot store there is nothing to snapshot into.
         let policy = match snapshots {
@@ -294,6 +306,7 @@ impl Database {
                 observer: RwLock::new(None),
                 pre_commit: RwLock::new(None),
                 elsewhere: RwLock::new(None),
+                clock,
             }),
         }
     }

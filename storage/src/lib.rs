@@ -32,6 +32,7 @@ pub use db::{
     RecoveryReport,
 };
 pub use error::{CommitError, OpenError, SchemaError, TakeSnapshotError, TxError};
+pub use record::commit_micros as record_commit_micros;
 pub use schema::{
     IndexAlgorithm, IndexDef, SequenceDef, TableDef, TableSchema, UniqueConstraintDef,
 };

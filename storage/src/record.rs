@@ -24,7 +24,10 @@ use crate::table::{SequenceState, Table};
 use crate::tx::{SequenceReservation, TxDelta};
 use crate::value::{self, Row};
 
-const TX_FORMAT_VERSION: u8 = 1;
+/// Version 2 adds the commit time (i64 microseconds since the Unix epoch)
+/// after the version byte; version 1 records are still read.
+const TX_FORMAT_VERSION: u8 = 2;
+const TX_FORMAT_VERSION_UNTIMED: u8 = 1;
 const TABLE_PART_VERSION: u8 = 1;
 
 const ENTRY_CREATE_TABLE: u8 = 1;
@@ -42,9 +45,14 @@ const ENTRY_ALTER_TABLE: u8 = 6;
 /// transaction: the caller passes only reservations of such tables. A table is
 /// altered before any write of its transaction (`MutTx::alter_table` refuses
 /// otherwise), so its rows are at the new schema.
-pub(crate) fn encode_tx(delta: &TxDelta, reservations: &[SequenceReservation]) -> Vec<u8> {
+pub(crate) fn encode_tx(
+    delta: &TxDelta,
+    reservations: &[SequenceReservation],
+    commit_micros: i64,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     out.push(TX_FORMAT_VERSION);
+    out.extend_from_slice(&commit_micros.to_le_bytes());
     let entries = delta.created_tables.len()
         + delta.altered_tables.len()
         + reservations.len()
@@ -94,12 +102,27 @@ pub(crate) fn encode_tx(delta: &TxDelta, reservations: &[SequenceReservation]) -
     out
 }
 
+/// When the transaction of a commit-log payload committed (microseconds
+/// since the Unix epoch, from the database's clock); `None` for records
+/// written before payloads carried it, or bytes that are no payload.
+pub fn commit_micros(payload: &[u8]) -> Option<i64> {
+    match payload {
+        [TX_FORMAT_VERSION, time @ ..] if time.len() >= 8 => {
+            Some(i64::from_le_bytes(time[..8].try_into().ok()?))
+        }
+        _ => None,
+    }
+}
+
 /// Applies one record during recovery. `tx_no` marks inserted rows.
 pub(crate) fn apply_tx(state: &mut State, bytes: &[u8], tx_no: u64) -> Result<(), String> {
     let mut reader = bytes;
-    let version = get_u8(&mut reader)?;
-    if version != TX_FORMAT_VERSION {
-        return Err(format!("unknown transaction format version {version}"));
+    match get_u8(&mut reader)? {
+        TX_FORMAT_VERSION => {
+            get_u64(&mut reader)?; // the commit time
+        }
+        TX_FORMAT_VERSION_UNTIMED => {}
+        version => return Err(format!("unknown transaction format version {version}")),
     }
     let entries = get_u32(&mut reader)?;
     let mut touched = Vec::new();

@@ -691,7 +691,7 @@ impl MutTx {
     /// apply them, and nothing can draw from those sequences again.
     fn payload(&self, delta: &TxDelta) -> Vec<u8> {
         if self.db.has_log() {
-            crate::record::encode_tx(delta, &self.live_reservations())
+            crate::record::encode_tx(delta, &self.live_reservations(), self.db.clock.now_micros())
         } else {
             Vec::new()
         }

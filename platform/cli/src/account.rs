@@ -375,11 +375,10 @@ pub enum BackupCmd {
     },
 }
 
-/// `orrery restore DATABASE (--snapshot ID | --offset N) --into NEW`.
+/// `orrery restore DATABASE (--snapshot ID | --offset N | --at TIME) --into NEW`.
 pub(crate) fn restore(
     database: &str,
-    snapshot: Option<String>,
-    offset: Option<u64>,
+    (snapshot, offset, at): (Option<String>, Option<u64>, Option<String>),
     into: &str,
     server: &ServerArg,
     config: &mut Config,
@@ -387,10 +386,11 @@ pub(crate) fn restore(
 ) -> anyhow::Result<()> {
     let remote = Remote::authed(config, dir, server)?;
     let mut body = json!({"into": into});
-    match (snapshot, offset) {
-        (Some(id), None) => body["snapshot"] = json!(id),
-        (None, Some(offset)) => body["offset"] = json!(offset),
-        _ => bail!("give exactly one of --snapshot ID and --offset N"),
+    match (snapshot, offset, at) {
+        (Some(id), None, None) => body["snapshot"] = json!(id),
+        (None, Some(offset), None) => body["offset"] = json!(offset),
+        (None, None, Some(at)) => body["at"] = json!(at),
+        _ => bail!("give exactly one of --snapshot ID, --offset N and --at TIME"),
     }
     let url = format!("{}/v1/database/{}/restore", remote.url, segment(database));
     let restored = remote.send_json(remote.agent.post(&url), Some(body))?;

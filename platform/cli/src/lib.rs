@@ -113,7 +113,7 @@ pub enum Cmd {
     /// Make a new database of DATABASE's state at a backup or right after
     /// a transaction (a branch: same module, state exactly as of that
     /// point); DATABASE itself is untouched.
-    #[command(group(clap::ArgGroup::new("point").required(true).args(["snapshot", "offset"])))]
+    #[command(group(clap::ArgGroup::new("point").required(true).args(["snapshot", "offset", "at"])))]
     Restore {
         database: String,
         /// A backup id from `orrery backup list`.
@@ -122,6 +122,10 @@ pub enum Cmd {
         /// The offset of the last transaction to keep.
         #[arg(long)]
         offset: Option<u64>,
+        /// A time (RFC 3339, e.g. 2026-12-06T21:00:00Z): keep every
+        /// transaction committed at or before it.
+        #[arg(long)]
+        at: Option<String>,
         /// The new database's name.
         #[arg(long)]
         into: String,
@@ -447,12 +451,12 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             database,
             snapshot,
             offset,
+            at,
             into,
             server,
         } => account::restore(
             &database,
-            snapshot,
-            offset,
+            (snapshot, offset, at),
             &into,
             &server,
             &mut config,

@@ -455,6 +455,10 @@ impl ObjectStoreReplica {
     ) -> Result<u64, String> {
         let point = match point {
             RestorePoint::Offset(offset) => orrery_objstore::RestorePoint::Offset(*offset),
+            RestorePoint::Time(micros) => orrery_objstore::RestorePoint::Time {
+                micros: *micros,
+                commit_micros: storage::record_commit_micros,
+            },
             RestorePoint::Backup(id) => {
                 let parsed = id.split_once('-').and_then(|(generation, offset)| {
                     Some(orrery_objstore::layout::SnapshotRef {

@@ -304,7 +304,8 @@ fn files_under(dir: &std::path::Path) -> usize {
 // newest first with its id, offset, time and size; a table that did not
 // change between two backups is stored once. `orrery restore DB
 // --snapshot ID | --offset N --into NEW` branches a new database holding
-// exactly the state at that point, which serves like any other.
+// exactly the state at that point, which serves like any other; `--at
+// TIME` keeps every transaction committed by then.
 #[test]
 fn backups_are_taken_listed_and_restored_into_new_databases() {
     let wasm = modules::module_bytes("bank");
@@ -365,6 +366,8 @@ fn backups_are_taken_listed_and_restored_into_new_databases() {
     // Restore: a backup, and right after a transaction, into new databases.
     call(&o, &bearer, "bank", "transfer", "[1, 2, 5]");
     let marker = settle(&o, &bearer, "bank", &id, 1000);
+    // A time after the marker committed and before the next transfer did.
+    let at = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
     call(&o, &bearer, "bank", "transfer", "[1, 2, 1]");
     let first = listed[1]["id"].as_str().unwrap();
     let out = orrery(&[
@@ -397,6 +400,13 @@ fn backups_are_taken_listed_and_restored_into_new_databases() {
     assert_eq!(
         balance_in(&o, &bearer, "bank-marker", 1000),
         serde_json::json!([[1000, 0]])
+    );
+    let out = orrery(&["restore", "bank", "--at", &at, "--into", "bank-at"]);
+    assert!(out.contains(&format!("as of offset {marker} ")), "{out}");
+    assert_eq!(
+        balance_in(&o, &bearer, "bank-at", 1),
+        serde_json::json!([[1, 1_000_000 - 15]]),
+        "every transaction committed by {at}, none after"
     );
     assert_eq!(
         balance_in(&o, &bearer, "bank", 1),
