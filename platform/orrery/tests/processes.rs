@@ -254,6 +254,15 @@ fn separate_processes_over_postgres_and_s3_sign_up_publish_subscribe_and_delete(
 
     let (session, deploy) = journey(&cp.url, &host.addr, &ts_dir, dir.path());
 
+    // A row to find again after the restarts below.
+    let (status, body) = request(
+        &format!("http://{}", host.addr),
+        "POST",
+        "/v1/database/jledger/sql",
+        Some(&deploy),
+        b"INSERT INTO account (id, balance) VALUES (7, 70)",
+    );
+    assert_eq!(status, 200, "{body}");
     // A host restart serves the same databases (modules verified again from S3).
     stop(&mut host.process, "orrery host");
     let mut host = start_host(&config, &servers.s3_endpoint);
@@ -266,6 +275,31 @@ fn separate_processes_over_postgres_and_s3_sign_up_publish_subscribe_and_delete(
         b"SELECT * FROM account",
     );
     assert_eq!(status, 200, "{body}");
+
+    // The host's disk is lost (SIGKILL, its databases folder gone): the
+    // next start reads every database placed on it back from S3.
+    let before = body;
+    host.process.kill();
+    std::fs::remove_dir_all(dir.path().join("cache").join("databases")).unwrap();
+    let mut host = start_host(&config, &servers.s3_endpoint);
+    host.process
+        .wait_for_line("database read back from the object store");
+    let host_url = format!("http://{}", host.addr);
+    let (status, body) = request(
+        &host_url,
+        "POST",
+        "/v1/database/jledger/sql",
+        Some(&deploy),
+        b"SELECT * FROM account",
+    );
+    assert_eq!(status, 200, "{body}");
+    let rows = |body: &str| json_of(body)[0]["rows"].clone();
+    assert_eq!(rows(&before), serde_json::json!([[7, 70]]));
+    assert_eq!(
+        rows(&body),
+        rows(&before),
+        "the same rows, read back from S3"
+    );
 
     rename_and_delete(&cp.url, &host_url, &session, &deploy);
     stop(&mut host.process, "orrery host");
