@@ -151,6 +151,31 @@ fn store() -> (String, DatabaseStoreFactory) {
     }
 }
 
+/// Takes `database` from offset 0 and ships `local` with the default
+/// options until the returned sender says stop.
+async fn start_following(
+    database: &DatabaseStore,
+    local: &Arc<Local>,
+) -> (
+    Arc<ShipStatus>,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let holder = Arc::new(database.take(0).await.unwrap());
+    let status = Arc::new(ShipStatus::default());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let local: Arc<dyn LocalCopy> = local.clone();
+    let task = tokio::spawn(follow(
+        holder,
+        local,
+        0,
+        ShipOptions::default(),
+        status.clone(),
+        stopped,
+    ));
+    (status, stop, task)
+}
+
 type DatabaseStoreFactory = Box<dyn Fn(&str) -> DatabaseStore>;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -164,17 +189,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn lag(database: DatabaseStore, args: &Args) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let local = Local::open(dir.path());
-    let holder = Arc::new(database.take(0).await.unwrap());
-    let status = Arc::new(ShipStatus::default());
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(follow(
-        holder,
-        local.clone(),
-        0,
-        ShipOptions::default(),
-        status.clone(),
-        stopped,
-    ));
+    let (status, stop, task) = start_following(&database, &local).await;
     // Durable times, by offset; the watcher stamps shipped times.
     let durable_at: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let shipped_at: Arc<Mutex<Vec<Instant>>> = Arc::default();
@@ -272,17 +287,7 @@ async fn object_store_mode(
 ) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let local = Local::open(dir.path());
-    let holder = Arc::new(database.take(0).await.unwrap());
-    let status = Arc::new(ShipStatus::default());
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(follow(
-        holder,
-        local.clone(),
-        0,
-        ShipOptions::default(),
-        status.clone(),
-        stopped,
-    ));
+    let (status, stop, task) = start_following(&database, &local).await;
     let started = Instant::now();
     let end = started + Duration::from_secs(seconds);
     let threads: Vec<_> = (0..writers)
@@ -333,20 +338,9 @@ async fn local_mode_cost(
     for shipping in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let local = Local::open(dir.path());
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let status = Arc::new(ShipStatus::default());
-        let task = if shipping {
-            let holder = Arc::new(database.take(0).await.unwrap());
-            Some(tokio::spawn(follow(
-                holder,
-                local.clone(),
-                0,
-                ShipOptions::default(),
-                status.clone(),
-                stopped,
-            )))
-        } else {
-            None
+        let following = match shipping {
+            true => Some(start_following(&database, &local).await),
+            false => None,
         };
         let started = Instant::now();
         let end = started + Duration::from_secs(seconds);
@@ -366,8 +360,8 @@ async fn local_mode_cost(
             .collect();
         let total: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
         let rate = (total as f64 / started.elapsed().as_secs_f64()).round();
-        stop.send(true).ok();
-        if let Some(task) = task {
+        if let Some((_, stop, task)) = following {
+            stop.send(true).unwrap();
             task.await.unwrap();
         }
         let key = if shipping {
@@ -421,18 +415,8 @@ async fn read_back(database: DatabaseStore, mib: usize, as_snapshot: bool) -> se
             .collect();
         local.repo.write(TxOffset(499), &parts).unwrap();
     }
-    let holder = Arc::new(database.take(0).await.unwrap());
-    let status = Arc::new(ShipStatus::default());
-    let (stop, stopped) = tokio::sync::watch::channel(false);
     let shipping = Instant::now();
-    let task = tokio::spawn(follow(
-        holder,
-        local.clone(),
-        0,
-        ShipOptions::default(),
-        status.clone(),
-        stopped,
-    ));
+    let (status, stop, task) = start_following(&database, &local).await;
     let last = records as u64 - 1;
     status
         .wait_for(|s| {

@@ -106,17 +106,8 @@ enum Command {
         /// whichever comes first (0: never by size).
         #[arg(long, env = "ORRERY_SNAPSHOT_EVERY_LOG_MIB", default_value_t = SNAPSHOT_EVERY_LOG_BYTES_DEFAULT / MIB)]
         snapshot_every_log_mib: u64,
-        /// When a transaction counts as durable for the databases here:
-        /// `local` (fsync on the host; the object store gets it within
-        /// half a second) or `object-store` (only once the object store
-        /// holds it).
-        #[arg(long, env = "ORRERY_DURABILITY", default_value_t = Durability::Local, value_parser = parse_durability)]
-        durability: Durability,
-        /// Days of point-in-time history each database keeps in the object
-        /// store (restorable to any transaction in them); older snapshots
-        /// and log pieces are deleted. 0 keeps everything.
-        #[arg(long, env = "ORRERY_RETENTION_DAYS", default_value_t = 7)]
-        retention_days: u64,
+        #[command(flatten)]
+        copies: CopyArgs,
     },
     /// Run the control plane alone: accounts, tokens, databases, module
     /// signing and placement, for hosts started with `orrery host`.
@@ -196,23 +187,30 @@ enum Command {
         snapshot_every_txs: u64,
         #[arg(long, env = "ORRERY_SNAPSHOT_EVERY_LOG_MIB", default_value_t = SNAPSHOT_EVERY_LOG_BYTES_DEFAULT / MIB)]
         snapshot_every_log_mib: u64,
-        /// When a transaction counts as durable for the databases here:
-        /// `local` (fsync on the host; the object store gets it within
-        /// half a second) or `object-store` (only once the object store
-        /// holds it).
-        #[arg(long, env = "ORRERY_DURABILITY", default_value_t = Durability::Local, value_parser = parse_durability)]
-        durability: Durability,
-        /// Days of point-in-time history each database keeps in the object
-        /// store (restorable to any transaction in them); older snapshots
-        /// and log pieces are deleted. 0 keeps everything.
-        #[arg(long, env = "ORRERY_RETENTION_DAYS", default_value_t = 7)]
-        retention_days: u64,
+        #[command(flatten)]
+        copies: CopyArgs,
     },
     #[command(flatten)]
     Dev(orrery_cli::Cmd),
 }
 
 const MIB: u64 = 1024 * 1024;
+
+/// How a host's databases are kept in the object store (`start` and `host`).
+#[derive(clap::Args, Clone, Copy)]
+struct CopyArgs {
+    /// When a transaction counts as durable for the databases here:
+    /// `local` (fsync on the host; the object store gets it within
+    /// half a second) or `object-store` (only once the object store
+    /// holds it).
+    #[arg(long, env = "ORRERY_DURABILITY", default_value_t = Durability::Local, value_parser = parse_durability)]
+    durability: Durability,
+    /// Days of point-in-time history each database keeps in the object
+    /// store (restorable to any transaction in them); older snapshots
+    /// and log pieces are deleted. 0 keeps everything.
+    #[arg(long, env = "ORRERY_RETENTION_DAYS", default_value_t = 7)]
+    retention_days: u64,
+}
 
 fn parse_durability(text: &str) -> Result<Durability, String> {
     text.parse()
@@ -296,13 +294,12 @@ fn main() -> anyhow::Result<()> {
             log_format,
             snapshot_every_txs,
             snapshot_every_log_mib,
-            durability,
-            retention_days,
+            copies,
         } => {
             init_logs(log_format);
             processes::host(processes::HostArgs {
-                durability,
-                retention_days,
+                durability: copies.durability,
+                retention_days: copies.retention_days,
                 control_plane,
                 object_store,
                 cache_dir,
@@ -324,19 +321,11 @@ fn main() -> anyhow::Result<()> {
             log_format,
             snapshot_every_txs,
             snapshot_every_log_mib,
-            durability,
-            retention_days,
+            copies,
         } => {
             init_logs(log_format);
             let options = snapshot_options(snapshot_every_txs, snapshot_every_log_mib);
-            start(
-                &data_dir,
-                &listen_addr,
-                &domain,
-                dev,
-                options,
-                (durability, retention_days),
-            )
+            start(&data_dir, &listen_addr, &domain, dev, options, copies)
         }
         Command::Dev(cmd) => {
             let code = orrery_cli::main(cmd);
@@ -354,7 +343,7 @@ fn start(
     domain: &str,
     dev: bool,
     options: DbOptions,
-    (durability, retention_days): (Durability, u64),
+    copies: CopyArgs,
 ) -> anyhow::Result<()> {
     if dev {
         refuse_dev_off_loopback(listen_addr)?;
@@ -417,8 +406,8 @@ fn start(
         },
         runtime.handle().clone(),
         None,
-        durability,
-        retention_days,
+        copies.durability,
+        copies.retention_days,
     )?);
     let registry = Arc::new(
         Registry::open_replicated(
