@@ -50,6 +50,19 @@ pub enum RestorePoint {
     Time(i64),
 }
 
+/// What an in-place restore did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InPlace {
+    /// The last transaction of the restored point.
+    pub restored_offset: u64,
+    /// The last transaction before the restore: restoring to it undoes it.
+    pub replaced_through: Option<u64>,
+    /// The restore's own transaction (`None` when nothing differed).
+    pub offset: Option<u64>,
+    pub rows_deleted: u64,
+    pub rows_inserted: u64,
+}
+
 /// Where a host's databases are backed up. Called from blocking contexts.
 pub trait Backups: Send + Sync + 'static {
     /// Writes into `dir` (absent) the directory of a new database
@@ -63,6 +76,10 @@ pub trait Backups: Send + Sync + 'static {
         name: &str,
         dir: &std::path::Path,
     ) -> Result<u64, String>;
+    /// Brings `entry` back to its state at `point` in place: one new
+    /// transaction after every shipped one, so the state it replaces stays
+    /// restorable. Every client is disconnected.
+    fn restore_in_place(&self, entry: &Entry, point: &RestorePoint) -> Result<InPlace, String>;
     /// The backups of `entry`, newest first.
     fn list(&self, entry: &Entry) -> Result<Vec<Backup>, String>;
     /// Takes a snapshot of `entry` now and returns it once the object
@@ -135,8 +152,12 @@ pub(crate) async fn create(
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RestoreRequest {
-    /// The new database's name.
-    into: String,
+    /// The new database's name; absent for an in-place restore.
+    into: Option<String>,
+    /// Restore the database itself (it must be said; an in-place restore
+    /// replaces the current state, which stays restorable).
+    #[serde(default)]
+    in_place: bool,
     snapshot: Option<String>,
     offset: Option<u64>,
     /// RFC 3339, e.g. `2026-12-06T21:00:00Z`.
@@ -154,7 +175,7 @@ pub(crate) async fn restore(
         Err(e) => {
             return fail(
                 ErrorCode::InvalidRequest,
-                format!("a restore is {{\"into\": NAME, \"snapshot\": ID}} or {{\"into\": NAME, \"offset\": N}}: {e}"),
+                format!("a restore is {{\"into\": NAME}} or {{\"in_place\": true}} with one of \"snapshot\", \"offset\" and \"at\": {e}"),
             )
         }
     };
@@ -178,11 +199,20 @@ pub(crate) async fn restore(
             "give exactly one of `snapshot` (a backup id), `offset` and `at` (an RFC 3339 time)",
         ),
     };
+    let into = match (request.into, request.in_place) {
+        (Some(into), false) => into,
+        (None, true) => return restore_in_place(&state, &caller, &name_or_identity, point).await,
+        _ => {
+            return fail(
+                ErrorCode::InvalidRequest,
+                "give either `into` (a new database's name) or `\"in_place\": true`",
+            )
+        }
+    };
     let (entry, backups) = match target(&state, &caller, &name_or_identity, Scope::Deploy) {
         Ok(found) => found,
         Err(response) => return response,
     };
-    let into = request.into;
     if !tenant_host::registry::is_valid_name(&into) {
         return fail(
             ErrorCode::InvalidRequest,
@@ -222,6 +252,50 @@ pub(crate) async fn restore(
             })),
         )
             .into_response(),
+        Ok(Err(e)) => fail(ErrorCode::Unavailable, format!("the restore failed: {e}")),
+        Err(response) => response,
+    }
+}
+
+/// Restores the database itself (admin scope: it replaces every row, as a
+/// delete would). Answers 200 with the points involved; restoring to
+/// `replaced_through` undoes it.
+async fn restore_in_place(
+    state: &ApiState,
+    caller: &Caller,
+    name_or_identity: &str,
+    point: RestorePoint,
+) -> Response {
+    let (entry, backups) = match target(state, caller, name_or_identity, Scope::Admin) {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let name = entry
+        .names()
+        .first()
+        .cloned()
+        .unwrap_or_else(|| entry.identity().to_hex().to_string());
+    let identity = entry.identity();
+    match blocking(move || backups.restore_in_place(&entry, &point)).await {
+        Ok(Ok(done)) => {
+            tracing::info!(
+                database = %name,
+                restored_offset = done.restored_offset,
+                replaced_through = ?done.replaced_through,
+                "database restored in place"
+            );
+            Json(json!({
+                "database": name,
+                "identity": identity.to_hex().to_string(),
+                "in_place": true,
+                "restored_offset": done.restored_offset,
+                "replaced_through": done.replaced_through,
+                "offset": done.offset,
+                "rows_deleted": done.rows_deleted,
+                "rows_inserted": done.rows_inserted,
+            }))
+            .into_response()
+        }
         Ok(Err(e)) => fail(ErrorCode::Unavailable, format!("the restore failed: {e}")),
         Err(response) => response,
     }

@@ -52,6 +52,10 @@ pub enum TxError {
     IndexNotUnique { index: String },
     #[error("table `{table}` has no row with that key in index `{index}`")]
     NoSuchRow { table: String, index: String },
+    /// Two copies of a database whose tables differ (an in-place restore
+    /// across a schema change).
+    #[error("table `{table}` cannot be restored in place: {reason}")]
+    NotComparable { table: String, reason: String },
     #[error(transparent)]
     Schema(#[from] SchemaError),
 }

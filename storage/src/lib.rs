@@ -40,7 +40,7 @@ pub use snapshotter::{
     SnapshotEvent, SnapshotListener, SnapshotPolicy, SnapshotStats, Snapshotter,
 };
 pub use state::{RowsRef, State};
-pub use tx::{AlteredTable, InsertOutcome, MutTx, TableDelta, TxDelta};
+pub use tx::{AlteredTable, InsertOutcome, MutTx, Replaced, TableDelta, TxDelta};
 pub use value::{IndexRange, Row};
 
 // The durable media, re-exported so that a database's users name one crate.

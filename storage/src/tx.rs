@@ -103,6 +103,15 @@ impl TxDelta {
     }
 }
 
+/// What [`MutTx::replace_rows`] changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Replaced {
+    /// Tables compared.
+    pub tables: usize,
+    pub deleted: u64,
+    pub inserted: u64,
+}
+
 /// A reservation of sequence values that must reach the commit log.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct SequenceReservation {
@@ -441,6 +450,83 @@ impl MutTx {
             generated,
             inserted: true,
         })
+    }
+
+    /// Makes the rows of every table `include` selects equal to those of
+    /// the table of the same name in `target`, another copy of this
+    /// database at an earlier point of its history (an in-place restore):
+    /// rows `target` lacks are deleted, then rows only `target` holds are
+    /// inserted exactly as they are. Sequences do not fire and keep their
+    /// place, which in one history is above every value they gave out.
+    /// Both sides must select the same tables with the same columns;
+    /// otherwise nothing is changed and the answer is
+    /// [`TxError::NotComparable`]. Event tables are skipped: they hold no
+    /// rows between transactions.
+    pub fn replace_rows(
+        &mut self,
+        target: &State,
+        include: impl Fn(&TableSchema) -> bool,
+    ) -> Result<Replaced, TxError> {
+        let selected = |state: &State| -> Vec<(String, TableId)> {
+            let mut tables: Vec<(String, TableId)> = state
+                .table_ids()
+                .filter_map(|id| state.schema(id).ok())
+                .filter(|schema| !schema.is_event && include(schema))
+                .map(|schema| (schema.name.clone(), schema.table_id))
+                .collect();
+            tables.sort();
+            tables
+        };
+        let ours = selected(&self.state);
+        let theirs = selected(target);
+        let not_comparable = |table: &str, reason: &str| TxError::NotComparable {
+            table: table.to_owned(),
+            reason: reason.to_owned(),
+        };
+        for (name, _) in &ours {
+            if !theirs.iter().any(|(n, _)| n == name) {
+                return Err(not_comparable(name, "it did not exist at that point"));
+            }
+        }
+        let mut pairs = Vec::with_capacity(theirs.len());
+        for (name, their_id) in &theirs {
+            let Some((_, our_id)) = ours.iter().find(|(n, _)| n == name) else {
+                return Err(not_comparable(name, "it no longer exists"));
+            };
+            if self.state.schema(*our_id)?.columns != target.schema(*their_id)?.columns {
+                return Err(not_comparable(name, "its columns changed since that point"));
+            }
+            pairs.push((*our_id, *their_id));
+        }
+        let mut replaced = Replaced {
+            tables: pairs.len(),
+            ..Replaced::default()
+        };
+        for (our_id, their_id) in pairs {
+            let theirs = target.table(their_id)?;
+            let gone: Vec<RowId> = self
+                .state
+                .table(our_id)?
+                .rows()
+                .filter(|(_, row)| theirs.find_same(row).is_none())
+                .map(|(row_id, _)| row_id)
+                .collect();
+            replaced.deleted += gone.len() as u64;
+            for row_id in gone {
+                self.remove(our_id, row_id);
+            }
+            let ours = self.state.table(our_id)?;
+            let back: Vec<Row> = theirs
+                .rows()
+                .filter(|(_, row)| ours.find_same(row).is_none())
+                .map(|(_, row)| row.clone())
+                .collect();
+            for row in back {
+                self.insert_checked(our_id, row, SmallVec::new())?;
+                replaced.inserted += 1;
+            }
+        }
+        Ok(replaced)
     }
 
     /// Deletes the row equal to `row`; false if absent.

@@ -29,11 +29,13 @@
 mod http_handlers;
 pub mod pool;
 pub mod procedures;
+mod restore;
 pub mod scheduler;
 mod sql;
 pub mod stats;
 mod views;
 
+pub use restore::RestoredInPlace;
 pub use sql::SqlOutcome;
 
 use std::collections::{HashMap, HashSet};

@@ -375,17 +375,21 @@ pub enum BackupCmd {
     },
 }
 
-/// `orrery restore DATABASE (--snapshot ID | --offset N | --at TIME) --into NEW`.
+/// `orrery restore DATABASE (--snapshot ID | --offset N | --at TIME)
+/// [--into NEW]`: into a new database, or in place without `--into`.
 pub(crate) fn restore(
     database: &str,
     (snapshot, offset, at): (Option<String>, Option<u64>, Option<String>),
-    into: &str,
+    into: Option<&str>,
     server: &ServerArg,
     config: &mut Config,
     dir: &Path,
 ) -> anyhow::Result<()> {
     let remote = Remote::authed(config, dir, server)?;
-    let mut body = json!({"into": into});
+    let mut body = match into {
+        Some(into) => json!({"into": into}),
+        None => json!({"in_place": true}),
+    };
     match (snapshot, offset, at) {
         (Some(id), None, None) => body["snapshot"] = json!(id),
         (None, Some(offset), None) => body["offset"] = json!(offset),
@@ -394,11 +398,24 @@ pub(crate) fn restore(
     }
     let url = format!("{}/v1/database/{}/restore", remote.url, segment(database));
     let restored = remote.send_json(remote.agent.post(&url), Some(body))?;
-    println!(
-        "Restored {database} as of offset {} into the new database {into} ({})",
-        text(&restored["offset"]),
-        text(&restored["identity"])
-    );
+    match into {
+        Some(into) => println!(
+            "Restored {database} as of offset {} into the new database {into} ({})",
+            text(&restored["offset"]),
+            text(&restored["identity"])
+        ),
+        None => {
+            println!(
+                "Restored {database} in place as of offset {} ({} rows deleted, {} inserted; clients were disconnected)",
+                text(&restored["restored_offset"]),
+                text(&restored["rows_deleted"]),
+                text(&restored["rows_inserted"]),
+            );
+            if let Some(replaced) = restored["replaced_through"].as_u64() {
+                println!("To undo: orrery restore {database} --offset {replaced} --yes");
+            }
+        }
+    }
     Ok(())
 }
 

@@ -110,9 +110,10 @@ pub enum Cmd {
     /// Take and list backups of a database (snapshots in the object store).
     #[command(subcommand)]
     Backup(BackupCmd),
-    /// Make a new database of DATABASE's state at a backup or right after
-    /// a transaction (a branch: same module, state exactly as of that
-    /// point); DATABASE itself is untouched.
+    /// Bring back DATABASE's state at a backup, a time or right after a
+    /// transaction: with --into, as a new database (a branch: same module,
+    /// DATABASE untouched); without it, in place, undone by restoring to
+    /// the offset the answer names.
     #[command(group(clap::ArgGroup::new("point").required(true).args(["snapshot", "offset", "at"])))]
     Restore {
         database: String,
@@ -126,9 +127,13 @@ pub enum Cmd {
         /// transaction committed at or before it.
         #[arg(long)]
         at: Option<String>,
-        /// The new database's name.
+        /// The new database's name. Without it, DATABASE itself is
+        /// restored in place (after confirmation): every client is
+        /// disconnected, and the state it replaces stays restorable.
         #[arg(long)]
-        into: String,
+        into: Option<String>,
+        #[command(flatten)]
+        yes: YesArg,
         #[command(flatten)]
         server: ServerArg,
     },
@@ -453,15 +458,26 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             offset,
             at,
             into,
+            yes,
             server,
-        } => account::restore(
-            &database,
-            (snapshot, offset, at),
-            &into,
-            &server,
-            &mut config,
-            &dir,
-        ),
+        } => {
+            if into.is_none() {
+                confirm(
+                    &format!(
+                        "This replaces every row of {database} with its state at that point and disconnects its clients (the current state stays restorable)."
+                    ),
+                    yes.yes,
+                )?;
+            }
+            account::restore(
+                &database,
+                (snapshot, offset, at),
+                into.as_deref(),
+                &server,
+                &mut config,
+                &dir,
+            )
+        }
         Cmd::Publish {
             name,
             bin_path,

@@ -18,7 +18,7 @@ use std::time::Duration;
 use durable::commitlog::{DurableFrames, LogPosition};
 use durable::snapshot::BlobStore;
 use orrery_api::{Durability, TxOffset};
-use orrery_edge::backups::{Backup, Backups, RestorePoint};
+use orrery_edge::backups::{Backup, Backups, InPlace, RestorePoint};
 use orrery_objstore::layout::DatabaseKey;
 use orrery_objstore::object_store::path::Path as ObjectPath;
 use orrery_objstore::object_store::ObjectStore;
@@ -453,29 +453,128 @@ impl ObjectStoreReplica {
         name: &str,
         dir: &Path,
     ) -> Result<u64, String> {
-        let point = match point {
-            RestorePoint::Offset(offset) => orrery_objstore::RestorePoint::Offset(*offset),
-            RestorePoint::Time(micros) => orrery_objstore::RestorePoint::Time {
-                micros: *micros,
-                commit_micros: storage::record_commit_micros,
-            },
-            RestorePoint::Backup(id) => {
-                let parsed = id.split_once('-').and_then(|(generation, offset)| {
-                    Some(orrery_objstore::layout::SnapshotRef {
-                        generation: generation.parse().ok()?,
-                        offset: offset.parse().ok()?,
-                    })
-                });
-                orrery_objstore::RestorePoint::Snapshot(parsed.ok_or_else(|| {
-                    format!("`{id}` is not a backup id (see `orrery backup list`)")
-                })?)
-            }
-        };
         let hydrated = self
-            .write_directory(source, point, identity, dir, Some(name))
+            .write_directory(source, store_point(point)?, identity, dir, Some(name))
             .await?;
         Ok(hydrated.next_offset.saturating_sub(1))
     }
+
+    /// Restores `entry` in place to `point`: waits until the store holds
+    /// every durable transaction (so the state about to be replaced is
+    /// restorable), reads the state at `point` into a scratch directory,
+    /// and has the host replace the module's rows with it in one
+    /// transaction, which it waits to be durable.
+    fn restore_entry_in_place(
+        &self,
+        entry: &Entry,
+        point: &RestorePoint,
+    ) -> Result<InPlace, String> {
+        let identity = entry.identity();
+        let storage = entry.database().storage();
+        let durable = storage.flush().map_err(|e| e.to_string())?;
+        let status = lock(&self.followers)
+            .get(&identity)
+            .map(|f| f.status.clone())
+            .ok_or("the database is not copied to the object store")?;
+        if let Some(durable) = durable {
+            status.wake.notify_one();
+            let wait = status.wait_for(|s| s.shipped_through() >= Some(durable.0) || s.stopped());
+            let _ = self
+                .runtime
+                .block_on(tokio::time::timeout(RESTORE_SHIP_WAIT, wait));
+            if status.shipped_through() < Some(durable.0) {
+                return Err(format!(
+                    "transactions up to offset {} have not reached the object store yet, so the \
+                     state a restore would replace could not be restored again ({}); nothing was changed",
+                    durable.0,
+                    status.last_error().unwrap_or_else(|| "it is slow".into())
+                ));
+            }
+        }
+        let scratch = entry
+            .dir()
+            .with_file_name(format!(".restoring-{}-in-place", identity.to_hex()));
+        let result = self.in_place_from(entry, point, &scratch);
+        if scratch.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&scratch) {
+                tracing::warn!(dir = %scratch.display(), error = %e, "cannot remove a restore's scratch copy");
+            }
+        }
+        result
+    }
+
+    fn in_place_from(
+        &self,
+        entry: &Entry,
+        point: &RestorePoint,
+        scratch: &Path,
+    ) -> Result<InPlace, String> {
+        if scratch.exists() {
+            std::fs::remove_dir_all(scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+        }
+        let hydrated = self
+            .runtime
+            .block_on(
+                self.database(entry.identity())
+                    .hydrate_to(&storage_dir(scratch), store_point(point)?),
+            )
+            .map_err(|e| e.to_string())?;
+        let restored_offset = hydrated
+            .next_offset
+            .checked_sub(1)
+            .ok_or("the database had no transaction at that point")?;
+        let files = storage::DbStorage::dir(&storage_dir(scratch)).map_err(|e| e.to_string())?;
+        let (target, _) = storage::Database::open(files, storage::DbOptions::default())
+            .map_err(|e| format!("the state at offset {restored_offset} does not open: {e}"))?;
+        let reason = format!("database restored in place to offset {restored_offset}; reconnect");
+        let done = entry.database().restore_in_place(target, reason)?;
+        if let Some(offset) = done.offset {
+            entry
+                .database()
+                .storage()
+                .wait_durable(offset)
+                .map_err(|e| {
+                    format!(
+                        "the restore's transaction at offset {} is not durable: {e}",
+                        offset.0
+                    )
+                })?;
+        }
+        Ok(InPlace {
+            restored_offset,
+            replaced_through: done.replaced_through.map(|o| o.0),
+            offset: done.offset.map(|o| o.0),
+            rows_deleted: done.replaced.deleted,
+            rows_inserted: done.replaced.inserted,
+        })
+    }
+}
+
+/// How long an in-place restore waits for the log to reach the store first.
+const RESTORE_SHIP_WAIT: Duration = Duration::from_secs(60);
+
+/// A restore point of the API as the object store reads it.
+fn store_point(point: &RestorePoint) -> Result<orrery_objstore::RestorePoint, String> {
+    Ok(match point {
+        RestorePoint::Offset(offset) => orrery_objstore::RestorePoint::Offset(*offset),
+        RestorePoint::Time(micros) => orrery_objstore::RestorePoint::Time {
+            micros: *micros,
+            commit_micros: storage::record_commit_micros,
+        },
+        RestorePoint::Backup(id) => {
+            let parsed = id.split_once('-').and_then(|(generation, offset)| {
+                Some(orrery_objstore::layout::SnapshotRef {
+                    generation: generation.parse().ok()?,
+                    offset: offset.parse().ok()?,
+                })
+            });
+            orrery_objstore::RestorePoint::Snapshot(
+                parsed.ok_or_else(|| {
+                    format!("`{id}` is not a backup id (see `orrery backup list`)")
+                })?,
+            )
+        }
+    })
 }
 
 /// A source database's `database.json` for its restored copy: the new name
@@ -499,6 +598,10 @@ impl Backups for ObjectStoreReplica {
     ) -> Result<u64, String> {
         self.runtime
             .block_on(self.restore_copy(entry.identity(), point, identity, name, dir))
+    }
+
+    fn restore_in_place(&self, entry: &Entry, point: &RestorePoint) -> Result<InPlace, String> {
+        self.restore_entry_in_place(entry, point)
     }
 
     fn list(&self, entry: &Entry) -> Result<Vec<Backup>, String> {

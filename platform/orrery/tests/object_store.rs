@@ -444,6 +444,160 @@ fn backups_are_taken_listed_and_restored_into_new_databases() {
     o.stop();
 }
 
+/// Every row of `bank`'s accounts, sorted by id.
+fn accounts(o: &Orrery, bearer: &str) -> Value {
+    let (status, body) = send(
+        ureq::post(&o.url("/v1/database/bank/sql")).set("Authorization", bearer),
+        Some(b"SELECT * FROM account"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let rows: Value = serde_json::from_str(&body).unwrap();
+    let mut rows = rows[0]["rows"].as_array().unwrap().clone();
+    rows.sort_by_key(|row| row[0].as_u64());
+    Value::Array(rows)
+}
+
+// `orrery restore DB --offset N` without `--into` restores DB itself: it
+// asks first (and refuses without a terminal or `--yes`), then replaces
+// every row with the state right after transaction N in one transaction,
+// closes every client with 1001 and the reason, and says how to undo it;
+// a client that reconnects subscribes to the restored state whole. The
+// undo restores the state it replaced exactly, and both survive the loss
+// of the host's cache.
+#[test]
+fn a_restore_in_place_disconnects_clients_and_can_be_undone() {
+    let wasm = modules::module_bytes("bank");
+    let data = tempfile::tempdir().unwrap();
+    let cli = tempfile::tempdir().unwrap();
+    let o = Orrery::start(data.path());
+    let (status, body) = send(ureq::post(&o.url("/v1/identity")), None);
+    assert_eq!(status, 200, "{body}");
+    let minted: Value = serde_json::from_str(&body).unwrap();
+    let token = minted["token"].as_str().unwrap().to_owned();
+    let bearer = format!("Bearer {token}");
+    let id = publish(&o, &bearer, "bank", &wasm);
+    let with_server = |o: &Orrery, args: &[&str]| {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend([
+            "--server".into(),
+            o.url(""),
+            "--token".into(),
+            token.clone(),
+        ]);
+        all
+    };
+    let orrery = |o: &Orrery, args: &[&str]| {
+        let all = with_server(o, args);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        support::run_cli(cli.path(), &all, &[], "")
+    };
+
+    call(&o, &bearer, "bank", "seed", "[4]");
+    call(&o, &bearer, "bank", "transfer", "[1, 2, 7]");
+    let good = settle(&o, &bearer, "bank", &id, 1000);
+    let good_state = accounts(&o, &bearer);
+    // The mistake: money moved, an account deleted, one added.
+    call(&o, &bearer, "bank", "transfer", "[3, 4, 500]");
+    let (status, body) = send(
+        ureq::post(&o.url("/v1/database/bank/sql")).set("Authorization", &bearer),
+        Some(b"DELETE FROM account WHERE id = 2"),
+    );
+    assert_eq!(status, 200, "{body}");
+    settle(&o, &bearer, "bank", &id, 2000);
+    let bad_state = accounts(&o, &bearer);
+    assert_ne!(
+        good_state, bad_state,
+        "canary: the mistake changed the data"
+    );
+
+    // A client subscribed before the restore.
+    let subscribe = |o: &Orrery| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_orrery"));
+        command
+            .args(with_server(
+                o,
+                &["subscribe", "bank", "SELECT * FROM account"],
+            ))
+            .env("ORRERY_CONFIG_DIR", cli.path())
+            .env("NO_COLOR", "1")
+            .env_remove("ORRERY_TOKEN");
+        support::Captured::spawn(command)
+    };
+    let before = subscribe(&o);
+    before.wait_for_line(&format!(
+        "Subscribed: {} rows now match.",
+        bad_state.as_array().unwrap().len()
+    ));
+
+    // Without a terminal it must be confirmed; nothing changes.
+    let good_offset = good.to_string();
+    let refused = orrery(&o, &["restore", "bank", "--offset", &good_offset]);
+    assert!(
+        !refused.ok && refused.stderr.contains("pass --yes to confirm"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(accounts(&o, &bearer), bad_state);
+
+    let run = orrery(&o, &["restore", "bank", "--offset", &good_offset, "--yes"]);
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains(&format!("Restored bank in place as of offset {good} ")),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        accounts(&o, &bearer),
+        good_state,
+        "the state at {good}, exactly"
+    );
+    before.wait_for_line("the server closed the subscription: 1001 database restored in place");
+    let after = subscribe(&o);
+    after.wait_for_line(&format!(
+        "Subscribed: {} rows now match.",
+        good_state.as_array().unwrap().len()
+    ));
+    drop(after);
+    // The database serves on from the restored state.
+    call(&o, &bearer, "bank", "transfer", "[1, 2, 1]");
+
+    // The undo: the answer named the offset whose state the restore replaced.
+    let undo = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("To undo: orrery restore bank --offset "))
+        .and_then(|rest| rest.strip_suffix(" --yes"))
+        .unwrap_or_else(|| panic!("no undo line in {}", run.stdout))
+        .to_owned();
+    let run = orrery(&o, &["restore", "bank", "--offset", &undo, "--yes"]);
+    assert!(run.ok, "{}", run.stderr);
+    assert_eq!(
+        accounts(&o, &bearer),
+        bad_state,
+        "the undo brings back what was replaced"
+    );
+
+    // Both restores are ordinary transactions of the one history.
+    settle(&o, &bearer, "bank", &id, 3000);
+    let expected = accounts(&o, &bearer);
+    crash_and_lose_the_cache(o, data.path());
+    let o = Orrery::start(data.path());
+    o.process
+        .wait_for_line("database read back from the object store");
+    assert_eq!(accounts(&o, &bearer), expected);
+    // Restoring in place needs the whole history in the store: a point past
+    // it is refused and changes nothing.
+    let run = orrery(&o, &["restore", "bank", "--offset", "999999", "--yes"]);
+    assert!(
+        !run.ok && run.stderr.contains("history reaches offset"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(accounts(&o, &bearer), expected);
+    o.stop();
+}
+
 fn balance_in(o: &Orrery, bearer: &str, db: &str, account: u32) -> Value {
     let (status, body) = send(
         ureq::post(&o.url(&format!("/v1/database/{db}/sql"))).set("Authorization", bearer),

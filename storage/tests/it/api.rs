@@ -670,3 +670,133 @@ fn the_pre_commit_hook_writes_inside_the_transaction_and_can_refuse_it() {
     tx.insert_row(people, person(0, "refused", 2)).unwrap();
     tx.commit().unwrap();
 }
+
+/// The rows of every table, sorted, as a comparable picture of a state.
+fn picture(db: &Database, table: &str) -> Vec<Vec<AlgebraicValue>> {
+    let state = db.read().unwrap();
+    let id = state.table_id_from_name(table).unwrap();
+    let mut rows: Vec<Vec<AlgebraicValue>> =
+        state.scan(id).unwrap().map(|row| row.to_vec()).collect();
+    rows.sort();
+    rows
+}
+
+fn note_def() -> TableDef {
+    TableDef {
+        name: "note".into(),
+        columns: ProductType::from([("text", AlgebraicType::String)]),
+        primary_key: None,
+        indexes: Vec::new(),
+        unique_constraints: Vec::new(),
+        sequences: Vec::new(),
+        public: true,
+        is_event: false,
+    }
+}
+
+/// Both copies of a history: `earlier` stops where `now` goes on.
+fn two_points() -> (Database, Database) {
+    let earlier = Database::in_memory(DbOptions::default());
+    let now = Database::in_memory(DbOptions::default());
+    for db in [&earlier, &now] {
+        let mut tx = db.begin().unwrap();
+        let people = tx.create_table(person_def()).unwrap();
+        let note = tx.create_table(note_def()).unwrap();
+        tx.insert_row(people, person(0, "ada", 36)).unwrap();
+        tx.insert_row(people, person(0, "bob", 40)).unwrap();
+        tx.insert_row(note, vec![AlgebraicValue::String("kept".into())])
+            .unwrap();
+        tx.insert_row(note, vec![AlgebraicValue::String("dropped later".into())])
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    // The destructive part of `now`'s history: names swapped between rows
+    // (unique keys change hands), a row deleted, rows added.
+    let mut tx = now.begin().unwrap();
+    let people = tx.table_id_from_name("person").unwrap();
+    let note = tx.table_id_from_name("note").unwrap();
+    tx.delete_row(people, &person(1, "ada", 36)).unwrap();
+    tx.delete_row(people, &person(2, "bob", 40)).unwrap();
+    tx.insert_row(people, person(1, "bob", 36)).unwrap();
+    tx.insert_row(people, person(2, "ada", 40)).unwrap();
+    tx.insert_row(people, person(0, "cyd", 20)).unwrap();
+    tx.delete_row(note, &[AlgebraicValue::String("dropped later".into())])
+        .unwrap();
+    tx.insert_row(note, vec![AlgebraicValue::String("new".into())])
+        .unwrap();
+    tx.commit().unwrap();
+    (earlier, now)
+}
+
+#[test]
+fn replace_rows_brings_back_an_earlier_state_and_sequences_stay_ahead() {
+    let (earlier, now) = two_points();
+    let before = (picture(&earlier, "person"), picture(&earlier, "note"));
+    assert_ne!(
+        before.0,
+        picture(&now, "person"),
+        "canary: the states differ"
+    );
+    let target = earlier.read().unwrap();
+    let mut tx = now.begin().unwrap();
+    let replaced = tx.replace_rows(&target, |_| true).unwrap();
+    drop(target);
+    assert_eq!(replaced.tables, 2);
+    // person: (1,bob),(2,ada),(3,cyd) out, (1,ada),(2,bob) in; note: one each way.
+    assert_eq!((replaced.deleted, replaced.inserted), (4, 3));
+    let delta = tx.commit().unwrap();
+    assert!(delta.offset.is_some());
+    assert_eq!((picture(&now, "person"), picture(&now, "note")), before);
+    // The sequence keeps its place above every id it gave out (cyd had 3).
+    let mut tx = now.begin().unwrap();
+    let people = tx.table_id_from_name("person").unwrap();
+    let outcome = tx.insert_row(people, person(0, "dan", 1)).unwrap();
+    assert_eq!(outcome.row[0], AlgebraicValue::U64(4));
+    tx.rollback();
+}
+
+#[test]
+fn replace_rows_refuses_other_tables_and_changes_nothing() {
+    let (earlier, now) = two_points();
+    let untouched = picture(&now, "person");
+    // A table `now` has that `earlier` lacks.
+    {
+        let mut tx = now.begin().unwrap();
+        let mut def = note_def();
+        def.name = "later".into();
+        tx.create_table(def).unwrap();
+        tx.commit().unwrap();
+    }
+    let target = earlier.read().unwrap();
+    let mut tx = now.begin().unwrap();
+    let err = tx.replace_rows(&target, |_| true).unwrap_err();
+    assert!(
+        matches!(&err, TxError::NotComparable { table, .. } if table == "later"),
+        "{err}"
+    );
+    // Leaving that table out of the comparison makes it work.
+    let replaced = tx
+        .replace_rows(&target, |schema| schema.name != "later")
+        .unwrap();
+    assert_eq!(replaced.tables, 2);
+    tx.rollback();
+    drop(target);
+    assert_eq!(picture(&now, "person"), untouched);
+    // Changed columns.
+    let other = Database::in_memory(DbOptions::default());
+    let mut tx = other.begin().unwrap();
+    let mut def = note_def();
+    def.columns = ProductType::from([("text", AlgebraicType::U32)]);
+    tx.create_table(def).unwrap();
+    tx.create_table(person_def()).unwrap();
+    tx.commit().unwrap();
+    let target = other.read().unwrap();
+    let mut tx = now.begin().unwrap();
+    let err = tx
+        .replace_rows(&target, |schema| schema.name != "later")
+        .unwrap_err();
+    assert!(
+        matches!(&err, TxError::NotComparable { table, reason } if table == "note" && reason.contains("columns")),
+        "{err}"
+    );
+}

@@ -10,7 +10,10 @@ use std::sync::Arc;
 use orrery_module::{module_hash, CallerContext, ReducerOutcome, Runtime};
 use spacetimedb_lib::{ConnectionId, Identity};
 use tenant_host::hosting::{Host, HostConfig};
-use tenant_host::registry::{BrokenReason, Entry, Registry, RegistryError};
+use tenant_host::registry::{
+    is_valid_name, parse_name_or_identity, BrokenReason, Entry, NameOrIdentity, Registry,
+    RegistryError,
+};
 
 use crate::harness::{enc, rows, OWNER};
 use crate::modules::module_bytes;
@@ -500,4 +503,46 @@ fn what_init_logs_on_the_first_publish_is_in_the_log() {
             .any(|e| e.message.contains("init created the general channel")),
         "{tail:#?}"
     );
+}
+
+#[test]
+fn name_grammar() {
+    for good in ["a", "chat", "chat-2", "a-b-c", "0x", "9lives"] {
+        assert!(is_valid_name(good), "{good}");
+    }
+    for bad in [
+        "",
+        "-a",
+        "a-",
+        "a--b",
+        "Chat",
+        "a_b",
+        "a.b",
+        "a b",
+        &"ab".repeat(32),
+    ] {
+        assert!(!is_valid_name(bad), "{bad}");
+    }
+}
+
+#[test]
+fn names_or_identities() {
+    let hex = "c2".repeat(32);
+    let id = Identity::from_hex(&hex).unwrap();
+    assert_eq!(
+        parse_name_or_identity(&hex).unwrap(),
+        NameOrIdentity::Identity(id)
+    );
+    assert_eq!(
+        parse_name_or_identity(&format!("0x{hex}")).unwrap(),
+        NameOrIdentity::Identity(id)
+    );
+    assert_eq!(
+        parse_name_or_identity("chat").unwrap(),
+        NameOrIdentity::Name("chat".into())
+    );
+    assert!(matches!(
+        parse_name_or_identity("Chat"),
+        Err(RegistryError::InvalidName(_))
+    ));
 }
