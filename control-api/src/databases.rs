@@ -15,7 +15,10 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::extract::{Body, Caller, Params};
-use crate::schema::{AuditEntryJson, CreateDatabase, DatabaseJson, DatabaseName, ErrorBody};
+use crate::schema::{
+    AuditEntryJson, CreateDatabase, DatabaseJson, DatabaseName, ErrorBody, RestoreDatabase,
+    RestoredJson,
+};
 use crate::ApiState;
 
 /// Entries `GET /audit` returns without `?limit`.
@@ -198,6 +201,142 @@ pub(crate) async fn delete_database(
     cp.delete_database(&caller.principal, &name, caller.client_ip)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Restores a database to a backup, a time or right after a transaction:
+/// into a new database of the account (deploy, account-wide; placed with
+/// the source), or in place (admin; every client is disconnected, and
+/// restoring to `replaced_through` undoes it). The host holding the
+/// database does the work; the audit log records it.
+#[utoipa::path(
+    post,
+    path = "/databases/{name}/restore",
+    tag = "databases",
+    params(("name" = String, Path, description = "the database to restore")),
+    request_body = RestoreDatabase,
+    responses(
+        (status = 200, body = RestoredJson, description = "restored in place"),
+        (status = 201, body = RestoredJson, description = "restored into a new database"),
+        (status = 400, body = ErrorBody, description = "not exactly one point, or neither `into` nor `in_place`"),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the new name is taken"),
+        (status = 503, body = ErrorBody, description = "the host could not restore (a point outside the history, the object store unreachable); nothing changed"),
+    )
+)]
+pub(crate) async fn restore_database(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Body(request): Body<RestoreDatabase>,
+) -> Result<(StatusCode, Json<RestoredJson>), ApiError> {
+    let cp = &state.control_plane;
+    let points = [
+        request.snapshot.is_some(),
+        request.offset.is_some(),
+        request.at.is_some(),
+    ];
+    if points.iter().filter(|given| **given).count() != 1 {
+        return Err(ApiError::invalid(
+            "give exactly one of `snapshot` (a backup id), `offset` and `at` (an RFC 3339 time)",
+        ));
+    }
+    let needed = match (&request.into, request.in_place) {
+        (Some(into), false) => {
+            validate_database_name(into)?;
+            Scope::Deploy
+        }
+        (None, true) => Scope::Admin,
+        _ => {
+            return Err(ApiError::invalid(
+                "give either `into` (a new database's name) or `\"in_place\": true`",
+            ))
+        }
+    };
+    let database = cp.authorize(&caller.principal, &name, needed).await?;
+    let hosts = state
+        .hosts
+        .as_ref()
+        .ok_or_else(|| ApiError::unavailable("no host serves this control plane's databases"))?;
+    let created = match &request.into {
+        Some(into) => {
+            let created = cp
+                .create_database_with(
+                    &caller.principal,
+                    into,
+                    database.durability,
+                    caller.client_ip,
+                )
+                .await?;
+            if let Some(placement) = cp.placement(&database.name).await? {
+                if let Err(e) = cp.place_database(into, &placement.host_id).await {
+                    undo_create(&state, &caller, &created, &e.to_string()).await;
+                    return Err(e.into());
+                }
+            }
+            Some(created)
+        }
+        None => None,
+    };
+    let answer = hosts.restore(&database.name, &request).await;
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(refusal) => {
+            if let Some(created) = &created {
+                undo_create(&state, &caller, created, &refusal.message).await;
+            }
+            return Err(match refusal.status {
+                400 => ApiError::invalid(refusal.message),
+                409 => ApiError::conflict(refusal.message),
+                _ => ApiError::unavailable(refusal.message),
+            });
+        }
+    };
+    let restored: RestoredJson = serde_json::from_value(answer)
+        .map_err(|e| ApiError::internal(format!("the host's answer to a restore: {e}")))?;
+    let point = match (&request.snapshot, request.offset, &request.at) {
+        (Some(id), _, _) => format!("backup {id}"),
+        (_, Some(offset), _) => format!("offset {offset}"),
+        (_, _, at) => format!("time {}", at.as_deref().unwrap_or_default()),
+    };
+    let detail = match &request.into {
+        Some(into) => format!("{point} into {into}"),
+        None => format!(
+            "{point} in place (replaced through offset {})",
+            restored
+                .replaced_through
+                .map_or_else(|| "none".to_owned(), |o| o.to_string())
+        ),
+    };
+    cp.record_restore(&caller.principal, &database.name, &detail, caller.client_ip)
+        .await?;
+    let status = match created {
+        Some(_) => StatusCode::CREATED,
+        None => StatusCode::OK,
+    };
+    Ok((status, Json(restored)))
+}
+
+/// Removes a database created for a restore the host then refused.
+async fn undo_create(
+    state: &ApiState,
+    caller: &Caller,
+    created: &control_plane::Database,
+    reason: &str,
+) {
+    let reason = format!("the restore into it failed: {reason}");
+    if let Err(e) = state
+        .control_plane
+        .undo_create_database(&caller.principal, created, &reason)
+        .await
+    {
+        tracing::error!(
+            database = %created.name,
+            error = %e,
+            "control-plane API: cannot remove a database whose restore failed; delete it by hand"
+        );
+    }
 }
 
 /// `?limit=N`.

@@ -53,6 +53,16 @@ impl ApiError {
         )
     }
 
+    /// 503 `unavailable`: a host could not do it now; nothing changed.
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
+    /// 409 `conflict`.
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict.as_str(), message)
+    }
+
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -95,7 +105,16 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
+        // 503: a host or store could not do it now and nothing changed
+        // (a warning, as the edge logs it); any other 5xx is a failure.
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(
+                code = self.code,
+                status = self.status.as_u16(),
+                "control-plane API: {}",
+                self.message
+            );
+        } else if self.status.is_server_error() {
             tracing::error!(
                 code = self.code,
                 status = self.status.as_u16(),

@@ -1,8 +1,9 @@
 //! The seam to the database hosts: renames and deletions reach them after
-//! the caller is authorized and before the control plane records the change.
+//! the caller is authorized and before the control plane records the change;
+//! restores run there once the control plane has made room for them.
 //!
 //! Owns: [`DatabaseHosts`] (implemented by `orrery start` over its
-//! in-process host) and [`HostError`].
+//! in-process host), [`HostError`] and [`HostRefusal`].
 //! Does not own: the hosts.
 
 use std::future::Future;
@@ -22,6 +23,15 @@ impl std::fmt::Display for HostError {
     }
 }
 
+/// A host's refusal of work it was asked for: the HTTP status it answered
+/// (409 a taken name, 400 a bad request, 503 a point it cannot reach or a
+/// host it cannot reach) and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostRefusal {
+    pub status: u16,
+    pub message: String,
+}
+
 /// What the API tells the hosts serving databases.
 pub trait DatabaseHosts: Send + Sync {
     /// The database `from` is now called `to`. Called again with the names
@@ -30,6 +40,23 @@ pub trait DatabaseHosts: Send + Sync {
 
     /// The database `name` is deleted: stop serving it and drop its data.
     fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), HostError>>;
+
+    /// Restores database `name` as `request` says (`into` a new database,
+    /// which the control plane created and placed first, or `in_place`)
+    /// and answers the host's JSON. Hosts without an object store cannot.
+    fn restore<'a>(
+        &'a self,
+        name: &'a str,
+        request: &'a crate::schema::RestoreDatabase,
+    ) -> BoxFuture<'a, Result<serde_json::Value, HostRefusal>> {
+        let _ = (name, request);
+        Box::pin(async {
+            Err(HostRefusal {
+                status: 503,
+                message: "no host here keeps backups".into(),
+            })
+        })
+    }
 
     /// The operator suspended `name` (it takes no new publish). Nothing by
     /// default: a suspended database keeps serving.

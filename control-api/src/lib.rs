@@ -38,7 +38,7 @@ use utoipa_axum::routes;
 
 pub use error::{ApiError, CONFIRMATION_REQUIRED};
 pub use extract::{SESSION_COOKIE, SESSION_COOKIE_MAX_AGE_S};
-pub use hosts::{BoxFuture, DatabaseHosts, HostError};
+pub use hosts::{BoxFuture, DatabaseHosts, HostError, HostRefusal};
 pub use internal::{
     internal_router, secrets_equal, ClaimRequest, ClaimedJson, GrantJson, InternalState,
     PublishedRequest, RegisterHostRequest, RegisteredJson, RenameRequest, SignedJson,
@@ -154,6 +154,7 @@ fn api() -> OpenApiRouter<Shared> {
             databases::rename_database,
             databases::delete_database
         ))
+        .routes(routes!(databases::restore_database))
         .routes(routes!(databases::audit_log))
         .routes(routes!(admin::list_accounts))
         .routes(routes!(admin::create_invite))

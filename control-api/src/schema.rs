@@ -176,6 +176,52 @@ pub struct CreateDatabase {
     pub durability: Option<String>,
 }
 
+/// `POST /databases/{name}/restore`: one of `snapshot`, `offset` and
+/// `at`, and either `into` or `in_place`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreDatabase {
+    /// A new database of the account to restore into (a DNS label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub into: Option<String>,
+    /// Restore the database itself: every client is disconnected, and the
+    /// state it replaces stays restorable (`replaced_through`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_place: bool,
+    /// A backup id, as the host's `GET /v1/database/{name}/backups` lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// Right after the transaction at this offset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// Right after the last transaction committed by this RFC 3339 time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+}
+
+/// What a restore did.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct RestoredJson {
+    /// The database that now holds the restored state.
+    pub database: String,
+    /// Its identity (hex).
+    pub identity: String,
+    /// Into a new database: the last transaction it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// In place: the last transaction of the restored point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_offset: Option<u64>,
+    /// In place: the last transaction before the restore; restoring to it
+    /// undoes the restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_through: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_deleted: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_inserted: Option<u64>,
+}
+
 /// `PATCH /databases/{name}`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DatabaseName {
@@ -221,7 +267,8 @@ pub struct AuditEntryJson {
     /// `session` or an API token id.
     pub via: Option<String>,
     /// `publish`, `database.create`, `database.rename`, `database.delete`,
-    /// `database.suspend`, `token.create`, `token.revoke`, `login.failed`,
+    /// `database.suspend`, `database.restore`, `token.create`,
+    /// `token.revoke`, `login.failed`,
     /// `password.change`.
     pub action: String,
     pub target: Option<String>,

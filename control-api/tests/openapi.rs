@@ -25,6 +25,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/databases/{name}"),
     ("PATCH", "/api/v1/databases/{name}"),
     ("DELETE", "/api/v1/databases/{name}"),
+    ("POST", "/api/v1/databases/{name}/restore"),
     ("GET", "/api/v1/audit"),
     ("GET", "/api/v1/admin/accounts"),
     ("POST", "/api/v1/admin/invites"),

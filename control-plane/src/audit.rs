@@ -26,6 +26,7 @@ pub enum AuditAction {
     DatabaseRename,
     DatabaseDelete,
     DatabaseSuspend,
+    DatabaseRestore,
     TokenCreate,
     TokenRevoke,
     LoginFailed,
@@ -33,12 +34,13 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
-    const ALL: [AuditAction; 9] = [
+    const ALL: [AuditAction; 10] = [
         AuditAction::Publish,
         AuditAction::DatabaseCreate,
         AuditAction::DatabaseRename,
         AuditAction::DatabaseDelete,
         AuditAction::DatabaseSuspend,
+        AuditAction::DatabaseRestore,
         AuditAction::TokenCreate,
         AuditAction::TokenRevoke,
         AuditAction::LoginFailed,
@@ -53,6 +55,7 @@ impl AuditAction {
             AuditAction::DatabaseRename => "database.rename",
             AuditAction::DatabaseDelete => "database.delete",
             AuditAction::DatabaseSuspend => "database.suspend",
+            AuditAction::DatabaseRestore => "database.restore",
             AuditAction::TokenCreate => "token.create",
             AuditAction::TokenRevoke => "token.revoke",
             AuditAction::LoginFailed => "login.failed",

@@ -225,6 +225,39 @@ impl ControlPlane {
         rows.iter().map(version_from_row).collect()
     }
 
+    /// Removes database `created`, made by `principal` for work a host
+    /// then failed to do (a restore into it); the audit log says why.
+    pub async fn undo_create_database(
+        &self,
+        principal: &Principal,
+        created: &Database,
+        reason: &str,
+    ) -> Result<(), Error> {
+        self.remove_database(principal, created, None, Some(reason))
+            .await
+    }
+
+    /// Records that `principal` restored database `name` (`detail` says
+    /// to what point, and into which database); the host did the restore.
+    pub async fn record_restore(
+        &self,
+        principal: &Principal,
+        name: &str,
+        detail: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Result<(), Error> {
+        self.record(
+            NewEntry::by(
+                principal,
+                AuditAction::DatabaseRestore,
+                name,
+                ip_text(client_ip),
+            )
+            .detail(detail),
+        )
+        .await
+    }
+
     /// Records a publish of the module whose wasm has SHA-256
     /// `module_sha256` to the database `name` (deploy) and returns the new
     /// version. When no database has that name, an account-wide deploy

@@ -149,19 +149,147 @@ pub(crate) async fn create(
     }
 }
 
-#[derive(serde::Deserialize)]
+/// A restore as `POST …/restore` asks for it: `{"into": NAME}` or
+/// `{"in_place": true}`, with one of `snapshot`, `offset` and `at`. The
+/// control plane sends the same to the host holding the database.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RestoreRequest {
+pub struct RestoreRequest {
     /// The new database's name; absent for an in-place restore.
-    into: Option<String>,
-    /// Restore the database itself (it must be said; an in-place restore
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub into: Option<String>,
+    /// Restore the database itself (it must be said: an in-place restore
     /// replaces the current state, which stays restorable).
-    #[serde(default)]
-    in_place: bool,
-    snapshot: Option<String>,
-    offset: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_place: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
     /// RFC 3339, e.g. `2026-12-06T21:00:00Z`.
-    at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+}
+
+/// Where a restore goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RestoreTarget {
+    /// A new database with this (valid, free) name.
+    Into(String),
+    /// The database itself.
+    InPlace,
+}
+
+impl RestoreRequest {
+    /// The point and the target, or why the request is not a restore.
+    pub fn parse(&self) -> Result<(RestorePoint, RestoreTarget), String> {
+        let point = match (&self.snapshot, self.offset, &self.at) {
+            (Some(id), None, None) => RestorePoint::Backup(id.clone()),
+            (None, Some(offset), None) => RestorePoint::Offset(offset),
+            (None, None, Some(at)) => {
+                let time = humantime::parse_rfc3339_weak(at)
+                    .map_err(|e| format!("`at` is not an RFC 3339 time ({e}): {at}"))?;
+                RestorePoint::Time(
+                    time.duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+                )
+            }
+            _ => {
+                return Err("give exactly one of `snapshot` (a backup id), `offset` and `at` (an RFC 3339 time)".into())
+            }
+        };
+        let target = match (&self.into, self.in_place) {
+            (Some(into), false) => {
+                if !tenant_host::registry::is_valid_name(into) {
+                    return Err(format!("`{into}` is not a valid database name"));
+                }
+                RestoreTarget::Into(into.clone())
+            }
+            (None, true) => RestoreTarget::InPlace,
+            _ => {
+                return Err(
+                    "give either `into` (a new database's name) or `\"in_place\": true`".into(),
+                )
+            }
+        };
+        Ok((point, target))
+    }
+}
+
+/// Why a restore on this host failed: the HTTP status it answers with and
+/// the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreFailed {
+    pub status: u16,
+    pub message: String,
+}
+
+/// Runs a restore the caller is authorized for, on this host (blocking):
+/// into a new database, which the registry then serves, or in place.
+/// Answers the JSON the restore routes return.
+pub fn restore_on_host(
+    registry: &tenant_host::registry::Registry,
+    backups: &dyn Backups,
+    entry: &Entry,
+    point: &RestorePoint,
+    target: &RestoreTarget,
+) -> Result<Value, RestoreFailed> {
+    let unavailable = |message: String| RestoreFailed {
+        status: 503,
+        message,
+    };
+    match target {
+        RestoreTarget::Into(into) => {
+            if registry.name_target(into).is_some() {
+                return Err(RestoreFailed {
+                    status: 409,
+                    message: format!("Cannot restore into {into} because it already is in use."),
+                });
+            }
+            let identity =
+                spacetimedb_lib::Identity::from_byte_array(orrery_api::ids::random_bytes());
+            let dir = registry.root().join(identity.to_hex().as_str());
+            let offset = backups
+                .restore(entry, point, identity, into, &dir)
+                .map_err(|e| unavailable(format!("the restore failed: {e}")))?;
+            registry.adopt(identity).map_err(|e| {
+                unavailable(format!(
+                    "the restore failed: the restored database did not open: {e}"
+                ))
+            })?;
+            Ok(json!({
+                "database": into,
+                "identity": identity.to_hex().to_string(),
+                "offset": offset,
+            }))
+        }
+        RestoreTarget::InPlace => {
+            let name = entry
+                .names()
+                .first()
+                .cloned()
+                .unwrap_or_else(|| entry.identity().to_hex().to_string());
+            let done = backups
+                .restore_in_place(entry, point)
+                .map_err(|e| unavailable(format!("the restore failed: {e}")))?;
+            tracing::info!(
+                database = %name,
+                restored_offset = done.restored_offset,
+                replaced_through = ?done.replaced_through,
+                "database restored in place"
+            );
+            Ok(json!({
+                "database": name,
+                "identity": entry.identity().to_hex().to_string(),
+                "in_place": true,
+                "restored_offset": done.restored_offset,
+                "replaced_through": done.replaced_through,
+                "offset": done.offset,
+                "rows_deleted": done.rows_deleted,
+                "rows_inserted": done.rows_inserted,
+            }))
+        }
+    }
 }
 
 pub(crate) async fn restore(
@@ -170,133 +298,54 @@ pub(crate) async fn restore(
     Path(name_or_identity): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let request: RestoreRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(e) => {
-            return fail(
-                ErrorCode::InvalidRequest,
-                format!("a restore is {{\"into\": NAME}} or {{\"in_place\": true}} with one of \"snapshot\", \"offset\" and \"at\": {e}"),
-            )
-        }
+    let parsed = serde_json::from_slice::<RestoreRequest>(&body)
+        .map_err(|e| format!("a restore is {{\"into\": NAME}} or {{\"in_place\": true}} with one of \"snapshot\", \"offset\" and \"at\": {e}"))
+        .and_then(|request| request.parse());
+    let (point, target_db) = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => return fail(ErrorCode::InvalidRequest, e),
     };
-    let point = match (request.snapshot, request.offset, request.at) {
-        (Some(id), None, None) => RestorePoint::Backup(id),
-        (None, Some(offset), None) => RestorePoint::Offset(offset),
-        (None, None, Some(at)) => match humantime::parse_rfc3339_weak(&at) {
-            Ok(time) => RestorePoint::Time(
-                time.duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
-            ),
-            Err(e) => {
-                return fail(
-                    ErrorCode::InvalidRequest,
-                    format!("`at` is not an RFC 3339 time ({e}): {at}"),
-                )
-            }
-        },
-        _ => return fail(
-            ErrorCode::InvalidRequest,
-            "give exactly one of `snapshot` (a backup id), `offset` and `at` (an RFC 3339 time)",
-        ),
+    // An in-place restore replaces every row, as a delete would: admin.
+    let needed = match target_db {
+        RestoreTarget::InPlace => Scope::Admin,
+        RestoreTarget::Into(_) => Scope::Deploy,
     };
-    let into = match (request.into, request.in_place) {
-        (Some(into), false) => into,
-        (None, true) => return restore_in_place(&state, &caller, &name_or_identity, point).await,
-        _ => {
-            return fail(
-                ErrorCode::InvalidRequest,
-                "give either `into` (a new database's name) or `\"in_place\": true`",
-            )
-        }
-    };
-    let (entry, backups) = match target(&state, &caller, &name_or_identity, Scope::Deploy) {
+    let (entry, backups) = match target(&state, &caller, &name_or_identity, needed) {
         Ok(found) => found,
         Err(response) => return response,
     };
-    if !tenant_host::registry::is_valid_name(&into) {
-        return fail(
-            ErrorCode::InvalidRequest,
-            format!("`{into}` is not a valid database name"),
-        );
-    }
-    if state.registry.name_target(&into).is_some() {
-        return fail(
-            ErrorCode::Conflict,
-            format!("Cannot restore into {into} because it already is in use."),
-        );
-    }
-    // With accounts, the new database is the account's like any first publish.
-    if let (Some(grant), Some(authenticator)) = (&caller.grant, &state.access.authenticator) {
-        if let Err(refusal) = authenticator.claim_database(grant, &into).await {
-            return refusal.into_response();
+    if let RestoreTarget::Into(into) = &target_db {
+        if state.registry.name_target(into).is_some() {
+            return fail(
+                ErrorCode::Conflict,
+                format!("Cannot restore into {into} because it already is in use."),
+            );
+        }
+        // With accounts, the new database is the account's like any first publish.
+        if let (Some(grant), Some(authenticator)) = (&caller.grant, &state.access.authenticator) {
+            if let Err(refusal) = authenticator.claim_database(grant, into).await {
+                return refusal.into_response();
+            }
         }
     }
-    let identity = spacetimedb_lib::Identity::from_byte_array(orrery_api::ids::random_bytes());
     let registry = state.registry.clone();
     let restored = blocking(move || {
-        let dir = registry.root().join(identity.to_hex().as_str());
-        let offset = backups.restore(&entry, &point, identity, &into, &dir)?;
-        registry
-            .adopt(identity)
-            .map_err(|e| format!("the restored database did not open: {e}"))?;
-        Ok::<_, String>((into, offset))
+        restore_on_host(&registry, backups.as_ref(), &entry, &point, &target_db)
+            .map(|answer| (target_db, answer))
     })
     .await;
     match restored {
-        Ok(Ok((into, offset))) => (
-            StatusCode::CREATED,
-            Json(json!({
-                "database": into,
-                "identity": identity.to_hex().to_string(),
-                "offset": offset,
-            })),
-        )
-            .into_response(),
-        Ok(Err(e)) => fail(ErrorCode::Unavailable, format!("the restore failed: {e}")),
-        Err(response) => response,
-    }
-}
-
-/// Restores the database itself (admin scope: it replaces every row, as a
-/// delete would). Answers 200 with the points involved; restoring to
-/// `replaced_through` undoes it.
-async fn restore_in_place(
-    state: &ApiState,
-    caller: &Caller,
-    name_or_identity: &str,
-    point: RestorePoint,
-) -> Response {
-    let (entry, backups) = match target(state, caller, name_or_identity, Scope::Admin) {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    let name = entry
-        .names()
-        .first()
-        .cloned()
-        .unwrap_or_else(|| entry.identity().to_hex().to_string());
-    let identity = entry.identity();
-    match blocking(move || backups.restore_in_place(&entry, &point)).await {
-        Ok(Ok(done)) => {
-            tracing::info!(
-                database = %name,
-                restored_offset = done.restored_offset,
-                replaced_through = ?done.replaced_through,
-                "database restored in place"
-            );
-            Json(json!({
-                "database": name,
-                "identity": identity.to_hex().to_string(),
-                "in_place": true,
-                "restored_offset": done.restored_offset,
-                "replaced_through": done.replaced_through,
-                "offset": done.offset,
-                "rows_deleted": done.rows_deleted,
-                "rows_inserted": done.rows_inserted,
-            }))
-            .into_response()
+        Ok(Ok((RestoreTarget::Into(_), answer))) => {
+            (StatusCode::CREATED, Json(answer)).into_response()
         }
-        Ok(Err(e)) => fail(ErrorCode::Unavailable, format!("the restore failed: {e}")),
+        Ok(Ok((RestoreTarget::InPlace, answer))) => Json(answer).into_response(),
+        Ok(Err(failed)) => fail(
+            match failed.status {
+                409 => ErrorCode::Conflict,
+                _ => ErrorCode::Unavailable,
+            },
+            failed.message,
+        ),
         Err(response) => response,
     }
 }

@@ -190,6 +190,7 @@ impl ModuleSigner for Embedded {
 /// renames and deletes them.
 pub(crate) struct LocalHosts {
     pub(crate) registry: Arc<Registry>,
+    pub(crate) backups: Arc<dyn orrery_edge::backups::Backups>,
 }
 
 impl LocalHosts {
@@ -233,6 +234,37 @@ pub(crate) fn delete_local(registry: &Registry, name: &str) -> Result<(), String
         .map_err(|e| e.to_string())
 }
 
+/// Restores database `name` of the registry as the control plane asks
+/// (it authorized the caller, and created and placed a new database).
+pub(crate) fn restore_local(
+    registry: &Registry,
+    backups: &dyn orrery_edge::backups::Backups,
+    name: &str,
+    request: &control_api::RestoreDatabase,
+) -> Result<serde_json::Value, control_api::HostRefusal> {
+    use orrery_edge::backups::{restore_on_host, RestoreRequest};
+    let refused = |status: u16, message: String| control_api::HostRefusal { status, message };
+    let request = RestoreRequest {
+        into: request.into.clone(),
+        in_place: request.in_place,
+        snapshot: request.snapshot.clone(),
+        offset: request.offset,
+        at: request.at.clone(),
+    };
+    let (point, target) = request.parse().map_err(|e| refused(400, e))?;
+    let entry = registry
+        .lookup_name(name)
+        .and_then(|id| registry.get(&id))
+        .ok_or_else(|| {
+            refused(
+                503,
+                format!("`{name}` has no database on this host yet (publish it first)"),
+            )
+        })?;
+    restore_on_host(registry, backups, &entry, &point, &target)
+        .map_err(|failed| refused(failed.status, failed.message))
+}
+
 impl control_api::DatabaseHosts for LocalHosts {
     fn rename<'a>(
         &'a self,
@@ -251,5 +283,24 @@ impl control_api::DatabaseHosts for LocalHosts {
         let name = name.to_owned();
         let done = self.run(move |registry| delete_local(registry, &name));
         Box::pin(async move { done.await.map_err(control_api::HostError) })
+    }
+
+    fn restore<'a>(
+        &'a self,
+        name: &'a str,
+        request: &'a control_api::RestoreDatabase,
+    ) -> control_api::BoxFuture<'a, Result<serde_json::Value, control_api::HostRefusal>> {
+        let (registry, backups) = (self.registry.clone(), self.backups.clone());
+        let (name, request) = (name.to_owned(), request.clone());
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                restore_local(&registry, backups.as_ref(), &name, &request)
+            })
+            .await
+            .map_err(|e| control_api::HostRefusal {
+                status: 500,
+                message: format!("the host task failed: {e}"),
+            })?
+        })
     }
 }

@@ -447,6 +447,7 @@ fn start(
         config: control_api::ApiConfig { behind_tls: false },
         hosts: Some(Arc::new(accounts::LocalHosts {
             registry: registry.clone(),
+            backups: replica.clone(),
         })),
     }));
     let server = runtime.spawn(orrery_edge::serve_with(

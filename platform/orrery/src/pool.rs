@@ -3,9 +3,10 @@
 //! the host a database is placed on) and [`host_router`] (the host's
 //! internal routes that answer it, with the join secret).
 //!
-//! Owns: those two and the paths between them. Does not own: placement
-//! (`control_plane`), or what a rename or deletion does to the registry
-//! (`accounts::rename_local`, `accounts::delete_local`).
+//! Owns: those two and the paths between them (rename, delete, restore).
+//! Does not own: placement (`control_plane`), or what a rename, deletion or
+//! restore does on the host (`accounts::{rename_local, delete_local,
+//! restore_local}`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,11 +17,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use control_api::{BoxFuture, DatabaseHosts, HostError, RenameRequest, INTERNAL_PREFIX};
+use control_api::{
+    BoxFuture, DatabaseHosts, HostError, HostRefusal, RenameRequest, RestoreDatabase,
+    INTERNAL_PREFIX,
+};
 use control_plane::ControlPlane;
 use tenant_host::registry::Registry;
 
-use crate::accounts::{delete_local, rename_local};
+use crate::accounts::{delete_local, rename_local, restore_local};
 
 /// The control plane's hosts, reached at the addresses they registered.
 pub(crate) struct HttpHosts {
@@ -98,10 +102,55 @@ impl DatabaseHosts for HttpHosts {
                 .await
         })
     }
+
+    fn restore<'a>(
+        &'a self,
+        name: &'a str,
+        request: &'a RestoreDatabase,
+    ) -> BoxFuture<'a, Result<serde_json::Value, HostRefusal>> {
+        Box::pin(async move {
+            let unreachable = |message: String| HostRefusal {
+                status: 503,
+                message,
+            };
+            let address = self
+                .address(name, None)
+                .await
+                .map_err(|e| unreachable(e.0))?
+                .ok_or_else(|| {
+                    unreachable(format!("`{name}` is on no host yet (publish it first)"))
+                })?;
+            let response = self
+                .http
+                .post(format!(
+                    "{address}{INTERNAL_PREFIX}/databases/{name}/restore"
+                ))
+                .bearer_auth(&self.join_secret)
+                .json(request)
+                .send()
+                .await
+                .map_err(|e| unreachable(format!("the host did not answer: {e}")))?;
+            let status = response.status();
+            let body: serde_json::Value = response
+                .json()
+                .await
+                .map_err(|e| unreachable(format!("the host's answer is not JSON: {e}")))?;
+            if status.is_success() {
+                return Ok(body);
+            }
+            Err(HostRefusal {
+                status: status.as_u16(),
+                message: body["error"]["message"]
+                    .as_str()
+                    .map_or_else(|| body.to_string(), str::to_owned),
+            })
+        })
+    }
 }
 
 struct HostState {
     registry: Arc<Registry>,
+    backups: Arc<dyn orrery_edge::backups::Backups>,
     join_secret: String,
     control_plane_url: String,
 }
@@ -110,11 +159,13 @@ struct HostState {
 /// control plane calls, and a pointer to the control plane for `/api/`.
 pub(crate) fn host_router(
     registry: Arc<Registry>,
+    backups: Arc<dyn orrery_edge::backups::Backups>,
     join_secret: String,
     control_plane_url: String,
 ) -> Router {
     let state = Arc::new(HostState {
         registry,
+        backups,
         join_secret,
         control_plane_url,
     });
@@ -126,6 +177,10 @@ pub(crate) fn host_router(
         .route(
             &format!("{INTERNAL_PREFIX}/databases/{{name}}"),
             axum::routing::delete(delete),
+        )
+        .route(
+            &format!("{INTERNAL_PREFIX}/databases/{{name}}/restore"),
+            post(restore),
         )
         .fallback(elsewhere)
         .with_state(state)
@@ -200,6 +255,43 @@ async fn delete(
         return no_secret();
     }
     run(&state, move |registry| delete_local(registry, &name)).await
+}
+
+async fn restore(
+    State(state): State<Arc<HostState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Json(request): Json<RestoreDatabase>,
+) -> Response {
+    if !has_secret(&state, &headers) {
+        return no_secret();
+    }
+    let (registry, backups) = (state.registry.clone(), state.backups.clone());
+    let done = tokio::task::spawn_blocking(move || {
+        restore_local(&registry, backups.as_ref(), &name, &request)
+    })
+    .await;
+    match done {
+        Ok(Ok(answer)) => Json(answer).into_response(),
+        Ok(Err(refusal)) => {
+            let status =
+                StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let code = match refusal.status {
+                400 => "invalid_request",
+                409 => "conflict",
+                _ => "unavailable",
+            };
+            error(status, code, refusal.message)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "a host task failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("the host task failed: {e}"),
+            )
+        }
+    }
 }
 
 /// `/api/…` on a host: the control-plane API lives elsewhere.

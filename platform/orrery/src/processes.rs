@@ -309,6 +309,7 @@ pub(crate) fn host(args: HostArgs) -> anyhow::Result<()> {
     });
     let internal = pool::host_router(
         registry.clone(),
+        replica.clone(),
         args.join_secret,
         args.control_plane.clone(),
     );

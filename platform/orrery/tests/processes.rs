@@ -301,6 +301,7 @@ fn separate_processes_over_postgres_and_s3_sign_up_publish_subscribe_and_delete(
         "the same rows, read back from S3"
     );
 
+    restore_through_the_api(&cp.url, &host_url, &session, &deploy);
     rename_and_delete(&cp.url, &host_url, &session, &deploy);
     stop(&mut host.process, "orrery host");
     stop(&mut cp.process, "orrery control-plane");
@@ -481,6 +482,102 @@ fn journey(api_url: &str, host_addr: &str, ts_dir: &Path, dir: &Path) -> (String
     (session, deploy)
 }
 
+/// Restores through the control-plane API, done by the host holding the
+/// database: into a new database (deploy) and in place (admin only), then
+/// the in-place restore undone. Refusals change nothing and leave no
+/// database behind; the audit log records each restore.
+fn restore_through_the_api(api_url: &str, host_url: &str, session: &str, deploy: &str) {
+    let sql = |db: &str, query: &str| {
+        let path = format!("/v1/database/{db}/sql");
+        let (status, body) = request(host_url, "POST", &path, Some(deploy), query.as_bytes());
+        assert_eq!(status, 200, "{query}: {body}");
+        body
+    };
+    let rows = |db: &str| {
+        let body = sql(db, "SELECT * FROM account");
+        let mut rows = json_of(&body)[0]["rows"].as_array().unwrap().clone();
+        rows.sort_by_key(|row| row[0].as_u64());
+        Value::Array(rows)
+    };
+    let restore = |bearer: &str, body: Value| {
+        request(
+            api_url,
+            "POST",
+            "/api/v1/databases/jledger/restore",
+            Some(bearer),
+            body.to_string().as_bytes(),
+        )
+    };
+    sql(
+        "jledger",
+        "INSERT INTO account (id, balance) VALUES (8, 80)",
+    );
+    let (status, body) = request(
+        host_url,
+        "POST",
+        "/v1/database/jledger/backups",
+        Some(deploy),
+        b"",
+    );
+    assert_eq!(status, 201, "{body}");
+    let backup = json_of(&body)["id"].as_str().unwrap().to_owned();
+    let at_backup = rows("jledger");
+    sql("jledger", "DELETE FROM account WHERE id = 8");
+    let changed = rows("jledger");
+    assert_ne!(changed, at_backup, "canary: the delete changed the data");
+
+    let (status, body) = restore(
+        session,
+        json!({"into": "jcopy", "in_place": true, "offset": 1}),
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = restore(deploy, json!({"in_place": true, "snapshot": backup}));
+    assert_eq!(status, 403, "in place needs admin: {body}");
+    let (status, body) = restore(deploy, json!({"into": "jfuture", "offset": 999_999}));
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("history reaches offset"), "{body}");
+    let (status, body) = request(
+        api_url,
+        "GET",
+        "/api/v1/databases/jfuture",
+        Some(session),
+        b"",
+    );
+    assert_eq!(status, 404, "a failed restore leaves no database: {body}");
+    assert_eq!(rows("jledger"), changed);
+
+    let (status, body) = restore(deploy, json!({"into": "jcopy", "snapshot": backup}));
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(json_of(&body)["database"], "jcopy");
+    assert_eq!(rows("jcopy"), at_backup);
+    let (status, body) = request(
+        api_url,
+        "GET",
+        "/api/v1/databases/jcopy",
+        Some(session),
+        b"",
+    );
+    assert_eq!(status, 200, "the copy is the account's: {body}");
+
+    let (status, body) = restore(session, json!({"in_place": true, "snapshot": backup}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(rows("jledger"), at_backup);
+    let replaced = json_of(&body)["replaced_through"].as_u64().unwrap();
+    let (status, body) = restore(session, json!({"in_place": true, "offset": replaced}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(rows("jledger"), changed, "the undo");
+
+    let (status, body) = request(api_url, "GET", "/api/v1/audit", Some(session), b"");
+    assert_eq!(status, 200, "{body}");
+    let restores = json_of(&body)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["action"] == "database.restore")
+        .count();
+    assert_eq!(restores, 3, "{body}");
+}
+
 /// Rename and delete through the control-plane API: the host follows.
 fn rename_and_delete(api_url: &str, host_url: &str, session: &str, deploy: &str) {
     let (session, deploy) = (session.to_owned(), deploy.to_owned());
@@ -531,6 +628,7 @@ fn the_same_journey_on_orrery_start_with_sqlite() {
     let o = support::Orrery::start_closed(data.path(), &[]);
     let url = o.url("");
     let (session, deploy) = journey(&url, &o.addr, &ts_dir, data.path());
+    restore_through_the_api(&url, &url, &session, &deploy);
     rename_and_delete(&url, &url, &session, &deploy);
     assert!(
         data.path().join("control-plane.db").is_file()
