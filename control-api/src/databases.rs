@@ -32,7 +32,7 @@ const AUDIT_DEFAULT_LIMIT: u32 = 100;
     request_body = CreateDatabase,
     responses(
         (status = 201, body = DatabaseJson),
-        (status = 400, body = ErrorBody, description = "the name is not a DNS label, or the durability mode is unknown"),
+        (status = 400, body = ErrorBody, description = "the name is not a DNS label, the durability mode is unknown, or retention_days is over 3650"),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "needs an account-wide deploy credential"),
         (status = 409, body = ErrorBody, description = "the name is taken"),
@@ -50,14 +50,13 @@ pub(crate) async fn create_database(
         ),
         None => None,
     };
+    let settings = orrery_api::DatabaseSettings {
+        durability,
+        retention_days: request.retention_days,
+    };
     let database = state
         .control_plane
-        .create_database_with(
-            &caller.principal,
-            &request.name,
-            durability,
-            caller.client_ip,
-        )
+        .create_database_with(&caller.principal, &request.name, settings, caller.client_ip)
         .await?;
     Ok((StatusCode::CREATED, Json(database.into())))
 }
@@ -265,7 +264,7 @@ pub(crate) async fn restore_database(
                 .create_database_with(
                     &caller.principal,
                     into,
-                    database.durability,
+                    database.settings(),
                     caller.client_ip,
                 )
                 .await?;

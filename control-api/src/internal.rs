@@ -233,16 +233,21 @@ async fn claim(
     plane.place_database(&name, &request.host).await?;
     Ok(Json(ClaimedJson {
         durability: database.durability.map(|mode| mode.as_str().to_owned()),
+        retention_days: database.retention_days,
     }))
 }
 
 /// What a host learns when it claims a database for a first publish.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClaimedJson {
     /// The database's durability mode (`local`, `object-store`); absent:
     /// the host's default.
     #[serde(default)]
     pub durability: Option<String>,
+    /// Days of point-in-time history to keep (0: everything); absent: the
+    /// host's default.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
 }
 
 #[derive(Serialize, Deserialize, Debug)]

@@ -174,6 +174,11 @@ pub struct CreateDatabase {
     /// holds it); absent: the host's default.
     #[serde(default)]
     pub durability: Option<String>,
+    /// Days of point-in-time history to keep in the object store (0 keeps
+    /// everything, at most 3650); absent: the host's default (7 for
+    /// `orrery start`).
+    #[serde(default)]
+    pub retention_days: Option<u32>,
 }
 
 /// `POST /databases/{name}/restore`: one of `snapshot`, `offset` and
@@ -242,6 +247,8 @@ pub struct DatabaseJson {
     pub suspended_at_ms: Option<i64>,
     /// Its durability mode (`local`, `object-store`), if one was chosen.
     pub durability: Option<String>,
+    /// Days of point-in-time history it keeps (0: everything), if chosen.
+    pub retention_days: Option<u32>,
 }
 
 impl From<Database> for DatabaseJson {
@@ -254,6 +261,7 @@ impl From<Database> for DatabaseJson {
             created_at_ms: database.created_at_ms,
             suspended_at_ms: database.suspended_at_ms,
             durability: database.durability.map(|mode| mode.as_str().to_owned()),
+            retention_days: database.retention_days,
         }
     }
 }

@@ -33,6 +33,19 @@ pub struct Database {
     pub suspended_at_ms: Option<i64>,
     /// Its durability mode; `None` leaves it to the host's default.
     pub durability: Option<orrery_api::Durability>,
+    /// Days of point-in-time history kept (0: everything); `None` leaves
+    /// it to the host's default.
+    pub retention_days: Option<u32>,
+}
+
+impl Database {
+    /// What its hosts apply.
+    pub fn settings(&self) -> orrery_api::DatabaseSettings {
+        orrery_api::DatabaseSettings {
+            durability: self.durability,
+            retention_days: self.retention_days,
+        }
+    }
 }
 
 /// A published module version of a database.
@@ -47,7 +60,8 @@ pub struct ModuleVersion {
     pub published_at_ms: i64,
 }
 
-const DATABASE_COLUMNS: &str = "id, name, account_id, created_at, suspended_at, durability";
+const DATABASE_COLUMNS: &str =
+    "id, name, account_id, created_at, suspended_at, durability, retention_days";
 
 impl ControlPlane {
     /// Creates a database named `name` in the principal's account (an
@@ -59,24 +73,33 @@ impl ControlPlane {
         name: &str,
         client_ip: Option<IpAddr>,
     ) -> Result<Database, Error> {
-        self.create_database_with(principal, name, None, client_ip)
+        self.create_database_with(principal, name, Default::default(), client_ip)
             .await
     }
 
-    /// [`ControlPlane::create_database`] with a durability mode (`None`:
-    /// the host's default).
+    /// [`ControlPlane::create_database`] with settings (each `None`: the
+    /// host's default). A retention over
+    /// [`orrery_api::limits::RETENTION_DAYS_MAX`] days is `invalid_request`.
     pub async fn create_database_with(
         &self,
         principal: &Principal,
         name: &str,
-        durability: Option<orrery_api::Durability>,
+        settings: orrery_api::DatabaseSettings,
         client_ip: Option<IpAddr>,
     ) -> Result<Database, Error> {
         self.require_account_scope(principal, Scope::Deploy)?;
         validate_database_name(name)?;
+        if let Some(days) = settings.retention_days {
+            if days > orrery_api::limits::RETENTION_DAYS_MAX {
+                return Err(Error::invalid(format!(
+                    "retention_days is at most {} (0 keeps everything), not {days}",
+                    orrery_api::limits::RETENTION_DAYS_MAX
+                )));
+            }
+        }
         let mut tx = self.store.begin_write().await?;
         let database = self
-            .insert_database(&mut tx, principal, name, durability, client_ip)
+            .insert_database(&mut tx, principal, name, settings, client_ip)
             .await?;
         tx.commit().await.context("commit a database creation")?;
         Ok(database)
@@ -87,7 +110,7 @@ impl ControlPlane {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         principal: &Principal,
         name: &str,
-        durability: Option<orrery_api::Durability>,
+        settings: orrery_api::DatabaseSettings,
         client_ip: Option<IpAddr>,
     ) -> Result<Database, Error> {
         let database = Database {
@@ -97,17 +120,19 @@ impl ControlPlane {
             owner_identity: principal.identity,
             created_at_ms: self.now_ms(),
             suspended_at_ms: None,
-            durability,
+            durability: settings.durability,
+            retention_days: settings.retention_days,
         };
         let inserted = sqlx::query(
-            "INSERT INTO databases (id, name, account_id, created_at, durability) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO databases (id, name, account_id, created_at, durability, retention_days) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(database.id.as_str())
         .bind(name)
         .bind(database.account_id.as_str())
         .bind(database.created_at_ms)
-        .bind(durability.map(|mode| mode.as_str()))
+        .bind(settings.durability.map(|mode| mode.as_str()))
+        .bind(settings.retention_days.map(i64::from))
         .execute(&mut **tx)
         .await;
         match inserted {
@@ -298,7 +323,7 @@ impl ControlPlane {
         let database = match existing {
             Some(database) => database,
             None => {
-                self.insert_database(&mut tx, principal, name, None, client_ip)
+                self.insert_database(&mut tx, principal, name, Default::default(), client_ip)
                     .await?
             }
         };
@@ -486,6 +511,12 @@ fn database_from_row(row: &AnyRow) -> Result<Database, Error> {
                 text.parse()
                     .map_err(|e: String| Error::Internal(format!("stored durability mode: {e}")))?,
             ),
+            None => None,
+        },
+        retention_days: match get::<Option<i64>>(row, "retention_days")? {
+            Some(days) => Some(u32::try_from(days).map_err(|_| {
+                Error::Internal(format!("stored retention_days {days} is out of range"))
+            })?),
             None => None,
         },
     })

@@ -33,6 +33,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "durability",
         include_str!("../migrations/0002_durability.sql"),
     ),
+    (
+        3,
+        "retention",
+        include_str!("../migrations/0003_retention.sql"),
+    ),
 ];
 
 /// Which database the store runs on.

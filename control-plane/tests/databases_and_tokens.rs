@@ -30,6 +30,7 @@ on_both_backends!(control_plane::SignupMode::Open =>
     concurrent_publishes_get_distinct_versions,
     audit_log_is_newest_first_and_per_account,
     account_level_actions_need_account_wide_admin,
+    settings_are_kept_and_bounded,
 );
 
 async fn account(h: &Harness, email: &str) -> Principal {
@@ -537,4 +538,44 @@ async fn account_level_actions_need_account_wide_admin(h: Harness) {
             Err(Error::Forbidden(_))
         ));
     }
+}
+
+/// A database's durability mode and retention are stored as chosen (each
+/// absent leaves it to the host), read back by every query, and a
+/// retention over the ceiling is refused with nothing created.
+async fn settings_are_kept_and_bounded(h: Harness) {
+    let ann = account(&h, "ann@example.com").await;
+    let chosen = orrery_api::DatabaseSettings {
+        durability: Some(orrery_api::Durability::ObjectStore),
+        retention_days: Some(30),
+    };
+    let made =
+        h.cp.create_database_with(&ann, "ledger", chosen, None)
+            .await
+            .unwrap();
+    assert_eq!(made.settings(), chosen);
+    let read = h.cp.get_database(&ann, "ledger").await.unwrap();
+    assert_eq!(read.settings(), chosen);
+    let plain = h.cp.create_database(&ann, "plain", None).await.unwrap();
+    assert_eq!(plain.settings(), orrery_api::DatabaseSettings::default());
+    let forever = orrery_api::DatabaseSettings {
+        retention_days: Some(0),
+        ..Default::default()
+    };
+    h.cp.create_database_with(&ann, "forever", forever, None)
+        .await
+        .unwrap();
+    let listed = h.cp.list_databases(&ann).await.unwrap();
+    let forever_read = listed.iter().find(|d| d.name == "forever").unwrap();
+    assert_eq!(forever_read.retention_days, Some(0));
+    let too_long = orrery_api::DatabaseSettings {
+        retention_days: Some(orrery_api::limits::RETENTION_DAYS_MAX + 1),
+        ..Default::default()
+    };
+    let error =
+        h.cp.create_database_with(&ann, "ancient", too_long, None)
+            .await
+            .unwrap_err();
+    assert!(matches!(error, Error::InvalidRequest(_)), "{error}");
+    assert!(h.cp.get_database(&ann, "ancient").await.is_err());
 }

@@ -157,14 +157,14 @@ pub trait Authenticator: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Grant, Refusal>>;
 
     /// Before a first publish creates database `name`: makes `name` the
-    /// account's (or confirms it is), or refuses. Answers the database's
-    /// durability mode when the control plane chose one (`None`: the
-    /// host's default).
+    /// account's (or confirms it is), or refuses. Answers the settings the
+    /// control plane chose for the database (durability mode, retention;
+    /// each `None` leaves it to the host's default).
     fn claim_database<'a>(
         &'a self,
         grant: &'a Grant,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<orrery_api::Durability>, Refusal>>;
+    ) -> BoxFuture<'a, Result<orrery_api::DatabaseSettings, Refusal>>;
 
     /// Before a rename: moves the account's database `from` to the free
     /// name `to`, or refuses.

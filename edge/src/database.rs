@@ -514,8 +514,8 @@ async fn publish(
         Some(Ok(parsed)) => Some(parsed),
         Some(Err(e)) => return registry_error(e),
     };
-    let durability = match claim_for_publish(&state, &caller, parsed.as_ref()).await {
-        Ok(durability) => durability,
+    let settings = match claim_for_publish(&state, &caller, parsed.as_ref()).await {
+        Ok(settings) => settings,
         Err(response) => return response,
     };
     if let Some(signer) = &state.access.signer {
@@ -586,7 +586,7 @@ async fn publish(
                     .map_err(registry_error)
             }
             None => registry
-                .create_with(owner, name.clone(), identity, &body, durability)
+                .create_with(owner, name.clone(), identity, &body, settings)
                 .map(|entry| (entry.identity(), name, "created"))
                 .map_err(registry_error),
         }
@@ -630,7 +630,7 @@ async fn claim_for_publish(
     state: &ApiState,
     caller: &Caller,
     target: Option<&NameOrIdentity>,
-) -> Result<Option<orrery_api::Durability>, Response> {
+) -> Result<orrery_api::DatabaseSettings, Response> {
     let creates = match target {
         None => true,
         Some(NameOrIdentity::Name(name)) => !matches!(
@@ -640,11 +640,11 @@ async fn claim_for_publish(
         Some(NameOrIdentity::Identity(id)) => state.registry.get(id).is_none(),
     };
     if !creates {
-        return Ok(None);
+        return Ok(Default::default());
     }
     let Some(grant) = &caller.grant else {
         if state.access.open_publishing {
-            return Ok(None);
+            return Ok(Default::default());
         }
         // No credentials at all is 401; an app identity's token is 403.
         let code = if caller.minted {

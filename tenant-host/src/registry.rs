@@ -112,6 +112,10 @@ struct Meta {
     /// `object-store`); absent: the host's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     durability: Option<String>,
+    /// Days of point-in-time history the control plane chose to keep (0:
+    /// everything); absent: the host's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retention_days: Option<u32>,
 }
 
 /// Why a database of this host did not open.
@@ -260,6 +264,12 @@ impl Entry {
     /// (`None`: the host's default; an unknown name counts as none).
     pub fn durability(&self) -> Option<orrery_api::Durability> {
         lock(&self.meta).durability.as_deref()?.parse().ok()
+    }
+
+    /// Days of history the control plane chose to keep (`None`: the
+    /// host's default; 0: everything).
+    pub fn retention_days(&self) -> Option<u32> {
+        lock(&self.meta).retention_days
     }
 
     /// BLAKE3 of the module serving now.
@@ -1054,18 +1064,18 @@ impl Registry {
         identity: Option<Identity>,
         wasm: &[u8],
     ) -> Result<Arc<Entry>, RegistryError> {
-        self.create_with(owner, name, identity, wasm, None)
+        self.create_with(owner, name, identity, wasm, Default::default())
     }
 
-    /// [`Registry::create`] with the durability mode the control plane
-    /// chose for the database (kept in its `database.json`).
+    /// [`Registry::create`] with the settings the control plane chose for
+    /// the database (kept in its `database.json`).
     pub fn create_with(
         &self,
         owner: Identity,
         name: Option<String>,
         identity: Option<Identity>,
         wasm: &[u8],
-        durability: Option<orrery_api::Durability>,
+        settings: orrery_api::DatabaseSettings,
     ) -> Result<Arc<Entry>, RegistryError> {
         if let Some(name) = &name {
             if !is_valid_name(name) {
@@ -1114,9 +1124,9 @@ impl Registry {
             inner.reserved_ids.push(identity);
             identity
         };
-        let result = self.verify(wasm).and_then(|wasm| {
-            self.create_reserved(owner, name.clone(), identity, &wasm, durability)
-        });
+        let result = self
+            .verify(wasm)
+            .and_then(|wasm| self.create_reserved(owner, name.clone(), identity, &wasm, settings));
         let mut inner = lock(&self.inner);
         inner.reserved_ids.retain(|i| *i != identity);
         if let Some(name) = &name {
@@ -1168,7 +1178,7 @@ impl Registry {
         name: Option<String>,
         identity: Identity,
         wasm: &[u8],
-        durability: Option<orrery_api::Durability>,
+        settings: orrery_api::DatabaseSettings,
     ) -> Result<Arc<Entry>, RegistryError> {
         let dir = self.root.join(identity.to_hex().as_str());
         if dir.exists() {
@@ -1185,7 +1195,8 @@ impl Registry {
                 state: DatabaseState::Creating,
                 initial_program: hex::encode(hash),
                 module: Some(hex::encode(hash)),
-                durability: durability.map(|mode| mode.as_str().to_owned()),
+                durability: settings.durability.map(|mode| mode.as_str().to_owned()),
+                retention_days: settings.retention_days,
             };
             // First, so that a crash from here on leaves a directory open
             // can tell never became ready.

@@ -73,19 +73,19 @@ impl Authenticator for Accounts {
         &'a self,
         grant: &'a Grant,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<orrery_api::Durability>, Refusal>> {
+    ) -> BoxFuture<'a, Result<orrery_api::DatabaseSettings, Refusal>> {
         let mut table = self.0.lock().unwrap();
         let answer = match table.names.get(name) {
             Some(holder) if *holder != grant.account => {
                 Err(Refusal::Conflict(format!("`{name}` is taken")))
             }
-            Some(_) => Ok(None),
+            Some(_) => Ok(Default::default()),
             None if grant.databases.is_some() => Err(Refusal::Forbidden(
                 "a token for listed databases creates none".into(),
             )),
             None => {
                 table.names.insert(name.to_owned(), grant.account.clone());
-                Ok(None)
+                Ok(Default::default())
             }
         };
         Box::pin(async move { answer })

@@ -17,6 +17,16 @@ pub enum Durability {
     ObjectStore,
 }
 
+/// What the control plane chose for a database and its hosts apply;
+/// `None` leaves each to the host's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DatabaseSettings {
+    pub durability: Option<Durability>,
+    /// Days of point-in-time history kept in the object store (0 keeps
+    /// everything; at most [`crate::limits::RETENTION_DAYS_MAX`]).
+    pub retention_days: Option<u32>,
+}
+
 impl Durability {
     /// Every mode, in the order help texts list them.
     pub const ALL: [Durability; 2] = [Durability::Local, Durability::ObjectStore];

@@ -20,5 +20,5 @@ pub mod limits;
 pub mod manifest;
 pub mod prometheus;
 
-pub use durability::Durability;
+pub use durability::{DatabaseSettings, Durability};
 pub use ids::TxOffset;

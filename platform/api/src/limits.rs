@@ -21,6 +21,10 @@ pub const COMMITLOG_QUEUE_TXS_MAX: usize = 64 * 1024;
 /// Snapshots kept per database by default (older ones are deleted).
 pub const SNAPSHOT_RETAIN_DEFAULT: usize = 3;
 
+/// Longest point-in-time history a database may keep in the object store,
+/// in days (ten years); 0 keeps everything.
+pub const RETENTION_DAYS_MAX: u32 = 3650;
+
 /// Tables per database.
 pub const TABLES_PER_DATABASE_MAX: u32 = 4096;
 

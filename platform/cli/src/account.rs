@@ -83,6 +83,10 @@ pub enum DbCmd {
         /// host's.
         #[arg(long, value_parser = parse_durability)]
         durability: Option<orrery_api::Durability>,
+        /// Days of point-in-time history to keep in the object store (0
+        /// keeps everything). Default: the host's (7 for `orrery start`).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(..=i64::from(orrery_api::limits::RETENTION_DAYS_MAX)))]
+        retention_days: Option<u32>,
         #[command(flatten)]
         server: ServerArg,
     },
@@ -479,6 +483,7 @@ pub(crate) fn db(cmd: DbCmd, config: &Config) -> anyhow::Result<()> {
         DbCmd::Create {
             name,
             durability,
+            retention_days,
             server,
         } => {
             let remote = account_remote(config, &server)?;
@@ -486,9 +491,17 @@ pub(crate) fn db(cmd: DbCmd, config: &Config) -> anyhow::Result<()> {
             if let Some(mode) = durability {
                 body["durability"] = json!(mode.as_str());
             }
+            if let Some(days) = retention_days {
+                body["retention_days"] = json!(days);
+            }
             let created = remote.api("POST", "/databases", Some(&body))?;
+            let retention = match created["retention_days"].as_u64() {
+                Some(0) => "all history kept".to_owned(),
+                Some(days) => format!("{days} days of history"),
+                None => "the host's default history".to_owned(),
+            };
             println!(
-                "Created database {} ({}, durability {}); give it a module with `orrery publish {name}`",
+                "Created database {} ({}, durability {}, {retention}); give it a module with `orrery publish {name}`",
                 text(&created["name"]),
                 text(&created["id"]),
                 created["durability"].as_str().unwrap_or("the host's default")

@@ -87,7 +87,7 @@ impl Authenticator for Embedded {
         &'a self,
         grant: &'a Grant,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<orrery_api::Durability>, Refusal>> {
+    ) -> BoxFuture<'a, Result<orrery_api::DatabaseSettings, Refusal>> {
         Box::pin(async move {
             let carried = carried(grant)?;
             match self
@@ -95,12 +95,12 @@ impl Authenticator for Embedded {
                 .authorize(&carried.principal, name, control_plane::Scope::Deploy)
                 .await
             {
-                Ok(database) => Ok(database.durability),
+                Ok(database) => Ok(database.settings()),
                 Err(Error::NotFound { .. }) => self
                     .plane
                     .create_database(&carried.principal, name, carried.client)
                     .await
-                    .map(|database| database.durability)
+                    .map(|database| database.settings())
                     .map_err(refusal),
                 Err(e) => Err(refusal(e)),
             }

@@ -178,7 +178,7 @@ impl Authenticator for ControlPlaneClient {
         &'a self,
         grant: &'a Grant,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<orrery_api::Durability>, Refusal>> {
+    ) -> BoxFuture<'a, Result<orrery_api::DatabaseSettings, Refusal>> {
         Box::pin(async move {
             let request = self
                 .on_behalf(
@@ -191,9 +191,13 @@ impl Authenticator for ControlPlaneClient {
                 });
             // A control plane from before durability modes answers 204.
             let claimed: Option<control_api::ClaimedJson> = self.send(request).await?;
-            Ok(claimed
-                .and_then(|claimed| claimed.durability)
-                .and_then(|mode| mode.parse::<orrery_api::Durability>().ok()))
+            let claimed = claimed.unwrap_or_default();
+            Ok(orrery_api::DatabaseSettings {
+                durability: claimed
+                    .durability
+                    .and_then(|mode| mode.parse::<orrery_api::Durability>().ok()),
+                retention_days: claimed.retention_days,
+            })
         })
     }
 

@@ -82,11 +82,7 @@ impl ObjectStoreReplica {
             Heads::new(store, folder),
             runtime,
             ShipOptions {
-                // Zero days keeps every point forever.
-                retention: (retention_days > 0).then(|| orrery_objstore::Retention {
-                    window: Duration::from_secs(retention_days.saturating_mul(86_400)),
-                    grace: RETENTION_GRACE,
-                }),
+                retention: retention(retention_days),
                 ..ShipOptions::default()
             },
             placed,
@@ -256,6 +252,15 @@ impl ObjectStoreReplica {
     }
 }
 
+/// Garbage collection keeping `days` of point-in-time history; zero days
+/// keeps every point forever.
+fn retention(days: u64) -> Option<orrery_objstore::Retention> {
+    (days > 0).then(|| orrery_objstore::Retention {
+        window: Duration::from_secs(days.saturating_mul(86_400)),
+        grace: RETENTION_GRACE,
+    })
+}
+
 /// `name` (a relative `/`-separated path from the store) under `dir`;
 /// refuses anything that would leave it.
 fn safe_join(dir: &Path, name: &str) -> Result<PathBuf, String> {
@@ -305,10 +310,15 @@ impl Replica for ObjectStoreReplica {
             Durability::Local => storage.set_durable_elsewhere(None),
         }
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut options = self.options.clone();
+        if let Some(days) = entry.retention_days() {
+            // The control plane chose this database's window.
+            options.retention = retention(days.into());
+        }
         let task = self.runtime.spawn(follow_database(
             self.database(identity),
             copy,
-            self.options.clone(),
+            options,
             status.clone(),
             stopped,
         ));
@@ -688,4 +698,19 @@ impl LocalCopy for HostedCopy {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_in_days_becomes_a_window_and_zero_keeps_everything() {
+        let week = retention(7).expect("seven days collect");
+        assert_eq!(week.window, Duration::from_secs(7 * 86_400));
+        assert_eq!(week.grace, RETENTION_GRACE);
+        assert!(retention(0).is_none(), "zero days keeps every point");
+        let huge = retention(u64::MAX).expect("saturates, never wraps");
+        assert!(huge.window >= Duration::from_secs(u64::MAX / 2));
+    }
 }

@@ -135,8 +135,39 @@ fn signup_deploy_with_a_token_revoke_it_and_log_out() {
     let out = dev.ok(&["db", "create", "chat"]);
     assert!(out.starts_with("Created database chat ("), "{out}");
     assert!(out.contains("durability the host's default"), "{out}");
-    let out = dev.ok(&["db", "create", "ledger", "--durability", "object-store"]);
-    assert!(out.contains("durability object-store"), "{out}");
+    let out = dev.ok(&[
+        "db",
+        "create",
+        "ledger",
+        "--durability",
+        "object-store",
+        "--retention-days",
+        "30",
+    ]);
+    assert!(
+        out.contains("durability object-store, 30 days of history"),
+        "{out}"
+    );
+    let refused = dev.run(
+        &["db", "create", "other", "--retention-days", "5000"],
+        &[],
+        "",
+    );
+    assert!(
+        !refused.ok && refused.stderr.contains("5000"),
+        "{}",
+        refused.stderr
+    );
+    // The host that serves ledger keeps its settings with it.
+    dev.ok(&["publish", "ledger", "--bin-path", wasm]);
+    let meta = std::fs::read_dir(data.path().join("cache"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("database.json")).ok())
+        .map(|text| serde_json::from_str::<Value>(&text).unwrap())
+        .find(|meta| meta["names"] == serde_json::json!(["ledger"]))
+        .expect("ledger's database.json");
+    assert_eq!(meta["retention_days"], 30, "{meta}");
+    assert_eq!(meta["durability"], "object-store", "{meta}");
     // A mode clap refuses (its usage error ends with a pointer to --help).
     let refused = dev.run(
         &["db", "create", "other", "--durability", "eventually"],
