@@ -13,7 +13,9 @@ use control_plane::{Principal, Role, Scope};
 
 use crate::error::ApiError;
 use crate::extract::{Body, Caller};
-use crate::schema::{AccountJson, ErrorBody, InviteJson, InviteRequest};
+use crate::schema::{
+    AccountJson, ErrorBody, HostImport, InviteJson, InviteRequest, RestoreFromStore, RestoredJson,
+};
 use crate::ApiState;
 
 /// Every account, oldest first.
@@ -116,6 +118,93 @@ pub(crate) async fn delete_database(
         .operator_delete_database(&caller.principal, &name, caller.client_ip)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Restores a database of another object store (another bucket or
+/// deployment, given by URL) into a new database of the operator's account,
+/// on a host of this platform: at a backup, a time, an offset, or (none
+/// given) its newest point.
+#[utoipa::path(
+    post,
+    path = "/admin/restores",
+    tag = "admin",
+    request_body = RestoreFromStore,
+    responses(
+        (status = 201, body = RestoredJson),
+        (status = 400, body = ErrorBody, description = "not an identity, a DNS label, or more than one point"),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "needs the operator role"),
+        (status = 409, body = ErrorBody, description = "the new name is taken"),
+        (status = 503, body = ErrorBody, description = "the store or the point could not be read, or no host is up; nothing is left behind"),
+    )
+)]
+pub(crate) async fn restore_from_store(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Body(request): Body<RestoreFromStore>,
+) -> Result<(StatusCode, Json<RestoredJson>), ApiError> {
+    require_operator(&caller.principal)?;
+    control_plane::validate_database_name(&request.into)?;
+    let is_identity =
+        request.database.len() == 64 && request.database.bytes().all(|b| b.is_ascii_hexdigit());
+    if !is_identity {
+        return Err(ApiError::invalid(
+            "`database` is the identity of the database in that store: 64 hex digits",
+        ));
+    }
+    let points = [
+        request.snapshot.is_some(),
+        request.offset.is_some(),
+        request.at.is_some(),
+    ];
+    if points.iter().filter(|given| **given).count() > 1 {
+        return Err(ApiError::invalid(
+            "give at most one of `snapshot`, `offset` and `at` (none: the newest point)",
+        ));
+    }
+    let hosts = state
+        .hosts
+        .as_ref()
+        .ok_or_else(|| ApiError::unavailable("no host serves this control plane's databases"))?;
+    let cp = &state.control_plane;
+    let created = cp
+        .create_database_with(
+            &caller.principal,
+            &request.into,
+            Default::default(),
+            caller.client_ip,
+        )
+        .await?;
+    let import = HostImport {
+        owner: caller.principal.identity.to_hex().to_string(),
+        restore: request.clone(),
+    };
+    let answer = match hosts.import(&import).await {
+        Ok(answer) => answer,
+        Err(refusal) => {
+            let reason = format!("the restore into it failed: {}", refusal.message);
+            if let Err(e) = cp
+                .undo_create_database(&caller.principal, &created, &reason)
+                .await
+            {
+                tracing::error!(database = %created.name, error = %e, "control-plane API: cannot remove a database whose restore failed; delete it by hand");
+            }
+            return Err(match refusal.status {
+                400 => ApiError::invalid(refusal.message),
+                409 => ApiError::conflict(refusal.message),
+                _ => ApiError::unavailable(refusal.message),
+            });
+        }
+    };
+    let restored: RestoredJson = serde_json::from_value(answer)
+        .map_err(|e| ApiError::internal(format!("the host's answer to a restore: {e}")))?;
+    let detail = format!(
+        "from {} database {} into {}",
+        request.store, request.database, request.into
+    );
+    cp.record_restore(&caller.principal, &request.into, &detail, caller.client_ip)
+        .await?;
+    Ok((StatusCode::CREATED, Json(restored)))
 }
 
 /// The control plane's operator check, made before the hosts are told.

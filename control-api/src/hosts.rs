@@ -58,6 +58,22 @@ pub trait DatabaseHosts: Send + Sync {
         })
     }
 
+    /// Restores a database of another object store into the new database
+    /// `request.into` (created by the control plane) on a host of its
+    /// choice, owned by `owner` (hex), and answers the host's JSON.
+    fn import<'a>(
+        &'a self,
+        request: &'a crate::schema::HostImport,
+    ) -> BoxFuture<'a, Result<serde_json::Value, HostRefusal>> {
+        let _ = request;
+        Box::pin(async {
+            Err(HostRefusal {
+                status: 503,
+                message: "no host here keeps backups".into(),
+            })
+        })
+    }
+
     /// The operator suspended `name` (it takes no new publish). Nothing by
     /// default: a suspended database keeps serving.
     fn suspend<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), HostError>> {

@@ -160,6 +160,7 @@ fn api() -> OpenApiRouter<Shared> {
         .routes(routes!(admin::create_invite))
         .routes(routes!(admin::suspend_database))
         .routes(routes!(admin::delete_database))
+        .routes(routes!(admin::restore_from_store))
         .routes(routes!(serve_openapi));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest(API_PREFIX, v1)
 }

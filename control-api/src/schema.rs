@@ -204,6 +204,36 @@ pub struct RestoreDatabase {
     pub at: Option<String>,
 }
 
+/// `POST /admin/restores`: a database of another object store (another
+/// bucket or deployment) restored into a new database of the operator's
+/// account; at most one of `snapshot`, `offset` and `at` (none: the newest
+/// point).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreFromStore {
+    /// The other store: `s3://bucket/prefix` (credentials and endpoint
+    /// from the host's `AWS_*` environment) or `file:///dir` on the host.
+    pub store: String,
+    /// The database's identity there (64 hex digits): its `db/<id>/`.
+    pub database: String,
+    /// The new database's name (a DNS label).
+    pub into: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+}
+
+/// What the control plane asks a host to import: the operator's request and
+/// the owner identity of the new database.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HostImport {
+    pub owner: String,
+    pub restore: RestoreFromStore,
+}
+
 /// What a restore did.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct RestoredJson {

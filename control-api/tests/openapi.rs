@@ -31,6 +31,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/admin/invites"),
     ("POST", "/api/v1/admin/databases/{name}/suspend"),
     ("DELETE", "/api/v1/admin/databases/{name}"),
+    ("POST", "/api/v1/admin/restores"),
     ("GET", "/api/v1/openapi.json"),
 ];
 

@@ -41,6 +41,8 @@ pub struct Backup {
 /// The point of a database's history a restore goes back to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RestorePoint {
+    /// The newest point the store holds.
+    Latest,
     /// Exactly the backup with this id.
     Backup(String),
     /// Right after the transaction at this offset.
@@ -48,6 +50,14 @@ pub enum RestorePoint {
     /// Right after the last transaction committed at or before this time
     /// (microseconds since the Unix epoch).
     Time(i64),
+}
+
+/// A database in another object store: its URL (`s3://bucket/prefix`,
+/// `file:///dir`) and the database's identity there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForeignDatabase {
+    pub store: String,
+    pub database: spacetimedb_lib::Identity,
 }
 
 /// What an in-place restore did.
@@ -80,6 +90,20 @@ pub trait Backups: Send + Sync + 'static {
     /// transaction after every shipped one, so the state it replaces stays
     /// restorable. Every client is disconnected.
     fn restore_in_place(&self, entry: &Entry, point: &RestorePoint) -> Result<InPlace, String>;
+    /// Writes into `dir` (absent) the directory of a new database
+    /// `identity` named `name` and owned by `owner`, holding the state at
+    /// `point` of a database in another object store (another bucket or
+    /// deployment) and its module; returns the offset of the last
+    /// transaction restored. For operators only: the store is any URL.
+    fn import(
+        &self,
+        from: &ForeignDatabase,
+        point: &RestorePoint,
+        identity: spacetimedb_lib::Identity,
+        name: &str,
+        owner: spacetimedb_lib::Identity,
+        dir: &std::path::Path,
+    ) -> Result<u64, String>;
     /// The backups of `entry`, newest first.
     fn list(&self, entry: &Entry) -> Result<Vec<Backup>, String>;
     /// Takes a snapshot of `entry` now and returns it once the object

@@ -189,6 +189,7 @@ impl ModuleSigner for Embedded {
 /// The databases of this process's registry, as the control-plane API
 /// renames and deletes them.
 pub(crate) struct LocalHosts {
+    pub(crate) plane: Arc<ControlPlane>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) backups: Arc<dyn orrery_edge::backups::Backups>,
 }
@@ -265,6 +266,81 @@ pub(crate) fn restore_local(
         .map_err(|failed| refused(failed.status, failed.message))
 }
 
+/// Before a host imports a database of another object store: this control
+/// plane validates and signs its module, which hosts run only signed.
+pub(crate) async fn sign_foreign_module(
+    plane: &ControlPlane,
+    import: &control_api::HostImport,
+) -> Result<(), control_api::HostRefusal> {
+    let request = &import.restore;
+    let wasm = crate::replica::foreign_module(&request.store, &request.database)
+        .await
+        .map_err(|message| control_api::HostRefusal {
+            status: 503,
+            message,
+        })?;
+    plane
+        .sign_module_unowned(&request.into, &import.owner, wasm)
+        .await
+        .map(|_| ())
+        .map_err(|e| control_api::HostRefusal {
+            status: e.code().http_status(),
+            message: e.to_string(),
+        })
+}
+
+/// Restores into the new database the control plane made a database of
+/// another object store, as an operator asked.
+pub(crate) fn import_local(
+    registry: &Registry,
+    backups: &dyn orrery_edge::backups::Backups,
+    import: &control_api::HostImport,
+) -> Result<serde_json::Value, control_api::HostRefusal> {
+    use orrery_edge::backups::{ForeignDatabase, RestorePoint, RestoreRequest};
+    let refused = |status: u16, message: String| control_api::HostRefusal { status, message };
+    let request = &import.restore;
+    let point = if request.snapshot.is_none() && request.offset.is_none() && request.at.is_none() {
+        RestorePoint::Latest
+    } else {
+        let as_restore = RestoreRequest {
+            into: Some(request.into.clone()),
+            snapshot: request.snapshot.clone(),
+            offset: request.offset,
+            at: request.at.clone(),
+            ..RestoreRequest::default()
+        };
+        as_restore.parse().map_err(|e| refused(400, e))?.0
+    };
+    let from = ForeignDatabase {
+        store: request.store.clone(),
+        database: Identity::from_hex(&request.database)
+            .map_err(|e| refused(400, format!("`database` is not an identity: {e}")))?,
+    };
+    let owner = Identity::from_hex(&import.owner)
+        .map_err(|e| refused(400, format!("`owner` is not an identity: {e}")))?;
+    let into = &request.into;
+    if registry.name_target(into).is_some() {
+        return Err(refused(
+            409,
+            format!("Cannot restore into {into} because it already is in use."),
+        ));
+    }
+    let identity = Identity::from_byte_array(orrery_api::ids::random_bytes());
+    let dir = registry.root().join(identity.to_hex().as_str());
+    let offset = backups
+        .import(&from, &point, identity, into, owner, &dir)
+        .map_err(|e| refused(503, format!("the restore failed: {e}")))?;
+    registry
+        .adopt(identity)
+        .map_err(|e| refused(503, format!("the restored database did not open: {e}")))?;
+    tracing::info!(database = %into, from = %request.store, source = %request.database, offset, "database restored from another object store");
+    Ok(serde_json::json!({
+        "database": into,
+        "identity": identity.to_hex().to_string(),
+        "offset": offset,
+    }))
+}
+
 impl control_api::DatabaseHosts for LocalHosts {
     fn rename<'a>(
         &'a self,
@@ -283,6 +359,24 @@ impl control_api::DatabaseHosts for LocalHosts {
         let name = name.to_owned();
         let done = self.run(move |registry| delete_local(registry, &name));
         Box::pin(async move { done.await.map_err(control_api::HostError) })
+    }
+
+    fn import<'a>(
+        &'a self,
+        import: &'a control_api::HostImport,
+    ) -> control_api::BoxFuture<'a, Result<serde_json::Value, control_api::HostRefusal>> {
+        let (registry, backups, import) =
+            (self.registry.clone(), self.backups.clone(), import.clone());
+        let plane = self.plane.clone();
+        Box::pin(async move {
+            sign_foreign_module(&plane, &import).await?;
+            tokio::task::spawn_blocking(move || import_local(&registry, backups.as_ref(), &import))
+                .await
+                .map_err(|e| control_api::HostRefusal {
+                    status: 500,
+                    message: format!("the host task failed: {e}"),
+                })?
+        })
     }
 
     fn restore<'a>(

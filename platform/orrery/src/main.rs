@@ -108,6 +108,8 @@ enum Command {
         snapshot_every_log_mib: u64,
         #[command(flatten)]
         copies: CopyArgs,
+        #[command(flatten)]
+        operator: OperatorArgs,
     },
     /// Run the control plane alone: accounts, tokens, databases, module
     /// signing and placement, for hosts started with `orrery host`.
@@ -139,6 +141,8 @@ enum Command {
         #[arg(long, env = "ORRERY_BEHIND_TLS")]
         behind_tls: bool,
         /// Sign-up needs an invitation from an operator.
+        #[command(flatten)]
+        operator: OperatorArgs,
         #[arg(long, env = "ORRERY_INVITE_ONLY")]
         invite_only: bool,
         #[arg(long, env = "ORRERY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
@@ -195,6 +199,45 @@ enum Command {
 }
 
 const MIB: u64 = 1024 * 1024;
+
+/// The operator's account (`start` and `control-plane`).
+#[derive(clap::Args, Clone)]
+pub(crate) struct OperatorArgs {
+    /// Make this account the platform's operator at start (it may list
+    /// accounts, suspend and delete any database, and restore databases
+    /// from other object stores). Created with the password in
+    /// ORRERY_OPERATOR_PASSWORD when it does not exist yet.
+    #[arg(long, env = "ORRERY_OPERATOR_EMAIL")]
+    operator_email: Option<String>,
+    /// The operator's password for a new account; from the environment or
+    /// the settings file only, so it never shows in a process list.
+    #[arg(
+        long,
+        env = "ORRERY_OPERATOR_PASSWORD",
+        hide_env_values = true,
+        hide = true
+    )]
+    operator_password: Option<String>,
+}
+
+/// Makes the account `operator` names the operator, if it names one.
+async fn bootstrap_operator(
+    plane: &control_plane::ControlPlane,
+    operator: &OperatorArgs,
+) -> anyhow::Result<()> {
+    let Some(email) = &operator.operator_email else {
+        return Ok(());
+    };
+    let password = operator.operator_password.as_deref().unwrap_or_default();
+    let account = plane
+        .bootstrap_operator(email, password)
+        .await
+        .with_context(|| {
+            format!("make {email} the operator (a new account needs ORRERY_OPERATOR_PASSWORD)")
+        })?;
+    tracing::info!(email = %account.email, "operator account ready");
+    Ok(())
+}
 
 /// How a host's databases are kept in the object store (`start` and `host`).
 #[derive(clap::Args, Clone, Copy)]
@@ -267,10 +310,12 @@ fn main() -> anyhow::Result<()> {
             join_secret,
             behind_tls,
             invite_only,
+            operator,
             log_format,
         } => {
             init_logs(log_format);
             processes::control_plane(processes::ControlPlaneArgs {
+                operator,
                 metadata,
                 object_store,
                 signing_key,
@@ -322,10 +367,19 @@ fn main() -> anyhow::Result<()> {
             snapshot_every_txs,
             snapshot_every_log_mib,
             copies,
+            operator,
         } => {
             init_logs(log_format);
             let options = snapshot_options(snapshot_every_txs, snapshot_every_log_mib);
-            start(&data_dir, &listen_addr, &domain, dev, options, copies)
+            start(
+                &data_dir,
+                &listen_addr,
+                &domain,
+                dev,
+                options,
+                copies,
+                &operator,
+            )
         }
         Command::Dev(cmd) => {
             let code = orrery_cli::main(cmd);
@@ -344,6 +398,7 @@ fn start(
     dev: bool,
     options: DbOptions,
     copies: CopyArgs,
+    operator: &OperatorArgs,
 ) -> anyhow::Result<()> {
     if dev {
         refuse_dev_off_loopback(listen_addr)?;
@@ -391,6 +446,7 @@ fn start(
                 ))
         })
         .context("open the control plane's metadata store")?;
+    runtime.block_on(bootstrap_operator(&plane, operator))?;
     let plane = Arc::new(plane);
     // Every module runs only once its signed manifest verifies.
     let verifier = signing::ObjectStoreVerifier {
@@ -446,6 +502,7 @@ fn start(
         control_plane: plane.clone(),
         config: control_api::ApiConfig { behind_tls: false },
         hosts: Some(Arc::new(accounts::LocalHosts {
+            plane: plane.clone(),
             registry: registry.clone(),
             backups: replica.clone(),
         })),

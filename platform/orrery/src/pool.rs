@@ -18,13 +18,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use control_api::{
-    BoxFuture, DatabaseHosts, HostError, HostRefusal, RenameRequest, RestoreDatabase,
+    BoxFuture, DatabaseHosts, HostError, HostImport, HostRefusal, RenameRequest, RestoreDatabase,
     INTERNAL_PREFIX,
 };
 use control_plane::ControlPlane;
 use tenant_host::registry::Registry;
 
-use crate::accounts::{delete_local, rename_local, restore_local};
+use crate::accounts::{delete_local, import_local, rename_local, restore_local};
 
 /// The control plane's hosts, reached at the addresses they registered.
 pub(crate) struct HttpHosts {
@@ -103,16 +103,33 @@ impl DatabaseHosts for HttpHosts {
         })
     }
 
+    fn import<'a>(
+        &'a self,
+        import: &'a HostImport,
+    ) -> BoxFuture<'a, Result<serde_json::Value, HostRefusal>> {
+        Box::pin(async move {
+            // The host heard from last; the new database lives there.
+            crate::accounts::sign_foreign_module(&self.plane, import).await?;
+            let hosts = self.plane.list_hosts().await.map_err(unreachable)?;
+            let host = hosts
+                .iter()
+                .max_by_key(|h| h.last_heartbeat_at_ms)
+                .ok_or_else(|| unreachable("no host has registered"))?;
+            self.plane
+                .place_database(&import.restore.into, &host.id)
+                .await
+                .map_err(unreachable)?;
+            let url = format!("{}{INTERNAL_PREFIX}/restores", host.address);
+            self.answer(self.http.post(url).json(import)).await
+        })
+    }
+
     fn restore<'a>(
         &'a self,
         name: &'a str,
         request: &'a RestoreDatabase,
     ) -> BoxFuture<'a, Result<serde_json::Value, HostRefusal>> {
         Box::pin(async move {
-            let unreachable = |message: String| HostRefusal {
-                status: 503,
-                message,
-            };
             let address = self
                 .address(name, None)
                 .await
@@ -120,30 +137,44 @@ impl DatabaseHosts for HttpHosts {
                 .ok_or_else(|| {
                     unreachable(format!("`{name}` is on no host yet (publish it first)"))
                 })?;
-            let response = self
-                .http
-                .post(format!(
-                    "{address}{INTERNAL_PREFIX}/databases/{name}/restore"
-                ))
-                .bearer_auth(&self.join_secret)
-                .json(request)
-                .send()
-                .await
-                .map_err(|e| unreachable(format!("the host did not answer: {e}")))?;
-            let status = response.status();
-            let body: serde_json::Value = response
-                .json()
-                .await
-                .map_err(|e| unreachable(format!("the host's answer is not JSON: {e}")))?;
-            if status.is_success() {
-                return Ok(body);
-            }
-            Err(HostRefusal {
-                status: status.as_u16(),
-                message: body["error"]["message"]
-                    .as_str()
-                    .map_or_else(|| body.to_string(), str::to_owned),
-            })
+            let url = format!("{address}{INTERNAL_PREFIX}/databases/{name}/restore");
+            self.answer(self.http.post(url).json(request)).await
+        })
+    }
+}
+
+/// A host that could not be asked or could not answer.
+fn unreachable(message: impl std::fmt::Display) -> HostRefusal {
+    HostRefusal {
+        status: 503,
+        message: message.to_string(),
+    }
+}
+
+impl HttpHosts {
+    /// Sends a host request answered with JSON, with the join secret.
+    async fn answer(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<serde_json::Value, HostRefusal> {
+        let response = request
+            .bearer_auth(&self.join_secret)
+            .send()
+            .await
+            .map_err(|e| unreachable(format!("the host did not answer: {e}")))?;
+        let status = response.status();
+        let body: serde_json::Value = response
+            .json()
+            .await
+            .map_err(|e| unreachable(format!("the host's answer is not JSON: {e}")))?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        Err(HostRefusal {
+            status: status.as_u16(),
+            message: body["error"]["message"]
+                .as_str()
+                .map_or_else(|| body.to_string(), str::to_owned),
         })
     }
 }
@@ -182,6 +213,7 @@ pub(crate) fn host_router(
             &format!("{INTERNAL_PREFIX}/databases/{{name}}/restore"),
             post(restore),
         )
+        .route(&format!("{INTERNAL_PREFIX}/restores"), post(import))
         .fallback(elsewhere)
         .with_state(state)
 }
@@ -267,10 +299,33 @@ async fn restore(
         return no_secret();
     }
     let (registry, backups) = (state.registry.clone(), state.backups.clone());
-    let done = tokio::task::spawn_blocking(move || {
-        restore_local(&registry, backups.as_ref(), &name, &request)
-    })
-    .await;
+    answered(
+        tokio::task::spawn_blocking(move || {
+            restore_local(&registry, backups.as_ref(), &name, &request)
+        })
+        .await,
+    )
+}
+
+async fn import(
+    State(state): State<Arc<HostState>>,
+    headers: HeaderMap,
+    Json(request): Json<HostImport>,
+) -> Response {
+    if !has_secret(&state, &headers) {
+        return no_secret();
+    }
+    let (registry, backups) = (state.registry.clone(), state.backups.clone());
+    answered(
+        tokio::task::spawn_blocking(move || import_local(&registry, backups.as_ref(), &request))
+            .await,
+    )
+}
+
+/// A host task's JSON answer or refusal as a response.
+fn answered(
+    done: Result<Result<serde_json::Value, HostRefusal>, tokio::task::JoinError>,
+) -> Response {
     match done {
         Ok(Ok(answer)) => Json(answer).into_response(),
         Ok(Err(refusal)) => {

@@ -20,6 +20,7 @@ use tenant_host::registry::Registry;
 use crate::{pool, remote, signing};
 
 pub(crate) struct ControlPlaneArgs {
+    pub(crate) operator: crate::OperatorArgs,
     pub(crate) metadata: String,
     pub(crate) object_store: String,
     pub(crate) signing_key: PathBuf,
@@ -100,6 +101,7 @@ pub(crate) fn control_plane(args: ControlPlaneArgs) -> anyhow::Result<()> {
             Arc::new(signing::RuntimeValidator::Own(validator)),
         )),
     );
+    runtime.block_on(crate::bootstrap_operator(&plane, &args.operator))?;
     let hosts = pool::HttpHosts::new(plane.clone(), args.join_secret.clone())?;
     let api = control_api::router(Arc::new(
         control_api::ApiState::new(

@@ -18,7 +18,7 @@ use std::time::Duration;
 use durable::commitlog::{DurableFrames, LogPosition};
 use durable::snapshot::BlobStore;
 use orrery_api::{Durability, TxOffset};
-use orrery_edge::backups::{Backup, Backups, InPlace, RestorePoint};
+use orrery_edge::backups::{Backup, Backups, ForeignDatabase, InPlace, RestorePoint};
 use orrery_objstore::layout::DatabaseKey;
 use orrery_objstore::object_store::path::Path as ObjectPath;
 use orrery_objstore::object_store::ObjectStore;
@@ -170,7 +170,7 @@ impl ObjectStoreReplica {
     async fn restore_into(&self, identity: Identity, dir: &Path) -> Result<(), String> {
         let hydrated = self
             .write_directory(
-                identity,
+                self.database(identity),
                 orrery_objstore::RestorePoint::Latest,
                 identity,
                 dir,
@@ -196,13 +196,12 @@ impl ObjectStoreReplica {
     /// at all.
     async fn write_directory(
         &self,
-        source: Identity,
+        database: DatabaseStore,
         point: orrery_objstore::RestorePoint,
         identity: Identity,
         dir: &Path,
-        rename: Option<&str>,
+        copy: Option<NewCopy<'_>>,
     ) -> Result<orrery_objstore::Hydrated, String> {
-        let database = self.database(source);
         let staging = dir.with_file_name(format!(".restoring-{}", identity.to_hex()));
         if staging.exists() {
             tokio::fs::remove_dir_all(&staging)
@@ -226,8 +225,8 @@ impl ObjectStoreReplica {
             let Some(bytes) = database.file(&name).await.map_err(|e| e.to_string())? else {
                 continue;
             };
-            let bytes = match rename {
-                Some(new_name) if name == META_FILE => renamed_meta(&bytes, new_name)?,
+            let bytes = match &copy {
+                Some(copy) if name == META_FILE => copied_meta(&bytes, copy)?,
                 _ => bytes,
             };
             let path = safe_join(&staging, &name)?;
@@ -463,8 +462,42 @@ impl ObjectStoreReplica {
         name: &str,
         dir: &Path,
     ) -> Result<u64, String> {
+        let copy = NewCopy { name, owner: None };
         let hydrated = self
-            .write_directory(source, store_point(point)?, identity, dir, Some(name))
+            .write_directory(
+                self.database(source),
+                store_point(point)?,
+                identity,
+                dir,
+                Some(copy),
+            )
+            .await?;
+        Ok(hydrated.next_offset.saturating_sub(1))
+    }
+
+    /// [`Self::restore_copy`] from a database in another object store.
+    async fn import_copy(
+        &self,
+        from: &ForeignDatabase,
+        point: &RestorePoint,
+        identity: Identity,
+        copy: NewCopy<'_>,
+        dir: &Path,
+    ) -> Result<u64, String> {
+        let url = orrery_objstore::ObjectStoreUrl::parse(&from.store)
+            .map_err(|e| format!("`{}` is not an object store URL: {e}", from.store))?;
+        let store = url
+            .open()
+            .map_err(|e| format!("cannot open the object store {}: {e}", from.store))?;
+        let folder = match &url {
+            orrery_objstore::ObjectStoreUrl::File { dir } => Some(dir.clone()),
+            _ => None,
+        };
+        let key = DatabaseKey::new(from.database.to_hex().as_str())
+            .expect("64 hex digits are a valid database key");
+        let database = DatabaseStore::new(store.clone(), Heads::new(store, folder), key);
+        let hydrated = self
+            .write_directory(database, store_point(point)?, identity, dir, Some(copy))
             .await?;
         Ok(hydrated.next_offset.saturating_sub(1))
     }
@@ -566,6 +599,7 @@ const RESTORE_SHIP_WAIT: Duration = Duration::from_secs(60);
 /// A restore point of the API as the object store reads it.
 fn store_point(point: &RestorePoint) -> Result<orrery_objstore::RestorePoint, String> {
     Ok(match point {
+        RestorePoint::Latest => orrery_objstore::RestorePoint::Latest,
         RestorePoint::Offset(offset) => orrery_objstore::RestorePoint::Offset(*offset),
         RestorePoint::Time(micros) => orrery_objstore::RestorePoint::Time {
             micros: *micros,
@@ -587,13 +621,56 @@ fn store_point(point: &RestorePoint) -> Result<orrery_objstore::RestorePoint, St
     })
 }
 
+/// The module serving a database of another object store (`store`, the
+/// database's identity `database` in hex), as its `database.json` names it:
+/// this platform signs it before a host may run a copy.
+pub(crate) async fn foreign_module(store: &str, database: &str) -> Result<Vec<u8>, String> {
+    let url = orrery_objstore::ObjectStoreUrl::parse(store)
+        .map_err(|e| format!("`{store}` is not an object store URL: {e}"))?;
+    let opened = url
+        .open()
+        .map_err(|e| format!("cannot open the object store {store}: {e}"))?;
+    let key = DatabaseKey::new(database)
+        .ok_or_else(|| format!("`{database}` is not a database identity"))?;
+    let source = DatabaseStore::new(opened.clone(), Heads::new(opened, None), key);
+    let meta = source
+        .file(META_FILE)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{store} holds no database {database}"))?;
+    let module = serde_json::from_slice::<serde_json::Value>(&meta)
+        .ok()
+        .and_then(|meta| meta["module"].as_str().map(str::to_owned))
+        .ok_or_else(|| format!("the {META_FILE} of {database} in {store} names no module"))?;
+    if module.len() != 64 || !module.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "the {META_FILE} of {database} names the module {module:?}"
+        ));
+    }
+    source
+        .file(&format!("modules/{module}.wasm"))
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{store} lacks the module {module} of {database}"))
+}
+
+/// What a restored copy changes in its source's `database.json`.
+struct NewCopy<'a> {
+    name: &'a str,
+    /// A new owner (a copy from another deployment); `None` keeps it.
+    owner: Option<Identity>,
+}
+
 /// A source database's `database.json` for its restored copy: the new name
-/// only, unlocked, ready.
-fn renamed_meta(bytes: &[u8], name: &str) -> Result<Vec<u8>, String> {
+/// only, unlocked, ready, and the new owner if there is one.
+fn copied_meta(bytes: &[u8], copy: &NewCopy<'_>) -> Result<Vec<u8>, String> {
     let mut meta: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| format!("{META_FILE}: {e}"))?;
-    meta["names"] = serde_json::json!([name]);
+    meta["names"] = serde_json::json!([copy.name]);
     meta["locked"] = serde_json::json!(false);
+    if let Some(owner) = copy.owner {
+        meta["owner"] = serde_json::json!(owner.to_hex().to_string());
+    }
     serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())
 }
 
@@ -612,6 +689,23 @@ impl Backups for ObjectStoreReplica {
 
     fn restore_in_place(&self, entry: &Entry, point: &RestorePoint) -> Result<InPlace, String> {
         self.restore_entry_in_place(entry, point)
+    }
+
+    fn import(
+        &self,
+        from: &ForeignDatabase,
+        point: &RestorePoint,
+        identity: Identity,
+        name: &str,
+        owner: Identity,
+        dir: &Path,
+    ) -> Result<u64, String> {
+        let copy = NewCopy {
+            name,
+            owner: Some(owner),
+        };
+        self.runtime
+            .block_on(self.import_copy(from, point, identity, copy, dir))
     }
 
     fn list(&self, entry: &Entry) -> Result<Vec<Backup>, String> {

@@ -684,3 +684,142 @@ fn sigkill_during_uploads_loses_no_acknowledged_write() {
     assert!(acknowledged.len() >= 200);
     o.stop();
 }
+
+/// [`api`] with a JSON body and answer.
+fn api_json(
+    o: &Orrery,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Value,
+) -> (u16, Value) {
+    let (status, text) = api(o, method, path, bearer, body.to_string().as_bytes());
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+// An operator brings a database over from another deployment's object
+// store, given by URL (`POST /api/v1/admin/restores`): at its newest point
+// or at an offset, into a new database of the operator's account that
+// serves and is copied like any other. Members may not; a database the
+// store does not hold is refused and leaves no database behind.
+#[test]
+fn an_operator_restores_a_database_from_another_deployments_store() {
+    let wasm = modules::module_bytes("bank");
+    // The other deployment: one database, two points.
+    let old = tempfile::tempdir().unwrap();
+    let a = Orrery::start(old.path());
+    let (status, body) = send(ureq::post(&a.url("/v1/identity")), None);
+    assert_eq!(status, 200, "{body}");
+    let minted: Value = serde_json::from_str(&body).unwrap();
+    let bearer = format!("Bearer {}", minted["token"].as_str().unwrap());
+    let id = publish(&a, &bearer, "bank", &wasm);
+    call(&a, &bearer, "bank", "seed", "[3]");
+    let seeded = settle(&a, &bearer, "bank", &id, 1000);
+    let at_seed = accounts(&a, &bearer);
+    call(&a, &bearer, "bank", "transfer", "[1, 2, 40]");
+    settle(&a, &bearer, "bank", &id, 2000);
+    let newest = accounts(&a, &bearer);
+    assert_ne!(at_seed, newest, "canary: two different points");
+    a.stop();
+    let store = format!("file://{}", old.path().join("objects").display());
+
+    let data = tempfile::tempdir().unwrap();
+    let password = "correct horse battery staple";
+    let b = Orrery::start_closed(
+        data.path(),
+        &[
+            "--operator-email",
+            "op@example.com",
+            "--operator-password",
+            password,
+        ],
+    );
+    b.process.wait_for_line("operator account ready");
+    let (status, login) = api_json(
+        &b,
+        "POST",
+        "/api/v1/login",
+        None,
+        serde_json::json!({"email": "op@example.com", "password": password}),
+    );
+    assert_eq!(status, 200, "{login}");
+    let operator = login["session"].as_str().unwrap().to_owned();
+    let (status, member) = api_json(
+        &b,
+        "POST",
+        "/api/v1/signup",
+        None,
+        serde_json::json!({"email": "ann@example.com", "password": password}),
+    );
+    assert_eq!(status, 201, "{member}");
+    let member = member["session"].as_str().unwrap().to_owned();
+    let import = |bearer: &str, body: Value| {
+        api_json(&b, "POST", "/api/v1/admin/restores", Some(bearer), body)
+    };
+
+    let (status, body) = import(
+        &member,
+        serde_json::json!({"store": store, "database": id, "into": "bank-a"}),
+    );
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = import(
+        &operator,
+        serde_json::json!({"store": store, "database": "ab".repeat(32), "into": "ghost"}),
+    );
+    assert_eq!(status, 503, "{body}");
+    let (status, body) = api_json(
+        &b,
+        "GET",
+        "/api/v1/databases/ghost",
+        Some(&operator),
+        Value::Null,
+    );
+    assert_eq!(status, 404, "a failed restore leaves no database: {body}");
+
+    let (status, body) = import(
+        &operator,
+        serde_json::json!({"store": store, "database": id, "into": "bank-a"}),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["database"], "bank-a");
+    let (status, body) = import(
+        &operator,
+        serde_json::json!({"store": store, "database": id, "into": "bank-early", "offset": seeded}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let rows = |db: &str| {
+        let (status, body) = send(
+            ureq::post(&b.url(&format!("/v1/database/{db}/sql")))
+                .set("Authorization", &format!("Bearer {operator}")),
+            Some(b"SELECT * FROM account"),
+        );
+        assert_eq!(status, 200, "{db}: {body}");
+        let rows: Value = serde_json::from_str(&body).unwrap();
+        let mut rows = rows[0]["rows"].as_array().unwrap().clone();
+        rows.sort_by_key(|row| row[0].as_u64());
+        Value::Array(rows)
+    };
+    assert_eq!(rows("bank-a"), newest);
+    assert_eq!(rows("bank-early"), at_seed);
+    // The operator owns the copy: an owner's write works.
+    let (status, body) = send(
+        ureq::post(&b.url("/v1/database/bank-a/sql"))
+            .set("Authorization", &format!("Bearer {operator}")),
+        Some(b"DELETE FROM account WHERE id = 1"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, audit) = api_json(&b, "GET", "/api/v1/audit", Some(&operator), Value::Null);
+    assert_eq!(status, 200, "{audit}");
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "database.restore" && e["target"] == "bank-a"),
+        "{audit}"
+    );
+    b.stop();
+}
