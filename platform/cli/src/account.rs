@@ -423,6 +423,37 @@ pub(crate) fn restore(
     Ok(())
 }
 
+/// `orrery restore ID --from-store URL --into NEW [point]`: the operator's
+/// `POST /api/v1/admin/restores`.
+pub(crate) fn import(
+    store: &str,
+    database: &str,
+    (snapshot, offset, at): (Option<String>, Option<u64>, Option<String>),
+    into: &str,
+    server: &ServerArg,
+    config: &Config,
+) -> anyhow::Result<()> {
+    let remote = account_remote(config, server)?;
+    let database = database.trim_start_matches("0x");
+    let mut body = json!({"store": store, "database": database, "into": into});
+    if let Some(id) = snapshot {
+        body["snapshot"] = json!(id);
+    }
+    if let Some(offset) = offset {
+        body["offset"] = json!(offset);
+    }
+    if let Some(at) = at {
+        body["at"] = json!(at);
+    }
+    let restored = remote.api("POST", "/admin/restores", Some(&body))?;
+    println!(
+        "Restored {database} of {store} as of offset {} into the new database {into} ({})",
+        text(&restored["offset"]),
+        text(&restored["identity"])
+    );
+    Ok(())
+}
+
 /// `orrery backup …`: the host's `/v1/database/{name}/backups`.
 pub(crate) fn backup(cmd: BackupCmd, config: &mut Config, dir: &Path) -> anyhow::Result<()> {
     match cmd {

@@ -114,9 +114,18 @@ pub enum Cmd {
     /// transaction: with --into, as a new database (a branch: same module,
     /// DATABASE untouched); without it, in place, undone by restoring to
     /// the offset the answer names.
-    #[command(group(clap::ArgGroup::new("point").required(true).args(["snapshot", "offset", "at"])))]
+    ///
+    /// With --from-store URL (operators only), DATABASE is the identity of
+    /// a database in another object store (another bucket or deployment),
+    /// restored into a new database of your account; without a point, at
+    /// its newest.
+    #[command(group(clap::ArgGroup::new("point").args(["snapshot", "offset", "at"])))]
     Restore {
         database: String,
+        /// Another object store (`s3://bucket/prefix`, `file:///dir`) to
+        /// restore DATABASE (its identity there) from; needs --into.
+        #[arg(long, requires = "into")]
+        from_store: Option<String>,
         /// A backup id from `orrery backup list`.
         #[arg(long)]
         snapshot: Option<String>,
@@ -458,9 +467,20 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             offset,
             at,
             into,
+            from_store,
             yes,
             server,
         } => {
+            if let (Some(store), Some(into)) = (&from_store, &into) {
+                return account::import(
+                    store,
+                    &database,
+                    (snapshot, offset, at),
+                    into,
+                    &server,
+                    &config,
+                );
+            }
             if into.is_none() {
                 confirm(
                     &format!(

@@ -785,11 +785,37 @@ fn an_operator_restores_a_database_from_another_deployments_store() {
     );
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["database"], "bank-a");
-    let (status, body) = import(
-        &operator,
-        serde_json::json!({"store": store, "database": id, "into": "bank-early", "offset": seeded}),
+    // The same from the CLI, at an offset.
+    let cli = tempfile::tempdir().unwrap();
+    let seeded = seeded.to_string();
+    let server = b.url("");
+    let run = support::run_cli(
+        cli.path(),
+        &[
+            "restore",
+            &id,
+            "--from-store",
+            &store,
+            "--offset",
+            &seeded,
+            "--into",
+            "bank-early",
+            "--server",
+            &server,
+            "--token",
+            &operator,
+        ],
+        &[],
+        "",
     );
-    assert_eq!(status, 201, "{body}");
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        run.stdout.contains(&format!(
+            "as of offset {seeded} into the new database bank-early"
+        )),
+        "{}",
+        run.stdout
+    );
     let rows = |db: &str| {
         let (status, body) = send(
             ureq::post(&b.url(&format!("/v1/database/{db}/sql")))

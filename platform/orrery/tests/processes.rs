@@ -118,6 +118,10 @@ struct ControlPlane {
     url: String,
 }
 
+/// The operator the control plane makes at start (from its environment).
+const OPERATOR: &str = "root@example.com";
+const OPERATOR_PASSWORD: &str = "operator horse battery";
+
 fn start_control_plane(
     metadata: &str,
     store: &str,
@@ -138,6 +142,8 @@ fn start_control_plane(
         .arg("--signing-key")
         .arg(key)
         .env("ORRERY_JOIN_SECRET", secret)
+        .env("ORRERY_OPERATOR_EMAIL", OPERATOR)
+        .env("ORRERY_OPERATOR_PASSWORD", OPERATOR_PASSWORD)
         .env("AWS_ENDPOINT_URL", s3);
     let process = Captured::spawn(command);
     let banner = process.wait_for_line("orrery control plane started");
@@ -302,6 +308,7 @@ fn separate_processes_over_postgres_and_s3_sign_up_publish_subscribe_and_delete(
     );
 
     restore_through_the_api(&cp.url, &host_url, &session, &deploy);
+    import_from_a_store_by_url(&cp.url, &host_url, &store, &deploy);
     rename_and_delete(&cp.url, &host_url, &session, &deploy);
     stop(&mut host.process, "orrery host");
     stop(&mut cp.process, "orrery control-plane");
@@ -576,6 +583,63 @@ fn restore_through_the_api(api_url: &str, host_url: &str, session: &str, deploy:
         .filter(|entry| entry["action"] == "database.restore")
         .count();
     assert_eq!(restores, 3, "{body}");
+}
+
+/// The operator restores jledger from the S3 store by URL, as from another
+/// deployment, into a new database the control plane places on its host.
+fn import_from_a_store_by_url(api_url: &str, host_url: &str, store: &str, deploy: &str) {
+    let (status, body) = request(
+        api_url,
+        "POST",
+        "/api/v1/login",
+        None,
+        json!({"email": OPERATOR, "password": OPERATOR_PASSWORD})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let operator = json_of(&body)["session"].as_str().unwrap().to_owned();
+    // A backup now: the store then holds every transaction so far.
+    let (status, body) = request(
+        host_url,
+        "POST",
+        "/v1/database/jledger/backups",
+        Some(deploy),
+        b"",
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = request(host_url, "GET", "/v1/database/jledger", None, b"");
+    assert_eq!(status, 200, "{body}");
+    let identity = json_of(&body)["database_identity"]["__identity__"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("0x")
+        .to_owned();
+    let (status, body) = request(
+        api_url,
+        "POST",
+        "/api/v1/admin/restores",
+        Some(&operator),
+        json!({"store": store, "database": identity, "into": "jimport"})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(status, 201, "{body}");
+    let rows = |db: &str, bearer: &str| {
+        let path = format!("/v1/database/{db}/sql");
+        let (status, body) = request(
+            host_url,
+            "POST",
+            &path,
+            Some(bearer),
+            b"SELECT * FROM account",
+        );
+        assert_eq!(status, 200, "{db}: {body}");
+        let mut rows = json_of(&body)[0]["rows"].as_array().unwrap().clone();
+        rows.sort_by_key(|row| row[0].as_u64());
+        Value::Array(rows)
+    };
+    assert_eq!(rows("jimport", &operator), rows("jledger", deploy));
 }
 
 /// Rename and delete through the control-plane API: the host follows.
