@@ -10,4 +10,5 @@ mod hosting;
 mod logs;
 mod pool;
 mod registry;
+mod scheduler;
 mod snapshots;
