@@ -1072,7 +1072,29 @@ async fn owned_databases(
     }
 }
 
-async fn health() -> Response {
+/// The reference's fields, plus this host's copies in the object store:
+/// `status` is `degraded` while a database's copy is failing (its
+/// uploads retry; nothing is dropped) or fenced (another host took it).
+async fn health(State(state): State<Arc<ApiState>>) -> Response {
+    let mut failing = Vec::new();
+    let mut fenced = Vec::new();
+    let databases = state.registry.all();
+    for entry in &databases {
+        let Some(status) = state.registry.replica_status(&entry.identity()) else {
+            continue;
+        };
+        let name = entry
+            .names()
+            .first()
+            .cloned()
+            .unwrap_or_else(|| hex_identity(entry.identity()));
+        if status.fenced {
+            fenced.push(name);
+        } else if status.failing_for > 0 {
+            failing.push(name);
+        }
+    }
+    let degraded = !failing.is_empty() || !fenced.is_empty();
     json_response(
         StatusCode::OK,
         json!({
@@ -1080,6 +1102,12 @@ async fn health() -> Response {
             "version": env!("CARGO_PKG_VERSION"),
             "nodes": [0],
             "schedulable": true,
+            "status": if degraded { "degraded" } else { "ok" },
+            "object_store": {
+                "databases": databases.len(),
+                "failing": failing,
+                "fenced": fenced,
+            },
         }),
     )
 }

@@ -849,3 +849,82 @@ fn an_operator_restores_a_database_from_another_deployments_store() {
     );
     b.stop();
 }
+
+fn health(o: &Orrery) -> Value {
+    let (status, body) = send(ureq::get(&o.url("/v1/health")), None);
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Waits until `done` holds of `/v1/health`, for at most a minute.
+fn wait_for_health(o: &Orrery, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = health(o);
+        if done(&now) {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health never showed {what}: {now}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+// The object store failing under a `local` mode database (here its folder
+// made unwritable: a file where the databases' folder was): transactions
+// go on being answered, the failure shows in `/v1/health` and the metrics,
+// and once the store is back the copy catches up, so losing the cache
+// afterwards loses nothing.
+#[test]
+fn a_failing_store_shows_in_health_and_the_copy_catches_up() {
+    let wasm = modules::module_bytes("bank");
+    let data = tempfile::tempdir().unwrap();
+    let o = Orrery::start(data.path());
+    let (status, body) = send(ureq::post(&o.url("/v1/identity")), None);
+    assert_eq!(status, 200, "{body}");
+    let minted: Value = serde_json::from_str(&body).unwrap();
+    let bearer = format!("Bearer {}", minted["token"].as_str().unwrap());
+    let id = publish(&o, &bearer, "bank", &wasm);
+    call(&o, &bearer, "bank", "seed", "[3]");
+    settle(&o, &bearer, "bank", &id, 1000);
+    let now = health(&o);
+    assert_eq!(now["status"], "ok", "{now}");
+    assert_eq!(
+        now["object_store"]["failing"],
+        serde_json::json!([]),
+        "{now}"
+    );
+
+    let databases = data.path().join("objects").join("db");
+    let away = data.path().join("objects").join("db.away");
+    std::fs::rename(&databases, &away).unwrap();
+    std::fs::write(&databases, b"not a folder").unwrap();
+    for _ in 0..5 {
+        call(&o, &bearer, "bank", "transfer", "[1, 2, 10]");
+    }
+    let now = wait_for_health(&o, "bank failing", |h| {
+        h["object_store"]["failing"] == serde_json::json!(["bank"])
+    });
+    assert_eq!(now["status"], "degraded", "{now}");
+    assert_eq!(o.metric("orrery_replica_failing", &id), Some(1));
+    assert!(o.metric("orrery_replica_lag_transactions", &id) > Some(0));
+
+    std::fs::remove_file(&databases).unwrap();
+    std::fs::rename(&away, &databases).unwrap();
+    wait_for_health(&o, "the copy healthy again", |h| h["status"] == "ok");
+    settle(&o, &bearer, "bank", &id, 2000);
+    let expected = accounts(&o, &bearer);
+    assert_eq!(
+        expected[0],
+        serde_json::json!([1, 1_000_000 - 50]),
+        "every transfer made during the failure"
+    );
+    crash_and_lose_the_cache(o, data.path());
+    let o = Orrery::start(data.path());
+    o.process
+        .wait_for_line("database read back from the object store");
+    assert_eq!(accounts(&o, &bearer), expected);
+    o.stop();
+}
