@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::extract::{Body, Caller, Params};
 use crate::schema::{
     AuditEntryJson, CreateDatabase, DatabaseJson, DatabaseName, ErrorBody, RestoreDatabase,
-    RestoredJson,
+    RestoredJson, RetentionRequest,
 };
 use crate::ApiState;
 
@@ -200,6 +200,62 @@ pub(crate) async fn delete_database(
     cp.delete_database(&caller.principal, &name, caller.client_ip)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sets how many days of point-in-time history a database keeps in the
+/// object store (admin); the host holding it applies it at once.
+#[utoipa::path(
+    put,
+    path = "/databases/{name}/retention",
+    tag = "databases",
+    params(("name" = String, Path, description = "the database's name")),
+    request_body = RetentionRequest,
+    responses(
+        (status = 200, body = DatabaseJson),
+        (status = 400, body = ErrorBody, description = "over 3650 days"),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    )
+)]
+pub(crate) async fn set_retention(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Body(request): Body<RetentionRequest>,
+) -> Result<Json<DatabaseJson>, ApiError> {
+    let cp = &state.control_plane;
+    let days = request.retention_days;
+    if days > orrery_api::limits::RETENTION_DAYS_MAX {
+        return Err(ApiError::invalid(format!(
+            "retention_days is at most {} (0 keeps everything), not {days}",
+            orrery_api::limits::RETENTION_DAYS_MAX
+        )));
+    }
+    let database = cp.authorize(&caller.principal, &name, Scope::Admin).await?;
+    state
+        .tell_hosts("set the retention of", &name, |hosts| {
+            hosts.set_retention(&database.name, days)
+        })
+        .await?;
+    let changed = cp
+        .set_retention(&caller.principal, &name, days, caller.client_ip)
+        .await;
+    match changed {
+        Ok(database) => Ok(Json(database.into())),
+        Err(error) => {
+            // The host applied it; put back what the control plane keeps.
+            if let (Some(hosts), Some(before)) = (&state.hosts, database.retention_days) {
+                if let Err(undo) = hosts.set_retention(&database.name, before).await {
+                    tracing::error!(
+                        database = %database.name,
+                        "control-plane API: putting back the retention on its host failed: {undo}"
+                    );
+                }
+            }
+            Err(error.into())
+        }
+    }
 }
 
 /// Restores a database to a backup, a time or right after a transaction:

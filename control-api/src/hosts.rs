@@ -41,6 +41,14 @@ pub trait DatabaseHosts: Send + Sync {
     /// The database `name` is deleted: stop serving it and drop its data.
     fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), HostError>>;
 
+    /// Database `name` now keeps `days` of point-in-time history (0:
+    /// everything): the host holding it collects garbage by that window.
+    fn set_retention<'a>(
+        &'a self,
+        name: &'a str,
+        days: u32,
+    ) -> BoxFuture<'a, Result<(), HostError>>;
+
     /// Restores database `name` as `request` says (`into` a new database,
     /// which the control plane created and placed first, or `in_place`)
     /// and answers the host's JSON. Hosts without an object store cannot.

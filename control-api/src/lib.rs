@@ -155,6 +155,7 @@ fn api() -> OpenApiRouter<Shared> {
             databases::delete_database
         ))
         .routes(routes!(databases::restore_database))
+        .routes(routes!(databases::set_retention))
         .routes(routes!(databases::audit_log))
         .routes(routes!(admin::list_accounts))
         .routes(routes!(admin::create_invite))

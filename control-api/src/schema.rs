@@ -181,6 +181,15 @@ pub struct CreateDatabase {
     pub retention_days: Option<u32>,
 }
 
+/// `PUT /databases/{name}/retention`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionRequest {
+    /// Days of point-in-time history to keep (0 keeps everything, at most
+    /// 3650).
+    pub retention_days: u32,
+}
+
 /// `POST /databases/{name}/restore`: one of `snapshot`, `offset` and
 /// `at`, and either `into` or `in_place`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]

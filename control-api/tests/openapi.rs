@@ -26,6 +26,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("PATCH", "/api/v1/databases/{name}"),
     ("DELETE", "/api/v1/databases/{name}"),
     ("POST", "/api/v1/databases/{name}/restore"),
+    ("PUT", "/api/v1/databases/{name}/retention"),
     ("GET", "/api/v1/audit"),
     ("GET", "/api/v1/admin/accounts"),
     ("POST", "/api/v1/admin/invites"),

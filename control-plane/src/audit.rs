@@ -27,6 +27,7 @@ pub enum AuditAction {
     DatabaseDelete,
     DatabaseSuspend,
     DatabaseRestore,
+    DatabaseRetention,
     TokenCreate,
     TokenRevoke,
     LoginFailed,
@@ -34,13 +35,14 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
-    const ALL: [AuditAction; 10] = [
+    const ALL: [AuditAction; 11] = [
         AuditAction::Publish,
         AuditAction::DatabaseCreate,
         AuditAction::DatabaseRename,
         AuditAction::DatabaseDelete,
         AuditAction::DatabaseSuspend,
         AuditAction::DatabaseRestore,
+        AuditAction::DatabaseRetention,
         AuditAction::TokenCreate,
         AuditAction::TokenRevoke,
         AuditAction::LoginFailed,
@@ -56,6 +58,7 @@ impl AuditAction {
             AuditAction::DatabaseDelete => "database.delete",
             AuditAction::DatabaseSuspend => "database.suspend",
             AuditAction::DatabaseRestore => "database.restore",
+            AuditAction::DatabaseRetention => "database.retention",
             AuditAction::TokenCreate => "token.create",
             AuditAction::TokenRevoke => "token.revoke",
             AuditAction::LoginFailed => "login.failed",

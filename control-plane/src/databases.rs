@@ -89,14 +89,7 @@ impl ControlPlane {
     ) -> Result<Database, Error> {
         self.require_account_scope(principal, Scope::Deploy)?;
         validate_database_name(name)?;
-        if let Some(days) = settings.retention_days {
-            if days > orrery_api::limits::RETENTION_DAYS_MAX {
-                return Err(Error::invalid(format!(
-                    "retention_days is at most {} (0 keeps everything), not {days}",
-                    orrery_api::limits::RETENTION_DAYS_MAX
-                )));
-            }
-        }
+        check_retention(settings.retention_days)?;
         let mut tx = self.store.begin_write().await?;
         let database = self
             .insert_database(&mut tx, principal, name, settings, client_ip)
@@ -248,6 +241,46 @@ impl ControlPlane {
         .await
         .context("list module versions")?;
         rows.iter().map(version_from_row).collect()
+    }
+
+    /// Sets how many days of point-in-time history database `name` keeps
+    /// (admin; 0 keeps everything, at most
+    /// [`orrery_api::limits::RETENTION_DAYS_MAX`]).
+    pub async fn set_retention(
+        &self,
+        principal: &Principal,
+        name: &str,
+        days: u32,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Database, Error> {
+        check_retention(Some(days))?;
+        let database = self.authorize(principal, name, Scope::Admin).await?;
+        let mut tx = self.store.begin_write().await?;
+        sqlx::query("UPDATE databases SET retention_days = $1 WHERE id = $2")
+            .bind(i64::from(days))
+            .bind(database.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .context("set a database's retention")?;
+        let before = database
+            .retention_days
+            .map_or_else(|| "the host's default".to_owned(), |d| format!("{d} days"));
+        self.record_in(
+            &mut tx,
+            NewEntry::by(
+                principal,
+                AuditAction::DatabaseRetention,
+                name,
+                ip_text(client_ip),
+            )
+            .detail(format!("{days} days (was {before})")),
+        )
+        .await?;
+        tx.commit().await.context("commit a retention change")?;
+        Ok(Database {
+            retention_days: Some(days),
+            ..database
+        })
     }
 
     /// Removes database `created`, made by `principal` for work a host
@@ -495,6 +528,19 @@ fn name_taken(name: &str) -> Error {
     Error::Conflict(format!(
         "the database name {name:?} is taken; choose another"
     ))
+}
+
+/// A retention in days is at most [`orrery_api::limits::RETENTION_DAYS_MAX`].
+fn check_retention(days: Option<u32>) -> Result<(), Error> {
+    match days {
+        Some(days) if days > orrery_api::limits::RETENTION_DAYS_MAX => {
+            Err(Error::invalid(format!(
+                "retention_days is at most {} (0 keeps everything), not {days}",
+                orrery_api::limits::RETENTION_DAYS_MAX
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn database_from_row(row: &AnyRow) -> Result<Database, Error> {

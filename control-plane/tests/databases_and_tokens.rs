@@ -578,4 +578,33 @@ async fn settings_are_kept_and_bounded(h: Harness) {
             .unwrap_err();
     assert!(matches!(error, Error::InvalidRequest(_)), "{error}");
     assert!(h.cp.get_database(&ann, "ancient").await.is_err());
+    // Changed later by an admin credential, recorded in the audit log.
+    let changed = h.cp.set_retention(&ann, "plain", 90, None).await.unwrap();
+    assert_eq!(changed.retention_days, Some(90));
+    let read = h.cp.get_database(&ann, "plain").await.unwrap();
+    assert_eq!(read.retention_days, Some(90));
+    let error =
+        h.cp.set_retention(
+            &ann,
+            "plain",
+            orrery_api::limits::RETENTION_DAYS_MAX + 1,
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::InvalidRequest(_)), "{error}");
+    let (_, reader) = token(&h, &ann, Scope::Read, None, None).await;
+    let error =
+        h.cp.set_retention(&reader, "plain", 1, None)
+            .await
+            .unwrap_err();
+    assert!(matches!(error, Error::Forbidden(_)), "{error}");
+    let log = h.cp.audit_log(&ann, 10).await.unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.action == AuditAction::DatabaseRetention
+                && e.target.as_deref() == Some("plain")
+                && e.detail.as_deref() == Some("90 days (was the host's default)")),
+        "{log:?}"
+    );
 }

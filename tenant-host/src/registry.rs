@@ -1418,6 +1418,26 @@ impl Registry {
         Ok(())
     }
 
+    /// Keeps `days` of point-in-time history for database `id` (the
+    /// control plane's setting; 0: everything) in its `database.json`, and
+    /// has the replica follow it again under that window.
+    pub fn set_retention_days(&self, id: &Identity, days: u32) -> Result<(), RegistryError> {
+        let entry = self
+            .get(id)
+            .ok_or_else(|| RegistryError::NotFound(id.to_hex().to_string()))?;
+        {
+            let mut meta = lock(&entry.meta);
+            let mut next = meta.clone();
+            next.retention_days = Some(days);
+            entry.save_meta(&next)?;
+            *meta = next;
+        }
+        if let Some(replica) = &self.replica {
+            replica.follow(&entry);
+        }
+        Ok(())
+    }
+
     /// Sets the lock flag (owner only; idempotent).
     pub fn set_locked(
         &self,

@@ -36,6 +36,18 @@ impl DatabaseHosts for RecordingHosts {
         self.calls.lock().unwrap().push(format!("delete {name}"));
         Box::pin(async { Ok(()) })
     }
+
+    fn set_retention<'a>(
+        &'a self,
+        name: &'a str,
+        days: u32,
+    ) -> BoxFuture<'a, Result<(), HostError>> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("retention {name} {days}"));
+        Box::pin(async { Ok(()) })
+    }
 }
 
 pub struct Server {

@@ -90,6 +90,15 @@ pub enum DbCmd {
         #[command(flatten)]
         server: ServerArg,
     },
+    /// Set how many days of point-in-time history a database keeps in the
+    /// object store (0 keeps everything); the host applies it at once.
+    Retention {
+        name: String,
+        #[arg(value_parser = clap::value_parser!(u32).range(..=i64::from(orrery_api::limits::RETENTION_DAYS_MAX)))]
+        days: u32,
+        #[command(flatten)]
+        server: ServerArg,
+    },
     /// List the databases your credential may see.
     List {
         /// Print a JSON array instead of a table.
@@ -537,6 +546,16 @@ pub(crate) fn db(cmd: DbCmd, config: &Config) -> anyhow::Result<()> {
                 text(&created["id"]),
                 created["durability"].as_str().unwrap_or("the host's default")
             );
+            Ok(())
+        }
+        DbCmd::Retention { name, days, server } => {
+            let remote = account_remote(config, &server)?;
+            let path = format!("/databases/{}/retention", segment(&name));
+            remote.api("PUT", &path, Some(&json!({"retention_days": days})))?;
+            match days {
+                0 => println!("{name} keeps all of its history"),
+                _ => println!("{name} keeps {days} days of history"),
+            }
             Ok(())
         }
         DbCmd::List { json, server } => {

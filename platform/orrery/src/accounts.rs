@@ -222,6 +222,19 @@ pub(crate) fn rename_local(registry: &Registry, from: &str, to: &str) -> Result<
         .map_err(|e| e.to_string())
 }
 
+/// Sets the retention of database `name` of the registry, as the control
+/// plane chose it.
+pub(crate) fn retention_local(registry: &Registry, name: &str, days: u32) -> Result<(), String> {
+    let Some(id) = registry.lookup_name(name) else {
+        // Created in the control plane but never published: the claim
+        // carries the setting when it is.
+        return Ok(());
+    };
+    registry
+        .set_retention_days(&id, days)
+        .map_err(|e| e.to_string())
+}
+
 /// Deletes database `name` of the registry, as its owner.
 pub(crate) fn delete_local(registry: &Registry, name: &str) -> Result<(), String> {
     let Some(id) = registry.lookup_name(name) else {
@@ -358,6 +371,16 @@ impl control_api::DatabaseHosts for LocalHosts {
     ) -> control_api::BoxFuture<'a, Result<(), control_api::HostError>> {
         let name = name.to_owned();
         let done = self.run(move |registry| delete_local(registry, &name));
+        Box::pin(async move { done.await.map_err(control_api::HostError) })
+    }
+
+    fn set_retention<'a>(
+        &'a self,
+        name: &'a str,
+        days: u32,
+    ) -> control_api::BoxFuture<'a, Result<(), control_api::HostError>> {
+        let name = name.to_owned();
+        let done = self.run(move |registry| retention_local(registry, &name, days));
         Box::pin(async move { done.await.map_err(control_api::HostError) })
     }
 

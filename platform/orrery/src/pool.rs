@@ -24,7 +24,7 @@ use control_api::{
 use control_plane::ControlPlane;
 use tenant_host::registry::Registry;
 
-use crate::accounts::{delete_local, import_local, rename_local, restore_local};
+use crate::accounts::{delete_local, import_local, rename_local, restore_local, retention_local};
 
 /// The control plane's hosts, reached at the addresses they registered.
 pub(crate) struct HttpHosts {
@@ -99,6 +99,24 @@ impl DatabaseHosts for HttpHosts {
             };
             let url = format!("{address}{INTERNAL_PREFIX}/databases/{name}");
             self.send(self.http.delete(url), &format!("delete {name}"))
+                .await
+        })
+    }
+
+    fn set_retention<'a>(
+        &'a self,
+        name: &'a str,
+        days: u32,
+    ) -> BoxFuture<'a, Result<(), HostError>> {
+        Box::pin(async move {
+            let Some(address) = self.address(name, None).await? else {
+                return Ok(());
+            };
+            let url = format!("{address}{INTERNAL_PREFIX}/databases/{name}/retention");
+            let request = self.http.post(url).json(&control_api::RetentionRequest {
+                retention_days: days,
+            });
+            self.send(request, &format!("set the retention of {name}"))
                 .await
         })
     }
@@ -214,6 +232,10 @@ pub(crate) fn host_router(
             post(restore),
         )
         .route(&format!("{INTERNAL_PREFIX}/restores"), post(import))
+        .route(
+            &format!("{INTERNAL_PREFIX}/databases/{{name}}/retention"),
+            post(retention),
+        )
         .fallback(elsewhere)
         .with_state(state)
 }
@@ -305,6 +327,21 @@ async fn restore(
         })
         .await,
     )
+}
+
+async fn retention(
+    State(state): State<Arc<HostState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Json(request): Json<control_api::RetentionRequest>,
+) -> Response {
+    if !has_secret(&state, &headers) {
+        return no_secret();
+    }
+    run(&state, move |registry| {
+        retention_local(registry, &name, request.retention_days)
+    })
+    .await
 }
 
 async fn import(

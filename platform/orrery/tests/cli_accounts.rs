@@ -168,6 +168,24 @@ fn signup_deploy_with_a_token_revoke_it_and_log_out() {
         .expect("ledger's database.json");
     assert_eq!(meta["retention_days"], 30, "{meta}");
     assert_eq!(meta["durability"], "object-store", "{meta}");
+    // Changed later, the host that serves it follows.
+    let out = dev.ok(&["db", "retention", "ledger", "90"]);
+    assert_eq!(out, "ledger keeps 90 days of history\n");
+    let meta = std::fs::read_dir(data.path().join("cache"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("database.json")).ok())
+        .map(|text| serde_json::from_str::<Value>(&text).unwrap())
+        .find(|meta| meta["names"] == serde_json::json!(["ledger"]))
+        .expect("ledger's database.json");
+    assert_eq!(meta["retention_days"], 90, "{meta}");
+    let listed = dev.json(&["db", "list", "--json"]);
+    let ledger = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "ledger")
+        .unwrap();
+    assert_eq!(ledger["retention_days"], 90, "{ledger}");
     // A mode clap refuses (its usage error ends with a pointer to --help).
     let refused = dev.run(
         &["db", "create", "other", "--durability", "eventually"],

@@ -309,6 +309,7 @@ fn separate_processes_over_postgres_and_s3_sign_up_publish_subscribe_and_delete(
 
     restore_through_the_api(&cp.url, &host_url, &session, &deploy);
     import_from_a_store_by_url(&cp.url, &host_url, &store, &deploy);
+    retention_through_the_api(&cp.url, &session, &dir.path().join("cache"));
     rename_and_delete(&cp.url, &host_url, &session, &deploy);
     stop(&mut host.process, "orrery host");
     stop(&mut cp.process, "orrery control-plane");
@@ -642,6 +643,45 @@ fn import_from_a_store_by_url(api_url: &str, host_url: &str, store: &str, deploy
     assert_eq!(rows("jimport", &operator), rows("jledger", deploy));
 }
 
+/// The `database.json` of database `name` anywhere under `root`.
+fn meta_of(root: &Path, name: &str) -> Value {
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.file_name().is_some_and(|n| n == "database.json") {
+                let meta = json_of(&std::fs::read_to_string(&path).unwrap());
+                if meta["names"] == json!([name]) {
+                    return meta;
+                }
+            }
+        }
+    }
+    panic!("no database.json of {name} under {}", root.display())
+}
+
+/// A database's retention changed through the control-plane API reaches
+/// the host holding it (its `database.json`); over the ceiling is refused.
+fn retention_through_the_api(api_url: &str, session: &str, cache: &Path) {
+    let set = |days: u64| {
+        request(
+            api_url,
+            "PUT",
+            "/api/v1/databases/jledger/retention",
+            Some(session),
+            json!({"retention_days": days}).to_string().as_bytes(),
+        )
+    };
+    let (status, body) = set(3651);
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = set(14);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json_of(&body)["retention_days"], 14);
+    assert_eq!(meta_of(cache, "jledger")["retention_days"], 14);
+}
+
 /// Rename and delete through the control-plane API: the host follows.
 fn rename_and_delete(api_url: &str, host_url: &str, session: &str, deploy: &str) {
     let (session, deploy) = (session.to_owned(), deploy.to_owned());
@@ -693,6 +733,7 @@ fn the_same_journey_on_orrery_start_with_sqlite() {
     let url = o.url("");
     let (session, deploy) = journey(&url, &o.addr, &ts_dir, data.path());
     restore_through_the_api(&url, &url, &session, &deploy);
+    retention_through_the_api(&url, &session, &data.path().join("cache"));
     rename_and_delete(&url, &url, &session, &deploy);
     assert!(
         data.path().join("control-plane.db").is_file()
