@@ -320,13 +320,10 @@ async fn restore(
     if !has_secret(&state, &headers) {
         return no_secret();
     }
-    let (registry, backups) = (state.registry.clone(), state.backups.clone());
-    answered(
-        tokio::task::spawn_blocking(move || {
-            restore_local(&registry, backups.as_ref(), &name, &request)
-        })
-        .await,
-    )
+    run_json(&state, move |registry, backups| {
+        restore_local(registry, backups, &name, &request)
+    })
+    .await
 }
 
 async fn retention(
@@ -352,17 +349,25 @@ async fn import(
     if !has_secret(&state, &headers) {
         return no_secret();
     }
-    let (registry, backups) = (state.registry.clone(), state.backups.clone());
-    answered(
-        tokio::task::spawn_blocking(move || import_local(&registry, backups.as_ref(), &request))
-            .await,
-    )
+    run_json(&state, move |registry, backups| {
+        import_local(registry, backups, &request)
+    })
+    .await
 }
 
-/// A host task's JSON answer or refusal as a response.
-fn answered(
-    done: Result<Result<serde_json::Value, HostRefusal>, tokio::task::JoinError>,
+/// Runs a host task answering JSON off the async threads; its answer or
+/// refusal as a response.
+async fn run_json(
+    state: &HostState,
+    job: impl FnOnce(
+            &Registry,
+            &dyn orrery_edge::backups::Backups,
+        ) -> Result<serde_json::Value, HostRefusal>
+        + Send
+        + 'static,
 ) -> Response {
+    let (registry, backups) = (state.registry.clone(), state.backups.clone());
+    let done = tokio::task::spawn_blocking(move || job(&registry, backups.as_ref())).await;
     match done {
         Ok(Ok(answer)) => Json(answer).into_response(),
         Ok(Err(refusal)) => {

@@ -45,6 +45,15 @@ fn settle(o: &Orrery, bearer: &str, db: &str, id: &str, marker: u32) -> u64 {
     }
 }
 
+/// A minted identity's token (`POST /v1/identity`); it publishes under
+/// `--dev`.
+fn mint(o: &Orrery) -> String {
+    let (status, body) = send(ureq::post(&o.url("/v1/identity")), None);
+    assert_eq!(status, 200, "{body}");
+    let minted: Value = serde_json::from_str(&body).unwrap();
+    minted["token"].as_str().unwrap().to_owned()
+}
+
 fn call(o: &Orrery, bearer: &str, db: &str, reducer: &str, args: &str) {
     let (status, body) = send(
         ureq::post(&o.url(&format!("/v1/database/{db}/call/{reducer}")))
@@ -94,10 +103,7 @@ fn a_lost_cache_is_read_back_from_the_object_store() {
     let wasm = modules::module_bytes("bank");
     let data = tempfile::tempdir().unwrap();
     let o = Orrery::start(data.path());
-    let (status, body) = send(ureq::post(&o.url("/v1/identity")), None);
-    assert_eq!(status, 200, "{body}");
-    let minted: Value = serde_json::from_str(&body).unwrap();
-    let bearer = format!("Bearer {}", minted["token"].as_str().unwrap());
+    let bearer = format!("Bearer {}", mint(&o));
     let id = publish(&o, &bearer, "bank", &wasm);
     call(&o, &bearer, "bank", "seed", "[4]");
     for i in 0..20u64 {
@@ -159,10 +165,7 @@ fn in_object_store_mode_a_confirmed_write_survives_losing_the_host_at_once() {
     let wasm = modules::module_bytes("bank");
     let data = tempfile::tempdir().unwrap();
     let o = Orrery::start_with(data.path(), &["--durability", "object-store"]);
-    let (status, body) = send(ureq::post(&o.url("/v1/identity")), None);
-    assert_eq!(status, 200, "{body}");
-    let minted: Value = serde_json::from_str(&body).unwrap();
-    let bearer = format!("Bearer {}", minted["token"].as_str().unwrap());
+    let bearer = format!("Bearer {}", mint(&o));
     publish(&o, &bearer, "bank", &wasm);
     call(&o, &bearer, "bank", "seed", "[2]");
     for id in 10..15 {
@@ -311,10 +314,7 @@ fn backups_are_taken_listed_and_restored_into_new_databases() {
     let data = tempfile::tempdir().unwrap();
     let cli = tempfile::tempdir().unwrap();
     let o = Orrery::start(data.path());
-    let (status, body) = send(ureq::post(&o.url("/v1/identity")), None);
-    assert_eq!(status, 200, "{body}");
-    let minted: Value = serde_json::from_str(&body).unwrap();
-    let token = minted["token"].as_str().unwrap().to_owned();
+    let token = mint(&o);
     let bearer = format!("Bearer {token}");
     let id = publish(&o, &bearer, "bank", &wasm);
     let server = o.url("");
@@ -470,10 +470,7 @@ fn a_restore_in_place_disconnects_clients_and_can_be_undone() {
     let data = tempfile::tempdir().unwrap();
     let cli = tempfile::tempdir().unwrap();
     let o = Orrery::start(data.path());
-    let (status, body) = send(ureq::post(&o.url("/v1/identity")), None);
-    assert_eq!(status, 200, "{body}");
-    let minted: Value = serde_json::from_str(&body).unwrap();
-    let token = minted["token"].as_str().unwrap().to_owned();
+    let token = mint(&o);
     let bearer = format!("Bearer {token}");
     let id = publish(&o, &bearer, "bank", &wasm);
     let with_server = |o: &Orrery, args: &[&str]| {
@@ -616,10 +613,7 @@ fn sigkill_during_uploads_loses_no_acknowledged_write() {
     let wasm = modules::module_bytes("bank");
     let data = tempfile::tempdir().unwrap();
     let o = Orrery::start_with(data.path(), &["--durability", "object-store"]);
-    let (status, body) = send(ureq::post(&o.url("/v1/identity")), None);
-    assert_eq!(status, 200, "{body}");
-    let minted: Value = serde_json::from_str(&body).unwrap();
-    let bearer = format!("Bearer {}", minted["token"].as_str().unwrap());
+    let bearer = format!("Bearer {}", mint(&o));
     publish(&o, &bearer, "bank", &wasm);
     let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u32>::new()));
     let writers: Vec<_> = (0..4u32)
@@ -711,10 +705,7 @@ fn an_operator_restores_a_database_from_another_deployments_store() {
     // The other deployment: one database, two points.
     let old = tempfile::tempdir().unwrap();
     let a = Orrery::start(old.path());
-    let (status, body) = send(ureq::post(&a.url("/v1/identity")), None);
-    assert_eq!(status, 200, "{body}");
-    let minted: Value = serde_json::from_str(&body).unwrap();
-    let bearer = format!("Bearer {}", minted["token"].as_str().unwrap());
+    let bearer = format!("Bearer {}", mint(&a));
     let id = publish(&a, &bearer, "bank", &wasm);
     call(&a, &bearer, "bank", "seed", "[3]");
     let seeded = settle(&a, &bearer, "bank", &id, 1000);
@@ -882,10 +873,7 @@ fn a_failing_store_shows_in_health_and_the_copy_catches_up() {
     let wasm = modules::module_bytes("bank");
     let data = tempfile::tempdir().unwrap();
     let o = Orrery::start(data.path());
-    let (status, body) = send(ureq::post(&o.url("/v1/identity")), None);
-    assert_eq!(status, 200, "{body}");
-    let minted: Value = serde_json::from_str(&body).unwrap();
-    let bearer = format!("Bearer {}", minted["token"].as_str().unwrap());
+    let bearer = format!("Bearer {}", mint(&o));
     let id = publish(&o, &bearer, "bank", &wasm);
     call(&o, &bearer, "bank", "seed", "[3]");
     settle(&o, &bearer, "bank", &id, 1000);
