@@ -58,6 +58,8 @@ pub(crate) struct ObjectStoreReplica {
     /// When a transaction of a database here counts as durable.
     durability: Durability,
     followers: Mutex<HashMap<Identity, Follower>>,
+    /// Databases with an in-place restore running.
+    restoring: Mutex<HashSet<Identity>>,
 }
 
 impl ObjectStoreReplica {
@@ -106,6 +108,7 @@ impl ObjectStoreReplica {
             placed,
             durability,
             followers: Mutex::new(HashMap::new()),
+            restoring: Mutex::new(HashSet::new()),
         }
     }
 
@@ -534,6 +537,11 @@ impl ObjectStoreReplica {
                 ));
             }
         }
+        // One in-place restore of a database at a time: they share its
+        // scratch folder (a crash's leftover is removed by the next).
+        if !lock(&self.restoring).insert(identity) {
+            return Err("a restore of this database is already running; try again when it is done".into());
+        }
         let scratch = entry
             .dir()
             .with_file_name(format!(".restoring-{}-in-place", identity.to_hex()));
@@ -543,6 +551,7 @@ impl ObjectStoreReplica {
                 tracing::warn!(dir = %scratch.display(), error = %e, "cannot remove a restore's scratch copy");
             }
         }
+        lock(&self.restoring).remove(&identity);
         result
     }
 
