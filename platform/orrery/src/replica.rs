@@ -540,8 +540,17 @@ impl ObjectStoreReplica {
         // One in-place restore of a database at a time: they share its
         // scratch folder (a crash's leftover is removed by the next).
         if !lock(&self.restoring).insert(identity) {
-            return Err("a restore of this database is already running; try again when it is done".into());
+            return Err(
+                "a restore of this database is already running; try again when it is done".into(),
+            );
         }
+        struct Done<'a>(&'a Mutex<HashSet<Identity>>, Identity);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                lock(self.0).remove(&self.1);
+            }
+        }
+        let _done = Done(&self.restoring, identity);
         let scratch = entry
             .dir()
             .with_file_name(format!(".restoring-{}-in-place", identity.to_hex()));
@@ -551,7 +560,6 @@ impl ObjectStoreReplica {
                 tracing::warn!(dir = %scratch.display(), error = %e, "cannot remove a restore's scratch copy");
             }
         }
-        lock(&self.restoring).remove(&identity);
         result
     }
 
