@@ -121,7 +121,8 @@ pub(crate) async fn delete_database(
 }
 
 /// Restores a database of another object store (another bucket or
-/// deployment, given by URL) into a new database of the operator's account,
+/// deployment, given by URL) into a new database of an account (the
+/// operator's unless `account` names another by email),
 /// on a host of this platform: at a backup, a time, an offset, or (none
 /// given) its newest point.
 #[utoipa::path(
@@ -134,6 +135,7 @@ pub(crate) async fn delete_database(
         (status = 400, body = ErrorBody, description = "not an identity, a DNS label, or more than one point"),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "needs the operator role"),
+        (status = 404, body = ErrorBody, description = "no account has that email"),
         (status = 409, body = ErrorBody, description = "the new name is taken"),
         (status = 503, body = ErrorBody, description = "the store or the point could not be read, or no host is up; nothing is left behind"),
     )
@@ -167,16 +169,23 @@ pub(crate) async fn restore_from_store(
         .as_ref()
         .ok_or_else(|| ApiError::unavailable("no host serves this control plane's databases"))?;
     let cp = &state.control_plane;
-    let created = cp
-        .create_database_with(
-            &caller.principal,
-            &request.into,
-            Default::default(),
-            caller.client_ip,
-        )
-        .await?;
+    let created = match &request.account {
+        Some(email) => {
+            cp.operator_create_database(&caller.principal, email, &request.into, caller.client_ip)
+                .await?
+        }
+        None => {
+            cp.create_database_with(
+                &caller.principal,
+                &request.into,
+                Default::default(),
+                caller.client_ip,
+            )
+            .await?
+        }
+    };
     let import = HostImport {
-        owner: caller.principal.identity.to_hex().to_string(),
+        owner: created.owner_identity.to_hex().to_string(),
         restore: request.clone(),
     };
     let answer = match hosts.import(&import).await {

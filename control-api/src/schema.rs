@@ -214,9 +214,9 @@ pub struct RestoreDatabase {
 }
 
 /// `POST /admin/restores`: a database of another object store (another
-/// bucket or deployment) restored into a new database of the operator's
-/// account; at most one of `snapshot`, `offset` and `at` (none: the newest
-/// point).
+/// bucket or deployment) restored into a new database of the account
+/// `account` names (the operator's without it); at most one of `snapshot`,
+/// `offset` and `at` (none: the newest point).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreFromStore {
@@ -227,6 +227,10 @@ pub struct RestoreFromStore {
     pub database: String,
     /// The new database's name (a DNS label).
     pub into: String,
+    /// The email of the account the new database belongs to; absent: the
+    /// operator's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

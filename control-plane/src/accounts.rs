@@ -317,7 +317,7 @@ impl ControlPlane {
         rows.iter().map(account_from_row).collect()
     }
 
-    async fn account_row_by_email(&self, email: &str) -> Result<Option<AnyRow>, Error> {
+    pub(crate) async fn account_row_by_email(&self, email: &str) -> Result<Option<AnyRow>, Error> {
         sqlx::query(
             "SELECT id, email, password_hash, role, created_at FROM accounts WHERE email = $1",
         )
@@ -336,7 +336,7 @@ impl ControlPlane {
     }
 }
 
-fn account_from_row(row: &AnyRow) -> Result<Account, Error> {
+pub(crate) fn account_from_row(row: &AnyRow) -> Result<Account, Error> {
     let id = AccountId::from_stored(get::<String>(row, "id")?);
     Ok(Account {
         identity: token::account_identity(id.as_str()),
@@ -386,7 +386,7 @@ fn normalize_email(email: &str) -> String {
 
 /// A normalised email with one `@`, a non-empty local part and domain, no
 /// whitespace or control characters, at most 254 bytes.
-fn valid_email(email: &str) -> Result<String, Error> {
+pub(crate) fn valid_email(email: &str) -> Result<String, Error> {
     let email = normalize_email(email);
     let well_formed = email.len() <= EMAIL_BYTES_MAX
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())

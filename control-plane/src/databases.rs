@@ -92,25 +92,29 @@ impl ControlPlane {
         check_retention(settings.retention_days)?;
         let mut tx = self.store.begin_write().await?;
         let database = self
-            .insert_database(&mut tx, principal, name, settings, client_ip)
+            .insert_database(&mut tx, principal, None, name, settings, client_ip)
             .await?;
         tx.commit().await.context("commit a database creation")?;
         Ok(database)
     }
 
+    /// Inserts database `name` into `account` (the principal's when
+    /// `None`), recording that `principal` created it.
     async fn insert_database(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         principal: &Principal,
+        account: Option<&AccountId>,
         name: &str,
         settings: orrery_api::DatabaseSettings,
         client_ip: Option<IpAddr>,
     ) -> Result<Database, Error> {
+        let account_id = account.unwrap_or(&principal.account_id).clone();
         let database = Database {
             id: DatabaseId::generate(),
             name: name.to_owned(),
-            account_id: principal.account_id.clone(),
-            owner_identity: principal.identity,
+            owner_identity: token::account_identity(account_id.as_str()),
+            account_id,
             created_at_ms: self.now_ms(),
             suspended_at_ms: None,
             durability: settings.durability,
@@ -134,15 +138,54 @@ impl ControlPlane {
         };
         self.record_in(
             tx,
-            NewEntry::by(
-                principal,
-                AuditAction::DatabaseCreate,
-                name,
-                ip_text(client_ip),
-            )
-            .detail(database.id.to_string()),
+            NewEntry {
+                account_id: Some(database.account_id.clone()),
+                ..NewEntry::by(
+                    principal,
+                    AuditAction::DatabaseCreate,
+                    name,
+                    ip_text(client_ip),
+                )
+                .detail(database.id.to_string())
+            },
         )
         .await?;
+        Ok(database)
+    }
+
+    /// Creates database `name` in the account with this email, for the
+    /// operator (a database brought over from another store for a
+    /// customer); the account's admins see it in their audit log.
+    pub async fn operator_create_database(
+        &self,
+        operator: &Principal,
+        email: &str,
+        name: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Database, Error> {
+        self.require_operator(operator)?;
+        validate_database_name(name)?;
+        let email = crate::accounts::valid_email(email)?;
+        let row = self
+            .account_row_by_email(&email)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: "account",
+                name: email.clone(),
+            })?;
+        let account = crate::accounts::account_from_row(&row)?;
+        let mut tx = self.store.begin_write().await?;
+        let database = self
+            .insert_database(
+                &mut tx,
+                operator,
+                Some(&account.id),
+                name,
+                Default::default(),
+                client_ip,
+            )
+            .await?;
+        tx.commit().await.context("commit a database creation")?;
         Ok(database)
     }
 
@@ -356,8 +399,15 @@ impl ControlPlane {
         let database = match existing {
             Some(database) => database,
             None => {
-                self.insert_database(&mut tx, principal, name, Default::default(), client_ip)
-                    .await?
+                self.insert_database(
+                    &mut tx,
+                    principal,
+                    None,
+                    name,
+                    Default::default(),
+                    client_ip,
+                )
+                .await?
             }
         };
         // Publishes to one database take turns: this no-op write locks the

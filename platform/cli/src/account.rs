@@ -435,8 +435,7 @@ pub(crate) fn restore(
 /// `orrery restore ID --from-store URL --into NEW [point]`: the operator's
 /// `POST /api/v1/admin/restores`.
 pub(crate) fn import(
-    store: &str,
-    database: &str,
+    (store, database, account): (&str, &str, Option<&str>),
     (snapshot, offset, at): (Option<String>, Option<u64>, Option<String>),
     into: &str,
     server: &ServerArg,
@@ -445,6 +444,9 @@ pub(crate) fn import(
     let remote = account_remote(config, server)?;
     let database = database.trim_start_matches("0x");
     let mut body = json!({"store": store, "database": database, "into": into});
+    if let Some(account) = account {
+        body["account"] = json!(account);
+    }
     if let Some(id) = snapshot {
         body["snapshot"] = json!(id);
     }

@@ -126,6 +126,10 @@ pub enum Cmd {
         /// restore DATABASE (its identity there) from; needs --into.
         #[arg(long, requires = "into")]
         from_store: Option<String>,
+        /// With --from-store: the email of the account the new database
+        /// belongs to (default: yours).
+        #[arg(long, requires = "from_store")]
+        account: Option<String>,
         /// A backup id from `orrery backup list`.
         #[arg(long)]
         snapshot: Option<String>,
@@ -468,13 +472,13 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             at,
             into,
             from_store,
+            account,
             yes,
             server,
         } => {
             if let (Some(store), Some(into)) = (&from_store, &into) {
                 return account::import(
-                    store,
-                    &database,
+                    (store, &database, account.as_deref()),
                     (snapshot, offset, at),
                     into,
                     &server,

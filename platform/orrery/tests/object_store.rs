@@ -821,6 +821,39 @@ fn an_operator_restores_a_database_from_another_deployments_store() {
     };
     assert_eq!(rows("bank-a"), newest);
     assert_eq!(rows("bank-early"), at_seed);
+    // Into a customer's account, named by email: the customer owns it.
+    let (status, body) = import(
+        &operator,
+        serde_json::json!({"store": store, "database": id, "into": "bank-ann", "account": "ann@example.com"}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = api_json(
+        &b,
+        "GET",
+        "/api/v1/databases/bank-ann",
+        Some(&member),
+        Value::Null,
+    );
+    assert_eq!(status, 200, "ann's database: {body}");
+    let (status, body) = send(
+        ureq::post(&b.url("/v1/database/bank-ann/sql"))
+            .set("Authorization", &format!("Bearer {member}")),
+        Some(b"DELETE FROM account WHERE id = 3"),
+    );
+    assert_eq!(status, 200, "ann owns it: {body}");
+    let (status, body) = import(
+        &operator,
+        serde_json::json!({"store": store, "database": id, "into": "bank-nobody", "account": "nobody@example.com"}),
+    );
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = api_json(
+        &b,
+        "GET",
+        "/api/v1/databases/bank-nobody",
+        Some(&operator),
+        Value::Null,
+    );
+    assert_eq!(status, 404, "{body}");
     // The operator owns the copy: an owner's write works.
     let (status, body) = send(
         ureq::post(&b.url("/v1/database/bank-a/sql"))
