@@ -108,6 +108,10 @@ enum Command {
         snapshot_every_log_mib: u64,
         #[command(flatten)]
         copies: CopyArgs,
+        /// Sign-up needs an invitation from an operator (see
+        /// --operator-email).
+        #[arg(long, env = "ORRERY_INVITE_ONLY")]
+        invite_only: bool,
         #[command(flatten)]
         operator: OperatorArgs,
     },
@@ -141,10 +145,10 @@ enum Command {
         #[arg(long, env = "ORRERY_BEHIND_TLS")]
         behind_tls: bool,
         /// Sign-up needs an invitation from an operator.
-        #[command(flatten)]
-        operator: OperatorArgs,
         #[arg(long, env = "ORRERY_INVITE_ONLY")]
         invite_only: bool,
+        #[command(flatten)]
+        operator: OperatorArgs,
         #[arg(long, env = "ORRERY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
         log_format: LogFormat,
     },
@@ -367,10 +371,16 @@ fn main() -> anyhow::Result<()> {
             snapshot_every_txs,
             snapshot_every_log_mib,
             copies,
+            invite_only,
             operator,
         } => {
             init_logs(log_format);
             let options = snapshot_options(snapshot_every_txs, snapshot_every_log_mib);
+            let signup = if invite_only {
+                control_plane::SignupMode::InviteOnly
+            } else {
+                control_plane::SignupMode::Open
+            };
             start(
                 &data_dir,
                 &listen_addr,
@@ -378,7 +388,7 @@ fn main() -> anyhow::Result<()> {
                 dev,
                 options,
                 copies,
-                &operator,
+                (signup, &operator),
             )
         }
         Command::Dev(cmd) => {
@@ -398,7 +408,7 @@ fn start(
     dev: bool,
     options: DbOptions,
     copies: CopyArgs,
-    operator: &OperatorArgs,
+    (signup, operator): (control_plane::SignupMode, &OperatorArgs),
 ) -> anyhow::Result<()> {
     if dev {
         refuse_dev_off_loopback(listen_addr)?;
@@ -438,12 +448,18 @@ fn start(
     let plane = runtime
         .block_on(control_plane::Store::connect(&metadata))
         .map(|store| {
-            control_plane::ControlPlane::new(store, control_plane::Config::default())
-                .with_module_signing(control_plane::ModuleSigning::new(
-                    modules.clone(),
-                    signing_key,
-                    Arc::new(signing::RuntimeValidator::Shared(host.clone())),
-                ))
+            control_plane::ControlPlane::new(
+                store,
+                control_plane::Config {
+                    signup,
+                    ..control_plane::Config::default()
+                },
+            )
+            .with_module_signing(control_plane::ModuleSigning::new(
+                modules.clone(),
+                signing_key,
+                Arc::new(signing::RuntimeValidator::Shared(host.clone())),
+            ))
         })
         .context("open the control plane's metadata store")?;
     runtime.block_on(bootstrap_operator(&plane, operator))?;

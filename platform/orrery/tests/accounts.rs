@@ -137,3 +137,58 @@ fn sign_up_create_a_token_publish_call_read_logs_and_delete() {
     assert_eq!(status, 404, "{body}");
     o.stop();
 }
+
+// `orrery start --invite-only --operator-email E`: the operator exists from
+// the first start, strangers cannot sign up, and an invitation the
+// operator makes lets one account in, once.
+#[test]
+fn invite_only_start_lets_in_whom_the_operator_invites() {
+    let data = tempfile::tempdir().unwrap();
+    let password = "correct horse battery staple";
+    let o = Orrery::start_closed(
+        data.path(),
+        &[
+            "--invite-only",
+            "--operator-email",
+            "op@example.com",
+            "--operator-password",
+            password,
+        ],
+    );
+    let signup = |invite: Option<&str>| {
+        let mut body = json!({"email": "ann@example.com", "password": password});
+        if let Some(invite) = invite {
+            body["invite"] = json!(invite);
+        }
+        request(
+            &o,
+            "POST",
+            "/api/v1/signup",
+            None,
+            body.to_string().as_bytes(),
+        )
+    };
+    let (status, body) = signup(None);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("invit"), "{body}");
+    let (status, body) = request(
+        &o,
+        "POST",
+        "/api/v1/login",
+        None,
+        json!({"email": "op@example.com", "password": password})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let operator = json_of(&body)["session"].as_str().unwrap().to_owned();
+    let (status, body) = request(&o, "POST", "/api/v1/admin/invites", Some(&operator), b"{}");
+    assert_eq!(status, 201, "{body}");
+    let invite = json_of(&body)["invite"].as_str().unwrap().to_owned();
+    let (status, body) = signup(Some(&invite));
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = request(&o, "GET", "/api/v1/admin/accounts", Some(&operator), b"");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("ann@example.com"), "{body}");
+    o.stop();
+}

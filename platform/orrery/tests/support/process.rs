@@ -25,6 +25,8 @@ const LINE_WAIT: Duration = Duration::from_secs(120);
 struct Output {
     lines: Mutex<Vec<String>>,
     grew: Condvar,
+    /// Streams that reached their end (both: the child is gone).
+    ended: std::sync::atomic::AtomicUsize,
 }
 
 impl Output {
@@ -39,6 +41,12 @@ impl Output {
                 output.lines().push(line);
                 output.grew.notify_all();
             }
+            // Taken under the lock, so a waiter cannot miss the wake-up.
+            let _lines = output.lines();
+            output
+                .ended
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            output.grew.notify_all();
         })
     }
 }
@@ -101,6 +109,11 @@ impl Captured {
             if let Some(line) = lines.iter().find(|l| l.contains(needle)) {
                 return line.clone();
             }
+            assert!(
+                self.output.ended.load(std::sync::atomic::Ordering::SeqCst) < 2,
+                "the process ended without a line with {needle:?}; printed:\n{}",
+                lines.join("\n")
+            );
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(
                 !left.is_zero(),
