@@ -204,11 +204,17 @@ pub enum RestoreTarget {
     InPlace,
 }
 
-impl RestoreRequest {
-    /// The point and the target, or why the request is not a restore.
-    pub fn parse(&self) -> Result<(RestorePoint, RestoreTarget), String> {
-        let point = match (&self.snapshot, self.offset, &self.at) {
-            (Some(id), None, None) => RestorePoint::Backup(id.clone()),
+impl RestorePoint {
+    /// The point that one of `snapshot` (a backup id), `offset` and `at`
+    /// (RFC 3339) names; `None` when none is given, an error for more.
+    pub fn from_fields(
+        snapshot: Option<&str>,
+        offset: Option<u64>,
+        at: Option<&str>,
+    ) -> Result<Option<RestorePoint>, String> {
+        Ok(Some(match (snapshot, offset, at) {
+            (None, None, None) => return Ok(None),
+            (Some(id), None, None) => RestorePoint::Backup(id.to_owned()),
             (None, Some(offset), None) => RestorePoint::Offset(offset),
             (None, None, Some(at)) => {
                 let time = humantime::parse_rfc3339_weak(at)
@@ -218,10 +224,20 @@ impl RestoreRequest {
                         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
                 )
             }
-            _ => {
-                return Err("give exactly one of `snapshot` (a backup id), `offset` and `at` (an RFC 3339 time)".into())
-            }
-        };
+            _ => return Err("give only one of `snapshot`, `offset` and `at`".into()),
+        }))
+    }
+}
+
+impl RestoreRequest {
+    /// The point and the target, or why the request is not a restore.
+    pub fn parse(&self) -> Result<(RestorePoint, RestoreTarget), String> {
+        let point = RestorePoint::from_fields(
+            self.snapshot.as_deref(),
+            self.offset,
+            self.at.as_deref(),
+        )?
+        .ok_or("give one of `snapshot` (a backup id), `offset` and `at` (an RFC 3339 time)")?;
         let target = match (&self.into, self.in_place) {
             (Some(into), false) => {
                 if !tenant_host::registry::is_valid_name(into) {

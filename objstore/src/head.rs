@@ -109,11 +109,17 @@ impl Heads {
 
     /// Opens the store `url` names.
     pub fn open(url: &ObjectStoreUrl) -> Result<Heads, OpenError> {
+        Ok(Heads::over(url, url.open()?))
+    }
+
+    /// The heads of `store`, which `url` opened (a folder store moves them
+    /// under lock files in its folder).
+    pub fn over(url: &ObjectStoreUrl, store: Arc<dyn ObjectStore>) -> Heads {
         let folder = match url {
             ObjectStoreUrl::File { dir } => Some(dir.clone()),
             _ => None,
         };
-        Ok(Heads::new(url.open()?, folder))
+        Heads::new(store, folder)
     }
 
     /// The head of `db` and its version, or `None` before the first generation.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use orrery_objstore::layout::{replay_plan, DatabaseKey, SegmentRef};
 use orrery_objstore::object_store::path::Path as ObjectPath;
 use orrery_objstore::object_store::{ObjectStore, PutPayload};
-use orrery_objstore::{HeadError, Heads, ObjectStoreUrl};
+use orrery_objstore::{HeadError, Heads};
 use stores::{Fixture, Kind};
 
 for_each_store!(
@@ -24,11 +24,7 @@ for_each_store!(
 );
 
 fn heads(fx: &Fixture) -> Heads {
-    let folder = match &fx.url {
-        ObjectStoreUrl::File { dir } => Some(dir.clone()),
-        _ => None,
-    };
-    Heads::new(fx.raw.clone(), folder)
+    Heads::over(&fx.url, fx.raw.clone())
 }
 
 fn db() -> DatabaseKey {

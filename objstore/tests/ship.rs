@@ -123,13 +123,9 @@ fn payload(tag: &str, i: u64) -> Vec<u8> {
 }
 
 fn database(fx: &Fixture, name: &str) -> DatabaseStore {
-    let folder = match &fx.url {
-        ObjectStoreUrl::File { dir } => Some(dir.clone()),
-        _ => None,
-    };
     DatabaseStore::new(
         fx.raw.clone(),
-        Heads::new(fx.raw.clone(), folder),
+        Heads::over(&fx.url, fx.raw.clone()),
         DatabaseKey::new(name).expect("key"),
     )
 }

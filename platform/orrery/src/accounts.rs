@@ -309,21 +309,16 @@ pub(crate) fn import_local(
     backups: &dyn orrery_edge::backups::Backups,
     import: &control_api::HostImport,
 ) -> Result<serde_json::Value, control_api::HostRefusal> {
-    use orrery_edge::backups::{ForeignDatabase, RestorePoint, RestoreRequest};
+    use orrery_edge::backups::{ForeignDatabase, RestorePoint};
     let refused = |status: u16, message: String| control_api::HostRefusal { status, message };
     let request = &import.restore;
-    let point = if request.snapshot.is_none() && request.offset.is_none() && request.at.is_none() {
-        RestorePoint::Latest
-    } else {
-        let as_restore = RestoreRequest {
-            into: Some(request.into.clone()),
-            snapshot: request.snapshot.clone(),
-            offset: request.offset,
-            at: request.at.clone(),
-            ..RestoreRequest::default()
-        };
-        as_restore.parse().map_err(|e| refused(400, e))?.0
-    };
+    let point = RestorePoint::from_fields(
+        request.snapshot.as_deref(),
+        request.offset,
+        request.at.as_deref(),
+    )
+    .map_err(|e| refused(400, e))?
+    .unwrap_or(RestorePoint::Latest);
     let from = ForeignDatabase {
         store: request.store.clone(),
         database: Identity::from_hex(&request.database)

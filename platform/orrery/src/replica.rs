@@ -75,13 +75,9 @@ impl ObjectStoreReplica {
         let store = url
             .open()
             .with_context(|| format!("open the object store {url}"))?;
-        let folder = match url {
-            orrery_objstore::ObjectStoreUrl::File { dir } => Some(dir.clone()),
-            _ => None,
-        };
         Ok(ObjectStoreReplica::new(
             store.clone(),
-            Heads::new(store, folder),
+            Heads::over(url, store),
             runtime,
             ShipOptions {
                 retention: retention(retention_days),
@@ -492,13 +488,9 @@ impl ObjectStoreReplica {
         let store = url
             .open()
             .map_err(|e| format!("cannot open the object store {}: {e}", from.store))?;
-        let folder = match &url {
-            orrery_objstore::ObjectStoreUrl::File { dir } => Some(dir.clone()),
-            _ => None,
-        };
         let key = DatabaseKey::new(from.database.to_hex().as_str())
             .expect("64 hex digits are a valid database key");
-        let database = DatabaseStore::new(store.clone(), Heads::new(store, folder), key);
+        let database = DatabaseStore::new(store.clone(), Heads::over(&url, store), key);
         let hydrated = self
             .write_directory(database, store_point(point)?, identity, dir, Some(copy))
             .await?;
@@ -649,7 +641,7 @@ pub(crate) async fn foreign_module(store: &str, database: &str) -> Result<Vec<u8
         .map_err(|e| format!("cannot open the object store {store}: {e}"))?;
     let key = DatabaseKey::new(database)
         .ok_or_else(|| format!("`{database}` is not a database identity"))?;
-    let source = DatabaseStore::new(opened.clone(), Heads::new(opened, None), key);
+    let source = DatabaseStore::new(opened.clone(), Heads::over(&url, opened), key);
     let meta = source
         .file(META_FILE)
         .await

@@ -109,6 +109,16 @@ impl Cli {
 // from ORRERY_TOKEN in a configuration that stores nothing (as CI runs),
 // `token list`/`token revoke`, the revoked token refused by name, and
 // `logout` ending the session on the server as well as locally.
+/// The `database.json` of database `name` in `orrery start`'s cache.
+fn meta_of(data: &Path, name: &str) -> Value {
+    std::fs::read_dir(data.join("cache"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("database.json")).ok())
+        .map(|text| serde_json::from_str::<Value>(&text).unwrap())
+        .find(|meta| meta["names"] == serde_json::json!([name]))
+        .unwrap_or_else(|| panic!("no database.json of {name}"))
+}
+
 #[test]
 fn signup_deploy_with_a_token_revoke_it_and_log_out() {
     let data = tempfile::tempdir().unwrap();
@@ -160,23 +170,13 @@ fn signup_deploy_with_a_token_revoke_it_and_log_out() {
     );
     // The host that serves ledger keeps its settings with it.
     dev.ok(&["publish", "ledger", "--bin-path", wasm]);
-    let meta = std::fs::read_dir(data.path().join("cache"))
-        .unwrap()
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("database.json")).ok())
-        .map(|text| serde_json::from_str::<Value>(&text).unwrap())
-        .find(|meta| meta["names"] == serde_json::json!(["ledger"]))
-        .expect("ledger's database.json");
+    let meta = meta_of(data.path(), "ledger");
     assert_eq!(meta["retention_days"], 30, "{meta}");
     assert_eq!(meta["durability"], "object-store", "{meta}");
     // Changed later, the host that serves it follows.
     let out = dev.ok(&["db", "retention", "ledger", "90"]);
     assert_eq!(out, "ledger keeps 90 days of history\n");
-    let meta = std::fs::read_dir(data.path().join("cache"))
-        .unwrap()
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("database.json")).ok())
-        .map(|text| serde_json::from_str::<Value>(&text).unwrap())
-        .find(|meta| meta["names"] == serde_json::json!(["ledger"]))
-        .expect("ledger's database.json");
+    let meta = meta_of(data.path(), "ledger");
     assert_eq!(meta["retention_days"], 90, "{meta}");
     let listed = dev.json(&["db", "list", "--json"]);
     let ledger = listed

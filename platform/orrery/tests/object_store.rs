@@ -446,11 +446,16 @@ fn backups_are_taken_listed_and_restored_into_new_databases() {
 
 /// Every row of `bank`'s accounts, sorted by id.
 fn accounts(o: &Orrery, bearer: &str) -> Value {
+    accounts_in(o, bearer, "bank")
+}
+
+/// Every row of `db`'s accounts, sorted by id.
+fn accounts_in(o: &Orrery, bearer: &str, db: &str) -> Value {
     let (status, body) = send(
-        ureq::post(&o.url("/v1/database/bank/sql")).set("Authorization", bearer),
+        ureq::post(&o.url(&format!("/v1/database/{db}/sql"))).set("Authorization", bearer),
         Some(b"SELECT * FROM account"),
     );
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 200, "{db}: {body}");
     let rows: Value = serde_json::from_str(&body).unwrap();
     let mut rows = rows[0]["rows"].as_array().unwrap().clone();
     rows.sort_by_key(|row| row[0].as_u64());
@@ -807,18 +812,8 @@ fn an_operator_restores_a_database_from_another_deployments_store() {
         "{}",
         run.stdout
     );
-    let rows = |db: &str| {
-        let (status, body) = send(
-            ureq::post(&b.url(&format!("/v1/database/{db}/sql")))
-                .set("Authorization", &format!("Bearer {operator}")),
-            Some(b"SELECT * FROM account"),
-        );
-        assert_eq!(status, 200, "{db}: {body}");
-        let rows: Value = serde_json::from_str(&body).unwrap();
-        let mut rows = rows[0]["rows"].as_array().unwrap().clone();
-        rows.sort_by_key(|row| row[0].as_u64());
-        Value::Array(rows)
-    };
+    let operator_bearer = format!("Bearer {operator}");
+    let rows = |db: &str| accounts_in(&b, &operator_bearer, db);
     assert_eq!(rows("bank-a"), newest);
     assert_eq!(rows("bank-early"), at_seed);
     // Into a customer's account, named by email: the customer owns it.

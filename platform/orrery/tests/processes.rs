@@ -501,12 +501,7 @@ fn restore_through_the_api(api_url: &str, host_url: &str, session: &str, deploy:
         assert_eq!(status, 200, "{query}: {body}");
         body
     };
-    let rows = |db: &str| {
-        let body = sql(db, "SELECT * FROM account");
-        let mut rows = json_of(&body)[0]["rows"].as_array().unwrap().clone();
-        rows.sort_by_key(|row| row[0].as_u64());
-        Value::Array(rows)
-    };
+    let rows = |db: &str| account_rows(host_url, deploy, db);
     let restore = |bearer: &str, body: Value| {
         request(
             api_url,
@@ -626,21 +621,24 @@ fn import_from_a_store_by_url(api_url: &str, host_url: &str, store: &str, deploy
             .as_bytes(),
     );
     assert_eq!(status, 201, "{body}");
-    let rows = |db: &str, bearer: &str| {
-        let path = format!("/v1/database/{db}/sql");
-        let (status, body) = request(
-            host_url,
-            "POST",
-            &path,
-            Some(bearer),
-            b"SELECT * FROM account",
-        );
-        assert_eq!(status, 200, "{db}: {body}");
-        let mut rows = json_of(&body)[0]["rows"].as_array().unwrap().clone();
-        rows.sort_by_key(|row| row[0].as_u64());
-        Value::Array(rows)
-    };
+    let rows = |db: &str, bearer: &str| account_rows(host_url, bearer, db);
     assert_eq!(rows("jimport", &operator), rows("jledger", deploy));
+}
+
+/// Every row of `db`'s accounts on the host, sorted by id.
+fn account_rows(host_url: &str, bearer: &str, db: &str) -> Value {
+    let path = format!("/v1/database/{db}/sql");
+    let (status, body) = request(
+        host_url,
+        "POST",
+        &path,
+        Some(bearer),
+        b"SELECT * FROM account",
+    );
+    assert_eq!(status, 200, "{db}: {body}");
+    let mut rows = json_of(&body)[0]["rows"].as_array().unwrap().clone();
+    rows.sort_by_key(|row| row[0].as_u64());
+    Value::Array(rows)
 }
 
 /// The `database.json` of database `name` anywhere under `root`.
